@@ -1,0 +1,42 @@
+//! `aws.*` types. Their params schemas are always compiled so plans validate everywhere; the
+//! calls themselves need baton-core's `aws` feature.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub mod create_stack;
+pub mod delete_stack;
+pub mod empty_bucket;
+pub mod get_stack_outputs;
+pub mod upload_context;
+
+/// An AWS account id, written as a string or (as in older action files) a number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AccountId {
+    Text(String),
+    Number(u64),
+}
+
+/// Stack tags: a map, or a list of `{ "Key": …, "Value": … }` as CloudFormation writes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Tags {
+    Map(BTreeMap<String, String>),
+    List(Vec<Tag>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tag {
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "Value")]
+    pub value: String,
+}
+
+/// Stack parameters: values are strings in CloudFormation; numbers and booleans are accepted
+/// and turned into their text.
+pub type Parameters = BTreeMap<String, Value>;

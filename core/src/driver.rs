@@ -1,0 +1,340 @@
+//! The async driver: composes the sans-IO scheduler with a store and an executor. One call of
+//! [`tick`] is one Lambda invocation or one turn of the local loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::actions::Mode;
+use crate::executor::{CheckRequest, Executor, LogLine, LogSink, Outcome, StartRequest};
+use crate::model::{ActionIdx, Plan};
+use crate::run::{Run, RunError};
+use crate::scheduler::{CancelReason, Flow, Scheduler, Step};
+use crate::state::{ActionState, Level, LogEntry, RunState, RunStatus};
+use crate::store::RunStore;
+
+#[derive(Debug, Clone)]
+pub struct TickOptions {
+    /// Stop starting new work after this long (Lambda: deadline minus a margin).
+    pub budget: Duration,
+    /// Also bound synchronous actions by the budget (Lambda must return before its deadline;
+    /// a local driver lets a long command finish).
+    pub hard_deadline: bool,
+    pub max_parallel: Option<usize>,
+}
+
+impl Default for TickOptions {
+    fn default() -> Self {
+        TickOptions { budget: Duration::from_secs(60), hard_deadline: false, max_parallel: None }
+    }
+}
+
+/// The small document that travels between ticks (the Step Functions payload).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    pub run: String,
+    pub state_version: String,
+    pub flow_control: FlowControl,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
+    pub invocations: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowControl {
+    Execute,
+    Wait,
+    Success,
+    Failure,
+}
+
+#[derive(Debug, Clone)]
+pub struct TickReport {
+    pub flow: Flow,
+    pub status: RunStatus,
+    pub version: String,
+    pub invocations: u64,
+}
+
+impl TickReport {
+    pub fn payload(&self, run: String) -> Payload {
+        let (flow_control, wait_seconds) = match self.flow {
+            Flow::Execute => (FlowControl::Execute, None),
+            // Step Functions waits whole seconds; round up so the action is due on arrival.
+            Flow::Wait(d) => (FlowControl::Wait, Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))),
+            Flow::Success => (FlowControl::Success, None),
+            Flow::Failure => (FlowControl::Failure, None),
+        };
+        Payload { run, state_version: self.version.clone(), flow_control, wait_seconds, invocations: self.invocations }
+    }
+}
+
+/// Receives progress as it happens (the plain printer, the console).
+pub trait Observer: Send + Sync {
+    fn action_changed(&self, _plan: &Plan, _idx: ActionIdx, _state: &ActionState) {}
+    fn log(&self, _plan: &Plan, _idx: Option<ActionIdx>, _entry: &LogEntry) {}
+    fn saved(&self, _plan: &Plan, _state: &RunState, _version: &str) {}
+}
+
+/// Observes nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+enum TaskResult {
+    Outcome(Outcome),
+    Cancelled(CancelReason, Result<(), String>),
+}
+
+/// Runs one tick: load the newest state, make all progress possible now (within the budget),
+/// save once more at the end, and say what to do next.
+pub async fn tick<S: RunStore, E: Executor>(
+    run: &Run<S>,
+    executor: &Arc<E>,
+    options: &TickOptions,
+    observer: &dyn Observer,
+) -> Result<TickReport, RunError> {
+    let began = Instant::now();
+    let deadline = began + options.budget;
+    let plan = &run.plan;
+    let (mut state, mut version) = run.load().await?;
+    if state.status.is_finished() {
+        let flow = if state.status == RunStatus::Succeeded { Flow::Success } else { Flow::Failure };
+        return Ok(TickReport { flow, status: state.status, version, invocations: state.invocations });
+    }
+    state.invocations += 1;
+    let now = Utc::now();
+    let mut scheduler = Scheduler::new(plan, &mut state, now, options.max_parallel);
+    let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
+    let mut tasks: JoinSet<(ActionIdx, TaskResult)> = JoinSet::new();
+    let mut task_actions: HashMap<tokio::task::Id, ActionIdx> = HashMap::new();
+    // Side effects whose start or end is not yet saved: a crash must not lose them.
+    let mut unsaved_effects = false;
+
+    let context = TaskContext { run_id: state.run_id.clone(), plan, executor, log_tx: &log_tx, options, deadline };
+    if state.abort_requested {
+        state.log_run(now, Level::Warn, "abort requested: cancelling running actions");
+        for step in scheduler.abort(&mut state, now) {
+            context.spawn(&mut tasks, &mut task_actions, &state, step);
+        }
+        notify_changes(&mut scheduler, plan, &state, observer);
+    }
+
+    loop {
+        if !state.abort_requested {
+            let may_start = Instant::now() < deadline;
+            let steps = scheduler.next(&mut state, Utc::now(), may_start);
+            notify_changes(&mut scheduler, plan, &state, observer);
+            let starts_effect = steps.iter().any(|s| matches!(s, Step::Start { idx, .. } if has_side_effects(plan, *idx)));
+            if starts_effect || unsaved_effects {
+                // Record intent before the side effect, so a crash mid-command is detected.
+                state.updated_at = Utc::now();
+                version = save_merging(run, &mut state, &version).await?;
+                unsaved_effects = false;
+                observer.saved(plan, &state, &version);
+            }
+            for step in steps {
+                crate::fault::point("before_start");
+                context.spawn(&mut tasks, &mut task_actions, &state, step);
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(line) = log_rx.recv() => record_log(plan, &mut state, line, observer),
+            Some(joined) = tasks.join_next_with_id() => {
+                let (idx, result) = match joined {
+                    Ok((id, (idx, result))) => { task_actions.remove(&id); (idx, result) }
+                    Err(err) => {
+                        let idx = task_actions.remove(&err.id()).unwrap_or_default();
+                        (idx, TaskResult::Outcome(Outcome::failed(format!("the executor crashed: {err}"))))
+                    }
+                };
+                // Lines the action wrote before finishing belong before its result.
+                while let Ok(line) = log_rx.try_recv() {
+                    record_log(plan, &mut state, line, observer);
+                }
+                crate::fault::point("after_executor");
+                let now = Utc::now();
+                match result {
+                    TaskResult::Outcome(outcome) => scheduler.apply(&mut state, idx, outcome, now),
+                    TaskResult::Cancelled(reason, result) => scheduler.apply_cancel(&mut state, idx, reason, result, now),
+                }
+                unsaved_effects |= has_side_effects(plan, idx);
+                notify_changes(&mut scheduler, plan, &state, observer);
+            }
+        }
+    }
+    while let Ok(line) = log_rx.try_recv() {
+        record_log(plan, &mut state, line, observer);
+    }
+
+    let now = Utc::now();
+    let flow = scheduler.flow(&state, now);
+    let status = match flow {
+        Flow::Execute => RunStatus::Running,
+        Flow::Wait(_) => RunStatus::Waiting,
+        Flow::Success => RunStatus::Succeeded,
+        Flow::Failure if state.abort_requested => RunStatus::Aborted,
+        Flow::Failure => RunStatus::Failed,
+    };
+    if status != state.status || status.is_finished() {
+        let counts = state.counts();
+        let summary: Vec<String> = crate::state::ActionStatus::ALL
+            .iter()
+            .filter(|s| counts[**s as usize] > 0)
+            .map(|s| format!("{} {}", counts[*s as usize], s))
+            .collect();
+        state.log_run(now, if status == RunStatus::Failed { Level::Error } else { Level::Info }, format!("run {status}: {}", summary.join(", ")));
+    }
+    state.status = status;
+    state.updated_at = now;
+    version = save_merging(run, &mut state, &version).await?;
+    observer.saved(plan, &state, &version);
+    // An abort that arrived during the save is honoured by the next tick.
+    let flow = if state.abort_requested && !status.is_finished() { Flow::Execute } else { flow };
+    Ok(TickReport { flow, status, version, invocations: state.invocations })
+}
+
+fn has_side_effects(plan: &Plan, idx: ActionIdx) -> bool {
+    let action = plan.action(idx);
+    action.action_type.spec().mode == Mode::Sync && !action.action_type.may_replay(&action.params)
+}
+
+fn notify_changes(scheduler: &mut Scheduler<'_>, plan: &Plan, state: &RunState, observer: &dyn Observer) {
+    let mut changed = scheduler.take_changes();
+    changed.dedup();
+    for idx in changed {
+        observer.action_changed(plan, idx, state.action(idx));
+    }
+}
+
+fn record_log(plan: &Plan, state: &mut RunState, line: LogLine, observer: &dyn Observer) {
+    let entry = LogEntry { t: line.t, level: line.level, msg: crate::redact::redact_text(&line.msg) };
+    observer.log(plan, Some(line.idx), &entry);
+    state.action_mut(line.idx).push_log(entry);
+}
+
+/// Saves with compare-and-swap. If the only change someone else made is an abort request, the
+/// request is merged and the save retried; any other conflict ends the tick.
+async fn save_merging<S: RunStore>(run: &Run<S>, state: &mut RunState, expected: &str) -> Result<String, RunError> {
+    let mut expected = expected.to_string();
+    loop {
+        match run.save(state, &expected).await {
+            Ok(version) => return Ok(version),
+            Err(err) if err.is_conflict() => {
+                let (latest, latest_version) = run.load().await?;
+                if latest.abort_requested && !state.abort_requested && latest.invocations < state.invocations {
+                    state.abort_requested = true;
+                    state.log_run(Utc::now(), Level::Warn, "abort requested by an operator");
+                    expected = latest_version;
+                } else {
+                    return Err(err);
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+struct TaskContext<'a, E> {
+    run_id: String,
+    plan: &'a Plan,
+    executor: &'a Arc<E>,
+    log_tx: &'a mpsc::UnboundedSender<LogLine>,
+    options: &'a TickOptions,
+    deadline: Instant,
+}
+
+impl<E: Executor> TaskContext<'_, E> {
+    fn spawn(
+        &self,
+        tasks: &mut JoinSet<(ActionIdx, TaskResult)>,
+        task_actions: &mut HashMap<tokio::task::Id, ActionIdx>,
+        state: &RunState,
+        step: Step,
+    ) {
+        let idx = step.idx();
+        let action = self.plan.action(idx);
+        let executor = Arc::clone(self.executor);
+        let log = LogSink::new(idx, self.log_tx.clone());
+        let handle = match step {
+            Step::Start { idx, attempt, params } => {
+                let remaining_timeout = action.timeout;
+                let budget_left = self.deadline.saturating_duration_since(Instant::now());
+                let limit = match (remaining_timeout, self.options.hard_deadline) {
+                    (Some(t), true) => Some(t.min(budget_left)),
+                    (Some(t), false) => Some(t),
+                    (None, true) => Some(budget_left),
+                    (None, false) => None,
+                };
+                let request = StartRequest {
+                    run_id: self.run_id.clone(),
+                    label: action.label.clone(),
+                    action_type: action.action_type,
+                    params,
+                    attempt,
+                    limit,
+                    log,
+                };
+                tasks.spawn(async move { (idx, TaskResult::Outcome(executor.start(request).await)) })
+            }
+            Step::Check { idx, handle } => {
+                let request = self.check_request(state, idx, handle, log);
+                tasks.spawn(async move { (idx, TaskResult::Outcome(executor.check(request).await)) })
+            }
+            Step::Cancel { idx, handle, reason } => {
+                let request = self.check_request(state, idx, handle, log);
+                tasks.spawn(async move { (idx, TaskResult::Cancelled(reason, executor.cancel(request).await)) })
+            }
+        };
+        task_actions.insert(handle.id(), idx);
+    }
+
+    fn check_request(&self, state: &RunState, idx: ActionIdx, handle: serde_json::Value, log: LogSink) -> CheckRequest {
+        let action = self.plan.action(idx);
+        CheckRequest {
+            run_id: self.run_id.clone(),
+            label: action.label.clone(),
+            action_type: action.action_type,
+            params: action.params.clone(),
+            handle,
+            attempt: state.action(idx).attempt,
+            log,
+        }
+    }
+}
+
+/// Drives a run to the end on this machine: ticks, sleeping between them as the engine asks,
+/// and waking early when someone else changes the run (an abort from another terminal).
+pub async fn drive<S: RunStore, E: Executor>(
+    run: &Run<S>,
+    executor: &Arc<E>,
+    options: &TickOptions,
+    observer: &dyn Observer,
+) -> Result<TickReport, RunError> {
+    let _guard = run.store.lock_driver()?;
+    loop {
+        let report = tick(run, executor, options, observer).await?;
+        match report.flow {
+            Flow::Success | Flow::Failure => return Ok(report),
+            Flow::Execute => continue,
+            Flow::Wait(duration) => {
+                let until = Instant::now() + duration;
+                while Instant::now() < until {
+                    let step = until.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+                    tokio::time::sleep(step).await;
+                    if run.store.head().await? != report.version {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

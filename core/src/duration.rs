@@ -1,0 +1,109 @@
+//! Human durations as written in action files: `"45m"`, `"1h30m"`, `"10s"`, `"500ms"`, or a
+//! bare number of seconds.
+
+use std::time::Duration;
+
+/// Parses `"1h30m"`-style text. Returns a message suitable for a validation problem.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration; write e.g. \"30s\", \"45m\" or \"1h30m\"".into());
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return seconds_to_duration(seconds);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("\"{text}\" has a number without a unit (ms, s, m, h, d)"))?;
+        if digits == 0 {
+            return Err(format!(
+                "\"{text}\" is not a duration; write e.g. \"30s\", \"45m\" or \"1h30m\""
+            ));
+        }
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("\"{text}\" has a malformed number"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" | "hr" | "hrs" => 3600.0,
+            "d" => 86400.0,
+            other => {
+                return Err(format!(
+                    "\"{text}\" has unknown unit \"{other}\" (use ms, s, m, h or d)"
+                ))
+            }
+        };
+        rest = &rest[unit_len..];
+        total += seconds_to_duration(value * factor)?;
+    }
+    Ok(total)
+}
+
+pub fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("{seconds} is not a non-negative number of seconds"));
+    }
+    if seconds > 366.0 * 86400.0 {
+        return Err(format!("{seconds} seconds is longer than a year"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The inverse of [`parse_duration`] for display: `1h2m3s`, `4.5s`, `120ms`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    if secs < 60 {
+        let tenths = (ms % 1000) / 100;
+        return if tenths == 0 { format!("{secs}s") } else { format!("{secs}.{tenths}s") };
+    }
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m, s) {
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_combinations() {
+        assert_eq!(parse_duration("45m"), Ok(Duration::from_secs(2700)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration(" 10s "), Ok(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        for bad in ["", "abc", "10x", "-5", "5 m", "m5", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for text in ["45m", "1h30m", "10s", "500ms", "2h", "1m5s"] {
+            let d = parse_duration(text).expect("valid");
+            assert_eq!(format_duration(d), text);
+        }
+    }
+}

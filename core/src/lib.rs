@@ -1,0 +1,30 @@
+//! baton-core: the engine behind baton. Model and validation ([`load`]), the sans-IO
+//! [`scheduler`], versioned [`state`] and its [`store`]s, the action catalogue ([`actions`])
+//! behind the [`executor::Executor`] trait, and the async [`driver`] that composes them.
+
+pub mod actions;
+pub mod driver;
+pub mod duration;
+pub mod executor;
+pub mod fault;
+pub mod graph;
+pub mod load;
+pub mod model;
+pub mod redact;
+pub mod run;
+pub mod scheduler;
+pub mod state;
+pub mod store;
+pub mod template;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testutil;
+
+pub use actions::ActionType;
+pub use driver::{drive, tick, FlowControl, Observer, Payload, Silent, TickOptions, TickReport};
+pub use executor::{Executor, Outcome, StandardExecutor};
+pub use load::{load_path, load_str, Format, Loaded, Problem, Problems};
+pub use model::{Action, ActionIdx, Plan};
+pub use run::{Run, RunError};
+pub use scheduler::{Flow, Reexecute, Scheduler};
+pub use state::{ActionStatus, RunState, RunStatus};
+pub use store::{LocalStore, RunStore, StoreError};

@@ -1,0 +1,203 @@
+//! The validated, resolved plan the engine runs: actions in file order, dependencies resolved to
+//! indices, a topological order, and what each action's templates read.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::actions::ActionType;
+use crate::duration::format_duration;
+
+/// Index of an action in [`Plan::actions`]. `u32` keeps the per-action graph data small.
+pub type ActionIdx = u32;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Total attempts, including the first.
+    pub attempts: u32,
+    pub delay: Duration,
+    pub backoff: f64,
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `next_attempt` (2 = the first retry).
+    pub fn delay_before(&self, next_attempt: u32) -> Duration {
+        let exponent = next_attempt.saturating_sub(2) as i32;
+        let seconds = self.delay.as_secs_f64() * self.backoff.powi(exponent);
+        Duration::from_secs_f64(seconds.min(86400.0))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub label: String,
+    pub action_type: ActionType,
+    /// As written: labels and glob patterns.
+    pub depends_on: Vec<String>,
+    /// As written (templates unrendered); `Null` when absent.
+    pub params: Value,
+    pub condition: Option<String>,
+    pub timeout: Option<Duration>,
+    pub retry: Option<RetryPolicy>,
+    pub description: Option<String>,
+    /// Whether any param string is a template (only those are rendered).
+    pub templated: bool,
+    /// Actions whose outputs the templates read by name; `None` when they index `outputs`
+    /// dynamically, in which case every finished action's outputs are offered.
+    pub reads_outputs: Option<Vec<ActionIdx>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The file the plan came from, for messages.
+    pub source: String,
+    pub actions: Vec<Action>,
+    pub deps: Vec<Vec<ActionIdx>>,
+    pub dependents: Vec<Vec<ActionIdx>>,
+    /// A topological order (dependencies first), ties broken by file order.
+    pub order: Vec<ActionIdx>,
+    index: HashMap<String, ActionIdx>,
+}
+
+impl Plan {
+    pub(crate) fn new(
+        source: String,
+        actions: Vec<Action>,
+        deps: Vec<Vec<ActionIdx>>,
+        order: Vec<ActionIdx>,
+    ) -> Self {
+        let mut dependents = vec![Vec::new(); actions.len()];
+        for (idx, list) in deps.iter().enumerate() {
+            for &dep in list {
+                dependents[dep as usize].push(idx as ActionIdx);
+            }
+        }
+        let index = actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.label.clone(), i as ActionIdx))
+            .collect();
+        Plan { source, actions, deps, dependents, order, index }
+    }
+
+    pub fn len(&self) -> usize {
+        self.actions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    pub fn find(&self, label: &str) -> Option<ActionIdx> {
+        self.index.get(label).copied()
+    }
+
+    pub fn action(&self, idx: ActionIdx) -> &Action {
+        &self.actions[idx as usize]
+    }
+
+    pub fn label(&self, idx: ActionIdx) -> &str {
+        &self.actions[idx as usize].label
+    }
+
+    /// `idx` and everything that depends on it, transitively, in topological order.
+    pub fn descendants(&self, idx: ActionIdx) -> Vec<ActionIdx> {
+        self.closure(idx, &self.dependents)
+    }
+
+    /// Everything `idx` depends on, transitively (excluding `idx`).
+    pub fn ancestors(&self, idx: ActionIdx) -> Vec<ActionIdx> {
+        let mut all = self.closure(idx, &self.deps);
+        all.retain(|&a| a != idx);
+        all
+    }
+
+    fn closure(&self, start: ActionIdx, edges: &[Vec<ActionIdx>]) -> Vec<ActionIdx> {
+        let mut seen = vec![false; self.len()];
+        let mut stack = vec![start];
+        seen[start as usize] = true;
+        while let Some(next) = stack.pop() {
+            for &other in &edges[next as usize] {
+                if !std::mem::replace(&mut seen[other as usize], true) {
+                    stack.push(other);
+                }
+            }
+        }
+        self.order.iter().copied().filter(|&i| seen[i as usize]).collect()
+    }
+
+    /// Depth of each action: 0 for roots, else 1 + the deepest dependency.
+    pub fn layers(&self) -> Vec<Vec<ActionIdx>> {
+        let mut depth = vec![0usize; self.len()];
+        let mut layers: Vec<Vec<ActionIdx>> = Vec::new();
+        for &idx in &self.order {
+            let d = self.deps[idx as usize]
+                .iter()
+                .map(|&dep| depth[dep as usize] + 1)
+                .max()
+                .unwrap_or(0);
+            depth[idx as usize] = d;
+            if layers.len() <= d {
+                layers.resize_with(d + 1, Vec::new);
+            }
+            layers[d].push(idx);
+        }
+        for layer in &mut layers {
+            layer.sort_unstable();
+        }
+        layers
+    }
+
+    /// The canonical JSON of the plan (what the store keeps as `actions.json`).
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing a plan of plain data into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl Serialize for Plan {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.actions.len()))?;
+        for action in &self.actions {
+            seq.serialize_element(action)?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("label", &self.label)?;
+        map.serialize_entry("type", self.action_type.name())?;
+        if !self.depends_on.is_empty() {
+            map.serialize_entry("depends_on", &self.depends_on)?;
+        }
+        if !self.params.is_null() {
+            map.serialize_entry("params", &self.params)?;
+        }
+        if let Some(condition) = &self.condition {
+            map.serialize_entry("condition", condition)?;
+        }
+        if let Some(timeout) = self.timeout {
+            map.serialize_entry("timeout", &format_duration(timeout))?;
+        }
+        if let Some(retry) = &self.retry {
+            map.serialize_entry(
+                "retry",
+                &serde_json::json!({
+                    "attempts": retry.attempts,
+                    "delay": format_duration(retry.delay),
+                    "backoff": retry.backoff,
+                }),
+            )?;
+        }
+        if let Some(description) = &self.description {
+            map.serialize_entry("description", description)?;
+        }
+        map.end()
+    }
+}

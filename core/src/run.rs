@@ -1,0 +1,133 @@
+//! A run = a store + its plan. Creating, opening, loading and saving with compare-and-swap.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::load::{self, Format};
+use crate::model::Plan;
+use crate::state::{RunState, Timestamp};
+use crate::store::{RunStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{locator}: {message}")]
+    Damaged { locator: String, message: String },
+}
+
+impl RunError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, RunError::Store(StoreError::Conflict { .. }))
+    }
+}
+
+pub struct Run<S> {
+    pub store: S,
+    pub plan: Plan,
+    pub plan_sha256: String,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `demo-20261128-090458-3fa2`: readable, sortable by time, unique enough per store.
+pub fn new_run_id(stem: &str, now: Timestamp) -> String {
+    let stem: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .take(40)
+        .collect();
+    let nanos = now.timestamp_subsec_nanos() as u64;
+    let mix = sha256_hex(format!("{nanos}-{}-{:?}", std::process::id(), std::thread::current().id()).as_bytes());
+    format!("{}-{}-{}", if stem.is_empty() { "run" } else { &stem }, now.format("%Y%m%d-%H%M%S"), &mix[..4])
+}
+
+impl<S: RunStore> Run<S> {
+    /// Writes the plan and the first state. Fails if the run exists.
+    pub async fn create(
+        store: S,
+        plan: Plan,
+        run_id: &str,
+        vars: Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<(Self, RunState, String), RunError> {
+        let plan_json = plan.to_json();
+        let plan_sha256 = sha256_hex(&plan_json);
+        let state = RunState::new(run_id, &plan, &plan_sha256, vars, now);
+        let version = store.create(&plan_json, &state.to_json(&plan)).await?;
+        Ok((Run { store, plan, plan_sha256 }, state, version))
+    }
+
+    /// Opens an existing run: reads and re-validates its plan.
+    pub async fn open(store: S) -> Result<Self, RunError> {
+        let bytes = store.load_plan().await?;
+        let plan_sha256 = sha256_hex(&bytes);
+        let text = String::from_utf8(bytes).map_err(|_| RunError::Damaged {
+            locator: store.locator(),
+            message: "actions.json is not UTF-8".into(),
+        })?;
+        let source = format!("{}/actions.json", store.locator());
+        let loaded = load::load_str(&source, &text, Format::Json).map_err(|problems| RunError::Damaged {
+            locator: store.locator(),
+            message: format!("the stored plan no longer validates:\n{problems}"),
+        })?;
+        Ok(Run { store, plan: loaded.plan, plan_sha256 })
+    }
+
+    fn parse(&self, bytes: &[u8], version: &str) -> Result<RunState, RunError> {
+        let state = RunState::from_json(bytes, &self.plan).map_err(|message| RunError::Damaged {
+            locator: self.store.locator(),
+            message: format!("state version {version}: {message}; refusing to continue (older versions are intact: `baton status --versions`)"),
+        })?;
+        if state.plan_sha256 != self.plan_sha256 {
+            return Err(RunError::Damaged {
+                locator: self.store.locator(),
+                message: format!(
+                    "state version {version} belongs to a different plan (sha256 {} ≠ {}); actions.json was changed after the run was created",
+                    state.plan_sha256, self.plan_sha256
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    pub async fn load(&self) -> Result<(RunState, String), RunError> {
+        let (bytes, version) = self.store.load_latest().await?;
+        let state = self.parse(&bytes, &version)?;
+        Ok((state, version))
+    }
+
+    pub async fn load_version(&self, version: &str) -> Result<RunState, RunError> {
+        let bytes = self.store.load_version(version).await?;
+        self.parse(&bytes, version)
+    }
+
+    pub async fn save(&self, state: &RunState, expected: &str) -> Result<String, RunError> {
+        crate::fault::point("before_save");
+        let version = self.store.save(&state.to_json(&self.plan), expected).await?;
+        crate::fault::point("after_save");
+        Ok(version)
+    }
+
+    /// Applies an operator change with compare-and-swap, reloading and re-applying on conflict.
+    pub async fn update<T>(
+        &self,
+        mut change: impl FnMut(&Plan, &mut RunState) -> T,
+    ) -> Result<(T, RunState, String), RunError> {
+        let mut attempts = 0;
+        loop {
+            let (mut state, version) = self.load().await?;
+            let result = change(&self.plan, &mut state);
+            match self.save(&state, &version).await {
+                Ok(version) => return Ok((result, state, version)),
+                Err(e) if e.is_conflict() && attempts < 20 => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempts)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The local store: `<root>/runs/<run-id>/actions.json` and `state/<seq>.json`.
+//!
+//! Every file is written to a temporary name, fsynced, then hard-linked to its final name.
+//! `link` refuses to replace an existing file, so two writers that both loaded version N race
+//! for `N+1` and exactly one wins: the compare-and-swap needs no lock, and a crash never leaves
+//! a half-written version behind. A separate advisory lock (`driver.lock`) keeps two processes
+//! from driving the same run at once.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{DriverGuard, RunStore, StoreError, VersionInfo};
+
+pub const PLAN_FILE: &str = "actions.json";
+const STATE_DIR: &str = "state";
+const LOCK_FILE: &str = "driver.lock";
+/// State documents larger than this are refused as damaged rather than read into memory.
+const MAX_STATE_BYTES: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+impl LocalStore {
+    /// The store for the run in `dir` (which need not exist yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LocalStore { dir: dir.into() }
+    }
+
+    /// The run `run_id` under a store root such as `.baton`.
+    pub fn in_root(root: &Path, run_id: &str) -> Self {
+        LocalStore::new(root.join("runs").join(run_id))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether `dir` looks like a run folder.
+    pub fn is_run_dir(dir: &Path) -> bool {
+        dir.join(PLAN_FILE).is_file()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join(STATE_DIR)
+    }
+
+    fn state_path(&self, seq: u64) -> PathBuf {
+        self.state_dir().join(format!("{seq:08}.json"))
+    }
+
+    fn sequences(&self) -> Result<Vec<u64>, StoreError> {
+        let dir = self.state_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { locator: self.locator() })
+            }
+            Err(e) => return Err(StoreError::io(dir, e)),
+        };
+        let mut seqs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    fn head_seq(&self) -> Result<u64, StoreError> {
+        self.sequences()?.last().copied().ok_or_else(|| StoreError::Corrupt {
+            locator: self.locator(),
+            message: "the run has no state versions (was its folder emptied?)".into(),
+        })
+    }
+
+    fn read(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
+        let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        if len > MAX_STATE_BYTES {
+            return Err(StoreError::Corrupt {
+                locator: self.locator(),
+                message: format!("{} is {len} bytes, larger than any state baton writes", path.display()),
+            });
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes).map_err(|e| StoreError::io(path, e))?;
+        Ok(bytes)
+    }
+
+    fn parse_version(&self, version: &str) -> Result<u64, StoreError> {
+        version.parse().map_err(|_| StoreError::NoSuchVersion {
+            locator: self.locator(),
+            version: version.to_string(),
+        })
+    }
+}
+
+/// Writes `bytes` to `target` atomically; fails with `AlreadyExists` if `target` exists.
+fn write_new(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        crate::fault::point("before_link");
+        fs::hard_link(&tmp, target)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result?;
+    // Make the new name durable too.
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+impl RunStore for LocalStore {
+    fn locator(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
+        if let Some(parent) = self.dir.parent() {
+            fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        }
+        match fs::create_dir(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(StoreError::AlreadyExists { locator: self.locator() })
+            }
+            Err(e) => return Err(StoreError::io(&self.dir, e)),
+        }
+        fs::create_dir(self.state_dir()).map_err(|e| StoreError::io(self.state_dir(), e))?;
+        let plan_path = self.dir.join(PLAN_FILE);
+        write_new(&plan_path, plan).map_err(|e| StoreError::io(&plan_path, e))?;
+        let first = self.state_path(1);
+        write_new(&first, state).map_err(|e| StoreError::io(&first, e))?;
+        Ok("1".into())
+    }
+
+    async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {
+        let path = self.dir.join(PLAN_FILE);
+        if !path.exists() {
+            return Err(StoreError::NotFound { locator: self.locator() });
+        }
+        self.read(&path)
+    }
+
+    async fn load_latest(&self) -> Result<(Vec<u8>, String), StoreError> {
+        let seq = self.head_seq()?;
+        Ok((self.read(&self.state_path(seq))?, seq.to_string()))
+    }
+
+    async fn load_version(&self, version: &str) -> Result<Vec<u8>, StoreError> {
+        let seq = self.parse_version(version)?;
+        let path = self.state_path(seq);
+        if !path.exists() {
+            return Err(StoreError::NoSuchVersion { locator: self.locator(), version: version.into() });
+        }
+        self.read(&path)
+    }
+
+    async fn save(&self, state: &[u8], expected: &str) -> Result<String, StoreError> {
+        let seq = self.parse_version(expected)?;
+        let conflict = |store: &Self| StoreError::Conflict {
+            locator: store.locator(),
+            expected: expected.to_string(),
+            actual: store.head_seq().map_or_else(|_| "unknown".into(), |s| s.to_string()),
+        };
+        if self.head_seq()? != seq {
+            return Err(conflict(self));
+        }
+        let target = self.state_path(seq + 1);
+        match write_new(&target, state) {
+            Ok(()) => Ok((seq + 1).to_string()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(conflict(self)),
+            Err(e) => Err(StoreError::io(target, e)),
+        }
+    }
+
+    async fn list_versions(&self) -> Result<Vec<VersionInfo>, StoreError> {
+        self.sequences()?
+            .into_iter()
+            .map(|seq| {
+                let path = self.state_path(seq);
+                let size = fs::metadata(&path).map_err(|e| StoreError::io(&path, e))?.len();
+                Ok(VersionInfo { version: seq.to_string(), size })
+            })
+            .collect()
+    }
+
+    async fn head(&self) -> Result<String, StoreError> {
+        Ok(self.head_seq()?.to_string())
+    }
+
+    fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
+        let path = self.dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = write!(file, "{}", std::process::id());
+                Ok(Box::new(LocalGuard { _file: file }))
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                Err(StoreError::Busy {
+                    locator: self.locator(),
+                    holder: if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => Err(StoreError::io(path, e)),
+        }
+    }
+}
+
+/// The advisory lock lives as long as the open file; the OS drops it if the process dies.
+struct LocalGuard {
+    _file: File,
+}
+
+impl DriverGuard for LocalGuard {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    }
+
+    #[test]
+    fn create_save_load_and_conflict() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::in_root(tmp.path(), "r1");
+        block_on(async {
+            assert_eq!(store.create(b"[]", b"s1").await.expect("create"), "1");
+            assert!(matches!(store.create(b"[]", b"x").await, Err(StoreError::AlreadyExists { .. })));
+            assert_eq!(store.save(b"s2", "1").await.expect("save"), "2");
+            // A second writer that also loaded version 1 loses and changes nothing.
+            assert!(matches!(store.save(b"other", "1").await, Err(StoreError::Conflict { .. })));
+            assert_eq!(store.load_latest().await.expect("latest"), (b"s2".to_vec(), "2".into()));
+            assert_eq!(store.load_version("1").await.expect("v1"), b"s1");
+            assert_eq!(store.list_versions().await.expect("list").len(), 2);
+            assert!(matches!(store.load_version("9").await, Err(StoreError::NoSuchVersion { .. })));
+        });
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = fs::read_dir(store.state_dir())
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn concurrent_writers_exactly_one_wins() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::in_root(tmp.path(), "race");
+        block_on(store.create(b"[]", b"s1")).expect("create");
+        let wins: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = store.clone();
+                    scope.spawn(move || block_on(store.save(format!("w{i}").as_bytes(), "1")).is_ok())
+                })
+                .collect();
+            handles.into_iter().map(|h| usize::from(h.join().unwrap_or(false))).sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(block_on(store.head()).expect("head"), "2");
+    }
+
+    #[test]
+    fn driver_lock_is_exclusive() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::in_root(tmp.path(), "lock");
+        block_on(store.create(b"[]", b"s1")).expect("create");
+        let guard = store.lock_driver().expect("first lock");
+        let err = store.lock_driver().err().expect("second lock fails");
+        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(guard);
+        store.lock_driver().expect("lock again after release");
+    }
+}

@@ -1,0 +1,105 @@
+//! An in-memory store for tests.
+
+use std::sync::{Arc, Mutex};
+
+use super::{DriverGuard, RunStore, StoreError, VersionInfo};
+
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    plan: Option<Vec<u8>>,
+    versions: Vec<Vec<u8>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| StoreError::Corrupt {
+            locator: "memory".into(),
+            message: "store lock poisoned".into(),
+        })?;
+        f(&mut inner)
+    }
+}
+
+struct NoGuard;
+impl DriverGuard for NoGuard {}
+
+impl RunStore for MemoryStore {
+    fn locator(&self) -> String {
+        "memory".into()
+    }
+
+    async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
+        self.with(|inner| {
+            if inner.plan.is_some() {
+                return Err(StoreError::AlreadyExists { locator: "memory".into() });
+            }
+            inner.plan = Some(plan.to_vec());
+            inner.versions.push(state.to_vec());
+            Ok("1".into())
+        })
+    }
+
+    async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {
+        self.with(|inner| inner.plan.clone().ok_or(StoreError::NotFound { locator: "memory".into() }))
+    }
+
+    async fn load_latest(&self) -> Result<(Vec<u8>, String), StoreError> {
+        self.with(|inner| {
+            let last = inner.versions.last().cloned().ok_or(StoreError::NotFound { locator: "memory".into() })?;
+            Ok((last, inner.versions.len().to_string()))
+        })
+    }
+
+    async fn load_version(&self, version: &str) -> Result<Vec<u8>, StoreError> {
+        self.with(|inner| {
+            version
+                .parse::<usize>()
+                .ok()
+                .and_then(|v| inner.versions.get(v.wrapping_sub(1)).cloned())
+                .ok_or(StoreError::NoSuchVersion { locator: "memory".into(), version: version.into() })
+        })
+    }
+
+    async fn save(&self, state: &[u8], expected: &str) -> Result<String, StoreError> {
+        self.with(|inner| {
+            let head = inner.versions.len().to_string();
+            if head != expected {
+                return Err(StoreError::Conflict {
+                    locator: "memory".into(),
+                    expected: expected.into(),
+                    actual: head,
+                });
+            }
+            inner.versions.push(state.to_vec());
+            Ok(inner.versions.len().to_string())
+        })
+    }
+
+    async fn list_versions(&self) -> Result<Vec<VersionInfo>, StoreError> {
+        self.with(|inner| {
+            Ok(inner
+                .versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| VersionInfo { version: (i + 1).to_string(), size: v.len() as u64 })
+                .collect())
+        })
+    }
+
+    async fn head(&self) -> Result<String, StoreError> {
+        self.with(|inner| Ok(inner.versions.len().to_string()))
+    }
+
+    fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
+        Ok(Box::new(NoGuard))
+    }
+}
