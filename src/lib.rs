@@ -1,1 +1,42 @@
+//! The `baton` command line: argument parsing ([`cli`]), one module per command
+//! ([`commands`]), run locators ([`locator`]) and progress output ([`output`]).
 
+pub mod cli;
+pub mod commands;
+pub mod locator;
+pub mod output;
+
+/// How a command ended, mapped to the exit codes of the command-line contract.
+#[derive(Debug)]
+pub enum Failure {
+    /// The run finished but did not succeed (exit 1).
+    RunFailed,
+    /// Bad input: invalid action file, unknown label, bad arguments (exit 2).
+    Invalid(String),
+    /// Store or infrastructure error (exit 3).
+    Infra(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::RunFailed => 1,
+            Failure::Invalid(_) => 2,
+            Failure::Infra(_) => 3,
+        }
+    }
+}
+
+impl From<baton_core::RunError> for Failure {
+    fn from(err: baton_core::RunError) -> Self {
+        Failure::Infra(err.to_string())
+    }
+}
+
+impl From<baton_core::StoreError> for Failure {
+    fn from(err: baton_core::StoreError) -> Self {
+        Failure::Infra(err.to_string())
+    }
+}
+
+pub type CommandResult = Result<(), Failure>;

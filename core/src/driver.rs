@@ -30,7 +30,11 @@ pub struct TickOptions {
 
 impl Default for TickOptions {
     fn default() -> Self {
-        TickOptions { budget: Duration::from_secs(60), hard_deadline: false, max_parallel: None }
+        TickOptions {
+            budget: Duration::from_secs(60),
+            hard_deadline: false,
+            max_parallel: None,
+        }
     }
 }
 
@@ -67,11 +71,20 @@ impl TickReport {
         let (flow_control, wait_seconds) = match self.flow {
             Flow::Execute => (FlowControl::Execute, None),
             // Step Functions waits whole seconds; round up so the action is due on arrival.
-            Flow::Wait(d) => (FlowControl::Wait, Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))),
+            Flow::Wait(d) => (
+                FlowControl::Wait,
+                Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+            ),
             Flow::Success => (FlowControl::Success, None),
             Flow::Failure => (FlowControl::Failure, None),
         };
-        Payload { run, state_version: self.version.clone(), flow_control, wait_seconds, invocations: self.invocations }
+        Payload {
+            run,
+            state_version: self.version.clone(),
+            flow_control,
+            wait_seconds,
+            invocations: self.invocations,
+        }
     }
 }
 
@@ -104,8 +117,17 @@ pub async fn tick<S: RunStore, E: Executor>(
     let plan = &run.plan;
     let (mut state, mut version) = run.load().await?;
     if state.status.is_finished() {
-        let flow = if state.status == RunStatus::Succeeded { Flow::Success } else { Flow::Failure };
-        return Ok(TickReport { flow, status: state.status, version, invocations: state.invocations });
+        let flow = if state.status == RunStatus::Succeeded {
+            Flow::Success
+        } else {
+            Flow::Failure
+        };
+        return Ok(TickReport {
+            flow,
+            status: state.status,
+            version,
+            invocations: state.invocations,
+        });
     }
     state.invocations += 1;
     let now = Utc::now();
@@ -116,9 +138,20 @@ pub async fn tick<S: RunStore, E: Executor>(
     // Side effects whose start or end is not yet saved: a crash must not lose them.
     let mut unsaved_effects = false;
 
-    let context = TaskContext { run_id: state.run_id.clone(), plan, executor, log_tx: &log_tx, options, deadline };
+    let context = TaskContext {
+        run_id: state.run_id.clone(),
+        plan,
+        executor,
+        log_tx: &log_tx,
+        options,
+        deadline,
+    };
     if state.abort_requested {
-        state.log_run(now, Level::Warn, "abort requested: cancelling running actions");
+        state.log_run(
+            now,
+            Level::Warn,
+            "abort requested: cancelling running actions",
+        );
         for step in scheduler.abort(&mut state, now) {
             context.spawn(&mut tasks, &mut task_actions, &state, step);
         }
@@ -130,7 +163,9 @@ pub async fn tick<S: RunStore, E: Executor>(
             let may_start = Instant::now() < deadline;
             let steps = scheduler.next(&mut state, Utc::now(), may_start);
             notify_changes(&mut scheduler, plan, &state, observer);
-            let starts_effect = steps.iter().any(|s| matches!(s, Step::Start { idx, .. } if has_side_effects(plan, *idx)));
+            let starts_effect = steps
+                .iter()
+                .any(|s| matches!(s, Step::Start { idx, .. } if has_side_effects(plan, *idx)));
             if starts_effect || unsaved_effects {
                 // Record intent before the side effect, so a crash mid-command is detected.
                 state.updated_at = Utc::now();
@@ -191,15 +226,32 @@ pub async fn tick<S: RunStore, E: Executor>(
             .filter(|s| counts[**s as usize] > 0)
             .map(|s| format!("{} {}", counts[*s as usize], s))
             .collect();
-        state.log_run(now, if status == RunStatus::Failed { Level::Error } else { Level::Info }, format!("run {status}: {}", summary.join(", ")));
+        state.log_run(
+            now,
+            if status == RunStatus::Failed {
+                Level::Error
+            } else {
+                Level::Info
+            },
+            format!("run {status}: {}", summary.join(", ")),
+        );
     }
     state.status = status;
     state.updated_at = now;
     version = save_merging(run, &mut state, &version).await?;
     observer.saved(plan, &state, &version);
     // An abort that arrived during the save is honoured by the next tick.
-    let flow = if state.abort_requested && !status.is_finished() { Flow::Execute } else { flow };
-    Ok(TickReport { flow, status, version, invocations: state.invocations })
+    let flow = if state.abort_requested && !status.is_finished() {
+        Flow::Execute
+    } else {
+        flow
+    };
+    Ok(TickReport {
+        flow,
+        status,
+        version,
+        invocations: state.invocations,
+    })
 }
 
 fn has_side_effects(plan: &Plan, idx: ActionIdx) -> bool {
@@ -207,7 +259,12 @@ fn has_side_effects(plan: &Plan, idx: ActionIdx) -> bool {
     action.action_type.spec().mode == Mode::Sync && !action.action_type.may_replay(&action.params)
 }
 
-fn notify_changes(scheduler: &mut Scheduler<'_>, plan: &Plan, state: &RunState, observer: &dyn Observer) {
+fn notify_changes(
+    scheduler: &mut Scheduler<'_>,
+    plan: &Plan,
+    state: &RunState,
+    observer: &dyn Observer,
+) {
     let mut changed = scheduler.take_changes();
     changed.dedup();
     for idx in changed {
@@ -216,21 +273,32 @@ fn notify_changes(scheduler: &mut Scheduler<'_>, plan: &Plan, state: &RunState, 
 }
 
 fn record_log(plan: &Plan, state: &mut RunState, line: LogLine, observer: &dyn Observer) {
-    let entry = LogEntry { t: line.t, level: line.level, msg: crate::redact::redact_text(&line.msg) };
+    let entry = LogEntry {
+        t: line.t,
+        level: line.level,
+        msg: crate::redact::redact_text(&line.msg),
+    };
     observer.log(plan, Some(line.idx), &entry);
     state.action_mut(line.idx).push_log(entry);
 }
 
 /// Saves with compare-and-swap. If the only change someone else made is an abort request, the
 /// request is merged and the save retried; any other conflict ends the tick.
-async fn save_merging<S: RunStore>(run: &Run<S>, state: &mut RunState, expected: &str) -> Result<String, RunError> {
+async fn save_merging<S: RunStore>(
+    run: &Run<S>,
+    state: &mut RunState,
+    expected: &str,
+) -> Result<String, RunError> {
     let mut expected = expected.to_string();
     loop {
         match run.save(state, &expected).await {
             Ok(version) => return Ok(version),
             Err(err) if err.is_conflict() => {
                 let (latest, latest_version) = run.load().await?;
-                if latest.abort_requested && !state.abort_requested && latest.invocations < state.invocations {
+                if latest.abort_requested
+                    && !state.abort_requested
+                    && latest.invocations < state.invocations
+                {
                     state.abort_requested = true;
                     state.log_run(Utc::now(), Level::Warn, "abort requested by an operator");
                     expected = latest_version;
@@ -265,7 +333,11 @@ impl<E: Executor> TaskContext<'_, E> {
         let executor = Arc::clone(self.executor);
         let log = LogSink::new(idx, self.log_tx.clone());
         let handle = match step {
-            Step::Start { idx, attempt, params } => {
+            Step::Start {
+                idx,
+                attempt,
+                params,
+            } => {
                 let remaining_timeout = action.timeout;
                 let budget_left = self.deadline.saturating_duration_since(Instant::now());
                 let limit = match (remaining_timeout, self.options.hard_deadline) {
@@ -283,21 +355,38 @@ impl<E: Executor> TaskContext<'_, E> {
                     limit,
                     log,
                 };
-                tasks.spawn(async move { (idx, TaskResult::Outcome(executor.start(request).await)) })
+                tasks
+                    .spawn(async move { (idx, TaskResult::Outcome(executor.start(request).await)) })
             }
             Step::Check { idx, handle } => {
                 let request = self.check_request(state, idx, handle, log);
-                tasks.spawn(async move { (idx, TaskResult::Outcome(executor.check(request).await)) })
+                tasks
+                    .spawn(async move { (idx, TaskResult::Outcome(executor.check(request).await)) })
             }
-            Step::Cancel { idx, handle, reason } => {
+            Step::Cancel {
+                idx,
+                handle,
+                reason,
+            } => {
                 let request = self.check_request(state, idx, handle, log);
-                tasks.spawn(async move { (idx, TaskResult::Cancelled(reason, executor.cancel(request).await)) })
+                tasks.spawn(async move {
+                    (
+                        idx,
+                        TaskResult::Cancelled(reason, executor.cancel(request).await),
+                    )
+                })
             }
         };
         task_actions.insert(handle.id(), idx);
     }
 
-    fn check_request(&self, state: &RunState, idx: ActionIdx, handle: serde_json::Value, log: LogSink) -> CheckRequest {
+    fn check_request(
+        &self,
+        state: &RunState,
+        idx: ActionIdx,
+        handle: serde_json::Value,
+        log: LogSink,
+    ) -> CheckRequest {
         let action = self.plan.action(idx);
         CheckRequest {
             run_id: self.run_id.clone(),
@@ -328,7 +417,9 @@ pub async fn drive<S: RunStore, E: Executor>(
             Flow::Wait(duration) => {
                 let until = Instant::now() + duration;
                 while Instant::now() < until {
-                    let step = until.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+                    let step = until
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(250));
                     tokio::time::sleep(step).await;
                     if run.store.head().await? != report.version {
                         break;

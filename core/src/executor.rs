@@ -15,19 +15,32 @@ use crate::state::{Level, Timestamp};
 /// What an executor reports about an action.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Complete { outputs: Map<String, Value> },
+    Complete {
+        outputs: Map<String, Value>,
+    },
     /// Still running; check again after `check_after` with `handle`.
-    Running { handle: Value, check_after: Duration },
-    Failed { error: String, retryable: bool },
+    Running {
+        handle: Value,
+        check_after: Duration,
+    },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
 }
 
 impl Outcome {
     pub fn complete() -> Self {
-        Outcome::Complete { outputs: Map::new() }
+        Outcome::Complete {
+            outputs: Map::new(),
+        }
     }
 
     pub fn failed(error: impl Into<String>) -> Self {
-        Outcome::Failed { error: error.into(), retryable: false }
+        Outcome::Failed {
+            error: error.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -59,7 +72,12 @@ impl LogSink {
     pub fn send(&self, level: Level, msg: impl Into<String>) {
         if let Some(tx) = &self.tx {
             // The receiver outlives every running action; a send after the tick ended is moot.
-            let _ = tx.send(LogLine { idx: self.idx, t: Utc::now(), level, msg: msg.into() });
+            let _ = tx.send(LogLine {
+                idx: self.idx,
+                t: Utc::now(),
+                level,
+                msg: msg.into(),
+            });
         }
     }
 }
@@ -141,7 +159,9 @@ impl Executor for StandardExecutor {
                         check_after: duration,
                     }
                 }
-                Err(problem) => Outcome::failed(format!("params.{}: {}", problem.path, problem.message)),
+                Err(problem) => {
+                    Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
+                }
             },
             ActionType::Command => {
                 match actions::parse::<actions::command::Params>(&request.params) {
@@ -172,9 +192,10 @@ impl Executor for StandardExecutor {
                 };
                 let left = until - Utc::now();
                 match left.to_std() {
-                    Ok(left) if !left.is_zero() => {
-                        Outcome::Running { handle: request.handle, check_after: left }
-                    }
+                    Ok(left) if !left.is_zero() => Outcome::Running {
+                        handle: request.handle,
+                        check_after: left,
+                    },
                     _ => Outcome::complete(),
                 }
             }

@@ -6,7 +6,9 @@
 pub fn point(name: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static HITS: AtomicU64 = AtomicU64::new(0);
-    let Ok(spec) = std::env::var("BATON_FAULT") else { return };
+    let Ok(spec) = std::env::var("BATON_FAULT") else {
+        return;
+    };
     let (target, nth) = match spec.split_once('@') {
         Some((target, n)) => (target.to_string(), n.parse().unwrap_or(1)),
         None => (spec, 1),

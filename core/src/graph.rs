@@ -1,7 +1,7 @@
 //! Graph algorithms over resolved dependency lists: topological order and cycle paths.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use crate::model::ActionIdx;
 
@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(cycle.len(), 3);
         for (i, &node) in cycle.iter().enumerate() {
             let next = cycle[(i + 1) % cycle.len()];
-            assert!(deps[next as usize].contains(&node), "{next} must depend on {node}");
+            assert!(
+                deps[next as usize].contains(&node),
+                "{next} must depend on {node}"
+            );
         }
     }
 

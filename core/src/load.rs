@@ -139,6 +139,8 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
     Validator::new(file).run(items)
 }
 
+// A cold path that runs once per file: the large error costs nothing worth boxing for.
+#[allow(clippy::result_large_err)]
 fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Problem> {
     let looks_like_json = text.trim_start().starts_with(['[', '{']);
     let use_json = match format {
@@ -147,12 +149,19 @@ fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Probl
         Format::Detect => looks_like_json,
     };
     if text.trim().is_empty() {
-        return Err(Problem::file_level(file, "the file is empty; expected a list of actions"));
+        return Err(Problem::file_level(
+            file,
+            "the file is empty; expected a list of actions",
+        ));
     }
     if use_json {
         serde_json::from_str(text).map_err(|err| {
             let message = err.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
             Problem {
                 position: Some((err.line(), err.column())),
                 ..Problem::file_level(file, format!("invalid JSON: {message}"))
@@ -162,8 +171,15 @@ fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Probl
         serde_yaml::from_str(text).map_err(|err| {
             let position = err.location().map(|l| (l.line(), l.column()));
             let message = err.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-            Problem { position, ..Problem::file_level(file, format!("invalid YAML: {message}")) }
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            Problem {
+                position,
+                ..Problem::file_level(file, format!("invalid YAML: {message}"))
+            }
         })
     }
 }
@@ -221,10 +237,19 @@ struct Validator<'f> {
 
 impl<'f> Validator<'f> {
     fn new(file: &'f str) -> Self {
-        Validator { file, problems: Problems::default() }
+        Validator {
+            file,
+            problems: Problems::default(),
+        }
     }
 
-    fn error(&mut self, index: usize, label: Option<&str>, field: &str, message: impl Into<String>) {
+    fn error(
+        &mut self,
+        index: usize,
+        label: Option<&str>,
+        field: &str,
+        message: impl Into<String>,
+    ) {
         self.problems.errors.push(Problem {
             file: self.file.to_string(),
             position: None,
@@ -247,8 +272,11 @@ impl<'f> Validator<'f> {
     }
 
     fn run(mut self, items: Vec<Value>) -> Result<Loaded, Problems> {
-        let drafts: Vec<Draft> =
-            items.into_iter().enumerate().map(|(i, item)| self.read_action(i, item)).collect();
+        let drafts: Vec<Draft> = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| self.read_action(i, item))
+            .collect();
         if drafts.is_empty() {
             self.problems
                 .warnings
@@ -268,7 +296,12 @@ impl<'f> Validator<'f> {
             }
         }
         for (i, label, first) in duplicates {
-            self.error(i, Some(&label), "label", format!("duplicate label (first used by actions[{first}])"));
+            self.error(
+                i,
+                Some(&label),
+                "label",
+                format!("duplicate label (first used by actions[{first}])"),
+            );
         }
 
         let deps = self.resolve_dependencies(&drafts, &index);
@@ -323,7 +356,10 @@ impl<'f> Validator<'f> {
         let mut plan = Plan::new(self.file.to_string(), actions, deps, order);
         self.check_output_refs(&mut plan, read_labels);
         if self.problems.errors.is_empty() {
-            Ok(Loaded { plan, warnings: self.problems.warnings })
+            Ok(Loaded {
+                plan,
+                warnings: self.problems.warnings,
+            })
         } else {
             Err(self.problems)
         }
@@ -347,7 +383,10 @@ impl<'f> Validator<'f> {
                 i,
                 None,
                 "",
-                format!("expected an action object with label and type, found {}", describe_kind(&item)),
+                format!(
+                    "expected an action object with label and type, found {}",
+                    describe_kind(&item)
+                ),
             );
             return draft;
         };
@@ -391,9 +430,12 @@ impl<'f> Validator<'f> {
                 Some(message) => self.error(i, Some(&label), "label", message),
                 None => draft.label = Some(label),
             },
-            Some(other) => {
-                self.error(i, None, "label", format!("must be a string, not {}", describe_kind(&other)))
-            }
+            Some(other) => self.error(
+                i,
+                None,
+                "label",
+                format!("must be a string, not {}", describe_kind(&other)),
+            ),
             None => self.error(i, None, "label", "missing required field"),
         }
         let label = draft.label.clone();
@@ -406,12 +448,20 @@ impl<'f> Validator<'f> {
                     let hint = suggest(&name, ActionType::ALL.iter().map(|t| t.name()))
                         .map(|s| format!(" (did you mean \"{s}\"?)"))
                         .unwrap_or_else(|| format!(" (known types: {})", type_list()));
-                    self.error(i, label, "type", format!("unknown action type \"{name}\"{hint}"));
+                    self.error(
+                        i,
+                        label,
+                        "type",
+                        format!("unknown action type \"{name}\"{hint}"),
+                    );
                 }
             },
-            Some(other) => {
-                self.error(i, label, "type", format!("must be a string, not {}", describe_kind(&other)))
-            }
+            Some(other) => self.error(
+                i,
+                label,
+                "type",
+                format!("must be a string, not {}", describe_kind(&other)),
+            ),
             None => self.error(i, label, "type", "missing required field"),
         }
 
@@ -459,7 +509,12 @@ impl<'f> Validator<'f> {
             }
         }
         for (path, message) in template::check_params(&draft.params, &mut draft.refs) {
-            self.error(i, label, &format!("params.{path}"), format!("template error: {message}"));
+            self.error(
+                i,
+                label,
+                &format!("params.{path}"),
+                format!("template error: {message}"),
+            );
         }
         draft.templated = params_have_templates(&draft.params);
 
@@ -471,16 +526,22 @@ impl<'f> Validator<'f> {
                     draft.refs.dynamic |= refs.dynamic;
                     draft.condition = Some(expression);
                 }
-                Err(message) => {
-                    self.error(i, label, "condition", format!("expression error: {message}"))
-                }
+                Err(message) => self.error(
+                    i,
+                    label,
+                    "condition",
+                    format!("expression error: {message}"),
+                ),
             },
             Some(Value::Bool(value)) => draft.condition = Some(value.to_string()),
             Some(other) => self.error(
                 i,
                 label,
                 "condition",
-                format!("must be an expression string, not {}", describe_kind(&other)),
+                format!(
+                    "must be an expression string, not {}",
+                    describe_kind(&other)
+                ),
             ),
         }
 
@@ -540,12 +601,19 @@ impl<'f> Validator<'f> {
                             .map(|&(k, _)| k as ActionIdx),
                     );
                     if deps.len() == before {
-                        self.warning(i, label.unwrap_or("?"), &field, format!("pattern \"{dep}\" matches no action"));
+                        self.warning(
+                            i,
+                            label.unwrap_or("?"),
+                            &field,
+                            format!("pattern \"{dep}\" matches no action"),
+                        );
                     }
                     continue;
                 }
                 match index.get(dep.as_str()) {
-                    Some(&k) if k == i => self.error(i, label, &field, "an action cannot depend on itself"),
+                    Some(&k) if k == i => {
+                        self.error(i, label, &field, "an action cannot depend on itself")
+                    }
                     Some(&k) => deps.push(k as ActionIdx),
                     None => {
                         let hint = suggest(dep, labelled.iter().map(|&(_, l)| l))
@@ -571,7 +639,12 @@ impl<'f> Validator<'f> {
                 let label = plan.actions[idx].label.clone();
                 let field = "params";
                 let Some(target) = plan.find(&name) else {
-                    self.error(idx, Some(&label), field, format!("template reads outputs[\"{name}\"] but no action has that label"));
+                    self.error(
+                        idx,
+                        Some(&label),
+                        field,
+                        format!("template reads outputs[\"{name}\"] but no action has that label"),
+                    );
                     continue;
                 };
                 let ancestors = ancestors.get_or_insert_with(|| {
@@ -616,7 +689,10 @@ fn label_problem(label: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if label.len() > MAX_LABEL {
-        return Some(format!("is {} characters long; the limit is {MAX_LABEL}", label.len()));
+        return Some(format!(
+            "is {} characters long; the limit is {MAX_LABEL}",
+            label.len()
+        ));
     }
     label
         .chars()
@@ -627,8 +703,14 @@ fn label_problem(label: &str) -> Option<String> {
 fn duration_value(value: &Value) -> Result<Duration, String> {
     match value {
         Value::String(text) => parse_duration(text),
-        Value::Number(n) => n.as_f64().ok_or_else(|| "is not a number".to_string()).and_then(seconds_to_duration),
-        other => Err(format!("must be a duration such as \"45m\", not {}", describe_kind(other))),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| "is not a number".to_string())
+            .and_then(seconds_to_duration),
+        other => Err(format!(
+            "must be a duration such as \"45m\", not {}",
+            describe_kind(other)
+        )),
     }
 }
 
@@ -636,20 +718,39 @@ fn retry_policy(value: &Value) -> Result<RetryPolicy, (String, String)> {
     let Value::Object(map) = value else {
         return Err((
             "retry".into(),
-            format!("must be an object like {{\"attempts\": 3, \"delay\": \"10s\"}}, not {}", describe_kind(value)),
+            format!(
+                "must be an object like {{\"attempts\": 3, \"delay\": \"10s\"}}, not {}",
+                describe_kind(value)
+            ),
         ));
     };
-    let mut policy = RetryPolicy { attempts: 1, delay: Duration::from_secs(10), backoff: 2.0 };
+    let mut policy = RetryPolicy {
+        attempts: 1,
+        delay: Duration::from_secs(10),
+        backoff: 2.0,
+    };
     for (key, item) in map {
         match key.as_str() {
             "attempts" => match item.as_u64() {
                 Some(n @ 1..=100) => policy.attempts = n as u32,
-                _ => return Err(("retry.attempts".into(), "must be a whole number from 1 to 100".into())),
+                _ => {
+                    return Err((
+                        "retry.attempts".into(),
+                        "must be a whole number from 1 to 100".into(),
+                    ))
+                }
             },
-            "delay" => policy.delay = duration_value(item).map_err(|m| ("retry.delay".to_string(), m))?,
+            "delay" => {
+                policy.delay = duration_value(item).map_err(|m| ("retry.delay".to_string(), m))?
+            }
             "backoff" => match item.as_f64() {
                 Some(b) if (1.0..=10.0).contains(&b) => policy.backoff = b,
-                _ => return Err(("retry.backoff".into(), "must be a number from 1 to 10".into())),
+                _ => {
+                    return Err((
+                        "retry.backoff".into(),
+                        "must be a number from 1 to 10".into(),
+                    ))
+                }
             },
             other => {
                 return Err((
@@ -674,7 +775,11 @@ fn describe_kind(value: &Value) -> &'static str {
 }
 
 fn type_list() -> String {
-    ActionType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+    ActionType::ALL
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `*` matches any run of characters (including none); everything else is literal.
@@ -766,7 +871,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest("biuld", ["build", "test"].into_iter()), Some("build"));
+        assert_eq!(
+            suggest("biuld", ["build", "test"].into_iter()),
+            Some("build")
+        );
         assert_eq!(suggest("zzzzz", ["build", "test"].into_iter()), None);
     }
 
@@ -810,7 +918,10 @@ mod tests {
                 {"label": "b", "type": "system.no_op", "depends_on": ["a"]},
                 {"label": "c", "type": "system.no_op", "depends_on": ["b"]}]"#,
         );
-        assert_eq!(errs, vec!["t.json: actions[0] \"a\": depends_on: dependency cycle: a → b → c → a"]);
+        assert_eq!(
+            errs,
+            vec!["t.json: actions[0] \"a\": depends_on: dependency cycle: a → b → c → a"]
+        );
     }
 
     #[test]
@@ -843,8 +954,8 @@ mod tests {
 
     #[test]
     fn unmatched_pattern_is_a_warning() {
-        let loaded =
-            load(r#"[{"label": "a", "type": "system.no_op", "depends_on": ["x-*"]}]"#).expect("valid");
+        let loaded = load(r#"[{"label": "a", "type": "system.no_op", "depends_on": ["x-*"]}]"#)
+            .expect("valid");
         assert_eq!(loaded.warnings.len(), 1);
         assert!(loaded.warnings[0].to_string().contains("matches no action"));
     }

@@ -80,7 +80,14 @@ impl Plan {
             .enumerate()
             .map(|(i, a)| (a.label.clone(), i as ActionIdx))
             .collect();
-        Plan { source, actions, deps, dependents, order, index }
+        Plan {
+            source,
+            actions,
+            deps,
+            dependents,
+            order,
+            index,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -126,7 +133,11 @@ impl Plan {
                 }
             }
         }
-        self.order.iter().copied().filter(|&i| seen[i as usize]).collect()
+        self.order
+            .iter()
+            .copied()
+            .filter(|&i| seen[i as usize])
+            .collect()
     }
 
     /// Depth of each action: 0 for roots, else 1 + the deepest dependency.

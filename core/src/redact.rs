@@ -5,8 +5,16 @@ use serde_json::Value;
 
 pub const MASK: &str = "********";
 
-const SECRET_WORDS: &[&str] =
-    &["password", "passwd", "secret", "token", "apikey", "api_key", "private_key", "credential"];
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "private_key",
+    "credential",
+];
 
 pub fn is_secret_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -27,7 +35,14 @@ pub fn redact_value(value: &Value) -> Value {
                     .map(|(k, v)| {
                         let hide = is_secret_name(k)
                             || (named_secret && matches!(k.as_str(), "ParameterValue" | "Value"));
-                        (k.clone(), if hide && !v.is_null() { Value::String(MASK.into()) } else { redact_value(v) })
+                        (
+                            k.clone(),
+                            if hide && !v.is_null() {
+                                Value::String(MASK.into())
+                            } else {
+                                redact_value(v)
+                            },
+                        )
                     })
                     .collect(),
             )
@@ -39,7 +54,10 @@ pub fn redact_value(value: &Value) -> Value {
 
 /// Masks the value in `secret_name=value` and `secret_name: value` inside free text.
 pub fn redact_text(text: &str) -> String {
-    if !SECRET_WORDS.iter().any(|w| text.to_ascii_lowercase().contains(w)) {
+    if !SECRET_WORDS
+        .iter()
+        .any(|w| text.to_ascii_lowercase().contains(w))
+    {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len());
@@ -61,7 +79,8 @@ pub fn redact_text(text: &str) -> String {
             let end = if quoted {
                 body.find('"').unwrap_or(body.len())
             } else {
-                body.find(|c: char| c.is_whitespace() || c == ',' || c == '}' || c == '&').unwrap_or(body.len())
+                body.find(|c: char| c.is_whitespace() || c == ',' || c == '}' || c == '&')
+                    .unwrap_or(body.len())
             };
             if quoted {
                 out.push('"');
@@ -91,8 +110,14 @@ mod tests {
 
     #[test]
     fn masks_pairs_in_text() {
-        assert_eq!(redact_text("login password=hunter2 ok"), format!("login password={MASK} ok"));
-        assert_eq!(redact_text(r#"{"api_token": "xyz", "a": 1}"#), format!(r#"{{"api_token": "{MASK}", "a": 1}}"#));
+        assert_eq!(
+            redact_text("login password=hunter2 ok"),
+            format!("login password={MASK} ok")
+        );
+        assert_eq!(
+            redact_text(r#"{"api_token": "xyz", "a": 1}"#),
+            format!(r#"{{"api_token": "{MASK}", "a": 1}}"#)
+        );
         assert_eq!(redact_text("nothing to see"), "nothing to see");
     }
 }

@@ -29,19 +29,40 @@ pub struct Run<S> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `demo-20261128-090458-3fa2`: readable, sortable by time, unique enough per store.
 pub fn new_run_id(stem: &str, now: Timestamp) -> String {
     let stem: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     let nanos = now.timestamp_subsec_nanos() as u64;
-    let mix = sha256_hex(format!("{nanos}-{}-{:?}", std::process::id(), std::thread::current().id()).as_bytes());
-    format!("{}-{}-{}", if stem.is_empty() { "run" } else { &stem }, now.format("%Y%m%d-%H%M%S"), &mix[..4])
+    let mix = sha256_hex(
+        format!(
+            "{nanos}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .as_bytes(),
+    );
+    format!(
+        "{}-{}-{}",
+        if stem.is_empty() { "run" } else { &stem },
+        now.format("%Y%m%d-%H%M%S"),
+        &mix[..4]
+    )
 }
 
 impl<S: RunStore> Run<S> {
@@ -57,7 +78,15 @@ impl<S: RunStore> Run<S> {
         let plan_sha256 = sha256_hex(&plan_json);
         let state = RunState::new(run_id, &plan, &plan_sha256, vars, now);
         let version = store.create(&plan_json, &state.to_json(&plan)).await?;
-        Ok((Run { store, plan, plan_sha256 }, state, version))
+        Ok((
+            Run {
+                store,
+                plan,
+                plan_sha256,
+            },
+            state,
+            version,
+        ))
     }
 
     /// Opens an existing run: reads and re-validates its plan.
@@ -69,11 +98,16 @@ impl<S: RunStore> Run<S> {
             message: "actions.json is not UTF-8".into(),
         })?;
         let source = format!("{}/actions.json", store.locator());
-        let loaded = load::load_str(&source, &text, Format::Json).map_err(|problems| RunError::Damaged {
-            locator: store.locator(),
-            message: format!("the stored plan no longer validates:\n{problems}"),
-        })?;
-        Ok(Run { store, plan: loaded.plan, plan_sha256 })
+        let loaded =
+            load::load_str(&source, &text, Format::Json).map_err(|problems| RunError::Damaged {
+                locator: store.locator(),
+                message: format!("the stored plan no longer validates:\n{problems}"),
+            })?;
+        Ok(Run {
+            store,
+            plan: loaded.plan,
+            plan_sha256,
+        })
     }
 
     fn parse(&self, bytes: &[u8], version: &str) -> Result<RunState, RunError> {
@@ -106,7 +140,10 @@ impl<S: RunStore> Run<S> {
 
     pub async fn save(&self, state: &RunState, expected: &str) -> Result<String, RunError> {
         crate::fault::point("before_save");
-        let version = self.store.save(&state.to_json(&self.plan), expected).await?;
+        let version = self
+            .store
+            .save(&state.to_json(&self.plan), expected)
+            .await?;
         crate::fault::point("after_save");
         Ok(version)
     }

@@ -21,9 +21,20 @@ use crate::template::{self, Context};
 /// Work for the driver to hand to an executor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    Start { idx: ActionIdx, attempt: u32, params: Value },
-    Check { idx: ActionIdx, handle: Value },
-    Cancel { idx: ActionIdx, handle: Value, reason: CancelReason },
+    Start {
+        idx: ActionIdx,
+        attempt: u32,
+        params: Value,
+    },
+    Check {
+        idx: ActionIdx,
+        handle: Value,
+    },
+    Cancel {
+        idx: ActionIdx,
+        handle: Value,
+        reason: CancelReason,
+    },
 }
 
 impl Step {
@@ -70,7 +81,12 @@ pub struct Scheduler<'p> {
 impl<'p> Scheduler<'p> {
     /// Builds the scheduler's indices from the state, settling anything the state implies:
     /// interrupted synchronous actions and actions blocked by failed ancestors.
-    pub fn new(plan: &'p Plan, state: &mut RunState, now: Timestamp, max_parallel: Option<usize>) -> Self {
+    pub fn new(
+        plan: &'p Plan,
+        state: &mut RunState,
+        now: Timestamp,
+        max_parallel: Option<usize>,
+    ) -> Self {
         let mut scheduler = Scheduler {
             plan,
             unmet: vec![0; plan.len()],
@@ -84,7 +100,9 @@ impl<'p> Scheduler<'p> {
         };
         for &idx in &plan.order {
             let action = plan.action(idx);
-            if state.action(idx).status == ActionStatus::Running && state.action(idx).handle.is_none() {
+            if state.action(idx).status == ActionStatus::Running
+                && state.action(idx).handle.is_none()
+            {
                 scheduler.settle_interrupted(state, idx, now);
             }
             let mut unmet = 0;
@@ -93,7 +111,10 @@ impl<'p> Scheduler<'p> {
                 let dep_state = state.action(dep);
                 if dep_state.status.blocks_dependents() && blocker.is_none() {
                     blocker = Some(
-                        dep_state.blocked_by.clone().unwrap_or_else(|| plan.label(dep).to_string()),
+                        dep_state
+                            .blocked_by
+                            .clone()
+                            .unwrap_or_else(|| plan.label(dep).to_string()),
                     );
                 }
                 if !dep_state.status.satisfies_dependents() {
@@ -133,7 +154,10 @@ impl<'p> Scheduler<'p> {
             entry.push_log(crate::state::LogEntry {
                 t: now,
                 level: Level::Warn,
-                msg: format!("attempt {} was interrupted; running it again (idempotent)", entry.attempt),
+                msg: format!(
+                    "attempt {} was interrupted; running it again (idempotent)",
+                    entry.attempt
+                ),
             });
         } else {
             entry.status = ActionStatus::Failed;
@@ -141,7 +165,11 @@ impl<'p> Scheduler<'p> {
             let error = "interrupted: outcome unknown (baton stopped while it ran); check its \
                          effects, then re-execute it or mark it idempotent";
             entry.error = Some(error.to_string());
-            entry.push_log(crate::state::LogEntry { t: now, level: Level::Error, msg: error.to_string() });
+            entry.push_log(crate::state::LogEntry {
+                t: now,
+                level: Level::Error,
+                msg: error.to_string(),
+            });
         }
     }
 
@@ -187,8 +215,8 @@ impl<'p> Scheduler<'p> {
             if state.action(idx).status != ActionStatus::Pending {
                 continue;
             }
-            let context = (action.condition.is_some() || action.templated)
-                .then(|| self.context(state, idx));
+            let context =
+                (action.condition.is_some() || action.templated).then(|| self.context(state, idx));
             if let (Some(condition), Some(context)) = (&action.condition, &context) {
                 match template::eval_condition(condition, context) {
                     Ok(true) => {}
@@ -197,7 +225,12 @@ impl<'p> Scheduler<'p> {
                         entry.status = ActionStatus::Skipped;
                         entry.finished_at = Some(now);
                         self.changed.push(idx);
-                        state.log_action(idx, now, Level::Info, format!("skipped: condition `{condition}` is false"));
+                        state.log_action(
+                            idx,
+                            now,
+                            Level::Info,
+                            format!("skipped: condition `{condition}` is false"),
+                        );
                         self.satisfy_dependents(state, idx);
                         continue;
                     }
@@ -228,7 +261,11 @@ impl<'p> Scheduler<'p> {
             } else {
                 self.in_flight[idx as usize] = true;
                 self.in_flight_count += 1;
-                steps.push(Step::Start { idx, attempt, params });
+                steps.push(Step::Start {
+                    idx,
+                    attempt,
+                    params,
+                });
             }
         }
         steps
@@ -241,9 +278,9 @@ impl<'p> Scheduler<'p> {
             let entry = state.action(idx);
             let action = self.plan.action(idx);
             let timed_out = match (action.timeout, entry.started_at) {
-                (Some(timeout), Some(started)) => {
-                    (now - started).to_std().is_ok_and(|elapsed| elapsed >= timeout)
-                }
+                (Some(timeout), Some(started)) => (now - started)
+                    .to_std()
+                    .is_ok_and(|elapsed| elapsed >= timeout),
                 _ => false,
             };
             let due = entry.next_check_at.is_none_or(|t| t <= now);
@@ -258,7 +295,11 @@ impl<'p> Scheduler<'p> {
                 if action.action_type.spec().can_cancel {
                     self.in_flight[idx as usize] = true;
                     self.in_flight_count += 1;
-                    steps.push(Step::Cancel { idx, handle, reason: CancelReason::Timeout });
+                    steps.push(Step::Cancel {
+                        idx,
+                        handle,
+                        reason: CancelReason::Timeout,
+                    });
                 } else {
                     self.fail(
                         state,
@@ -294,7 +335,13 @@ impl<'p> Scheduler<'p> {
     }
 
     /// Folds the result of a `Start` or `Check` step back in.
-    pub fn apply(&mut self, state: &mut RunState, idx: ActionIdx, outcome: Outcome, now: Timestamp) {
+    pub fn apply(
+        &mut self,
+        state: &mut RunState,
+        idx: ActionIdx,
+        outcome: Outcome,
+        now: Timestamp,
+    ) {
         self.release(idx);
         self.settle(state, idx, outcome, now);
     }
@@ -317,7 +364,12 @@ impl<'p> Scheduler<'p> {
         match reason {
             CancelReason::Timeout => {
                 let timeout = self.plan.action(idx).timeout.unwrap_or_default();
-                self.fail(state, idx, now, format!("timed out after {} ({note})", format_duration(timeout)));
+                self.fail(
+                    state,
+                    idx,
+                    now,
+                    format!("timed out after {} ({note})", format_duration(timeout)),
+                );
             }
             CancelReason::Abort => {
                 let entry = state.action_mut(idx);
@@ -348,12 +400,17 @@ impl<'p> Scheduler<'p> {
                 entry.outputs = outputs;
                 self.satisfy_dependents(state, idx);
             }
-            Outcome::Running { handle, check_after } => {
+            Outcome::Running {
+                handle,
+                check_after,
+            } => {
                 let entry = state.action_mut(idx);
                 entry.status = ActionStatus::Running;
                 entry.handle = Some(handle);
-                entry.next_check_at =
-                    Some(now + chrono::Duration::from_std(check_after).unwrap_or(chrono::Duration::zero()));
+                entry.next_check_at = Some(
+                    now + chrono::Duration::from_std(check_after)
+                        .unwrap_or(chrono::Duration::zero()),
+                );
                 self.running.push(idx);
             }
             Outcome::Failed { error, retryable } => {
@@ -366,8 +423,10 @@ impl<'p> Scheduler<'p> {
                         entry.status = ActionStatus::Pending;
                         entry.handle = None;
                         entry.error = Some(error.clone());
-                        entry.next_check_at =
-                            Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero()));
+                        entry.next_check_at = Some(
+                            now + chrono::Duration::from_std(delay)
+                                .unwrap_or(chrono::Duration::zero()),
+                        );
                         state.log_action(
                             idx,
                             now,
@@ -440,14 +499,21 @@ impl<'p> Scheduler<'p> {
                 Some(handle) if action.action_type.spec().can_cancel => {
                     self.in_flight[idx as usize] = true;
                     self.in_flight_count += 1;
-                    steps.push(Step::Cancel { idx, handle, reason: CancelReason::Abort });
+                    steps.push(Step::Cancel {
+                        idx,
+                        handle,
+                        reason: CancelReason::Abort,
+                    });
                 }
                 _ => {
                     let note = if action.action_type == ActionType::CreateStack {
                         "a stack that is being created cannot be cancelled; it keeps going in AWS"
                             .to_string()
                     } else {
-                        format!("{} cannot be cancelled; the work may still be running", action.action_type.name())
+                        format!(
+                            "{} cannot be cancelled; the work may still be running",
+                            action.action_type.name()
+                        )
                     };
                     let entry = state.action_mut(idx);
                     entry.status = ActionStatus::Cancelled;
@@ -499,10 +565,16 @@ impl<'p> Scheduler<'p> {
             })
             .min();
         if !self.running.is_empty() || !self.delayed.is_empty() {
-            let wait = earliest.map_or(Duration::ZERO, |t| (t - now).to_std().unwrap_or(Duration::ZERO));
+            let wait = earliest.map_or(Duration::ZERO, |t| {
+                (t - now).to_std().unwrap_or(Duration::ZERO)
+            });
             return Flow::Wait(wait);
         }
-        if state.actions.iter().all(|a| a.status.satisfies_dependents()) {
+        if state
+            .actions
+            .iter()
+            .all(|a| a.status.satisfies_dependents())
+        {
             Flow::Success
         } else {
             Flow::Failure
@@ -574,7 +646,11 @@ pub fn preview_reexecute(plan: &Plan, state: &RunState, mode: Reexecute) -> Prev
         }
     }
     let mut doomed = vec![false; plan.len()];
-    let mut preview = Preview { will_run: Vec::new(), stays_blocked: Vec::new(), reused: Vec::new() };
+    let mut preview = Preview {
+        will_run: Vec::new(),
+        stays_blocked: Vec::new(),
+        reused: Vec::new(),
+    };
     for &idx in &plan.order {
         let i = idx as usize;
         let blocked = plan.deps[i].iter().any(|&d| {
@@ -597,13 +673,20 @@ pub fn preview_reexecute(plan: &Plan, state: &RunState, mode: Reexecute) -> Prev
             }
         }
     }
-    preview.reused = (0..plan.len() as ActionIdx).filter(|&i| reused[i as usize]).collect();
+    preview.reused = (0..plan.len() as ActionIdx)
+        .filter(|&i| reused[i as usize])
+        .collect();
     preview
 }
 
 /// Resets the actions a re-execution selects. Attempt numbers keep counting, so a new attempt
 /// gets a new idempotency token.
-pub fn apply_reexecute(plan: &Plan, state: &mut RunState, mode: Reexecute, now: Timestamp) -> Preview {
+pub fn apply_reexecute(
+    plan: &Plan,
+    state: &mut RunState,
+    mode: Reexecute,
+    now: Timestamp,
+) -> Preview {
     let preview = preview_reexecute(plan, state, mode);
     let description = match mode {
         Reexecute::Failed => "failed actions".to_string(),
@@ -621,14 +704,23 @@ pub fn apply_reexecute(plan: &Plan, state: &mut RunState, mode: Reexecute, now: 
         entry.outputs.clear();
         entry.error = None;
         entry.blocked_by = None;
-        state.log_action(idx, now, Level::Info, format!("reset for re-execution ({description}; was {previous})"));
+        state.log_action(
+            idx,
+            now,
+            Level::Info,
+            format!("reset for re-execution ({description}; was {previous})"),
+        );
     }
     state.status = crate::state::RunStatus::Running;
     state.abort_requested = false;
     state.log_run(
         now,
         Level::Info,
-        format!("re-execute {description}: {} to run, {} outputs reused", preview.will_run.len(), preview.reused.len()),
+        format!(
+            "re-execute {description}: {} to run, {} outputs reused",
+            preview.will_run.len(),
+            preview.reused.len()
+        ),
     );
     preview
 }

@@ -59,7 +59,10 @@ impl ActionStatus {
 
     /// Done and stops dependents from running.
     pub fn blocks_dependents(self) -> bool {
-        matches!(self, ActionStatus::Failed | ActionStatus::Blocked | ActionStatus::Cancelled)
+        matches!(
+            self,
+            ActionStatus::Failed | ActionStatus::Blocked | ActionStatus::Cancelled
+        )
     }
 
     pub fn is_terminal(self) -> bool {
@@ -95,7 +98,10 @@ impl RunStatus {
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted
+        )
     }
 }
 
@@ -215,7 +221,13 @@ pub struct RunState {
 }
 
 impl RunState {
-    pub fn new(run_id: &str, plan: &Plan, plan_sha256: &str, vars: Map<String, Value>, now: Timestamp) -> Self {
+    pub fn new(
+        run_id: &str,
+        plan: &Plan,
+        plan_sha256: &str,
+        vars: Map<String, Value>,
+        now: Timestamp,
+    ) -> Self {
         let mut state = RunState {
             format: FORMAT,
             run_id: run_id.to_string(),
@@ -229,7 +241,11 @@ impl RunState {
             actions: vec![ActionState::default(); plan.len()],
             log: VecDeque::new(),
         };
-        state.log_run(now, Level::Info, format!("run created from {} ({} actions)", plan.source, plan.len()));
+        state.log_run(
+            now,
+            Level::Info,
+            format!("run created from {} ({} actions)", plan.source, plan.len()),
+        );
         state
     }
 
@@ -242,11 +258,28 @@ impl RunState {
     }
 
     pub fn log_run(&mut self, t: Timestamp, level: Level, msg: impl Into<String>) {
-        push_ring(&mut self.log, LogEntry { t, level, msg: msg.into() });
+        push_ring(
+            &mut self.log,
+            LogEntry {
+                t,
+                level,
+                msg: msg.into(),
+            },
+        );
     }
 
-    pub fn log_action(&mut self, idx: ActionIdx, t: Timestamp, level: Level, msg: impl Into<String>) {
-        self.actions[idx as usize].push_log(LogEntry { t, level, msg: msg.into() });
+    pub fn log_action(
+        &mut self,
+        idx: ActionIdx,
+        t: Timestamp,
+        level: Level,
+        msg: impl Into<String>,
+    ) {
+        self.actions[idx as usize].push_log(LogEntry {
+            t,
+            level,
+            msg: msg.into(),
+        });
     }
 
     /// How many actions are in each status, in `ActionStatus::ALL` order.

@@ -43,7 +43,8 @@ pub fn check_template(source: &str) -> Result<OutputRefs, String> {
 
 /// Checks a condition (bare expression, or wrapped in `{{ }}`).
 pub fn check_expression(expression: &str) -> Result<OutputRefs, String> {
-    ENV.compile_expression(unwrap_braces(expression)).map_err(describe)?;
+    ENV.compile_expression(unwrap_braces(expression))
+        .map_err(describe)?;
     Ok(scan_output_refs(expression))
 }
 
@@ -96,8 +97,9 @@ impl Context {
         vars: &Map<String, Value>,
         outputs: impl Iterator<Item = (&'a str, &'a Map<String, Value>)>,
     ) -> Self {
-        let outputs: Map<String, Value> =
-            outputs.map(|(label, out)| (label.to_string(), Value::Object(out.clone()))).collect();
+        let outputs: Map<String, Value> = outputs
+            .map(|(label, out)| (label.to_string(), Value::Object(out.clone())))
+            .collect();
         Context(minijinja::context! {
             outputs => minijinja::Value::from_serialize(&outputs),
             vars => minijinja::Value::from_serialize(vars),
@@ -149,17 +151,26 @@ fn render_string(text: &str, context: &Context) -> Result<Value, String> {
         let compiled = ENV.compile_expression(expression).map_err(describe)?;
         let value = compiled.eval(&context.0).map_err(describe)?;
         if value.is_undefined() {
-            return Err(format!("undefined value: `{expression}` names nothing in the context"));
+            return Err(format!(
+                "undefined value: `{expression}` names nothing in the context"
+            ));
         }
         return serde_json::to_value(&value).map_err(|e| e.to_string());
     }
-    ENV.render_str(text, &context.0).map(Value::String).map_err(describe)
+    ENV.render_str(text, &context.0)
+        .map(Value::String)
+        .map_err(describe)
 }
 
 /// Evaluates a condition to a boolean (Jinja truthiness).
 pub fn eval_condition(expression: &str, context: &Context) -> Result<bool, String> {
-    let compiled = ENV.compile_expression(unwrap_braces(expression)).map_err(describe)?;
-    compiled.eval(&context.0).map(|v| v.is_true()).map_err(describe)
+    let compiled = ENV
+        .compile_expression(unwrap_braces(expression))
+        .map_err(describe)?;
+    compiled
+        .eval(&context.0)
+        .map(|v| v.is_true())
+        .map_err(describe)
 }
 
 fn unwrap_braces(expression: &str) -> &str {
@@ -214,8 +225,11 @@ fn scan_output_refs(source: &str) -> OutputRefs {
             }
             refs.dynamic = true;
         } else if let Some(after) = rest.strip_prefix('.') {
-            let name: String =
-                after.bytes().take_while(|&b| is_ident(b)).map(char::from).collect();
+            let name: String = after
+                .bytes()
+                .take_while(|&b| is_ident(b))
+                .map(char::from)
+                .collect();
             if !name.is_empty() {
                 refs.labels.push(name);
             }
@@ -248,7 +262,9 @@ mod tests {
 
     #[test]
     fn finds_output_references() {
-        let refs = scan_output_refs(r#"{{ outputs["net-work"].VpcId }}-{{ outputs['b'].x }}{{ outputs.c }}"#);
+        let refs = scan_output_refs(
+            r#"{{ outputs["net-work"].VpcId }}-{{ outputs['b'].x }}{{ outputs.c }}"#,
+        );
         assert_eq!(refs.labels, vec!["net-work", "b", "c"]);
         assert!(!refs.dynamic);
         assert!(scan_output_refs("{{ outputs[vars.x] }}").dynamic);
@@ -272,7 +288,8 @@ mod tests {
 
     #[test]
     fn missing_names_are_errors_with_the_param_path() {
-        let err = render_params(&json!({"a": {"b": "{{ vars.nope }}"}}), &ctx()).expect_err("strict");
+        let err =
+            render_params(&json!({"a": {"b": "{{ vars.nope }}"}}), &ctx()).expect_err("strict");
         assert!(err.starts_with("params.a.b: "), "{err}");
         assert!(err.contains("undefined"), "{err}");
     }

@@ -76,7 +76,9 @@ impl Params {
 pub async fn run(params: &Params, limit: Option<Duration>, log: &LogSink) -> Outcome {
     let argv = match params.argv() {
         Ok(argv) => argv,
-        Err(problem) => return Outcome::failed(format!("params.{}: {}", problem.path, problem.message)),
+        Err(problem) => {
+            return Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
+        }
     };
     let mut command = tokio::process::Command::new(&argv[0]);
     command
@@ -100,8 +102,14 @@ pub async fn run(params: &Params, limit: Option<Duration>, log: &LogSink) -> Out
             return Outcome::failed(format!("cannot start {:?}: {err}{hint}", argv[0]));
         }
     };
-    let stdout = child.stdout.take().map(|out| tokio::spawn(pump(out, log.clone(), Level::Info)));
-    let stderr = child.stderr.take().map(|err| tokio::spawn(pump(err, log.clone(), Level::Warn)));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| tokio::spawn(pump(out, log.clone(), Level::Info)));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(pump(err, log.clone(), Level::Warn)));
 
     let status = match limit {
         Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
@@ -136,11 +144,18 @@ pub async fn run(params: &Params, limit: Option<Duration>, log: &LogSink) -> Out
             Outcome::Complete { outputs }
         }
         Ok(status) => {
-            let code = status
-                .code()
-                .map_or_else(|| "was killed by a signal".to_string(), |c| format!("exited with status {c}"));
-            let detail = last_stderr.or(last_stdout).map(|l| format!(": {l}")).unwrap_or_default();
-            Outcome::Failed { error: format!("{} {code}{detail}", argv[0]), retryable: true }
+            let code = status.code().map_or_else(
+                || "was killed by a signal".to_string(),
+                |c| format!("exited with status {c}"),
+            );
+            let detail = last_stderr
+                .or(last_stdout)
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
+            Outcome::Failed {
+                error: format!("{} {code}{detail}", argv[0]),
+                retryable: true,
+            }
         }
         Err(err) => Outcome::failed(format!("waiting for {:?} failed: {err}", argv[0])),
     }

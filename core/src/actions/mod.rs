@@ -61,7 +61,10 @@ pub struct ParamsProblem {
 
 impl ParamsProblem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -126,7 +129,10 @@ impl ActionType {
     /// Whether re-running this action after an interrupted attempt is allowed.
     pub fn may_replay(self, params: &Value) -> bool {
         self.spec().replay_safe
-            || params.get("idempotent").and_then(Value::as_bool).unwrap_or(false)
+            || params
+                .get("idempotent")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
     }
 }
 
@@ -171,10 +177,22 @@ mod tests {
 
     #[test]
     fn legacy_kind_names_map_to_canonical() {
-        assert_eq!(ActionType::from_name("AWS::CreateStack"), Some(ActionType::CreateStack));
-        assert_eq!(ActionType::from_name("SYSTEM::NoOp"), Some(ActionType::NoOp));
-        assert_eq!(ActionType::from_name("system.set_variables"), Some(ActionType::SetVariables));
-        assert_eq!(ActionType::from_name("AWS::GetStackOutputs"), Some(ActionType::GetStackOutputs));
+        assert_eq!(
+            ActionType::from_name("AWS::CreateStack"),
+            Some(ActionType::CreateStack)
+        );
+        assert_eq!(
+            ActionType::from_name("SYSTEM::NoOp"),
+            Some(ActionType::NoOp)
+        );
+        assert_eq!(
+            ActionType::from_name("system.set_variables"),
+            Some(ActionType::SetVariables)
+        );
+        assert_eq!(
+            ActionType::from_name("AWS::GetStackOutputs"),
+            Some(ActionType::GetStackOutputs)
+        );
         assert_eq!(ActionType::from_name("system.nope"), None);
     }
 
@@ -193,12 +211,21 @@ pub fn run_inline(action_type: ActionType, params: &Value) -> crate::executor::O
     match action_type {
         ActionType::NoOp => Outcome::complete(),
         ActionType::SetVariables => match parse::<set_variables::Params>(params) {
-            Ok(p) => Outcome::Complete { outputs: p.variables },
-            Err(problem) => Outcome::failed(format!("params.{}: {}", problem.path, problem.message)),
+            Ok(p) => Outcome::Complete {
+                outputs: p.variables,
+            },
+            Err(problem) => {
+                Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
+            }
         },
         ActionType::Fail => match parse::<fail::Params>(params) {
-            Ok(p) => Outcome::Failed { error: p.message, retryable: p.retryable },
-            Err(problem) => Outcome::failed(format!("params.{}: {}", problem.path, problem.message)),
+            Ok(p) => Outcome::Failed {
+                error: p.message,
+                retryable: p.retryable,
+            },
+            Err(problem) => {
+                Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
+            }
         },
         other => Outcome::failed(format!("{} is not an inline type", other.name())),
     }

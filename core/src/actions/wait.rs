@@ -39,7 +39,9 @@ impl Params {
                 .ok_or_else(|| "is not a number".to_string())
                 .and_then(seconds_to_duration),
             Value::String(text) => parse_duration(text),
-            other => Err(format!("must be a number of seconds or a duration, not {other}")),
+            other => Err(format!(
+                "must be a number of seconds or a duration, not {other}"
+            )),
         };
         result.map_err(|message| ParamsProblem::new("seconds", message))
     }

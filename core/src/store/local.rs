@@ -57,7 +57,9 @@ impl LocalStore {
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(StoreError::NotFound { locator: self.locator() })
+                return Err(StoreError::NotFound {
+                    locator: self.locator(),
+                })
             }
             Err(e) => return Err(StoreError::io(dir, e)),
         };
@@ -66,7 +68,10 @@ impl LocalStore {
             let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(seq) = name
+                .strip_suffix(".json")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 seqs.push(seq);
             }
         }
@@ -75,10 +80,13 @@ impl LocalStore {
     }
 
     fn head_seq(&self) -> Result<u64, StoreError> {
-        self.sequences()?.last().copied().ok_or_else(|| StoreError::Corrupt {
-            locator: self.locator(),
-            message: "the run has no state versions (was its folder emptied?)".into(),
-        })
+        self.sequences()?
+            .last()
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt {
+                locator: self.locator(),
+                message: "the run has no state versions (was its folder emptied?)".into(),
+            })
     }
 
     fn read(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
@@ -87,11 +95,15 @@ impl LocalStore {
         if len > MAX_STATE_BYTES {
             return Err(StoreError::Corrupt {
                 locator: self.locator(),
-                message: format!("{} is {len} bytes, larger than any state baton writes", path.display()),
+                message: format!(
+                    "{} is {len} bytes, larger than any state baton writes",
+                    path.display()
+                ),
             });
         }
         let mut bytes = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut bytes).map_err(|e| StoreError::io(path, e))?;
+        file.read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io(path, e))?;
         Ok(bytes)
     }
 
@@ -141,7 +153,9 @@ impl RunStore for LocalStore {
         match fs::create_dir(&self.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(StoreError::AlreadyExists { locator: self.locator() })
+                return Err(StoreError::AlreadyExists {
+                    locator: self.locator(),
+                })
             }
             Err(e) => return Err(StoreError::io(&self.dir, e)),
         }
@@ -156,7 +170,9 @@ impl RunStore for LocalStore {
     async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {
         let path = self.dir.join(PLAN_FILE);
         if !path.exists() {
-            return Err(StoreError::NotFound { locator: self.locator() });
+            return Err(StoreError::NotFound {
+                locator: self.locator(),
+            });
         }
         self.read(&path)
     }
@@ -170,7 +186,10 @@ impl RunStore for LocalStore {
         let seq = self.parse_version(version)?;
         let path = self.state_path(seq);
         if !path.exists() {
-            return Err(StoreError::NoSuchVersion { locator: self.locator(), version: version.into() });
+            return Err(StoreError::NoSuchVersion {
+                locator: self.locator(),
+                version: version.into(),
+            });
         }
         self.read(&path)
     }
@@ -180,7 +199,9 @@ impl RunStore for LocalStore {
         let conflict = |store: &Self| StoreError::Conflict {
             locator: store.locator(),
             expected: expected.to_string(),
-            actual: store.head_seq().map_or_else(|_| "unknown".into(), |s| s.to_string()),
+            actual: store
+                .head_seq()
+                .map_or_else(|_| "unknown".into(), |s| s.to_string()),
         };
         if self.head_seq()? != seq {
             return Err(conflict(self));
@@ -198,8 +219,13 @@ impl RunStore for LocalStore {
             .into_iter()
             .map(|seq| {
                 let path = self.state_path(seq);
-                let size = fs::metadata(&path).map_err(|e| StoreError::io(&path, e))?.len();
-                Ok(VersionInfo { version: seq.to_string(), size })
+                let size = fs::metadata(&path)
+                    .map_err(|e| StoreError::io(&path, e))?
+                    .len();
+                Ok(VersionInfo {
+                    version: seq.to_string(),
+                    size,
+                })
             })
             .collect()
     }
@@ -229,7 +255,11 @@ impl RunStore for LocalStore {
                 let holder = holder.trim();
                 Err(StoreError::Busy {
                     locator: self.locator(),
-                    holder: if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
+                    holder: if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {holder})")
+                    },
                 })
             }
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io(path, e)),
@@ -249,7 +279,10 @@ mod tests {
     use super::*;
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
     }
 
     #[test]
@@ -258,14 +291,26 @@ mod tests {
         let store = LocalStore::in_root(tmp.path(), "r1");
         block_on(async {
             assert_eq!(store.create(b"[]", b"s1").await.expect("create"), "1");
-            assert!(matches!(store.create(b"[]", b"x").await, Err(StoreError::AlreadyExists { .. })));
+            assert!(matches!(
+                store.create(b"[]", b"x").await,
+                Err(StoreError::AlreadyExists { .. })
+            ));
             assert_eq!(store.save(b"s2", "1").await.expect("save"), "2");
             // A second writer that also loaded version 1 loses and changes nothing.
-            assert!(matches!(store.save(b"other", "1").await, Err(StoreError::Conflict { .. })));
-            assert_eq!(store.load_latest().await.expect("latest"), (b"s2".to_vec(), "2".into()));
+            assert!(matches!(
+                store.save(b"other", "1").await,
+                Err(StoreError::Conflict { .. })
+            ));
+            assert_eq!(
+                store.load_latest().await.expect("latest"),
+                (b"s2".to_vec(), "2".into())
+            );
             assert_eq!(store.load_version("1").await.expect("v1"), b"s1");
             assert_eq!(store.list_versions().await.expect("list").len(), 2);
-            assert!(matches!(store.load_version("9").await, Err(StoreError::NoSuchVersion { .. })));
+            assert!(matches!(
+                store.load_version("9").await,
+                Err(StoreError::NoSuchVersion { .. })
+            ));
         });
         // No temporary files are left behind.
         let leftovers: Vec<_> = fs::read_dir(store.state_dir())
@@ -285,10 +330,15 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
                     let store = store.clone();
-                    scope.spawn(move || block_on(store.save(format!("w{i}").as_bytes(), "1")).is_ok())
+                    scope.spawn(move || {
+                        block_on(store.save(format!("w{i}").as_bytes(), "1")).is_ok()
+                    })
                 })
                 .collect();
-            handles.into_iter().map(|h| usize::from(h.join().unwrap_or(false))).sum()
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap_or(false)))
+                .sum()
         });
         assert_eq!(wins, 1);
         assert_eq!(block_on(store.head()).expect("head"), "2");
@@ -301,7 +351,11 @@ mod tests {
         block_on(store.create(b"[]", b"s1")).expect("create");
         let guard = store.lock_driver().expect("first lock");
         let err = store.lock_driver().err().expect("second lock fails");
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(guard);
         store.lock_driver().expect("lock again after release");
     }

@@ -20,7 +20,10 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut inner = self.inner.lock().map_err(|_| StoreError::Corrupt {
             locator: "memory".into(),
             message: "store lock poisoned".into(),
@@ -40,7 +43,9 @@ impl RunStore for MemoryStore {
     async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
         self.with(|inner| {
             if inner.plan.is_some() {
-                return Err(StoreError::AlreadyExists { locator: "memory".into() });
+                return Err(StoreError::AlreadyExists {
+                    locator: "memory".into(),
+                });
             }
             inner.plan = Some(plan.to_vec());
             inner.versions.push(state.to_vec());
@@ -49,12 +54,18 @@ impl RunStore for MemoryStore {
     }
 
     async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {
-        self.with(|inner| inner.plan.clone().ok_or(StoreError::NotFound { locator: "memory".into() }))
+        self.with(|inner| {
+            inner.plan.clone().ok_or(StoreError::NotFound {
+                locator: "memory".into(),
+            })
+        })
     }
 
     async fn load_latest(&self) -> Result<(Vec<u8>, String), StoreError> {
         self.with(|inner| {
-            let last = inner.versions.last().cloned().ok_or(StoreError::NotFound { locator: "memory".into() })?;
+            let last = inner.versions.last().cloned().ok_or(StoreError::NotFound {
+                locator: "memory".into(),
+            })?;
             Ok((last, inner.versions.len().to_string()))
         })
     }
@@ -65,7 +76,10 @@ impl RunStore for MemoryStore {
                 .parse::<usize>()
                 .ok()
                 .and_then(|v| inner.versions.get(v.wrapping_sub(1)).cloned())
-                .ok_or(StoreError::NoSuchVersion { locator: "memory".into(), version: version.into() })
+                .ok_or(StoreError::NoSuchVersion {
+                    locator: "memory".into(),
+                    version: version.into(),
+                })
         })
     }
 
@@ -90,7 +104,10 @@ impl RunStore for MemoryStore {
                 .versions
                 .iter()
                 .enumerate()
-                .map(|(i, v)| VersionInfo { version: (i + 1).to_string(), size: v.len() as u64 })
+                .map(|(i, v)| VersionInfo {
+                    version: (i + 1).to_string(),
+                    size: v.len() as u64,
+                })
                 .collect())
         })
     }

@@ -20,7 +20,11 @@ pub enum StoreError {
         "{locator}: conflict: state version {expected} is no longer the latest (now {actual}); \
          another process changed the run. Nothing was overwritten: check `baton status`, then retry"
     )]
-    Conflict { locator: String, expected: String, actual: String },
+    Conflict {
+        locator: String,
+        expected: String,
+        actual: String,
+    },
     #[error(
         "{locator}: the run is being driven by another baton process{holder}; wait for it to \
          finish, or `baton abort` it"
@@ -29,14 +33,20 @@ pub enum StoreError {
     #[error("{locator}: version {version} does not exist (`baton status --versions` lists them)")]
     NoSuchVersion { locator: String, version: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{locator}: {message}")]
     Corrupt { locator: String, message: String },
 }
 
 impl StoreError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StoreError::Io { path: path.into(), source }
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -56,17 +66,28 @@ pub trait RunStore: Send + Sync {
     fn locator(&self) -> String;
 
     /// Creates the run with its plan and first state; fails if it exists.
-    fn create(&self, plan: &[u8], state: &[u8]) -> impl Future<Output = Result<String, StoreError>> + Send;
+    fn create(
+        &self,
+        plan: &[u8],
+        state: &[u8],
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     fn load_plan(&self) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
     /// The newest state and its version.
     fn load_latest(&self) -> impl Future<Output = Result<(Vec<u8>, String), StoreError>> + Send;
 
-    fn load_version(&self, version: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+    fn load_version(
+        &self,
+        version: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
     /// Saves a new version if `expected` is still the newest (compare-and-swap).
-    fn save(&self, state: &[u8], expected: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
+    fn save(
+        &self,
+        state: &[u8],
+        expected: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Oldest first.
     fn list_versions(&self) -> impl Future<Output = Result<Vec<VersionInfo>, StoreError>> + Send;

@@ -1,0 +1,233 @@
+//! Command-line definitions and dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{commands, Failure};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Run action lists (JSON/YAML DAGs) and watch them run"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where runs are kept: a folder (default .baton).
+    #[arg(long, env = "BATON_STORE", default_value = ".baton", global = true)]
+    pub store: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check action files; print every problem, one per line.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show the order actions will run in.
+    Plan {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// Create a run from an action file and drive it to the end.
+    Run(RunArgs),
+    /// Drive an existing run (after a crash, or after `retry --no-run`).
+    Resume {
+        run: String,
+        #[command(flatten)]
+        drive: DriveArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Perform exactly one engine tick and print the payload it returns.
+    Tick {
+        run: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Summarise a run: counts per status and each action's status.
+    Status {
+        run: String,
+        #[arg(long)]
+        json: bool,
+        /// List the stored state versions.
+        #[arg(long)]
+        versions: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print log threads: the run's and each action's, or one action's.
+    Logs {
+        run: String,
+        label: Option<String>,
+        /// Keep printing new entries until the run finishes.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show one action: rendered params, outputs, error, timings, log.
+    Inspect {
+        run: String,
+        label: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Re-execute actions: reset them to pending, then drive the run again.
+    Retry(RetryArgs),
+    /// Ask a run to stop: running actions are cancelled where their type can cancel.
+    Abort {
+        run: String,
+        /// Also stop the Step Functions execution (remote runs).
+        #[arg(long)]
+        hard: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DriveArgs {
+    /// Most actions running at once (instant actions do not count).
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// Plain progress lines, even on a terminal.
+    #[arg(long, conflicts_with = "json")]
+    pub plain: bool,
+    /// Print one JSON summary on stdout at the end, nothing else.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds per tick before state is checkpointed and a new tick starts.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub budget: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    /// A run variable, readable as `vars.NAME` in templates (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Use this run id instead of a generated one.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub drive: DriveArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[group(id = "selection", required = true, multiple = false)]
+pub struct Selection {
+    /// Failed, blocked and cancelled actions.
+    #[arg(long, group = "selection")]
+    pub failed: bool,
+    /// This action and everything that depends on it.
+    #[arg(long, value_name = "LABEL", group = "selection")]
+    pub from: Option<String>,
+    /// Only this action.
+    #[arg(long, value_name = "LABEL", group = "selection")]
+    pub only: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
+    pub run: String,
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Reset only; drive later with `baton resume`.
+    #[arg(long)]
+    pub no_run: bool,
+    #[command(flatten)]
+    pub drive: DriveArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("baton: error: cannot start the async runtime: {err}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            match &failure {
+                Failure::RunFailed => {}
+                Failure::Invalid(message) | Failure::Infra(message) => {
+                    for line in message.lines() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(command: Command) -> crate::CommandResult {
+    match command {
+        Command::Validate { files } => commands::validate::run(&files),
+        Command::Plan { file, format } => commands::plan::run(&file, format),
+        Command::Run(args) => commands::run::run(args).await,
+        Command::Resume { run, drive, store } => commands::run::resume(&run, &store, &drive).await,
+        Command::Tick { run, store } => commands::run::tick(&run, &store).await,
+        Command::Status {
+            run,
+            json,
+            versions,
+            store,
+        } => commands::status::run(&run, &store, json, versions).await,
+        Command::Logs {
+            run,
+            label,
+            follow,
+            store,
+        } => commands::logs::run(&run, &store, label.as_deref(), follow).await,
+        Command::Inspect {
+            run,
+            label,
+            json,
+            store,
+        } => commands::inspect::run(&run, &store, &label, json).await,
+        Command::Retry(args) => commands::retry::run(args).await,
+        Command::Abort { run, hard, store } => commands::retry::abort(&run, &store, hard).await,
+    }
+}

@@ -1,0 +1,134 @@
+//! `baton plan FILE --format text|json|dot|mermaid`
+
+use std::fmt::Write;
+use std::path::Path;
+
+use baton_core::Plan;
+use serde_json::json;
+
+use crate::cli::PlanFormat;
+use crate::CommandResult;
+
+pub fn run(file: &Path, format: PlanFormat) -> CommandResult {
+    let loaded = super::load_plan(file)?;
+    let text = match format {
+        PlanFormat::Text => text(&loaded.plan),
+        PlanFormat::Json => json_plan(&loaded.plan),
+        PlanFormat::Dot => dot(&loaded.plan),
+        PlanFormat::Mermaid => mermaid(&loaded.plan),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// Layers: everything in a layer can run in parallel once the layers above are done.
+pub fn text(plan: &Plan) -> String {
+    let layers = plan.layers();
+    let mut out = format!(
+        "{}: {} actions in {} layers\n",
+        plan.source,
+        plan.len(),
+        layers.len()
+    );
+    for (depth, layer) in layers.iter().enumerate() {
+        let _ = writeln!(out, "\nlayer {depth} ({} actions)", layer.len());
+        for &idx in layer {
+            let action = plan.action(idx);
+            let deps: Vec<&str> = plan.deps[idx as usize]
+                .iter()
+                .map(|&d| plan.label(d))
+                .collect();
+            let mut line = format!("  {:<28} {}", action.label, action.action_type.name());
+            if !deps.is_empty() {
+                let _ = write!(line, "  ← {}", deps.join(", "));
+            }
+            if let Some(condition) = &action.condition {
+                let _ = write!(line, "  if {condition}");
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+    }
+    out
+}
+
+fn json_plan(plan: &Plan) -> String {
+    let layers = plan.layers();
+    let mut depth = vec![0; plan.len()];
+    for (d, layer) in layers.iter().enumerate() {
+        for &idx in layer {
+            depth[idx as usize] = d;
+        }
+    }
+    let actions: Vec<_> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            json!({
+                "label": a.label,
+                "type": a.action_type.name(),
+                "depends_on": plan.deps[i].iter().map(|&d| plan.label(d)).collect::<Vec<_>>(),
+                "layer": depth[i],
+            })
+        })
+        .collect();
+    let layers: Vec<Vec<&str>> = layers
+        .iter()
+        .map(|l| l.iter().map(|&i| plan.label(i)).collect())
+        .collect();
+    let doc = json!({ "source": plan.source, "actions": actions, "layers": layers });
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    )
+}
+
+fn dot(plan: &Plan) -> String {
+    let mut out = String::from(
+        "digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
+    for action in &plan.actions {
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\\n{}\"];",
+            escape(&action.label),
+            escape(&action.label),
+            action.action_type.name()
+        );
+    }
+    for (i, deps) in plan.deps.iter().enumerate() {
+        for &d in deps {
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\";",
+                escape(plan.label(d)),
+                escape(plan.label(i as u32))
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn mermaid(plan: &Plan) -> String {
+    // Mermaid ids cannot hold `-`, `.`, `:` or `/`; number them and show the label.
+    let mut out = String::from("graph TD\n");
+    for (i, action) in plan.actions.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  a{i}[\"{}<br/><small>{}</small>\"]",
+            action.label.replace('"', "#quot;"),
+            action.action_type.name()
+        );
+    }
+    for (i, deps) in plan.deps.iter().enumerate() {
+        for &d in deps {
+            let _ = writeln!(out, "  a{d} --> a{i}");
+        }
+    }
+    out
+}

@@ -1,0 +1,113 @@
+//! `baton retry` and `baton abort`.
+
+use std::sync::Arc;
+
+use baton_core::driver::{self, Silent, TickOptions};
+use baton_core::scheduler::{apply_reexecute, preview_reexecute, Reexecute};
+use baton_core::{RunStore, StandardExecutor, StoreError};
+use chrono::Utc;
+
+use crate::cli::{RetryArgs, StoreArgs};
+use crate::{locator, CommandResult, Failure};
+
+pub async fn run(args: RetryArgs) -> CommandResult {
+    let run = locator::open(&args.run, &args.store).await?;
+    let plan = &run.plan;
+    let mode = if args.selection.failed {
+        Reexecute::Failed
+    } else if let Some(label) = &args.selection.from {
+        Reexecute::From(
+            plan.find(label)
+                .ok_or_else(|| super::logs::unknown_label(plan, label))?,
+        )
+    } else if let Some(label) = &args.selection.only {
+        Reexecute::Only(
+            plan.find(label)
+                .ok_or_else(|| super::logs::unknown_label(plan, label))?,
+        )
+    } else {
+        return Err(Failure::Invalid(
+            "choose --failed, --from LABEL or --only LABEL".into(),
+        ));
+    };
+    // Resetting under a live driver would race it; hold the run while changing it.
+    let guard = run.store.lock_driver()?;
+    let (state, _) = run.load().await?;
+    let preview = preview_reexecute(plan, &state, mode);
+    if preview.will_run.is_empty() {
+        let why = if preview.stays_blocked.is_empty() {
+            "nothing matches"
+        } else {
+            "everything selected is still blocked"
+        };
+        eprintln!("nothing to re-execute: {why}");
+        return Err(Failure::RunFailed);
+    }
+    let names = |list: &[u32]| {
+        list.iter()
+            .map(|&i| plan.label(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !args.drive.json {
+        println!(
+            "will run ({}): {}",
+            preview.will_run.len(),
+            names(&preview.will_run)
+        );
+        if !preview.reused.is_empty() {
+            println!(
+                "reusing outputs of ({}): {}",
+                preview.reused.len(),
+                names(&preview.reused)
+            );
+        }
+        if !preview.stays_blocked.is_empty() {
+            println!(
+                "still blocked ({}): {}",
+                preview.stays_blocked.len(),
+                names(&preview.stays_blocked)
+            );
+        }
+    }
+    run.update(|plan, state| apply_reexecute(plan, state, mode, Utc::now()))
+        .await?;
+    drop(guard);
+    if args.no_run {
+        println!("reset; drive it with: baton resume {}", run.store.locator());
+        return Ok(());
+    }
+    super::run::drive(&run, &args.drive).await
+}
+
+pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResult {
+    let run = locator::open(run_arg, store).await?;
+    let (state, _) = run.load().await?;
+    if state.status.is_finished() {
+        eprintln!(
+            "run {} has already finished ({}); nothing to abort",
+            state.run_id, state.status
+        );
+        return Err(Failure::RunFailed);
+    }
+    if hard {
+        eprintln!("note: --hard stops a Step Functions execution; this run is local, so it is the same as abort");
+    }
+    run.update(|_, state| state.abort_requested = true).await?;
+    match run.store.lock_driver() {
+        Ok(_guard) => {
+            // Nobody is driving the run: honour the abort now.
+            let executor = Arc::new(StandardExecutor::new());
+            let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
+            println!("run {} {}", state.run_id, report.status);
+        }
+        Err(StoreError::Busy { .. }) => {
+            println!(
+                "abort requested; the process driving run {} will stop it on its next check",
+                state.run_id
+            );
+        }
+        Err(other) => return Err(other.into()),
+    }
+    Ok(())
+}

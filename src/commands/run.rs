@@ -1,0 +1,160 @@
+//! `baton run`, `baton resume` and `baton tick`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_core::driver::{self, Observer, Silent, TickOptions};
+use baton_core::run::new_run_id;
+use baton_core::{Run, RunStatus, RunStore, StandardExecutor};
+use chrono::Utc;
+use serde_json::{Map, Value};
+
+use crate::cli::{DriveArgs, RunArgs, StoreArgs};
+use crate::locator::{self, AnyStore};
+use crate::output::{count_summary, format_elapsed, json_summary, PlainPrinter};
+use crate::{CommandResult, Failure};
+
+pub async fn run(args: RunArgs) -> CommandResult {
+    let loaded = super::load_plan(&args.file)?;
+    let vars = parse_vars(&args.vars)?;
+    let now = Utc::now();
+    let stem = args
+        .file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("run");
+    let run_id = match args.run_id {
+        Some(id) => {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || id.starts_with('.')
+            {
+                return Err(Failure::Invalid(format!(
+                    "--run-id {id:?}: use letters, digits, '-', '_' and '.' only"
+                )));
+            }
+            id
+        }
+        None => new_run_id(stem, now),
+    };
+    let store = locator::for_new_run(&args.store, &run_id)?;
+    let (run, _, _) = Run::create(store, loaded.plan, &run_id, vars, now).await?;
+    drive(&run, &args.drive).await
+}
+
+pub async fn resume(run: &str, store: &StoreArgs, drive_args: &DriveArgs) -> CommandResult {
+    let run = locator::open(run, store).await?;
+    drive(&run, drive_args).await
+}
+
+/// Drives a run to its end with plain progress or a JSON summary; exit 1 unless it succeeded.
+pub async fn drive(run: &Run<AnyStore>, args: &DriveArgs) -> CommandResult {
+    let started = Instant::now();
+    let options = tick_options(args)?;
+    let executor = Arc::new(StandardExecutor::new());
+    let printer = PlainPrinter::new(&run.plan);
+    let observer: &dyn Observer = if args.json { &Silent } else { &printer };
+    if !args.json {
+        println!(
+            "run {} ({} actions) in {}",
+            run_id_of(run),
+            run.plan.len(),
+            run.store.locator()
+        );
+    }
+    let report = driver::drive(run, &executor, &options, observer).await?;
+    let (state, _) = run.load().await?;
+    if args.json {
+        let summary = json_summary(
+            &run.plan,
+            &state,
+            &run.store.locator(),
+            started.elapsed().as_millis(),
+        );
+        println!("{summary}");
+    } else {
+        println!(
+            "run {} {} in {} ({}; {} invocations)",
+            state.run_id,
+            state.status,
+            format_elapsed(started.elapsed()),
+            count_summary(&state),
+            state.invocations
+        );
+        if state.status != RunStatus::Succeeded {
+            print_next_steps(run, &state);
+        }
+    }
+    match report.status {
+        RunStatus::Succeeded => Ok(()),
+        _ => Err(Failure::RunFailed),
+    }
+}
+
+fn print_next_steps(run: &Run<AnyStore>, state: &baton_core::RunState) {
+    let locator = run.store.locator();
+    for (def, action) in run.plan.actions.iter().zip(&state.actions) {
+        if action.status == baton_core::ActionStatus::Failed {
+            println!(
+                "  ✖ {}: {}",
+                def.label,
+                action.error.as_deref().unwrap_or("failed")
+            );
+        }
+    }
+    println!("inspect: baton inspect {locator} <label>    re-run failures: baton retry {locator} --failed");
+}
+
+fn run_id_of(run: &Run<AnyStore>) -> String {
+    let locator = run.store.locator();
+    locator.rsplit('/').next().unwrap_or(&locator).to_string()
+}
+
+pub fn tick_options(args: &DriveArgs) -> Result<TickOptions, Failure> {
+    if !(args.budget.is_finite() && args.budget > 0.0) {
+        return Err(Failure::Invalid(format!(
+            "--budget {}: must be a positive number of seconds",
+            args.budget
+        )));
+    }
+    if args.max_parallel == Some(0) {
+        return Err(Failure::Invalid(
+            "--max-parallel 0: must be at least 1".into(),
+        ));
+    }
+    Ok(TickOptions {
+        budget: Duration::from_secs_f64(args.budget),
+        hard_deadline: false,
+        max_parallel: args.max_parallel,
+    })
+}
+
+fn parse_vars(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
+    let mut vars = Map::new();
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(Failure::Invalid(format!(
+                "--var {pair:?}: write NAME=VALUE"
+            )));
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Failure::Invalid(format!(
+                "--var {pair:?}: the name must be letters, digits and '_' (it is read as vars.NAME)"
+            )));
+        }
+        vars.insert(name.to_string(), Value::String(value.to_string()));
+    }
+    Ok(vars)
+}
+
+pub async fn tick(run: &str, store: &StoreArgs) -> CommandResult {
+    let run = locator::open(run, store).await?;
+    let _guard = run.store.lock_driver()?;
+    let executor = Arc::new(StandardExecutor::new());
+    let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
+    let payload = report.payload(run.store.locator());
+    println!("{}", serde_json::to_string(&payload).unwrap_or_default());
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! `baton status RUN`
+
+use baton_core::RunStore;
+use serde_json::json;
+
+use crate::cli::StoreArgs;
+use crate::locator;
+use crate::output::{count_summary, elapsed, format_elapsed, symbol};
+use crate::CommandResult;
+
+pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) -> CommandResult {
+    let run = locator::open(run, store).await?;
+    let (state, version) = run.load().await?;
+    let plan = &run.plan;
+    if as_json {
+        let counts = state.counts();
+        let counts: serde_json::Map<_, _> = baton_core::ActionStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), json!(counts[*s as usize])))
+            .collect();
+        let actions: serde_json::Map<_, _> = plan
+            .actions
+            .iter()
+            .zip(&state.actions)
+            .map(|(def, a)| {
+                (def.label.clone(), json!({ "status": a.status, "attempts": a.attempt, "error": a.error, "blocked_by": a.blocked_by }))
+            })
+            .collect();
+        let mut doc = json!({
+            "run_id": state.run_id, "run": run.store.locator(), "status": state.status,
+            "version": version, "invocations": state.invocations, "abort_requested": state.abort_requested,
+            "created_at": baton_core::state::ts::format(&state.created_at),
+            "updated_at": baton_core::state::ts::format(&state.updated_at),
+            "counts": counts, "actions": actions,
+        });
+        if versions {
+            let list = run.store.list_versions().await?;
+            doc["versions"] = json!(list
+                .iter()
+                .map(|v| json!({"version": v.version, "size": v.size}))
+                .collect::<Vec<_>>());
+        }
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(());
+    }
+    let age = elapsed(Some(state.created_at), Some(state.updated_at))
+        .map(format_elapsed)
+        .unwrap_or_default();
+    println!(
+        "run {}  {}{}",
+        state.run_id,
+        state.status,
+        if state.abort_requested {
+            " (abort requested)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "store {}  version {}  invocations {}  elapsed {}",
+        run.store.locator(),
+        version,
+        state.invocations,
+        age
+    );
+    println!("actions {}: {}", plan.len(), count_summary(&state));
+    let width = plan
+        .actions
+        .iter()
+        .map(|a| a.label.len())
+        .max()
+        .unwrap_or(0)
+        .min(40);
+    for &idx in &plan.order {
+        let def = plan.action(idx);
+        let a = state.action(idx);
+        let mut line = format!(
+            "  {} {:<width$}  {:<9}",
+            symbol(a.status),
+            def.label,
+            a.status.as_str()
+        );
+        if let Some(d) = elapsed(a.started_at, a.finished_at) {
+            line.push_str(&format!("  {:>7}", format_elapsed(d)));
+        }
+        if a.attempt > 1 {
+            line.push_str(&format!("  attempt {}", a.attempt));
+        }
+        if let Some(by) = &a.blocked_by {
+            line.push_str(&format!("  blocked by {by}"));
+        } else if let Some(error) = &a.error {
+            line.push_str(&format!("  {error}"));
+        }
+        println!("{}", line.trim_end());
+    }
+    if versions {
+        println!("versions:");
+        for v in run.store.list_versions().await? {
+            println!("  {:>6}  {} bytes", v.version, v.size);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Progress lines, status symbols and the `--json` summary.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use baton_core::driver::Observer;
+use baton_core::redact::redact_value;
+use baton_core::state::{ActionState, LogEntry, Timestamp};
+use baton_core::{ActionIdx, ActionStatus, Plan, RunState};
+use serde_json::{json, Map, Value};
+
+/// A symbol per status, readable without colour.
+pub fn symbol(status: ActionStatus) -> &'static str {
+    match status {
+        ActionStatus::Pending => "·",
+        ActionStatus::Running => "▶",
+        ActionStatus::Complete => "✔",
+        ActionStatus::Failed => "✖",
+        ActionStatus::Skipped => "↷",
+        ActionStatus::Blocked => "⊘",
+        ActionStatus::Cancelled => "■",
+    }
+}
+
+pub fn elapsed(from: Option<Timestamp>, to: Option<Timestamp>) -> Option<std::time::Duration> {
+    (to? - from?).to_std().ok()
+}
+
+pub fn format_elapsed(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        baton_core::duration::format_duration(std::time::Duration::from_secs(d.as_secs()))
+    }
+}
+
+/// "3 complete, 1 failed" in status order, skipping zeros.
+pub fn count_summary(state: &RunState) -> String {
+    let counts = state.counts();
+    let parts: Vec<String> = ActionStatus::ALL
+        .iter()
+        .filter(|s| counts[**s as usize] > 0)
+        .map(|s| format!("{} {}", counts[*s as usize], s))
+        .collect();
+    if parts.is_empty() {
+        "no actions".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// One line per status change and log entry, for terminals without the console and for CI.
+pub struct PlainPrinter {
+    started: Instant,
+    width: usize,
+    inner: Mutex<Vec<Option<ActionStatus>>>,
+}
+
+impl PlainPrinter {
+    pub fn new(plan: &Plan) -> Self {
+        let width = plan
+            .actions
+            .iter()
+            .map(|a| a.label.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(8, 32);
+        PlainPrinter {
+            started: Instant::now(),
+            width,
+            inner: Mutex::new(vec![None; plan.len()]),
+        }
+    }
+
+    fn line(&self, text: std::fmt::Arguments<'_>) {
+        let stamp = format_elapsed(self.started.elapsed());
+        let mut out = std::io::stdout().lock();
+        // A closed pipe must not stop the run; progress lines are best effort.
+        let _ = writeln!(out, "{stamp:>7}  {text}");
+        let _ = out.flush();
+    }
+}
+
+impl Observer for PlainPrinter {
+    fn action_changed(&self, plan: &Plan, idx: ActionIdx, state: &ActionState) {
+        let Ok(mut seen) = self.inner.lock() else {
+            return;
+        };
+        let slot = &mut seen[idx as usize];
+        let status = state.status;
+        if *slot == Some(status)
+            || (slot.is_none() && status == ActionStatus::Pending && state.attempt == 0)
+        {
+            return;
+        }
+        *slot = Some(status);
+        drop(seen);
+        let label = plan.label(idx);
+        let width = self.width;
+        let detail = match status {
+            ActionStatus::Running if state.attempt > 1 => {
+                format!("running (attempt {})", state.attempt)
+            }
+            ActionStatus::Running => "running".to_string(),
+            ActionStatus::Complete => match elapsed(state.started_at, state.finished_at) {
+                Some(d) => format!("complete in {}", format_elapsed(d)),
+                None => "complete".into(),
+            },
+            ActionStatus::Failed => format!("failed: {}", state.error.as_deref().unwrap_or("")),
+            ActionStatus::Blocked => {
+                format!(
+                    "blocked by {}",
+                    state.blocked_by.as_deref().unwrap_or("a failed dependency")
+                )
+            }
+            ActionStatus::Pending => {
+                format!("retry pending: {}", state.error.as_deref().unwrap_or(""))
+            }
+            other => other.to_string(),
+        };
+        self.line(format_args!("{} {label:<width$}  {detail}", symbol(status)));
+    }
+
+    fn log(&self, plan: &Plan, idx: Option<ActionIdx>, entry: &LogEntry) {
+        let label = idx.map_or("run", |i| plan.label(i));
+        let width = self.width;
+        self.line(format_args!("  {label:<width$}  │ {}", entry.msg));
+    }
+}
+
+/// The `--json` summary printed by `run`, `resume` and `retry`.
+pub fn json_summary(plan: &Plan, state: &RunState, locator: &str, duration_ms: u128) -> Value {
+    let mut actions = Map::with_capacity(plan.len());
+    for (def, action) in plan.actions.iter().zip(&state.actions) {
+        actions.insert(
+            def.label.clone(),
+            json!({
+                "status": action.status,
+                "attempts": action.attempt,
+                "outputs": redact_value(&Value::Object(action.outputs.clone())),
+                "error": action.error,
+            }),
+        );
+    }
+    json!({
+        "run_id": state.run_id,
+        "run": locator,
+        "status": state.status,
+        "invocations": state.invocations,
+        "duration_ms": duration_ms as u64,
+        "actions": actions,
+    })
+}
