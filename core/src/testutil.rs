@@ -12,3 +12,75 @@ pub fn plan(json: &str) -> Plan {
         Err(problems) => panic!("invalid test plan:\n{problems}"),
     }
 }
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use crate::executor::{CheckRequest, Executor, Outcome, StartRequest};
+
+/// An executor whose outcomes are scripted per label; unscripted starts complete at once.
+/// Records every call so tests can assert what ran, and how often.
+#[derive(Debug, Default)]
+pub struct ScriptedExecutor {
+    starts: Mutex<HashMap<String, VecDeque<Outcome>>>,
+    checks: Mutex<HashMap<String, VecDeque<Outcome>>>,
+    calls: Mutex<Vec<(String, &'static str, u32)>>,
+}
+
+impl ScriptedExecutor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Outcomes of successive starts of `label`.
+    pub fn on_start(self, label: &str, outcomes: impl IntoIterator<Item = Outcome>) -> Self {
+        if let Ok(mut map) = self.starts.lock() {
+            map.entry(label.into()).or_default().extend(outcomes);
+        }
+        self
+    }
+
+    /// Outcomes of successive checks of `label`; when they run out, checks complete.
+    pub fn on_check(self, label: &str, outcomes: impl IntoIterator<Item = Outcome>) -> Self {
+        if let Ok(mut map) = self.checks.lock() {
+            map.entry(label.into()).or_default().extend(outcomes);
+        }
+        self
+    }
+
+    /// `(label, "start"|"check"|"cancel", attempt)` in call order.
+    pub fn calls(&self) -> Vec<(String, &'static str, u32)> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn count(&self, label: &str, kind: &str) -> usize {
+        self.calls().iter().filter(|(l, k, _)| l == label && *k == kind).count()
+    }
+
+    fn next(map: &Mutex<HashMap<String, VecDeque<Outcome>>>, label: &str) -> Option<Outcome> {
+        map.lock().ok()?.get_mut(label)?.pop_front()
+    }
+
+    fn record(&self, label: &str, kind: &'static str, attempt: u32) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push((label.to_string(), kind, attempt));
+        }
+    }
+}
+
+impl Executor for ScriptedExecutor {
+    async fn start(&self, request: StartRequest) -> Outcome {
+        self.record(&request.label, "start", request.attempt);
+        Self::next(&self.starts, &request.label).unwrap_or_else(Outcome::complete)
+    }
+
+    async fn check(&self, request: CheckRequest) -> Outcome {
+        self.record(&request.label, "check", request.attempt);
+        Self::next(&self.checks, &request.label).unwrap_or_else(Outcome::complete)
+    }
+
+    async fn cancel(&self, request: CheckRequest) -> Result<(), String> {
+        self.record(&request.label, "cancel", request.attempt);
+        Ok(())
+    }
+}

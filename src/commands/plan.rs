@@ -38,7 +38,7 @@ pub fn text(plan: &Plan) -> String {
                 .iter()
                 .map(|&d| plan.label(d))
                 .collect();
-            let mut line = format!("  {:<28} {}", action.label, action.action_type.name());
+            let mut line = format!("  {:<28} {:<22}", action.label, action.action_type.name());
             if !deps.is_empty() {
                 let _ = write!(line, "  ← {}", deps.join(", "));
             }

@@ -147,24 +147,38 @@ impl RunStore for LocalStore {
     }
 
     async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
-        if let Some(parent) = self.dir.parent() {
-            fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        let parent = self.dir.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        if self.dir.join(PLAN_FILE).exists() {
+            return Err(StoreError::AlreadyExists { locator: self.locator() });
         }
-        match fs::create_dir(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(StoreError::AlreadyExists {
-                    locator: self.locator(),
-                })
+        // Build the run in a private folder and rename it into place: a crash leaves either no
+        // run or a whole one, never a run without its plan or first state.
+        let name = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("run");
+        let staging = parent.join(format!(".creating-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        let result = (|| {
+            fs::create_dir_all(staging.join(STATE_DIR))?;
+            write_new(&staging.join(PLAN_FILE), plan)?;
+            write_new(&staging.join(STATE_DIR).join(format!("{:08}.json", 1)), state)?;
+            fs::rename(&staging, &self.dir)
+        })();
+        match result {
+            Ok(()) => {
+                if let Ok(dir) = File::open(parent) {
+                    let _ = dir.sync_all();
+                }
+                Ok("1".into())
             }
-            Err(e) => return Err(StoreError::io(&self.dir, e)),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty) {
+                    Err(StoreError::AlreadyExists { locator: self.locator() })
+                } else {
+                    Err(StoreError::io(&self.dir, e))
+                }
+            }
         }
-        fs::create_dir(self.state_dir()).map_err(|e| StoreError::io(self.state_dir(), e))?;
-        let plan_path = self.dir.join(PLAN_FILE);
-        write_new(&plan_path, plan).map_err(|e| StoreError::io(&plan_path, e))?;
-        let first = self.state_path(1);
-        write_new(&first, state).map_err(|e| StoreError::io(&first, e))?;
-        Ok("1".into())
     }
 
     async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {

@@ -1,0 +1,504 @@
+//! Engine tests through the public API: scheduler properties on generated DAGs (sans-IO), and
+//! the async driver with an in-memory store and a scripted executor.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::driver::{tick, Silent, TickOptions};
+use baton_core::graph::topological_order;
+use baton_core::scheduler::{apply_reexecute, preview_reexecute, Reexecute, Step};
+use baton_core::testutil::{plan, MemoryStore, ScriptedExecutor};
+use baton_core::{ActionStatus, Flow, Outcome, Plan, Run, RunState, RunStatus, RunStore, Scheduler};
+use chrono::Utc;
+use proptest::prelude::*;
+use serde_json::{json, Map};
+
+/// A DAG description: for each action, whether it is async (a `system.wait` stand-in) and its
+/// dependencies among earlier actions.
+#[derive(Debug, Clone)]
+struct Dag {
+    actions: Vec<(bool, Vec<usize>)>,
+}
+
+fn dag_strategy(max: usize) -> impl Strategy<Value = Dag> {
+    (1..max).prop_flat_map(|n| {
+        let per_action: Vec<_> = (0..n)
+            .map(|i| (any::<bool>(), proptest::collection::vec(0..i.max(1), 0..=i.min(3))))
+            .collect();
+        per_action.prop_map(move |actions| Dag {
+            actions: actions
+                .into_iter()
+                .enumerate()
+                .map(|(i, (is_async, deps))| (is_async, deps.into_iter().filter(|&d| d < i).collect()))
+                .collect(),
+        })
+    })
+}
+
+fn dag_plan(dag: &Dag) -> Plan {
+    let actions: Vec<_> = dag
+        .actions
+        .iter()
+        .enumerate()
+        .map(|(i, (is_async, deps))| {
+            let mut action = json!({
+                "label": format!("a{i}"),
+                "type": if *is_async { "system.wait" } else { "system.no_op" },
+                "depends_on": deps.iter().map(|d| format!("a{d}")).collect::<Vec<_>>(),
+            });
+            if *is_async {
+                action["params"] = json!({"seconds": 1});
+            }
+            action
+        })
+        .collect();
+    plan(&serde_json::Value::Array(actions).to_string())
+}
+
+/// Drives the scheduler by hand: outcomes of started actions are fed back in the order `pick`
+/// chooses; actions in `failing` fail. Returns final statuses and the number of starts.
+fn simulate(plan: &Plan, failing: &HashSet<usize>, mut pick: impl FnMut(usize) -> usize) -> (Vec<ActionStatus>, Vec<usize>) {
+    let now = Utc::now();
+    let mut state = RunState::new("sim", plan, "sha", Map::new(), now);
+    let mut scheduler = Scheduler::new(plan, &mut state, now, None);
+    let mut in_flight: Vec<u32> = Vec::new();
+    let mut starts = vec![0usize; plan.len()];
+    loop {
+        for step in scheduler.next(&mut state, now, true) {
+            match step {
+                Step::Start { idx, .. } => {
+                    for &dep in &plan.deps[idx as usize] {
+                        assert!(
+                            state.action(dep).status.satisfies_dependents(),
+                            "a{idx} started before its dependency a{dep} finished"
+                        );
+                    }
+                    starts[idx as usize] += 1;
+                    in_flight.push(idx);
+                }
+                other => panic!("unexpected step {other:?}"),
+            }
+        }
+        // Inline actions also must not run early: check every finished action.
+        for idx in 0..plan.len() as u32 {
+            if state.action(idx).status == ActionStatus::Complete {
+                for &dep in &plan.deps[idx as usize] {
+                    assert!(state.action(dep).status.satisfies_dependents());
+                }
+            }
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let idx = in_flight.swap_remove(pick(in_flight.len()));
+        let outcome = if failing.contains(&(idx as usize)) {
+            Outcome::failed("scripted failure")
+        } else {
+            Outcome::complete()
+        };
+        scheduler.apply(&mut state, idx, outcome, now);
+    }
+    let flow = scheduler.flow(&state, now);
+    let statuses: Vec<ActionStatus> = state.actions.iter().map(|a| a.status).collect();
+    let any_failed = statuses.iter().any(|s| *s == ActionStatus::Failed);
+    assert_eq!(flow, if any_failed { Flow::Failure } else { Flow::Success });
+    (statuses, starts)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn scheduler_respects_dependencies_and_order_independence(
+        dag in dag_strategy(40),
+        failing_seed in proptest::collection::vec(any::<bool>(), 40),
+        order_a in proptest::collection::vec(any::<u32>(), 64),
+        order_b in proptest::collection::vec(any::<u32>(), 64),
+    ) {
+        let plan = dag_plan(&dag);
+        let failing: HashSet<usize> = (0..dag.actions.len())
+            .filter(|&i| dag.actions[i].0 && failing_seed[i] && i % 3 == 0)
+            .collect();
+        let mut ia = 0;
+        let (statuses_a, starts_a) = simulate(&plan, &failing, |n| { ia += 1; order_a[ia % order_a.len()] as usize % n });
+        let mut ib = 0;
+        let (statuses_b, starts_b) = simulate(&plan, &failing, |n| { ib += 1; order_b[ib % order_b.len()] as usize % n });
+        // The result does not depend on the order executors finish in.
+        prop_assert_eq!(&statuses_a, &statuses_b);
+        prop_assert_eq!(&starts_a, &starts_b);
+        // Expected outcome, computed independently: blocked = has a failing ancestor.
+        let mut doomed = vec![false; plan.len()];
+        for (i, (_, deps)) in dag.actions.iter().enumerate() {
+            doomed[i] = deps.iter().any(|&d| doomed[d] || failing.contains(&d));
+            let expected = if doomed[i] {
+                ActionStatus::Blocked
+            } else if failing.contains(&i) {
+                ActionStatus::Failed
+            } else {
+                ActionStatus::Complete
+            };
+            prop_assert_eq!(statuses_a[i], expected, "a{}", i);
+            // Async actions start exactly once unless blocked; inline ones never via a step.
+            let expected_starts = usize::from(dag.actions[i].0 && !doomed[i]);
+            prop_assert_eq!(starts_a[i], expected_starts, "starts of a{}", i);
+        }
+    }
+
+    #[test]
+    fn cycle_detection_matches_reachability(
+        n in 1usize..12,
+        edges in proptest::collection::vec((0usize..12, 0usize..12), 0..30),
+    ) {
+        let mut deps = vec![Vec::new(); n];
+        for (a, b) in edges {
+            if a < n && b < n && !deps[a].contains(&(b as u32)) {
+                deps[a].push(b as u32);
+            }
+        }
+        // Independent check: transitive closure; a cycle exists iff some node reaches itself.
+        let mut reach = vec![vec![false; n]; n];
+        for (a, list) in deps.iter().enumerate() {
+            for &b in list {
+                reach[a][b as usize] = true;
+            }
+        }
+        for k in 0..n {
+            for i in 0..n {
+                for j in 0..n {
+                    if reach[i][k] && reach[k][j] {
+                        reach[i][j] = true;
+                    }
+                }
+            }
+        }
+        let cyclic = (0..n).any(|i| reach[i][i]);
+        match topological_order(&deps) {
+            Ok(order) => {
+                prop_assert!(!cyclic);
+                let pos: Vec<usize> = {
+                    let mut pos = vec![0; n];
+                    for (p, &i) in order.iter().enumerate() { pos[i as usize] = p; }
+                    pos
+                };
+                for (a, list) in deps.iter().enumerate() {
+                    for &b in list {
+                        prop_assert!(pos[b as usize] < pos[a], "dependency after dependent");
+                    }
+                }
+            }
+            Err(cycles) => {
+                prop_assert!(cyclic);
+                prop_assert!(!cycles.is_empty());
+                for cycle in cycles {
+                    for (i, &node) in cycle.iter().enumerate() {
+                        let next = cycle[(i + 1) % cycle.len()];
+                        prop_assert!(deps[next as usize].contains(&node), "not a real cycle");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+async fn new_run(json: &str) -> Run<MemoryStore> {
+    let (run, _, _) = Run::create(MemoryStore::new(), plan(json), "run-1", Map::new(), Utc::now())
+        .await
+        .expect("create");
+    run
+}
+
+fn chain(n: usize) -> String {
+    let actions: Vec<_> = (0..n)
+        .map(|i| {
+            if i == 0 {
+                json!({"label": "n0", "type": "system.no_op"})
+            } else {
+                json!({"label": format!("n{i}"), "type": "system.no_op", "depends_on": [format!("n{}", i - 1)]})
+            }
+        })
+        .collect();
+    serde_json::Value::Array(actions).to_string()
+}
+
+#[test]
+fn a_chain_of_instant_actions_finishes_in_one_tick() {
+    rt().block_on(async {
+        let run = new_run(&chain(50)).await;
+        let exec = Arc::new(ScriptedExecutor::new());
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        assert_eq!(report.flow, Flow::Success);
+        assert_eq!(report.invocations, 1);
+        let (state, version) = run.load().await.expect("load");
+        assert_eq!(state.status, RunStatus::Succeeded);
+        assert_eq!(state.count(ActionStatus::Complete), 50);
+        assert_eq!(version, "2", "one save per tick");
+    });
+}
+
+#[test]
+fn async_actions_return_wait_then_complete_on_a_later_tick() {
+    rt().block_on(async {
+        let run = new_run(r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 1}},
+                             {"label": "after", "type": "system.no_op", "depends_on": ["w"]}]"#)
+        .await;
+        let exec = Arc::new(
+            ScriptedExecutor::new()
+                .on_start("w", [Outcome::Running { handle: json!({"id": 1}), check_after: Duration::from_millis(30) }])
+                .on_check("w", [Outcome::Running { handle: json!({"id": 1}), check_after: Duration::from_millis(30) }]),
+        );
+        let opts = TickOptions::default();
+        let first = tick(&run, &exec, &opts, &Silent).await.expect("tick 1");
+        let Flow::Wait(wait) = first.flow else { panic!("expected wait, got {:?}", first.flow) };
+        assert!(wait <= Duration::from_millis(30), "{wait:?}");
+        assert_eq!(first.payload("memory".into()).wait_seconds, Some(1), "rounded up to whole seconds");
+        // Not due yet: nothing is checked.
+        let early = tick(&run, &exec, &opts, &Silent).await.expect("tick 2");
+        assert!(matches!(early.flow, Flow::Wait(_)));
+        assert_eq!(exec.count("w", "check"), 0);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(matches!(tick(&run, &exec, &opts, &Silent).await.expect("tick 3").flow, Flow::Wait(_)));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let done = tick(&run, &exec, &opts, &Silent).await.expect("tick 4");
+        assert_eq!(done.flow, Flow::Success);
+        assert_eq!(exec.count("w", "start"), 1);
+        assert_eq!(exec.count("w", "check"), 2);
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.action(0).handle, None);
+    });
+}
+
+#[test]
+fn failure_blocks_descendants_and_independent_branches_finish() {
+    rt().block_on(async {
+        let run = new_run(r#"[
+            {"label": "bad", "type": "system.fail", "params": {"message": "no"}},
+            {"label": "child", "type": "system.no_op", "depends_on": ["bad"]},
+            {"label": "grandchild", "type": "system.no_op", "depends_on": ["child"]},
+            {"label": "other", "type": "system.wait", "params": {"seconds": 1}},
+            {"label": "other-next", "type": "system.no_op", "depends_on": ["other"]}]"#)
+        .await;
+        let exec = Arc::new(ScriptedExecutor::new());
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        assert_eq!(report.flow, Flow::Failure);
+        let (state, _) = run.load().await.expect("load");
+        let status = |l: &str| state.action(run.plan.find(l).expect("label")).status;
+        assert_eq!(status("bad"), ActionStatus::Failed);
+        assert_eq!(status("child"), ActionStatus::Blocked);
+        assert_eq!(status("grandchild"), ActionStatus::Blocked);
+        assert_eq!(state.action(2).blocked_by.as_deref(), Some("bad"));
+        assert_eq!(status("other-next"), ActionStatus::Complete);
+        assert_eq!(state.status, RunStatus::Failed);
+    });
+}
+
+#[test]
+fn retryable_failures_are_retried_with_backoff() {
+    rt().block_on(async {
+        let run = new_run(r#"[{"label": "flaky", "type": "system.wait", "params": {"seconds": 1},
+                              "retry": {"attempts": 3, "delay": "20ms", "backoff": 2}}]"#)
+        .await;
+        let fail = || Outcome::Failed { error: "throttled".into(), retryable: true };
+        let exec = Arc::new(ScriptedExecutor::new().on_start("flaky", [fail(), fail(), Outcome::complete()]));
+        let opts = TickOptions::default();
+        let mut waits = Vec::new();
+        loop {
+            let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
+            match report.flow {
+                Flow::Wait(d) => {
+                    waits.push(d);
+                    tokio::time::sleep(d + Duration::from_millis(2)).await;
+                }
+                Flow::Success => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let attempts: Vec<u32> = exec.calls().iter().map(|c| c.2).collect();
+        assert_eq!(attempts, vec![1, 2, 3]);
+        // Second delay is twice the first (backoff 2).
+        assert_eq!(waits.len(), 2);
+        assert!(waits[1] > waits[0] + Duration::from_millis(10), "{waits:?}");
+    });
+}
+
+#[test]
+fn non_retryable_failures_are_not_retried() {
+    rt().block_on(async {
+        let run = new_run(r#"[{"label": "x", "type": "system.wait", "params": {"seconds": 1},
+                              "retry": {"attempts": 3, "delay": "1ms"}}]"#)
+        .await;
+        let exec = Arc::new(ScriptedExecutor::new().on_start("x", [Outcome::failed("bad template")]));
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        assert_eq!(report.flow, Flow::Failure);
+        assert_eq!(exec.count("x", "start"), 1);
+    });
+}
+
+#[test]
+fn timeouts_cancel_and_fail() {
+    rt().block_on(async {
+        let run = new_run(r#"[{"label": "slow", "type": "system.wait", "params": {"seconds": 60}, "timeout": "50ms"}]"#).await;
+        let running = || Outcome::Running { handle: json!({}), check_after: Duration::from_secs(10) };
+        let exec = Arc::new(ScriptedExecutor::new().on_start("slow", [running()]));
+        let opts = TickOptions::default();
+        let first = tick(&run, &exec, &opts, &Silent).await.expect("tick");
+        // The wait is bounded by the timeout, not the 10 s poll interval.
+        let Flow::Wait(wait) = first.flow else { panic!("{:?}", first.flow) };
+        assert!(wait <= Duration::from_millis(50), "{wait:?}");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
+        assert_eq!(report.flow, Flow::Failure);
+        assert_eq!(exec.count("slow", "cancel"), 1);
+        let (state, _) = run.load().await.expect("load");
+        assert!(state.action(0).error.as_deref().unwrap_or_default().starts_with("timed out after 50ms"));
+    });
+}
+
+#[test]
+fn abort_cancels_running_work_and_marks_the_rest_cancelled() {
+    rt().block_on(async {
+        let run = new_run(r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 60}},
+                             {"label": "after", "type": "system.no_op", "depends_on": ["w"]}]"#)
+        .await;
+        let running = || Outcome::Running { handle: json!({}), check_after: Duration::from_secs(60) };
+        let exec = Arc::new(ScriptedExecutor::new().on_start("w", [running()]));
+        let opts = TickOptions::default();
+        tick(&run, &exec, &opts, &Silent).await.expect("tick");
+        run.update(|_, state| state.abort_requested = true).await.expect("request abort");
+        let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
+        assert_eq!(report.flow, Flow::Failure);
+        assert_eq!(report.status, RunStatus::Aborted);
+        assert_eq!(exec.count("w", "cancel"), 1);
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.action(0).status, ActionStatus::Cancelled);
+        assert_eq!(state.action(1).status, ActionStatus::Cancelled);
+    });
+}
+
+#[test]
+fn budget_exhaustion_returns_execute() {
+    rt().block_on(async {
+        let run = new_run(r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 1}}]"#).await;
+        let exec = Arc::new(ScriptedExecutor::new());
+        let opts = TickOptions { budget: Duration::ZERO, ..TickOptions::default() };
+        let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
+        assert_eq!(report.flow, Flow::Execute);
+        assert_eq!(exec.calls().len(), 0);
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        assert_eq!(report.flow, Flow::Success);
+    });
+}
+
+#[test]
+fn max_parallel_limits_concurrent_async_actions() {
+    rt().block_on(async {
+        let actions: Vec<_> = (0..5).map(|i| json!({"label": format!("w{i}"), "type": "system.wait", "params": {"seconds": 1}})).collect();
+        let run = new_run(&serde_json::Value::Array(actions).to_string()).await;
+        let running = || Outcome::Running { handle: json!({}), check_after: Duration::from_millis(1) };
+        let mut exec = ScriptedExecutor::new();
+        for i in 0..5 {
+            exec = exec.on_start(&format!("w{i}"), [running()]);
+        }
+        let exec = Arc::new(exec);
+        let opts = TickOptions { max_parallel: Some(2), ..TickOptions::default() };
+        tick(&run, &exec, &opts, &Silent).await.expect("tick");
+        assert_eq!(exec.calls().len(), 2, "only two start while two run");
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.count(ActionStatus::Running), 2);
+    });
+}
+
+#[test]
+fn conditions_skip_and_dependents_still_run() {
+    rt().block_on(async {
+        let run = new_run(r#"[
+            {"label": "cfg", "type": "system.set_variables", "params": {"variables": {"env": "dev"}}},
+            {"label": "prod-only", "type": "system.no_op", "depends_on": ["cfg"], "condition": "outputs['cfg'].env == 'prod'"},
+            {"label": "after", "type": "system.set_variables", "depends_on": ["prod-only", "cfg"],
+             "params": {"variables": {"msg": "env={{ outputs['cfg'].env }}"}}}]"#)
+        .await;
+        let exec = Arc::new(ScriptedExecutor::new());
+        assert_eq!(tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick").flow, Flow::Success);
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.action(1).status, ActionStatus::Skipped);
+        assert_eq!(state.action(2).outputs["msg"], "env=dev");
+    });
+}
+
+#[test]
+fn concurrent_saves_conflict_and_lose_nothing() {
+    rt().block_on(async {
+        let run = new_run(&chain(3)).await;
+        let (state, version) = run.load().await.expect("load");
+        run.save(&state, &version).await.expect("first writer");
+        let err = run.save(&state, &version).await.expect_err("second writer");
+        assert!(err.is_conflict());
+        assert_eq!(run.store.list_versions().await.map(|v| v.len()).unwrap_or(0), 2);
+    });
+}
+
+#[test]
+fn reexecute_failed_resets_failed_and_blocked_and_reuses_outputs() {
+    rt().block_on(async {
+        let run = new_run(r#"[
+            {"label": "cfg", "type": "system.set_variables", "params": {"variables": {"v": "1"}}},
+            {"label": "gate", "type": "system.wait", "params": {"seconds": 1}},
+            {"label": "deploy", "type": "system.set_variables", "depends_on": ["cfg", "gate"], "params": {"variables": {"v": "{{ outputs['cfg'].v }}"}}}]"#)
+        .await;
+        let exec = Arc::new(ScriptedExecutor::new().on_start("gate", [Outcome::failed("missing approval")]));
+        assert_eq!(tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick").flow, Flow::Failure);
+        let (state, _) = run.load().await.expect("load");
+        let preview = preview_reexecute(&run.plan, &state, Reexecute::Failed);
+        assert_eq!(preview.will_run, vec![1, 2]);
+        assert_eq!(preview.reused, vec![0]);
+        run.update(|plan, state| apply_reexecute(plan, state, Reexecute::Failed, Utc::now())).await.expect("reset");
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        assert_eq!(report.flow, Flow::Success);
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.action(1).attempt, 2, "attempts keep counting: a fresh idempotency token");
+        assert_eq!(state.action(0).attempt, 1, "cfg was not re-run");
+    });
+}
+
+#[test]
+fn reexecute_from_resets_descendants_only() {
+    let plan = plan(r#"[{"label": "a", "type": "system.no_op"}, {"label": "b", "type": "system.no_op", "depends_on": ["a"]},
+                      {"label": "c", "type": "system.no_op", "depends_on": ["b"]}, {"label": "d", "type": "system.no_op"}]"#);
+    let now = Utc::now();
+    let mut state = RunState::new("r", &plan, "sha", Map::new(), now);
+    let mut scheduler = Scheduler::new(&plan, &mut state, now, None);
+    assert!(scheduler.next(&mut state, now, true).is_empty());
+    assert_eq!(state.count(ActionStatus::Complete), 4);
+    let preview = preview_reexecute(&plan, &state, Reexecute::From(1));
+    assert_eq!(preview.will_run, vec![1, 2]);
+    assert_eq!(preview.reused, vec![0]);
+    let only = preview_reexecute(&plan, &state, Reexecute::Only(2));
+    assert_eq!(only.will_run, vec![2]);
+    assert_eq!(only.reused, vec![1]);
+}
+
+#[test]
+fn state_round_trips_and_stays_small() {
+    let plan = plan(&chain(1000));
+    let now = Utc::now();
+    let mut state = RunState::new("r", &plan, "sha", Map::new(), now);
+    let mut scheduler = Scheduler::new(&plan, &mut state, now, None);
+    scheduler.next(&mut state, now, true);
+    let bytes = state.to_json(&plan);
+    assert!(bytes.len() / 1000 < 200, "{} bytes per action", bytes.len() / 1000);
+    let back = RunState::from_json(&bytes, &plan).expect("parse");
+    assert!(back.to_json(&plan) == bytes, "the state changed in a round trip");
+    // Damage is refused, never silently reset.
+    assert!(RunState::from_json(&bytes[..bytes.len() / 2], &plan).expect_err("truncated").contains("truncated"));
+    let foreign = plan_of(&["x"]);
+    assert!(RunState::from_json(&bytes, &foreign).expect_err("foreign").contains("not in the run's plan"));
+}
+
+fn plan_of(labels: &[&str]) -> Plan {
+    let actions: Vec<_> = labels.iter().map(|l| json!({"label": l, "type": "system.no_op"})).collect();
+    plan(&serde_json::Value::Array(actions).to_string())
+}
