@@ -2,6 +2,7 @@
 //! [`tick`] is one Lambda invocation or one turn of the local loop.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,14 @@ pub struct TickOptions {
     /// a local driver lets a long command finish).
     pub hard_deadline: bool,
     pub max_parallel: Option<usize>,
+    /// Set (e.g. on Ctrl-C) to stop starting new work; running work finishes and is saved.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl TickOptions {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 impl Default for TickOptions {
@@ -34,6 +43,7 @@ impl Default for TickOptions {
             budget: Duration::from_secs(60),
             hard_deadline: false,
             max_parallel: None,
+            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -131,6 +141,7 @@ pub async fn tick<S: RunStore, E: Executor>(
     }
     state.invocations += 1;
     let now = Utc::now();
+    tracing::info!(run_id = %state.run_id, invocation = state.invocations, "tick started");
     let mut scheduler = Scheduler::new(plan, &mut state, now, options.max_parallel);
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
     let mut tasks: JoinSet<(ActionIdx, TaskResult)> = JoinSet::new();
@@ -160,7 +171,7 @@ pub async fn tick<S: RunStore, E: Executor>(
 
     loop {
         if !state.abort_requested {
-            let may_start = Instant::now() < deadline;
+            let may_start = Instant::now() < deadline && !options.stopping();
             let steps = scheduler.next(&mut state, Utc::now(), may_start);
             notify_changes(&mut scheduler, plan, &state, observer);
             let starts_effect = steps
@@ -240,6 +251,7 @@ pub async fn tick<S: RunStore, E: Executor>(
     state.updated_at = now;
     version = save_merging(run, &mut state, &version).await?;
     observer.saved(plan, &state, &version);
+    tracing::info!(run_id = %state.run_id, invocation = state.invocations, status = %status, version = %version, "tick finished");
     // An abort that arrived during the save is honoured by the next tick.
     let flow = if state.abort_requested && !status.is_finished() {
         Flow::Execute
@@ -268,7 +280,9 @@ fn notify_changes(
     let mut changed = scheduler.take_changes();
     changed.dedup();
     for idx in changed {
-        observer.action_changed(plan, idx, state.action(idx));
+        let action = state.action(idx);
+        tracing::debug!(action = plan.label(idx), status = %action.status, attempt = action.attempt, "action changed");
+        observer.action_changed(plan, idx, action);
     }
 }
 
@@ -411,12 +425,15 @@ pub async fn drive<S: RunStore, E: Executor>(
     let _guard = run.store.lock_driver()?;
     loop {
         let report = tick(run, executor, options, observer).await?;
+        if options.stopping() && !report.status.is_finished() {
+            return Ok(report);
+        }
         match report.flow {
             Flow::Success | Flow::Failure => return Ok(report),
             Flow::Execute => continue,
             Flow::Wait(duration) => {
                 let until = Instant::now() + duration;
-                while Instant::now() < until {
+                while Instant::now() < until && !options.stopping() {
                     let step = until
                         .saturating_duration_since(Instant::now())
                         .min(Duration::from_millis(250));

@@ -64,7 +64,24 @@ pub async fn drive(run: &Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             run.store.locator()
         );
     }
-    let report = driver::drive(run, &executor, &options, observer).await?;
+    let stop = Arc::clone(&options.stop);
+    let interrupts = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("\nstopping: no new actions start; waiting for running commands (Ctrl-C again to quit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("quitting; running commands may be reported \"interrupted\" on resume");
+                std::process::exit(130);
+            }
+        }
+    });
+    let report = driver::drive(run, &executor, &options, observer).await;
+    interrupts.abort();
+    let report = report?;
+    if options.stop.load(std::sync::atomic::Ordering::Relaxed) && !report.status.is_finished() {
+        eprintln!("run paused ({}); continue it with: baton resume {}", report.status, run.store.locator());
+        return Err(Failure::RunFailed);
+    }
     let (state, _) = run.load().await?;
     if args.json {
         let summary = json_summary(
@@ -126,8 +143,8 @@ pub fn tick_options(args: &DriveArgs) -> Result<TickOptions, Failure> {
     }
     Ok(TickOptions {
         budget: Duration::from_secs_f64(args.budget),
-        hard_deadline: false,
         max_parallel: args.max_parallel,
+        ..TickOptions::default()
     })
 }
 

@@ -1,1 +1,1077 @@
-//! placeholder, filled in below
+//! The command-line contract (DESIGN.md §7): exit codes, output formats, the `--json` summary,
+//! and the run-management commands, on small plans of `system.*` actions in a scratch folder.
+
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{code, json, stderr, stdout, Scratch};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn write_plan(scratch: &Scratch, name: &str, plan: Value) {
+    scratch.write(name, &serde_json::to_string_pretty(&plan).expect("plan json"));
+}
+
+/// A scratch folder holding `plan.json`.
+fn with_plan(plan: Value) -> Scratch {
+    let scratch = Scratch::new();
+    write_plan(&scratch, "plan.json", plan);
+    scratch
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
+        code(out),
+        stdout(out),
+        stderr(out)
+    )
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, want: i32) {
+    assert_eq!(code(out), want, "{}", describe(out));
+}
+
+/// `baton ARGS --json` with the given exit code; returns the summary.
+#[track_caller]
+fn run_json(scratch: &Scratch, args: &[&str], want: i32) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = scratch.baton(&args);
+    assert_exit(&out, want);
+    json(&out)
+}
+
+fn action<'a>(summary: &'a Value, label: &str) -> &'a Value {
+    let action = &summary["actions"][label];
+    assert!(!action.is_null(), "no action {label} in {summary:#}");
+    action
+}
+
+fn status_of(summary: &Value, label: &str) -> String {
+    action(summary, label)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A plan that completes, with an action named `long` that waits `seconds` and can be reset
+/// with `retry --only long --no-run` to leave the run unfinished (pending) without a driver.
+fn waiting_plan(seconds: f64) -> Value {
+    json!([
+        {"label": "a", "type": "system.no_op"},
+        {"label": "long", "type": "system.wait", "depends_on": ["a"], "params": {"seconds": seconds}},
+        {"label": "after", "type": "system.no_op", "depends_on": ["long"]}
+    ])
+}
+
+/// A finished run `id` whose `long` action is reset to pending, with nobody driving it.
+fn unfinished_run(id: &str) -> Scratch {
+    let scratch = with_plan(waiting_plan(0.05));
+    run_json(&scratch, &["run", "plan.json", "--run-id", id], 0);
+    let out = scratch.baton(&["retry", id, "--only", "long", "--no-run"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("baton resume"), "{}", describe(&out));
+    scratch
+}
+
+fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Polls `status RUN --json` until `pred` holds (the run may not exist yet).
+fn wait_for_status(scratch: &Scratch, run: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let out = scratch.baton(&["status", run, "--json"]);
+        if code(&out) == 0 {
+            let doc = json(&out);
+            if pred(&doc) {
+                return doc;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "run {run} never reached the expected state: {}",
+            describe(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// validate and plan
+
+#[test]
+fn validate_ok_prints_the_action_count() {
+    let scratch = with_plan(waiting_plan(0.1));
+    let out = scratch.baton(&["validate", "plan.json"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "plan.json: ok (3 actions)\n");
+    assert_eq!(stderr(&out), "");
+    assert!(scratch.runs().is_empty() && !scratch.path().join(".baton").exists());
+}
+
+#[test]
+fn validate_several_files_with_one_bad_exits_2_and_reports_each() {
+    let scratch = with_plan(waiting_plan(0.1));
+    write_plan(
+        &scratch,
+        "bad.json",
+        json!([{"label": "x", "type": "system.noop"}]),
+    );
+    write_plan(&scratch, "also-good.json", json!([{"label": "y", "type": "system.no_op"}]));
+    let out = scratch.baton(&["validate", "plan.json", "bad.json", "also-good.json"]);
+    assert_exit(&out, 2);
+    assert_eq!(
+        stdout(&out),
+        "plan.json: ok (3 actions)\nalso-good.json: ok (1 actions)\n"
+    );
+    assert_eq!(
+        stderr(&out),
+        "bad.json: actions[0] \"x\": type: unknown action type \"system.noop\" (did you mean \
+         \"system.no_op\"?)\n1 of 3 files invalid\n"
+    );
+}
+
+#[test]
+fn validate_without_files_is_a_usage_error() {
+    let scratch = Scratch::new();
+    let out = scratch.baton(&["validate"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("Usage"), "{}", describe(&out));
+}
+
+fn layered_plan() -> Value {
+    json!([
+        {"label": "fetch", "type": "system.no_op"},
+        {"label": "build-a", "type": "system.no_op", "depends_on": ["fetch"]},
+        {"label": "build-b", "type": "system.no_op", "depends_on": ["fetch"]},
+        {"label": "ship", "type": "system.no_op", "depends_on": ["build-*"],
+         "condition": "vars.env == 'prod'"}
+    ])
+}
+
+#[test]
+fn plan_text_shows_layers() {
+    let scratch = with_plan(layered_plan());
+    let out = scratch.baton(&["plan", "plan.json"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("plan.json: 4 actions in 3 layers\n"),
+        "{text}"
+    );
+    let layer0 = text.find("layer 0 (1 actions)").expect("layer 0");
+    let layer1 = text.find("layer 1 (2 actions)").expect("layer 1");
+    let layer2 = text.find("layer 2 (1 actions)").expect("layer 2");
+    assert!(layer0 < layer1 && layer1 < layer2, "{text}");
+    let ship = text.lines().find(|l| l.contains("ship")).expect("ship line");
+    assert!(ship.contains("← build-a, build-b"), "{ship}");
+    assert!(ship.contains("if vars.env == 'prod'"), "{ship}");
+    assert!(!scratch.path().join(".baton").exists());
+}
+
+#[test]
+fn plan_json_has_layers_and_resolved_dependencies() {
+    let scratch = with_plan(layered_plan());
+    let out = scratch.baton(&["plan", "plan.json", "--format", "json"]);
+    assert_exit(&out, 0);
+    let doc = json(&out);
+    assert_eq!(
+        doc["layers"],
+        json!([["fetch"], ["build-a", "build-b"], ["ship"]])
+    );
+    let ship = &doc["actions"][3];
+    assert_eq!(ship["label"], "ship");
+    assert_eq!(ship["depends_on"], json!(["build-a", "build-b"]));
+    assert_eq!(ship["layer"], 2);
+}
+
+#[test]
+fn plan_dot_is_a_digraph() {
+    let scratch = with_plan(layered_plan());
+    let out = scratch.baton(&["plan", "plan.json", "--format", "dot"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.starts_with("digraph"), "{text}");
+    assert!(text.contains("\"fetch\" -> \"build-a\";"), "{text}");
+    assert!(text.trim_end().ends_with('}'), "{text}");
+}
+
+#[test]
+fn plan_mermaid_is_a_top_down_graph() {
+    let scratch = with_plan(layered_plan());
+    let out = scratch.baton(&["plan", "plan.json", "--format", "mermaid"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.starts_with("graph TD\n"), "{text}");
+    assert!(text.contains("a0 --> a1"), "{text}");
+    assert!(text.contains("build-a"), "{text}");
+}
+
+#[test]
+fn plan_of_a_bad_file_exits_2() {
+    let scratch = with_plan(json!([{"label": "a", "type": "system.no_op", "depends_on": ["a"]}]));
+    let out = scratch.baton(&["plan", "plan.json", "--format", "dot"]);
+    assert_exit(&out, 2);
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("cannot depend on itself"), "{}", describe(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+/// set_variables outputs, a command's last JSON stdout line as outputs, and templates (outputs,
+/// vars, run.id) feeding later params.
+fn data_flow_plan() -> Value {
+    json!([
+        {"label": "config", "type": "system.set_variables",
+         "params": {"variables": {"env": "dev", "replicas": 3}}},
+        {"label": "probe", "type": "system.command", "depends_on": ["config"],
+         "params": {"command": ["sh", "-c", "echo probing; echo '{\"port\": 8080, \"host\": \"db.local\"}'"]}},
+        {"label": "derive", "type": "system.set_variables", "depends_on": ["probe"],
+         "params": {"variables": {
+             "url": "http://{{ outputs['probe'].host }}:{{ outputs['probe'].port }}/{{ vars.team }}",
+             "port": "{{ outputs['probe'].port }}",
+             "run": "{{ run.id }}"}}},
+        {"label": "report", "type": "system.command", "depends_on": ["derive", "config"],
+         "params": {"command": ["printf", "{\"line\": \"%s\"}\\n",
+             "{{ outputs['config'].env }}/{{ outputs['derive'].url }}/{{ outputs['config'].replicas * 2 }}"]}}
+    ])
+}
+
+#[test]
+fn run_json_success_summary() {
+    let scratch = with_plan(data_flow_plan());
+    let summary = run_json(
+        &scratch,
+        &["run", "plan.json", "--var", "team=infra", "--run-id", "flow-1"],
+        0,
+    );
+    for key in ["run_id", "run", "status", "invocations", "duration_ms", "actions"] {
+        assert!(summary.get(key).is_some(), "summary lacks {key}: {summary:#}");
+    }
+    assert_eq!(summary["run_id"], "flow-1");
+    assert_eq!(summary["status"], "succeeded");
+    assert!(summary["invocations"].as_u64().expect("invocations") >= 1);
+    assert!(summary["duration_ms"].is_u64(), "{summary:#}");
+    let run = summary["run"].as_str().expect("run locator");
+    assert!(
+        scratch.path().join(run).join("actions.json").is_file(),
+        "{run} is not a run folder"
+    );
+    assert_eq!(summary["actions"].as_object().expect("actions").len(), 4);
+    for label in ["config", "probe", "derive", "report"] {
+        let a = action(&summary, label);
+        assert_eq!(a["status"], "complete", "{label}: {a}");
+        assert_eq!(a["attempts"], 1, "{label}: {a}");
+        assert!(a["error"].is_null(), "{label}: {a}");
+        assert!(a["outputs"].is_object(), "{label}: {a}");
+    }
+    assert_eq!(
+        action(&summary, "config")["outputs"],
+        json!({"env": "dev", "replicas": 3})
+    );
+    assert_eq!(
+        action(&summary, "probe")["outputs"],
+        json!({"port": 8080, "host": "db.local"})
+    );
+    // A string that is one `{{ expression }}` keeps the expression's type.
+    assert_eq!(
+        action(&summary, "derive")["outputs"],
+        json!({"url": "http://db.local:8080/infra", "port": 8080, "run": "flow-1"})
+    );
+    assert_eq!(
+        action(&summary, "report")["outputs"],
+        json!({"line": "dev/http://db.local:8080/infra/6"})
+    );
+}
+
+fn failing_plan() -> Value {
+    json!([
+        {"label": "ok", "type": "system.no_op"},
+        {"label": "bad", "type": "system.fail", "depends_on": ["ok"], "params": {"message": "boom"}},
+        {"label": "child", "type": "system.no_op", "depends_on": ["bad"]},
+        {"label": "grandchild", "type": "system.no_op", "depends_on": ["child"]},
+        {"label": "independent", "type": "system.wait", "params": {"seconds": 0.2}},
+        {"label": "after-independent", "type": "system.command", "depends_on": ["independent"],
+         "params": {"command": ["echo", "independent branch done"]}}
+    ])
+}
+
+#[test]
+fn run_json_failure_blocks_descendants_and_finishes_independent_branches() {
+    let scratch = with_plan(failing_plan());
+    let summary = run_json(&scratch, &["run", "plan.json"], 1);
+    assert_eq!(summary["status"], "failed");
+    let bad = action(&summary, "bad");
+    assert_eq!(bad["status"], "failed");
+    assert_eq!(bad["error"], "boom");
+    assert_eq!(bad["attempts"], 1);
+    for label in ["child", "grandchild"] {
+        assert_eq!(status_of(&summary, label), "blocked", "{summary:#}");
+        assert_eq!(action(&summary, label)["attempts"], 0);
+    }
+    for label in ["ok", "independent", "after-independent"] {
+        assert_eq!(status_of(&summary, label), "complete", "{summary:#}");
+    }
+}
+
+#[test]
+fn run_plain_prints_progress_lines() {
+    let scratch = with_plan(failing_plan());
+    let out = scratch.baton(&["run", "plan.json", "--plain", "--run-id", "plain-1"]);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("run plain-1 (6 actions) in "),
+        "{text}"
+    );
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(has("✔ ok"), "{text}");
+    assert!(has("✖ bad") && has("failed: boom"), "{text}");
+    assert!(has("⊘ child") && has("blocked by bad"), "{text}");
+    assert!(has("│ independent branch done"), "{text}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("run plain-1 failed in ")),
+        "{text}"
+    );
+    assert!(has("baton retry") && has("--failed"), "{text}");
+    // No JSON and no errors on stderr for a run that merely failed.
+    assert_eq!(stderr(&out), "", "{}", describe(&out));
+}
+
+#[test]
+fn run_plain_success_ends_with_a_summary_line() {
+    let scratch = with_plan(layered_plan());
+    let out = scratch.baton(&["run", "plan.json", "--plain", "--var", "env=prod"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(" succeeded in ") && last.contains("4 complete"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_var_is_visible_as_vars_name() {
+    let scratch = with_plan(json!([
+        {"label": "echo", "type": "system.command",
+         "params": {"command": ["printf", "{\"got\": \"%s\"}\\n", "{{ vars.region }}-{{ vars.tier }}"]}}
+    ]));
+    let summary = run_json(
+        &scratch,
+        &["run", "plan.json", "--var", "region=eu-west-1", "--var", "tier=a=b"],
+        0,
+    );
+    assert_eq!(
+        action(&summary, "echo")["outputs"],
+        json!({"got": "eu-west-1-a=b"})
+    );
+}
+
+#[test]
+fn run_rejects_malformed_vars_and_options_with_exit_2() {
+    let scratch = with_plan(layered_plan());
+    for (args, needle) in [
+        (vec!["--var", "novalue"], "NAME=VALUE"),
+        (vec!["--var", "bad name=x"], "letters, digits"),
+        (vec!["--max-parallel", "0"], "at least 1"),
+        (vec!["--run-id", "has space"], "--run-id"),
+        (vec!["--run-id", "../escape"], "--run-id"),
+    ] {
+        let mut full = vec!["run", "plan.json"];
+        full.extend(args.iter().copied());
+        let out = scratch.baton(&full);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", describe(&out));
+    }
+    assert!(scratch.runs().is_empty(), "{:?}", scratch.runs());
+}
+
+#[test]
+fn max_parallel_1_runs_one_command_at_a_time_and_succeeds() {
+    let step = |name: &str| {
+        json!({"label": name, "type": "system.command", "params": {
+            "command": format!("echo start {name} >> trace; sleep 0.1; echo end {name} >> trace"),
+            "shell": true}})
+    };
+    let scratch = with_plan(json!([
+        step("a"),
+        step("b"),
+        step("c"),
+        {"label": "done", "type": "system.no_op", "depends_on": ["a", "b", "c"]}
+    ]));
+    let summary = run_json(&scratch, &["run", "plan.json", "--max-parallel", "1"], 0);
+    assert_eq!(summary["status"], "succeeded");
+    let trace = std::fs::read_to_string(scratch.path().join("trace")).expect("trace");
+    let lines: Vec<&str> = trace.lines().collect();
+    assert_eq!(lines.len(), 6, "{trace}");
+    for pair in lines.chunks(2) {
+        let name = pair[0].strip_prefix("start ").expect("a start line");
+        assert_eq!(pair[1], format!("end {name}"), "commands overlapped:\n{trace}");
+    }
+}
+
+#[test]
+fn run_id_is_used_for_the_run_folder() {
+    let scratch = with_plan(layered_plan());
+    let summary = run_json(
+        &scratch,
+        &["run", "plan.json", "--run-id", "release-42", "--var", "env=dev"],
+        0,
+    );
+    assert_eq!(summary["run_id"], "release-42");
+    assert_eq!(summary["run"], ".baton/runs/release-42");
+    assert_eq!(scratch.runs(), vec![scratch.path().join(".baton/runs/release-42")]);
+    // The same id again is refused: runs are never overwritten.
+    let out = scratch.baton(&["run", "plan.json", "--run-id", "release-42"]);
+    assert_exit(&out, 3);
+    assert!(stderr(&out).contains("already exists"), "{}", describe(&out));
+}
+
+#[test]
+fn a_chain_of_50_no_ops_finishes_in_one_invocation() {
+    let mut actions = vec![json!({"label": "n0", "type": "system.no_op"})];
+    for i in 1..50 {
+        actions.push(json!({"label": format!("n{i}"), "type": "system.no_op",
+                            "depends_on": [format!("n{}", i - 1)]}));
+    }
+    let scratch = with_plan(Value::Array(actions));
+    let summary = run_json(&scratch, &["run", "plan.json"], 0);
+    assert_eq!(summary["invocations"], 1, "{summary}");
+    assert_eq!(summary["actions"].as_object().expect("actions").len(), 50);
+    assert_eq!(status_of(&summary, "n49"), "complete");
+}
+
+#[test]
+fn condition_false_skips_the_action_and_its_dependents_still_run() {
+    let scratch = with_plan(json!([
+        {"label": "prod-only", "type": "system.fail", "condition": "vars.env == 'prod'",
+         "params": {"message": "must not run"}},
+        {"label": "braced", "type": "system.fail", "condition": "{{ vars.env == 'prod' }}",
+         "params": {"message": "must not run"}},
+        {"label": "after", "type": "system.command", "depends_on": ["prod-only", "braced"],
+         "params": {"command": ["echo", "ran"]}},
+        {"label": "dev-only", "type": "system.no_op", "condition": "vars.env == 'dev'"}
+    ]));
+    let summary = run_json(&scratch, &["run", "plan.json", "--var", "env=dev"], 0);
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(status_of(&summary, "prod-only"), "skipped");
+    assert_eq!(status_of(&summary, "braced"), "skipped");
+    assert_eq!(status_of(&summary, "after"), "complete");
+    assert_eq!(status_of(&summary, "dev-only"), "complete");
+}
+
+#[test]
+fn retry_policy_retries_a_failing_command() {
+    let scratch = with_plan(json!([
+        {"label": "flaky", "type": "system.command",
+         "params": {"command": "n=$(cat counter 2>/dev/null || echo 0); n=$((n+1)); echo $n > counter; \
+                                if [ $n -lt 2 ]; then echo attempt $n failed >&2; exit 1; fi; \
+                                echo \"{\\\"succeeded_on\\\": $n}\"",
+                    "shell": true},
+         "retry": {"attempts": 2, "delay": "0.2s"}}
+    ]));
+    let started = Instant::now();
+    let summary = run_json(&scratch, &["run", "plan.json", "--run-id", "flaky"], 0);
+    let took = started.elapsed();
+    let flaky = action(&summary, "flaky");
+    assert_eq!(flaky["status"], "complete", "{summary:#}");
+    assert_eq!(flaky["attempts"], 2);
+    assert_eq!(flaky["outputs"], json!({"succeeded_on": 2}));
+    assert!(took >= Duration::from_millis(200), "no delay before the retry: {took:?}");
+    let counter = std::fs::read_to_string(scratch.path().join("counter")).expect("counter");
+    assert_eq!(counter.trim(), "2");
+    let logs = stdout(&scratch.baton(&["logs", "flaky", "flaky"]));
+    assert!(logs.contains("attempt 1 failed"), "{logs}");
+    assert!(logs.contains("attempt 1 of 2 failed"), "{logs}");
+}
+
+#[test]
+fn retry_policy_gives_up_after_the_last_attempt() {
+    let scratch = with_plan(json!([
+        {"label": "broken", "type": "system.command",
+         "params": {"command": "echo run >> tries; exit 3", "shell": true},
+         "retry": {"attempts": 3, "delay": "0.05s", "backoff": 1.0}}
+    ]));
+    let summary = run_json(&scratch, &["run", "plan.json"], 1);
+    let broken = action(&summary, "broken");
+    assert_eq!(broken["status"], "failed");
+    assert_eq!(broken["attempts"], 3);
+    assert!(
+        broken["error"].as_str().unwrap_or_default().contains("status 3"),
+        "{broken}"
+    );
+    let tries = std::fs::read_to_string(scratch.path().join("tries")).expect("tries");
+    assert_eq!(tries.lines().count(), 3);
+}
+
+#[test]
+fn timeout_kills_a_long_command() {
+    let scratch = with_plan(json!([
+        {"label": "slow", "type": "system.command", "params": {"command": ["sleep", "5"]},
+         "timeout": "0.5s"},
+        {"label": "after", "type": "system.no_op", "depends_on": ["slow"]}
+    ]));
+    let started = Instant::now();
+    let summary = run_json(&scratch, &["run", "plan.json"], 1);
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let slow = action(&summary, "slow");
+    assert_eq!(slow["status"], "failed");
+    assert!(
+        slow["error"].as_str().unwrap_or_default().contains("timed out"),
+        "{slow}"
+    );
+    assert_eq!(status_of(&summary, "after"), "blocked");
+}
+
+/// A `system.wait` that is due must complete (and unblock its dependents) while an unrelated
+/// long command is still running: independent branches proceed.
+#[test]
+fn a_due_wait_is_not_held_up_by_a_concurrent_long_command() {
+    let scratch = with_plan(json!([
+        {"label": "short-wait", "type": "system.wait", "params": {"seconds": 0.1}},
+        {"label": "after-wait", "type": "system.command", "depends_on": ["short-wait"],
+         "params": {"command": "echo after-wait >> order", "shell": true}},
+        {"label": "long", "type": "system.command",
+         "params": {"command": "sleep 1.5; echo long >> order", "shell": true}}
+    ]));
+    let summary = run_json(&scratch, &["run", "plan.json"], 0);
+    assert_eq!(summary["status"], "succeeded");
+    let order = std::fs::read_to_string(scratch.path().join("order")).expect("order");
+    assert_eq!(
+        order, "after-wait\nlong\n",
+        "after-wait had to wait for the unrelated long command"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// status, logs, inspect, tick
+
+#[test]
+fn status_text_and_json() {
+    let scratch = with_plan(failing_plan());
+    run_json(&scratch, &["run", "plan.json", "--run-id", "st"], 1);
+
+    let out = scratch.baton(&["status", "st"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "run st  failed", "{text}");
+    assert!(lines[1].starts_with("store .baton/runs/st  version "), "{text}");
+    assert_eq!(lines[2], "actions 6: 3 complete, 1 failed, 2 blocked", "{text}");
+    let line = |label: &str| {
+        lines
+            .iter()
+            .find(|l| l.split_whitespace().nth(1) == Some(label))
+            .unwrap_or_else(|| panic!("no line for {label}:\n{text}"))
+            .to_string()
+    };
+    assert!(line("bad").contains("failed") && line("bad").ends_with("boom"), "{text}");
+    assert!(line("grandchild").contains("blocked by bad"), "{text}");
+    assert!(line("ok").contains("complete"), "{text}");
+
+    let doc = json(&scratch.baton(&["status", "st", "--json"]));
+    assert_eq!(doc["run_id"], "st");
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(
+        doc["counts"],
+        json!({"pending": 0, "running": 0, "complete": 3, "failed": 1, "skipped": 0,
+               "blocked": 2, "cancelled": 0})
+    );
+    assert_eq!(doc["actions"]["bad"]["error"], "boom");
+    assert_eq!(doc["actions"]["child"]["blocked_by"], "bad");
+    assert!(doc["versions"].is_null(), "versions only with --versions");
+}
+
+#[test]
+fn status_versions_lists_every_state_version() {
+    let scratch = with_plan(waiting_plan(0.1));
+    run_json(&scratch, &["run", "plan.json", "--run-id", "v"], 0);
+    let doc = json(&scratch.baton(&["status", "v", "--json", "--versions"]));
+    let versions = doc["versions"].as_array().expect("versions");
+    assert!(versions.len() >= 2, "{doc:#}");
+    let last = versions.last().expect("a version");
+    assert_eq!(last["version"], doc["version"], "the head is the newest version");
+    assert!(versions.iter().all(|v| v["size"].as_u64().unwrap_or(0) > 0));
+
+    let out = scratch.baton(&["status", "v", "--versions"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let listed = text.split("versions:\n").nth(1).expect("a versions section");
+    assert_eq!(listed.lines().count(), versions.len(), "{text}");
+    assert!(listed.lines().all(|l| l.ends_with(" bytes")), "{text}");
+}
+
+#[test]
+fn logs_show_command_output_per_run_and_per_action() {
+    let scratch = with_plan(data_flow_plan());
+    run_json(&scratch, &["run", "plan.json", "--var", "team=x", "--run-id", "lg"], 0);
+
+    let out = scratch.baton(&["logs", "lg"]);
+    assert_exit(&out, 0);
+    let all = stdout(&out);
+    let has = |text: &str, thread: &str, msg: &str| {
+        text.lines().any(|l| {
+            let mut words = l.split_whitespace();
+            words.nth(2) == Some(thread) && l.ends_with(msg)
+        })
+    };
+    assert!(has(&all, "run", "run created from plan.json (4 actions)"), "{all}");
+    assert!(has(&all, "probe", "probing"), "{all}");
+    assert!(has(&all, "report", "{\"line\": \"dev/http://db.local:8080/x/6\"}"), "{all}");
+
+    let out = scratch.baton(&["logs", "lg", "probe"]);
+    assert_exit(&out, 0);
+    let one = stdout(&out);
+    assert!(has(&one, "probe", "probing"), "{one}");
+    assert!(
+        one.lines().all(|l| l.split_whitespace().nth(2) == Some("probe")),
+        "only the probe thread:\n{one}"
+    );
+}
+
+#[test]
+fn logs_of_an_unknown_label_exit_2_with_a_suggestion() {
+    let scratch = with_plan(data_flow_plan());
+    run_json(&scratch, &["run", "plan.json", "--var", "team=x", "--run-id", "lg"], 0);
+    for command in ["logs", "inspect"] {
+        let out = scratch.baton(&[command, "lg", "prbe"]);
+        assert_exit(&out, 2);
+        assert_eq!(
+            stderr(&out),
+            "no action labelled \"prbe\" in this run (did you mean \"probe\"?)\n",
+            "{command}"
+        );
+        assert_eq!(stdout(&out), "");
+    }
+}
+
+fn secret_plan() -> Value {
+    json!([
+        {"label": "config", "type": "system.set_variables", "params": {"variables": {"db": "orders"}}},
+        {"label": "migrate", "type": "system.command", "depends_on": ["config"],
+         "params": {"command": ["sh", "-c", "echo migrating $DB_NAME; echo '{\"rows\": 12}'"],
+                    "env": {"DB_NAME": "{{ outputs['config'].db }}", "DB_PASSWORD": "hunter2"}}}
+    ])
+}
+
+#[test]
+fn inspect_shows_rendered_params_and_outputs_with_secrets_redacted() {
+    let scratch = with_plan(secret_plan());
+    run_json(&scratch, &["run", "plan.json", "--run-id", "ins"], 0);
+
+    let out = scratch.baton(&["inspect", "ins", "migrate"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.starts_with("✔ migrate  (system.command)"), "{text}");
+    assert!(text.contains("\"DB_NAME\": \"orders\""), "template not rendered:\n{text}");
+    assert!(!text.contains("outputs['config']"), "template not rendered:\n{text}");
+    assert!(text.contains("\"DB_PASSWORD\": \"********\""), "{text}");
+    assert!(!text.contains("hunter2"), "secret leaked:\n{text}");
+    assert!(text.contains("\"rows\": 12"), "outputs missing:\n{text}");
+    assert!(text.contains("migrating orders"), "log missing:\n{text}");
+    assert!(text.contains("depends on  config"), "{text}");
+
+    let out = scratch.baton(&["inspect", "ins", "migrate", "--json"]);
+    assert_exit(&out, 0);
+    assert!(!stdout(&out).contains("hunter2"), "secret leaked: {}", stdout(&out));
+    let doc = json(&out);
+    assert_eq!(doc["label"], "migrate");
+    assert_eq!(doc["status"], "complete");
+    assert_eq!(doc["params"]["env"]["DB_NAME"], "orders");
+    assert_eq!(doc["params"]["env"]["DB_PASSWORD"], "********");
+    assert_eq!(doc["outputs"], json!({"rows": 12}));
+    assert_eq!(doc["depends_on"], json!(["config"]));
+}
+
+#[test]
+fn secrets_are_redacted_in_logs_and_summaries() {
+    let scratch = with_plan(json!([
+        {"label": "leaky", "type": "system.command",
+         "params": {"command": ["sh", "-c", "echo DB_PASSWORD=$DB_PASSWORD; echo '{\"api_token\": \"t0k3n\", \"user\": \"admin\"}'"],
+                    "env": {"DB_PASSWORD": "hunter2"}}}
+    ]));
+    let out = scratch.baton(&["run", "plan.json", "--json", "--run-id", "leak"]);
+    assert_exit(&out, 0);
+    assert!(!stdout(&out).contains("t0k3n"), "{}", stdout(&out));
+    let summary = json(&out);
+    assert_eq!(
+        action(&summary, "leaky")["outputs"],
+        json!({"api_token": "********", "user": "admin"})
+    );
+    let logs = stdout(&scratch.baton(&["logs", "leak"]));
+    assert!(!logs.contains("hunter2"), "{logs}");
+    assert!(logs.contains("DB_PASSWORD=********"), "{logs}");
+    let plain = scratch.baton(&["retry", "leak", "--only", "leaky", "--plain"]);
+    assert!(!stdout(&plain).contains("hunter2"), "{}", stdout(&plain));
+}
+
+#[test]
+fn tick_prints_one_payload_and_exits_0() {
+    let scratch = unfinished_run("tk");
+    let out = scratch.baton(&["tick", "tk"]);
+    assert_exit(&out, 0);
+    let payload = json(&out);
+    assert_eq!(payload["run"], ".baton/runs/tk");
+    assert!(payload["state_version"].is_string(), "{payload}");
+    let flow = payload["flow_control"].as_str().expect("flow_control");
+    assert!(["execute", "wait", "success"].contains(&flow), "{payload}");
+    if flow == "wait" {
+        assert!(payload["wait_seconds"].as_u64().is_some(), "{payload}");
+    }
+    let invocations = payload["invocations"].as_u64().expect("invocations");
+
+    // Tick until done; each payload points at the newest state version.
+    let mut last = payload;
+    for _ in 0..50 {
+        if last["flow_control"] == "success" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        let out = scratch.baton(&["tick", "tk"]);
+        assert_exit(&out, 0);
+        last = json(&out);
+    }
+    assert_eq!(last["flow_control"], "success", "{last}");
+    assert!(last["invocations"].as_u64().expect("invocations") > invocations);
+    let status = json(&scratch.baton(&["status", "tk", "--json"]));
+    assert_eq!(status["version"], last["state_version"]);
+    assert_eq!(status["status"], "succeeded");
+
+    // A tick of a finished run reports its end again and changes nothing.
+    let again = json(&scratch.baton(&["tick", "tk"]));
+    assert_eq!(again, last);
+}
+
+// ---------------------------------------------------------------------------------------------
+// retry, abort, resume
+
+#[test]
+fn retry_failed_after_fixing_the_precondition() {
+    let scratch = with_plan(json!([
+        {"label": "prepare", "type": "system.no_op"},
+        {"label": "check", "type": "system.command", "depends_on": ["prepare"],
+         "params": {"command": ["test", "-f", "ready.flag"]}},
+        {"label": "deploy", "type": "system.command", "depends_on": ["check"],
+         "params": {"command": ["echo", "deployed"]}},
+        {"label": "side", "type": "system.no_op"}
+    ]));
+    let summary = run_json(&scratch, &["run", "plan.json", "--run-id", "fix"], 1);
+    assert_eq!(status_of(&summary, "check"), "failed");
+    assert_eq!(status_of(&summary, "deploy"), "blocked");
+
+    scratch.write("ready.flag", "");
+    let out = scratch.baton(&["retry", "fix", "--failed", "--plain"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.starts_with("will run (2): check, deploy\n"), "{text}");
+    assert!(text.contains("reusing outputs of (1): prepare"), "{text}");
+
+    let doc = json(&scratch.baton(&["status", "fix", "--json"]));
+    assert_eq!(doc["status"], "succeeded");
+    assert_eq!(doc["actions"]["check"]["attempts"], 2);
+    assert_eq!(doc["actions"]["deploy"]["attempts"], 1);
+    assert_eq!(doc["actions"]["prepare"]["attempts"], 1, "prepare must not run again");
+    assert_eq!(doc["actions"]["side"]["attempts"], 1, "side must not run again");
+}
+
+#[test]
+fn retry_from_reruns_descendants_and_only_reruns_one() {
+    let step = |name: &str, deps: &[&str]| {
+        json!({"label": name, "type": "system.command", "depends_on": deps,
+               "params": {"command": format!("echo {name} >> ran"), "shell": true}})
+    };
+    let scratch = with_plan(json!([
+        step("a", &[]),
+        step("b", &["a"]),
+        step("c", &["b"]),
+        step("d", &[])
+    ]));
+    let ran = || std::fs::read_to_string(scratch.path().join("ran")).unwrap_or_default();
+    run_json(&scratch, &["run", "plan.json", "--run-id", "re"], 0);
+    assert_eq!(ran().lines().count(), 4);
+
+    std::fs::remove_file(scratch.path().join("ran")).expect("rm");
+    let summary = run_json(&scratch, &["retry", "re", "--from", "b"], 0);
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(ran(), "b\nc\n");
+    assert_eq!(action(&summary, "a")["attempts"], 1);
+    assert_eq!(action(&summary, "b")["attempts"], 2);
+    assert_eq!(action(&summary, "c")["attempts"], 2);
+
+    std::fs::remove_file(scratch.path().join("ran")).expect("rm");
+    let summary = run_json(&scratch, &["retry", "re", "--only", "a"], 0);
+    assert_eq!(ran(), "a\n");
+    assert_eq!(action(&summary, "a")["attempts"], 2);
+    assert_eq!(action(&summary, "b")["attempts"], 2);
+
+    // An unknown label is bad input.
+    let out = scratch.baton(&["retry", "re", "--only", "zz"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("no action labelled \"zz\""), "{}", describe(&out));
+}
+
+#[test]
+fn retry_needs_exactly_one_selection() {
+    let scratch = with_plan(waiting_plan(0.05));
+    run_json(&scratch, &["run", "plan.json", "--run-id", "sel"], 0);
+    let out = scratch.baton(&["retry", "sel"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--failed"), "{}", describe(&out));
+    assert!(stderr(&out).contains("Usage"), "{}", describe(&out));
+    let out = scratch.baton(&["retry", "sel", "--failed", "--only", "a"]);
+    assert_exit(&out, 2);
+}
+
+#[test]
+fn retry_failed_with_nothing_failed_exits_1() {
+    let scratch = with_plan(waiting_plan(0.05));
+    run_json(&scratch, &["run", "plan.json", "--run-id", "clean"], 0);
+    let out = scratch.baton(&["retry", "clean", "--failed"]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("nothing to re-execute"), "{}", describe(&out));
+}
+
+#[test]
+fn abort_of_an_undriven_run_finishes_it_as_aborted() {
+    let scratch = unfinished_run("ab");
+    let doc = json(&scratch.baton(&["status", "ab", "--json"]));
+    assert!(!["succeeded", "failed", "aborted"].contains(&doc["status"].as_str().unwrap_or("")));
+
+    let out = scratch.baton(&["abort", "ab"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "run ab aborted\n");
+    let doc = json(&scratch.baton(&["status", "ab", "--json"]));
+    assert_eq!(doc["status"], "aborted");
+    assert_eq!(doc["actions"]["long"]["status"], "cancelled");
+    assert_eq!(doc["actions"]["after"]["status"], "cancelled");
+    assert_eq!(doc["actions"]["a"]["status"], "complete");
+
+    // Resuming an aborted run reports its result again: exit 1.
+    let summary = run_json(&scratch, &["resume", "ab"], 1);
+    assert_eq!(summary["status"], "aborted");
+}
+
+#[test]
+fn abort_from_another_process_stops_a_waiting_run() {
+    let scratch = with_plan(waiting_plan(30.0));
+    let mut child = scratch
+        .cmd()
+        .args(["run", "plan.json", "--run-id", "bg", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn baton run");
+    wait_for_status(&scratch, "bg", |doc| {
+        doc["actions"]["long"]["status"] == "running"
+    });
+
+    let out = scratch.baton(&["abort", "bg"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("abort requested"), "{}", describe(&out));
+    let asked = Instant::now();
+    let status = wait_for_exit(&mut child, Duration::from_secs(5));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("run output");
+    assert!(status.is_some(), "the driving process did not stop after the abort");
+    assert!(asked.elapsed() < Duration::from_secs(3), "{:?}", asked.elapsed());
+    assert_exit(&out, 1);
+    let summary = json(&out);
+    assert_eq!(summary["status"], "aborted");
+    assert_eq!(status_of(&summary, "long"), "cancelled");
+    assert_eq!(status_of(&summary, "after"), "cancelled");
+}
+
+#[test]
+fn abort_of_a_finished_run_exits_1() {
+    let scratch = with_plan(waiting_plan(0.05));
+    run_json(&scratch, &["run", "plan.json", "--run-id", "done"], 0);
+    let out = scratch.baton(&["abort", "done"]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("already finished (succeeded)"), "{}", describe(&out));
+    let doc = json(&scratch.baton(&["status", "done", "--json"]));
+    assert_eq!(doc["status"], "succeeded");
+    assert_eq!(doc["abort_requested"], false);
+}
+
+#[test]
+fn resume_of_a_finished_run_exits_with_its_result() {
+    let scratch = with_plan(waiting_plan(0.05));
+    write_plan(&scratch, "failing.json", failing_plan());
+    run_json(&scratch, &["run", "plan.json", "--run-id", "good"], 0);
+    run_json(&scratch, &["run", "failing.json", "--run-id", "bad"], 1);
+    let summary = run_json(&scratch, &["resume", "good"], 0);
+    assert_eq!(summary["status"], "succeeded");
+    let summary = run_json(&scratch, &["resume", "bad"], 1);
+    assert_eq!(summary["status"], "failed");
+    let out = scratch.baton(&["resume", "bad", "--plain"]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("run bad failed"), "{}", describe(&out));
+}
+
+#[test]
+fn resume_drives_a_reset_run_to_the_end() {
+    let scratch = unfinished_run("rs");
+    let summary = run_json(&scratch, &["resume", "rs"], 0);
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(action(&summary, "long")["attempts"], 2);
+    assert_eq!(action(&summary, "after")["attempts"], 2);
+    assert_eq!(action(&summary, "a")["attempts"], 1);
+}
+
+#[test]
+fn a_nonexistent_run_exits_3_with_a_clear_message() {
+    let scratch = with_plan(waiting_plan(0.05));
+    run_json(&scratch, &["run", "plan.json", "--run-id", "exists"], 0);
+    for args in [
+        vec!["status", "nope"],
+        vec!["status", "nope", "--json"],
+        vec!["logs", "nope"],
+        vec!["inspect", "nope", "a"],
+        vec!["tick", "nope"],
+        vec!["resume", "nope"],
+        vec!["retry", "nope", "--failed"],
+        vec!["abort", "nope"],
+    ] {
+        let out = scratch.baton(&args);
+        assert_exit(&out, 3);
+        assert_eq!(stdout(&out), "", "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("nope: no such run") && err.contains(".baton/runs"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    // Nothing was created for the missing run.
+    assert_eq!(scratch.runs().len(), 1);
+}
+
+#[test]
+fn last_without_any_run_says_there_are_no_runs() {
+    let scratch = Scratch::new();
+    let out = scratch.baton(&["status", "last"]);
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("no runs"),
+        "`last` with no store should say there are no runs yet, not an OS error: {}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn the_last_locator_and_run_folders_address_runs() {
+    let scratch = with_plan(waiting_plan(0.05));
+    // The newer run sorts first by name, so only recency can pick it.
+    run_json(&scratch, &["run", "plan.json", "--run-id", "zz-older"], 0);
+    std::thread::sleep(Duration::from_millis(20));
+    write_plan(&scratch, "failing.json", failing_plan());
+    run_json(&scratch, &["run", "failing.json", "--run-id", "aa-newer"], 1);
+
+    let doc = json(&scratch.baton(&["status", "last", "--json"]));
+    assert_eq!(doc["run_id"], "aa-newer");
+    let out = scratch.baton(&["logs", "last", "bad"]);
+    assert_exit(&out, 0);
+    // A run folder path works as a locator too.
+    let doc = json(&scratch.baton(&["status", ".baton/runs/zz-older", "--json"]));
+    assert_eq!(doc["run_id"], "zz-older");
+    // And so does a run id under an explicit --store.
+    let other = Scratch::new();
+    let store = scratch.path().join(".baton");
+    let out = other.baton(&["status", "zz-older", "--json", "--store", &store.to_string_lossy()]);
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["run_id"], "zz-older");
+}
+
+#[test]
+fn two_resumes_at_once_one_is_refused_with_exit_3() {
+    let scratch = with_plan(waiting_plan(1.0));
+    run_json(&scratch, &["run", "plan.json", "--run-id", "twice"], 0);
+    let out = scratch.baton(&["retry", "twice", "--only", "long", "--no-run"]);
+    assert_exit(&out, 0);
+
+    let spawn = || {
+        scratch
+            .cmd()
+            .args(["resume", "twice", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn resume")
+    };
+    let first = spawn();
+    let second = spawn();
+    let outs = [
+        first.wait_with_output().expect("first"),
+        second.wait_with_output().expect("second"),
+    ];
+    let mut codes: Vec<i32> = outs.iter().map(code).collect();
+    codes.sort_unstable();
+    assert_eq!(
+        codes,
+        vec![0, 3],
+        "{}\n{}",
+        describe(&outs[0]),
+        describe(&outs[1])
+    );
+    let refused = outs.iter().find(|o| code(o) == 3).expect("refused");
+    assert!(
+        stderr(refused).contains("being driven by another baton process"),
+        "{}",
+        describe(refused)
+    );
+    assert_eq!(stdout(refused), "");
+    let winner = outs.iter().find(|o| code(o) == 0).expect("winner");
+    assert_eq!(json(winner)["status"], "succeeded");
+}
+
+// ---------------------------------------------------------------------------------------------
+// output hygiene
+
+/// `baton status RUN | head -1` must not panic when the reader goes away: a closed stdout is
+/// a normal way for a pipeline to end.
+#[test]
+fn a_closed_stdout_does_not_panic() {
+    let scratch = with_plan(failing_plan());
+    run_json(&scratch, &["run", "plan.json", "--run-id", "pipe"], 1);
+    for args in [
+        vec!["status", "pipe"],
+        vec!["logs", "pipe"],
+        vec!["inspect", "pipe", "bad"],
+        vec!["plan", "plan.json"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = scratch
+            .cmd()
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run baton");
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?} panicked on a closed stdout:\n{}",
+            stderr(&out).lines().take(3).collect::<Vec<_>>().join("\n")
+        );
+        assert_ne!(code(&out), 101, "{args:?}");
+    }
+}

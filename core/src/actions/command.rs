@@ -87,7 +87,10 @@ pub async fn run(params: &Params, limit: Option<Duration>, log: &LogSink) -> Out
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group: Ctrl-C in the operator's terminal reaches baton, which stops
+        // starting work and lets running commands finish, instead of killing them mid-way.
+        .process_group(0);
     if let Some(cwd) = &params.cwd {
         command.current_dir(cwd);
     }
