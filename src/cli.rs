@@ -86,6 +86,15 @@ pub enum Command {
     },
     /// Re-execute actions: reset them to pending, then drive the run again.
     Retry(RetryArgs),
+    /// Open the console on an existing run (it keeps running wherever it runs).
+    Watch {
+        run: String,
+        /// Hide every control that changes the run.
+        #[arg(long)]
+        read_only: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Ask a run to stop: running actions are cancelled where their type can cancel.
     Abort {
         run: String,
@@ -119,6 +128,9 @@ pub struct DriveArgs {
     /// Seconds per tick before state is checkpointed and a new tick starts.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub budget: f64,
+    /// Console without re-execute and abort controls.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -166,7 +178,9 @@ pub struct RetryArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Readable panic reports; the console adds its own hook that restores the terminal first.
+    let _ = color_eyre::install();
+    init_tracing(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -193,13 +207,47 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Diagnostics go to stderr, except while the console owns the terminal: then to
+/// `<store>/baton.log` (or `BATON_LOG_FILE`). `BATON_LOG` sets the filter (default `warn`).
+fn init_tracing(command: &Command) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let console_store = match command {
+        Command::Run(args) if crate::tui::wanted(args.drive.plain, args.drive.json) => {
+            Some(&args.store)
+        }
+        Command::Resume { drive, store, .. } if crate::tui::wanted(drive.plain, drive.json) => {
+            Some(store)
+        }
+        Command::Retry(args) if crate::tui::wanted(args.drive.plain, args.drive.json) => {
+            Some(&args.store)
+        }
+        Command::Watch { store, .. } => Some(store),
+        _ => None,
+    };
+    let file = std::env::var_os("BATON_LOG_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            console_store.map(|store| std::path::Path::new(&store.store).join("baton.log"))
+        });
+    let file = file.and_then(|path| {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match file {
+        Some(file) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
 }
 
 async fn dispatch(command: Command) -> crate::CommandResult {
@@ -228,6 +276,11 @@ async fn dispatch(command: Command) -> crate::CommandResult {
             store,
         } => commands::inspect::run(&run, &store, &label, json).await,
         Command::Retry(args) => commands::retry::run(args).await,
+        Command::Watch {
+            run,
+            read_only,
+            store,
+        } => commands::run::watch(&run, &store, read_only).await,
         Command::Abort { run, hard, store } => commands::retry::abort(&run, &store, hard).await,
     }
 }

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod locator;
 pub mod output;
+pub mod tui;
 
 /// How a command ended, mapped to the exit codes of the command-line contract.
 #[derive(Debug)]

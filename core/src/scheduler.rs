@@ -665,9 +665,15 @@ pub fn preview_reexecute(plan: &Plan, state: &RunState, mode: Reexecute) -> Prev
             }
         }
     }
+    // Reused: finished actions the re-run ones wait on or whose outputs their templates read.
     let mut reused = vec![false; plan.len()];
     for &idx in &preview.will_run {
-        for &dep in &plan.deps[idx as usize] {
+        let action = plan.action(idx);
+        let read: Vec<ActionIdx> = match &action.reads_outputs {
+            Some(reads) => reads.clone(),
+            None => plan.ancestors(idx),
+        };
+        for dep in plan.deps[idx as usize].iter().copied().chain(read) {
             if !reset[dep as usize] && state.action(dep).status == ActionStatus::Complete {
                 reused[dep as usize] = true;
             }

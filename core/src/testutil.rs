@@ -54,7 +54,10 @@ impl ScriptedExecutor {
     }
 
     pub fn count(&self, label: &str, kind: &str) -> usize {
-        self.calls().iter().filter(|(l, k, _)| l == label && *k == kind).count()
+        self.calls()
+            .iter()
+            .filter(|(l, k, _)| l == label && *k == kind)
+            .count()
     }
 
     fn next(map: &Mutex<HashMap<String, VecDeque<Outcome>>>, label: &str) -> Option<Outcome> {

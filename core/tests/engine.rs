@@ -9,7 +9,9 @@ use baton_core::driver::{tick, Silent, TickOptions};
 use baton_core::graph::topological_order;
 use baton_core::scheduler::{apply_reexecute, preview_reexecute, Reexecute, Step};
 use baton_core::testutil::{plan, MemoryStore, ScriptedExecutor};
-use baton_core::{ActionStatus, Flow, Outcome, Plan, Run, RunState, RunStatus, RunStore, Scheduler};
+use baton_core::{
+    ActionStatus, Flow, Outcome, Plan, Run, RunState, RunStatus, RunStore, Scheduler,
+};
 use chrono::Utc;
 use proptest::prelude::*;
 use serde_json::{json, Map};
@@ -24,13 +26,20 @@ struct Dag {
 fn dag_strategy(max: usize) -> impl Strategy<Value = Dag> {
     (1..max).prop_flat_map(|n| {
         let per_action: Vec<_> = (0..n)
-            .map(|i| (any::<bool>(), proptest::collection::vec(0..i.max(1), 0..=i.min(3))))
+            .map(|i| {
+                (
+                    any::<bool>(),
+                    proptest::collection::vec(0..i.max(1), 0..=i.min(3)),
+                )
+            })
             .collect();
         per_action.prop_map(move |actions| Dag {
             actions: actions
                 .into_iter()
                 .enumerate()
-                .map(|(i, (is_async, deps))| (is_async, deps.into_iter().filter(|&d| d < i).collect()))
+                .map(|(i, (is_async, deps))| {
+                    (is_async, deps.into_iter().filter(|&d| d < i).collect())
+                })
                 .collect(),
         })
     })
@@ -58,7 +67,11 @@ fn dag_plan(dag: &Dag) -> Plan {
 
 /// Drives the scheduler by hand: outcomes of started actions are fed back in the order `pick`
 /// chooses; actions in `failing` fail. Returns final statuses and the number of starts.
-fn simulate(plan: &Plan, failing: &HashSet<usize>, mut pick: impl FnMut(usize) -> usize) -> (Vec<ActionStatus>, Vec<usize>) {
+fn simulate(
+    plan: &Plan,
+    failing: &HashSet<usize>,
+    mut pick: impl FnMut(usize) -> usize,
+) -> (Vec<ActionStatus>, Vec<usize>) {
     let now = Utc::now();
     let mut state = RunState::new("sim", plan, "sha", Map::new(), now);
     let mut scheduler = Scheduler::new(plan, &mut state, now, None);
@@ -102,7 +115,14 @@ fn simulate(plan: &Plan, failing: &HashSet<usize>, mut pick: impl FnMut(usize) -
     let flow = scheduler.flow(&state, now);
     let statuses: Vec<ActionStatus> = state.actions.iter().map(|a| a.status).collect();
     let any_failed = statuses.iter().any(|s| *s == ActionStatus::Failed);
-    assert_eq!(flow, if any_failed { Flow::Failure } else { Flow::Success });
+    assert_eq!(
+        flow,
+        if any_failed {
+            Flow::Failure
+        } else {
+            Flow::Success
+        }
+    );
     (statuses, starts)
 }
 
@@ -202,13 +222,22 @@ proptest! {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 async fn new_run(json: &str) -> Run<MemoryStore> {
-    let (run, _, _) = Run::create(MemoryStore::new(), plan(json), "run-1", Map::new(), Utc::now())
-        .await
-        .expect("create");
+    let (run, _, _) = Run::create(
+        MemoryStore::new(),
+        plan(json),
+        "run-1",
+        Map::new(),
+        Utc::now(),
+    )
+    .await
+    .expect("create");
     run
 }
 
@@ -230,7 +259,9 @@ fn a_chain_of_instant_actions_finishes_in_one_tick() {
     rt().block_on(async {
         let run = new_run(&chain(50)).await;
         let exec = Arc::new(ScriptedExecutor::new());
-        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("tick");
         assert_eq!(report.flow, Flow::Success);
         assert_eq!(report.invocations, 1);
         let (state, version) = run.load().await.expect("load");
@@ -243,25 +274,51 @@ fn a_chain_of_instant_actions_finishes_in_one_tick() {
 #[test]
 fn async_actions_return_wait_then_complete_on_a_later_tick() {
     rt().block_on(async {
-        let run = new_run(r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 1}},
-                             {"label": "after", "type": "system.no_op", "depends_on": ["w"]}]"#)
+        let run = new_run(
+            r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 1}},
+                             {"label": "after", "type": "system.no_op", "depends_on": ["w"]}]"#,
+        )
         .await;
         let exec = Arc::new(
             ScriptedExecutor::new()
-                .on_start("w", [Outcome::Running { handle: json!({"id": 1}), check_after: Duration::from_millis(30) }])
-                .on_check("w", [Outcome::Running { handle: json!({"id": 1}), check_after: Duration::from_millis(30) }]),
+                .on_start(
+                    "w",
+                    [Outcome::Running {
+                        handle: json!({"id": 1}),
+                        check_after: Duration::from_millis(30),
+                    }],
+                )
+                .on_check(
+                    "w",
+                    [Outcome::Running {
+                        handle: json!({"id": 1}),
+                        check_after: Duration::from_millis(30),
+                    }],
+                ),
         );
         let opts = TickOptions::default();
         let first = tick(&run, &exec, &opts, &Silent).await.expect("tick 1");
-        let Flow::Wait(wait) = first.flow else { panic!("expected wait, got {:?}", first.flow) };
+        let Flow::Wait(wait) = first.flow else {
+            panic!("expected wait, got {:?}", first.flow)
+        };
         assert!(wait <= Duration::from_millis(30), "{wait:?}");
-        assert_eq!(first.payload("memory".into()).wait_seconds, Some(1), "rounded up to whole seconds");
+        assert_eq!(
+            first.payload("memory".into()).wait_seconds,
+            Some(1),
+            "rounded up to whole seconds"
+        );
         // Not due yet: nothing is checked.
         let early = tick(&run, &exec, &opts, &Silent).await.expect("tick 2");
         assert!(matches!(early.flow, Flow::Wait(_)));
         assert_eq!(exec.count("w", "check"), 0);
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(matches!(tick(&run, &exec, &opts, &Silent).await.expect("tick 3").flow, Flow::Wait(_)));
+        assert!(matches!(
+            tick(&run, &exec, &opts, &Silent)
+                .await
+                .expect("tick 3")
+                .flow,
+            Flow::Wait(_)
+        ));
         tokio::time::sleep(Duration::from_millis(40)).await;
         let done = tick(&run, &exec, &opts, &Silent).await.expect("tick 4");
         assert_eq!(done.flow, Flow::Success);
@@ -275,15 +332,19 @@ fn async_actions_return_wait_then_complete_on_a_later_tick() {
 #[test]
 fn failure_blocks_descendants_and_independent_branches_finish() {
     rt().block_on(async {
-        let run = new_run(r#"[
+        let run = new_run(
+            r#"[
             {"label": "bad", "type": "system.fail", "params": {"message": "no"}},
             {"label": "child", "type": "system.no_op", "depends_on": ["bad"]},
             {"label": "grandchild", "type": "system.no_op", "depends_on": ["child"]},
             {"label": "other", "type": "system.wait", "params": {"seconds": 1}},
-            {"label": "other-next", "type": "system.no_op", "depends_on": ["other"]}]"#)
+            {"label": "other-next", "type": "system.no_op", "depends_on": ["other"]}]"#,
+        )
         .await;
         let exec = Arc::new(ScriptedExecutor::new());
-        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("tick");
         assert_eq!(report.flow, Flow::Failure);
         let (state, _) = run.load().await.expect("load");
         let status = |l: &str| state.action(run.plan.find(l).expect("label")).status;
@@ -299,11 +360,18 @@ fn failure_blocks_descendants_and_independent_branches_finish() {
 #[test]
 fn retryable_failures_are_retried_with_backoff() {
     rt().block_on(async {
-        let run = new_run(r#"[{"label": "flaky", "type": "system.wait", "params": {"seconds": 1},
-                              "retry": {"attempts": 3, "delay": "20ms", "backoff": 2}}]"#)
+        let run = new_run(
+            r#"[{"label": "flaky", "type": "system.wait", "params": {"seconds": 1},
+                              "retry": {"attempts": 3, "delay": "20ms", "backoff": 2}}]"#,
+        )
         .await;
-        let fail = || Outcome::Failed { error: "throttled".into(), retryable: true };
-        let exec = Arc::new(ScriptedExecutor::new().on_start("flaky", [fail(), fail(), Outcome::complete()]));
+        let fail = || Outcome::Failed {
+            error: "throttled".into(),
+            retryable: true,
+        };
+        let exec = Arc::new(
+            ScriptedExecutor::new().on_start("flaky", [fail(), fail(), Outcome::complete()]),
+        );
         let opts = TickOptions::default();
         let mut waits = Vec::new();
         loop {
@@ -328,11 +396,16 @@ fn retryable_failures_are_retried_with_backoff() {
 #[test]
 fn non_retryable_failures_are_not_retried() {
     rt().block_on(async {
-        let run = new_run(r#"[{"label": "x", "type": "system.wait", "params": {"seconds": 1},
-                              "retry": {"attempts": 3, "delay": "1ms"}}]"#)
+        let run = new_run(
+            r#"[{"label": "x", "type": "system.wait", "params": {"seconds": 1},
+                              "retry": {"attempts": 3, "delay": "1ms"}}]"#,
+        )
         .await;
-        let exec = Arc::new(ScriptedExecutor::new().on_start("x", [Outcome::failed("bad template")]));
-        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        let exec =
+            Arc::new(ScriptedExecutor::new().on_start("x", [Outcome::failed("bad template")]));
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("tick");
         assert_eq!(report.flow, Flow::Failure);
         assert_eq!(exec.count("x", "start"), 1);
     });
@@ -361,14 +434,21 @@ fn timeouts_cancel_and_fail() {
 #[test]
 fn abort_cancels_running_work_and_marks_the_rest_cancelled() {
     rt().block_on(async {
-        let run = new_run(r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 60}},
-                             {"label": "after", "type": "system.no_op", "depends_on": ["w"]}]"#)
+        let run = new_run(
+            r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 60}},
+                             {"label": "after", "type": "system.no_op", "depends_on": ["w"]}]"#,
+        )
         .await;
-        let running = || Outcome::Running { handle: json!({}), check_after: Duration::from_secs(60) };
+        let running = || Outcome::Running {
+            handle: json!({}),
+            check_after: Duration::from_secs(60),
+        };
         let exec = Arc::new(ScriptedExecutor::new().on_start("w", [running()]));
         let opts = TickOptions::default();
         tick(&run, &exec, &opts, &Silent).await.expect("tick");
-        run.update(|_, state| state.abort_requested = true).await.expect("request abort");
+        run.update(|_, state| state.abort_requested = true)
+            .await
+            .expect("request abort");
         let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
         assert_eq!(report.flow, Flow::Failure);
         assert_eq!(report.status, RunStatus::Aborted);
@@ -382,13 +462,19 @@ fn abort_cancels_running_work_and_marks_the_rest_cancelled() {
 #[test]
 fn budget_exhaustion_returns_execute() {
     rt().block_on(async {
-        let run = new_run(r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 1}}]"#).await;
+        let run =
+            new_run(r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 1}}]"#).await;
         let exec = Arc::new(ScriptedExecutor::new());
-        let opts = TickOptions { budget: Duration::ZERO, ..TickOptions::default() };
+        let opts = TickOptions {
+            budget: Duration::ZERO,
+            ..TickOptions::default()
+        };
         let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
         assert_eq!(report.flow, Flow::Execute);
         assert_eq!(exec.calls().len(), 0);
-        let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("tick");
         assert_eq!(report.flow, Flow::Success);
     });
 }
@@ -437,7 +523,14 @@ fn concurrent_saves_conflict_and_lose_nothing() {
         run.save(&state, &version).await.expect("first writer");
         let err = run.save(&state, &version).await.expect_err("second writer");
         assert!(err.is_conflict());
-        assert_eq!(run.store.list_versions().await.map(|v| v.len()).unwrap_or(0), 2);
+        assert_eq!(
+            run.store
+                .list_versions()
+                .await
+                .map(|v| v.len())
+                .unwrap_or(0),
+            2
+        );
     });
 }
 
@@ -466,8 +559,10 @@ fn reexecute_failed_resets_failed_and_blocked_and_reuses_outputs() {
 
 #[test]
 fn reexecute_from_resets_descendants_only() {
-    let plan = plan(r#"[{"label": "a", "type": "system.no_op"}, {"label": "b", "type": "system.no_op", "depends_on": ["a"]},
-                      {"label": "c", "type": "system.no_op", "depends_on": ["b"]}, {"label": "d", "type": "system.no_op"}]"#);
+    let plan = plan(
+        r#"[{"label": "a", "type": "system.no_op"}, {"label": "b", "type": "system.no_op", "depends_on": ["a"]},
+                      {"label": "c", "type": "system.no_op", "depends_on": ["b"]}, {"label": "d", "type": "system.no_op"}]"#,
+    );
     let now = Utc::now();
     let mut state = RunState::new("r", &plan, "sha", Map::new(), now);
     let mut scheduler = Scheduler::new(&plan, &mut state, now, None);
@@ -489,16 +584,30 @@ fn state_round_trips_and_stays_small() {
     let mut scheduler = Scheduler::new(&plan, &mut state, now, None);
     scheduler.next(&mut state, now, true);
     let bytes = state.to_json(&plan);
-    assert!(bytes.len() / 1000 < 200, "{} bytes per action", bytes.len() / 1000);
+    assert!(
+        bytes.len() / 1000 < 200,
+        "{} bytes per action",
+        bytes.len() / 1000
+    );
     let back = RunState::from_json(&bytes, &plan).expect("parse");
-    assert!(back.to_json(&plan) == bytes, "the state changed in a round trip");
+    assert!(
+        back.to_json(&plan) == bytes,
+        "the state changed in a round trip"
+    );
     // Damage is refused, never silently reset.
-    assert!(RunState::from_json(&bytes[..bytes.len() / 2], &plan).expect_err("truncated").contains("truncated"));
+    assert!(RunState::from_json(&bytes[..bytes.len() / 2], &plan)
+        .expect_err("truncated")
+        .contains("truncated"));
     let foreign = plan_of(&["x"]);
-    assert!(RunState::from_json(&bytes, &foreign).expect_err("foreign").contains("not in the run's plan"));
+    assert!(RunState::from_json(&bytes, &foreign)
+        .expect_err("foreign")
+        .contains("not in the run's plan"));
 }
 
 fn plan_of(labels: &[&str]) -> Plan {
-    let actions: Vec<_> = labels.iter().map(|l| json!({"label": l, "type": "system.no_op"})).collect();
+    let actions: Vec<_> = labels
+        .iter()
+        .map(|l| json!({"label": l, "type": "system.no_op"}))
+        .collect();
     plan(&serde_json::Value::Array(actions).to_string())
 }

@@ -77,7 +77,7 @@ pub async fn run(args: RetryArgs) -> CommandResult {
         println!("reset; drive it with: baton resume {}", run.store.locator());
         return Ok(());
     }
-    super::run::drive(&run, &args.drive).await
+    super::run::drive(run, &args.drive).await
 }
 
 pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResult {

@@ -1,5 +1,6 @@
 //! `baton run`, `baton resume` and `baton tick`.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::cli::{DriveArgs, RunArgs, StoreArgs};
 use crate::locator::{self, AnyStore};
 use crate::output::{count_summary, format_elapsed, json_summary, PlainPrinter};
+use crate::tui::ConsoleOptions;
 use crate::{CommandResult, Failure};
 
 pub async fn run(args: RunArgs) -> CommandResult {
@@ -41,18 +43,63 @@ pub async fn run(args: RunArgs) -> CommandResult {
     };
     let store = locator::for_new_run(&args.store, &run_id)?;
     let (run, _, _) = Run::create(store, loaded.plan, &run_id, vars, now).await?;
-    drive(&run, &args.drive).await
+    drive(run, &args.drive).await
 }
 
 pub async fn resume(run: &str, store: &StoreArgs, drive_args: &DriveArgs) -> CommandResult {
     let run = locator::open(run, store).await?;
-    drive(&run, drive_args).await
+    drive(run, drive_args).await
 }
 
-/// Drives a run to its end with plain progress or a JSON summary; exit 1 unless it succeeded.
-pub async fn drive(run: &Run<AnyStore>, args: &DriveArgs) -> CommandResult {
+pub async fn watch(run: &str, store: &StoreArgs, read_only: bool) -> CommandResult {
+    let run = Arc::new(locator::open(run, store).await?);
+    if !std::io::stdout().is_terminal() {
+        return Err(Failure::Invalid(
+            "watch needs a terminal; use `baton status` or `baton logs --follow` in scripts".into(),
+        ));
+    }
+    let status = crate::tui::console(
+        Arc::clone(&run),
+        ConsoleOptions {
+            drive: None,
+            read_only,
+        },
+    )
+    .await?;
+    println!("run {} {status}", run.store.locator());
+    Ok(())
+}
+
+/// Drives a run to its end in the console (on a terminal), with plain progress, or with a JSON
+/// summary; exit 1 unless it succeeded.
+pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
     let started = Instant::now();
     let options = tick_options(args)?;
+    if crate::tui::wanted(args.plain, args.json) {
+        let run = Arc::new(run);
+        let console = ConsoleOptions {
+            drive: Some(options),
+            read_only: args.read_only,
+        };
+        let status = crate::tui::console(Arc::clone(&run), console).await?;
+        let (state, _) = run.load().await?;
+        println!(
+            "run {} {} after {} ({})",
+            state.run_id,
+            state.status,
+            format_elapsed(started.elapsed()),
+            count_summary(&state)
+        );
+        if !status.is_finished() {
+            println!("continue it with: baton resume {}", run.store.locator());
+        }
+        return if status == RunStatus::Succeeded {
+            Ok(())
+        } else {
+            Err(Failure::RunFailed)
+        };
+    }
+    let run = &run;
     let executor = Arc::new(StandardExecutor::new());
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
@@ -79,7 +126,11 @@ pub async fn drive(run: &Run<AnyStore>, args: &DriveArgs) -> CommandResult {
     interrupts.abort();
     let report = report?;
     if options.stop.load(std::sync::atomic::Ordering::Relaxed) && !report.status.is_finished() {
-        eprintln!("run paused ({}); continue it with: baton resume {}", report.status, run.store.locator());
+        eprintln!(
+            "run paused ({}); continue it with: baton resume {}",
+            report.status,
+            run.store.locator()
+        );
         return Err(Failure::RunFailed);
     }
     let (state, _) = run.load().await?;

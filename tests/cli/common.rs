@@ -22,7 +22,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
-        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -37,7 +39,9 @@ impl Scratch {
 
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(baton_bin());
-        cmd.current_dir(self.path()).env_remove("BATON_STORE").env("NO_COLOR", "1");
+        cmd.current_dir(self.path())
+            .env_remove("BATON_STORE")
+            .env("NO_COLOR", "1");
         cmd
     }
 
@@ -71,6 +75,11 @@ pub fn code(output: &Output) -> i32 {
 
 /// Parses the single JSON document a `--json` command prints.
 pub fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", stdout(output), stderr(output)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            stdout(output),
+            stderr(output)
+        )
+    })
 }

@@ -97,7 +97,11 @@ fn cases(kind: &str) -> Vec<Case> {
             });
         }
     }
-    assert!(orphans.is_empty(), "corpus/{kind} is inconsistent:\n{}", orphans.join("\n"));
+    assert!(
+        orphans.is_empty(),
+        "corpus/{kind} is inconsistent:\n{}",
+        orphans.join("\n")
+    );
     cases
 }
 
@@ -109,13 +113,18 @@ fn no_store(scratch: &Scratch) -> bool {
     !scratch.path().join(".baton").exists()
 }
 
-/// Renders a line-by-line comparison for a failure message.
+/// A line-by-line comparison for failure messages; long texts show only the differing lines.
 fn diff(expected: &str, actual: &str) -> String {
-    let mut out = String::new();
     let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let context = e.len().max(a.len()) <= 12;
+    let mut out = String::new();
     for i in 0..e.len().max(a.len()) {
         match (e.get(i), a.get(i)) {
-            (Some(x), Some(y)) if x == y => out.push_str(&format!("    {x}\n")),
+            (Some(x), Some(y)) if x == y => {
+                if context {
+                    out.push_str(&format!("    {x}\n"));
+                }
+            }
             (x, y) => {
                 if let Some(x) = x {
                     out.push_str(&format!("  - {x}\n"));
@@ -246,7 +255,10 @@ fn run_and_plan_refuse_every_bad_file_without_writing_state() {
                 problems.push(format!("exit code {} (want 2)", code(&out)));
             }
             if stderr(&out) != expected {
-                problems.push(format!("stderr differs:\n{}", diff(expected, &stderr(&out))));
+                problems.push(format!(
+                    "stderr differs:\n{}",
+                    diff(expected, &stderr(&out))
+                ));
             }
             if !stdout(&out).is_empty() {
                 problems.push(format!("stdout not empty: {:?}", stdout(&out)));
@@ -255,7 +267,12 @@ fn run_and_plan_refuse_every_bad_file_without_writing_state() {
                 problems.push("the store was written (.baton exists)".into());
             }
             if !problems.is_empty() {
-                failures.push(format!("{} ({}): {}", case.name, args.join(" "), problems.join("; ")));
+                failures.push(format!(
+                    "{} ({}): {}",
+                    case.name,
+                    args.join(" "),
+                    problems.join("; ")
+                ));
             }
         }
     }
@@ -285,7 +302,11 @@ fn validate_reports_all_bad_files_in_one_call() {
     let out = scratch.baton(&args);
     assert_eq!(code(&out), 2);
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
-    assert!(stderr(&out) == expected, "{}", diff(&expected, &stderr(&out)));
+    assert!(
+        stderr(&out) == expected,
+        "{}",
+        diff(&expected, &stderr(&out))
+    );
     assert!(no_store(&scratch));
 }
 
@@ -313,11 +334,18 @@ fn good_files_validate_with_exact_warnings() {
             problems.push(format!("stdout: {:?}", stdout(&out)));
         }
         if stderr(&out) != expected {
-            problems.push(format!("stderr differs:\n{}", diff(&expected, &stderr(&out))));
+            problems.push(format!(
+                "stderr differs:\n{}",
+                diff(&expected, &stderr(&out))
+            ));
         }
         let plan = scratch.baton(&["plan", &case.name, "--format", "json"]);
         if code(&plan) != 0 || stderr(&plan) != expected {
-            problems.push(format!("plan: exit {}, stderr {:?}", code(&plan), stderr(&plan)));
+            problems.push(format!(
+                "plan: exit {}, stderr {:?}",
+                code(&plan),
+                stderr(&plan)
+            ));
         }
         if !no_store(&scratch) {
             problems.push("a .baton folder was created".into());
@@ -365,7 +393,12 @@ fn legacy_spellings_map_to_canonical_types_and_fields() {
         .collect();
     assert_eq!(
         types,
-        ["system.set_variables", "aws.create_stack", "aws.get_stack_outputs", "system.no_op"]
+        [
+            "system.set_variables",
+            "aws.create_stack",
+            "aws.get_stack_outputs",
+            "system.no_op"
+        ]
     );
     assert_eq!(deps_of(&plan, "network"), ["config"]);
     assert_eq!(deps_of(&plan, "announce"), ["read-outputs"]);

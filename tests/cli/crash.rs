@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const LABELS: [&str; 6] = ["prepare", "build-a", "build-b", "package", "publish", "notify"];
+const LABELS: [&str; 6] = [
+    "prepare", "build-a", "build-b", "package", "publish", "notify",
+];
 
 /// Two parallel branches of commands, separated by short waits so runs span several ticks.
 fn plan(scratch: &Scratch) {
-    let cmd = |label: &str| {
-        serde_json::json!({"command": format!("echo {label} >> witness.txt"), "shell": true})
-    };
+    let cmd = |label: &str| serde_json::json!({"command": format!("echo {label} >> witness.txt"), "shell": true});
     let plan = serde_json::json!([
         {"label": "prepare", "type": "system.command", "params": cmd("prepare")},
         {"label": "build-a", "type": "system.command", "depends_on": ["prepare"], "params": cmd("build-a")},
@@ -44,7 +44,11 @@ fn witness(scratch: &Scratch) -> HashMap<String, usize> {
 fn resume_and_check(scratch: &Scratch, run_id: &str, context: &str) {
     let out = scratch.baton(&["resume", run_id, "--json"]);
     let exit = code(&out);
-    assert!(exit == 0 || exit == 1, "{context}: resume exit {exit}\n{}", stderr(&out));
+    assert!(
+        exit == 0 || exit == 1,
+        "{context}: resume exit {exit}\n{}",
+        stderr(&out)
+    );
     let summary = json(&out);
     let counts = witness(scratch);
     let mut rerun = Vec::new();
@@ -53,10 +57,15 @@ fn resume_and_check(scratch: &Scratch, run_id: &str, context: &str) {
         let ran = counts.get(label).copied().unwrap_or(0);
         assert!(ran <= 1, "{context}: {label} ran {ran} times");
         match action["status"].as_str() {
-            Some("complete") => assert_eq!(ran, 1, "{context}: {label} complete but ran {ran} times"),
+            Some("complete") => {
+                assert_eq!(ran, 1, "{context}: {label} complete but ran {ran} times")
+            }
             Some("failed") => {
                 let error = action["error"].as_str().unwrap_or_default();
-                assert!(error.starts_with("interrupted: outcome unknown"), "{context}: {label}: {error}");
+                assert!(
+                    error.starts_with("interrupted: outcome unknown"),
+                    "{context}: {label}: {error}"
+                );
                 if ran == 0 {
                     rerun.push(label);
                 }
@@ -66,28 +75,49 @@ fn resume_and_check(scratch: &Scratch, run_id: &str, context: &str) {
         }
     }
     if summary["status"] == "succeeded" {
-        assert!(LABELS.iter().all(|l| counts.get(*l) == Some(&1)), "{context}: {counts:?}");
+        assert!(
+            LABELS.iter().all(|l| counts.get(*l) == Some(&1)),
+            "{context}: {counts:?}"
+        );
         return;
     }
     // The operator checked the witness: these never ran, so re-execute them (and what they block).
-    let interrupted_ran = LABELS.iter().any(|l| {
-        summary["actions"][*l]["status"] == "failed" && counts.get(*l) == Some(&1)
-    });
+    let interrupted_ran = LABELS
+        .iter()
+        .any(|l| summary["actions"][*l]["status"] == "failed" && counts.get(*l) == Some(&1));
     if interrupted_ran {
         // The command finished but the crash lost its record: the documented unknown outcome.
         return;
     }
-    assert!(!rerun.is_empty(), "{context}: run failed without an interrupted action: {summary}");
+    assert!(
+        !rerun.is_empty(),
+        "{context}: run failed without an interrupted action: {summary}"
+    );
     let out = scratch.baton(&["retry", run_id, "--failed", "--json"]);
-    assert_eq!(code(&out), 0, "{context}: retry failed\n{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        code(&out),
+        0,
+        "{context}: retry failed\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let counts = witness(scratch);
-    assert!(LABELS.iter().all(|l| counts.get(*l) == Some(&1)), "{context}: after retry {counts:?}");
+    assert!(
+        LABELS.iter().all(|l| counts.get(*l) == Some(&1)),
+        "{context}: after retry {counts:?}"
+    );
 }
 
 #[test]
 fn fault_points_are_survived() {
     // Each point is hit several times per run; try a few occurrences of each.
-    let points = ["before_start", "after_executor", "before_save", "before_link", "after_save"];
+    let points = [
+        "before_start",
+        "after_executor",
+        "before_save",
+        "before_link",
+        "after_save",
+    ];
     for point in points {
         for nth in [1, 2, 4, 7] {
             let scratch = Scratch::new();
@@ -111,7 +141,13 @@ fn fault_points_are_survived() {
                 code(&out),
                 stderr(&out)
             );
-            if !scratch.path().join(".baton/runs").join(&run_id).join("actions.json").exists() {
+            if !scratch
+                .path()
+                .join(".baton/runs")
+                .join(&run_id)
+                .join("actions.json")
+                .exists()
+            {
                 // Crashed while creating the run: no run, and nothing ran.
                 assert!(witness(&scratch).is_empty(), "{context}");
                 continue;
@@ -148,7 +184,13 @@ fn sigkill_at_arbitrary_moments_is_survived() {
         // SIGKILL: no cleanup, no flush.
         let _ = child.kill();
         let _ = child.wait();
-        if !scratch.path().join(".baton/runs").join(&run_id).join("actions.json").exists() {
+        if !scratch
+            .path()
+            .join(".baton/runs")
+            .join(&run_id)
+            .join("actions.json")
+            .exists()
+        {
             // Killed before the run was created: nothing to resume, nothing ran.
             assert!(witness(&scratch).is_empty());
             continue;

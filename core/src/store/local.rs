@@ -150,17 +150,26 @@ impl RunStore for LocalStore {
         let parent = self.dir.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
         if self.dir.join(PLAN_FILE).exists() {
-            return Err(StoreError::AlreadyExists { locator: self.locator() });
+            return Err(StoreError::AlreadyExists {
+                locator: self.locator(),
+            });
         }
         // Build the run in a private folder and rename it into place: a crash leaves either no
         // run or a whole one, never a run without its plan or first state.
-        let name = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("run");
+        let name = self
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("run");
         let staging = parent.join(format!(".creating-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&staging);
         let result = (|| {
             fs::create_dir_all(staging.join(STATE_DIR))?;
             write_new(&staging.join(PLAN_FILE), plan)?;
-            write_new(&staging.join(STATE_DIR).join(format!("{:08}.json", 1)), state)?;
+            write_new(
+                &staging.join(STATE_DIR).join(format!("{:08}.json", 1)),
+                state,
+            )?;
             fs::rename(&staging, &self.dir)
         })();
         match result {
@@ -172,8 +181,13 @@ impl RunStore for LocalStore {
             }
             Err(e) => {
                 let _ = fs::remove_dir_all(&staging);
-                if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty) {
-                    Err(StoreError::AlreadyExists { locator: self.locator() })
+                if matches!(
+                    e.kind(),
+                    ErrorKind::AlreadyExists | ErrorKind::DirectoryNotEmpty
+                ) {
+                    Err(StoreError::AlreadyExists {
+                        locator: self.locator(),
+                    })
                 } else {
                     Err(StoreError::io(&self.dir, e))
                 }

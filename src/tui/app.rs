@@ -1,0 +1,524 @@
+//! The console's state and its only mutator, [`update`]. Everything that happens — keys,
+//! ticks, engine progress, store snapshots — arrives as a [`Msg`]; effects that need IO leave
+//! as [`Effect`]s for the runtime to perform, and their results come back as messages.
+
+use std::sync::Arc;
+
+use baton_core::scheduler::{preview_reexecute, Preview, Reexecute};
+use baton_core::state::{ActionState, LogEntry, Timestamp};
+use baton_core::{ActionIdx, ActionStatus, Plan, RunState, RunStatus};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::keymap::{self, Command};
+
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    /// The terminal's new size (columns, rows).
+    Resize(u16, u16),
+    /// The clock moved (drives elapsed times).
+    Tick(Timestamp),
+    ActionChanged(ActionIdx, Box<ActionState>),
+    Log(Option<ActionIdx>, LogEntry),
+    /// An authoritative state version from the store.
+    Snapshot(Box<RunState>, String),
+    /// The engine driving the run in this process stopped.
+    DriverDone(Result<RunStatus, String>),
+    /// A message for the status line (e.g. the result of an effect).
+    Flash(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Reexecute(Reexecute),
+    Abort,
+    Quit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    Layer(usize),
+    Action(ActionIdx),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Dag,
+    Log,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Dag,
+    Timeline,
+}
+
+/// Re-execution choices in the order the dialog offers them.
+pub const REEXECUTE_CHOICES: [&str; 3] = ["failed actions", "from here", "only this"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    Help,
+    Reexecute {
+        choice: usize,
+        previews: Box<[Option<Preview>; 3]>,
+    },
+    ConfirmAbort,
+    ConfirmQuit,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogView {
+    /// Lines scrolled up from the tail; 0 follows the tail.
+    pub back: usize,
+    pub run_thread: bool,
+    pub timestamps: bool,
+}
+
+pub struct App {
+    pub plan: Arc<Plan>,
+    pub state: RunState,
+    pub version: String,
+    pub locator: String,
+    /// This process drives the run (as opposed to watching it).
+    pub driving: bool,
+    pub driver_active: bool,
+    pub read_only: bool,
+    pub color: bool,
+    pub now: Timestamp,
+    pub last_updated: Timestamp,
+    pub layers: Vec<Vec<ActionIdx>>,
+    pub collapsed: Vec<bool>,
+    /// Visible rows of the DAG pane (derived from plan, filter, folds).
+    pub rows: Vec<Row>,
+    pub selected: Option<Row>,
+    pub cursor: usize,
+    pub offset: usize,
+    /// Terminal size, for paging and keeping the cursor in view.
+    pub size: (u16, u16),
+    pub filter: String,
+    pub filter_editing: bool,
+    pub hide_complete: bool,
+    pub focus: Focus,
+    pub log: LogView,
+    pub view: View,
+    pub overlay: Option<Overlay>,
+    pub flash: Option<String>,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(
+        plan: Arc<Plan>,
+        state: RunState,
+        version: String,
+        locator: String,
+        now: Timestamp,
+    ) -> Self {
+        let layers = plan.layers();
+        let collapsed = vec![false; layers.len()];
+        let mut app = App {
+            plan,
+            state,
+            version,
+            locator,
+            driving: false,
+            driver_active: false,
+            read_only: false,
+            color: true,
+            now,
+            last_updated: now,
+            layers,
+            collapsed,
+            rows: Vec::new(),
+            selected: None,
+            cursor: 0,
+            offset: 0,
+            size: (80, 24),
+            filter: String::new(),
+            filter_editing: false,
+            hide_complete: false,
+            focus: Focus::Dag,
+            log: LogView::default(),
+            view: View::Dag,
+            overlay: None,
+            flash: None,
+            quit: false,
+        };
+        app.rebuild_rows();
+        if let Some(first) = app.rows.iter().position(|r| matches!(r, Row::Action(_))) {
+            app.select_row(first);
+        }
+        app
+    }
+
+    pub fn selected_action(&self) -> Option<ActionIdx> {
+        match self.selected {
+            Some(Row::Action(idx)) => Some(idx),
+            _ => None,
+        }
+    }
+
+    /// Rows the DAG pane has room for (header 3 lines, borders, footer).
+    pub fn dag_height(&self) -> usize {
+        usize::from(self.size.1.saturating_sub(6)).max(1)
+    }
+
+    fn matches(&self, idx: ActionIdx) -> bool {
+        let status = self.state.action(idx).status;
+        if self.hide_complete && status.satisfies_dependents() {
+            return false;
+        }
+        if self.filter.is_empty() {
+            return true;
+        }
+        let needle = self.filter.to_lowercase();
+        let action = self.plan.action(idx);
+        action.label.to_lowercase().contains(&needle)
+            || action.action_type.name().contains(&needle)
+            || status.as_str() == needle
+    }
+
+    /// Recomputes the visible rows, keeping the selection on the same action (or the nearest
+    /// row) so refreshes never move it.
+    pub fn rebuild_rows(&mut self) {
+        let mut rows = Vec::with_capacity(self.plan.len() + self.layers.len());
+        for (depth, layer) in self.layers.iter().enumerate() {
+            let members: Vec<ActionIdx> =
+                layer.iter().copied().filter(|&i| self.matches(i)).collect();
+            if members.is_empty() {
+                continue;
+            }
+            rows.push(Row::Layer(depth));
+            if !self.collapsed[depth] {
+                rows.extend(members.into_iter().map(Row::Action));
+            }
+        }
+        self.rows = rows;
+        let position = self
+            .selected
+            .and_then(|sel| self.rows.iter().position(|r| *r == sel));
+        match position {
+            Some(p) => self.cursor = p,
+            None => {
+                self.cursor = self.cursor.min(self.rows.len().saturating_sub(1));
+                self.selected = self.rows.get(self.cursor).copied();
+            }
+        }
+        self.keep_cursor_visible();
+    }
+
+    fn select_row(&mut self, row: usize) {
+        if self.rows.is_empty() {
+            self.selected = None;
+            self.cursor = 0;
+            return;
+        }
+        self.cursor = row.min(self.rows.len() - 1);
+        self.selected = Some(self.rows[self.cursor]);
+        self.log.back = 0;
+        self.keep_cursor_visible();
+    }
+
+    fn keep_cursor_visible(&mut self) {
+        let height = self.dag_height();
+        if self.cursor < self.offset {
+            self.offset = self.cursor;
+        } else if self.cursor >= self.offset + height {
+            self.offset = self.cursor + 1 - height;
+        }
+        self.offset = self.offset.min(self.rows.len().saturating_sub(height));
+    }
+
+    /// Selects an action, expanding its layer and clearing a filter that hides it.
+    pub fn reveal(&mut self, idx: ActionIdx) {
+        if let Some(depth) = self.layers.iter().position(|l| l.contains(&idx)) {
+            self.collapsed[depth] = false;
+        }
+        if !self.matches(idx) {
+            self.filter.clear();
+            self.hide_complete = false;
+        }
+        self.selected = Some(Row::Action(idx));
+        self.rebuild_rows();
+        self.log.back = 0;
+    }
+
+    /// The failure to look at first: the earliest failed action (blocked ones are consequences).
+    pub fn root_failure(&self) -> Option<ActionIdx> {
+        let failed = |s: ActionStatus| matches!(s, ActionStatus::Failed | ActionStatus::Cancelled);
+        self.plan
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| failed(self.state.action(i).status))
+            .min_by_key(|&i| (self.state.action(i).finished_at, i))
+    }
+
+    pub fn counts(&self) -> [usize; 7] {
+        self.state.counts()
+    }
+
+    /// The log entries the log pane shows.
+    pub fn log_entries(&self) -> impl DoubleEndedIterator<Item = &LogEntry> + ExactSizeIterator {
+        match (self.log.run_thread, self.selected_action()) {
+            (false, Some(idx)) => self.state.action(idx).log.iter(),
+            _ => self.state.log.iter(),
+        }
+    }
+
+    fn previews(&self) -> Box<[Option<Preview>; 3]> {
+        let plan = &self.plan;
+        let state = &self.state;
+        let here = self.selected_action();
+        Box::new([
+            Some(preview_reexecute(plan, state, Reexecute::Failed)),
+            here.map(|i| preview_reexecute(plan, state, Reexecute::From(i))),
+            here.map(|i| preview_reexecute(plan, state, Reexecute::Only(i))),
+        ])
+    }
+}
+
+/// The only place app state changes.
+pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    match msg {
+        Msg::Key(key) => return on_key(app, key),
+        Msg::Resize(w, h) => {
+            app.size = (w, h);
+            app.keep_cursor_visible();
+        }
+        Msg::Tick(now) => app.now = now,
+        Msg::ActionChanged(idx, action) => {
+            let status_changed = app.state.action(idx).status != action.status;
+            *app.state.action_mut(idx) = *action;
+            if status_changed && (app.hide_complete || !app.filter.is_empty()) {
+                app.rebuild_rows();
+            }
+            app.last_updated = app.now;
+        }
+        Msg::Log(idx, entry) => {
+            match idx {
+                Some(idx) => app.state.action_mut(idx).push_log(entry),
+                None => app.state.log_run(entry.t, entry.level, entry.msg),
+            }
+            app.last_updated = app.now;
+        }
+        Msg::Snapshot(state, version) => {
+            app.state = *state;
+            app.version = version;
+            app.last_updated = app.now;
+            app.rebuild_rows();
+        }
+        Msg::DriverDone(result) => {
+            app.driver_active = false;
+            app.flash = Some(match result {
+                Ok(status) => format!("run {status}"),
+                Err(error) => format!("engine stopped: {error}"),
+            });
+        }
+        Msg::Flash(text) => app.flash = Some(text),
+    }
+    Vec::new()
+}
+
+fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    if app.filter_editing {
+        match key.code {
+            KeyCode::Esc => {
+                app.filter.clear();
+                app.filter_editing = false;
+            }
+            KeyCode::Enter => app.filter_editing = false,
+            KeyCode::Backspace => {
+                app.filter.pop();
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                app.filter.push(c)
+            }
+            _ => return Vec::new(),
+        }
+        app.rebuild_rows();
+        return Vec::new();
+    }
+    if let Some(overlay) = app.overlay.take() {
+        return on_overlay_key(app, overlay, key);
+    }
+    if key.code == KeyCode::Esc {
+        app.flash = None;
+        if !app.filter.is_empty() {
+            app.filter.clear();
+            app.rebuild_rows();
+        }
+        return Vec::new();
+    }
+    let Some(command) = keymap::lookup(&key, app.read_only) else {
+        return Vec::new();
+    };
+    let page = app.dag_height().saturating_sub(1).max(1);
+    let log_focus = app.focus == Focus::Log;
+    let log_max = app.log_entries().len().saturating_sub(1);
+    match command {
+        Command::Up if log_focus => app.log.back = (app.log.back + 1).min(log_max),
+        Command::Down if log_focus => app.log.back = app.log.back.saturating_sub(1),
+        Command::PageUp if log_focus => app.log.back = (app.log.back + page).min(log_max),
+        Command::PageDown if log_focus => app.log.back = app.log.back.saturating_sub(page),
+        Command::Top if log_focus => app.log.back = log_max,
+        Command::Bottom if log_focus => app.log.back = 0,
+        Command::Up => app.select_row(app.cursor.saturating_sub(1)),
+        Command::Down => app.select_row(app.cursor + 1),
+        Command::PageUp => app.select_row(app.cursor.saturating_sub(page)),
+        Command::PageDown => app.select_row(app.cursor + page),
+        Command::Top => app.select_row(0),
+        Command::Bottom => app.select_row(usize::MAX),
+        Command::Expand => {
+            if let Some(Row::Layer(depth)) = app.selected {
+                app.collapsed[depth] = false;
+                app.rebuild_rows();
+            }
+        }
+        Command::Collapse => {
+            let depth = match app.selected {
+                Some(Row::Layer(depth)) => Some(depth),
+                Some(Row::Action(idx)) => app.layers.iter().position(|l| l.contains(&idx)),
+                None => None,
+            };
+            if let Some(depth) = depth {
+                app.collapsed[depth] = true;
+                app.selected = Some(Row::Layer(depth));
+                app.rebuild_rows();
+            }
+        }
+        Command::Filter => {
+            app.filter_editing = true;
+            app.filter.clear();
+            app.rebuild_rows();
+        }
+        Command::HideComplete => {
+            app.hide_complete = !app.hide_complete;
+            app.rebuild_rows();
+        }
+        Command::JumpFailure => match app.root_failure() {
+            Some(idx) => {
+                app.reveal(idx);
+                app.flash = None;
+            }
+            None => app.flash = Some("no failures".into()),
+        },
+        Command::NextRunning => {
+            let is_running = |row: &Row| match row {
+                Row::Action(i) => app.state.action(*i).status == ActionStatus::Running,
+                Row::Layer(_) => false,
+            };
+            let after = app.rows.iter().skip(app.cursor + 1).find(|r| is_running(r));
+            match after
+                .or_else(|| app.rows.iter().find(|r| is_running(r)))
+                .copied()
+            {
+                Some(Row::Action(idx)) => app.reveal(idx),
+                _ => app.flash = Some("nothing is running".into()),
+            }
+        }
+        Command::SwitchPane => {
+            app.focus = if app.focus == Focus::Dag {
+                Focus::Log
+            } else {
+                Focus::Dag
+            };
+        }
+        Command::RunLog => {
+            app.log.run_thread = !app.log.run_thread;
+            app.log.back = 0;
+        }
+        Command::Timestamps => app.log.timestamps = !app.log.timestamps,
+        Command::Timeline => {
+            app.view = if app.view == View::Dag {
+                View::Timeline
+            } else {
+                View::Dag
+            }
+        }
+        Command::Help => app.overlay = Some(Overlay::Help),
+        Command::Reexecute => {
+            if app.driver_active || app.state.count(ActionStatus::Running) > 0 {
+                app.flash =
+                    Some("actions are still running: wait for them, or abort (a) first".into());
+            } else {
+                let previews = app.previews();
+                let choice = previews
+                    .iter()
+                    .position(|p| p.as_ref().is_some_and(|p| !p.will_run.is_empty()))
+                    .unwrap_or(0);
+                app.overlay = Some(Overlay::Reexecute { choice, previews });
+            }
+        }
+        Command::Abort => {
+            if app.state.status.is_finished() {
+                app.flash = Some(format!("the run has already {}", app.state.status));
+            } else {
+                app.overlay = Some(Overlay::ConfirmAbort);
+            }
+        }
+        Command::Quit => {
+            if app.driver_active {
+                app.overlay = Some(Overlay::ConfirmQuit);
+            } else {
+                app.quit = true;
+                return vec![Effect::Quit];
+            }
+        }
+    }
+    Vec::new()
+}
+
+fn on_overlay_key(app: &mut App, overlay: Overlay, key: KeyEvent) -> Vec<Effect> {
+    let yes = matches!(key.code, KeyCode::Char('y') | KeyCode::Enter);
+    let no = matches!(
+        key.code,
+        KeyCode::Char('n') | KeyCode::Esc | KeyCode::Char('q')
+    );
+    match overlay {
+        Overlay::Help => {}
+        Overlay::ConfirmAbort if yes => return vec![Effect::Abort],
+        Overlay::ConfirmQuit if yes => {
+            app.quit = true;
+            return vec![Effect::Quit];
+        }
+        Overlay::ConfirmAbort | Overlay::ConfirmQuit if no => {}
+        Overlay::Reexecute { choice, previews } => {
+            let chosen = previews[choice]
+                .as_ref()
+                .is_some_and(|p| !p.will_run.is_empty());
+            match key.code {
+                KeyCode::Left | KeyCode::Char('h') | KeyCode::BackTab => {
+                    app.overlay = Some(Overlay::Reexecute {
+                        choice: (choice + 2) % 3,
+                        previews,
+                    });
+                }
+                KeyCode::Right | KeyCode::Char('l') | KeyCode::Tab => {
+                    app.overlay = Some(Overlay::Reexecute {
+                        choice: (choice + 1) % 3,
+                        previews,
+                    });
+                }
+                KeyCode::Char(c @ '1'..='3') => {
+                    let choice = c as usize - '1' as usize;
+                    app.overlay = Some(Overlay::Reexecute { choice, previews });
+                }
+                _ if yes && chosen => {
+                    let mode = match (choice, app.selected_action()) {
+                        (1, Some(idx)) => Reexecute::From(idx),
+                        (2, Some(idx)) => Reexecute::Only(idx),
+                        _ => Reexecute::Failed,
+                    };
+                    return vec![Effect::Reexecute(mode)];
+                }
+                _ if no => {}
+                _ => app.overlay = Some(Overlay::Reexecute { choice, previews }),
+            }
+        }
+        // Any other key leaves a confirmation open: only y/n decide.
+        other => app.overlay = Some(other),
+    }
+    Vec::new()
+}

@@ -1,0 +1,299 @@
+//! The operator console. One message enum ([`app::Msg`]), one channel, one mutator
+//! ([`app::update`]); rendering is `impl Widget for &App` ([`ui`]). Terminal input, the clock,
+//! the engine and the store each run in the background and only send messages.
+
+pub mod app;
+pub mod keymap;
+pub mod timeline;
+pub mod ui;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_core::driver::{self, Observer, Silent, TickOptions};
+use baton_core::scheduler::apply_reexecute;
+use baton_core::state::{ActionState, LogEntry};
+use baton_core::{ActionIdx, Plan, Run, RunState, RunStatus, RunStore, StandardExecutor};
+use chrono::Utc;
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+use self::app::{update, App, Effect, Msg};
+use crate::locator::AnyStore;
+use crate::Failure;
+
+/// At most ~30 frames a second, and only when something changed.
+const FRAME: Duration = Duration::from_millis(33);
+
+/// Whether the console should open: stdout is a terminal and no plain output was asked for.
+pub fn wanted(plain: bool, json: bool) -> bool {
+    !plain && !json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+/// Colour unless `NO_COLOR` is set (https://no-color.org).
+pub fn color_enabled() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Forwards engine progress into the console's channel.
+struct ChannelObserver {
+    tx: UnboundedSender<Msg>,
+}
+
+impl Observer for ChannelObserver {
+    fn action_changed(&self, _plan: &Plan, idx: ActionIdx, state: &ActionState) {
+        let _ = self
+            .tx
+            .send(Msg::ActionChanged(idx, Box::new(state.clone())));
+    }
+
+    fn log(&self, _plan: &Plan, idx: Option<ActionIdx>, entry: &LogEntry) {
+        let _ = self.tx.send(Msg::Log(idx, entry.clone()));
+    }
+
+    fn saved(&self, _plan: &Plan, state: &RunState, version: &str) {
+        let _ = self
+            .tx
+            .send(Msg::Snapshot(Box::new(state.clone()), version.to_string()));
+    }
+}
+
+pub struct ConsoleOptions {
+    /// Drive the run from this process (as `baton run` does), with these tick options.
+    pub drive: Option<TickOptions>,
+    pub read_only: bool,
+}
+
+/// Opens the console on `run` until the user quits. Returns the run's status at exit.
+pub async fn console(
+    run: Arc<Run<AnyStore>>,
+    options: ConsoleOptions,
+) -> Result<RunStatus, Failure> {
+    let (state, version) = run.load().await?;
+    let plan = Arc::new(run.plan.clone());
+    let mut app = App::new(plan, state, version, run.store.locator(), Utc::now());
+    app.read_only = options.read_only;
+    app.color = color_enabled();
+    app.driving = options.drive.is_some();
+
+    let (tx, mut rx) = unbounded_channel::<Msg>();
+    let mut terminal = ratatui::try_init()
+        .map_err(|e| Failure::Infra(format!("cannot open the terminal: {e}")))?;
+    let size = terminal.size().unwrap_or_default();
+    update(&mut app, Msg::Resize(size.width, size.height));
+
+    let stop_input = Arc::new(AtomicBool::new(false));
+    spawn_input(tx.clone(), Arc::clone(&stop_input));
+    let clock = spawn_clock(tx.clone());
+    let stop_engine = options.drive.as_ref().map(|o| Arc::clone(&o.stop));
+    let mut engine = None;
+    if let Some(tick_options) = options.drive.clone() {
+        app.driver_active = true;
+        engine = Some(spawn_driver(Arc::clone(&run), tick_options, tx.clone()));
+    }
+    let poller = spawn_poller(Arc::clone(&run), app.version.clone(), tx.clone());
+
+    let mut last_draw = Instant::now() - FRAME;
+    let mut dirty = true;
+    let result = loop {
+        if dirty {
+            let wait = FRAME.saturating_sub(last_draw.elapsed());
+            if wait.is_zero() {
+                if let Err(e) = terminal.draw(|frame| frame.render_widget(&app, frame.area())) {
+                    break Err(Failure::Infra(format!("drawing failed: {e}")));
+                }
+                last_draw = Instant::now();
+                dirty = false;
+            }
+        }
+        let msg = if dirty {
+            match tokio::time::timeout(FRAME.saturating_sub(last_draw.elapsed()), rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => continue,
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(msg) = msg else { break Ok(()) };
+        // Ticks only matter while something is running (elapsed times move).
+        let redraw = !matches!(msg, Msg::Tick(_))
+            || app.state.count(baton_core::ActionStatus::Running) > 0
+            || !app.state.status.is_finished();
+        for effect in update(&mut app, msg) {
+            match effect {
+                Effect::Quit => {}
+                Effect::Abort => spawn_abort(Arc::clone(&run), app.driver_active, tx.clone()),
+                Effect::Reexecute(mode) => {
+                    if let Some(options) = options
+                        .drive
+                        .clone()
+                        .or_else(|| Some(TickOptions::default()))
+                    {
+                        app.driving = true;
+                        app.driver_active = true;
+                        engine = Some(spawn_reexecute(Arc::clone(&run), mode, options, tx.clone()));
+                    }
+                }
+            }
+        }
+        dirty |= redraw;
+        if app.quit {
+            break Ok(());
+        }
+    };
+
+    stop_input.store(true, Ordering::Relaxed);
+    if let Some(stop) = stop_engine {
+        stop.store(true, Ordering::Relaxed);
+    }
+    clock.abort();
+    poller.abort();
+    if let Some(engine) = engine {
+        engine.abort();
+    }
+    ratatui::restore();
+    result?;
+    let (state, _) = run.load().await?;
+    Ok(state.status)
+}
+
+fn spawn_input(tx: UnboundedSender<Msg>, stop: Arc<AtomicBool>) {
+    // crossterm's reader blocks: give it a thread that polls so it can notice `stop`.
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match event::poll(Duration::from_millis(100)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => break,
+            }
+            let msg = match event::read() {
+                Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => Msg::Key(key),
+                Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            if tx.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn spawn_clock(tx: UnboundedSender<Msg>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            interval.tick().await;
+            if tx.send(Msg::Tick(Utc::now())).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Watches the store for versions written by anyone (another driver, an abort).
+fn spawn_poller(
+    run: Arc<Run<AnyStore>>,
+    mut seen: String,
+    tx: UnboundedSender<Msg>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            tokio::time::sleep(delay).await;
+            match run.store.head().await {
+                Ok(head) if head != seen => match run.load().await {
+                    Ok((state, version)) => {
+                        seen = version.clone();
+                        delay = Duration::from_millis(500);
+                        if tx.send(Msg::Snapshot(Box::new(state), version)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Msg::Flash(format!("cannot read the run: {e}")));
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    // Back off while the store is unhappy, and say so.
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    if tx
+                        .send(Msg::Flash(format!(
+                            "store unavailable (retrying in {}s): {e}",
+                            delay.as_secs()
+                        )))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn spawn_driver(
+    run: Arc<Run<AnyStore>>,
+    options: TickOptions,
+    tx: UnboundedSender<Msg>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let executor = Arc::new(StandardExecutor::new());
+        let observer = ChannelObserver { tx: tx.clone() };
+        let result = driver::drive(&run, &executor, &options, &observer).await;
+        let _ = tx.send(Msg::DriverDone(
+            result.map(|r| r.status).map_err(|e| e.to_string()),
+        ));
+    })
+}
+
+fn spawn_reexecute(
+    run: Arc<Run<AnyStore>>,
+    mode: baton_core::Reexecute,
+    options: TickOptions,
+    tx: UnboundedSender<Msg>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let reset = async {
+            let _guard = run.store.lock_driver()?;
+            run.update(|plan, state| apply_reexecute(plan, state, mode, Utc::now()))
+                .await?;
+            Ok::<_, baton_core::RunError>(())
+        };
+        if let Err(e) = reset.await {
+            let _ = tx.send(Msg::DriverDone(Err(format!("re-execute failed: {e}"))));
+            return;
+        }
+        let _ = tx.send(Msg::Flash("re-executing…".into()));
+        let executor = Arc::new(StandardExecutor::new());
+        let observer = ChannelObserver { tx: tx.clone() };
+        let result = driver::drive(&run, &executor, &options, &observer).await;
+        let _ = tx.send(Msg::DriverDone(
+            result.map(|r| r.status).map_err(|e| e.to_string()),
+        ));
+    })
+}
+
+fn spawn_abort(run: Arc<Run<AnyStore>>, driven_here: bool, tx: UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        let result = async {
+            run.update(|_, state| state.abort_requested = true).await?;
+            if !driven_here {
+                // Nobody may be driving it: settle the abort now if we can take the run.
+                if let Ok(_guard) = run.store.lock_driver() {
+                    let executor = Arc::new(StandardExecutor::new());
+                    driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
+                }
+            }
+            Ok::<_, baton_core::RunError>(())
+        }
+        .await;
+        let _ = tx.send(Msg::Flash(match result {
+            Ok(()) => "abort requested".into(),
+            Err(e) => format!("abort failed: {e}"),
+        }));
+    });
+}

@@ -1,0 +1,647 @@
+//! Rendering: a pure function of [`App`]. No IO, no mutation.
+
+use baton_core::redact::redact_value;
+use baton_core::scheduler::context_for;
+use baton_core::state::Level;
+use baton_core::template::render_params;
+use baton_core::{ActionIdx, ActionStatus, RunStatus};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
+
+use super::app::{App, Focus, Overlay, Row, View, REEXECUTE_CHOICES};
+use super::keymap;
+use super::timeline::Timeline;
+use crate::output::{format_elapsed, symbol};
+
+impl App {
+    pub fn style(&self, status: ActionStatus) -> Style {
+        if !self.color {
+            return match status {
+                ActionStatus::Failed => Style::new().add_modifier(Modifier::BOLD),
+                _ => Style::new(),
+            };
+        }
+        let color = match status {
+            ActionStatus::Pending => Color::Gray,
+            ActionStatus::Running => Color::Yellow,
+            ActionStatus::Complete => Color::Green,
+            ActionStatus::Failed => Color::Red,
+            ActionStatus::Skipped => Color::DarkGray,
+            ActionStatus::Blocked => Color::Magenta,
+            ActionStatus::Cancelled => Color::DarkGray,
+        };
+        Style::new().fg(color)
+    }
+
+    fn run_style(&self) -> Style {
+        let status = match self.state.status {
+            RunStatus::Running | RunStatus::Waiting => ActionStatus::Running,
+            RunStatus::Succeeded => ActionStatus::Complete,
+            RunStatus::Failed => ActionStatus::Failed,
+            RunStatus::Aborted => ActionStatus::Cancelled,
+        };
+        self.style(status).add_modifier(Modifier::BOLD)
+    }
+
+    fn accent(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Cyan)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD)
+        }
+    }
+
+    fn dim(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::DarkGray)
+        } else {
+            Style::new()
+        }
+    }
+
+    /// Elapsed time of an action: finished, or so far.
+    pub fn action_elapsed(&self, idx: ActionIdx) -> Option<std::time::Duration> {
+        let a = self.state.action(idx);
+        let end = match a.status {
+            ActionStatus::Running => Some(self.now),
+            _ => a.finished_at,
+        };
+        (end? - a.started_at?).to_std().ok()
+    }
+
+    pub fn run_elapsed(&self) -> std::time::Duration {
+        let end = if self.state.status.is_finished() {
+            self.state.updated_at
+        } else {
+            self.now
+        };
+        (end - self.state.created_at).to_std().unwrap_or_default()
+    }
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.width < 24 || area.height < 8 {
+            Paragraph::new("terminal too small for baton; enlarge it")
+                .wrap(Wrap { trim: true })
+                .render(area, buf);
+            return;
+        }
+        let [header, body, footer] = Layout::vertical([
+            Constraint::Length(3),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        render_header(self, header, buf);
+        match self.view {
+            View::Dag => {
+                let [left, right] =
+                    Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)])
+                        .areas(body);
+                render_dag(self, left, buf);
+                let [detail, log] =
+                    Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)])
+                        .areas(right);
+                render_detail(self, detail, buf);
+                render_log(self, log, buf);
+            }
+            View::Timeline => Timeline { app: self }.render(body, buf),
+        }
+        render_footer(self, footer, buf);
+        if let Some(overlay) = &self.overlay {
+            render_overlay(self, overlay, area, buf);
+        }
+    }
+}
+
+fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
+    let counts = app.counts();
+    let total = app.plan.len().max(1);
+    let done = counts[ActionStatus::Complete as usize]
+        + counts[ActionStatus::Skipped as usize]
+        + counts[ActionStatus::Failed as usize]
+        + counts[ActionStatus::Blocked as usize]
+        + counts[ActionStatus::Cancelled as usize];
+    let elapsed = app.run_elapsed();
+    let fraction = done as f64 / total as f64;
+    let eta = if !app.state.status.is_finished() && done > 0 && fraction < 1.0 {
+        let left = elapsed.as_secs_f64() / fraction - elapsed.as_secs_f64();
+        format!(
+            "  ETA ~{}",
+            format_elapsed(std::time::Duration::from_secs_f64(left))
+        )
+    } else {
+        String::new()
+    };
+    let status_symbol = match app.state.status {
+        RunStatus::Running | RunStatus::Waiting => "▶",
+        RunStatus::Succeeded => "✔",
+        RunStatus::Failed => "✖",
+        RunStatus::Aborted => "■",
+    };
+    let abort = if app.state.abort_requested && !app.state.status.is_finished() {
+        "  (abort requested)"
+    } else {
+        ""
+    };
+    let line1 = Line::from(vec![
+        Span::styled(" baton ", app.accent().add_modifier(Modifier::BOLD)),
+        Span::raw(app.state.run_id.clone()),
+        Span::raw("  "),
+        Span::styled(
+            format!("{status_symbol} {}{abort}", app.state.status),
+            app.run_style(),
+        ),
+        Span::raw(format!("  elapsed {}{eta}", format_elapsed(elapsed))),
+    ]);
+    let mut spans = vec![Span::raw(" ")];
+    for status in ActionStatus::ALL {
+        let n = counts[status as usize];
+        if n > 0 {
+            spans.push(Span::styled(
+                format!("{} {n} {status}", symbol(status)),
+                app.style(status),
+            ));
+            spans.push(Span::raw("  "));
+        }
+    }
+    let bar_width = 20usize;
+    let filled = ((fraction * bar_width as f64).round() as usize).min(bar_width);
+    spans.push(Span::styled(
+        format!(
+            "[{}{}] {:>3.0}%",
+            "█".repeat(filled),
+            "░".repeat(bar_width - filled),
+            fraction * 100.0
+        ),
+        app.accent(),
+    ));
+    let ago = (app.now - app.last_updated)
+        .to_std()
+        .map(format_elapsed)
+        .unwrap_or_else(|_| "0.0s".into());
+    let mode = match (app.driving, app.driver_active, app.read_only) {
+        (_, _, true) => "read-only",
+        (true, true, _) => "driving",
+        (true, false, _) => "driven here (stopped)",
+        (false, _, _) => "watching",
+    };
+    let line3 = Line::from(vec![Span::styled(
+        format!(
+            " {}  v{}  updated {ago} ago  {mode}",
+            app.locator, app.version
+        ),
+        app.dim(),
+    )]);
+    Paragraph::new(vec![line1, Line::from(spans), line3]).render(area, buf);
+}
+
+fn pane_block(app: &App, title: String, focused: bool) -> Block<'static> {
+    let style = if focused { app.accent() } else { app.dim() };
+    Block::new()
+        .borders(Borders::ALL)
+        .border_style(style)
+        .title(Span::styled(title, style))
+}
+
+fn render_dag(app: &App, area: Rect, buf: &mut Buffer) {
+    let mut title = format!(" DAG · {} actions ", app.plan.len());
+    if !app.filter.is_empty() {
+        title.push_str(&format!("· /{} ", app.filter));
+    }
+    if app.hide_complete {
+        title.push_str("· hiding complete ");
+    }
+    let block = pane_block(app, title, app.focus == Focus::Dag);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 || inner.width == 0 {
+        return;
+    }
+    let height = inner.height as usize;
+    let offset = app.offset.min(app.rows.len().saturating_sub(height));
+    let width = inner.width as usize;
+    for (line, row) in app.rows.iter().enumerate().skip(offset).take(height) {
+        let y = inner.y + (line - offset) as u16;
+        let selected = line == app.cursor;
+        let spans = match *row {
+            Row::Layer(depth) => {
+                let members = &app.layers[depth];
+                let fold = if app.collapsed[depth] { "▸" } else { "▾" };
+                let mut spans = vec![Span::styled(
+                    format!("{fold} layer {depth} · {} ", members.len()),
+                    app.dim(),
+                )];
+                let mut per = [0usize; 7];
+                for &i in members {
+                    per[app.state.action(i).status as usize] += 1;
+                }
+                for status in ActionStatus::ALL {
+                    if per[status as usize] > 0 && status != ActionStatus::Pending {
+                        spans.push(Span::styled(
+                            format!("{}{} ", symbol(status), per[status as usize]),
+                            app.style(status),
+                        ));
+                    }
+                }
+                spans
+            }
+            Row::Action(idx) => {
+                let a = app.state.action(idx);
+                let elapsed = app
+                    .action_elapsed(idx)
+                    .map(format_elapsed)
+                    .unwrap_or_default();
+                let label_room = width.saturating_sub(4 + 8).max(4);
+                let label = truncate(app.plan.label(idx), label_room);
+                vec![
+                    Span::raw("  "),
+                    Span::styled(format!("{} ", symbol(a.status)), app.style(a.status)),
+                    Span::styled(format!("{label:<label_room$}"), app.style(a.status)),
+                    Span::styled(format!("{elapsed:>7}"), app.dim()),
+                ]
+            }
+        };
+        let mut style = Style::new();
+        if selected {
+            style = style.add_modifier(Modifier::REVERSED);
+        }
+        buf.set_line(inner.x, y, &Line::from(spans).style(style), inner.width);
+        if selected {
+            buf.set_style(
+                Rect {
+                    x: inner.x,
+                    y,
+                    width: inner.width,
+                    height: 1,
+                },
+                Style::new().add_modifier(Modifier::REVERSED),
+            );
+        }
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
+    let Some(idx) = app.selected_action() else {
+        let block = pane_block(app, " detail ".into(), false);
+        let text = match app.selected {
+            Some(Row::Layer(depth)) => format!(
+                "layer {depth}: {} actions that can run in parallel once layer {} is done",
+                app.layers[depth].len(),
+                depth.saturating_sub(1)
+            ),
+            _ => "nothing selected".into(),
+        };
+        Paragraph::new(text)
+            .block(block)
+            .wrap(Wrap { trim: false })
+            .render(area, buf);
+        return;
+    };
+    let def = app.plan.action(idx);
+    let a = app.state.action(idx);
+    let block = pane_block(
+        app,
+        format!(" {} · {} ", def.label, def.action_type.name()),
+        false,
+    );
+    let key = |k: &str| Span::styled(format!("{k:<11}"), app.dim());
+    let mut lines = Vec::new();
+    if let Some(description) = &def.description {
+        lines.push(Line::from(description.clone()));
+    }
+    let attempts = if a.attempt > 1 {
+        format!("  attempt {}", a.attempt)
+    } else {
+        String::new()
+    };
+    lines.push(Line::from(vec![
+        key("status"),
+        Span::styled(
+            format!("{} {}{attempts}", symbol(a.status), a.status),
+            app.style(a.status),
+        ),
+        Span::raw(
+            app.action_elapsed(idx)
+                .map(|d| format!("  {}", format_elapsed(d)))
+                .unwrap_or_default(),
+        ),
+    ]));
+    if let Some(by) = &a.blocked_by {
+        lines.push(Line::from(vec![
+            key("blocked by"),
+            Span::styled(
+                format!("{by} (failed or cancelled upstream)"),
+                app.style(ActionStatus::Blocked),
+            ),
+        ]));
+    }
+    if let Some(error) = &a.error {
+        lines.push(Line::from(vec![
+            key("error"),
+            Span::styled(error.clone(), app.style(ActionStatus::Failed)),
+        ]));
+    }
+    let time =
+        |t: &Option<baton_core::state::Timestamp>| t.map(|t| t.format("%H:%M:%S%.3f").to_string());
+    if let Some(started) = time(&a.started_at) {
+        let finished = time(&a.finished_at)
+            .map(|f| format!("  finished {f}"))
+            .unwrap_or_default();
+        lines.push(Line::from(vec![
+            key("started"),
+            Span::raw(format!("{started}{finished}")),
+        ]));
+    }
+    if let Some(next) = time(&a.next_check_at) {
+        lines.push(Line::from(vec![key("next check"), Span::raw(next)]));
+    }
+    let list = |items: &[ActionIdx]| -> Vec<Span<'static>> {
+        if items.is_empty() {
+            return vec![Span::raw("-")];
+        }
+        let mut spans = Vec::new();
+        for (n, &i) in items.iter().enumerate() {
+            if n > 0 {
+                spans.push(Span::raw(", "));
+            }
+            let status = app.state.action(i).status;
+            spans.push(Span::styled(
+                format!("{} {}", symbol(status), app.plan.label(i)),
+                app.style(status),
+            ));
+        }
+        spans
+    };
+    let mut needs = vec![key("needs")];
+    needs.extend(list(&app.plan.deps[idx as usize]));
+    lines.push(Line::from(needs));
+    let mut needed_by = vec![key("needed by")];
+    needed_by.extend(list(&app.plan.dependents[idx as usize]));
+    lines.push(Line::from(needed_by));
+    if let Some(condition) = &def.condition {
+        lines.push(Line::from(vec![
+            key("condition"),
+            Span::raw(condition.clone()),
+        ]));
+    }
+    if let Some(timeout) = def.timeout {
+        lines.push(Line::from(vec![
+            key("timeout"),
+            Span::raw(baton_core::duration::format_duration(timeout)),
+        ]));
+    }
+    if !def.params.is_null() {
+        let params = if def.templated {
+            render_params(&def.params, &context_for(&app.plan, &app.state, idx))
+                .unwrap_or_else(|_| def.params.clone())
+        } else {
+            def.params.clone()
+        };
+        lines.push(Line::from(key("params")));
+        push_json(&mut lines, &redact_value(&params));
+    }
+    if !a.outputs.is_empty() {
+        lines.push(Line::from(key("outputs")));
+        push_json(
+            &mut lines,
+            &redact_value(&serde_json::Value::Object(a.outputs.clone())),
+        );
+    }
+    Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false })
+        .render(area, buf);
+}
+
+fn push_json(lines: &mut Vec<Line<'static>>, value: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    for line in text.lines().take(40) {
+        lines.push(Line::from(format!("  {line}")));
+    }
+}
+
+fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
+    let thread = match (app.log.run_thread, app.selected_action()) {
+        (false, Some(idx)) => app.plan.label(idx).to_string(),
+        _ => "run".to_string(),
+    };
+    let mode = if app.log.back == 0 {
+        "following".to_string()
+    } else {
+        format!("{} back · End follows", app.log.back)
+    };
+    let block = pane_block(
+        app,
+        format!(" log · {thread} · {mode} "),
+        app.focus == Focus::Log,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let height = inner.height as usize;
+    let entries: Vec<_> = app.log_entries().collect();
+    let end = entries.len().saturating_sub(app.log.back);
+    let start = end.saturating_sub(height);
+    for (line, entry) in entries[start..end].iter().enumerate() {
+        let mut spans = Vec::new();
+        if app.log.timestamps {
+            spans.push(Span::styled(
+                format!("{} ", entry.t.format("%H:%M:%S%.3f")),
+                app.dim(),
+            ));
+        }
+        let style = match entry.level {
+            Level::Error => app.style(ActionStatus::Failed),
+            Level::Warn => app.style(ActionStatus::Running),
+            _ => Style::new(),
+        };
+        if matches!(entry.level, Level::Warn | Level::Error) {
+            spans.push(Span::styled(format!("{} ", entry.level.as_str()), style));
+        }
+        spans.push(Span::styled(entry.msg.clone(), style));
+        buf.set_line(
+            inner.x,
+            inner.y + line as u16,
+            &Line::from(spans),
+            inner.width,
+        );
+    }
+    if entries.is_empty() && inner.height > 0 {
+        buf.set_line(
+            inner.x,
+            inner.y,
+            &Line::styled("(no log entries yet)", app.dim()),
+            inner.width,
+        );
+    }
+}
+
+fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
+    let line = if app.filter_editing {
+        Line::from(vec![
+            Span::styled("/", app.accent()),
+            Span::raw(format!("{}█", app.filter)),
+            Span::styled("   Enter keeps the filter · Esc clears it", app.dim()),
+        ])
+    } else if let Some(flash) = &app.flash {
+        Line::from(Span::styled(format!(" {flash}"), app.accent()))
+    } else {
+        let wanted = ["?", "/", "f", "r", "a", "t", "c", "q"];
+        let mut spans = Vec::new();
+        for binding in keymap::visible(app.read_only).filter(|b| wanted.contains(&b.label)) {
+            spans.push(Span::styled(
+                format!(" {} ", binding.label),
+                app.accent().add_modifier(Modifier::BOLD),
+            ));
+            let short = binding
+                .help
+                .split([':', '(', ','])
+                .next()
+                .unwrap_or(binding.help)
+                .trim();
+            spans.push(Span::raw(format!("{short} ")));
+        }
+        Line::from(spans)
+    };
+    buf.set_line(area.x, area.y, &line, area.width);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+fn render_overlay(app: &App, overlay: &Overlay, area: Rect, buf: &mut Buffer) {
+    let (title, lines, width, height): (&str, Vec<Line>, u16, u16) = match overlay {
+        Overlay::Help => {
+            let mut lines: Vec<Line> = keymap::visible(app.read_only)
+                .map(|b| {
+                    Line::from(vec![
+                        Span::styled(format!("{:<8}", b.label), app.accent()),
+                        Span::raw(b.help),
+                    ])
+                })
+                .collect();
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("any key closes this help", app.dim()));
+            let height = lines.len() as u16 + 2;
+            (" keys ", lines, 76, height)
+        }
+        Overlay::ConfirmAbort => (
+            " abort the run? ",
+            vec![
+                Line::raw(format!("Abort run {}?", app.state.run_id)),
+                Line::raw("Running actions are cancelled where their type can cancel (a stack"),
+                Line::raw("that is being created cannot be); nothing else will start."),
+                Line::raw(""),
+                Line::styled("y abort · n keep running", app.accent()),
+            ],
+            72,
+            7,
+        ),
+        Overlay::ConfirmQuit => (
+            " quit? ",
+            vec![
+                Line::raw("This console is driving the run. If you quit now, running commands"),
+                Line::raw("stop and will be reported \"interrupted\"; waits and stacks carry on."),
+                Line::raw(format!("Continue later with: baton resume {}", app.locator)),
+                Line::raw(""),
+                Line::styled("y quit · n stay", app.accent()),
+            ],
+            76,
+            7,
+        ),
+        Overlay::Reexecute { choice, previews } => {
+            let mut lines = Vec::new();
+            let mut tabs = Vec::new();
+            for (i, name) in REEXECUTE_CHOICES.iter().enumerate() {
+                let style = if i == *choice {
+                    app.accent().add_modifier(Modifier::REVERSED)
+                } else {
+                    app.dim()
+                };
+                tabs.push(Span::styled(format!(" {} {name} ", i + 1), style));
+                tabs.push(Span::raw(" "));
+            }
+            lines.push(Line::from(tabs));
+            lines.push(Line::raw(""));
+            let names = |list: &[ActionIdx]| {
+                let shown: Vec<&str> = list.iter().take(12).map(|&i| app.plan.label(i)).collect();
+                let more = if list.len() > 12 {
+                    format!(" … and {} more", list.len() - 12)
+                } else {
+                    String::new()
+                };
+                format!("{}{more}", shown.join(", "))
+            };
+            match &previews[*choice] {
+                None => lines.push(Line::raw("select an action first")),
+                Some(p) if p.will_run.is_empty() => {
+                    lines.push(Line::raw("nothing to re-execute with this choice"))
+                }
+                Some(p) => {
+                    lines.push(Line::styled(
+                        format!("will run ({}):", p.will_run.len()),
+                        app.style(ActionStatus::Running),
+                    ));
+                    lines.push(Line::raw(format!("  {}", names(&p.will_run))));
+                    lines.push(Line::styled(
+                        format!("reusing outputs of ({}):", p.reused.len()),
+                        app.style(ActionStatus::Complete),
+                    ));
+                    lines.push(Line::raw(format!(
+                        "  {}",
+                        if p.reused.is_empty() {
+                            "-".into()
+                        } else {
+                            names(&p.reused)
+                        }
+                    )));
+                    if !p.stays_blocked.is_empty() {
+                        lines.push(Line::styled(
+                            format!("still blocked ({}):", p.stays_blocked.len()),
+                            app.style(ActionStatus::Blocked),
+                        ));
+                        lines.push(Line::raw(format!("  {}", names(&p.stays_blocked))));
+                    }
+                }
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "←/→ or 1-3 choose · y/Enter re-execute · n/Esc cancel",
+                app.accent(),
+            ));
+            let height = lines.len() as u16 + 4;
+            (" re-execute ", lines, 80, height)
+        }
+    };
+    let rect = centered(area, width, height);
+    Clear.render(rect, buf);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(app.accent())
+        .title(title);
+    Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false })
+        .render(rect, buf);
+}
