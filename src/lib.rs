@@ -1,6 +1,20 @@
 //! The `baton` command line: argument parsing ([`cli`]), one module per command
 //! ([`commands`]), run locators ([`locator`]) and progress output ([`output`]).
 
+/// `println!` that ends the process quietly when stdout is closed (`baton status | head -1`)
+/// instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 pub mod cli;
 pub mod commands;
 pub mod locator;

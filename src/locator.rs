@@ -114,15 +114,22 @@ pub fn resolve(run: &str, store: &StoreArgs) -> Result<AnyStore, Failure> {
 
 fn latest_run(root: &Path) -> Result<PathBuf, Failure> {
     let runs = root.join("runs");
+    let no_runs = || {
+        Failure::Infra(format!(
+            "{}: there are no runs yet (start one with `baton run FILE`)",
+            runs.display()
+        ))
+    };
+    if !runs.is_dir() {
+        return Err(no_runs());
+    }
     let newest = std::fs::read_dir(&runs)
         .map_err(|e| Failure::Infra(format!("{}: {e}", runs.display())))?
         .filter_map(Result::ok)
         .filter(|e| LocalStore::is_run_dir(&e.path()))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .max();
-    newest
-        .map(|(_, path)| path)
-        .ok_or_else(|| Failure::Infra(format!("{}: there are no runs yet", runs.display())))
+    newest.map(|(_, path)| path).ok_or_else(no_runs)
 }
 
 /// Opens an existing run (reads and re-validates its plan).

@@ -36,6 +36,15 @@ pub fn format_elapsed(d: std::time::Duration) -> String {
     }
 }
 
+/// "1 action", "3 actions".
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// "3 complete, 1 failed" in status order, skipping zeros.
 pub fn count_summary(state: &RunState) -> String {
     let counts = state.counts();

@@ -192,7 +192,14 @@ pub async fn tick<S: RunStore, E: Executor>(
         if tasks.is_empty() {
             break;
         }
+        // While work is in flight, also wake when a waiting action falls due (a finished
+        // `system.wait` must not wait for an unrelated long command).
+        let due = scheduler
+            .next_due(&state)
+            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
+            _ = tokio::time::sleep(due) => {}
             Some(line) = log_rx.recv() => record_log(plan, &mut state, line, observer),
             Some(joined) = tasks.join_next_with_id() => {
                 let (idx, result) = match joined {

@@ -117,6 +117,8 @@ pub fn load_path(path: &Path) -> Result<Loaded, Problems> {
 
 /// Parses and validates action-file text; `file` names it in messages.
 pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Problems> {
+    // Editors on Windows like to start files with a byte-order mark; it carries no meaning.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let document = parse_document(file, text, format).map_err(|p| Problems {
         errors: vec![p],
         warnings: Vec::new(),
@@ -128,7 +130,7 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
                 errors: vec![Problem::file_level(
                     file,
                     format!(
-                        "expected a list of actions (a JSON array), found {}",
+                        "expected a list of actions (an array), found {}",
                         describe_kind(&other)
                     ),
                 )],
@@ -163,7 +165,8 @@ fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Probl
                 .unwrap_or(&message)
                 .to_string();
             Problem {
-                position: Some((err.line(), err.column())),
+                // serde_json reports column 0 at the very start of a line; columns are 1-based.
+                position: Some((err.line(), err.column().max(1))),
                 ..Problem::file_level(file, format!("invalid JSON: {message}"))
             }
         })
@@ -226,7 +229,8 @@ struct Draft {
     timeout: Option<Duration>,
     retry: Option<RetryPolicy>,
     description: Option<String>,
-    refs: OutputRefs,
+    /// What each template reads, by field.
+    refs: Vec<(String, OutputRefs)>,
     templated: bool,
 }
 
@@ -306,7 +310,7 @@ impl<'f> Validator<'f> {
 
         let deps = self.resolve_dependencies(&drafts, &index);
         if !self.problems.errors.is_empty() {
-            return Err(self.problems);
+            return Err(self.finish());
         }
         let order = match topological_order(&deps) {
             Ok(order) => order,
@@ -328,7 +332,7 @@ impl<'f> Validator<'f> {
                         format!("dependency cycle: {}", names.join(" → ")),
                     );
                 }
-                return Err(self.problems);
+                return Err(self.finish());
             }
         };
 
@@ -350,8 +354,13 @@ impl<'f> Validator<'f> {
                 description: draft.description,
                 templated: draft.templated,
                 reads_outputs: None,
+                reads_vars: draft
+                    .refs
+                    .iter()
+                    .flat_map(|(field, refs)| refs.vars.iter().map(|v| (field.clone(), v.clone())))
+                    .collect(),
             });
-            read_labels.push((draft.refs.dynamic, draft.refs.labels));
+            read_labels.push(draft.refs);
         }
         let mut plan = Plan::new(self.file.to_string(), actions, deps, order);
         self.check_output_refs(&mut plan, read_labels);
@@ -361,8 +370,15 @@ impl<'f> Validator<'f> {
                 warnings: self.problems.warnings,
             })
         } else {
-            Err(self.problems)
+            Err(self.finish())
         }
+    }
+
+    /// Problems in file order (stable: within an action, in the order they were found).
+    fn finish(mut self) -> Problems {
+        self.problems.errors.sort_by_key(|p| p.index);
+        self.problems.warnings.sort_by_key(|p| p.index);
+        self.problems
     }
 
     fn read_action(&mut self, i: usize, item: Value) -> Draft {
@@ -375,7 +391,7 @@ impl<'f> Validator<'f> {
             timeout: None,
             retry: None,
             description: None,
-            refs: OutputRefs::default(),
+            refs: Vec::new(),
             templated: false,
         };
         let Value::Object(object) = item else {
@@ -445,7 +461,8 @@ impl<'f> Validator<'f> {
             Some(Value::String(name)) => match ActionType::from_name(&name) {
                 Some(t) => draft.action_type = Some(t),
                 None => {
-                    let hint = suggest(&name, ActionType::ALL.iter().map(|t| t.name()))
+                    let canonical = crate::actions::canonical_type_name(&name);
+                    let hint = suggest(&canonical, ActionType::ALL.iter().map(|t| t.name()))
                         .map(|s| format!(" (did you mean \"{s}\"?)"))
                         .unwrap_or_else(|| format!(" (known types: {})", type_list()));
                     self.error(
@@ -522,8 +539,7 @@ impl<'f> Validator<'f> {
             None | Some(Value::Null) => {}
             Some(Value::String(expression)) => match template::check_expression(&expression) {
                 Ok(refs) => {
-                    draft.refs.labels.extend(refs.labels);
-                    draft.refs.dynamic |= refs.dynamic;
+                    draft.refs.push(("condition".into(), refs));
                     draft.condition = Some(expression);
                 }
                 Err(message) => self.error(
@@ -631,42 +647,43 @@ impl<'f> Validator<'f> {
     }
 
     /// A template may read only outputs of actions that are guaranteed to have finished first.
-    fn check_output_refs(&mut self, plan: &mut Plan, read_labels: Vec<(bool, Vec<String>)>) {
-        for (idx, (dynamic, labels)) in read_labels.into_iter().enumerate() {
+    fn check_output_refs(&mut self, plan: &mut Plan, read_labels: Vec<Vec<(String, OutputRefs)>>) {
+        for (idx, refs) in read_labels.into_iter().enumerate() {
+            let label = plan.actions[idx].label.clone();
             let mut reads = Vec::new();
+            let mut dynamic = false;
             let mut ancestors: Option<Vec<bool>> = None;
-            for name in labels {
-                let label = plan.actions[idx].label.clone();
-                let field = "params";
-                let Some(target) = plan.find(&name) else {
-                    self.error(
-                        idx,
-                        Some(&label),
-                        field,
-                        format!("template reads outputs[\"{name}\"] but no action has that label"),
-                    );
-                    continue;
-                };
-                let ancestors = ancestors.get_or_insert_with(|| {
-                    let mut mask = vec![false; plan.len()];
-                    for a in plan.ancestors(idx as ActionIdx) {
-                        mask[a as usize] = true;
+            for (field, found) in refs {
+                dynamic |= found.dynamic;
+                for name in found.labels {
+                    let Some(target) = plan.find(&name) else {
+                        let hint = suggest(&name, plan.actions.iter().map(|a| a.label.as_str()))
+                            .map(|s| format!(" (did you mean \"{s}\"?)"))
+                            .unwrap_or_default();
+                        self.error(idx, Some(&label), &field, format!("template reads outputs[\"{name}\"] but no action has that label{hint}"));
+                        continue;
+                    };
+                    let ancestors = ancestors.get_or_insert_with(|| {
+                        let mut mask = vec![false; plan.len()];
+                        for a in plan.ancestors(idx as ActionIdx) {
+                            mask[a as usize] = true;
+                        }
+                        mask
+                    });
+                    if !ancestors[target as usize] {
+                        self.error(
+                            idx,
+                            Some(&label),
+                            &field,
+                            format!(
+                                "template reads outputs[\"{name}\"] but \"{name}\" is not a dependency; \
+                                 add it to depends_on so it finishes first"
+                            ),
+                        );
+                        continue;
                     }
-                    mask
-                });
-                if !ancestors[target as usize] {
-                    self.error(
-                        idx,
-                        Some(&label),
-                        field,
-                        format!(
-                            "template reads outputs[\"{name}\"] but \"{name}\" is not a dependency; \
-                             add it to depends_on so it finishes first"
-                        ),
-                    );
-                    continue;
+                    reads.push(target);
                 }
-                reads.push(target);
             }
             reads.sort_unstable();
             reads.dedup();

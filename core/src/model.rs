@@ -48,6 +48,9 @@ pub struct Action {
     /// Actions whose outputs the templates read by name; `None` when they index `outputs`
     /// dynamically, in which case every finished action's outputs are offered.
     pub reads_outputs: Option<Vec<ActionIdx>>,
+    /// Run variables its templates read, with the field that reads each (`params.command[1]`,
+    /// `condition`), so a missing `--var` is caught before the run starts.
+    pub reads_vars: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]

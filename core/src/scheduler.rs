@@ -538,16 +538,10 @@ impl<'p> Scheduler<'p> {
         steps
     }
 
-    /// What the caller should do next. Call when nothing is in flight.
-    pub fn flow(&self, state: &RunState, now: Timestamp) -> Flow {
-        if state.abort_requested {
-            return Flow::Failure;
-        }
-        if !self.ready.is_empty() && self.capacity() > 0 {
-            return Flow::Execute;
-        }
-        let earliest = self
-            .running
+    /// When the earliest waiting work is due: a running action's next check or timeout, or a
+    /// retry's delay. The driver sleeps until then while other work is in flight.
+    pub fn next_due(&self, state: &RunState) -> Option<Timestamp> {
+        self.running
             .iter()
             .chain(&self.delayed)
             .filter_map(|&idx| {
@@ -563,7 +557,18 @@ impl<'p> Scheduler<'p> {
                     (a, b) => a.or(b),
                 }
             })
-            .min();
+            .min()
+    }
+
+    /// What the caller should do next. Call when nothing is in flight.
+    pub fn flow(&self, state: &RunState, now: Timestamp) -> Flow {
+        if state.abort_requested {
+            return Flow::Failure;
+        }
+        if !self.ready.is_empty() && self.capacity() > 0 {
+            return Flow::Execute;
+        }
+        let earliest = self.next_due(state);
         if !self.running.is_empty() || !self.delayed.is_empty() {
             let wait = earliest.map_or(Duration::ZERO, |t| {
                 (t - now).to_std().unwrap_or(Duration::ZERO)

@@ -19,20 +19,15 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// What a template or expression reads from `outputs`.
+/// What a template or expression reads from `outputs` and `vars`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct OutputRefs {
     /// Labels read by name: `outputs["x"]`, `outputs['x']`, `outputs.x`.
     pub labels: Vec<String>,
     /// `outputs` was indexed by something other than a literal.
     pub dynamic: bool,
-}
-
-impl OutputRefs {
-    fn merge(&mut self, other: OutputRefs) {
-        self.labels.extend(other.labels);
-        self.dynamic |= other.dynamic;
-    }
+    /// Run variables read by name: `vars.x`, `vars["x"]`.
+    pub vars: Vec<String>,
 }
 
 /// Checks a template's syntax and lists what it reads.
@@ -48,13 +43,17 @@ pub fn check_expression(expression: &str) -> Result<OutputRefs, String> {
     Ok(scan_output_refs(expression))
 }
 
-/// Walks every string in a params value, checking templates. Returns (path, message) problems.
-pub fn check_params(params: &Value, refs: &mut OutputRefs) -> Vec<(String, String)> {
+/// Walks every string in a params value, checking templates. Collects what each template
+/// reads under its field path (`params.command[1]`); returns (path, message) problems.
+pub fn check_params(
+    params: &Value,
+    found: &mut Vec<(String, OutputRefs)>,
+) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     walk_strings(params, &mut String::new(), &mut |path, text| {
         if is_template(text) {
             match check_template(text) {
-                Ok(found) => refs.merge(found),
+                Ok(refs) => found.push((format!("params.{path}"), refs)),
                 Err(message) => problems.push((path.to_string(), message)),
             }
         }
@@ -200,16 +199,35 @@ fn describe(err: minijinja::Error) -> String {
     text
 }
 
-/// Finds `outputs["label"]`, `outputs['label']` and `outputs.label` in template text.
+/// Finds `outputs["label"]`, `outputs['label']` and `outputs.label` (and the same for `vars`)
+/// in template text.
 fn scan_output_refs(source: &str) -> OutputRefs {
-    let mut refs = OutputRefs::default();
+    let (labels, dynamic) = scan_name(source, "outputs");
+    // A template that tests for a variable (`is defined`, `| default(…)`) makes it optional.
+    let optional = source.contains("defined") || source.contains("default");
+    let vars = if optional {
+        Vec::new()
+    } else {
+        scan_name(source, "vars").0
+    };
+    OutputRefs {
+        labels,
+        dynamic,
+        vars,
+    }
+}
+
+/// Names read from `name` by literal index or attribute; `true` if it is also used otherwise.
+fn scan_name(source: &str, name: &str) -> (Vec<String>, bool) {
+    let mut names = Vec::new();
+    let mut dynamic = false;
     let bytes = source.as_bytes();
     let mut from = 0;
-    while let Some(pos) = source[from..].find("outputs") {
+    while let Some(pos) = source[from..].find(name) {
         let start = from + pos;
-        let end = start + "outputs".len();
+        let end = start + name.len();
         from = end;
-        let preceded = start > 0 && is_ident(bytes[start - 1]);
+        let preceded = start > 0 && (is_ident(bytes[start - 1]) || bytes[start - 1] == b'.');
         if preceded || bytes.get(end).is_some_and(|&b| is_ident(b)) {
             continue;
         }
@@ -219,26 +237,26 @@ fn scan_output_refs(source: &str) -> OutputRefs {
             let quote = after.chars().next();
             if let Some(q @ ('"' | '\'')) = quote {
                 if let Some(close) = after[1..].find(q) {
-                    refs.labels.push(after[1..1 + close].to_string());
+                    names.push(after[1..1 + close].to_string());
                     continue;
                 }
             }
-            refs.dynamic = true;
+            dynamic = true;
         } else if let Some(after) = rest.strip_prefix('.') {
-            let name: String = after
+            let ident: String = after
                 .bytes()
                 .take_while(|&b| is_ident(b))
                 .map(char::from)
                 .collect();
-            if !name.is_empty() {
-                refs.labels.push(name);
+            if !ident.is_empty() {
+                names.push(ident);
             }
         } else {
-            // `outputs` used whole (e.g. iterated): anything may be read.
-            refs.dynamic = true;
+            // Used whole (e.g. iterated): anything may be read.
+            dynamic = true;
         }
     }
-    refs
+    (names, dynamic)
 }
 
 fn is_ident(b: u8) -> bool {
@@ -269,6 +287,10 @@ mod tests {
         assert!(!refs.dynamic);
         assert!(scan_output_refs("{{ outputs[vars.x] }}").dynamic);
         assert!(scan_output_refs("{{ myoutputs.x }}").labels.is_empty());
+        assert_eq!(
+            scan_output_refs("{{ vars.env }}-{{ vars['region'] }}").vars,
+            vec!["env", "region"]
+        );
     }
 
     #[test]

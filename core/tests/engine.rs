@@ -114,7 +114,7 @@ fn simulate(
     }
     let flow = scheduler.flow(&state, now);
     let statuses: Vec<ActionStatus> = state.actions.iter().map(|a| a.status).collect();
-    let any_failed = statuses.iter().any(|s| *s == ActionStatus::Failed);
+    let any_failed = statuses.contains(&ActionStatus::Failed);
     assert_eq!(
         flow,
         if any_failed {

@@ -47,19 +47,19 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
             "params": params, "outputs": outputs, "error": a.error, "blocked_by": a.blocked_by,
             "log": a.log,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        crate::out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
-    println!(
+    crate::out!(
         "{} {}  ({})",
         symbol(a.status),
         def.label,
         def.action_type.name()
     );
     if let Some(description) = &def.description {
-        println!("  {description}");
+        crate::out!("  {description}");
     }
-    println!(
+    crate::out!(
         "status      {}{}",
         a.status,
         if a.attempt > 0 {
@@ -69,23 +69,23 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
         }
     );
     if let Some(by) = &a.blocked_by {
-        println!(
+        crate::out!(
             "blocked by  {by} (it failed or was cancelled; re-run it with `baton retry --failed`)"
         );
     }
     if let Some(t) = &a.started_at {
-        println!("started     {}", ts::format(t));
+        crate::out!("started     {}", ts::format(t));
     }
     if let Some(t) = &a.finished_at {
         let took = elapsed(a.started_at, a.finished_at)
             .map(format_elapsed)
             .unwrap_or_default();
-        println!("finished    {}  ({took})", ts::format(t));
+        crate::out!("finished    {}  ({took})", ts::format(t));
     }
     if let Some(t) = &a.next_check_at {
-        println!("next check  {}", ts::format(t));
+        crate::out!("next check  {}", ts::format(t));
     }
-    println!(
+    crate::out!(
         "depends on  {}",
         if deps.is_empty() {
             "-".to_string()
@@ -93,7 +93,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
             deps.join(", ")
         }
     );
-    println!(
+    crate::out!(
         "needed by   {}",
         if dependents.is_empty() {
             "-".to_string()
@@ -102,36 +102,36 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
         }
     );
     if let Some(condition) = &def.condition {
-        println!("condition   {condition}");
+        crate::out!("condition   {condition}");
     }
     if let Some(timeout) = def.timeout {
-        println!(
+        crate::out!(
             "timeout     {}",
             baton_core::duration::format_duration(timeout)
         );
     }
     if let Some(error) = &a.error {
-        println!("error       {error}");
+        crate::out!("error       {error}");
     }
-    println!(
+    crate::out!(
         "params{}",
         render_note.map(|n| format!("  ({n})")).unwrap_or_default()
     );
-    println!(
+    crate::out!(
         "{}",
         indent(&serde_json::to_string_pretty(&params).unwrap_or_default())
     );
     if !a.outputs.is_empty() {
-        println!("outputs");
-        println!(
+        crate::out!("outputs");
+        crate::out!(
             "{}",
             indent(&serde_json::to_string_pretty(&outputs).unwrap_or_default())
         );
     }
     if !a.log.is_empty() {
-        println!("log");
+        crate::out!("log");
         for entry in &a.log {
-            println!(
+            crate::out!(
                 "  {} {:<5} {}",
                 ts::format(&entry.t),
                 entry.level.as_str(),

@@ -92,7 +92,7 @@ impl Printed {
                 self.last.insert(key, (stamp, count));
             }
             for entry in fresh {
-                println!(
+                crate::out!(
                     "{} {:<5} {:<24} {}",
                     ts::format(&entry.t),
                     entry.level.as_str(),

@@ -7,6 +7,7 @@ use baton_core::Plan;
 use serde_json::json;
 
 use crate::cli::PlanFormat;
+use crate::output::plural;
 use crate::CommandResult;
 
 pub fn run(file: &Path, format: PlanFormat) -> CommandResult {
@@ -17,7 +18,7 @@ pub fn run(file: &Path, format: PlanFormat) -> CommandResult {
         PlanFormat::Dot => dot(&loaded.plan),
         PlanFormat::Mermaid => mermaid(&loaded.plan),
     };
-    print!("{text}");
+    crate::out!("{}", text.trim_end_matches('\n'));
     Ok(())
 }
 
@@ -25,13 +26,13 @@ pub fn run(file: &Path, format: PlanFormat) -> CommandResult {
 pub fn text(plan: &Plan) -> String {
     let layers = plan.layers();
     let mut out = format!(
-        "{}: {} actions in {} layers\n",
+        "{}: {} in {}\n",
         plan.source,
-        plan.len(),
-        layers.len()
+        plural(plan.len(), "action"),
+        plural(layers.len(), "layer")
     );
     for (depth, layer) in layers.iter().enumerate() {
-        let _ = writeln!(out, "\nlayer {depth} ({} actions)", layer.len());
+        let _ = writeln!(out, "\nlayer {depth} ({})", plural(layer.len(), "action"));
         for &idx in layer {
             let action = plan.action(idx);
             let deps: Vec<&str> = plan.deps[idx as usize]

@@ -50,20 +50,20 @@ pub async fn run(args: RetryArgs) -> CommandResult {
             .join(", ")
     };
     if !args.drive.json {
-        println!(
+        crate::out!(
             "will run ({}): {}",
             preview.will_run.len(),
             names(&preview.will_run)
         );
         if !preview.reused.is_empty() {
-            println!(
+            crate::out!(
                 "reusing outputs of ({}): {}",
                 preview.reused.len(),
                 names(&preview.reused)
             );
         }
         if !preview.stays_blocked.is_empty() {
-            println!(
+            crate::out!(
                 "still blocked ({}): {}",
                 preview.stays_blocked.len(),
                 names(&preview.stays_blocked)
@@ -74,7 +74,7 @@ pub async fn run(args: RetryArgs) -> CommandResult {
         .await?;
     drop(guard);
     if args.no_run {
-        println!("reset; drive it with: baton resume {}", run.store.locator());
+        crate::out!("reset; drive it with: baton resume {}", run.store.locator());
         return Ok(());
     }
     super::run::drive(run, &args.drive).await
@@ -99,10 +99,10 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
             // Nobody is driving the run: honour the abort now.
             let executor = Arc::new(StandardExecutor::new());
             let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
-            println!("run {} {}", state.run_id, report.status);
+            crate::out!("run {} {}", state.run_id, report.status);
         }
         Err(StoreError::Busy { .. }) => {
-            println!(
+            crate::out!(
                 "abort requested; the process driving run {} will stop it on its next check",
                 state.run_id
             );

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::{DriveArgs, RunArgs, StoreArgs};
 use crate::locator::{self, AnyStore};
-use crate::output::{count_summary, format_elapsed, json_summary, PlainPrinter};
+use crate::output::{count_summary, format_elapsed, json_summary, plural, PlainPrinter};
 use crate::tui::ConsoleOptions;
 use crate::{CommandResult, Failure};
 
@@ -41,6 +41,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
         }
         None => new_run_id(stem, now),
     };
+    // Everything the user typed is checked before the run exists.
+    tick_options(&args.drive)?;
+    check_vars(&loaded.plan, &vars)?;
     let store = locator::for_new_run(&args.store, &run_id)?;
     let (run, _, _) = Run::create(store, loaded.plan, &run_id, vars, now).await?;
     drive(run, &args.drive).await
@@ -66,7 +69,7 @@ pub async fn watch(run: &str, store: &StoreArgs, read_only: bool) -> CommandResu
         },
     )
     .await?;
-    println!("run {} {status}", run.store.locator());
+    crate::out!("run {} {status}", run.store.locator());
     Ok(())
 }
 
@@ -83,7 +86,7 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
         };
         let status = crate::tui::console(Arc::clone(&run), console).await?;
         let (state, _) = run.load().await?;
-        println!(
+        crate::out!(
             "run {} {} after {} ({})",
             state.run_id,
             state.status,
@@ -91,7 +94,7 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             count_summary(&state)
         );
         if !status.is_finished() {
-            println!("continue it with: baton resume {}", run.store.locator());
+            crate::out!("continue it with: baton resume {}", run.store.locator());
         }
         return if status == RunStatus::Succeeded {
             Ok(())
@@ -104,7 +107,7 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
     if !args.json {
-        println!(
+        crate::out!(
             "run {} ({} actions) in {}",
             run_id_of(run),
             run.plan.len(),
@@ -141,15 +144,15 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             &run.store.locator(),
             started.elapsed().as_millis(),
         );
-        println!("{summary}");
+        crate::out!("{summary}");
     } else {
-        println!(
-            "run {} {} in {} ({}; {} invocations)",
+        crate::out!(
+            "run {} {} in {} ({}; {})",
             state.run_id,
             state.status,
             format_elapsed(started.elapsed()),
             count_summary(&state),
-            state.invocations
+            plural(state.invocations as usize, "invocation")
         );
         if state.status != RunStatus::Succeeded {
             print_next_steps(run, &state);
@@ -165,14 +168,14 @@ fn print_next_steps(run: &Run<AnyStore>, state: &baton_core::RunState) {
     let locator = run.store.locator();
     for (def, action) in run.plan.actions.iter().zip(&state.actions) {
         if action.status == baton_core::ActionStatus::Failed {
-            println!(
+            crate::out!(
                 "  ✖ {}: {}",
                 def.label,
                 action.error.as_deref().unwrap_or("failed")
             );
         }
     }
-    println!("inspect: baton inspect {locator} <label>    re-run failures: baton retry {locator} --failed");
+    crate::out!("inspect: baton inspect {locator} <label>    re-run failures: baton retry {locator} --failed");
 }
 
 fn run_id_of(run: &Run<AnyStore>) -> String {
@@ -199,6 +202,27 @@ pub fn tick_options(args: &DriveArgs) -> Result<TickOptions, Failure> {
     })
 }
 
+/// Every `vars.NAME` a template reads must be given with `--var`.
+fn check_vars(plan: &baton_core::Plan, vars: &Map<String, Value>) -> Result<(), Failure> {
+    let mut problems = Vec::new();
+    for (i, action) in plan.actions.iter().enumerate() {
+        for (field, name) in &action.reads_vars {
+            if !vars.contains_key(name) {
+                problems.push(format!(
+                    "{}: actions[{i}] \"{}\": {field}: template reads vars.{name}, but no --var {name}=VALUE was given",
+                    plan.source, action.label
+                ));
+            }
+        }
+    }
+    problems.dedup();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Invalid(problems.join("\n")))
+    }
+}
+
 fn parse_vars(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
     let mut vars = Map::new();
     for pair in pairs {
@@ -223,6 +247,6 @@ pub async fn tick(run: &str, store: &StoreArgs) -> CommandResult {
     let executor = Arc::new(StandardExecutor::new());
     let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
     let payload = report.payload(run.store.locator());
-    println!("{}", serde_json::to_string(&payload).unwrap_or_default());
+    crate::out!("{}", serde_json::to_string(&payload).unwrap_or_default());
     Ok(())
 }

@@ -40,30 +40,33 @@ pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) ->
                 .map(|v| json!({"version": v.version, "size": v.size}))
                 .collect::<Vec<_>>());
         }
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        crate::out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
+    // A run that is not finished and that nobody drives is idle: say how to continue it.
+    let idle = !state.status.is_finished() && run.store.lock_driver().is_ok();
     let age = elapsed(Some(state.created_at), Some(state.updated_at))
         .map(format_elapsed)
         .unwrap_or_default();
-    println!(
-        "run {}  {}{}",
-        state.run_id,
-        state.status,
-        if state.abort_requested {
-            " (abort requested)"
-        } else {
-            ""
-        }
-    );
-    println!(
+    let note = if state.abort_requested && !state.status.is_finished() {
+        " (abort requested)".to_string()
+    } else if idle {
+        format!(
+            " (idle: nothing is driving it; continue with `baton resume {}`)",
+            run.store.locator()
+        )
+    } else {
+        String::new()
+    };
+    crate::out!("run {}  {}{note}", state.run_id, state.status);
+    crate::out!(
         "store {}  version {}  invocations {}  elapsed {}",
         run.store.locator(),
         version,
         state.invocations,
         age
     );
-    println!("actions {}: {}", plan.len(), count_summary(&state));
+    crate::out!("actions {}: {}", plan.len(), count_summary(&state));
     let width = plan
         .actions
         .iter()
@@ -91,12 +94,12 @@ pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) ->
         } else if let Some(error) = &a.error {
             line.push_str(&format!("  {error}"));
         }
-        println!("{}", line.trim_end());
+        crate::out!("{}", line.trim_end());
     }
     if versions {
-        println!("versions:");
+        crate::out!("versions:");
         for v in run.store.list_versions().await? {
-            println!("  {:>6}  {} bytes", v.version, v.size);
+            crate::out!("  {:>6}  {} bytes", v.version, v.size);
         }
     }
     Ok(())

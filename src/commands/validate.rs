@@ -8,7 +8,11 @@ pub fn run(files: &[PathBuf]) -> CommandResult {
     let mut invalid = 0;
     for file in files {
         match super::load_plan(file) {
-            Ok(loaded) => println!("{}: ok ({} actions)", file.display(), loaded.plan.len()),
+            Ok(loaded) => crate::out!(
+                "{}: ok ({})",
+                file.display(),
+                crate::output::plural(loaded.plan.len(), "action")
+            ),
             Err(Failure::Invalid(message)) => {
                 eprintln!("{message}");
                 invalid += 1;

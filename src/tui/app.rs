@@ -201,7 +201,15 @@ impl App {
         match position {
             Some(p) => self.cursor = p,
             None => {
-                self.cursor = self.cursor.min(self.rows.len().saturating_sub(1));
+                // The selected row is gone (filtered or folded): prefer the next action row.
+                let from = self.cursor.min(self.rows.len().saturating_sub(1));
+                let action_row = |r: &Row| matches!(r, Row::Action(_));
+                self.cursor = self.rows[from..]
+                    .iter()
+                    .position(action_row)
+                    .map(|p| p + from)
+                    .or_else(|| self.rows[..from].iter().rposition(action_row))
+                    .unwrap_or(from);
                 self.selected = self.rows.get(self.cursor).copied();
             }
         }

@@ -161,7 +161,7 @@ pub const KEYMAP: &[Binding] = &[
         keys: &[KeyCode::Char('r')],
         label: "r",
         command: Command::Reexecute,
-        help: "re-execute: preview, choose failed / from here / only this, confirm",
+        help: "re-execute: preview what will run, then confirm",
         mutates: true,
     },
     Binding {

@@ -499,20 +499,27 @@ fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
     } else if let Some(flash) = &app.flash {
         Line::from(Span::styled(format!(" {flash}"), app.accent()))
     } else {
-        let wanted = ["?", "/", "f", "r", "a", "t", "c", "q"];
+        // The footer names the most used keys; `?` lists them all.
+        let footer: [(&str, &str); 9] = [
+            ("?", "help"),
+            ("/", "filter"),
+            ("f", "failure"),
+            ("n", "running"),
+            ("r", "re-execute"),
+            ("a", "abort"),
+            ("t", "timeline"),
+            ("c", "hide done"),
+            ("q", "quit"),
+        ];
         let mut spans = Vec::new();
-        for binding in keymap::visible(app.read_only).filter(|b| wanted.contains(&b.label)) {
-            spans.push(Span::styled(
-                format!(" {} ", binding.label),
-                app.accent().add_modifier(Modifier::BOLD),
-            ));
-            let short = binding
-                .help
-                .split([':', '(', ','])
-                .next()
-                .unwrap_or(binding.help)
-                .trim();
-            spans.push(Span::raw(format!("{short} ")));
+        for binding in keymap::visible(app.read_only) {
+            if let Some((label, short)) = footer.iter().find(|(label, _)| *label == binding.label) {
+                spans.push(Span::styled(
+                    format!(" {label} "),
+                    app.accent().add_modifier(Modifier::BOLD),
+                ));
+                spans.push(Span::raw(format!("{short} ")));
+            }
         }
         Line::from(spans)
     };

@@ -164,7 +164,7 @@ fn validate_several_files_with_one_bad_exits_2_and_reports_each() {
     assert_exit(&out, 2);
     assert_eq!(
         stdout(&out),
-        "plan.json: ok (3 actions)\nalso-good.json: ok (1 actions)\n"
+        "plan.json: ok (3 actions)\nalso-good.json: ok (1 action)\n"
     );
     assert_eq!(
         stderr(&out),
@@ -201,9 +201,9 @@ fn plan_text_shows_layers() {
         text.starts_with("plan.json: 4 actions in 3 layers\n"),
         "{text}"
     );
-    let layer0 = text.find("layer 0 (1 actions)").expect("layer 0");
+    let layer0 = text.find("layer 0 (1 action)").expect("layer 0");
     let layer1 = text.find("layer 1 (2 actions)").expect("layer 1");
-    let layer2 = text.find("layer 2 (1 actions)").expect("layer 2");
+    let layer2 = text.find("layer 2 (1 action)").expect("layer 2");
     assert!(layer0 < layer1 && layer1 < layer2, "{text}");
     let ship = text
         .lines()
@@ -524,7 +524,14 @@ fn run_id_is_used_for_the_run_folder() {
         vec![scratch.path().join(".baton/runs/release-42")]
     );
     // The same id again is refused: runs are never overwritten.
-    let out = scratch.baton(&["run", "plan.json", "--run-id", "release-42"]);
+    let out = scratch.baton(&[
+        "run",
+        "plan.json",
+        "--run-id",
+        "release-42",
+        "--var",
+        "env=dev",
+    ]);
     assert_exit(&out, 3);
     assert!(
         stderr(&out).contains("already exists"),

@@ -2,6 +2,7 @@
 //! and crash recovery. One test binary keeps link times down.
 
 mod common;
+mod console;
 mod contract;
 mod corpus;
 mod crash;

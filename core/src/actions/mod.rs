@@ -162,13 +162,84 @@ pub fn parse<P: DeserializeOwned>(params: &Value) -> Result<P, ParamsProblem> {
     serde_path_to_error::deserialize(params).map_err(|err| {
         let path = err.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ParamsProblem::new(path, err.into_inner().to_string())
+        plain_problem(path, &err.into_inner().to_string())
     })
+}
+
+/// Turns serde's wording into baton's: the field goes into the path, names get quotes, and an
+/// unknown field gets a suggestion.
+fn plain_problem(path: String, message: &str) -> ParamsProblem {
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let quoted = |text: &str| text.split('`').nth(1).unwrap_or_default().to_string();
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        return ParamsProblem::new(join(&quoted(rest)), "missing required field");
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let name = quoted(rest);
+        // serde_path_to_error already put the unknown field at the end of the path.
+        let join = |name: &str| {
+            if path == name || path.ends_with(&format!(".{name}")) {
+                path.clone()
+            } else {
+                join(name)
+            }
+        };
+        if rest.contains("there are no fields") {
+            return ParamsProblem::new(join(&name), "unknown field (this type takes no params)");
+        }
+        let allowed: Vec<String> = rest
+            .split_once("expected ")
+            .map(|(_, list)| {
+                list.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hint = crate::load::suggest(&name, allowed.iter().map(String::as_str))
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_else(|| format!(" (allowed: {})", allowed.join(", ")));
+        return ParamsProblem::new(join(&name), format!("unknown field{hint}"));
+    }
+    ParamsProblem::new(path, message.replace('`', "\""))
 }
 
 /// True when a string would be rendered as a template.
 pub fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
+}
+
+/// Runs a pure, instant type (see [`Mode::Inline`]) on rendered params.
+pub fn run_inline(action_type: ActionType, params: &Value) -> crate::executor::Outcome {
+    use crate::executor::Outcome;
+    match action_type {
+        ActionType::NoOp => Outcome::complete(),
+        ActionType::SetVariables => match parse::<set_variables::Params>(params) {
+            Ok(p) => Outcome::Complete {
+                outputs: p.variables,
+            },
+            Err(problem) => {
+                Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
+            }
+        },
+        ActionType::Fail => match parse::<fail::Params>(params) {
+            Ok(p) => Outcome::Failed {
+                error: p.message,
+                retryable: p.retryable,
+            },
+            Err(problem) => {
+                Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
+            }
+        },
+        other => Outcome::failed(format!("{} is not an inline type", other.name())),
+    }
 }
 
 #[cfg(test)]
@@ -202,31 +273,5 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ActionType::ALL.len());
-    }
-}
-
-/// Runs a pure, instant type (see [`Mode::Inline`]) on rendered params.
-pub fn run_inline(action_type: ActionType, params: &Value) -> crate::executor::Outcome {
-    use crate::executor::Outcome;
-    match action_type {
-        ActionType::NoOp => Outcome::complete(),
-        ActionType::SetVariables => match parse::<set_variables::Params>(params) {
-            Ok(p) => Outcome::Complete {
-                outputs: p.variables,
-            },
-            Err(problem) => {
-                Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
-            }
-        },
-        ActionType::Fail => match parse::<fail::Params>(params) {
-            Ok(p) => Outcome::Failed {
-                error: p.message,
-                retryable: p.retryable,
-            },
-            Err(problem) => {
-                Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
-            }
-        },
-        other => Outcome::failed(format!("{} is not an inline type", other.name())),
     }
 }

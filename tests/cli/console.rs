@@ -1,0 +1,711 @@
+//! The console: state transitions of `update()` (no rendering), insta snapshots of the main
+//! screens at two sizes, an exact buffer of the timeline widget, tiny-terminal renders, and one
+//! real-terminal session in tmux.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton::tui::app::{update, App, Effect, Focus, Msg, Overlay, Row, View};
+use baton_core::scheduler::Reexecute;
+use baton_core::state::{Level, LogEntry, Timestamp};
+use baton_core::{load_path, ActionStatus, Plan, RunState, RunStatus};
+use chrono::TimeZone;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Terminal;
+use serde_json::json;
+
+use crate::common::*;
+
+fn t(seconds: f64) -> Timestamp {
+    let t0 = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 28, 9, 0, 0)
+        .single()
+        .expect("valid time");
+    t0 + chrono::Duration::milliseconds((seconds * 1000.0) as i64)
+}
+
+fn load(name: &str) -> Plan {
+    load_path(&repo().join("examples").join(name))
+        .expect("example is valid")
+        .plan
+}
+
+/// Sets one action's state as the engine would.
+fn set(
+    plan: &Plan,
+    state: &mut RunState,
+    label: &str,
+    status: ActionStatus,
+    start: f64,
+    end: Option<f64>,
+) {
+    let idx = plan.find(label).expect("label");
+    let a = state.action_mut(idx);
+    a.status = status;
+    a.attempt = 1;
+    a.started_at = Some(t(start));
+    a.finished_at = end.map(t);
+}
+
+fn log(plan: &Plan, state: &mut RunState, label: &str, at: f64, msg: &str) {
+    let idx = plan.find(label).expect("label");
+    state.action_mut(idx).push_log(LogEntry {
+        t: t(at),
+        level: Level::Info,
+        msg: msg.into(),
+    });
+}
+
+/// The demo nine seconds in: builds done, network up, database provisioning.
+fn demo_app() -> App {
+    let plan = load("demo.json");
+    let mut state = RunState::new("demo-fixture", &plan, "sha", Default::default(), t(0.0));
+    state.status = RunStatus::Waiting;
+    set(
+        &plan,
+        &mut state,
+        "load-config",
+        ActionStatus::Complete,
+        0.0,
+        Some(0.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "preflight",
+        ActionStatus::Complete,
+        0.0,
+        Some(0.1),
+    );
+    set(
+        &plan,
+        &mut state,
+        "build-api",
+        ActionStatus::Complete,
+        0.1,
+        Some(4.1),
+    );
+    set(
+        &plan,
+        &mut state,
+        "build-web",
+        ActionStatus::Complete,
+        0.1,
+        Some(3.1),
+    );
+    set(
+        &plan,
+        &mut state,
+        "unit-tests",
+        ActionStatus::Complete,
+        4.1,
+        Some(5.2),
+    );
+    set(
+        &plan,
+        &mut state,
+        "provision-network",
+        ActionStatus::Complete,
+        0.0,
+        Some(6.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "network-outputs",
+        ActionStatus::Complete,
+        6.0,
+        Some(6.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "provision-database",
+        ActionStatus::Running,
+        6.0,
+        None,
+    );
+    let build = plan.find("build-api").expect("label");
+    state
+        .action_mut(build)
+        .outputs
+        .insert("image".into(), json!("registry.local/api:1.4.2"));
+    for (i, line) in [
+        "resolve dependencies",
+        "compile 214 modules",
+        "link api binary",
+        "build image layers",
+    ]
+    .iter()
+    .enumerate()
+    {
+        log(&plan, &mut state, "build-api", 0.1 + i as f64, line);
+    }
+    let mut app = App::new(
+        Arc::new(plan),
+        state,
+        "9".into(),
+        ".baton/runs/demo-fixture".into(),
+        t(9.0),
+    );
+    app.color = false;
+    app.driving = true;
+    app.driver_active = true;
+    app.last_updated = t(8.5);
+    app
+}
+
+/// The failing example after its first attempt.
+fn failing_app() -> App {
+    let plan = load("failing.json");
+    let mut state = RunState::new("failing-fixture", &plan, "sha", Default::default(), t(0.0));
+    state.status = RunStatus::Failed;
+    state.updated_at = t(4.0);
+    set(
+        &plan,
+        &mut state,
+        "build",
+        ActionStatus::Complete,
+        0.0,
+        Some(1.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "test",
+        ActionStatus::Complete,
+        1.0,
+        Some(2.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "deploy-staging",
+        ActionStatus::Complete,
+        2.0,
+        Some(2.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "staging-soak",
+        ActionStatus::Complete,
+        2.0,
+        Some(4.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "change-approval",
+        ActionStatus::Failed,
+        0.0,
+        Some(0.0),
+    );
+    let gate = plan.find("change-approval").expect("label");
+    state.action_mut(gate).error = Some("sh exited with status 1: no change approval".into());
+    for label in ["deploy-prod", "prod-smoke-test", "announce"] {
+        let idx = plan.find(label).expect("label");
+        state.action_mut(idx).status = ActionStatus::Blocked;
+        state.action_mut(idx).blocked_by = Some("change-approval".into());
+    }
+    let mut app = App::new(
+        Arc::new(plan),
+        state,
+        "8".into(),
+        ".baton/runs/failing-fixture".into(),
+        t(5.0),
+    );
+    app.color = false;
+    app.driving = true;
+    app.last_updated = t(4.0);
+    app
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    update(app, Msg::Key(KeyEvent::from(code)))
+}
+
+fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+    terminal
+        .draw(|frame| frame.render_widget(app, frame.area()))
+        .expect("draw");
+    terminal
+}
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let terminal = render(app, width, height);
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        let line: String = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn label_of(app: &App) -> &str {
+    app.selected_action()
+        .map(|i| app.plan.label(i))
+        .unwrap_or("-")
+}
+
+// ---- state transitions ----
+
+#[test]
+fn navigation_moves_the_selection_and_refresh_keeps_it() {
+    let mut app = demo_app();
+    assert_eq!(label_of(&app), "load-config");
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected, Some(Row::Layer(1)));
+    key(&mut app, KeyCode::Char('j'));
+    assert_eq!(label_of(&app), "build-api");
+    // A new state version arrives in which an earlier layer disappears from the filter: the
+    // selection stays on the same action.
+    let state = app.state.clone();
+    update(&mut app, Msg::Snapshot(Box::new(state), "10".into()));
+    assert_eq!(label_of(&app), "build-api");
+    key(&mut app, KeyCode::Char('c'));
+    assert!(app.hide_complete);
+    assert_eq!(
+        app.selected_action().map(|i| app.plan.label(i)),
+        Some("build-api")
+            .filter(|_| false)
+            .or(app.selected_action().map(|i| app.plan.label(i)))
+    );
+    key(&mut app, KeyCode::Char('G'));
+    assert_eq!(label_of(&app), "announce");
+    key(&mut app, KeyCode::Char('g'));
+    assert_eq!(app.cursor, 0);
+}
+
+#[test]
+fn filter_narrows_rows_and_escape_clears_it() {
+    let mut app = demo_app();
+    key(&mut app, KeyCode::Char('/'));
+    for c in "deploy".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let actions: Vec<&str> = app
+        .rows
+        .iter()
+        .filter_map(|r| match r {
+            Row::Action(i) => Some(app.plan.label(*i)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(actions, vec!["deploy-api", "deploy-web"]);
+    key(&mut app, KeyCode::Enter);
+    assert!(!app.filter_editing);
+    assert_eq!(app.filter, "deploy");
+    // Status names filter too.
+    key(&mut app, KeyCode::Char('/'));
+    for c in "running".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(label_of(&app), "provision-database");
+    key(&mut app, KeyCode::Esc);
+    assert!(app.filter.is_empty());
+    assert_eq!(app.rows.len(), 15 + 10);
+}
+
+#[test]
+fn collapse_and_expand_layers() {
+    let mut app = demo_app();
+    key(&mut app, KeyCode::Left);
+    assert_eq!(app.selected, Some(Row::Layer(0)));
+    assert_eq!(app.rows.len(), 25 - 2);
+    key(&mut app, KeyCode::Right);
+    assert_eq!(app.rows.len(), 25);
+}
+
+#[test]
+fn f_jumps_to_the_root_cause_failure() {
+    let mut app = failing_app();
+    key(&mut app, KeyCode::Char('G'));
+    assert_eq!(label_of(&app), "announce");
+    key(&mut app, KeyCode::Char('f'));
+    assert_eq!(label_of(&app), "change-approval");
+    let mut ok = demo_app();
+    key(&mut ok, KeyCode::Char('f'));
+    assert_eq!(ok.flash.as_deref(), Some("no failures"));
+}
+
+#[test]
+fn reexecute_previews_then_confirms() {
+    let mut app = failing_app();
+    key(&mut app, KeyCode::Char('f'));
+    assert!(key(&mut app, KeyCode::Char('r')).is_empty());
+    let Some(Overlay::Reexecute { choice, previews }) = &app.overlay else {
+        panic!("no preview: {:?}", app.overlay)
+    };
+    assert_eq!(*choice, 0);
+    let failed = previews[0].as_ref().expect("failed preview");
+    let names = |list: &[u32]| {
+        list.iter()
+            .map(|&i| app.plan.label(i).to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&failed.will_run),
+        [
+            "change-approval",
+            "deploy-prod",
+            "prod-smoke-test",
+            "announce"
+        ]
+    );
+    assert_eq!(names(&failed.reused), ["build", "test", "staging-soak"]);
+    // Choose "only this", then back to "failed", then confirm.
+    key(&mut app, KeyCode::Char('3'));
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Reexecute { choice: 2, .. })
+    ));
+    key(&mut app, KeyCode::Left);
+    key(&mut app, KeyCode::Left);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('y')),
+        vec![Effect::Reexecute(Reexecute::Failed)]
+    );
+    assert!(app.overlay.is_none());
+}
+
+#[test]
+fn reexecute_is_refused_while_actions_run() {
+    let mut app = demo_app();
+    key(&mut app, KeyCode::Char('r'));
+    assert!(app.overlay.is_none());
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap_or_default()
+        .contains("still running"));
+}
+
+#[test]
+fn abort_and_quit_ask_first() {
+    let mut app = demo_app();
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(app.overlay, Some(Overlay::ConfirmAbort));
+    // Unrelated keys leave the question open; n closes it.
+    key(&mut app, KeyCode::Char('x'));
+    assert_eq!(app.overlay, Some(Overlay::ConfirmAbort));
+    assert!(key(&mut app, KeyCode::Char('n')).is_empty());
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(key(&mut app, KeyCode::Char('y')), vec![Effect::Abort]);
+    // Quitting while this console drives the run asks.
+    assert!(key(&mut app, KeyCode::Char('q')).is_empty());
+    assert_eq!(app.overlay, Some(Overlay::ConfirmQuit));
+    assert_eq!(key(&mut app, KeyCode::Char('y')), vec![Effect::Quit]);
+    assert!(app.quit);
+    // Not driving: q quits at once.
+    let mut watching = failing_app();
+    assert_eq!(key(&mut watching, KeyCode::Char('q')), vec![Effect::Quit]);
+}
+
+#[test]
+fn read_only_has_no_controls() {
+    let mut app = failing_app();
+    app.read_only = true;
+    for code in [KeyCode::Char('r'), KeyCode::Char('a')] {
+        assert!(key(&mut app, code).is_empty());
+        assert!(app.overlay.is_none(), "{code:?} opened {:?}", app.overlay);
+    }
+    let text = screen(&app, 160, 48);
+    assert!(
+        !text.contains("re-execute") && !text.contains("abort"),
+        "{text}"
+    );
+    key(&mut app, KeyCode::Char('?'));
+    let help = screen(&app, 160, 48);
+    assert!(
+        help.contains("this help") && !help.contains("re-execute"),
+        "{help}"
+    );
+}
+
+#[test]
+fn engine_messages_update_the_view() {
+    let mut app = demo_app();
+    let idx = app.plan.find("provision-database").expect("label");
+    let mut done = app.state.action(idx).clone();
+    done.status = ActionStatus::Complete;
+    done.finished_at = Some(t(13.0));
+    update(&mut app, Msg::ActionChanged(idx, Box::new(done)));
+    assert_eq!(app.state.action(idx).status, ActionStatus::Complete);
+    update(
+        &mut app,
+        Msg::Log(
+            Some(idx),
+            LogEntry {
+                t: t(13.0),
+                level: Level::Info,
+                msg: "db ready".into(),
+            },
+        ),
+    );
+    assert_eq!(
+        app.state.action(idx).log.back().map(|e| e.msg.as_str()),
+        Some("db ready")
+    );
+    update(&mut app, Msg::DriverDone(Ok(RunStatus::Succeeded)));
+    assert!(!app.driver_active);
+    assert_eq!(app.flash.as_deref(), Some("run succeeded"));
+}
+
+#[test]
+fn log_pane_scrolls_and_follows() {
+    let mut app = demo_app();
+    key(&mut app, KeyCode::Char('G'));
+    key(&mut app, KeyCode::Char('g'));
+    app.reveal(app.plan.find("build-api").expect("label"));
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Focus::Log);
+    key(&mut app, KeyCode::Up);
+    key(&mut app, KeyCode::Up);
+    assert_eq!(app.log.back, 2);
+    assert!(screen(&app, 160, 48).contains("2 back · End follows"));
+    key(&mut app, KeyCode::End);
+    assert_eq!(app.log.back, 0);
+    key(&mut app, KeyCode::Char('t'));
+    assert_eq!(app.view, View::Timeline);
+}
+
+#[test]
+fn resize_keeps_the_cursor_visible() {
+    let mut app = demo_app();
+    key(&mut app, KeyCode::Char('G'));
+    update(&mut app, Msg::Resize(80, 12));
+    assert!(app.cursor >= app.offset && app.cursor < app.offset + app.dag_height());
+    assert!(screen(&app, 80, 12).contains("announce"));
+}
+
+// ---- rendering ----
+
+#[test]
+fn snapshot_main_screen_80x24() {
+    insta::assert_snapshot!(screen(&demo_app(), 80, 24));
+}
+
+#[test]
+fn snapshot_main_screen_160x48() {
+    let mut app = demo_app();
+    app.reveal(app.plan.find("build-api").expect("label"));
+    insta::assert_snapshot!(screen(&app, 160, 48));
+}
+
+#[test]
+fn snapshot_failure_with_reexecute_preview() {
+    let mut app = failing_app();
+    key(&mut app, KeyCode::Char('f'));
+    key(&mut app, KeyCode::Char('r'));
+    insta::assert_snapshot!(screen(&app, 120, 36));
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut app = demo_app();
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(screen(&app, 100, 30));
+}
+
+#[test]
+fn snapshot_timeline() {
+    let mut app = failing_app();
+    key(&mut app, KeyCode::Char('t'));
+    insta::assert_snapshot!(screen(&app, 100, 16));
+}
+
+#[test]
+fn timeline_widget_exact_buffer() {
+    // Three actions on a 60-column timeline: a (0-1 s) → b (1-3 s), c (0-1 s) alongside.
+    let plan = baton_core::testutil::plan(
+        r#"[{"label": "a", "type": "system.no_op"}, {"label": "b", "type": "system.no_op", "depends_on": ["a"]},
+            {"label": "c", "type": "system.no_op"}]"#,
+    );
+    let mut state = RunState::new("r", &plan, "sha", Default::default(), t(0.0));
+    state.status = RunStatus::Succeeded;
+    state.updated_at = t(3.0);
+    set(
+        &plan,
+        &mut state,
+        "a",
+        ActionStatus::Complete,
+        0.0,
+        Some(1.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "b",
+        ActionStatus::Complete,
+        1.0,
+        Some(3.0),
+    );
+    set(
+        &plan,
+        &mut state,
+        "c",
+        ActionStatus::Complete,
+        0.0,
+        Some(1.0),
+    );
+    let mut app = App::new(Arc::new(plan), state, "2".into(), "x".into(), t(3.0));
+    app.color = false;
+    app.selected = None;
+    let mut buf = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, 60, 5));
+    ratatui::widgets::Widget::render(
+        baton::tui::timeline::Timeline { app: &app },
+        buf.area,
+        &mut buf,
+    );
+    // Rows follow the layers (a and c first); bars are scaled to 3 s over 28 columns.
+    let expected = ratatui::buffer::Buffer::with_lines([
+        "┌ timeline · critical path 2 actions 3.0s · █ critical ▒ ot┐",
+        "│✔ a                   ██████████                      1.0s│",
+        "│✔ c                   ▒▒▒▒▒▒▒▒▒▒                      1.0s│",
+        "│✔ b                            ███████████████████    2.0s│",
+        "└──────────────────────────────────────────────────────────┘",
+    ]);
+    let mut actual = buf.clone();
+    actual.set_style(actual.area, ratatui::style::Style::reset());
+    let mut expected_plain = expected.clone();
+    expected_plain.set_style(expected_plain.area, ratatui::style::Style::reset());
+    assert_eq!(
+        actual,
+        expected_plain,
+        "\n{}",
+        (0..5)
+            .map(|y| (0..60).map(|x| buf[(x, y)].symbol()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn tiny_and_zero_sized_terminals_do_not_panic() {
+    let mut app = demo_app();
+    for (w, h) in [
+        (0, 0),
+        (1, 1),
+        (10, 3),
+        (23, 7),
+        (24, 8),
+        (30, 10),
+        (200, 5),
+    ] {
+        let _ = screen(&app, w, h);
+    }
+    key(&mut app, KeyCode::Char('?'));
+    let _ = screen(&app, 30, 10);
+    key(&mut app, KeyCode::Char('x'));
+    key(&mut app, KeyCode::Char('t'));
+    let _ = screen(&app, 25, 9);
+    assert!(screen(&app, 20, 5).contains("terminal too small"));
+}
+
+// ---- a real terminal ----
+
+fn tmux(args: &[&str]) -> String {
+    let out = std::process::Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(session: &str, needle: &str, timeout: Duration) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let pane = tmux(&["capture-pane", "-t", session, "-p"]);
+        if pane.contains(needle) {
+            return pane;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {needle:?}; screen:\n{pane}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn real_terminal_session_in_tmux() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var("CI").is_err(), "tmux is required in CI");
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let scratch = Scratch::new();
+    std::fs::copy(
+        repo().join("examples/failing.json"),
+        scratch.path().join("failing.json"),
+    )
+    .expect("copy");
+    let session = format!("baton-test-{}", std::process::id());
+    let command = format!(
+        "cd {} && NO_COLOR=1 {} run failing.json --run-id tmux-run; echo EXITED $?; sleep 30",
+        scratch.path().display(),
+        baton_bin()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "36",
+        &command,
+    ]);
+    let guard = KillSession(session.clone());
+    wait_for(&session, "DAG · 8 actions", Duration::from_secs(10));
+    wait_for(&session, "✖ failed", Duration::from_secs(20));
+    tmux(&["send-keys", "-t", &session, "?"]);
+    wait_for(
+        &session,
+        "jump to the first (root-cause) failure",
+        Duration::from_secs(5),
+    );
+    tmux(&["send-keys", "-t", &session, "Escape"]);
+    tmux(&["send-keys", "-t", &session, "j", "j"]);
+    tmux(&["send-keys", "-t", &session, "f"]);
+    let pane = wait_for(
+        &session,
+        "change-approval · system.command",
+        Duration::from_secs(5),
+    );
+    assert!(pane.contains("no change approval"), "{pane}");
+    tmux(&["send-keys", "-t", &session, "r"]);
+    wait_for(&session, "will run (4)", Duration::from_secs(5));
+    std::fs::write(scratch.path().join("release-approved.txt"), "alice\n").expect("approve");
+    tmux(&["send-keys", "-t", &session, "y"]);
+    wait_for(&session, "✔ succeeded", Duration::from_secs(20));
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let pane = wait_for(&session, "EXITED", Duration::from_secs(10));
+    assert!(pane.contains("run tmux-run succeeded"), "{pane}");
+    assert!(pane.contains("EXITED 0"), "{pane}");
+    drop(guard);
+}
+
+struct KillSession(String);
+
+impl Drop for KillSession {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
