@@ -452,32 +452,59 @@ fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let height = inner.height as usize;
+    let width = (inner.width as usize).max(1);
     let entries: Vec<_> = app.log_entries().collect();
     let end = entries.len().saturating_sub(app.log.back);
-    let start = end.saturating_sub(height);
-    for (line, entry) in entries[start..end].iter().enumerate() {
-        let mut spans = Vec::new();
-        if app.log.timestamps {
-            spans.push(Span::styled(
-                format!("{} ", entry.t.format("%H:%M:%S%.3f")),
-                app.dim(),
-            ));
-        }
+    // Long lines wrap (errors are often long); fill the pane from the newest entry upwards.
+    let mut rows: Vec<Line> = Vec::with_capacity(height);
+    for entry in entries[..end].iter().rev() {
         let style = match entry.level {
             Level::Error => app.style(ActionStatus::Failed),
             Level::Warn => app.style(ActionStatus::Running),
             _ => Style::new(),
         };
-        if matches!(entry.level, Level::Warn | Level::Error) {
-            spans.push(Span::styled(format!("{} ", entry.level.as_str()), style));
+        let mut prefix = String::new();
+        if app.log.timestamps {
+            prefix.push_str(&format!("{} ", entry.t.format("%H:%M:%S%.3f")));
         }
-        spans.push(Span::styled(entry.msg.clone(), style));
-        buf.set_line(
-            inner.x,
-            inner.y + line as u16,
-            &Line::from(spans),
-            inner.width,
-        );
+        if matches!(entry.level, Level::Warn | Level::Error) {
+            prefix.push_str(entry.level.as_str());
+            prefix.push(' ');
+        }
+        let text: Vec<char> = prefix.chars().chain(entry.msg.chars()).collect();
+        let prefix_len = prefix.chars().count();
+        let chunks: Vec<Line> = text
+            .chunks(width)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let chunk: String = chunk.iter().collect();
+                if i == 0 && prefix_len > 0 && prefix_len <= chunk.chars().count() {
+                    let (head, tail) = chunk.split_at(
+                        chunk
+                            .char_indices()
+                            .nth(prefix_len)
+                            .map_or(chunk.len(), |(b, _)| b),
+                    );
+                    Line::from(vec![
+                        Span::styled(head.to_string(), app.dim()),
+                        Span::styled(tail.to_string(), style),
+                    ])
+                } else {
+                    Line::styled(chunk, style)
+                }
+            })
+            .collect();
+        for line in chunks.into_iter().rev() {
+            rows.push(line);
+        }
+        if rows.len() >= height {
+            break;
+        }
+    }
+    rows.truncate(height);
+    rows.reverse();
+    for (y, line) in rows.iter().enumerate() {
+        buf.set_line(inner.x, inner.y + y as u16, line, inner.width);
     }
     if entries.is_empty() && inner.height > 0 {
         buf.set_line(

@@ -709,3 +709,28 @@ impl Drop for KillSession {
             .output();
     }
 }
+
+#[test]
+fn long_log_lines_wrap_instead_of_being_cut() {
+    let mut app = demo_app();
+    let idx = app.plan.find("build-api").expect("label");
+    let long = format!("error detail: {} END", "x".repeat(150));
+    update(
+        &mut app,
+        Msg::Log(
+            Some(idx),
+            LogEntry {
+                t: t(4.2),
+                level: Level::Error,
+                msg: long,
+            },
+        ),
+    );
+    app.reveal(idx);
+    let text = screen(&app, 120, 40);
+    assert!(
+        text.contains("END"),
+        "the end of a long line must be visible:\n{text}"
+    );
+    assert!(text.contains("error error detail: xxx"), "{text}");
+}
