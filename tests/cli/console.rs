@@ -734,3 +734,69 @@ fn long_log_lines_wrap_instead_of_being_cut() {
     );
     assert!(text.contains("error error detail: xxx"), "{text}");
 }
+
+#[test]
+fn real_terminal_demo_help_navigation_and_quit() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var("CI").is_err(), "tmux is required in CI");
+        return;
+    }
+    let scratch = Scratch::new();
+    let session = format!("baton-demo-{}", std::process::id());
+    let command = format!(
+        "cd {} && NO_COLOR=1 {} run {} --run-id demo-tmux; echo EXITED $?; sleep 30",
+        scratch.path().display(),
+        baton_bin(),
+        repo().join("examples/demo.json").display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "36",
+        &command,
+    ]);
+    let _guard = KillSession(session.clone());
+    let pane = wait_for(&session, "DAG · 15 actions", Duration::from_secs(10));
+    // The whole plan is visible from the first frame, pending actions included.
+    assert!(
+        pane.contains("announce") && pane.contains("page-on-call"),
+        "{pane}"
+    );
+    tmux(&["send-keys", "-t", &session, "?"]);
+    wait_for(
+        &session,
+        "jump to the next running action",
+        Duration::from_secs(5),
+    );
+    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux(&["send-keys", "-t", &session, "j", "j", "j"]);
+    wait_for(
+        &session,
+        "build-api · system.command",
+        Duration::from_secs(5),
+    );
+    tmux(&["send-keys", "-t", &session, "f"]);
+    wait_for(&session, "no failures", Duration::from_secs(5));
+    tmux(&["send-keys", "-t", &session, "q"]);
+    wait_for(
+        &session,
+        "This console is driving the run",
+        Duration::from_secs(5),
+    );
+    tmux(&["send-keys", "-t", &session, "y"]);
+    let pane = wait_for(&session, "EXITED", Duration::from_secs(10));
+    assert!(pane.contains("continue it with: baton resume"), "{pane}");
+    assert!(
+        pane.contains("EXITED 1"),
+        "an unfinished run exits 1:\n{pane}"
+    );
+}
