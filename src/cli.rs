@@ -14,13 +14,37 @@ use crate::{commands, Failure};
     about = "Run action lists (JSON/YAML DAGs) and watch them run"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub aws: AwsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// AWS options, as the AWS CLI takes them (the environment and config files work too).
+#[derive(Debug, Clone, Args)]
+pub struct AwsArgs {
+    /// AWS profile (including SSO profiles) for S3 stores and aws.* actions.
+    #[arg(long, env = "AWS_PROFILE", global = true)]
+    pub profile: Option<String>,
+    /// AWS region for calls whose action gives none.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Send AWS calls to this endpoint (moto, LocalStack); also AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    pub endpoint_url: Option<String>,
+    /// Role name assumed in an action's `account` when it gives no `role_arn`.
+    #[arg(
+        long,
+        env = "BATON_ROLE_NAME",
+        global = true,
+        default_value = "baton-deployer"
+    )]
+    pub role_name: String,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Where runs are kept: a folder (default .baton).
+    /// Where runs are kept: a folder (default .baton) or s3://bucket/prefix.
     #[arg(long, env = "BATON_STORE", default_value = ".baton", global = true)]
     pub store: String,
 }
@@ -178,6 +202,12 @@ pub struct RetryArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::aws::configure(baton_core::aws::AwsSettings {
+        profile: cli.aws.profile.clone(),
+        region: cli.aws.region.clone(),
+        endpoint_url: cli.aws.endpoint_url.clone(),
+        role_name: Some(cli.aws.role_name.clone()),
+    });
     // Readable panic reports; the console adds its own hook that restores the terminal first.
     let _ = color_eyre::install();
     init_tracing(&cli.command);

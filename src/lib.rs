@@ -15,10 +15,12 @@ macro_rules! out {
     }};
 }
 
+pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod locator;
 pub mod output;
+pub mod templates;
 pub mod tui;
 
 /// How a command ended, mapped to the exit codes of the command-line contract.

@@ -1,8 +1,9 @@
-//! Run locators: a run folder, a run id under `--store`, `last`, or (with AWS support) an
-//! `s3://bucket/prefix/runs/<id>` URL.
+//! Run locators: a run folder, a run id under `--store`, `last`, or an
+//! `s3://bucket/prefix/runs/<id>` URL (and `--store s3://bucket/prefix` for new runs).
 
 use std::path::{Path, PathBuf};
 
+use baton_core::store::s3::{parse_url, S3Store};
 use baton_core::store::{DriverGuard, VersionInfo};
 use baton_core::{LocalStore, Run, RunStore, StoreError};
 
@@ -10,79 +11,100 @@ use crate::cli::StoreArgs;
 use crate::Failure;
 
 /// Every store the command line can address.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum AnyStore {
     Local(LocalStore),
+    S3(S3Store),
+}
+
+macro_rules! each {
+    ($self:expr, $store:ident => $body:expr) => {
+        match $self {
+            AnyStore::Local($store) => $body,
+            AnyStore::S3($store) => $body,
+        }
+    };
 }
 
 impl RunStore for AnyStore {
     fn locator(&self) -> String {
-        match self {
-            AnyStore::Local(s) => s.locator(),
-        }
+        each!(self, s => s.locator())
     }
 
     async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
-        match self {
-            AnyStore::Local(s) => s.create(plan, state).await,
-        }
+        each!(self, s => s.create(plan, state).await)
     }
 
     async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {
-        match self {
-            AnyStore::Local(s) => s.load_plan().await,
-        }
+        each!(self, s => s.load_plan().await)
     }
 
     async fn load_latest(&self) -> Result<(Vec<u8>, String), StoreError> {
-        match self {
-            AnyStore::Local(s) => s.load_latest().await,
-        }
+        each!(self, s => s.load_latest().await)
     }
 
     async fn load_version(&self, version: &str) -> Result<Vec<u8>, StoreError> {
-        match self {
-            AnyStore::Local(s) => s.load_version(version).await,
-        }
+        each!(self, s => s.load_version(version).await)
     }
 
     async fn save(&self, state: &[u8], expected: &str) -> Result<String, StoreError> {
-        match self {
-            AnyStore::Local(s) => s.save(state, expected).await,
-        }
+        each!(self, s => s.save(state, expected).await)
     }
 
     async fn list_versions(&self) -> Result<Vec<VersionInfo>, StoreError> {
-        match self {
-            AnyStore::Local(s) => s.list_versions().await,
-        }
+        each!(self, s => s.list_versions().await)
     }
 
     async fn head(&self) -> Result<String, StoreError> {
-        match self {
-            AnyStore::Local(s) => s.head().await,
-        }
+        each!(self, s => s.head().await)
     }
 
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
-        match self {
-            AnyStore::Local(s) => s.lock_driver(),
-        }
+        each!(self, s => s.lock_driver())
     }
 }
 
-fn reject_s3(text: &str) -> Result<(), Failure> {
-    if text.starts_with("s3://") {
-        return Err(Failure::Infra(format!(
-            "{text}: S3 stores are not available in this build yet; use a local folder (--store DIR)"
-        )));
+impl AnyStore {
+    pub fn is_remote(&self) -> bool {
+        matches!(self, AnyStore::S3(_))
     }
-    Ok(())
+}
+
+fn bad_url(url: &str) -> Failure {
+    Failure::Invalid(format!(
+        "{url}: not an S3 location; write s3://BUCKET/PREFIX"
+    ))
+}
+
+async fn s3_store(bucket: &str, run_prefix: &str) -> S3Store {
+    let aws = crate::aws::aws().await;
+    let client = aws
+        .s3(&Default::default())
+        .await
+        .unwrap_or_else(|_| unreachable_client());
+    S3Store::new(client, bucket, run_prefix)
+}
+
+/// `Aws::s3` only fails for role assumption, which the default target never does.
+fn unreachable_client() -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .build(),
+    )
 }
 
 /// The store a new run with `run_id` goes into.
-pub fn for_new_run(store: &StoreArgs, run_id: &str) -> Result<AnyStore, Failure> {
-    reject_s3(&store.store)?;
+pub async fn for_new_run(store: &StoreArgs, run_id: &str) -> Result<AnyStore, Failure> {
+    if store.store.starts_with("s3://") {
+        let (bucket, prefix) = parse_url(&store.store).ok_or_else(|| bad_url(&store.store))?;
+        let run_prefix = if prefix.is_empty() {
+            format!("runs/{run_id}")
+        } else {
+            format!("{prefix}/runs/{run_id}")
+        };
+        return Ok(AnyStore::S3(s3_store(&bucket, &run_prefix).await));
+    }
     Ok(AnyStore::Local(LocalStore::in_root(
         Path::new(&store.store),
         run_id,
@@ -90,9 +112,30 @@ pub fn for_new_run(store: &StoreArgs, run_id: &str) -> Result<AnyStore, Failure>
 }
 
 /// Finds an existing run.
-pub fn resolve(run: &str, store: &StoreArgs) -> Result<AnyStore, Failure> {
-    reject_s3(run)?;
-    reject_s3(&store.store)?;
+pub async fn resolve(run: &str, store: &StoreArgs) -> Result<AnyStore, Failure> {
+    if run.starts_with("s3://") {
+        let (bucket, prefix) = parse_url(run).ok_or_else(|| bad_url(run))?;
+        if !prefix.contains("runs/") {
+            return Err(Failure::Invalid(format!(
+                "{run}: an S3 run locator ends in /runs/<run-id> (e.g. s3://bucket/baton/runs/demo-20261128-091942-198a)"
+            )));
+        }
+        return Ok(AnyStore::S3(s3_store(&bucket, &prefix).await));
+    }
+    if store.store.starts_with("s3://") {
+        let (bucket, prefix) = parse_url(&store.store).ok_or_else(|| bad_url(&store.store))?;
+        if run == "last" {
+            return Err(Failure::Invalid(
+                "`last` works with local stores only; give the run id".into(),
+            ));
+        }
+        let run_prefix = if prefix.is_empty() {
+            format!("runs/{run}")
+        } else {
+            format!("{prefix}/runs/{run}")
+        };
+        return Ok(AnyStore::S3(s3_store(&bucket, &run_prefix).await));
+    }
     let as_path = PathBuf::from(run);
     if LocalStore::is_run_dir(&as_path) {
         return Ok(AnyStore::Local(LocalStore::new(as_path)));
@@ -134,5 +177,5 @@ fn latest_run(root: &Path) -> Result<PathBuf, Failure> {
 
 /// Opens an existing run (reads and re-validates its plan).
 pub async fn open(run: &str, store: &StoreArgs) -> Result<Run<AnyStore>, Failure> {
-    Ok(Run::open(resolve(run, store)?).await?)
+    Ok(Run::open(resolve(run, store).await?).await?)
 }

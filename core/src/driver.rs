@@ -409,11 +409,21 @@ impl<E: Executor> TaskContext<'_, E> {
         log: LogSink,
     ) -> CheckRequest {
         let action = self.plan.action(idx);
+        // Checks see the params as the start saw them: rendered against the same outputs.
+        let params = if action.templated {
+            crate::template::render_params(
+                &action.params,
+                &crate::scheduler::context_for(self.plan, state, idx),
+            )
+            .unwrap_or_else(|_| action.params.clone())
+        } else {
+            action.params.clone()
+        };
         CheckRequest {
             run_id: self.run_id.clone(),
             label: action.label.clone(),
             action_type: action.action_type,
-            params: action.params.clone(),
+            params,
             handle,
             attempt: state.action(idx).attempt,
             log,

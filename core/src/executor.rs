@@ -18,7 +18,7 @@ pub enum Outcome {
     Complete {
         outputs: Map<String, Value>,
     },
-    /// Still running; check again after `check_after` with `handle`.
+    /// Still running; check again after `check_after` (zero: at once) with `handle`.
     Running {
         handle: Value,
         check_after: Duration,
@@ -131,13 +131,29 @@ pub trait Executor: Send + Sync + 'static {
     fn cancel(&self, request: CheckRequest) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// The standard executor: every type in the catalogue.
+/// The standard executor: every type in the catalogue. `aws.*` types need AWS access
+/// ([`StandardExecutor::with_aws`], feature `aws`).
 #[derive(Debug, Default, Clone)]
-pub struct StandardExecutor {}
+pub struct StandardExecutor {
+    #[cfg(feature = "aws")]
+    aws: Option<std::sync::Arc<crate::aws::Aws>>,
+}
 
 impl StandardExecutor {
     pub fn new() -> Self {
-        StandardExecutor {}
+        StandardExecutor::default()
+    }
+
+    #[cfg(feature = "aws")]
+    pub fn with_aws(aws: std::sync::Arc<crate::aws::Aws>) -> Self {
+        StandardExecutor { aws: Some(aws) }
+    }
+
+    #[cfg(feature = "aws")]
+    fn aws(&self) -> Result<&crate::aws::Aws, Outcome> {
+        self.aws
+            .as_deref()
+            .ok_or_else(|| Outcome::failed("no AWS configuration was given to this baton process"))
     }
 }
 
@@ -174,6 +190,38 @@ impl Executor for StandardExecutor {
             inline @ (ActionType::NoOp | ActionType::SetVariables | ActionType::Fail) => {
                 actions::run_inline(inline, &request.params)
             }
+            #[cfg(feature = "aws")]
+            aws_type => {
+                let aws = match self.aws() {
+                    Ok(aws) => aws,
+                    Err(outcome) => return outcome,
+                };
+                match aws_type {
+                    ActionType::CreateStack => {
+                        actions::aws::create_stack::start(aws, &request).await
+                    }
+                    ActionType::DeleteStack => {
+                        actions::aws::delete_stack::start(aws, &request).await
+                    }
+                    ActionType::GetStackOutputs => {
+                        actions::aws::get_stack_outputs::start(aws, &request).await
+                    }
+                    ActionType::UploadContext => {
+                        actions::aws::upload_context::start(aws, &request).await
+                    }
+                    ActionType::EmptyBucket => {
+                        actions::aws::empty_bucket::step(
+                            aws,
+                            &request.params,
+                            &Value::Null,
+                            &request.log,
+                        )
+                        .await
+                    }
+                    other => Outcome::failed(format!("{} is not an AWS type", other.name())),
+                }
+            }
+            #[cfg(not(feature = "aws"))]
             aws => no_aws(aws),
         }
     }
@@ -199,6 +247,32 @@ impl Executor for StandardExecutor {
                     _ => Outcome::complete(),
                 }
             }
+            #[cfg(feature = "aws")]
+            aws_type @ (ActionType::CreateStack
+            | ActionType::DeleteStack
+            | ActionType::EmptyBucket) => {
+                let aws = match self.aws() {
+                    Ok(aws) => aws,
+                    Err(outcome) => return outcome,
+                };
+                match aws_type {
+                    ActionType::CreateStack => {
+                        actions::aws::create_stack::check(aws, &request).await
+                    }
+                    ActionType::DeleteStack => {
+                        actions::aws::delete_stack::check(aws, &request).await
+                    }
+                    _ => {
+                        actions::aws::empty_bucket::step(
+                            aws,
+                            &request.params,
+                            &request.handle,
+                            &request.log,
+                        )
+                        .await
+                    }
+                }
+            }
             other => Outcome::failed(format!("{} actions are not checked", other.name())),
         }
     }
@@ -206,11 +280,19 @@ impl Executor for StandardExecutor {
     async fn cancel(&self, request: CheckRequest) -> Result<(), String> {
         match request.action_type {
             ActionType::Wait => Ok(()),
+            // Stopping between batches is enough: what was deleted stays deleted.
+            ActionType::EmptyBucket => Ok(()),
+            #[cfg(feature = "aws")]
+            ActionType::CreateStack => match self.aws.as_deref() {
+                Some(aws) => actions::aws::create_stack::cancel(aws, &request).await,
+                None => Err("no AWS configuration".into()),
+            },
             other => Err(format!("{} actions cannot be cancelled", other.name())),
         }
     }
 }
 
+#[cfg(not(feature = "aws"))]
 fn no_aws(action_type: ActionType) -> Outcome {
     Outcome::failed(format!(
         "{} needs AWS support, which this baton build does not include; \

@@ -3,6 +3,8 @@
 //! behind the [`executor::Executor`] trait, and the async [`driver`] that composes them.
 
 pub mod actions;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod driver;
 pub mod duration;
 pub mod executor;

@@ -254,6 +254,11 @@ impl<'p> Scheduler<'p> {
                 }
                 _ => action.params.clone(),
             };
+            let params = if action.action_type == ActionType::UploadContext {
+                with_default_context(self.plan, state, idx, params)
+            } else {
+                params
+            };
             let attempt = self.begin_attempt(state, idx, now);
             if mode == Mode::Inline {
                 let outcome = actions::run_inline(action.action_type, &params);
@@ -585,6 +590,32 @@ impl<'p> Scheduler<'p> {
             Flow::Failure
         }
     }
+}
+
+/// `aws.upload_context` without `content` uploads the run's vars and the outputs of the
+/// action's ancestors.
+fn with_default_context(plan: &Plan, state: &RunState, idx: ActionIdx, mut params: Value) -> Value {
+    if params.get("content").is_some() {
+        return params;
+    }
+    let outputs: serde_json::Map<String, Value> = plan
+        .ancestors(idx)
+        .into_iter()
+        .filter(|&i| state.action(i).status == ActionStatus::Complete)
+        .map(|i| {
+            (
+                plan.label(i).to_string(),
+                Value::Object(state.action(i).outputs.clone()),
+            )
+        })
+        .collect();
+    if let Value::Object(map) = &mut params {
+        map.insert(
+            "content".into(),
+            serde_json::json!({ "run_id": state.run_id, "vars": state.vars, "outputs": outputs }),
+        );
+    }
+    params
 }
 
 /// The template context for an action (shared by the scheduler and `inspect`).

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use baton_core::driver::{self, Silent, TickOptions};
 use baton_core::scheduler::{apply_reexecute, preview_reexecute, Reexecute};
-use baton_core::{RunStore, StandardExecutor, StoreError};
+use baton_core::{RunStore, StoreError};
 use chrono::Utc;
 
 use crate::cli::{RetryArgs, StoreArgs};
@@ -97,7 +97,7 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
     match run.store.lock_driver() {
         Ok(_guard) => {
             // Nobody is driving the run: honour the abort now.
-            let executor = Arc::new(StandardExecutor::new());
+            let executor = Arc::new(crate::aws::executor(&run.plan).await);
             let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
             crate::out!("run {} {}", state.run_id, report.status);
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use baton_core::driver::{self, Observer, Silent, TickOptions};
 use baton_core::run::new_run_id;
-use baton_core::{Run, RunStatus, RunStore, StandardExecutor};
+use baton_core::{Run, RunStatus, RunStore};
 use chrono::Utc;
 use serde_json::{Map, Value};
 
@@ -44,8 +44,11 @@ pub async fn run(args: RunArgs) -> CommandResult {
     // Everything the user typed is checked before the run exists.
     tick_options(&args.drive)?;
     check_vars(&loaded.plan, &vars)?;
-    let store = locator::for_new_run(&args.store, &run_id)?;
-    let (run, _, _) = Run::create(store, loaded.plan, &run_id, vars, now).await?;
+    let store = locator::for_new_run(&args.store, &run_id).await?;
+    let mut plan = loaded.plan;
+    let base_dir = args.file.parent().unwrap_or(std::path::Path::new("."));
+    crate::templates::resolve(&mut plan, base_dir, &store).await?;
+    let (run, _, _) = Run::create(store, plan, &run_id, vars, now).await?;
     drive(run, &args.drive).await
 }
 
@@ -103,7 +106,7 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
         };
     }
     let run = &run;
-    let executor = Arc::new(StandardExecutor::new());
+    let executor = Arc::new(crate::aws::executor(&run.plan).await);
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
     if !args.json {
@@ -244,7 +247,7 @@ fn parse_vars(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
 pub async fn tick(run: &str, store: &StoreArgs) -> CommandResult {
     let run = locator::open(run, store).await?;
     let _guard = run.store.lock_driver()?;
-    let executor = Arc::new(StandardExecutor::new());
+    let executor = Arc::new(crate::aws::executor(&run.plan).await);
     let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
     let payload = report.payload(run.store.locator());
     crate::out!("{}", serde_json::to_string(&payload).unwrap_or_default());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use baton_core::driver::{self, Observer, Silent, TickOptions};
 use baton_core::scheduler::apply_reexecute;
 use baton_core::state::{ActionState, LogEntry};
-use baton_core::{ActionIdx, Plan, Run, RunState, RunStatus, RunStore, StandardExecutor};
+use baton_core::{ActionIdx, Plan, Run, RunState, RunStatus, RunStore};
 use chrono::Utc;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -241,7 +241,7 @@ fn spawn_driver(
     tx: UnboundedSender<Msg>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let executor = Arc::new(StandardExecutor::new());
+        let executor = Arc::new(crate::aws::executor(&run.plan).await);
         let observer = ChannelObserver { tx: tx.clone() };
         let result = driver::drive(&run, &executor, &options, &observer).await;
         let _ = tx.send(Msg::DriverDone(
@@ -268,7 +268,7 @@ fn spawn_reexecute(
             return;
         }
         let _ = tx.send(Msg::Flash("re-executing…".into()));
-        let executor = Arc::new(StandardExecutor::new());
+        let executor = Arc::new(crate::aws::executor(&run.plan).await);
         let observer = ChannelObserver { tx: tx.clone() };
         let result = driver::drive(&run, &executor, &options, &observer).await;
         let _ = tx.send(Msg::DriverDone(
@@ -284,7 +284,7 @@ fn spawn_abort(run: Arc<Run<AnyStore>>, driven_here: bool, tx: UnboundedSender<M
             if !driven_here {
                 // Nobody may be driving it: settle the abort now if we can take the run.
                 if let Ok(_guard) = run.store.lock_driver() {
-                    let executor = Arc::new(StandardExecutor::new());
+                    let executor = Arc::new(crate::aws::executor(&run.plan).await);
                     driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
                 }
             }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub mod local;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
+#[cfg(feature = "aws")]
+pub mod s3;
 
 pub use local::LocalStore;
 
@@ -39,6 +41,9 @@ pub enum StoreError {
     },
     #[error("{locator}: {message}")]
     Corrupt { locator: String, message: String },
+    /// A remote store (S3) refused or failed a request.
+    #[error("{locator}: {message}")]
+    Remote { locator: String, message: String },
 }
 
 impl StoreError {

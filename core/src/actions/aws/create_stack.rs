@@ -57,3 +57,308 @@ impl Params {
         Ok(())
     }
 }
+
+#[cfg(feature = "aws")]
+pub use self::calls::{cancel, check, start};
+
+#[cfg(feature = "aws")]
+mod calls {
+    use aws_sdk_cloudformation::types::{Capability, OnFailure, Parameter, Tag as CfnTag};
+    use serde_json::{json, Value};
+
+    use super::{Params, SPEC};
+    use crate::actions::aws::stacks::{self, Class};
+    use crate::actions::aws::Tags;
+    use crate::aws::{describe, Aws, Target};
+    use crate::executor::{CheckRequest, Outcome, StartRequest};
+    use crate::state::Level;
+
+    /// CloudFormation accepts template bodies up to this size; bigger ones need a URL.
+    const MAX_TEMPLATE_BODY: usize = 51_200;
+
+    fn target(aws: &Aws, p: &Params) -> Target {
+        Target::new(
+            p.region.as_deref(),
+            p.account.as_ref(),
+            p.role_arn.as_deref(),
+            aws.role_name(),
+        )
+    }
+
+    fn text(value: &Value) -> String {
+        match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    pub async fn start(aws: &Aws, request: &StartRequest) -> Outcome {
+        let p: Params = match crate::actions::parse(&request.params) {
+            Ok(p) => p,
+            Err(problem) => {
+                return Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
+            }
+        };
+        let client = match aws.cfn(&target(aws, &p)).await {
+            Ok(client) => client,
+            Err(e) => return Outcome::failed(e),
+        };
+        let token = request.idempotency_token();
+        let since = chrono::Utc::now();
+        // Has this attempt already reached CloudFormation (a replayed tick)? Then follow it.
+        match stacks::find(&client, &p.stack_name).await {
+            Err(outcome) => return outcome,
+            Ok(Some(stack)) => {
+                if stacks::token_seen(&client, &stack.id, &token).await {
+                    request.log.send(
+                        Level::Info,
+                        format!("stack {} already started by this attempt", p.stack_name),
+                    );
+                    let handle = json!({"stack_id": stack.id, "operation": stack.operation(), "since": crate::state::ts::format(&since)});
+                    return Outcome::Running {
+                        handle,
+                        check_after: std::time::Duration::ZERO,
+                    };
+                }
+                match stacks::classify(&stack.status) {
+                    Class::InProgress | Class::RollingBack => {
+                        return Outcome::Failed {
+                            error: format!("stack {} is busy ({}); try again when it settles", p.stack_name, stack.status),
+                            retryable: true,
+                        }
+                    }
+                    _ if stack.status == "ROLLBACK_COMPLETE" => {
+                        return Outcome::failed(format!(
+                            "stack {} is in ROLLBACK_COMPLETE after a failed create and cannot be updated; delete it (aws.delete_stack) and re-run",
+                            p.stack_name
+                        ))
+                    }
+                    _ => return update(&client, &p, request, &token, &stack.id, since).await,
+                }
+            }
+            Ok(None) => {}
+        }
+        let mut call = client
+            .create_stack()
+            .stack_name(&p.stack_name)
+            .client_request_token(&token)
+            .set_parameters(parameters(&p))
+            .set_tags(tags(&p))
+            .set_capabilities(capabilities(&p));
+        call = match template(&p) {
+            Ok((Some(url), _)) => call.template_url(url),
+            Ok((None, Some(body))) => call.template_body(body),
+            Ok((None, None)) => return Outcome::failed("params: no template given"),
+            Err(e) => return Outcome::failed(e),
+        };
+        if let Some(mode) = &p.on_failure {
+            call = call.on_failure(OnFailure::from(mode.as_str()));
+        }
+        if let Some(minutes) = p.timeout_in_minutes {
+            call = call.timeout_in_minutes(minutes as i32);
+        }
+        match call.send().await {
+            Ok(out) => {
+                let stack_id = out.stack_id().unwrap_or(&p.stack_name).to_string();
+                request.log.send(
+                    Level::Info,
+                    format!("creating stack {} ({stack_id})", p.stack_name),
+                );
+                Outcome::Running {
+                    handle: json!({"stack_id": stack_id, "operation": "create", "since": crate::state::ts::format(&since)}),
+                    check_after: std::time::Duration::ZERO,
+                }
+            }
+            Err(e) => Outcome::Failed {
+                error: format!("CreateStack {}: {}", p.stack_name, describe(&e)),
+                retryable: crate::aws::retryable(&e),
+            },
+        }
+    }
+
+    async fn update(
+        client: &aws_sdk_cloudformation::Client,
+        p: &Params,
+        request: &StartRequest,
+        token: &str,
+        stack_id: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Outcome {
+        let mut call = client
+            .update_stack()
+            .stack_name(stack_id)
+            .client_request_token(token)
+            .set_parameters(parameters(p))
+            .set_tags(tags(p))
+            .set_capabilities(capabilities(p));
+        call = match template(p) {
+            Ok((Some(url), _)) => call.template_url(url),
+            Ok((None, Some(body))) => call.template_body(body),
+            Ok((None, None)) => return Outcome::failed("params: no template given"),
+            Err(e) => return Outcome::failed(e),
+        };
+        match call.send().await {
+            Ok(_) => {
+                request
+                    .log
+                    .send(Level::Info, format!("updating stack {}", p.stack_name));
+                Outcome::Running {
+                    handle: json!({"stack_id": stack_id, "operation": "update", "since": crate::state::ts::format(&since)}),
+                    check_after: std::time::Duration::ZERO,
+                }
+            }
+            Err(e) if describe(&e).contains("No updates are to be performed") => {
+                request.log.send(
+                    Level::Info,
+                    format!("stack {} is already up to date", p.stack_name),
+                );
+                match stacks::find(client, stack_id).await {
+                    Ok(Some(stack)) => Outcome::Complete {
+                        outputs: stack.outputs,
+                    },
+                    Ok(None) => Outcome::failed(format!("stack {} disappeared", p.stack_name)),
+                    Err(outcome) => outcome,
+                }
+            }
+            Err(e) => Outcome::Failed {
+                error: format!("UpdateStack {}: {}", p.stack_name, describe(&e)),
+                retryable: crate::aws::retryable(&e),
+            },
+        }
+    }
+
+    pub async fn check(aws: &Aws, request: &CheckRequest) -> Outcome {
+        let p: Params = match crate::actions::parse(&request.params) {
+            Ok(p) => p,
+            Err(problem) => {
+                return Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
+            }
+        };
+        let client = match aws.cfn(&target(aws, &p)).await {
+            Ok(client) => client,
+            Err(e) => return Outcome::failed(e),
+        };
+        let stack_id = request
+            .handle
+            .get("stack_id")
+            .and_then(Value::as_str)
+            .unwrap_or(&p.stack_name)
+            .to_string();
+        let since = stacks::since(&request.handle);
+        let stack = match stacks::find(&client, &stack_id).await {
+            Ok(Some(stack)) => stack,
+            Ok(None) => return Outcome::failed(format!("stack {} no longer exists", p.stack_name)),
+            Err(outcome) => return outcome,
+        };
+        match stacks::classify(&stack.status) {
+            Class::Complete => {
+                request.log.send(
+                    Level::Info,
+                    format!("stack {} {}", p.stack_name, stack.status),
+                );
+                Outcome::Complete {
+                    outputs: stack.outputs,
+                }
+            }
+            Class::InProgress | Class::RollingBack => Outcome::Running {
+                handle: request.handle.clone(),
+                check_after: SPEC.poll_interval,
+            },
+            Class::Failed => {
+                let cause = stacks::first_failure(&client, &stack_id, since).await;
+                let error = match cause {
+                    Some(cause) => format!("stack {} {}: {cause}", p.stack_name, stack.status),
+                    None => format!(
+                        "stack {} {}{}",
+                        p.stack_name,
+                        stack.status,
+                        stack.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                    ),
+                };
+                Outcome::failed(error)
+            }
+        }
+    }
+
+    pub async fn cancel(aws: &Aws, request: &CheckRequest) -> Result<(), String> {
+        let p: Params = crate::actions::parse(&request.params).map_err(|e| e.message)?;
+        if request.handle.get("operation").and_then(Value::as_str) != Some("update") {
+            return Err("a stack that is being created cannot be cancelled; it keeps going in AWS (delete it afterwards if needed)".into());
+        }
+        let client = aws.cfn(&target(aws, &p)).await?;
+        let stack_id = request
+            .handle
+            .get("stack_id")
+            .and_then(Value::as_str)
+            .unwrap_or(&p.stack_name);
+        client
+            .cancel_update_stack()
+            .stack_name(stack_id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| format!("CancelUpdateStack: {}", describe(&e)))
+    }
+
+    fn parameters(p: &Params) -> Option<Vec<Parameter>> {
+        (!p.parameters.is_empty()).then(|| {
+            p.parameters
+                .iter()
+                .map(|(k, v)| {
+                    Parameter::builder()
+                        .parameter_key(k)
+                        .parameter_value(text(v))
+                        .build()
+                })
+                .collect()
+        })
+    }
+
+    fn tags(p: &Params) -> Option<Vec<CfnTag>> {
+        let pairs: Vec<(String, String)> = match p.tags.as_ref()? {
+            Tags::Map(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Tags::List(list) => list
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
+        };
+        Some(
+            pairs
+                .into_iter()
+                .map(|(k, v)| CfnTag::builder().key(k).value(v).build())
+                .collect(),
+        )
+    }
+
+    fn capabilities(p: &Params) -> Option<Vec<Capability>> {
+        (!p.capabilities.is_empty()).then(|| {
+            p.capabilities
+                .iter()
+                .map(|c| Capability::from(c.as_str()))
+                .collect()
+        })
+    }
+
+    /// (template_url, template_body); a `template_file` is read here when the run was not
+    /// given one uploaded next to it.
+    fn template(p: &Params) -> Result<(Option<String>, Option<String>), String> {
+        if let Some(url) = &p.template_url {
+            return Ok((Some(url.clone()), None));
+        }
+        if let Some(body) = &p.template_body {
+            return Ok((None, Some(body.clone())));
+        }
+        if let Some(file) = &p.template_file {
+            let body = std::fs::read_to_string(file)
+                .map_err(|e| format!("params.template_file: cannot read {file}: {e}"))?;
+            if body.len() > MAX_TEMPLATE_BODY {
+                return Err(format!(
+                    "params.template_file: {file} is {} bytes; CloudFormation takes at most {MAX_TEMPLATE_BODY} inline. Run with an S3 store (--store s3://…) so baton uploads it, or use template_url",
+                    body.len()
+                ));
+            }
+            return Ok((None, Some(body)));
+        }
+        Ok((None, None))
+    }
+}

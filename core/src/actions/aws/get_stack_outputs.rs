@@ -23,3 +23,29 @@ pub struct Params {
     pub account: Option<AccountId>,
     pub role_arn: Option<String>,
 }
+
+#[cfg(feature = "aws")]
+pub async fn start(
+    aws: &crate::aws::Aws,
+    request: &crate::executor::StartRequest,
+) -> crate::executor::Outcome {
+    use crate::executor::Outcome;
+    let p: Params = super::params_or_fail!(request);
+    let target = crate::aws::Target::new(
+        p.region.as_deref(),
+        p.account.as_ref(),
+        p.role_arn.as_deref(),
+        aws.role_name(),
+    );
+    let client = match aws.cfn(&target).await {
+        Ok(client) => client,
+        Err(e) => return Outcome::failed(e),
+    };
+    match super::stacks::find(&client, &p.stack_name).await {
+        Ok(Some(stack)) => Outcome::Complete {
+            outputs: stack.outputs,
+        },
+        Ok(None) => Outcome::failed(format!("stack {} does not exist", p.stack_name)),
+        Err(outcome) => outcome,
+    }
+}

@@ -10,6 +10,8 @@ pub mod create_stack;
 pub mod delete_stack;
 pub mod empty_bucket;
 pub mod get_stack_outputs;
+#[cfg(feature = "aws")]
+pub mod stacks;
 pub mod upload_context;
 
 /// An AWS account id, written as a string or (as in older action files) a number.
@@ -40,3 +42,21 @@ pub struct Tag {
 /// Stack parameters: values are strings in CloudFormation; numbers and booleans are accepted
 /// and turned into their text.
 pub type Parameters = BTreeMap<String, Value>;
+
+/// Parses a type's params in an executor, or fails the action with the param path.
+#[cfg(feature = "aws")]
+macro_rules! params_or_fail {
+    ($request:expr) => {
+        match crate::actions::parse(&$request.params) {
+            Ok(p) => p,
+            Err(problem) => {
+                return crate::executor::Outcome::failed(format!(
+                    "params.{}: {}",
+                    problem.path, problem.message
+                ))
+            }
+        }
+    };
+}
+#[cfg(feature = "aws")]
+pub(crate) use params_or_fail;

@@ -27,3 +27,59 @@ pub struct Params {
     pub account: Option<AccountId>,
     pub role_arn: Option<String>,
 }
+
+#[cfg(feature = "aws")]
+pub async fn start(
+    aws: &crate::aws::Aws,
+    request: &crate::executor::StartRequest,
+) -> crate::executor::Outcome {
+    use crate::executor::Outcome;
+    let p: Params = super::params_or_fail!(request);
+    let target = crate::aws::Target::new(
+        p.region.as_deref(),
+        p.account.as_ref(),
+        p.role_arn.as_deref(),
+        aws.role_name(),
+    );
+    let client = match aws.s3(&target).await {
+        Ok(client) => client,
+        Err(e) => return Outcome::failed(e),
+    };
+    // The scheduler fills `content` with the run's vars and its ancestors' outputs when absent.
+    let body = serde_json::to_vec_pretty(&p.content.unwrap_or(Value::Null)).unwrap_or_default();
+    let size = body.len();
+    match client
+        .put_object()
+        .bucket(&p.bucket)
+        .key(&p.key)
+        .content_type("application/json")
+        .body(aws_sdk_s3::primitives::ByteStream::from(body))
+        .send()
+        .await
+    {
+        Ok(out) => {
+            request.log.send(
+                crate::state::Level::Info,
+                format!("wrote {size} bytes to s3://{}/{}", p.bucket, p.key),
+            );
+            let mut outputs = serde_json::Map::new();
+            outputs.insert(
+                "url".into(),
+                Value::String(format!("s3://{}/{}", p.bucket, p.key)),
+            );
+            if let Some(version) = out.version_id() {
+                outputs.insert("version_id".into(), Value::String(version.to_string()));
+            }
+            Outcome::Complete { outputs }
+        }
+        Err(e) => Outcome::Failed {
+            error: format!(
+                "PutObject s3://{}/{}: {}",
+                p.bucket,
+                p.key,
+                crate::aws::describe(&e)
+            ),
+            retryable: crate::aws::retryable(&e),
+        },
+    }
+}

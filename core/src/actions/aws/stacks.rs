@@ -1,0 +1,224 @@
+//! CloudFormation helpers shared by the stack actions: finding a stack, classifying every
+//! stack status, and finding the first failed resource of an operation.
+
+use aws_sdk_cloudformation::Client;
+use serde_json::{Map, Value};
+
+use crate::aws::{code, describe};
+use crate::executor::Outcome;
+use crate::state::Timestamp;
+
+/// What a stack status means for the action waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Complete,
+    InProgress,
+    /// Going to end badly; wait until it settles, then fail.
+    RollingBack,
+    Failed,
+}
+
+/// Every status CloudFormation documents, classified.
+pub fn classify(status: &str) -> Class {
+    match status {
+        "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "IMPORT_COMPLETE" => Class::Complete,
+        "CREATE_IN_PROGRESS"
+        | "UPDATE_IN_PROGRESS"
+        | "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"
+        | "IMPORT_IN_PROGRESS"
+        | "REVIEW_IN_PROGRESS" => Class::InProgress,
+        "ROLLBACK_IN_PROGRESS"
+        | "UPDATE_ROLLBACK_IN_PROGRESS"
+        | "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"
+        | "IMPORT_ROLLBACK_IN_PROGRESS"
+        | "DELETE_IN_PROGRESS" => Class::RollingBack,
+        // CREATE_FAILED, ROLLBACK_COMPLETE, ROLLBACK_FAILED, UPDATE_FAILED, UPDATE_ROLLBACK_COMPLETE,
+        // UPDATE_ROLLBACK_FAILED, DELETE_COMPLETE, DELETE_FAILED, IMPORT_ROLLBACK_*, and anything new.
+        _ => Class::Failed,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub id: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub outputs: Map<String, Value>,
+}
+
+impl Stack {
+    /// The operation a stack in progress is doing.
+    pub fn operation(&self) -> &'static str {
+        if self.status.starts_with("CREATE") || self.status.starts_with("ROLLBACK") {
+            "create"
+        } else if self.status.starts_with("DELETE") {
+            "delete"
+        } else {
+            "update"
+        }
+    }
+}
+
+/// The stack by name or id; `None` if it does not exist.
+pub async fn find(client: &Client, name_or_id: &str) -> Result<Option<Stack>, Outcome> {
+    match client.describe_stacks().stack_name(name_or_id).send().await {
+        Ok(out) => Ok(out.stacks().first().map(|s| Stack {
+            id: s.stack_id().unwrap_or(name_or_id).to_string(),
+            status: s
+                .stack_status()
+                .map(|st| st.as_str().to_string())
+                .unwrap_or_default(),
+            reason: s.stack_status_reason().map(str::to_string),
+            outputs: s
+                .outputs()
+                .iter()
+                .filter_map(|o| {
+                    Some((
+                        o.output_key()?.to_string(),
+                        Value::String(o.output_value().unwrap_or_default().to_string()),
+                    ))
+                })
+                .collect(),
+        })),
+        Err(e)
+            if code(&e).as_deref() == Some("ValidationError")
+                && describe(&e).contains("does not exist") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Outcome::Failed {
+            error: format!("DescribeStacks {name_or_id}: {}", describe(&e)),
+            retryable: crate::aws::retryable(&e),
+        }),
+    }
+}
+
+/// Whether the stack's recent events carry this attempt's request token.
+pub async fn token_seen(client: &Client, stack_id: &str, token: &str) -> bool {
+    match client
+        .describe_stack_events()
+        .stack_name(stack_id)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .stack_events()
+            .iter()
+            .any(|e| e.client_request_token() == Some(token)),
+        Err(_) => false,
+    }
+}
+
+pub fn since(handle: &Value) -> Option<Timestamp> {
+    handle
+        .get("since")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// The earliest resource that failed since `since`: `Logical (Type) STATUS: reason`.
+pub async fn first_failure(
+    client: &Client,
+    stack_id: &str,
+    since: Option<Timestamp>,
+) -> Option<String> {
+    failures(client, stack_id, since, "_FAILED")
+        .await
+        .into_iter()
+        .next()
+}
+
+/// Resources whose status ends with `suffix` since `since`, oldest first.
+pub async fn failures(
+    client: &Client,
+    stack_id: &str,
+    since: Option<Timestamp>,
+    suffix: &str,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pages = client
+        .describe_stack_events()
+        .stack_name(stack_id)
+        .into_paginator()
+        .send();
+    'pages: while let Some(page) = pages.next().await {
+        let Ok(page) = page else { break };
+        // Events come newest first.
+        for event in page.stack_events() {
+            let at = event
+                .timestamp()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+            if let (Some(at), Some(since)) = (at, since) {
+                if at < since - chrono::Duration::seconds(5) {
+                    break 'pages;
+                }
+            }
+            let status = event
+                .resource_status()
+                .map(|s| s.as_str())
+                .unwrap_or_default();
+            let reason = event.resource_status_reason().unwrap_or_default();
+            // The stack's own event and cascade cancellations are consequences, not causes.
+            let is_stack = event.physical_resource_id() == Some(stack_id)
+                || event.resource_type() == Some("AWS::CloudFormation::Stack");
+            if status.ends_with(suffix) && !is_stack && !reason.contains("cancelled") {
+                found.push(format!(
+                    "{} ({}) {status}: {reason}",
+                    event.logical_resource_id().unwrap_or("?"),
+                    event.resource_type().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    found.reverse();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_status_is_classified() {
+        let complete = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"];
+        let running = [
+            "CREATE_IN_PROGRESS",
+            "UPDATE_IN_PROGRESS",
+            "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+            "IMPORT_IN_PROGRESS",
+            "REVIEW_IN_PROGRESS",
+        ];
+        let rolling = [
+            "ROLLBACK_IN_PROGRESS",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+            "IMPORT_ROLLBACK_IN_PROGRESS",
+            "DELETE_IN_PROGRESS",
+        ];
+        let failed = [
+            "CREATE_FAILED",
+            "ROLLBACK_COMPLETE",
+            "ROLLBACK_FAILED",
+            "UPDATE_FAILED",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "UPDATE_ROLLBACK_FAILED",
+            "DELETE_COMPLETE",
+            "DELETE_FAILED",
+            "IMPORT_ROLLBACK_COMPLETE",
+            "IMPORT_ROLLBACK_FAILED",
+        ];
+        for s in complete {
+            assert_eq!(classify(s), Class::Complete, "{s}");
+        }
+        for s in running {
+            assert_eq!(classify(s), Class::InProgress, "{s}");
+        }
+        for s in rolling {
+            assert_eq!(classify(s), Class::RollingBack, "{s}");
+        }
+        for s in failed {
+            assert_eq!(classify(s), Class::Failed, "{s}");
+        }
+    }
+}

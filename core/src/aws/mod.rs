@@ -1,0 +1,240 @@
+//! AWS plumbing for the `aws` feature: configuration from the standard chain (profiles, SSO,
+//! environment, `--endpoint-url`), per-region and per-account clients, and error wording.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+use aws_config::SdkConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_cloudformation as cfn;
+use aws_sdk_s3 as s3;
+use tokio::sync::Mutex;
+
+use crate::actions::aws::AccountId;
+
+/// How to reach AWS, as the AWS CLI takes it.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// Role assumed in another account when an action gives `account` but no `role_arn`:
+    /// `arn:aws:iam::<account>:role/<role_name>` (default `baton-deployer`).
+    pub role_name: Option<String>,
+}
+
+/// Where an action's calls go: its region and, for cross-account work, the role to assume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub region: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+impl Target {
+    pub fn new(
+        region: Option<&str>,
+        account: Option<&AccountId>,
+        role_arn: Option<&str>,
+        role_name: &str,
+    ) -> Self {
+        let role_arn = role_arn.map(str::to_string).or_else(|| {
+            account.map(|account| {
+                let account = match account {
+                    AccountId::Text(text) => text.clone(),
+                    AccountId::Number(n) => format!("{n:012}"),
+                };
+                format!("arn:aws:iam::{account}:role/{role_name}")
+            })
+        });
+        Target {
+            region: region.map(str::to_string),
+            role_arn,
+        }
+    }
+}
+
+/// Shared AWS access: the base configuration and a cache of clients per target.
+pub struct Aws {
+    base: SdkConfig,
+    endpoint_url: Option<String>,
+    role_name: String,
+    clients: Mutex<HashMap<Target, (cfn::Client, s3::Client)>>,
+    /// Tests pin every target to given clients (SDK-level mocks).
+    fixed: Option<(cfn::Client, s3::Client)>,
+}
+
+impl std::fmt::Debug for Aws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aws")
+            .field("region", &self.base.region())
+            .field("endpoint_url", &self.endpoint_url)
+            .finish()
+    }
+}
+
+impl Aws {
+    /// Loads configuration from the standard chain, honouring explicit settings first.
+    pub async fn load(settings: &AwsSettings) -> Arc<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &settings.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let base = loader.load().await;
+        let endpoint_url = settings
+            .endpoint_url
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        Arc::new(Aws {
+            base,
+            endpoint_url,
+            role_name: settings
+                .role_name
+                .clone()
+                .unwrap_or_else(|| "baton-deployer".into()),
+            clients: Mutex::new(HashMap::new()),
+            fixed: None,
+        })
+    }
+
+    /// Every target uses these clients (for tests with mocked SDK clients).
+    pub fn fixed(cfn: cfn::Client, s3: s3::Client) -> Arc<Self> {
+        Arc::new(Aws {
+            base: SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .build(),
+            endpoint_url: None,
+            role_name: "baton-deployer".into(),
+            clients: Mutex::new(HashMap::new()),
+            fixed: Some((cfn, s3)),
+        })
+    }
+
+    pub fn role_name(&self) -> &str {
+        &self.role_name
+    }
+
+    /// The endpoint override, if any (moto, LocalStack).
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.endpoint_url.as_deref()
+    }
+
+    pub fn region(&self) -> Option<String> {
+        self.base.region().map(|r| r.to_string())
+    }
+
+    async fn clients(&self, target: &Target) -> Result<(cfn::Client, s3::Client), String> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(fixed.clone());
+        }
+        let mut cache = self.clients.lock().await;
+        if let Some(clients) = cache.get(target) {
+            return Ok(clients.clone());
+        }
+        let mut builder = self.base.to_builder();
+        if let Some(region) = &target.region {
+            builder = builder.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(role_arn) = &target.role_arn {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+                .session_name("baton")
+                .configure(&self.base)
+                .build()
+                .await;
+            builder = builder.credentials_provider(SharedCredentialsProvider::new(provider));
+        }
+        let config = builder.build();
+        let s3_config = s3::config::Builder::from(&config)
+            // Path-style addressing works with every endpoint override (moto, MinIO).
+            .force_path_style(self.endpoint_url.is_some())
+            .build();
+        let clients = (cfn::Client::new(&config), s3::Client::from_conf(s3_config));
+        cache.insert(target.clone(), clients.clone());
+        Ok(clients)
+    }
+
+    pub async fn cfn(&self, target: &Target) -> Result<cfn::Client, String> {
+        Ok(self.clients(target).await?.0)
+    }
+
+    pub async fn s3(&self, target: &Target) -> Result<s3::Client, String> {
+        Ok(self.clients(target).await?.1)
+    }
+}
+
+/// The service's own words for an SDK error: `Code: message`, or the transport problem.
+pub fn describe<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => {
+                    format!(
+                        "{}",
+                        aws_smithy_types::error::display::DisplayErrorContext(e)
+                    )
+                }
+            }
+        }
+        SdkError::TimeoutError(_) => "the request timed out".into(),
+        SdkError::DispatchFailure(failure) => match failure.as_connector_error() {
+            Some(e) => format!(
+                "cannot reach AWS: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            ),
+            None => format!("cannot reach AWS: {failure:?}"),
+        },
+        other => format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(other)
+        ),
+    }
+}
+
+/// The error code of an SDK error (`ValidationError`, `PreconditionFailed`, …).
+pub fn code<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Option<String>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_string)
+}
+
+/// Whether a failure may pass if tried again later (throttling, 5xx, network).
+pub fn retryable<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => matches!(
+            code(err).as_deref(),
+            Some(
+                "Throttling"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "SlowDown"
+                    | "InternalError"
+                    | "ServiceUnavailable"
+            )
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,374 @@
+//! The S3 store: `s3://<bucket>/<prefix>/runs/<run-id>/actions.json` (written once) and
+//! `state.json`, one S3 version per state version. The run is created with `If-None-Match: *`
+//! and every save is a `PutObject` with `If-Match: <etag of the version loaded>`, so a writer
+//! that lost a race gets a conflict and overwrites nothing. The bucket must be versioned.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::BucketVersioningStatus;
+use aws_sdk_s3::Client;
+
+use super::{DriverGuard, RunStore, StoreError, VersionInfo};
+use crate::aws::{code, describe};
+
+const PLAN_KEY: &str = "actions.json";
+const STATE_KEY: &str = "state.json";
+
+/// `s3://bucket/prefix` split into its parts.
+pub fn parse_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    Some((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+#[derive(Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// `<prefix>/runs/<run-id>` (no leading or trailing slash).
+    run_prefix: String,
+    /// ETags of versions this process has seen, for `If-Match` on the next save.
+    etags: Mutex<HashMap<String, String>>,
+}
+
+impl S3Store {
+    /// The run at `s3://bucket/<run_prefix>`.
+    pub fn new(client: Client, bucket: &str, run_prefix: &str) -> Self {
+        S3Store {
+            client,
+            bucket: bucket.to_string(),
+            run_prefix: run_prefix.trim_matches('/').to_string(),
+            etags: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The run `run_id` under `s3://bucket/prefix`.
+    pub fn in_prefix(client: Client, bucket: &str, prefix: &str, run_id: &str) -> Self {
+        let prefix = prefix.trim_matches('/');
+        let run_prefix = if prefix.is_empty() {
+            format!("runs/{run_id}")
+        } else {
+            format!("{prefix}/runs/{run_id}")
+        };
+        S3Store::new(client, bucket, &run_prefix)
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn run_prefix(&self) -> &str {
+        &self.run_prefix
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}/{name}", self.run_prefix)
+    }
+
+    fn remote<E, R>(
+        &self,
+        what: &str,
+        err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> StoreError
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        StoreError::Remote {
+            locator: self.locator(),
+            message: format!("{what}: {}", describe(err)),
+        }
+    }
+
+    fn remember(&self, version: &str, etag: Option<&str>) {
+        if let (Some(etag), Ok(mut etags)) = (etag, self.etags.lock()) {
+            etags.insert(version.to_string(), etag.to_string());
+        }
+    }
+
+    fn etag_of(&self, version: &str) -> Option<String> {
+        self.etags.lock().ok()?.get(version).cloned()
+    }
+
+    /// Refuses buckets without versioning: baton keeps every state version.
+    pub async fn check_versioning(&self) -> Result<(), StoreError> {
+        let status = match self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => out.status().map(|s| s.as_str().to_string()),
+            // Some S3-compatible servers (moto among them) wrap the answer in a root element the
+            // SDK refuses; the status inside is still authoritative.
+            Err(e) => match e
+                .raw_response()
+                .and_then(|r| r.body().bytes())
+                .map(String::from_utf8_lossy)
+            {
+                Some(body)
+                    if body.contains("VersioningConfiguration")
+                        || body.contains("BucketVersioning") =>
+                {
+                    body.split_once("<Status>")
+                        .and_then(|(_, rest)| rest.split_once("</Status>"))
+                        .map(|(status, _)| status.to_string())
+                }
+                _ => return Err(self.remote("GetBucketVersioning", &e)),
+            },
+        };
+        if status.as_deref() != Some(BucketVersioningStatus::Enabled.as_str()) {
+            return Err(StoreError::Remote {
+                locator: self.locator(),
+                message: format!(
+                    "bucket {} does not have versioning enabled; baton keeps every state version there. Enable it: \
+                     aws s3api put-bucket-versioning --bucket {} --versioning-configuration Status=Enabled",
+                    self.bucket, self.bucket
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Uploads a file next to the run (e.g. a CloudFormation template) and returns its key.
+    pub async fn put_artifact(&self, name: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
+        let key = self.key(&format!("artifacts/{name}"));
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| self.remote("PutObject", &e))?;
+        Ok(key)
+    }
+
+    async fn get(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(Vec<u8>, String), StoreError> {
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(name))
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) if matches!(code(&e).as_deref(), Some("NoSuchKey" | "NoSuchBucket")) => {
+                return Err(StoreError::NotFound {
+                    locator: self.locator(),
+                })
+            }
+            Err(e)
+                if matches!(
+                    code(&e).as_deref(),
+                    Some("NoSuchVersion" | "InvalidArgument")
+                ) && version.is_some() =>
+            {
+                return Err(StoreError::NoSuchVersion {
+                    locator: self.locator(),
+                    version: version.unwrap_or_default().into(),
+                })
+            }
+            Err(e) => return Err(self.remote("GetObject", &e)),
+        };
+        let version_id = out.version_id().unwrap_or("null").to_string();
+        self.remember(&version_id, out.e_tag());
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Remote {
+                locator: self.locator(),
+                message: format!("reading {name}: {e}"),
+            })?
+            .into_bytes()
+            .to_vec();
+        Ok((bytes, version_id))
+    }
+}
+
+struct NoGuard;
+impl DriverGuard for NoGuard {}
+
+fn precondition_failed(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    )
+}
+
+impl RunStore for S3Store {
+    fn locator(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.run_prefix)
+    }
+
+    async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
+        self.check_versioning().await?;
+        for (name, bytes) in [(PLAN_KEY, plan), (STATE_KEY, state)] {
+            let result = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.key(name))
+                .content_type("application/json")
+                .if_none_match("*")
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await;
+            match result {
+                Ok(out) if name == STATE_KEY => {
+                    let version = out.version_id().unwrap_or("null").to_string();
+                    self.remember(&version, out.e_tag());
+                    return Ok(version);
+                }
+                Ok(_) => {}
+                Err(e) if precondition_failed(code(&e).as_deref()) => {
+                    return Err(StoreError::AlreadyExists {
+                        locator: self.locator(),
+                    })
+                }
+                Err(e) => return Err(self.remote("PutObject", &e)),
+            }
+        }
+        Err(StoreError::Remote {
+            locator: self.locator(),
+            message: "state was not written".into(),
+        })
+    }
+
+    async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {
+        Ok(self.get(PLAN_KEY, None).await?.0)
+    }
+
+    async fn load_latest(&self) -> Result<(Vec<u8>, String), StoreError> {
+        self.get(STATE_KEY, None).await
+    }
+
+    async fn load_version(&self, version: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.get(STATE_KEY, Some(version)).await?.0)
+    }
+
+    async fn save(&self, state: &[u8], expected: &str) -> Result<String, StoreError> {
+        let etag = match self.etag_of(expected) {
+            Some(etag) => etag,
+            None => {
+                let head = self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(self.key(STATE_KEY))
+                    .version_id(expected)
+                    .send()
+                    .await
+                    .map_err(|e| self.remote("HeadObject", &e))?;
+                head.e_tag().unwrap_or_default().to_string()
+            }
+        };
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(STATE_KEY))
+            .content_type("application/json")
+            .if_match(&etag)
+            .body(ByteStream::from(state.to_vec()))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let version = out.version_id().unwrap_or("null").to_string();
+                self.remember(&version, out.e_tag());
+                Ok(version)
+            }
+            Err(e) if precondition_failed(code(&e).as_deref()) => Err(StoreError::Conflict {
+                locator: self.locator(),
+                expected: expected.to_string(),
+                actual: self.head().await.unwrap_or_else(|_| "unknown".into()),
+            }),
+            Err(e) => Err(self.remote("PutObject", &e)),
+        }
+    }
+
+    async fn list_versions(&self) -> Result<Vec<VersionInfo>, StoreError> {
+        let key = self.key(STATE_KEY);
+        let mut versions = Vec::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.remote("ListObjectVersions", &e))?;
+            for v in page.versions() {
+                if v.key() == Some(key.as_str()) {
+                    versions.push(VersionInfo {
+                        version: v.version_id().unwrap_or("null").to_string(),
+                        size: v.size().unwrap_or(0) as u64,
+                    });
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+        // S3 lists a key's versions newest first (timestamps tie within a second); baton lists
+        // oldest first.
+        versions.reverse();
+        Ok(versions)
+    }
+
+    async fn head(&self) -> Result<String, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(STATE_KEY))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let version = out.version_id().unwrap_or("null").to_string();
+                self.remember(&version, out.e_tag());
+                Ok(version)
+            }
+            Err(e)
+                if matches!(code(&e).as_deref(), Some("NotFound" | "NoSuchKey"))
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Err(StoreError::NotFound {
+                    locator: self.locator(),
+                })
+            }
+            Err(e) => Err(self.remote("HeadObject", &e)),
+        }
+    }
+
+    fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
+        // Remote runs are driven by one Step Functions execution; every save is still a
+        // compare-and-swap, so a second driver can never overwrite the first.
+        Ok(Box::new(NoGuard))
+    }
+}
