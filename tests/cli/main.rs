@@ -1,6 +1,7 @@
 //! Integration tests of the `baton` binary: the command-line contract, the bad-input corpus,
 //! and crash recovery. One test binary keeps link times down.
 
+mod aws;
 mod common;
 mod console;
 mod contract;

@@ -1,0 +1,805 @@
+//! AWS: the S3 store and the aws.* actions against a real AWS API emulator (moto, started by
+//! scripts/test; `BATON_TEST_AWS_ENDPOINT` names it), and every CloudFormation status branch,
+//! failure and throttle with SDK-level mocks (moto never reports failures or progress).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_cloudformation as cfn;
+use aws_sdk_s3 as s3;
+use baton_core::aws::Aws;
+use baton_core::executor::{CheckRequest, LogSink, Outcome, StartRequest};
+use baton_core::store::s3::S3Store;
+use baton_core::{ActionType, RunStore, StoreError};
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// The moto endpoint, or `None` to skip. In CI a missing endpoint is a failure.
+fn endpoint() -> Option<String> {
+    match std::env::var("BATON_TEST_AWS_ENDPOINT") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "BATON_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test, which starts moto"
+            );
+            eprintln!("skipping: no AWS emulator (run scripts/test)");
+            None
+        }
+    }
+}
+
+/// A name no other test (or earlier run against the same moto) uses.
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn creds() -> s3::config::Credentials {
+    s3::config::Credentials::new("testing", "testing", None, None, "tests")
+}
+
+fn s3_client(endpoint: &str) -> s3::Client {
+    let conf = s3::Config::builder()
+        .behavior_version(s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(s3::config::Region::new("us-east-1"))
+        .credentials_provider(creds())
+        .force_path_style(true)
+        .build();
+    s3::Client::from_conf(conf)
+}
+
+fn cfn_client(endpoint: &str) -> cfn::Client {
+    let conf = cfn::Config::builder()
+        .behavior_version(cfn::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(cfn::config::Region::new("us-east-1"))
+        .credentials_provider(creds())
+        .build();
+    cfn::Client::from_conf(conf)
+}
+
+async fn bucket(client: &s3::Client, name: &str, versioned: bool) {
+    client
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .expect("create bucket");
+    if versioned {
+        let config = s3::types::VersioningConfiguration::builder()
+            .status(s3::types::BucketVersioningStatus::Enabled)
+            .build();
+        client
+            .put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(config)
+            .send()
+            .await
+            .expect("versioning");
+    }
+}
+
+/// `baton` with moto's endpoint and test credentials.
+fn baton_aws(scratch: &Scratch, endpoint: &str, args: &[&str]) -> std::process::Output {
+    scratch
+        .cmd()
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run baton")
+}
+
+// ---- the S3 store, against moto ----
+
+#[test]
+fn s3_store_round_trip_versions_and_a_true_conflict() {
+    let Some(endpoint) = endpoint() else { return };
+    rt().block_on(async {
+        let client = s3_client(&endpoint);
+        let name = unique("state");
+        bucket(&client, &name, true).await;
+        let store = S3Store::in_prefix(client.clone(), &name, "team/baton", "run-1");
+        assert_eq!(
+            store.locator(),
+            format!("s3://{name}/team/baton/runs/run-1")
+        );
+        let v1 = store.create(b"[]", b"state-1").await.expect("create");
+        assert!(matches!(
+            store.create(b"[]", b"again").await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        // Two writers load version 1 (the second is a separate store: no shared caches).
+        let other = S3Store::in_prefix(client.clone(), &name, "team/baton", "run-1");
+        let (_, seen) = other.load_latest().await.expect("other loads");
+        assert_eq!(seen, v1);
+        let v2 = store
+            .save(b"state-2", &v1)
+            .await
+            .expect("first writer wins");
+        let err = other
+            .save(b"state-2-other", &seen)
+            .await
+            .expect_err("second writer loses");
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+        assert!(err.to_string().contains("conflict"), "{err}");
+        // Nothing was overwritten, and every version is readable.
+        assert_eq!(
+            store.load_latest().await.expect("latest"),
+            (b"state-2".to_vec(), v2.clone())
+        );
+        assert_eq!(store.load_version(&v1).await.expect("v1"), b"state-1");
+        let versions: Vec<String> = store
+            .list_versions()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(versions, vec![v1, v2.clone()]);
+        assert_eq!(store.head().await.expect("head"), v2);
+        assert_eq!(store.load_plan().await.expect("plan"), b"[]");
+    });
+}
+
+#[test]
+fn s3_store_refuses_an_unversioned_bucket() {
+    let Some(endpoint) = endpoint() else { return };
+    rt().block_on(async {
+        let client = s3_client(&endpoint);
+        let name = unique("plain");
+        bucket(&client, &name, false).await;
+        let store = S3Store::in_prefix(client, &name, "", "run-1");
+        let err = store.create(b"[]", b"s").await.expect_err("refused");
+        assert!(
+            err.to_string().contains("does not have versioning enabled"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("put-bucket-versioning"), "{err}");
+    });
+}
+
+// ---- whole runs through the CLI, against moto ----
+
+fn copy_examples(scratch: &Scratch) {
+    let from = repo().join("examples/aws");
+    std::fs::create_dir_all(scratch.path().join("templates")).expect("mkdir");
+    for file in [
+        "deploy.json",
+        "teardown.json",
+        "templates/network.yaml",
+        "templates/app.yaml",
+    ] {
+        std::fs::copy(from.join(file), scratch.path().join(file)).expect("copy example");
+    }
+}
+
+async fn stack(client: &cfn::Client, name: &str) -> Option<cfn::types::Stack> {
+    match client.describe_stacks().stack_name(name).send().await {
+        Ok(out) => out
+            .stacks()
+            .first()
+            .cloned()
+            .filter(|s| s.stack_status() != Some(&cfn::types::StackStatus::DeleteComplete)),
+        Err(_) => None,
+    }
+}
+
+fn parameter(stack: &cfn::types::Stack, key: &str) -> Option<String> {
+    stack
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some(key))
+        .and_then(|p| p.parameter_value())
+        .map(str::to_string)
+}
+
+fn output(stack: &cfn::types::Stack, key: &str) -> Option<String> {
+    stack
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some(key))
+        .and_then(|o| o.output_value())
+        .map(str::to_string)
+}
+
+#[test]
+fn multi_stack_plan_deploys_through_an_s3_store_and_tears_down_in_reverse() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    copy_examples(&scratch);
+    let env = unique("e2e");
+    let (state_bucket, context_bucket) = (unique("state"), unique("ctx"));
+    let rt = rt();
+    rt.block_on(async {
+        let client = s3_client(&endpoint);
+        bucket(&client, &state_bucket, true).await;
+        bucket(&client, &context_bucket, true).await;
+    });
+    let store = format!("s3://{state_bucket}/baton");
+    let vars = [
+        format!("env={env}"),
+        format!("context_bucket={context_bucket}"),
+    ];
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &[
+            "run",
+            "deploy.json",
+            "--store",
+            &store,
+            "--var",
+            &vars[0],
+            "--var",
+            &vars[1],
+            "--json",
+            "--run-id",
+            "deploy-1",
+        ],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "deploy failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let summary = json(&out);
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(
+        summary["run"],
+        format!("s3://{state_bucket}/baton/runs/deploy-1")
+    );
+    let vpc = summary["actions"]["network"]["outputs"]["VpcId"]
+        .as_str()
+        .expect("VpcId output")
+        .to_string();
+
+    rt.block_on(async {
+        let cfn = cfn_client(&endpoint);
+        let network = stack(&cfn, &format!("baton-{env}-network"))
+            .await
+            .expect("network stack exists");
+        assert_eq!(
+            parameter(&network, "Environment").as_deref(),
+            Some(env.as_str())
+        );
+        assert!(network
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("project") && t.value() == Some("baton-example")));
+        // The network's outputs fed the app's parameters through templates.
+        let app = stack(&cfn, &format!("baton-{env}-app"))
+            .await
+            .expect("app stack exists");
+        assert_eq!(parameter(&app, "VpcId"), Some(vpc.clone()));
+        assert_eq!(parameter(&app, "SubnetId"), output(&network, "SubnetId"));
+        assert_eq!(parameter(&app, "Replicas").as_deref(), Some("3"));
+        // upload_context wrote the run's vars and its ancestors' outputs.
+        let s3c = s3_client(&endpoint);
+        let object = s3c
+            .get_object()
+            .bucket(&context_bucket)
+            .key(format!("baton/{env}/context.json"))
+            .send()
+            .await
+            .expect("context");
+        let body = object.body.collect().await.expect("body").into_bytes();
+        let context: Value = serde_json::from_slice(&body).expect("context is JSON");
+        assert_eq!(context["vars"]["env"], env.as_str());
+        assert_eq!(context["outputs"]["network"]["VpcId"], vpc.as_str());
+        assert!(
+            context["outputs"]["app-outputs"]["QueueUrl"].is_string(),
+            "{context}"
+        );
+    });
+
+    // Every command takes the S3 locator.
+    let locator = format!("s3://{state_bucket}/baton/runs/deploy-1");
+    let status = baton_aws(
+        &scratch,
+        &endpoint,
+        &["status", &locator, "--json", "--versions"],
+    );
+    assert_eq!(code(&status), 0, "{}", stderr(&status));
+    let status = json(&status);
+    assert_eq!(status["counts"]["complete"], 5);
+    assert!(status["versions"].as_array().is_some_and(|v| !v.is_empty()));
+    let inspect = baton_aws(
+        &scratch,
+        &endpoint,
+        &["inspect", "deploy-1", "app", "--store", &store],
+    );
+    assert_eq!(code(&inspect), 0, "{}", stderr(&inspect));
+    assert!(stdout(&inspect).contains(&vpc), "{}", stdout(&inspect));
+
+    // Teardown: app first, then the network; then the context bucket is emptied.
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &[
+            "run",
+            "teardown.json",
+            "--store",
+            &store,
+            "--var",
+            &vars[0],
+            "--var",
+            &vars[1],
+            "--json",
+        ],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "teardown failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    rt.block_on(async {
+        let cfn = cfn_client(&endpoint);
+        assert!(
+            stack(&cfn, &format!("baton-{env}-app")).await.is_none(),
+            "app stack still exists"
+        );
+        assert!(
+            stack(&cfn, &format!("baton-{env}-network")).await.is_none(),
+            "network stack still exists"
+        );
+    });
+}
+
+#[test]
+fn a_second_run_updates_the_stack_it_created() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    let name = unique("upd");
+    let template = json!({
+        "Parameters": {"Size": {"Type": "String"}},
+        "Resources": {"P": {"Type": "AWS::SSM::Parameter", "Properties": {"Name": format!("/baton-test/{name}"), "Type": "String", "Value": {"Ref": "Size"}}}},
+        "Outputs": {"Size": {"Value": {"Ref": "Size"}}}
+    })
+    .to_string();
+    let plan = json!([{
+        "label": "stack", "type": "aws.create_stack",
+        "params": {"stack_name": name, "template_body": template, "parameters": {"Size": "{{ vars.size }}"}}
+    }]);
+    scratch.write("plan.json", &plan.to_string());
+    for size in ["small", "large"] {
+        let out = baton_aws(
+            &scratch,
+            &endpoint,
+            &[
+                "run",
+                "plan.json",
+                "--var",
+                &format!("size={size}"),
+                "--json",
+            ],
+        );
+        assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+        assert_eq!(json(&out)["actions"]["stack"]["outputs"]["Size"], size);
+    }
+    rt().block_on(async {
+        let stack = stack(&cfn_client(&endpoint), &name).await.expect("stack");
+        assert_eq!(parameter(&stack, "Size").as_deref(), Some("large"));
+        assert_eq!(
+            stack.stack_status(),
+            Some(&cfn::types::StackStatus::UpdateComplete)
+        );
+    });
+}
+
+#[test]
+fn empty_bucket_deletes_thousands_of_versions_and_delete_markers() {
+    let Some(endpoint) = endpoint() else { return };
+    let name = unique("full");
+    let rt = rt();
+    rt.block_on(async {
+        let client = s3_client(&endpoint);
+        bucket(&client, &name, true).await;
+        // 1,000 keys × 3 versions, plus delete markers on 200 of them.
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in 0..20 {
+            let client = client.clone();
+            let name = name.clone();
+            tasks.spawn(async move {
+                for i in chunk * 50..(chunk + 1) * 50 {
+                    for v in 0..3 {
+                        client
+                            .put_object()
+                            .bucket(&name)
+                            .key(format!("k{i:04}"))
+                            .body(format!("v{v}").into_bytes().into())
+                            .send()
+                            .await
+                            .expect("put");
+                    }
+                    if i % 5 == 0 {
+                        client
+                            .delete_object()
+                            .bucket(&name)
+                            .key(format!("k{i:04}"))
+                            .send()
+                            .await
+                            .expect("delete");
+                    }
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("uploader");
+        }
+    });
+    let scratch = Scratch::new();
+    let plan = json!([{"label": "empty", "type": "aws.empty_bucket", "params": {"bucket": name}}]);
+    scratch.write("plan.json", &plan.to_string());
+    let out = baton_aws(&scratch, &endpoint, &["run", "plan.json", "--json"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let summary = json(&out);
+    assert_eq!(summary["actions"]["empty"]["outputs"]["deleted"], 3200);
+    rt.block_on(async {
+        let listing = s3_client(&endpoint)
+            .list_object_versions()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("list");
+        assert!(listing.versions().is_empty() && listing.delete_markers().is_empty());
+    });
+}
+
+// ---- SDK-level mocks: what moto cannot show ----
+
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_types::error::ErrorMetadata;
+use cfn::operation::describe_stacks::DescribeStacksOutput;
+use cfn::types::{ResourceStatus, Stack, StackEvent, StackStatus};
+
+fn stack_with(status: StackStatus) -> Stack {
+    Stack::builder()
+        .stack_name("app")
+        .stack_id("arn:stack/app/1")
+        .stack_status(status)
+        .stack_status_reason("The following resource(s) failed")
+        .creation_time(aws_smithy_types::DateTime::from_secs(0))
+        .outputs(
+            cfn::types::Output::builder()
+                .output_key("Url")
+                .output_value("https://app")
+                .build(),
+        )
+        .build()
+}
+
+fn describe_returns(status: StackStatus) -> aws_smithy_mocks::Rule {
+    mock!(cfn::Client::describe_stacks).then_output(move || {
+        DescribeStacksOutput::builder()
+            .stacks(stack_with(status.clone()))
+            .build()
+    })
+}
+
+fn event(logical: &str, status: ResourceStatus, reason: &str, secs: i64) -> StackEvent {
+    StackEvent::builder()
+        .stack_id("arn:stack/app/1")
+        .event_id(format!("{logical}-{secs}"))
+        .stack_name("app")
+        .logical_resource_id(logical)
+        .physical_resource_id(format!("phys-{logical}"))
+        .resource_type(if logical == "app" {
+            "AWS::CloudFormation::Stack"
+        } else {
+            "AWS::RDS::DBInstance"
+        })
+        .resource_status(status)
+        .resource_status_reason(reason)
+        .timestamp(aws_smithy_types::DateTime::from_secs(secs))
+        .build()
+}
+
+fn events_return(events: Vec<StackEvent>) -> aws_smithy_mocks::Rule {
+    mock!(cfn::Client::describe_stack_events).then_output(move || {
+        cfn::operation::describe_stack_events::DescribeStackEventsOutput::builder()
+            .set_stack_events(Some(events.clone()))
+            .build()
+    })
+}
+
+fn mocked(rules: &[&aws_smithy_mocks::Rule]) -> Arc<Aws> {
+    let cfn = mock_client!(cfn, RuleMode::MatchAny, rules);
+    let s3 = mock_client!(s3, RuleMode::MatchAny, &[]);
+    Aws::fixed(cfn, s3)
+}
+
+fn check_request(action_type: ActionType, handle: Value) -> CheckRequest {
+    let params = match action_type {
+        ActionType::CreateStack => json!({"stack_name": "app", "template_body": "{}"}),
+        _ => json!({"stack_name": "app"}),
+    };
+    CheckRequest {
+        run_id: "run".into(),
+        label: "app".into(),
+        action_type,
+        params,
+        handle,
+        attempt: 1,
+        log: LogSink::discard(),
+    }
+}
+
+fn start_request(action_type: ActionType, params: Value) -> StartRequest {
+    StartRequest {
+        run_id: "run".into(),
+        label: "app".into(),
+        action_type,
+        params,
+        attempt: 1,
+        limit: None,
+        log: LogSink::discard(),
+    }
+}
+
+fn handle(operation: &str) -> Value {
+    json!({"stack_id": "arn:stack/app/1", "operation": operation, "since": "1970-01-01T00:00:00.000Z"})
+}
+
+#[test]
+fn create_stack_classifies_every_outcome() {
+    rt().block_on(async {
+        use baton_core::actions::aws::create_stack::check;
+        for status in [StackStatus::CreateComplete, StackStatus::UpdateComplete, StackStatus::ImportComplete] {
+            let aws = mocked(&[&describe_returns(status.clone())]);
+            let outcome = check(&aws, &check_request(ActionType::CreateStack, handle("create"))).await;
+            assert_eq!(outcome, Outcome::Complete { outputs: json!({"Url": "https://app"}).as_object().cloned().unwrap_or_default() }, "{status:?}");
+        }
+        for status in [
+            StackStatus::CreateInProgress,
+            StackStatus::UpdateInProgress,
+            StackStatus::UpdateCompleteCleanupInProgress,
+            StackStatus::RollbackInProgress,
+            StackStatus::UpdateRollbackInProgress,
+            StackStatus::DeleteInProgress,
+        ] {
+            let aws = mocked(&[&describe_returns(status.clone())]);
+            let outcome = check(&aws, &check_request(ActionType::CreateStack, handle("create"))).await;
+            assert!(matches!(outcome, Outcome::Running { check_after, .. } if check_after.as_secs() == 10), "{status:?}: {outcome:?}");
+        }
+        // Failure: the error is the first failed resource, not the stack's own event or the
+        // resources cancelled as a consequence.
+        let events = vec![
+            event("app", ResourceStatus::CreateFailed, "The following resource(s) failed to create: [Db]", 30),
+            event("Cache", ResourceStatus::CreateFailed, "Resource creation cancelled", 25),
+            event("Db", ResourceStatus::CreateFailed, "DB quota exceeded for this account", 20),
+            event("Db", ResourceStatus::CreateInProgress, "", 10),
+        ];
+        for status in [StackStatus::RollbackComplete, StackStatus::CreateFailed, StackStatus::RollbackFailed, StackStatus::UpdateRollbackComplete, StackStatus::UpdateRollbackFailed] {
+            let aws = mocked(&[&describe_returns(status.clone()), &events_return(events.clone())]);
+            let outcome = check(&aws, &check_request(ActionType::CreateStack, handle("create"))).await;
+            let Outcome::Failed { error, retryable } = outcome else { panic!("{status:?} must fail") };
+            assert!(!retryable);
+            assert!(error.contains(status.as_str()), "{error}");
+            assert!(error.contains("Db (AWS::RDS::DBInstance) CREATE_FAILED: DB quota exceeded for this account"), "{error}");
+            assert!(!error.contains("Cache"), "{error}");
+        }
+    });
+}
+
+#[test]
+fn create_stack_update_without_changes_completes_with_outputs() {
+    rt().block_on(async {
+        let no_updates = mock!(cfn::Client::update_stack).then_error(|| {
+            cfn::operation::update_stack::UpdateStackError::generic(
+                ErrorMetadata::builder()
+                    .code("ValidationError")
+                    .message("No updates are to be performed.")
+                    .build(),
+            )
+        });
+        let aws = mocked(&[
+            &describe_returns(StackStatus::UpdateComplete),
+            &events_return(vec![]),
+            &no_updates,
+        ]);
+        let outcome = baton_core::actions::aws::create_stack::start(
+            &aws,
+            &start_request(
+                ActionType::CreateStack,
+                json!({"stack_name": "app", "template_body": "{}"}),
+            ),
+        )
+        .await;
+        assert_eq!(
+            outcome,
+            Outcome::Complete {
+                outputs: json!({"Url": "https://app"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+            }
+        );
+    });
+}
+
+#[test]
+fn create_stack_after_a_failed_create_says_to_delete_first() {
+    rt().block_on(async {
+        let aws = mocked(&[
+            &describe_returns(StackStatus::RollbackComplete),
+            &events_return(vec![]),
+        ]);
+        let outcome = baton_core::actions::aws::create_stack::start(
+            &aws,
+            &start_request(
+                ActionType::CreateStack,
+                json!({"stack_name": "app", "template_body": "{}"}),
+            ),
+        )
+        .await;
+        let Outcome::Failed { error, .. } = outcome else {
+            panic!("must fail")
+        };
+        assert!(
+            error.contains("ROLLBACK_COMPLETE") && error.contains("delete it"),
+            "{error}"
+        );
+    });
+}
+
+#[test]
+fn throttling_is_a_retryable_failure_and_other_errors_are_not() {
+    rt().block_on(async {
+        let throttled = mock!(cfn::Client::describe_stacks).then_error(|| {
+            cfn::operation::describe_stacks::DescribeStacksError::generic(
+                ErrorMetadata::builder()
+                    .code("Throttling")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        });
+        let aws = mocked(&[&throttled]);
+        let outcome = baton_core::actions::aws::create_stack::check(
+            &aws,
+            &check_request(ActionType::CreateStack, handle("create")),
+        )
+        .await;
+        assert_eq!(
+            outcome,
+            Outcome::Failed {
+                error: "DescribeStacks arn:stack/app/1: Throttling: Rate exceeded".into(),
+                retryable: true
+            }
+        );
+        let denied = mock!(cfn::Client::describe_stacks).then_error(|| {
+            cfn::operation::describe_stacks::DescribeStacksError::generic(
+                ErrorMetadata::builder()
+                    .code("AccessDenied")
+                    .message("not authorized to perform cloudformation:DescribeStacks")
+                    .build(),
+            )
+        });
+        let aws = mocked(&[&denied]);
+        let outcome = baton_core::actions::aws::create_stack::check(
+            &aws,
+            &check_request(ActionType::CreateStack, handle("create")),
+        )
+        .await;
+        let Outcome::Failed { error, retryable } = outcome else {
+            panic!("must fail")
+        };
+        assert!(!retryable);
+        assert!(
+            error.contains("AccessDenied: not authorized"),
+            "the service's message is kept: {error}"
+        );
+    });
+}
+
+#[test]
+fn cancel_stops_an_update_but_not_a_create() {
+    rt().block_on(async {
+        let rule = mock!(cfn::Client::cancel_update_stack).then_output(|| {
+            cfn::operation::cancel_update_stack::CancelUpdateStackOutput::builder().build()
+        });
+        let aws = mocked(&[&rule]);
+        use baton_core::actions::aws::create_stack::cancel;
+        cancel(
+            &aws,
+            &check_request(ActionType::CreateStack, handle("update")),
+        )
+        .await
+        .expect("update cancelled");
+        assert_eq!(rule.num_calls(), 1);
+        let err = cancel(
+            &aws,
+            &check_request(ActionType::CreateStack, handle("create")),
+        )
+        .await
+        .expect_err("create");
+        assert!(err.contains("cannot be cancelled"), "{err}");
+        assert_eq!(rule.num_calls(), 1);
+    });
+}
+
+#[test]
+fn delete_stack_reports_the_resources_that_failed() {
+    rt().block_on(async {
+        let events = vec![
+            event(
+                "Bucket",
+                ResourceStatus::DeleteFailed,
+                "The bucket you tried to delete is not empty",
+                40,
+            ),
+            event(
+                "Db",
+                ResourceStatus::DeleteFailed,
+                "has deletion protection",
+                35,
+            ),
+        ];
+        let aws = mocked(&[
+            &describe_returns(StackStatus::DeleteFailed),
+            &events_return(events),
+        ]);
+        let outcome = baton_core::actions::aws::delete_stack::check(
+            &aws,
+            &check_request(ActionType::DeleteStack, handle("delete")),
+        )
+        .await;
+        let Outcome::Failed { error, .. } = outcome else {
+            panic!("must fail: {outcome:?}")
+        };
+        assert!(
+            error.contains("Db (AWS::RDS::DBInstance) DELETE_FAILED: has deletion protection"),
+            "{error}"
+        );
+        assert!(error.contains("Bucket"), "{error}");
+        let aws = mocked(&[&describe_returns(StackStatus::DeleteComplete)]);
+        let outcome = baton_core::actions::aws::delete_stack::check(
+            &aws,
+            &check_request(ActionType::DeleteStack, handle("delete")),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::complete());
+        // An absent stack is already deleted.
+        let absent = mock!(cfn::Client::describe_stacks).then_error(|| {
+            cfn::operation::describe_stacks::DescribeStacksError::generic(
+                ErrorMetadata::builder()
+                    .code("ValidationError")
+                    .message("Stack with id app does not exist")
+                    .build(),
+            )
+        });
+        let aws = mocked(&[&absent]);
+        let outcome = baton_core::actions::aws::delete_stack::start(
+            &aws,
+            &start_request(ActionType::DeleteStack, json!({"stack_name": "app"})),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::complete());
+    });
+}
