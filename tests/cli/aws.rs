@@ -803,3 +803,40 @@ fn delete_stack_reports_the_resources_that_failed() {
         assert_eq!(outcome, Outcome::complete());
     });
 }
+
+#[test]
+fn cross_account_actions_assume_a_role_through_sts() {
+    let Some(endpoint) = endpoint() else { return };
+    let name = unique("xacct");
+    rt().block_on(async { bucket(&s3_client(&endpoint), &name, false).await });
+    let scratch = Scratch::new();
+    let plan = json!([
+        {"label": "by-account", "type": "aws.upload_context", "params": {"bucket": name, "key": "a.json", "account": 123456789012u64, "content": {"via": "account"}}},
+        {"label": "by-role", "type": "aws.upload_context", "params": {"bucket": name, "key": "b.json", "role_arn": "arn:aws:iam::210987654321:role/deployer", "region": "us-east-1", "content": {"via": "role"}}}
+    ]);
+    scratch.write("plan.json", &plan.to_string());
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &["run", "plan.json", "--json", "--role-name", "ops-deployer"],
+    );
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        json(&out)["actions"]["by-account"]["outputs"]["url"],
+        format!("s3://{name}/a.json")
+    );
+    // Both uploads signed with credentials from STS AssumeRole (the SDK fetches them before the
+    // first request; had STS refused, the actions would have failed).
+    rt().block_on(async {
+        let client = s3_client(&endpoint);
+        for key in ["a.json", "b.json"] {
+            client
+                .head_object()
+                .bucket(&name)
+                .key(key)
+                .send()
+                .await
+                .expect("uploaded through the assumed role");
+        }
+    });
+}

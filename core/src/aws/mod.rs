@@ -238,3 +238,27 @@ where
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_the_role_to_assume() {
+        let account = AccountId::Number(12345);
+        let t = Target::new(Some("eu-west-1"), Some(&account), None, "baton-deployer");
+        assert_eq!(
+            t.role_arn.as_deref(),
+            Some("arn:aws:iam::000000012345:role/baton-deployer")
+        );
+        assert_eq!(t.region.as_deref(), Some("eu-west-1"));
+        let explicit = Target::new(
+            None,
+            Some(&account),
+            Some("arn:aws:iam::1:role/x"),
+            "ignored",
+        );
+        assert_eq!(explicit.role_arn.as_deref(), Some("arn:aws:iam::1:role/x"));
+        assert_eq!(Target::new(None, None, None, "r"), Target::default());
+    }
+}
