@@ -58,6 +58,8 @@ impl Params {
     }
 }
 
+super::aws_target!(Params);
+
 #[cfg(feature = "aws")]
 pub use self::calls::{cancel, check, start};
 
@@ -69,21 +71,13 @@ mod calls {
     use super::{Params, SPEC};
     use crate::actions::aws::stacks::{self, Class};
     use crate::actions::aws::Tags;
-    use crate::aws::{describe, Aws, Target};
+    use crate::actions::aws::{client_or_fail, params_or_fail};
+    use crate::aws::{describe, Aws};
     use crate::executor::{CheckRequest, Outcome, StartRequest};
     use crate::state::Level;
 
     /// CloudFormation accepts template bodies up to this size; bigger ones need a URL.
     const MAX_TEMPLATE_BODY: usize = 51_200;
-
-    fn target(aws: &Aws, p: &Params) -> Target {
-        Target::new(
-            p.region.as_deref(),
-            p.account.as_ref(),
-            p.role_arn.as_deref(),
-            aws.role_name(),
-        )
-    }
 
     fn text(value: &Value) -> String {
         match value {
@@ -93,16 +87,8 @@ mod calls {
     }
 
     pub async fn start(aws: &Aws, request: &StartRequest) -> Outcome {
-        let p: Params = match crate::actions::parse(&request.params) {
-            Ok(p) => p,
-            Err(problem) => {
-                return Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
-            }
-        };
-        let client = match aws.cfn(&target(aws, &p)).await {
-            Ok(client) => client,
-            Err(e) => return Outcome::failed(e),
-        };
+        let p: Params = params_or_fail!(request);
+        let client = client_or_fail!(aws.cfn(&p.target(aws)));
         let token = request.idempotency_token();
         let since = chrono::Utc::now();
         // Has this attempt already reached CloudFormation (a replayed tick)? Then follow it.
@@ -138,19 +124,19 @@ mod calls {
             }
             Ok(None) => {}
         }
+        let (template_url, template_body) = match template(&p) {
+            Ok(template) => template,
+            Err(e) => return Outcome::failed(e),
+        };
         let mut call = client
             .create_stack()
             .stack_name(&p.stack_name)
             .client_request_token(&token)
+            .set_template_url(template_url)
+            .set_template_body(template_body)
             .set_parameters(parameters(&p))
             .set_tags(tags(&p))
             .set_capabilities(capabilities(&p));
-        call = match template(&p) {
-            Ok((Some(url), _)) => call.template_url(url),
-            Ok((None, Some(body))) => call.template_body(body),
-            Ok((None, None)) => return Outcome::failed("params: no template given"),
-            Err(e) => return Outcome::failed(e),
-        };
         if let Some(mode) = &p.on_failure {
             call = call.on_failure(OnFailure::from(mode.as_str()));
         }
@@ -184,19 +170,19 @@ mod calls {
         stack_id: &str,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Outcome {
-        let mut call = client
+        let (template_url, template_body) = match template(p) {
+            Ok(template) => template,
+            Err(e) => return Outcome::failed(e),
+        };
+        let call = client
             .update_stack()
             .stack_name(stack_id)
             .client_request_token(token)
+            .set_template_url(template_url)
+            .set_template_body(template_body)
             .set_parameters(parameters(p))
             .set_tags(tags(p))
             .set_capabilities(capabilities(p));
-        call = match template(p) {
-            Ok((Some(url), _)) => call.template_url(url),
-            Ok((None, Some(body))) => call.template_body(body),
-            Ok((None, None)) => return Outcome::failed("params: no template given"),
-            Err(e) => return Outcome::failed(e),
-        };
         match call.send().await {
             Ok(_) => {
                 request
@@ -228,16 +214,8 @@ mod calls {
     }
 
     pub async fn check(aws: &Aws, request: &CheckRequest) -> Outcome {
-        let p: Params = match crate::actions::parse(&request.params) {
-            Ok(p) => p,
-            Err(problem) => {
-                return Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
-            }
-        };
-        let client = match aws.cfn(&target(aws, &p)).await {
-            Ok(client) => client,
-            Err(e) => return Outcome::failed(e),
-        };
+        let p: Params = params_or_fail!(request);
+        let client = client_or_fail!(aws.cfn(&p.target(aws)));
         let stack_id = request
             .handle
             .get("stack_id")
@@ -285,7 +263,7 @@ mod calls {
         if request.handle.get("operation").and_then(Value::as_str) != Some("update") {
             return Err("a stack that is being created cannot be cancelled; it keeps going in AWS (delete it afterwards if needed)".into());
         }
-        let client = aws.cfn(&target(aws, &p)).await?;
+        let client = aws.cfn(&p.target(aws)).await?;
         let stack_id = request
             .handle
             .get("stack_id")
@@ -339,8 +317,8 @@ mod calls {
         })
     }
 
-    /// (template_url, template_body); a `template_file` is read here when the run was not
-    /// given one uploaded next to it.
+    /// (template_url, template_body): exactly one is set. A `template_file` is read here when
+    /// the run was not given one uploaded next to it.
     fn template(p: &Params) -> Result<(Option<String>, Option<String>), String> {
         if let Some(url) = &p.template_url {
             return Ok((Some(url.clone()), None));
@@ -359,6 +337,6 @@ mod calls {
             }
             return Ok((None, Some(body)));
         }
-        Ok((None, None))
+        Err("params: give one of template_url, template_body or template_file".into())
     }
 }

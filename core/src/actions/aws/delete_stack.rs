@@ -24,6 +24,8 @@ pub struct Params {
     pub role_arn: Option<String>,
 }
 
+super::aws_target!(Params);
+
 #[cfg(feature = "aws")]
 pub use self::calls::{check, start};
 
@@ -32,27 +34,15 @@ mod calls {
     use serde_json::{json, Value};
 
     use super::{Params, SPEC};
-    use crate::actions::aws::params_or_fail;
     use crate::actions::aws::stacks;
-    use crate::aws::{describe, Aws, Target};
+    use crate::actions::aws::{client_or_fail, params_or_fail};
+    use crate::aws::{describe, Aws};
     use crate::executor::{CheckRequest, Outcome, StartRequest};
     use crate::state::Level;
 
-    fn target(aws: &Aws, p: &Params) -> Target {
-        Target::new(
-            p.region.as_deref(),
-            p.account.as_ref(),
-            p.role_arn.as_deref(),
-            aws.role_name(),
-        )
-    }
-
     pub async fn start(aws: &Aws, request: &StartRequest) -> Outcome {
         let p: Params = params_or_fail!(request);
-        let client = match aws.cfn(&target(aws, &p)).await {
-            Ok(client) => client,
-            Err(e) => return Outcome::failed(e),
-        };
+        let client = client_or_fail!(aws.cfn(&p.target(aws)));
         let stack = match stacks::find(&client, &p.stack_name).await {
             Ok(Some(stack)) => stack,
             Ok(None) => {
@@ -91,10 +81,7 @@ mod calls {
 
     pub async fn check(aws: &Aws, request: &CheckRequest) -> Outcome {
         let p: Params = params_or_fail!(request);
-        let client = match aws.cfn(&target(aws, &p)).await {
-            Ok(client) => client,
-            Err(e) => return Outcome::failed(e),
-        };
+        let client = client_or_fail!(aws.cfn(&p.target(aws)));
         let stack_id = request
             .handle
             .get("stack_id")

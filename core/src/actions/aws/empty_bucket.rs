@@ -24,6 +24,8 @@ pub struct Params {
     pub role_arn: Option<String>,
 }
 
+super::aws_target!(Params);
+
 /// Delete batches per call: bounded so one check stays well inside a tick's time budget.
 #[cfg(feature = "aws")]
 const BATCHES_PER_CALL: usize = 5;
@@ -44,16 +46,7 @@ pub async fn step(
             return Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
         }
     };
-    let target = crate::aws::Target::new(
-        p.region.as_deref(),
-        p.account.as_ref(),
-        p.role_arn.as_deref(),
-        aws.role_name(),
-    );
-    let client = match aws.s3(&target).await {
-        Ok(client) => client,
-        Err(e) => return Outcome::failed(e),
-    };
+    let client = super::client_or_fail!(aws.s3(&p.target(aws)));
     let mut deleted = handle
         .get("deleted")
         .and_then(serde_json::Value::as_u64)

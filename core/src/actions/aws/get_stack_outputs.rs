@@ -24,6 +24,8 @@ pub struct Params {
     pub role_arn: Option<String>,
 }
 
+super::aws_target!(Params);
+
 #[cfg(feature = "aws")]
 pub async fn start(
     aws: &crate::aws::Aws,
@@ -31,16 +33,7 @@ pub async fn start(
 ) -> crate::executor::Outcome {
     use crate::executor::Outcome;
     let p: Params = super::params_or_fail!(request);
-    let target = crate::aws::Target::new(
-        p.region.as_deref(),
-        p.account.as_ref(),
-        p.role_arn.as_deref(),
-        aws.role_name(),
-    );
-    let client = match aws.cfn(&target).await {
-        Ok(client) => client,
-        Err(e) => return Outcome::failed(e),
-    };
+    let client = super::client_or_fail!(aws.cfn(&p.target(aws)));
     match super::stacks::find(&client, &p.stack_name).await {
         Ok(Some(stack)) => Outcome::Complete {
             outputs: stack.outputs,

@@ -43,6 +43,37 @@ pub struct Tag {
 /// and turned into their text.
 pub type Parameters = BTreeMap<String, Value>;
 
+/// `Params::target`: where an action's calls go (its region, and the role for its account).
+macro_rules! aws_target {
+    ($params:ty) => {
+        #[cfg(feature = "aws")]
+        impl $params {
+            pub(crate) fn target(&self, aws: &crate::aws::Aws) -> crate::aws::Target {
+                crate::aws::Target::new(
+                    self.region.as_deref(),
+                    self.account.as_ref(),
+                    self.role_arn.as_deref(),
+                    aws.role_name(),
+                )
+            }
+        }
+    };
+}
+pub(crate) use aws_target;
+
+/// A client for a target, or the action fails with why not.
+#[cfg(feature = "aws")]
+macro_rules! client_or_fail {
+    ($call:expr) => {
+        match $call.await {
+            Ok(client) => client,
+            Err(e) => return crate::executor::Outcome::failed(e),
+        }
+    };
+}
+#[cfg(feature = "aws")]
+pub(crate) use client_or_fail;
+
 /// Parses a type's params in an executor, or fails the action with the param path.
 #[cfg(feature = "aws")]
 macro_rules! params_or_fail {

@@ -28,6 +28,8 @@ pub struct Params {
     pub role_arn: Option<String>,
 }
 
+super::aws_target!(Params);
+
 #[cfg(feature = "aws")]
 pub async fn start(
     aws: &crate::aws::Aws,
@@ -35,16 +37,7 @@ pub async fn start(
 ) -> crate::executor::Outcome {
     use crate::executor::Outcome;
     let p: Params = super::params_or_fail!(request);
-    let target = crate::aws::Target::new(
-        p.region.as_deref(),
-        p.account.as_ref(),
-        p.role_arn.as_deref(),
-        aws.role_name(),
-    );
-    let client = match aws.s3(&target).await {
-        Ok(client) => client,
-        Err(e) => return Outcome::failed(e),
-    };
+    let client = super::client_or_fail!(aws.s3(&p.target(aws)));
     // The scheduler fills `content` with the run's vars and its ancestors' outputs when absent.
     let body = serde_json::to_vec_pretty(&p.content.unwrap_or(Value::Null)).unwrap_or_default();
     let size = body.len();
