@@ -122,6 +122,24 @@ pub async fn tick<S: RunStore, E: Executor>(
     options: &TickOptions,
     observer: &dyn Observer,
 ) -> Result<TickReport, RunError> {
+    use tracing::Instrument;
+    // Every log line of the tick carries the run and invocation (JSON logs in Lambda).
+    let span = tracing::info_span!(
+        "tick",
+        run_id = tracing::field::Empty,
+        invocation = tracing::field::Empty
+    );
+    tick_in_span(run, executor, options, observer)
+        .instrument(span)
+        .await
+}
+
+async fn tick_in_span<S: RunStore, E: Executor>(
+    run: &Run<S>,
+    executor: &Arc<E>,
+    options: &TickOptions,
+    observer: &dyn Observer,
+) -> Result<TickReport, RunError> {
     let began = Instant::now();
     let deadline = began + options.budget;
     let plan = &run.plan;
@@ -141,7 +159,10 @@ pub async fn tick<S: RunStore, E: Executor>(
     }
     state.invocations += 1;
     let now = Utc::now();
-    tracing::info!(run_id = %state.run_id, invocation = state.invocations, "tick started");
+    tracing::Span::current()
+        .record("run_id", state.run_id.as_str())
+        .record("invocation", state.invocations);
+    tracing::info!("tick started");
     let mut scheduler = Scheduler::new(plan, &mut state, now, options.max_parallel);
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
     let mut tasks: JoinSet<(ActionIdx, TaskResult)> = JoinSet::new();
@@ -258,7 +279,7 @@ pub async fn tick<S: RunStore, E: Executor>(
     state.updated_at = now;
     version = save_merging(run, &mut state, &version).await?;
     observer.saved(plan, &state, &version);
-    tracing::info!(run_id = %state.run_id, invocation = state.invocations, status = %status, version = %version, "tick finished");
+    tracing::info!(status = %status, version = %version, "tick finished");
     // An abort that arrived during the save is honoured by the next tick.
     let flow = if state.abort_requested && !status.is_finished() {
         Flow::Execute
