@@ -36,6 +36,9 @@ pub struct Output {
     pub execution_ticks: u64,
     /// The run's status, for the execution's output and the console.
     pub status: String,
+    /// When the run failed: which actions failed and why (the execution's error cause).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
 }
 
 #[derive(Debug, Clone)]
@@ -157,7 +160,13 @@ pub async fn handle(
     if unfinished && execution_ticks >= config.continue_after {
         flow_control = "continue".into();
     }
+    let summary = if report.status.is_finished() && report.status != baton_core::RunStatus::Succeeded {
+        failure_summary(&run).await
+    } else {
+        String::new()
+    };
     Ok(Output {
+        summary,
         run: std::mem::take(&mut payload.run),
         state_version: payload.state_version,
         flow_control,
@@ -169,6 +178,34 @@ pub async fn handle(
         execution_ticks,
         status: report.status.to_string(),
     })
+}
+
+/// "run failed: deploy (stack app CREATE_FAILED: …); 3 blocked" — bounded, for the execution's
+/// error cause.
+async fn failure_summary<S: baton_core::RunStore>(run: &Run<S>) -> String {
+    let Ok((state, _)) = run.load().await else { return String::new() };
+    let failed: Vec<String> = run
+        .plan
+        .actions
+        .iter()
+        .zip(&state.actions)
+        .filter(|(_, a)| matches!(a.status, baton_core::ActionStatus::Failed | baton_core::ActionStatus::Cancelled))
+        .map(|(def, a)| format!("{} ({})", def.label, a.error.as_deref().unwrap_or(a.status.as_str())))
+        .collect();
+    let blocked = state.count(baton_core::ActionStatus::Blocked);
+    let mut text = format!("run {}: {}", state.status, failed.join("; "));
+    if blocked > 0 {
+        text.push_str(&format!("; {blocked} blocked"));
+    }
+    if text.len() > 4000 {
+        let mut cut = 4000;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// JSON log lines on stdout with the tick's `run_id` and `invocation` and each event's
