@@ -110,6 +110,20 @@ pub enum Command {
     },
     /// Re-execute actions: reset them to pending, then drive the run again.
     Retry(RetryArgs),
+    /// Create a run in S3 and start a Step Functions execution that drives it.
+    Submit {
+        file: PathBuf,
+        /// A run variable, readable as `vars.NAME` in templates (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        #[arg(long)]
+        run_id: Option<String>,
+        /// The runner's state machine (output StateMachineArn of cloudformation/runner.yaml).
+        #[arg(long, env = "BATON_STATE_MACHINE")]
+        state_machine: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Open the console on an existing run (it keeps running wherever it runs).
     Watch {
         run: String,
@@ -284,6 +298,13 @@ async fn dispatch(command: Command) -> crate::CommandResult {
     match command {
         Command::Validate { files } => commands::validate::run(&files),
         Command::Plan { file, format } => commands::plan::run(&file, format),
+        Command::Submit {
+            file,
+            vars,
+            run_id,
+            state_machine,
+            store,
+        } => commands::run::submit(&file, &vars, run_id, &store, &state_machine).await,
         Command::Run(args) => commands::run::run(args).await,
         Command::Resume { run, drive, store } => commands::run::resume(&run, &store, &drive).await,
         Command::Tick { run, store } => commands::run::tick(&run, &store).await,

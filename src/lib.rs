@@ -20,6 +20,7 @@ pub mod cli;
 pub mod commands;
 pub mod locator;
 pub mod output;
+pub mod remote;
 pub mod templates;
 pub mod tui;
 

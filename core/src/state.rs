@@ -213,6 +213,9 @@ pub struct RunState {
     pub invocations: u64,
     pub abort_requested: bool,
     pub vars: Map<String, Value>,
+    /// The Step Functions state machine driving the run (remote runs), so `watch`, `abort
+    /// --hard` and `retry` find its executions.
+    pub state_machine: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Indexed like `Plan::actions`.
@@ -236,6 +239,7 @@ impl RunState {
             invocations: 0,
             abort_requested: false,
             vars,
+            state_machine: None,
             created_at: now,
             updated_at: now,
             actions: vec![ActionState::default(); plan.len()],
@@ -335,6 +339,7 @@ impl RunState {
             invocations: raw.invocations,
             abort_requested: raw.abort_requested,
             vars: raw.vars,
+            state_machine: raw.state_machine,
             created_at: raw.created_at,
             updated_at: raw.updated_at,
             actions,
@@ -374,6 +379,9 @@ impl Serialize for Document<'_> {
         map.serialize_entry("invocations", &s.invocations)?;
         map.serialize_entry("abort_requested", &s.abort_requested)?;
         map.serialize_entry("vars", &s.vars)?;
+        if let Some(arn) = &s.state_machine {
+            map.serialize_entry("state_machine", arn)?;
+        }
         map.serialize_entry("created_at", &ts::Text(s.created_at))?;
         map.serialize_entry("updated_at", &ts::Text(s.updated_at))?;
         map.serialize_entry("actions", &Actions(self))?;
@@ -394,6 +402,8 @@ struct RawState {
     abort_requested: bool,
     #[serde(default)]
     vars: Map<String, Value>,
+    #[serde(default)]
+    state_machine: Option<String>,
     #[serde(with = "ts")]
     created_at: Timestamp,
     #[serde(with = "ts")]

@@ -26,6 +26,8 @@ pub struct Input {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Output {
     pub run: String,
+    /// Names continuation executions (`<run-id>-c<invocations>`).
+    pub run_id: String,
     pub state_version: String,
     /// `execute`, `wait`, `success`, `failure`, or `continue` (start a fresh execution before
     /// the history limit).
@@ -160,12 +162,14 @@ pub async fn handle(
     if unfinished && execution_ticks >= config.continue_after {
         flow_control = "continue".into();
     }
-    let summary = if report.status.is_finished() && report.status != baton_core::RunStatus::Succeeded {
-        failure_summary(&run).await
-    } else {
-        String::new()
-    };
+    let summary =
+        if report.status.is_finished() && report.status != baton_core::RunStatus::Succeeded {
+            failure_summary(&run).await
+        } else {
+            String::new()
+        };
     Ok(Output {
+        run_id: run_id_of(&input.run),
         summary,
         run: std::mem::take(&mut payload.run),
         state_version: payload.state_version,
@@ -180,17 +184,39 @@ pub async fn handle(
     })
 }
 
+fn run_id_of(locator: &str) -> String {
+    locator
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// "run failed: deploy (stack app CREATE_FAILED: …); 3 blocked" — bounded, for the execution's
 /// error cause.
 async fn failure_summary<S: baton_core::RunStore>(run: &Run<S>) -> String {
-    let Ok((state, _)) = run.load().await else { return String::new() };
+    let Ok((state, _)) = run.load().await else {
+        return String::new();
+    };
     let failed: Vec<String> = run
         .plan
         .actions
         .iter()
         .zip(&state.actions)
-        .filter(|(_, a)| matches!(a.status, baton_core::ActionStatus::Failed | baton_core::ActionStatus::Cancelled))
-        .map(|(def, a)| format!("{} ({})", def.label, a.error.as_deref().unwrap_or(a.status.as_str())))
+        .filter(|(_, a)| {
+            matches!(
+                a.status,
+                baton_core::ActionStatus::Failed | baton_core::ActionStatus::Cancelled
+            )
+        })
+        .map(|(def, a)| {
+            format!(
+                "{} ({})",
+                def.label,
+                a.error.as_deref().unwrap_or(a.status.as_str())
+            )
+        })
         .collect();
     let blocked = state.count(baton_core::ActionStatus::Blocked);
     let mut text = format!("run {}: {}", state.status, failed.join("; "));

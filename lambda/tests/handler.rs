@@ -278,7 +278,11 @@ async fn errors_say_whether_a_retry_can_help() {
 /// The state machine in cloudformation/runner.yaml routes on exactly what the handler returns.
 #[test]
 fn the_state_machine_definition_matches_the_handler() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../cloudformation/runner.yaml")).expect("template");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cloudformation/runner.yaml"
+    ))
+    .expect("template");
     let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
     let definition = &template["Resources"]["StateMachine"]["Properties"]["Definition"];
     let states = &definition["States"];
@@ -289,25 +293,54 @@ fn the_state_machine_definition_matches_the_handler() {
         .as_sequence()
         .expect("retries")
         .iter()
-        .flat_map(|r| r["ErrorEquals"].as_sequence().into_iter().flatten().filter_map(|e| e.as_str()))
+        .flat_map(|r| {
+            r["ErrorEquals"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str())
+        })
         .collect();
     assert!(retried.contains(&"Baton.Retryable") && retried.contains(&"Lambda.ServiceException"));
-    assert!(!retried.contains(&"Baton.Fatal"), "fatal errors must not be retried");
+    assert!(
+        !retried.contains(&"Baton.Fatal"),
+        "fatal errors must not be retried"
+    );
     let routes: Vec<(&str, &str)> = states["Route"]["Choices"]
         .as_sequence()
         .expect("choices")
         .iter()
-        .map(|c| (c["StringEquals"].as_str().unwrap_or_default(), c["Next"].as_str().unwrap_or_default()))
+        .map(|c| {
+            (
+                c["StringEquals"].as_str().unwrap_or_default(),
+                c["Next"].as_str().unwrap_or_default(),
+            )
+        })
         .collect();
-    assert_eq!(routes, vec![("execute", "Tick"), ("wait", "Pause"), ("success", "Succeeded"), ("continue", "ContinueAsNew")]);
+    assert_eq!(
+        routes,
+        vec![
+            ("execute", "Tick"),
+            ("wait", "Pause"),
+            ("success", "Succeeded"),
+            ("continue", "ContinueAsNew")
+        ]
+    );
     assert_eq!(states["Route"]["Default"].as_str(), Some("RunFailed"));
-    assert_eq!(states["Pause"]["SecondsPath"].as_str(), Some("$.wait_seconds"));
+    assert_eq!(
+        states["Pause"]["SecondsPath"].as_str(),
+        Some("$.wait_seconds")
+    );
     assert_eq!(states["Pause"]["Next"].as_str(), Some("Tick"));
     assert_eq!(states["RunFailed"]["CausePath"].as_str(), Some("$.summary"));
-    assert_eq!(states["ContinueAsNew"]["Parameters"]["StateMachineArn.$"].as_str(), Some("$$.StateMachine.Id"));
+    assert_eq!(
+        states["ContinueAsNew"]["Parameters"]["StateMachineArn.$"].as_str(),
+        Some("$$.StateMachine.Id")
+    );
     // Every field the definition reads exists in the handler's output.
     let output = serde_json::to_value(baton_lambda::Output {
         run: String::new(),
+        run_id: String::new(),
         state_version: String::new(),
         flow_control: String::new(),
         wait_seconds: 0,
@@ -317,7 +350,15 @@ fn the_state_machine_definition_matches_the_handler() {
         summary: "x".into(),
     })
     .expect("json");
-    for field in ["flow_control", "wait_seconds", "run", "status", "summary"] {
+    for field in [
+        "flow_control",
+        "wait_seconds",
+        "run",
+        "run_id",
+        "invocations",
+        "status",
+        "summary",
+    ] {
         assert!(output.get(field).is_some(), "output lacks {field}");
     }
 }

@@ -70,11 +70,22 @@ pub async fn run(args: RetryArgs) -> CommandResult {
             );
         }
     }
-    run.update(|plan, state| apply_reexecute(plan, state, mode, Utc::now()))
+    let (_, state, _) = run
+        .update(|plan, state| apply_reexecute(plan, state, mode, Utc::now()))
         .await?;
     drop(guard);
     if args.no_run {
         crate::out!("reset; drive it with: baton resume {}", run.store.locator());
+        return Ok(());
+    }
+    // A remote run is driven again by a new execution of its state machine.
+    if let (Some(state_machine), true) = (&state.state_machine, run.store.is_remote()) {
+        let sfn = crate::remote::client().await;
+        let existing = crate::remote::executions(&sfn, state_machine, &state.run_id).await?;
+        let name = crate::remote::retry_name(&state.run_id, &existing);
+        let execution =
+            crate::remote::start(&sfn, state_machine, &run.store.locator(), &name).await?;
+        crate::out!("re-executing in a new execution: {execution}");
         return Ok(());
     }
     super::run::drive(run, &args.drive).await
@@ -90,10 +101,21 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
         );
         return Err(Failure::RunFailed);
     }
-    if hard {
-        eprintln!("note: --hard stops a Step Functions execution; this run is local, so it is the same as abort");
-    }
     run.update(|_, state| state.abort_requested = true).await?;
+    if hard {
+        match &state.state_machine {
+            Some(state_machine) => {
+                let sfn = crate::remote::client().await;
+                let cause = format!("run {} aborted by an operator (baton abort --hard)", state.run_id);
+                let stopped = crate::remote::stop_running(&sfn, state_machine, &state.run_id, &cause).await?;
+                crate::out!("stopped {stopped} running execution(s)");
+            }
+            None => eprintln!("note: --hard stops the Step Functions execution of a submitted run; this run has none"),
+        }
+    } else if state.state_machine.is_some() {
+        crate::out!("abort requested; the run's execution honours it on its next tick (--hard stops it now)");
+        return Ok(());
+    }
     match run.store.lock_driver() {
         Ok(_guard) => {
             // Nobody is driving the run: honour the abort now.

@@ -17,39 +17,76 @@ use crate::tui::ConsoleOptions;
 use crate::{CommandResult, Failure};
 
 pub async fn run(args: RunArgs) -> CommandResult {
-    let loaded = super::load_plan(&args.file)?;
-    let vars = parse_vars(&args.vars)?;
+    // Everything the user typed is checked before the run exists.
+    tick_options(&args.drive)?;
+    let run = create(&args.file, &args.vars, args.run_id, &args.store).await?;
+    drive(run, &args.drive).await
+}
+
+/// Validates the file and the variables, then creates the run (uploading or inlining
+/// `template_file`s). Nothing is written if anything is wrong.
+pub async fn create(
+    file: &std::path::Path,
+    var_args: &[String],
+    run_id: Option<String>,
+    store: &StoreArgs,
+) -> Result<Run<AnyStore>, Failure> {
+    let loaded = super::load_plan(file)?;
+    let vars = parse_vars(var_args)?;
     let now = Utc::now();
-    let stem = args
-        .file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("run");
-    let run_id = match args.run_id {
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+    let run_id = match run_id {
         Some(id) => {
-            if id.is_empty()
-                || !id
+            let valid = !id.is_empty()
+                && id.len() <= 64
+                && !id.starts_with('.')
+                && id
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                || id.starts_with('.')
-            {
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !valid {
                 return Err(Failure::Invalid(format!(
-                    "--run-id {id:?}: use letters, digits, '-', '_' and '.' only"
+                    "--run-id {id:?}: use up to 64 letters, digits, '-', '_' and '.'"
                 )));
             }
             id
         }
         None => new_run_id(stem, now),
     };
-    // Everything the user typed is checked before the run exists.
-    tick_options(&args.drive)?;
     check_vars(&loaded.plan, &vars)?;
-    let store = locator::for_new_run(&args.store, &run_id).await?;
+    let store = locator::for_new_run(store, &run_id).await?;
     let mut plan = loaded.plan;
-    let base_dir = args.file.parent().unwrap_or(std::path::Path::new("."));
+    let base_dir = file.parent().unwrap_or(std::path::Path::new("."));
     crate::templates::resolve(&mut plan, base_dir, &store).await?;
     let (run, _, _) = Run::create(store, plan, &run_id, vars, now).await?;
-    drive(run, &args.drive).await
+    Ok(run)
+}
+
+/// `baton submit`: create the run in S3 and start a Step Functions execution to drive it.
+pub async fn submit(
+    file: &std::path::Path,
+    var_args: &[String],
+    run_id: Option<String>,
+    store: &StoreArgs,
+    state_machine: &str,
+) -> CommandResult {
+    if !store.store.starts_with("s3://") {
+        return Err(Failure::Invalid(format!(
+            "--store {}: a submitted run lives in S3 where the runner can reach it; give --store s3://bucket/prefix",
+            store.store
+        )));
+    }
+    let run = create(file, var_args, run_id, store).await?;
+    let arn = state_machine.to_string();
+    let ((), state, _) = run
+        .update(|_, state| state.state_machine = Some(arn.clone()))
+        .await?;
+    let sfn = crate::remote::client().await;
+    let execution =
+        crate::remote::start(&sfn, state_machine, &run.store.locator(), &state.run_id).await?;
+    crate::out!("run {} submitted", run.store.locator());
+    crate::out!("execution {execution}");
+    crate::out!("watch it: baton watch {}", run.store.locator());
+    Ok(())
 }
 
 pub async fn resume(run: &str, store: &StoreArgs, drive_args: &DriveArgs) -> CommandResult {

@@ -7,3 +7,4 @@ mod console;
 mod contract;
 mod corpus;
 mod crash;
+mod e2e;

@@ -116,6 +116,12 @@ impl Aws {
         })
     }
 
+    /// The base configuration, for clients of services baton-core does not wrap (Step
+    /// Functions in the command line).
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.base
+    }
+
     pub fn role_name(&self) -> &str {
         &self.role_name
     }

@@ -1,0 +1,119 @@
+//! Remote runs: the Step Functions executions that drive a run stored in S3.
+
+use aws_sdk_sfn::types::{ExecutionListItem, ExecutionStatus};
+use aws_sdk_sfn::Client;
+use baton_core::aws::describe;
+
+use crate::Failure;
+
+pub async fn client() -> Client {
+    Client::new(crate::aws::aws().await.sdk_config())
+}
+
+/// Starts an execution of `state_machine` on the run; returns the execution ARN.
+pub async fn start(
+    client: &Client,
+    state_machine: &str,
+    run: &str,
+    name: &str,
+) -> Result<String, Failure> {
+    let input = serde_json::json!({ "run": run }).to_string();
+    client
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(name)
+        .input(input)
+        .send()
+        .await
+        .map(|out| out.execution_arn().to_string())
+        .map_err(|e| Failure::Infra(format!("{state_machine}: StartExecution: {}", describe(&e))))
+}
+
+/// The run's executions (named after its id), newest first.
+pub async fn executions(
+    client: &Client,
+    state_machine: &str,
+    run_id: &str,
+) -> Result<Vec<ExecutionListItem>, Failure> {
+    let mut found = Vec::new();
+    let mut pages = client
+        .list_executions()
+        .state_machine_arn(state_machine)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            Failure::Infra(format!("{state_machine}: ListExecutions: {}", describe(&e)))
+        })?;
+        found.extend(
+            page.executions()
+                .iter()
+                .filter(|e| belongs(e.name(), run_id))
+                .cloned(),
+        );
+    }
+    found.sort_by(|a, b| b.start_date().secs().cmp(&a.start_date().secs()));
+    Ok(found)
+}
+
+/// `<run-id>`, `<run-id>-r2` (re-executions), `<run-id>-c4031` (continuations).
+fn belongs(name: &str, run_id: &str) -> bool {
+    name == run_id
+        || name
+            .strip_prefix(run_id)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|rest| {
+                rest.len() > 1
+                    && (rest.starts_with('r') || rest.starts_with('c'))
+                    && rest[1..].chars().all(|c| c.is_ascii_digit())
+            })
+}
+
+/// A fresh execution name for a re-execution of the run.
+pub fn retry_name(run_id: &str, existing: &[ExecutionListItem]) -> String {
+    format!("{run_id}-r{}", existing.len() + 1)
+}
+
+/// Stops every running execution of the run; returns how many were stopped.
+pub async fn stop_running(
+    client: &Client,
+    state_machine: &str,
+    run_id: &str,
+    cause: &str,
+) -> Result<usize, Failure> {
+    let mut stopped = 0;
+    for execution in executions(client, state_machine, run_id).await? {
+        if execution.status() == &ExecutionStatus::Running {
+            client
+                .stop_execution()
+                .execution_arn(execution.execution_arn())
+                .error("Baton.Aborted")
+                .cause(cause)
+                .send()
+                .await
+                .map_err(|e| {
+                    Failure::Infra(format!(
+                        "StopExecution {}: {}",
+                        execution.name(),
+                        describe(&e)
+                    ))
+                })?;
+            stopped += 1;
+        }
+    }
+    Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::belongs;
+
+    #[test]
+    fn execution_names_belong_to_their_run() {
+        assert!(belongs("deploy-1", "deploy-1"));
+        assert!(belongs("deploy-1-r2", "deploy-1"));
+        assert!(belongs("deploy-1-c4031", "deploy-1"));
+        assert!(!belongs("deploy-10", "deploy-1"));
+        assert!(!belongs("deploy-1-other", "deploy-1"));
+    }
+}
