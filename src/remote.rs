@@ -52,7 +52,7 @@ pub async fn executions(
                 .cloned(),
         );
     }
-    found.sort_by(|a, b| b.start_date().secs().cmp(&a.start_date().secs()));
+    found.sort_by_key(|e| std::cmp::Reverse(e.start_date().secs()));
     Ok(found)
 }
 
