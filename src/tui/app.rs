@@ -26,12 +26,32 @@ pub enum Msg {
     DriverDone(Result<RunStatus, String>),
     /// A message for the status line (e.g. the result of an effect).
     Flash(String),
+    /// The Step Functions execution driving a remote run, polled in the background.
+    Remote(Box<RemoteInfo>),
 }
+
+/// What the console knows about a remote run's execution.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemoteInfo {
+    pub execution: String,
+    pub status: String,
+    /// History events used by this execution (Step Functions allows 25,000).
+    pub events: u64,
+    /// Executions of this run so far (re-executions and continuations included).
+    pub executions: usize,
+    /// The newest history events, oldest first: `12:00:01 TaskSucceeded`.
+    pub recent: Vec<String>,
+}
+
+/// Step Functions' history limit per execution.
+pub const HISTORY_LIMIT: u64 = 25_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Reexecute(Reexecute),
     Abort,
+    /// Abort and stop the remote execution at once.
+    AbortHard,
     Quit,
 }
 
@@ -72,6 +92,8 @@ pub struct LogView {
     /// Lines scrolled up from the tail; 0 follows the tail.
     pub back: usize,
     pub run_thread: bool,
+    /// Remote runs: the execution's newest history events instead of a log thread.
+    pub history: bool,
     pub timestamps: bool,
 }
 
@@ -105,6 +127,8 @@ pub struct App {
     pub overlay: Option<Overlay>,
     pub flash: Option<String>,
     pub quit: bool,
+    /// Remote runs: the execution driving the run.
+    pub remote: Option<RemoteInfo>,
 }
 
 impl App {
@@ -144,6 +168,7 @@ impl App {
             overlay: None,
             flash: None,
             quit: false,
+            remote: None,
         };
         app.rebuild_rows();
         if let Some(first) = app.rows.iter().position(|r| matches!(r, Row::Action(_))) {
@@ -325,6 +350,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             });
         }
         Msg::Flash(text) => app.flash = Some(text),
+        Msg::Remote(info) => app.remote = Some(*info),
     }
     Vec::new()
 }
@@ -434,7 +460,12 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             };
         }
         Command::RunLog => {
-            app.log.run_thread = !app.log.run_thread;
+            // Cycles: the action's thread → the run's → (remote) the execution's history.
+            (app.log.run_thread, app.log.history) = match (app.log.run_thread, app.log.history) {
+                (false, _) => (true, false),
+                (true, false) if app.remote.is_some() => (true, true),
+                _ => (false, false),
+            };
             app.log.back = 0;
         }
         Command::Timestamps => app.log.timestamps = !app.log.timestamps,
@@ -487,6 +518,9 @@ fn on_overlay_key(app: &mut App, overlay: Overlay, key: KeyEvent) -> Vec<Effect>
     match overlay {
         Overlay::Help => {}
         Overlay::ConfirmAbort if yes => return vec![Effect::Abort],
+        Overlay::ConfirmAbort if key.code == KeyCode::Char('h') && app.remote.is_some() => {
+            return vec![Effect::AbortHard]
+        }
         Overlay::ConfirmQuit if yes => {
             app.quit = true;
             return vec![Effect::Quit];

@@ -133,7 +133,7 @@ pub const KEYMAP: &[Binding] = &[
         keys: &[KeyCode::Char('L')],
         label: "L",
         command: Command::RunLog,
-        help: "log pane: the run's thread / the selected action's",
+        help: "log pane: the action's thread, the run's, the execution's history",
         mutates: false,
     },
     Binding {

@@ -94,6 +94,14 @@ pub async fn console(
         engine = Some(spawn_driver(Arc::clone(&run), tick_options, tx.clone()));
     }
     let poller = spawn_poller(Arc::clone(&run), app.version.clone(), tx.clone());
+    let remote = match (&app.state.state_machine, run.store.is_remote()) {
+        (Some(state_machine), true) => Some(spawn_remote_poller(
+            state_machine.clone(),
+            app.state.run_id.clone(),
+            tx.clone(),
+        )),
+        _ => None,
+    };
 
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
@@ -125,6 +133,21 @@ pub async fn console(
             match effect {
                 Effect::Quit => {}
                 Effect::Abort => spawn_abort(Arc::clone(&run), app.driver_active, tx.clone()),
+                Effect::AbortHard => spawn_abort_hard(
+                    Arc::clone(&run),
+                    app.state.state_machine.clone(),
+                    tx.clone(),
+                ),
+                Effect::Reexecute(mode)
+                    if run.store.is_remote() && app.state.state_machine.is_some() =>
+                {
+                    spawn_remote_reexecute(
+                        Arc::clone(&run),
+                        mode,
+                        app.state.state_machine.clone().unwrap_or_default(),
+                        tx.clone(),
+                    );
+                }
                 Effect::Reexecute(mode) => {
                     if let Some(options) = options
                         .drive
@@ -150,6 +173,9 @@ pub async fn console(
     }
     clock.abort();
     poller.abort();
+    if let Some(remote) = remote {
+        remote.abort();
+    }
     if let Some(engine) = engine {
         engine.abort();
     }
@@ -293,6 +319,147 @@ fn spawn_abort(run: Arc<Run<AnyStore>>, driven_here: bool, tx: UnboundedSender<M
         .await;
         let _ = tx.send(Msg::Flash(match result {
             Ok(()) => "abort requested".into(),
+            Err(e) => format!("abort failed: {e}"),
+        }));
+    });
+}
+
+/// Polls the run's newest execution: status, history events used (the newest event's id, read
+/// newest-first with one small page), and the latest events. Backs off while throttled.
+fn spawn_remote_poller(
+    state_machine: String,
+    run_id: String,
+    tx: UnboundedSender<Msg>,
+) -> tokio::task::JoinHandle<()> {
+    use aws_sdk_sfn::types::HistoryEvent;
+    tokio::spawn(async move {
+        let client = crate::remote::client().await;
+        let mut delay = Duration::from_secs(2);
+        loop {
+            let result = async {
+                let executions = crate::remote::executions(&client, &state_machine, &run_id)
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                let Some(newest) = executions.first() else {
+                    return Ok(None);
+                };
+                let page = client
+                    .get_execution_history()
+                    .execution_arn(newest.execution_arn())
+                    .reverse_order(true)
+                    .max_results(12)
+                    .send()
+                    .await
+                    .map_err(|e| baton_core::aws::describe(&e))?;
+                // Newest first where the service honours reverseOrder; sort by id either way.
+                let mut events: Vec<&HistoryEvent> = page.events().iter().collect();
+                events.sort_by_key(|e| e.id());
+                let recent = events
+                    .iter()
+                    .map(|e| {
+                        let at = chrono::DateTime::from_timestamp(e.timestamp().secs(), 0)
+                            .map(|t| t.format("%H:%M:%S").to_string())
+                            .unwrap_or_default();
+                        format!("{at} #{} {}", e.id(), e.r#type().as_str())
+                    })
+                    .collect();
+                Ok::<_, String>(Some(app::RemoteInfo {
+                    execution: newest.name().to_string(),
+                    status: newest.status().as_str().to_string(),
+                    events: events.last().map_or(0, |e| e.id() as u64),
+                    executions: executions.len(),
+                    recent,
+                }))
+            }
+            .await;
+            match result {
+                Ok(Some(info)) => {
+                    delay = Duration::from_secs(2);
+                    if tx.send(Msg::Remote(Box::new(info))).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    if tx
+                        .send(Msg::Flash(format!(
+                            "Step Functions: {e} (retrying in {}s)",
+                            delay.as_secs()
+                        )))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(delay).await;
+        }
+    })
+}
+
+fn spawn_remote_reexecute(
+    run: Arc<Run<AnyStore>>,
+    mode: baton_core::Reexecute,
+    state_machine: String,
+    tx: UnboundedSender<Msg>,
+) {
+    tokio::spawn(async move {
+        let result = async {
+            let ((), state, _) = run
+                .update(|plan, state| drop(apply_reexecute(plan, state, mode, Utc::now())))
+                .await
+                .map_err(|e| e.to_string())?;
+            let sfn = crate::remote::client().await;
+            let existing = crate::remote::executions(&sfn, &state_machine, &state.run_id)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let name = crate::remote::retry_name(&state.run_id, &existing);
+            crate::remote::start(&sfn, &state_machine, &run.store.locator(), &name)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            Ok::<_, String>(name)
+        }
+        .await;
+        let _ = tx.send(Msg::Flash(match result {
+            Ok(name) => format!("re-executing in execution {name}"),
+            Err(e) => format!("re-execute failed: {e}"),
+        }));
+    });
+}
+
+fn spawn_abort_hard(
+    run: Arc<Run<AnyStore>>,
+    state_machine: Option<String>,
+    tx: UnboundedSender<Msg>,
+) {
+    tokio::spawn(async move {
+        let result = async {
+            let ((), state, _) = run
+                .update(|_, state| state.abort_requested = true)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut stopped = 0;
+            if let Some(state_machine) = state_machine {
+                let sfn = crate::remote::client().await;
+                let cause = format!(
+                    "run {} aborted by an operator from the console",
+                    state.run_id
+                );
+                stopped = crate::remote::stop_running(&sfn, &state_machine, &state.run_id, &cause)
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+            }
+            // With the execution stopped nobody else will honour the abort: settle it here.
+            let executor = Arc::new(crate::aws::executor(&run.plan).await);
+            driver::tick(&run, &executor, &TickOptions::default(), &Silent)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(stopped)
+        }
+        .await;
+        let _ = tx.send(Msg::Flash(match result {
+            Ok(stopped) => format!("aborted; stopped {stopped} execution(s)"),
             Err(e) => format!("abort failed: {e}"),
         }));
     });

@@ -190,13 +190,41 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
         (true, false, _) => "driven here (stopped)",
         (false, _, _) => "watching",
     };
-    let line3 = Line::from(vec![Span::styled(
-        format!(
-            " {}  v{}  updated {ago} ago  {mode}",
-            app.locator, app.version
-        ),
+    // S3 version ids are long; a prefix is enough to tell versions apart on screen.
+    let version: String = app.version.chars().take(10).collect();
+    let mut line3 = vec![Span::styled(
+        format!(" {}  v{version}  updated {ago} ago  {mode}", app.locator),
         app.dim(),
-    )]);
+    )];
+    if let Some(remote) = &app.remote {
+        let next = app
+            .state
+            .actions
+            .iter()
+            .filter_map(|a| a.next_check_at)
+            .min()
+            .and_then(|t| (t - app.now).to_std().ok())
+            .map(|d| format!(" · next tick in {}", format_elapsed(d)))
+            .unwrap_or_default();
+        let share = remote.events as f64 / super::app::HISTORY_LIMIT as f64;
+        let style = if share > 0.8 {
+            app.style(ActionStatus::Failed)
+        } else {
+            app.accent()
+        };
+        line3.push(Span::styled(
+            format!(
+                "  │ {} {} · history {}/{} · {} ticks{next}",
+                remote.execution,
+                remote.status,
+                remote.events,
+                super::app::HISTORY_LIMIT,
+                app.state.invocations
+            ),
+            style,
+        ));
+    }
+    let line3 = Line::from(line3);
     Paragraph::new(vec![line1, Line::from(spans), line3]).render(area, buf);
 }
 
@@ -435,6 +463,16 @@ fn push_json(lines: &mut Vec<Line<'static>>, value: &serde_json::Value) {
 }
 
 fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
+    if let (true, Some(remote)) = (app.log.history, &app.remote) {
+        let block = pane_block(
+            app,
+            format!(" execution {} · newest history events ", remote.execution),
+            app.focus == Focus::Log,
+        );
+        let lines: Vec<Line> = remote.recent.iter().map(|l| Line::raw(l.clone())).collect();
+        Paragraph::new(lines).block(block).render(area, buf);
+        return;
+    }
     let thread = match (app.log.run_thread, app.selected_action()) {
         (false, Some(idx)) => app.plan.label(idx).to_string(),
         _ => "run".to_string(),
@@ -587,7 +625,14 @@ fn render_overlay(app: &App, overlay: &Overlay, area: Rect, buf: &mut Buffer) {
                 Line::raw("Running actions are cancelled where their type can cancel (a stack"),
                 Line::raw("that is being created cannot be); nothing else will start."),
                 Line::raw(""),
-                Line::styled("y abort · n keep running", app.accent()),
+                Line::styled(
+                    if app.remote.is_some() {
+                        "y abort (on the next tick) · h abort and stop the execution now · n keep running"
+                    } else {
+                        "y abort · n keep running"
+                    },
+                    app.accent(),
+                ),
             ],
             72,
             7,

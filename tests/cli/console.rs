@@ -800,3 +800,35 @@ fn real_terminal_demo_help_navigation_and_quit() {
         "an unfinished run exits 1:\n{pane}"
     );
 }
+
+#[test]
+fn remote_runs_show_the_execution_and_its_history_budget() {
+    let mut app = demo_app();
+    app.state.state_machine = Some("arn:aws:states:us-east-1:1:stateMachine:baton-runner".into());
+    app.state.invocations = 7;
+    let info = baton::tui::app::RemoteInfo {
+        execution: "demo-fixture".into(),
+        status: "RUNNING".into(),
+        events: 212,
+        executions: 1,
+        recent: vec![
+            "09:00:08 #211 WaitStateEntered".into(),
+            "09:00:08 #212 WaitStateExited".into(),
+        ],
+    };
+    update(&mut app, Msg::Remote(Box::new(info)));
+    let text = screen(&app, 160, 48);
+    assert!(
+        text.contains("demo-fixture RUNNING · history 212/25000 · 7 ticks"),
+        "{text}"
+    );
+    // L cycles the log pane: action → run → the execution's history.
+    key(&mut app, KeyCode::Char('L'));
+    key(&mut app, KeyCode::Char('L'));
+    let text = screen(&app, 160, 48);
+    assert!(text.contains("#212 WaitStateExited"), "{text}");
+    // Abort offers to stop the execution at once.
+    key(&mut app, KeyCode::Char('a'));
+    assert!(screen(&app, 160, 48).contains("h abort and stop the execution now"));
+    assert_eq!(key(&mut app, KeyCode::Char('h')), vec![Effect::AbortHard]);
+}
