@@ -45,13 +45,17 @@ class Router(BaseHTTPRequestHandler):
         if self.path.startswith(RUNTIME_PREFIX + "invocation/next"):
             request_id, payload = pending.get()
             deadline_ms = int((time.time() + 300) * 1000)
-            self.reply(200, payload, {
+            try:
+                self.reply(200, payload, {
                 "Lambda-Runtime-Aws-Request-Id": request_id,
                 "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
                 "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:baton-tick",
                 "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
                 "Content-Type": "application/json",
-            })
+                })
+            except OSError:
+                # The function went away mid-poll: the event is not lost, the next poll gets it.
+                pending.put((request_id, payload))
             return
         self.proxy()
 
