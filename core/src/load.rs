@@ -119,6 +119,10 @@ pub fn load_path(path: &Path) -> Result<Loaded, Problems> {
 pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Problems> {
     // Editors on Windows like to start files with a byte-order mark; it carries no meaning.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let streamable = format != Format::Yaml && text.trim_start().starts_with('[');
+    if streamable {
+        return stream_json(file, text);
+    }
     let document = parse_document(file, text, format).map_err(|p| Problems {
         errors: vec![p],
         warnings: Vec::new(),
@@ -139,6 +143,69 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
         }
     };
     Validator::new(file).run(items)
+}
+
+/// Reads a JSON array one action at a time, so only the current action's JSON tree is held in
+/// memory (at 100k actions the whole tree was ~77 MB).
+fn stream_json(file: &str, text: &str) -> Result<Loaded, Problems> {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+
+    struct Actions<'v, 'f> {
+        validator: &'v mut Validator<'f>,
+        drafts: Vec<Draft>,
+    }
+
+    impl<'de> Visitor<'de> for &mut Actions<'_, '_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of actions")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(item) = seq.next_element::<Value>()? {
+                let index = self.drafts.len();
+                let draft = self.validator.read_action(index, item);
+                self.drafts.push(draft);
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for &mut Actions<'_, '_> {
+        type Value = ();
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_seq(self)
+        }
+    }
+
+    let mut validator = Validator::new(file);
+    let mut actions = Actions {
+        validator: &mut validator,
+        drafts: Vec::new(),
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed = (&mut actions)
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+    let drafts = std::mem::take(&mut actions.drafts);
+    if let Err(err) = parsed {
+        let message = err.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
+        return Err(Problems {
+            errors: vec![Problem {
+                position: Some((err.line(), err.column().max(1))),
+                ..Problem::file_level(file, format!("invalid JSON: {message}"))
+            }],
+            warnings: Vec::new(),
+        });
+    }
+    validator.finish_drafts(drafts)
 }
 
 // A cold path that runs once per file: the large error costs nothing worth boxing for.
@@ -281,6 +348,11 @@ impl<'f> Validator<'f> {
             .enumerate()
             .map(|(i, item)| self.read_action(i, item))
             .collect();
+        self.finish_drafts(drafts)
+    }
+
+    /// Everything after reading each action: labels, dependencies, cycles, template reads.
+    fn finish_drafts(mut self, drafts: Vec<Draft>) -> Result<Loaded, Problems> {
         if drafts.is_empty() {
             self.problems
                 .warnings

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::{DriveArgs, RunArgs, StoreArgs};
 use crate::locator::{self, AnyStore};
-use crate::output::{count_summary, format_elapsed, json_summary, plural, PlainPrinter};
+use crate::output::{count_summary, format_elapsed, plural, PlainPrinter};
 use crate::tui::ConsoleOptions;
 use crate::{CommandResult, Failure};
 
@@ -178,13 +178,13 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
     }
     let (state, _) = run.load().await?;
     if args.json {
-        let summary = json_summary(
-            &run.plan,
-            &state,
-            &run.store.locator(),
-            started.elapsed().as_millis(),
-        );
-        crate::out!("{summary}");
+        crate::output::Summary {
+            plan: &run.plan,
+            state: &state,
+            locator: &run.store.locator(),
+            duration_ms: started.elapsed().as_millis(),
+        }
+        .print();
     } else {
         crate::out!(
             "run {} {} in {} ({}; {})",
