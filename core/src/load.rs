@@ -145,6 +145,21 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
     Validator::new(file).run(items)
 }
 
+/// A JSON syntax error with its 1-based position (serde_json reports column 0 at the very start
+/// of a line).
+fn json_problem(file: &str, err: &serde_json::Error) -> Problem {
+    let message = err.to_string();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
+    Problem {
+        position: Some((err.line(), err.column().max(1))),
+        ..Problem::file_level(file, format!("invalid JSON: {message}"))
+    }
+}
+
 /// Reads a JSON array one action at a time, so only the current action's JSON tree is held in
 /// memory (at 100k actions the whole tree was ~77 MB).
 fn stream_json(file: &str, text: &str) -> Result<Loaded, Problems> {
@@ -191,17 +206,8 @@ fn stream_json(file: &str, text: &str) -> Result<Loaded, Problems> {
         .and_then(|()| deserializer.end());
     let drafts = std::mem::take(&mut actions.drafts);
     if let Err(err) = parsed {
-        let message = err.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_string();
         return Err(Problems {
-            errors: vec![Problem {
-                position: Some((err.line(), err.column().max(1))),
-                ..Problem::file_level(file, format!("invalid JSON: {message}"))
-            }],
+            errors: vec![json_problem(file, &err)],
             warnings: Vec::new(),
         });
     }
@@ -224,19 +230,7 @@ fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Probl
         ));
     }
     if use_json {
-        serde_json::from_str(text).map_err(|err| {
-            let message = err.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
-            Problem {
-                // serde_json reports column 0 at the very start of a line; columns are 1-based.
-                position: Some((err.line(), err.column().max(1))),
-                ..Problem::file_level(file, format!("invalid JSON: {message}"))
-            }
-        })
+        serde_json::from_str(text).map_err(|err| json_problem(file, &err))
     } else {
         serde_yaml::from_str(text).map_err(|err| {
             let position = err.location().map(|l| (l.line(), l.column()));

@@ -2,7 +2,6 @@
 //! scripts/test; `BATON_TEST_AWS_ENDPOINT` names it), and every CloudFormation status branch,
 //! failure and throttle with SDK-level mocks (moto never reports failures or progress).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_cloudformation as cfn;
@@ -14,89 +13,7 @@ use baton_core::{ActionType, RunStore, StoreError};
 use serde_json::{json, Value};
 
 use crate::common::*;
-
-/// The moto endpoint, or `None` to skip. In CI a missing endpoint is a failure.
-fn endpoint() -> Option<String> {
-    match std::env::var("BATON_TEST_AWS_ENDPOINT") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "BATON_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test, which starts moto"
-            );
-            eprintln!("skipping: no AWS emulator (run scripts/test)");
-            None
-        }
-    }
-}
-
-/// A name no other test (or earlier run against the same moto) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{}-{nanos:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn creds() -> s3::config::Credentials {
-    s3::config::Credentials::new("testing", "testing", None, None, "tests")
-}
-
-fn s3_client(endpoint: &str) -> s3::Client {
-    let conf = s3::Config::builder()
-        .behavior_version(s3::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(s3::config::Region::new("us-east-1"))
-        .credentials_provider(creds())
-        .force_path_style(true)
-        .build();
-    s3::Client::from_conf(conf)
-}
-
-fn cfn_client(endpoint: &str) -> cfn::Client {
-    let conf = cfn::Config::builder()
-        .behavior_version(cfn::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(cfn::config::Region::new("us-east-1"))
-        .credentials_provider(creds())
-        .build();
-    cfn::Client::from_conf(conf)
-}
-
-async fn bucket(client: &s3::Client, name: &str, versioned: bool) {
-    client
-        .create_bucket()
-        .bucket(name)
-        .send()
-        .await
-        .expect("create bucket");
-    if versioned {
-        let config = s3::types::VersioningConfiguration::builder()
-            .status(s3::types::BucketVersioningStatus::Enabled)
-            .build();
-        client
-            .put_bucket_versioning()
-            .bucket(name)
-            .versioning_configuration(config)
-            .send()
-            .await
-            .expect("versioning");
-    }
-}
+use crate::moto::*;
 
 /// `baton` with moto's endpoint and test credentials.
 fn baton_aws(scratch: &Scratch, endpoint: &str, args: &[&str]) -> std::process::Output {

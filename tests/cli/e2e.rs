@@ -9,6 +9,7 @@ use aws_sdk_sfn as sfn;
 use serde_json::json;
 
 use crate::common::*;
+use crate::moto::{rt, s3_client, sfn_client, unique};
 
 fn ready() -> Option<String> {
     let endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT")
@@ -25,35 +26,6 @@ fn ready() -> Option<String> {
             None
         }
     }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn sfn_client(endpoint: &str) -> sfn::Client {
-    sfn::Client::from_conf(
-        sfn::Config::builder()
-            .behavior_version(sfn::config::BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(sfn::config::Region::new("us-east-1"))
-            .credentials_provider(sfn::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build(),
-    )
 }
 
 /// The definition from cloudformation/runner.yaml, with the Lambda substituted in.
@@ -89,31 +61,7 @@ fn setup() -> Option<Setup> {
             .expect("create state machine")
             .state_machine_arn()
             .to_string();
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .endpoint_url(&endpoint)
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    "testing", "testing", None, None, "tests",
-                ))
-                .force_path_style(true)
-                .build(),
-        );
-        s3.create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .expect("bucket");
-        let on = aws_sdk_s3::types::VersioningConfiguration::builder()
-            .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-            .build();
-        s3.put_bucket_versioning()
-            .bucket(&bucket)
-            .versioning_configuration(on)
-            .send()
-            .await
-            .expect("versioning");
+        crate::moto::bucket(&s3_client(&endpoint), &bucket, true).await;
         arn
     });
     Some(Setup {

@@ -8,3 +8,4 @@ mod contract;
 mod corpus;
 mod crash;
 mod e2e;
+mod moto;

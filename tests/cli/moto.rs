@@ -1,0 +1,104 @@
+//! Helpers for tests against moto (started by scripts/test): the endpoint, unique names,
+//! SDK clients with test credentials, buckets.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_sdk_cloudformation as cfn;
+use aws_sdk_s3 as s3;
+use aws_sdk_sfn as sfn;
+
+/// The moto endpoint, or `None` to skip. In CI a missing endpoint is a failure.
+pub fn endpoint() -> Option<String> {
+    match std::env::var("BATON_TEST_AWS_ENDPOINT") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "BATON_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test, which starts moto"
+            );
+            eprintln!("skipping: no AWS emulator (run scripts/test)");
+            None
+        }
+    }
+}
+
+/// A name no other test (or earlier run against the same moto) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+pub fn creds() -> s3::config::Credentials {
+    s3::config::Credentials::new("testing", "testing", None, None, "tests")
+}
+
+pub fn s3_client(endpoint: &str) -> s3::Client {
+    let conf = s3::Config::builder()
+        .behavior_version(s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(s3::config::Region::new("us-east-1"))
+        .credentials_provider(creds())
+        .force_path_style(true)
+        .build();
+    s3::Client::from_conf(conf)
+}
+
+pub fn cfn_client(endpoint: &str) -> cfn::Client {
+    let conf = cfn::Config::builder()
+        .behavior_version(cfn::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(cfn::config::Region::new("us-east-1"))
+        .credentials_provider(creds())
+        .build();
+    cfn::Client::from_conf(conf)
+}
+
+pub async fn bucket(client: &s3::Client, name: &str, versioned: bool) {
+    client
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .expect("create bucket");
+    if versioned {
+        let config = s3::types::VersioningConfiguration::builder()
+            .status(s3::types::BucketVersioningStatus::Enabled)
+            .build();
+        client
+            .put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(config)
+            .send()
+            .await
+            .expect("versioning");
+    }
+}
+
+pub fn sfn_client(endpoint: &str) -> sfn::Client {
+    sfn::Client::from_conf(
+        sfn::Config::builder()
+            .behavior_version(sfn::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(sfn::config::Region::new("us-east-1"))
+            .credentials_provider(creds())
+            .build(),
+    )
+}
