@@ -39,8 +39,8 @@ pub struct RemoteInfo {
     pub events: u64,
     /// Executions of this run so far (re-executions and continuations included).
     pub executions: usize,
-    /// The newest history events, oldest first: `12:00:01 TaskSucceeded`.
-    pub recent: Vec<String>,
+    /// The newest history events, oldest first, with their times: `#212 TaskSucceeded`.
+    pub recent: Vec<(Timestamp, String)>,
 }
 
 /// Step Functions' history limit per execution.

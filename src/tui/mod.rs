@@ -347,7 +347,7 @@ fn spawn_remote_poller(
                     .get_execution_history()
                     .execution_arn(newest.execution_arn())
                     .reverse_order(true)
-                    .max_results(12)
+                    .max_results(100)
                     .send()
                     .await
                     .map_err(|e| baton_core::aws::describe(&e))?;
@@ -357,10 +357,12 @@ fn spawn_remote_poller(
                 let recent = events
                     .iter()
                     .map(|e| {
-                        let at = chrono::DateTime::from_timestamp(e.timestamp().secs(), 0)
-                            .map(|t| t.format("%H:%M:%S").to_string())
-                            .unwrap_or_default();
-                        format!("{at} #{} {}", e.id(), e.r#type().as_str())
+                        let at = chrono::DateTime::from_timestamp(
+                            e.timestamp().secs(),
+                            e.timestamp().subsec_nanos(),
+                        )
+                        .unwrap_or_default();
+                        (at, format!("#{} {}", e.id(), e.r#type().as_str()))
                     })
                     .collect();
                 Ok::<_, String>(Some(app::RemoteInfo {

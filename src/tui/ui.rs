@@ -464,13 +464,45 @@ fn push_json(lines: &mut Vec<Line<'static>>, value: &serde_json::Value) {
 
 fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
     if let (true, Some(remote)) = (app.log.history, &app.remote) {
-        let block = pane_block(
-            app,
-            format!(" execution {} · newest history events ", remote.execution),
-            app.focus == Focus::Log,
-        );
-        let lines: Vec<Line> = remote.recent.iter().map(|l| Line::raw(l.clone())).collect();
-        Paragraph::new(lines).block(block).render(area, buf);
+        // The selected action's ticks: events from a second before it started until it finished
+        // (or now); with no action selected, the newest events.
+        let window = app.selected_action().and_then(|idx| {
+            let a = app.state.action(idx);
+            let start = a.started_at? - chrono::Duration::seconds(1);
+            let end = match a.status {
+                ActionStatus::Running => app.now,
+                _ => a.finished_at.unwrap_or(app.now),
+            } + chrono::Duration::seconds(1);
+            Some((app.plan.label(idx), start, end))
+        });
+        let (title, lines): (String, Vec<Line>) = match window {
+            Some((label, start, end)) => (
+                format!(
+                    " execution {} · events during {label}'s ticks ",
+                    remote.execution
+                ),
+                remote
+                    .recent
+                    .iter()
+                    .filter(|(t, _)| *t >= start && *t <= end)
+                    .map(|(t, e)| Line::raw(format!("{} {e}", t.format("%H:%M:%S"))))
+                    .collect(),
+            ),
+            None => (
+                format!(" execution {} · newest history events ", remote.execution),
+                remote
+                    .recent
+                    .iter()
+                    .map(|(t, e)| Line::raw(format!("{} {e}", t.format("%H:%M:%S"))))
+                    .collect(),
+            ),
+        };
+        let height = area.height.saturating_sub(2) as usize;
+        let skip = lines.len().saturating_sub(height);
+        let block = pane_block(app, title, app.focus == Focus::Log);
+        Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>())
+            .block(block)
+            .render(area, buf);
         return;
     }
     let thread = match (app.log.run_thread, app.selected_action()) {

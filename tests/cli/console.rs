@@ -812,8 +812,9 @@ fn remote_runs_show_the_execution_and_its_history_budget() {
         events: 212,
         executions: 1,
         recent: vec![
-            "09:00:08 #211 WaitStateEntered".into(),
-            "09:00:08 #212 WaitStateExited".into(),
+            (t(2.0), "#40 TaskSucceeded".into()),
+            (t(8.0), "#211 WaitStateEntered".into()),
+            (t(8.5), "#212 WaitStateExited".into()),
         ],
     };
     update(&mut app, Msg::Remote(Box::new(info)));
@@ -825,8 +826,17 @@ fn remote_runs_show_the_execution_and_its_history_budget() {
     // L cycles the log pane: action → run → the execution's history.
     key(&mut app, KeyCode::Char('L'));
     key(&mut app, KeyCode::Char('L'));
+    // The selected action (load-config, which ran at 0 s) sees only the events of its ticks.
     let text = screen(&app, 160, 48);
-    assert!(text.contains("#212 WaitStateExited"), "{text}");
+    assert!(text.contains("events during load-config's ticks"), "{text}");
+    assert!(!text.contains("#212 WaitStateExited"), "{text}");
+    let db = app.plan.find("provision-database").expect("label");
+    app.reveal(db);
+    let text = screen(&app, 160, 48);
+    assert!(
+        text.contains("#212 WaitStateExited") && !text.contains("#40 TaskSucceeded"),
+        "{text}"
+    );
     // Abort offers to stop the execution at once.
     key(&mut app, KeyCode::Char('a'));
     assert!(screen(&app, 160, 48).contains("h abort and stop the execution now"));
