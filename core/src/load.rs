@@ -145,18 +145,24 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
     Validator::new(file).run(items)
 }
 
+/// A parser's message without its " at line L column C" tail (the position is reported apart).
+fn without_position(message: &str) -> String {
+    message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_string()
+}
+
 /// A JSON syntax error with its 1-based position (serde_json reports column 0 at the very start
 /// of a line).
 fn json_problem(file: &str, err: &serde_json::Error) -> Problem {
-    let message = err.to_string();
-    let message = message
-        .split(" at line ")
-        .next()
-        .unwrap_or(&message)
-        .to_string();
     Problem {
         position: Some((err.line(), err.column().max(1))),
-        ..Problem::file_level(file, format!("invalid JSON: {message}"))
+        ..Problem::file_level(
+            file,
+            format!("invalid JSON: {}", without_position(&err.to_string())),
+        )
     }
 }
 
@@ -234,15 +240,12 @@ fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Probl
     } else {
         serde_yaml::from_str(text).map_err(|err| {
             let position = err.location().map(|l| (l.line(), l.column()));
-            let message = err.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
             Problem {
                 position,
-                ..Problem::file_level(file, format!("invalid YAML: {message}"))
+                ..Problem::file_level(
+                    file,
+                    format!("invalid YAML: {}", without_position(&err.to_string())),
+                )
             }
         })
     }

@@ -216,12 +216,7 @@ mod calls {
     pub async fn check(aws: &Aws, request: &CheckRequest) -> Outcome {
         let p: Params = params_or_fail!(request);
         let client = client_or_fail!(aws.cfn(&p.target(aws)));
-        let stack_id = request
-            .handle
-            .get("stack_id")
-            .and_then(Value::as_str)
-            .unwrap_or(&p.stack_name)
-            .to_string();
+        let stack_id = stacks::handle_stack_id(&request.handle, &p.stack_name);
         let since = stacks::since(&request.handle);
         let stack = match stacks::find(&client, &stack_id).await {
             Ok(Some(stack)) => stack,

@@ -31,7 +31,7 @@ pub use self::calls::{check, start};
 
 #[cfg(feature = "aws")]
 mod calls {
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     use super::{Params, SPEC};
     use crate::actions::aws::stacks;
@@ -82,12 +82,7 @@ mod calls {
     pub async fn check(aws: &Aws, request: &CheckRequest) -> Outcome {
         let p: Params = params_or_fail!(request);
         let client = client_or_fail!(aws.cfn(&p.target(aws)));
-        let stack_id = request
-            .handle
-            .get("stack_id")
-            .and_then(Value::as_str)
-            .unwrap_or(&p.stack_name)
-            .to_string();
+        let stack_id = stacks::handle_stack_id(&request.handle, &p.stack_name);
         match stacks::find(&client, &stack_id).await {
             Ok(None) => Outcome::complete(),
             Ok(Some(stack)) if stack.status == "DELETE_COMPLETE" => {

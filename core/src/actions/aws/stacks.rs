@@ -109,6 +109,15 @@ pub async fn token_seen(client: &Client, stack_id: &str, token: &str) -> bool {
     }
 }
 
+/// The stack id a running action's handle records (the name before the first call returned).
+pub fn handle_stack_id(handle: &Value, stack_name: &str) -> String {
+    handle
+        .get("stack_id")
+        .and_then(Value::as_str)
+        .unwrap_or(stack_name)
+        .to_string()
+}
+
 pub fn since(handle: &Value) -> Option<Timestamp> {
     handle
         .get("since")
