@@ -15,20 +15,6 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::moto::*;
 
-/// `baton` with moto's endpoint and test credentials.
-fn baton_aws(scratch: &Scratch, endpoint: &str, args: &[&str]) -> std::process::Output {
-    scratch
-        .cmd()
-        .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("run baton")
-}
-
 // ---- the S3 store, against moto ----
 
 #[test]

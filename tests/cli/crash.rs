@@ -29,6 +29,16 @@ fn plan(scratch: &Scratch) {
     scratch.write("plan.json", &plan.to_string());
 }
 
+/// Whether the run got as far as being created (a crash can strike before).
+fn run_created(scratch: &Scratch, run_id: &str) -> bool {
+    scratch
+        .path()
+        .join(".baton/runs")
+        .join(run_id)
+        .join("actions.json")
+        .exists()
+}
+
 fn witness(scratch: &Scratch) -> HashMap<String, usize> {
     let text = std::fs::read_to_string(scratch.path().join("witness.txt")).unwrap_or_default();
     let mut counts = HashMap::new();
@@ -141,13 +151,7 @@ fn fault_points_are_survived() {
                 code(&out),
                 stderr(&out)
             );
-            if !scratch
-                .path()
-                .join(".baton/runs")
-                .join(&run_id)
-                .join("actions.json")
-                .exists()
-            {
+            if !run_created(&scratch, &run_id) {
                 // Crashed while creating the run: no run, and nothing ran.
                 assert!(witness(&scratch).is_empty(), "{context}");
                 continue;
@@ -184,13 +188,7 @@ fn sigkill_at_arbitrary_moments_is_survived() {
         // SIGKILL: no cleanup, no flush.
         let _ = child.kill();
         let _ = child.wait();
-        if !scratch
-            .path()
-            .join(".baton/runs")
-            .join(&run_id)
-            .join("actions.json")
-            .exists()
-        {
+        if !run_created(&scratch, &run_id) {
             // Killed before the run was created: nothing to resume, nothing ran.
             assert!(witness(&scratch).is_empty());
             continue;

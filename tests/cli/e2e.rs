@@ -73,16 +73,7 @@ fn setup() -> Option<Setup> {
 
 impl Setup {
     fn baton(&self, scratch: &Scratch, args: &[&str]) -> std::process::Output {
-        scratch
-            .cmd()
-            .args(args)
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("run baton")
+        crate::moto::baton_aws(scratch, &self.endpoint, args)
     }
 
     fn submit(&self, scratch: &Scratch, run_id: &str) {

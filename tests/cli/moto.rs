@@ -9,6 +9,8 @@ use aws_sdk_cloudformation as cfn;
 use aws_sdk_s3 as s3;
 use aws_sdk_sfn as sfn;
 
+use crate::common::Scratch;
+
 /// The moto endpoint, or `None` to skip. In CI a missing endpoint is a failure.
 pub fn endpoint() -> Option<String> {
     match std::env::var("BATON_TEST_AWS_ENDPOINT") {
@@ -101,4 +103,18 @@ pub fn sfn_client(endpoint: &str) -> sfn::Client {
             .credentials_provider(creds())
             .build(),
     )
+}
+
+/// `baton` with moto's endpoint and test credentials.
+pub fn baton_aws(scratch: &Scratch, endpoint: &str, args: &[&str]) -> std::process::Output {
+    scratch
+        .cmd()
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run baton")
 }
