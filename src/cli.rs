@@ -169,6 +169,10 @@ pub struct DriveArgs {
     /// Console without re-execute and abort controls.
     #[arg(long)]
     pub read_only: bool,
+    /// Drive even though another driver's lease on the run (S3 stores) has not lapsed: only
+    /// when that driver is known to be dead (its commands in flight become "interrupted").
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 #[derive(Debug, Clone, Args)]

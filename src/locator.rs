@@ -62,6 +62,10 @@ impl RunStore for AnyStore {
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
         each!(self, s => s.lock_driver())
     }
+
+    fn needs_lease(&self) -> bool {
+        each!(self, s => s.needs_lease())
+    }
 }
 
 impl AnyStore {

@@ -13,10 +13,11 @@ use tokio::task::JoinSet;
 
 use crate::actions::Mode;
 use crate::executor::{CheckRequest, Executor, LogLine, LogSink, Outcome, StartRequest};
+use crate::merge::{merge_operator_change, Merged};
 use crate::model::{ActionIdx, Plan};
 use crate::run::{Run, RunError};
 use crate::scheduler::{CancelReason, Flow, Scheduler, Step};
-use crate::state::{ActionState, Level, LogEntry, RunState, RunStatus};
+use crate::state::{ActionState, Lease, Level, LogEntry, RunState, RunStatus};
 use crate::store::RunStore;
 
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct TickOptions {
     pub max_parallel: Option<usize>,
     /// Set (e.g. on Ctrl-C) to stop starting new work; running work finishes and is saved.
     pub stop: Arc<AtomicBool>,
+    /// Take the run over even if another driver's lease on it has not lapsed (the operator
+    /// knows that driver is dead). Only stores without a driver lock use leases.
+    pub take_over: bool,
 }
 
 impl TickOptions {
@@ -44,8 +48,44 @@ impl Default for TickOptions {
             hard_deadline: false,
             max_parallel: None,
             stop: Arc::new(AtomicBool::new(false)),
+            take_over: false,
         }
     }
+}
+
+/// How long a lease lasts without renewal. A live driver renews it halfway (while a long
+/// command runs); a dead one's lapses soon enough for Step Functions' retries to get past it.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Names one tick in leases: readable in `baton status`, unique across machines and ticks
+/// (two drivers in one process — the console and a CLI call — must not share a lease).
+fn lease_holder() -> String {
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown host".into());
+        let nonce = crate::run::sha256_hex(
+            format!("{:?}{:?}", std::time::SystemTime::now(), Instant::now()).as_bytes(),
+        );
+        format!(
+            "baton pid {} on {host} ({})",
+            std::process::id(),
+            &nonce[..6]
+        )
+    });
+    format!(
+        "{process} tick {}",
+        TICKS.fetch_add(1, Ordering::Relaxed) + 1
+    )
+}
+
+fn lease_until() -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default()
 }
 
 /// The small document that travels between ticks (the Step Functions payload).
@@ -163,6 +203,35 @@ async fn tick_in_span<S: RunStore, E: Executor>(
         .record("run_id", state.run_id.as_str())
         .record("invocation", state.invocations);
     tracing::info!("tick started");
+    // Stores that cannot lock claim the run in the document: of two drivers that loaded the
+    // same version, the compare-and-swap lets exactly one through.
+    let leased = run.store.needs_lease();
+    let mut operator_changed = false;
+    if leased {
+        if let Some(lease) = &state.driver {
+            if lease.until > now {
+                if !options.take_over {
+                    return Err(RunError::Store(crate::store::StoreError::Busy {
+                        locator: run.store.locator(),
+                        holder: format!(
+                            " ({}, lease until {}; if that process died, wait for the lease to lapse or take over with `baton resume --take-over`)",
+                            lease.holder,
+                            crate::state::ts::format(&lease.until)
+                        ),
+                    }));
+                }
+                let message = format!("taking the run over from {}", lease.holder);
+                state.log_run(now, Level::Warn, message);
+            }
+        }
+        state.driver = Some(Lease {
+            holder: lease_holder(),
+            until: lease_until(),
+        });
+        let merged;
+        (version, merged) = save_merging(run, &mut state, &version).await?;
+        operator_changed |= merged.actions;
+    }
     let mut scheduler = Scheduler::new(plan, &mut state, now, options.max_parallel);
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
     let mut tasks: JoinSet<(ActionIdx, TaskResult)> = JoinSet::new();
@@ -192,7 +261,9 @@ async fn tick_in_span<S: RunStore, E: Executor>(
 
     loop {
         if !state.abort_requested {
-            let may_start = Instant::now() < deadline && !options.stopping();
+            // After an operator reset actions mid-tick, the scheduler's view is stale: start
+            // nothing more, let a fresh tick pick the run up.
+            let may_start = Instant::now() < deadline && !options.stopping() && !operator_changed;
             let steps = scheduler.next(&mut state, Utc::now(), may_start);
             notify_changes(&mut scheduler, plan, &state, observer);
             let starts_effect = steps
@@ -201,7 +272,9 @@ async fn tick_in_span<S: RunStore, E: Executor>(
             if starts_effect || unsaved_effects {
                 // Record intent before the side effect, so a crash mid-command is detected.
                 state.updated_at = Utc::now();
-                version = save_merging(run, &mut state, &version).await?;
+                let merged;
+                (version, merged) = save_merging(run, &mut state, &version).await?;
+                operator_changed |= merged.actions;
                 unsaved_effects = false;
                 observer.saved(plan, &state, &version);
             }
@@ -219,8 +292,23 @@ async fn tick_in_span<S: RunStore, E: Executor>(
             .next_due(&state)
             .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
+        // A long command must not let the lease lapse under it: renew halfway.
+        let renew = state.driver.as_ref().filter(|_| leased).map(|lease| {
+            (lease.until - Utc::now() - chrono::Duration::from_std(LEASE / 2).unwrap_or_default())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        });
         tokio::select! {
             _ = tokio::time::sleep(due) => {}
+            _ = tokio::time::sleep(renew.unwrap_or(Duration::MAX)), if renew.is_some() => {
+                if let Some(lease) = state.driver.as_mut() {
+                    lease.until = lease_until();
+                }
+                state.updated_at = Utc::now();
+                let merged;
+                (version, merged) = save_merging(run, &mut state, &version).await?;
+                operator_changed |= merged.actions;
+            }
             Some(line) = log_rx.recv() => record_log(plan, &mut state, line, observer),
             Some(joined) = tasks.join_next_with_id() => {
                 let (idx, result) = match joined {
@@ -250,7 +338,11 @@ async fn tick_in_span<S: RunStore, E: Executor>(
     }
 
     let now = Utc::now();
-    let flow = scheduler.flow(&state, now);
+    let flow = if operator_changed {
+        Flow::Execute
+    } else {
+        scheduler.flow(&state, now)
+    };
     let status = match flow {
         Flow::Execute => RunStatus::Running,
         Flow::Wait(_) => RunStatus::Waiting,
@@ -277,11 +369,14 @@ async fn tick_in_span<S: RunStore, E: Executor>(
     }
     state.status = status;
     state.updated_at = now;
-    version = save_merging(run, &mut state, &version).await?;
+    state.driver = None;
+    let merged;
+    (version, merged) = save_merging(run, &mut state, &version).await?;
     observer.saved(plan, &state, &version);
+    let status = state.status;
     tracing::info!(status = %status, version = %version, "tick finished");
-    // An abort that arrived during the save is honoured by the next tick.
-    let flow = if state.abort_requested && !status.is_finished() {
+    // An operator change that arrived during the save is honoured by the next tick.
+    let flow = if merged.actions || (state.abort_requested && !status.is_finished()) {
         Flow::Execute
     } else {
         flow
@@ -324,28 +419,47 @@ fn record_log(plan: &Plan, state: &mut RunState, line: LogLine, observer: &dyn O
     state.action_mut(line.idx).push_log(entry);
 }
 
-/// Saves with compare-and-swap. If the only change someone else made is an abort request, the
-/// request is merged and the save retried; any other conflict ends the tick.
+/// Saves with compare-and-swap. When someone saved first, their change is merged if it was an
+/// operator's (see [`crate::merge`]) and the save retried; another driver's tick, or a change
+/// to the same action, ends the tick with the conflict.
 async fn save_merging<S: RunStore>(
     run: &Run<S>,
     state: &mut RunState,
     expected: &str,
-) -> Result<String, RunError> {
+) -> Result<(String, Merged), RunError> {
     let mut expected = expected.to_string();
+    let mut merged = Merged::default();
     loop {
         match run.save(state, &expected).await {
-            Ok(version) => return Ok(version),
+            Ok(version) => return Ok((version, merged)),
             Err(err) if err.is_conflict() => {
-                let (latest, latest_version) = run.load().await?;
-                if latest.abort_requested
-                    && !state.abort_requested
-                    && latest.invocations < state.invocations
-                {
-                    state.abort_requested = true;
-                    state.log_run(Utc::now(), Level::Warn, "abort requested by an operator");
-                    expected = latest_version;
-                } else {
-                    return Err(err);
+                let base = run.load_version(&expected).await?;
+                let (theirs, latest) = run.load().await?;
+                match merge_operator_change(state, &base, &theirs) {
+                    Ok(took) => {
+                        if took.abort {
+                            state.log_run(
+                                Utc::now(),
+                                Level::Warn,
+                                "abort requested by an operator",
+                            );
+                        }
+                        if took.actions {
+                            state.log_run(
+                                Utc::now(),
+                                Level::Info,
+                                "merged an operator's change to actions saved during this tick",
+                            );
+                        }
+                        tracing::info!(version = %latest, "merged a concurrent operator change");
+                        merged.actions |= took.actions;
+                        merged.abort |= took.abort;
+                        expected = latest;
+                    }
+                    Err(why) => {
+                        tracing::warn!("{why}");
+                        return Err(err);
+                    }
                 }
             }
             Err(err) => return Err(err),

@@ -11,6 +11,7 @@ pub mod executor;
 pub mod fault;
 pub mod graph;
 pub mod load;
+pub mod merge;
 pub mod model;
 pub mod redact;
 pub mod run;

@@ -155,10 +155,14 @@ impl<'p> Scheduler<'p> {
                 t: now,
                 level: Level::Warn,
                 msg: format!(
-                    "attempt {} was interrupted; running it again (idempotent)",
+                    "attempt {} was interrupted; replaying it (idempotent)",
                     entry.attempt
                 ),
             });
+            // The replay is the same attempt: it keeps the attempt's idempotency token, so a
+            // start that reached AWS before the crash is recognised rather than repeated, and
+            // it does not use up a retry.
+            entry.attempt = entry.attempt.saturating_sub(1);
         } else {
             entry.status = ActionStatus::Failed;
             entry.finished_at = Some(now);

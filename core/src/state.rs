@@ -204,6 +204,16 @@ fn push_ring(ring: &mut VecDeque<LogEntry>, entry: LogEntry) {
     ring.push_back(entry);
 }
 
+/// A driver's claim on a run. It lapses at `until` (a crashed driver cannot release it); a live
+/// driver renews it while it works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lease {
+    pub holder: String,
+    #[serde(with = "ts")]
+    pub until: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunState {
     pub format: u32,
@@ -216,6 +226,9 @@ pub struct RunState {
     /// The Step Functions state machine driving the run (remote runs), so `watch`, `abort
     /// --hard` and `retry` find its executions.
     pub state_machine: Option<String>,
+    /// Who is driving the run right now, on stores that cannot lock (S3): a tick claims the
+    /// lease with a compare-and-swap save before doing anything and clears it when it ends.
+    pub driver: Option<Lease>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Indexed like `Plan::actions`.
@@ -240,6 +253,7 @@ impl RunState {
             abort_requested: false,
             vars,
             state_machine: None,
+            driver: None,
             created_at: now,
             updated_at: now,
             actions: vec![ActionState::default(); plan.len()],
@@ -368,6 +382,7 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
         let mut abort_requested = false;
         let mut vars = Map::new();
         let mut state_machine = None;
+        let mut driver = None;
         let mut log = VecDeque::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
@@ -379,6 +394,7 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
                 "abort_requested" => abort_requested = map.next_value()?,
                 "vars" => vars = map.next_value()?,
                 "state_machine" => state_machine = map.next_value()?,
+                "driver" => driver = map.next_value()?,
                 "created_at" => created_at = Some(map.next_value()?),
                 "updated_at" => updated_at = Some(map.next_value()?),
                 "log" => log = map.next_value()?,
@@ -395,6 +411,7 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
             abort_requested,
             vars,
             state_machine,
+            driver,
             created_at: created_at
                 .ok_or_else(|| A::Error::missing_field("created_at"))?
                 .0,
@@ -416,6 +433,7 @@ const FIELDS: &[&str] = &[
     "abort_requested",
     "vars",
     "state_machine",
+    "driver",
     "created_at",
     "updated_at",
     "actions",
@@ -491,6 +509,9 @@ impl Serialize for Document<'_> {
         map.serialize_entry("vars", &s.vars)?;
         if let Some(arn) = &s.state_machine {
             map.serialize_entry("state_machine", arn)?;
+        }
+        if let Some(lease) = &s.driver {
+            map.serialize_entry("driver", lease)?;
         }
         map.serialize_entry("created_at", &ts::Text(s.created_at))?;
         map.serialize_entry("updated_at", &ts::Text(s.updated_at))?;

@@ -611,3 +611,173 @@ fn plan_of(labels: &[&str]) -> Plan {
         .collect();
     plan(&serde_json::Value::Array(actions).to_string())
 }
+
+async fn leased_run(json: &str) -> Run<MemoryStore> {
+    let (run, _, _) = Run::create(
+        MemoryStore::with_leases(),
+        plan(json),
+        "run-leased",
+        Map::new(),
+        Utc::now(),
+    )
+    .await
+    .expect("create");
+    run
+}
+
+/// An operator's re-execute saved while a tick is busy (the console or `baton retry --no-run`
+/// on an S3 run that a Lambda tick is driving) wins the compare-and-swap; the tick merges it
+/// instead of failing, and neither the tick's work nor the reset is lost.
+#[test]
+fn a_reexecute_racing_a_tick_is_merged_and_both_changes_survive() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ok");
+        let plan_json = json!([
+            {"label": "flaky", "type": "system.command",
+             "params": {"command": format!("test -f {}", marker.display()), "shell": true}},
+            {"label": "after-flaky", "type": "system.no_op", "depends_on": ["flaky"]},
+            {"label": "slow", "type": "system.command",
+             "params": {"command": ["sleep", "0.8"]}},
+        ]);
+        let run = Arc::new(leased_run(&plan_json.to_string()).await);
+        let exec = Arc::new(baton_core::StandardExecutor::new());
+        let ticking = tokio::spawn({
+            let (run, exec) = (Arc::clone(&run), Arc::clone(&exec));
+            async move { tick(&run, &exec, &TickOptions::default(), &Silent).await }
+        });
+        // Wait until the tick has saved flaky's failure while slow still runs.
+        let flaky = run.plan.find("flaky").expect("flaky");
+        loop {
+            let (state, _) = run.load().await.expect("load");
+            if state.action(flaky).status == ActionStatus::Failed {
+                assert_eq!(
+                    state.action(run.plan.find("slow").expect("slow")).status,
+                    ActionStatus::Running
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::write(&marker, "").expect("marker");
+        run.update(|plan, state| apply_reexecute(plan, state, Reexecute::Failed, Utc::now()))
+            .await
+            .expect("operator re-execute");
+
+        let report = ticking
+            .await
+            .expect("join")
+            .expect("the tick merges, not fails");
+        assert_eq!(
+            report.flow,
+            Flow::Execute,
+            "a fresh tick picks up the reset"
+        );
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.action(flaky).status, ActionStatus::Pending);
+        assert_eq!(
+            state.action(run.plan.find("slow").expect("slow")).status,
+            ActionStatus::Complete,
+            "the tick's work survives"
+        );
+        assert!(state.driver.is_none(), "the lease is released");
+
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("tick 2");
+        assert_eq!(report.flow, Flow::Success);
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.count(ActionStatus::Complete), 3);
+        let slow_log: Vec<_> = state
+            .action(run.plan.find("slow").expect("slow"))
+            .log
+            .iter()
+            .map(|e| e.msg.clone())
+            .collect();
+        assert!(
+            !slow_log.iter().any(|m| m.contains("reset")),
+            "slow ran once: {slow_log:?}"
+        );
+        assert!(state
+            .log
+            .iter()
+            .any(|e| e.msg.starts_with("merged an operator's change")));
+    });
+}
+
+/// Two drivers on a store without locks (S3): the one that claims the lease works, the other
+/// is refused while the lease holds; a dead driver's lease lapses or is taken over explicitly.
+#[test]
+fn leases_let_exactly_one_driver_work() {
+    rt().block_on(async {
+        let run = Arc::new(
+            leased_run(r#"[{"label": "slow", "type": "system.command", "params": {"command": ["sleep", "0.5"]}}]"#)
+                .await,
+        );
+        let exec = Arc::new(baton_core::StandardExecutor::new());
+        let first = tokio::spawn({
+            let (run, exec) = (Arc::clone(&run), Arc::clone(&exec));
+            async move { tick(&run, &exec, &TickOptions::default(), &Silent).await }
+        });
+        loop {
+            let (state, _) = run.load().await.expect("load");
+            if state.driver.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let err = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect_err("the second driver is refused");
+        assert!(
+            matches!(err, baton_core::RunError::Store(baton_core::StoreError::Busy { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--take-over"), "{err}");
+        let report = first.await.expect("join").expect("the first driver finishes");
+        assert_eq!(report.flow, Flow::Success);
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.count(ActionStatus::Complete), 1);
+        assert!(state.driver.is_none());
+
+        // A crashed driver's lease: refused until taken over, then the run proceeds.
+        let crashed = leased_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
+        let (mut state, version) = crashed.load().await.expect("load");
+        state.driver = Some(baton_core::state::Lease {
+            holder: "baton pid 1 on elsewhere (dead)".into(),
+            until: Utc::now() + chrono::Duration::minutes(10),
+        });
+        crashed.save(&state, &version).await.expect("save");
+        let crashed = Arc::new(crashed);
+        let err = tick(&crashed, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("pid 1 on elsewhere"), "{err}");
+        let take_over = TickOptions {
+            take_over: true,
+            ..TickOptions::default()
+        };
+        let report = tick(&crashed, &exec, &take_over, &Silent)
+            .await
+            .expect("taken over");
+        assert_eq!(report.flow, Flow::Success);
+        let (state, _) = crashed.load().await.expect("load");
+        assert!(state
+            .log
+            .iter()
+            .any(|e| e.msg.contains("taking the run over from baton pid 1")));
+
+        // A lapsed lease needs no take-over.
+        let lapsed = leased_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
+        let (mut state, version) = lapsed.load().await.expect("load");
+        state.driver = Some(baton_core::state::Lease {
+            holder: "baton pid 1 on elsewhere (dead)".into(),
+            until: Utc::now() - chrono::Duration::seconds(1),
+        });
+        lapsed.save(&state, &version).await.expect("save");
+        let report = tick(&Arc::new(lapsed), &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("lapsed lease");
+        assert_eq!(report.flow, Flow::Success);
+    });
+}

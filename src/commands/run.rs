@@ -238,6 +238,7 @@ pub fn tick_options(args: &DriveArgs) -> Result<TickOptions, Failure> {
     Ok(TickOptions {
         budget: Duration::from_secs_f64(args.budget),
         max_parallel: args.max_parallel,
+        take_over: args.take_over,
         ..TickOptions::default()
     })
 }

@@ -3,18 +3,22 @@
 //! side effect happens twice. A witness file records every execution of every command.
 
 use std::collections::HashMap;
-use std::process::Stdio;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use crate::moto;
 
 const LABELS: [&str; 6] = [
     "prepare", "build-a", "build-b", "package", "publish", "notify",
 ];
 
+fn cmd(label: &str) -> serde_json::Value {
+    serde_json::json!({"command": format!("echo {label} >> witness.txt"), "shell": true})
+}
+
 /// Two parallel branches of commands, separated by short waits so runs span several ticks.
 fn plan(scratch: &Scratch) {
-    let cmd = |label: &str| serde_json::json!({"command": format!("echo {label} >> witness.txt"), "shell": true});
     let plan = serde_json::json!([
         {"label": "prepare", "type": "system.command", "params": cmd("prepare")},
         {"label": "build-a", "type": "system.command", "depends_on": ["prepare"], "params": cmd("build-a")},
@@ -29,14 +33,53 @@ fn plan(scratch: &Scratch) {
     scratch.write("plan.json", &plan.to_string());
 }
 
-/// Whether the run got as far as being created (a crash can strike before).
-fn run_created(scratch: &Scratch, run_id: &str) -> bool {
-    scratch
-        .path()
-        .join(".baton/runs")
-        .join(run_id)
-        .join("actions.json")
-        .exists()
+/// Where the crashed runs live: the default local store, or a versioned bucket in moto.
+enum Target {
+    Local,
+    S3 { endpoint: String, store: String },
+}
+
+impl Target {
+    fn cmd(&self, scratch: &Scratch) -> Command {
+        match self {
+            Target::Local => scratch.cmd(),
+            Target::S3 { endpoint, store } => {
+                let mut cmd = moto::aws_cmd(scratch, endpoint);
+                cmd.env("BATON_STORE", store);
+                cmd
+            }
+        }
+    }
+
+    fn baton(&self, scratch: &Scratch, args: &[&str]) -> Output {
+        self.cmd(scratch).args(args).output().expect("run baton")
+    }
+
+    /// Whether the run got as far as being created (a crash can strike before).
+    fn run_created(&self, scratch: &Scratch, run_id: &str) -> bool {
+        match self {
+            Target::Local => scratch
+                .path()
+                .join(".baton/runs")
+                .join(run_id)
+                .join("actions.json")
+                .exists(),
+            Target::S3 { .. } => {
+                let out = self.baton(scratch, &["status", run_id, "--json"]);
+                assert!(matches!(code(&out), 0 | 1 | 3), "{}", stderr(&out));
+                code(&out) != 3
+            }
+        }
+    }
+
+    /// A crashed driver leaves its lease on an S3 run; the operator knows it is dead.
+    fn resume_args<'a>(&self, run_id: &'a str) -> Vec<&'a str> {
+        let mut args = vec!["resume", run_id, "--json"];
+        if matches!(self, Target::S3 { .. }) {
+            args.push("--take-over");
+        }
+        args
+    }
 }
 
 fn witness(scratch: &Scratch) -> HashMap<String, usize> {
@@ -51,8 +94,15 @@ fn witness(scratch: &Scratch) -> HashMap<String, usize> {
 /// Resumes the run until it ends and checks the guarantee: every command ran at most once;
 /// a command caught mid-flight is reported "interrupted: outcome unknown" (never silently run
 /// again), and after the operator re-executes those that did not run, each ran exactly once.
-fn resume_and_check(scratch: &Scratch, run_id: &str, context: &str) {
-    let out = scratch.baton(&["resume", run_id, "--json"]);
+/// Returns the final summary.
+fn resume_and_check(
+    target: &Target,
+    scratch: &Scratch,
+    run_id: &str,
+    labels: &[&str],
+    context: &str,
+) -> serde_json::Value {
+    let out = target.baton(scratch, &target.resume_args(run_id));
     let exit = code(&out);
     assert!(
         exit == 0 || exit == 1,
@@ -62,7 +112,7 @@ fn resume_and_check(scratch: &Scratch, run_id: &str, context: &str) {
     let summary = json(&out);
     let counts = witness(scratch);
     let mut rerun = Vec::new();
-    for label in LABELS {
+    for &label in labels {
         let action = &summary["actions"][label];
         let ran = counts.get(label).copied().unwrap_or(0);
         assert!(ran <= 1, "{context}: {label} ran {ran} times");
@@ -86,24 +136,24 @@ fn resume_and_check(scratch: &Scratch, run_id: &str, context: &str) {
     }
     if summary["status"] == "succeeded" {
         assert!(
-            LABELS.iter().all(|l| counts.get(*l) == Some(&1)),
+            labels.iter().all(|l| counts.get(*l) == Some(&1)),
             "{context}: {counts:?}"
         );
-        return;
+        return summary;
     }
     // The operator checked the witness: these never ran, so re-execute them (and what they block).
-    let interrupted_ran = LABELS
+    let interrupted_ran = labels
         .iter()
         .any(|l| summary["actions"][*l]["status"] == "failed" && counts.get(*l) == Some(&1));
     if interrupted_ran {
         // The command finished but the crash lost its record: the documented unknown outcome.
-        return;
+        return summary;
     }
     assert!(
         !rerun.is_empty(),
         "{context}: run failed without an interrupted action: {summary}"
     );
-    let out = scratch.baton(&["retry", run_id, "--failed", "--json"]);
+    let out = target.baton(scratch, &["retry", run_id, "--failed", "--json"]);
     assert_eq!(
         code(&out),
         0,
@@ -113,9 +163,39 @@ fn resume_and_check(scratch: &Scratch, run_id: &str, context: &str) {
     );
     let counts = witness(scratch);
     assert!(
-        LABELS.iter().all(|l| counts.get(*l) == Some(&1)),
+        labels.iter().all(|l| counts.get(*l) == Some(&1)),
         "{context}: after retry {counts:?}"
     );
+    json(&out)
+}
+
+/// Runs `plan.json` with the fault `point@nth`; returns whether a crash happened and the run
+/// exists to be resumed.
+fn crash_at(target: &Target, scratch: &Scratch, run_id: &str, point: &str, nth: u32) -> bool {
+    let out = target
+        .cmd(scratch)
+        .args(["run", "plan.json", "--plain", "--run-id", run_id])
+        .env("BATON_FAULT", format!("{point}@{nth}"))
+        .output()
+        .expect("run");
+    let context = format!("{point}@{nth}");
+    if code(&out) == 0 {
+        // The point was hit fewer than `nth` times; the run simply finished.
+        assert!(witness(scratch).values().all(|&n| n == 1), "{context}");
+        return false;
+    }
+    assert!(
+        stderr(&out).contains(&format!("fault injection: killing the process at {point}")),
+        "{context}: expected an injected crash, got exit {}\n{}",
+        code(&out),
+        stderr(&out)
+    );
+    if !target.run_created(scratch, run_id) {
+        // Crashed while creating the run: no run, and nothing ran.
+        assert!(witness(scratch).is_empty(), "{context}");
+        return false;
+    }
+    true
 }
 
 #[test]
@@ -133,32 +213,97 @@ fn fault_points_are_survived() {
             let scratch = Scratch::new();
             plan(&scratch);
             let run_id = format!("fault-{point}-{nth}");
-            let out = scratch
-                .cmd()
-                .args(["run", "plan.json", "--plain", "--run-id", &run_id])
-                .env("BATON_FAULT", format!("{point}@{nth}"))
-                .output()
-                .expect("run");
-            let context = format!("{point}@{nth}");
-            if code(&out) == 0 {
-                // The point was hit fewer than `nth` times; the run simply finished.
-                assert!(witness(&scratch).values().all(|&n| n == 1), "{context}");
-                continue;
+            if crash_at(&Target::Local, &scratch, &run_id, point, nth) {
+                resume_and_check(
+                    &Target::Local,
+                    &scratch,
+                    &run_id,
+                    &LABELS,
+                    &format!("{point}@{nth}"),
+                );
             }
-            assert!(
-                stderr(&out).contains(&format!("fault injection: killing the process at {point}")),
-                "{context}: expected an injected crash, got exit {}\n{}",
-                code(&out),
-                stderr(&out)
-            );
-            if !run_created(&scratch, &run_id) {
-                // Crashed while creating the run: no run, and nothing ran.
-                assert!(witness(&scratch).is_empty(), "{context}");
-                continue;
-            }
-            resume_and_check(&scratch, &run_id, &context);
         }
     }
+}
+
+/// The same loop on an S3 store (moto), with a CloudFormation stack in the plan: a replayed
+/// start finds its own attempt through the client request token and follows it, so the stack
+/// is created exactly once whatever the crash point.
+#[test]
+fn fault_points_are_survived_on_s3_with_a_stack() {
+    let Some(endpoint) = moto::endpoint() else {
+        return;
+    };
+    let bucket = moto::unique("crash");
+    moto::rt().block_on(moto::bucket(&moto::s3_client(&endpoint), &bucket, true));
+    let cfn = moto::cfn_client(&endpoint);
+    let labels = ["prepare", "build-a", "after-stack", "notify"];
+    let template = r#"{"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": {"TopicArn": {"Value": {"Ref": "Topic"}}}}"#;
+    let mut replays_recognised = 0;
+    for point in [
+        "before_start",
+        "after_executor",
+        "before_save",
+        "after_save",
+    ] {
+        for nth in [1, 2, 3, 5] {
+            let scratch = Scratch::new();
+            let stack_name = moto::unique("crash-stack");
+            let plan = serde_json::json!([
+                {"label": "prepare", "type": "system.command", "params": cmd("prepare")},
+                {"label": "build-a", "type": "system.command", "depends_on": ["prepare"], "params": cmd("build-a")},
+                {"label": "stack", "type": "aws.create_stack", "depends_on": ["prepare"],
+                 "params": {"stack_name": stack_name, "template_body": template}},
+                {"label": "after-stack", "type": "system.command", "depends_on": ["stack"], "params": cmd("after-stack")},
+                {"label": "notify", "type": "system.command", "depends_on": ["after-stack", "build-a"], "params": cmd("notify")},
+            ]);
+            scratch.write("plan.json", &plan.to_string());
+            let target = Target::S3 {
+                endpoint: endpoint.clone(),
+                store: format!("s3://{bucket}/{point}-{nth}"),
+            };
+            let run_id = format!("fault-{point}-{nth}");
+            let context = format!("s3 {point}@{nth}");
+            let summary = if crash_at(&target, &scratch, &run_id, point, nth) {
+                resume_and_check(&target, &scratch, &run_id, &labels, &context)
+            } else if target.run_created(&scratch, &run_id) {
+                json(&target.baton(&scratch, &["status", &run_id, "--json"]))
+            } else {
+                continue;
+            };
+            if summary["actions"]["stack"]["status"] != "complete" {
+                continue;
+            }
+            let stacks = moto::rt()
+                .block_on(cfn.describe_stacks().stack_name(&stack_name).send())
+                .expect("describe");
+            assert_eq!(stacks.stacks().len(), 1, "{context}");
+            let events = moto::rt()
+                .block_on(cfn.describe_stack_events().stack_name(&stack_name).send())
+                .expect("events");
+            let stack_events: Vec<_> = events
+                .stack_events()
+                .iter()
+                .filter(|e| e.resource_type() == Some("AWS::CloudFormation::Stack"))
+                .filter_map(|e| e.resource_status().map(|s| s.as_str().to_string()))
+                .collect();
+            let creates = stack_events
+                .iter()
+                .filter(|s| *s == "CREATE_IN_PROGRESS")
+                .count();
+            assert_eq!(creates, 1, "{context}: {stack_events:?}");
+            assert!(
+                !stack_events.iter().any(|s| s.starts_with("UPDATE")),
+                "{context}: a replay must not update: {stack_events:?}"
+            );
+            let log = stdout(&target.baton(&scratch, &["logs", &run_id, "stack"]));
+            if log.contains("already started by this attempt") {
+                replays_recognised += 1;
+            }
+        }
+    }
+    // Some crash landed between CreateStack and the save that records it.
+    assert!(replays_recognised > 0, "no replayed create was exercised");
 }
 
 #[test]
@@ -188,11 +333,17 @@ fn sigkill_at_arbitrary_moments_is_survived() {
         // SIGKILL: no cleanup, no flush.
         let _ = child.kill();
         let _ = child.wait();
-        if !run_created(&scratch, &run_id) {
+        if !Target::Local.run_created(&scratch, &run_id) {
             // Killed before the run was created: nothing to resume, nothing ran.
             assert!(witness(&scratch).is_empty());
             continue;
         }
-        resume_and_check(&scratch, &run_id, &format!("kill after {delay:?}"));
+        resume_and_check(
+            &Target::Local,
+            &scratch,
+            &run_id,
+            &LABELS,
+            &format!("kill after {delay:?}"),
+        );
     }
 }

@@ -105,16 +105,21 @@ pub fn sfn_client(endpoint: &str) -> sfn::Client {
     )
 }
 
-/// `baton` with moto's endpoint and test credentials.
-pub fn baton_aws(scratch: &Scratch, endpoint: &str, args: &[&str]) -> std::process::Output {
-    scratch
-        .cmd()
-        .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint)
+/// A `baton` command with moto's endpoint and test credentials.
+pub fn aws_cmd(scratch: &Scratch, endpoint: &str) -> std::process::Command {
+    let mut cmd = scratch.cmd();
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
+/// `baton` with moto's endpoint and test credentials.
+pub fn baton_aws(scratch: &Scratch, endpoint: &str, args: &[&str]) -> std::process::Output {
+    aws_cmd(scratch, endpoint)
+        .args(args)
         .output()
         .expect("run baton")
 }

@@ -7,6 +7,8 @@ use super::{DriverGuard, RunStore, StoreError, VersionInfo};
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    /// Behave like S3: no driver lock, so ticks claim leases.
+    leases: bool,
 }
 
 #[derive(Debug, Default)]
@@ -16,8 +18,17 @@ struct Inner {
 }
 
 impl MemoryStore {
+    /// Like the local store: `lock_driver` excludes other drivers.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Like the S3 store: drivers exclude each other with leases in the state document.
+    pub fn with_leases() -> Self {
+        MemoryStore {
+            leases: true,
+            ..Self::default()
+        }
     }
 
     fn with<T>(
@@ -114,6 +125,10 @@ impl RunStore for MemoryStore {
 
     async fn head(&self) -> Result<String, StoreError> {
         self.with(|inner| Ok(inner.versions.len().to_string()))
+    }
+
+    fn needs_lease(&self) -> bool {
+        self.leases
     }
 
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {

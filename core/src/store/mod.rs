@@ -102,4 +102,10 @@ pub trait RunStore: Send + Sync {
 
     /// Claims the right to drive the run, or fails with [`StoreError::Busy`].
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError>;
+
+    /// Whether `lock_driver` cannot exclude other machines, so a tick must claim a lease in
+    /// the state document itself (S3: any number of processes anywhere can reach the run).
+    fn needs_lease(&self) -> bool {
+        false
+    }
 }

@@ -366,6 +366,10 @@ impl RunStore for S3Store {
         }
     }
 
+    fn needs_lease(&self) -> bool {
+        true
+    }
+
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
         // Remote runs are driven by one Step Functions execution; every save is still a
         // compare-and-swap, so a second driver can never overwrite the first.

@@ -95,7 +95,9 @@ mod calls {
         match stacks::find(&client, &p.stack_name).await {
             Err(outcome) => return outcome,
             Ok(Some(stack)) => {
-                if stacks::token_seen(&client, &stack.id, &token).await {
+                if stack.create_token.as_deref() == Some(token.as_str())
+                    || stacks::token_seen(&client, &stack.id, &token).await
+                {
                     request.log.send(
                         Level::Info,
                         format!("stack {} already started by this attempt", p.stack_name),
@@ -135,7 +137,7 @@ mod calls {
             .set_template_url(template_url)
             .set_template_body(template_body)
             .set_parameters(parameters(&p))
-            .set_tags(tags(&p))
+            .set_tags(Some(create_tags(&p, &token)))
             .set_capabilities(capabilities(&p));
         if let Some(mode) = &p.on_failure {
             call = call.on_failure(OnFailure::from(mode.as_str()));
@@ -285,6 +287,18 @@ mod calls {
                 })
                 .collect()
         })
+    }
+
+    /// The user's tags plus the attempt's create token.
+    fn create_tags(p: &Params, token: &str) -> Vec<CfnTag> {
+        let mut tags = tags(p).unwrap_or_default();
+        tags.push(
+            CfnTag::builder()
+                .key(stacks::CREATE_TOKEN_TAG)
+                .value(token)
+                .build(),
+        );
+        tags
     }
 
     fn tags(p: &Params) -> Option<Vec<CfnTag>> {

@@ -44,7 +44,15 @@ pub struct Stack {
     pub status: String,
     pub reason: Option<String>,
     pub outputs: Map<String, Value>,
+    /// The idempotency token of the baton attempt that created the stack (its
+    /// [`CREATE_TOKEN_TAG`] tag), if baton created it.
+    pub create_token: Option<String>,
 }
+
+/// Tags a stack with the attempt that created it. A replayed start recognises its own create
+/// through this tag even where stack events carry no `ClientRequestToken` (emulators; events
+/// paged out on a busy stack); it also tells operators which run made the stack.
+pub const CREATE_TOKEN_TAG: &str = "baton:create-token";
 
 impl Stack {
     /// The operation a stack in progress is doing.
@@ -79,6 +87,12 @@ pub async fn find(client: &Client, name_or_id: &str) -> Result<Option<Stack>, Ou
                     ))
                 })
                 .collect(),
+            create_token: s
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(CREATE_TOKEN_TAG))
+                .and_then(|t| t.value())
+                .map(str::to_string),
         })),
         Err(e)
             if code(&e).as_deref() == Some("ValidationError")
