@@ -67,6 +67,160 @@ fn s3_store_round_trip_versions_and_a_true_conflict() {
     });
 }
 
+/// A plan whose first action fails until `marker` exists, then a slow command: a run that an
+/// operator re-executes while (or before) a driver works. Commands log to witness.txt.
+fn flaky_then_slow(scratch: &Scratch, slow_depends_on_flaky: bool) {
+    let slow_deps: Vec<&str> = if slow_depends_on_flaky {
+        vec!["flaky"]
+    } else {
+        vec![]
+    };
+    let plan = json!([
+        {"label": "flaky", "type": "system.command",
+         "params": {"command": "test -f marker && echo flaky >> witness.txt", "shell": true}},
+        {"label": "slow", "type": "system.command", "depends_on": slow_deps,
+         "params": {"command": "sleep 1.5 && echo slow >> witness.txt", "shell": true}},
+        {"label": "last", "type": "system.command", "depends_on": ["slow"],
+         "params": {"command": "echo last >> witness.txt", "shell": true}},
+    ]);
+    scratch.write("plan.json", &plan.to_string());
+}
+
+fn witness_lines(scratch: &Scratch) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(scratch.path().join("witness.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Two drivers resume one S3 run at the same moment: one claims the lease and finishes the
+/// run; the other exits 3 saying the run is busy (or conflicted); every command ran once and
+/// every stored version is intact.
+#[test]
+fn two_drivers_on_an_s3_run_exactly_one_progresses() {
+    let Some(endpoint) = endpoint() else { return };
+    let name = unique("drivers");
+    rt().block_on(bucket(&s3_client(&endpoint), &name, true));
+    let store = format!("s3://{name}/p");
+    let scratch = Scratch::new();
+    flaky_then_slow(&scratch, true);
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &[
+            "run",
+            "plan.json",
+            "--run-id",
+            "r",
+            "--json",
+            "--store",
+            &store,
+        ],
+    );
+    assert_eq!(code(&out), 1, "flaky fails first: {}", stderr(&out));
+    scratch.write("marker", "");
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &["retry", "r", "--failed", "--no-run", "--store", &store],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let spawn = || {
+        aws_cmd(&scratch, &endpoint)
+            .args(["resume", "r", "--json", "--store", &store])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    ];
+    let mut codes: Vec<i32> = outs.iter().map(code).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![0, 3],
+        "{}\n---\n{}",
+        stderr(&outs[0]),
+        stderr(&outs[1])
+    );
+    let loser = outs.iter().find(|o| code(o) == 3).expect("loser");
+    let message = stderr(loser);
+    assert!(
+        message.contains("being driven by another baton process") || message.contains("conflict"),
+        "{message}"
+    );
+    assert_eq!(witness_lines(&scratch), ["flaky", "last", "slow"]);
+    let state = every_version_parses(&endpoint, &name, "p", "r");
+    assert_eq!(state.status, baton_core::RunStatus::Succeeded);
+    assert!(state.driver.is_none(), "the winner released its lease");
+}
+
+/// An operator re-executes a failed action while a driver is in the middle of a tick on the
+/// same S3 run (what the console does for a Lambda-driven run). The operator's save wins the
+/// compare-and-swap; the tick merges it when it saves, so the slow command's result and the
+/// reset both survive and the driver goes on to run the reset action.
+#[test]
+fn a_reexecute_racing_a_tick_on_s3_keeps_both_changes() {
+    let Some(endpoint) = endpoint() else { return };
+    let name = unique("race");
+    rt().block_on(bucket(&s3_client(&endpoint), &name, true));
+    let store = format!("s3://{name}/p");
+    let scratch = Scratch::new();
+    flaky_then_slow(&scratch, false);
+    let driver = aws_cmd(&scratch, &endpoint)
+        .args([
+            "run",
+            "plan.json",
+            "--run-id",
+            "r",
+            "--json",
+            "--store",
+            &store,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_status(&scratch, &endpoint, &store, "r", |s| {
+        s["actions"]["flaky"]["status"] == "failed" && s["actions"]["slow"]["status"] == "running"
+    });
+    scratch.write("marker", "");
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &["retry", "r", "--failed", "--no-run", "--store", &store],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "the operator is not blocked by the tick: {}",
+        stderr(&out)
+    );
+
+    let out = driver.wait_with_output().expect("driver");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let summary = json(&out);
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(witness_lines(&scratch), ["flaky", "last", "slow"]);
+    let state = every_version_parses(&endpoint, &name, "p", "r");
+    assert!(
+        state
+            .log
+            .iter()
+            .any(|e| e.msg.starts_with("merged an operator's change")),
+        "{:?}",
+        state.log
+    );
+}
+
 #[test]
 fn s3_store_refuses_an_unversioned_bucket() {
     let Some(endpoint) = endpoint() else { return };

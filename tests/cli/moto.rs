@@ -123,3 +123,54 @@ pub fn baton_aws(scratch: &Scratch, endpoint: &str, args: &[&str]) -> std::proce
         .output()
         .expect("run baton")
 }
+
+/// Every stored version of an S3 run still parses against its plan (nothing half-written),
+/// and there is at least one; returns the newest state.
+pub fn every_version_parses(
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    run_id: &str,
+) -> baton_core::RunState {
+    use baton_core::store::s3::S3Store;
+    use baton_core::{Run, RunStore};
+    rt().block_on(async {
+        let store = S3Store::in_prefix(s3_client(endpoint), bucket, prefix, run_id);
+        let run = Run::open(store).await.expect("the plan reads back");
+        let versions = run.store.list_versions().await.expect("list versions");
+        assert!(!versions.is_empty());
+        for v in &versions {
+            run.load_version(&v.version)
+                .await
+                .unwrap_or_else(|e| panic!("version {} is damaged: {e}", v.version));
+        }
+        run.load().await.expect("latest").0
+    })
+}
+
+/// Waits (up to 20 s) until `check` holds for the run's `status --json`.
+pub fn wait_for_status(
+    scratch: &Scratch,
+    endpoint: &str,
+    store: &str,
+    run_id: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = aws_cmd(scratch, endpoint)
+            .args(["status", run_id, "--json", "--store", store])
+            .output()
+            .expect("status");
+        if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            if check(&status) {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached the expected state"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
