@@ -8,4 +8,5 @@ mod contract;
 mod corpus;
 mod crash;
 mod e2e;
+mod faults;
 mod moto;

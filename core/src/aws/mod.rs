@@ -54,6 +54,31 @@ impl Target {
     }
 }
 
+/// A hung connection must end the call (and let the SDK retry) rather than hang the tick:
+/// each attempt gets `BATON_AWS_ATTEMPT_TIMEOUT_SECONDS` (default 30 s, room for a large state
+/// document), connecting gets 5 s.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    let attempt = std::env::var("BATON_AWS_ATTEMPT_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(30.0);
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .operation_attempt_timeout(std::time::Duration::from_secs_f64(attempt))
+        .build()
+}
+
+/// Attempts per AWS call, the first included: `BATON_AWS_MAX_ATTEMPTS` (default 5). Throttling,
+/// 5xx answers, timeouts and dropped connections are retried with jittered backoff.
+fn max_attempts() -> u32 {
+    std::env::var("BATON_AWS_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(5)
+}
+
 /// Shared AWS access: the base configuration and a cache of clients per target.
 pub struct Aws {
     base: SdkConfig,
@@ -86,7 +111,13 @@ impl Aws {
         if let Some(endpoint) = &settings.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
-        let base = loader.load().await;
+        let base = loader
+            .timeout_config(timeouts())
+            .retry_config(
+                aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts()),
+            )
+            .load()
+            .await;
         let endpoint_url = settings
             .endpoint_url
             .clone()

@@ -206,6 +206,37 @@ impl S3Store {
 struct NoGuard;
 impl DriverGuard for NoGuard {}
 
+/// Metadata on every object baton writes: the body's sha256 and the version it replaced. A
+/// write whose answer was lost (the connection dropped after S3 stored it, and the SDK's retry
+/// then failed its own precondition) is recognised as ours instead of being reported as a
+/// conflict or an existing run.
+const META_SHA: &str = "baton-sha256";
+const META_PARENT: &str = "baton-parent";
+/// The parent of the objects a create writes.
+const NO_PARENT: &str = "none";
+
+impl S3Store {
+    /// The newest version of `name`, if it is exactly this write.
+    async fn landed(&self, name: &str, sha: &str, parent: &str) -> Option<String> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(name))
+            .send()
+            .await
+            .ok()?;
+        let meta = head.metadata()?;
+        if meta.get(META_SHA)? != sha || meta.get(META_PARENT)? != parent {
+            return None;
+        }
+        let version = head.version_id().unwrap_or("null").to_string();
+        self.remember(&version, head.e_tag());
+        tracing::info!(object = name, version = %version, "a write whose answer was lost had landed");
+        Some(version)
+    }
+}
+
 fn precondition_failed(code: Option<&str>) -> bool {
     matches!(
         code,
@@ -221,6 +252,7 @@ impl RunStore for S3Store {
     async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
         self.check_versioning().await?;
         for (name, bytes) in [(PLAN_KEY, plan), (STATE_KEY, state)] {
+            let sha = crate::run::sha256_hex(bytes);
             let result = self
                 .client
                 .put_object()
@@ -228,6 +260,8 @@ impl RunStore for S3Store {
                 .key(self.key(name))
                 .content_type("application/json")
                 .if_none_match("*")
+                .metadata(META_SHA, &sha)
+                .metadata(META_PARENT, NO_PARENT)
                 .body(ByteStream::from(bytes.to_vec()))
                 .send()
                 .await;
@@ -239,9 +273,15 @@ impl RunStore for S3Store {
                 }
                 Ok(_) => {}
                 Err(e) if precondition_failed(code(&e).as_deref()) => {
-                    return Err(StoreError::AlreadyExists {
-                        locator: self.locator(),
-                    })
+                    match self.landed(name, &sha, NO_PARENT).await {
+                        Some(version) if name == STATE_KEY => return Ok(version),
+                        Some(_) => {}
+                        None => {
+                            return Err(StoreError::AlreadyExists {
+                                locator: self.locator(),
+                            })
+                        }
+                    }
                 }
                 Err(e) => return Err(self.remote("PutObject", &e)),
             }
@@ -280,6 +320,7 @@ impl RunStore for S3Store {
                 head.e_tag().unwrap_or_default().to_string()
             }
         };
+        let sha = crate::run::sha256_hex(state);
         let result = self
             .client
             .put_object()
@@ -287,6 +328,8 @@ impl RunStore for S3Store {
             .key(self.key(STATE_KEY))
             .content_type("application/json")
             .if_match(&etag)
+            .metadata(META_SHA, &sha)
+            .metadata(META_PARENT, expected)
             .body(ByteStream::from(state.to_vec()))
             .send()
             .await;
@@ -296,11 +339,16 @@ impl RunStore for S3Store {
                 self.remember(&version, out.e_tag());
                 Ok(version)
             }
-            Err(e) if precondition_failed(code(&e).as_deref()) => Err(StoreError::Conflict {
-                locator: self.locator(),
-                expected: expected.to_string(),
-                actual: self.head().await.unwrap_or_else(|_| "unknown".into()),
-            }),
+            Err(e) if precondition_failed(code(&e).as_deref()) => {
+                if let Some(version) = self.landed(STATE_KEY, &sha, expected).await {
+                    return Ok(version);
+                }
+                Err(StoreError::Conflict {
+                    locator: self.locator(),
+                    expected: expected.to_string(),
+                    actual: self.head().await.unwrap_or_else(|_| "unknown".into()),
+                })
+            }
             Err(e) => Err(self.remote("PutObject", &e)),
         }
     }
