@@ -130,6 +130,11 @@ pub async fn console(
             || app.state.count(baton_core::ActionStatus::Running) > 0
             || !app.state.status.is_finished();
         for effect in update(&mut app, msg) {
+            // `update` offers no controls in read-only mode; this is the second lock on the door.
+            if app.read_only && effect != Effect::Quit {
+                tracing::warn!(?effect, "read-only console: ignoring a change to the run");
+                continue;
+            }
             match effect {
                 Effect::Quit => {}
                 Effect::Abort => spawn_abort(Arc::clone(&run), app.driver_active, tx.clone()),

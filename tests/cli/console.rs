@@ -431,6 +431,38 @@ fn read_only_has_no_controls() {
     );
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Whatever an operator types into a read-only console (every key the keymap knows, and
+    /// confirmations in any order), nothing that changes the run comes out of `update`.
+    #[test]
+    fn no_key_sequence_mutates_a_read_only_console(
+        keys in proptest::collection::vec(0usize..40, 1..40)
+    ) {
+        let alphabet: Vec<KeyCode> = "rRaAyYnqfjkcx?/ thlgG"
+            .chars()
+            .map(KeyCode::Char)
+            .chain([
+                KeyCode::Enter, KeyCode::Esc, KeyCode::Tab, KeyCode::Up, KeyCode::Down,
+                KeyCode::Left, KeyCode::Right, KeyCode::PageDown, KeyCode::Home, KeyCode::End,
+                KeyCode::Backspace, KeyCode::BackTab, KeyCode::F(1), KeyCode::Delete,
+                KeyCode::Char('1'), KeyCode::Char('2'), KeyCode::Char('3'), KeyCode::Char('e'),
+                KeyCode::Char('s'),
+            ])
+            .collect();
+        let mut app = failing_app();
+        app.read_only = true;
+        for k in keys {
+            let effects = key(&mut app, alphabet[k % alphabet.len()]);
+            proptest::prop_assert!(
+                effects.iter().all(|e| *e == Effect::Quit),
+                "read-only console produced {:?}", effects
+            );
+        }
+    }
+}
+
 #[test]
 fn engine_messages_update_the_view() {
     let mut app = demo_app();
@@ -698,6 +730,71 @@ fn real_terminal_session_in_tmux() {
     assert!(pane.contains("run tmux-run succeeded"), "{pane}");
     assert!(pane.contains("EXITED 0"), "{pane}");
     drop(guard);
+}
+
+/// `watch --read-only` in a real terminal: the operator presses every control key and
+/// confirms; the run's stored versions are exactly what they were.
+#[test]
+fn read_only_watch_in_tmux_changes_nothing() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var("CI").is_err(), "tmux is required in CI");
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let scratch = Scratch::new();
+    std::fs::copy(
+        repo().join("examples/failing.json"),
+        scratch.path().join("failing.json"),
+    )
+    .expect("copy");
+    let out = scratch.baton(&["run", "failing.json", "--run-id", "ro", "--json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let versions = || stdout(&scratch.baton(&["status", "ro", "--versions"]));
+    let before = versions();
+    let session = format!("baton-ro-{}", std::process::id());
+    let command = format!(
+        "cd {} && NO_COLOR=1 {} watch ro --read-only; echo EXITED $?; sleep 30",
+        scratch.path().display(),
+        baton_bin()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "36",
+        &command,
+    ]);
+    let guard = KillSession(session.clone());
+    wait_for(&session, "read-only", Duration::from_secs(10));
+    for keys in [
+        ["r", "y"],
+        ["R", "y"],
+        ["a", "y"],
+        ["A", "y"],
+        ["f", "r"],
+        ["Enter", "y"],
+    ] {
+        tmux(&["send-keys", "-t", &session, keys[0], keys[1]]);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let pane = tmux(&["capture-pane", "-t", &session, "-p"]);
+    assert!(
+        !pane.contains("will run"),
+        "a re-execute preview opened:\n{pane}"
+    );
+    assert!(!pane.contains("abort requested"), "{pane}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    wait_for(&session, "EXITED", Duration::from_secs(10));
+    drop(guard);
+    assert_eq!(versions(), before, "the read-only console changed the run");
 }
 
 struct KillSession(String);
