@@ -15,6 +15,7 @@ use crate::actions::Mode;
 use crate::executor::{CheckRequest, Executor, LogLine, LogSink, Outcome, StartRequest};
 use crate::merge::{merge_operator_change, Merged};
 use crate::model::{ActionIdx, Plan};
+use crate::redact::Secrets;
 use crate::run::{Run, RunError};
 use crate::scheduler::{CancelReason, Flow, Scheduler, Step};
 use crate::state::{ActionState, Lease, Level, LogEntry, RunState, RunStatus};
@@ -233,6 +234,12 @@ async fn tick_in_span<S: RunStore, E: Executor>(
         operator_changed |= merged.actions;
     }
     let mut scheduler = Scheduler::new(plan, &mut state, now, options.max_parallel);
+    let mut secrets = Secrets::default();
+    secrets.learn_map(&state.vars);
+    for (action, def) in state.actions.iter().zip(&plan.actions) {
+        secrets.learn_map(&action.outputs);
+        secrets.learn(&def.params);
+    }
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
     let mut tasks: JoinSet<(ActionIdx, TaskResult)> = JoinSet::new();
     let mut task_actions: HashMap<tokio::task::Id, ActionIdx> = HashMap::new();
@@ -279,6 +286,9 @@ async fn tick_in_span<S: RunStore, E: Executor>(
                 observer.saved(plan, &state, &version);
             }
             for step in steps {
+                if let Step::Start { params, .. } = &step {
+                    secrets.learn(params);
+                }
                 crate::fault::point("before_start");
                 context.spawn(&mut tasks, &mut task_actions, &state, step);
             }
@@ -309,7 +319,7 @@ async fn tick_in_span<S: RunStore, E: Executor>(
                 (version, merged) = save_merging(run, &mut state, &version).await?;
                 operator_changed |= merged.actions;
             }
-            Some(line) = log_rx.recv() => record_log(plan, &mut state, line, observer),
+            Some(line) = log_rx.recv() => record_log(plan, &mut state, line, &secrets, observer),
             Some(joined) = tasks.join_next_with_id() => {
                 let (idx, result) = match joined {
                     Ok((id, (idx, result))) => { task_actions.remove(&id); (idx, result) }
@@ -320,12 +330,22 @@ async fn tick_in_span<S: RunStore, E: Executor>(
                 };
                 // Lines the action wrote before finishing belong before its result.
                 while let Ok(line) = log_rx.try_recv() {
-                    record_log(plan, &mut state, line, observer);
+                    record_log(plan, &mut state, line, &secrets, observer);
                 }
                 crate::fault::point("after_executor");
                 let now = Utc::now();
                 match result {
-                    TaskResult::Outcome(outcome) => scheduler.apply(&mut state, idx, outcome, now),
+                    TaskResult::Outcome(outcome) => {
+                        let outcome = match outcome {
+                            Outcome::Failed { error, retryable } => Outcome::Failed { error: secrets.redact(&error), retryable },
+                            Outcome::Complete { outputs } => {
+                                secrets.learn_map(&outputs);
+                                Outcome::Complete { outputs }
+                            }
+                            other => other,
+                        };
+                        scheduler.apply(&mut state, idx, outcome, now)
+                    }
                     TaskResult::Cancelled(reason, result) => scheduler.apply_cancel(&mut state, idx, reason, result, now),
                 }
                 unsaved_effects |= has_side_effects(plan, idx);
@@ -334,7 +354,7 @@ async fn tick_in_span<S: RunStore, E: Executor>(
         }
     }
     while let Ok(line) = log_rx.try_recv() {
-        record_log(plan, &mut state, line, observer);
+        record_log(plan, &mut state, line, &secrets, observer);
     }
 
     let now = Utc::now();
@@ -409,11 +429,17 @@ fn notify_changes(
     }
 }
 
-fn record_log(plan: &Plan, state: &mut RunState, line: LogLine, observer: &dyn Observer) {
+fn record_log(
+    plan: &Plan,
+    state: &mut RunState,
+    line: LogLine,
+    secrets: &Secrets,
+    observer: &dyn Observer,
+) {
     let entry = LogEntry {
         t: line.t,
         level: line.level,
-        msg: crate::redact::redact_text(&line.msg),
+        msg: secrets.redact(&line.msg),
     };
     observer.log(plan, Some(line.idx), &entry);
     state.action_mut(line.idx).push_log(entry);

@@ -93,6 +93,121 @@ pub fn redact_text(text: &str) -> String {
     out
 }
 
+/// Values known to be secret (found under secret-looking names in params, vars and outputs),
+/// masked wherever they turn up in text: a command that prints `$DB_PASSWORD` with no
+/// `name=` in front of it still cannot leak it into a log thread.
+#[derive(Debug, Default, Clone)]
+pub struct Secrets {
+    values: Vec<String>,
+}
+
+/// Shorter values are too likely to be ordinary words or numbers to mask everywhere.
+const MIN_SECRET_LEN: usize = 4;
+
+impl Secrets {
+    /// Learns the secret values inside `value` (see [`redact_value`] for what counts).
+    pub fn learn(&mut self, value: &Value) {
+        match value {
+            Value::Object(map) => {
+                let named_secret = ["ParameterKey", "Key", "Name"]
+                    .iter()
+                    .filter_map(|k| map.get(*k).and_then(Value::as_str))
+                    .any(is_secret_name);
+                for (k, v) in map {
+                    if is_secret_name(k)
+                        || (named_secret && matches!(k.as_str(), "ParameterValue" | "Value"))
+                    {
+                        self.learn_all(v);
+                    } else {
+                        self.learn(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.learn(v)),
+            _ => {}
+        }
+    }
+
+    /// Every scalar inside `value` is secret.
+    fn learn_all(&mut self, value: &Value) {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(items) => return items.iter().for_each(|v| self.learn_all(v)),
+            Value::Object(map) => return map.values().for_each(|v| self.learn_all(v)),
+            _ => return,
+        };
+        // A template is not the secret; its rendering is learnt when the action starts.
+        if text.len() >= MIN_SECRET_LEN && !text.contains("{{") && !self.values.contains(&text) {
+            self.values.push(text);
+        }
+    }
+
+    pub fn learn_map(&mut self, map: &serde_json::Map<String, Value>) {
+        for (k, v) in map {
+            if is_secret_name(k) {
+                self.learn_all(v);
+            } else {
+                self.learn(v);
+            }
+        }
+    }
+
+    /// The secrets an action's rendered params can contain: its own, the run's vars, and the
+    /// outputs of the actions it reads.
+    pub fn for_action(
+        plan: &crate::model::Plan,
+        state: &crate::state::RunState,
+        idx: crate::model::ActionIdx,
+    ) -> Self {
+        let mut secrets = Secrets::default();
+        let action = plan.action(idx);
+        secrets.learn(&action.params);
+        secrets.learn_map(&state.vars);
+        match &action.reads_outputs {
+            Some(reads) => reads
+                .iter()
+                .for_each(|&i| secrets.learn_map(&state.action(i).outputs)),
+            None => state
+                .actions
+                .iter()
+                .for_each(|a| secrets.learn_map(&a.outputs)),
+        }
+        secrets
+    }
+
+    /// [`redact_value`], then every string holding a known secret value masked.
+    pub fn redact_value(&self, value: &Value) -> Value {
+        self.mask_strings(redact_value(value))
+    }
+
+    fn mask_strings(&self, value: Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(self.redact(&s)),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| self.mask_strings(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k, self.mask_strings(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    /// [`redact_text`], then every known secret value masked.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = redact_text(text);
+        for value in &self.values {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +221,28 @@ mod tests {
         assert_eq!(redacted["env"]["DB_PASSWORD"], MASK);
         assert_eq!(redacted["env"]["HOME"], "/root");
         assert_eq!(redacted["parameters"][0]["ParameterValue"], MASK);
+    }
+
+    #[test]
+    fn masks_known_secret_values_anywhere() {
+        let mut secrets = Secrets::default();
+        secrets.learn(&json!({"env": {"DB_PASSWORD": "hunter2", "HOME": "/root"},
+                              "note": "{{ vars.api_token }}",
+                              "parameters": [{"ParameterKey": "ApiToken", "ParameterValue": "abc123"}]}));
+        secrets.learn_map(
+            json!({"db_secret": 98765, "pin": "1"})
+                .as_object()
+                .expect("map"),
+        );
+        assert_eq!(
+            secrets.redact("connecting with hunter2 and abc123 (98765) from /root"),
+            format!("connecting with {MASK} and {MASK} ({MASK}) from /root")
+        );
+        assert_eq!(
+            secrets.redact("pin 1"),
+            "pin 1",
+            "short values are not masked"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `baton inspect RUN LABEL`
 
-use baton_core::redact::redact_value;
+use baton_core::redact::{redact_value, Secrets};
 use baton_core::scheduler::context_for;
 use baton_core::state::ts;
 use baton_core::template::render_params;
@@ -28,7 +28,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
     } else {
         (def.params.clone(), None)
     };
-    let params = redact_value(&params);
+    let params = Secrets::for_action(plan, &state, idx).redact_value(&params);
     let outputs = redact_value(&Value::Object(a.outputs.clone()));
     let deps: Vec<&str> = plan.deps[idx as usize]
         .iter()

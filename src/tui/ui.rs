@@ -1,6 +1,6 @@
 //! Rendering: a pure function of [`App`]. No IO, no mutation.
 
-use baton_core::redact::redact_value;
+use baton_core::redact::{redact_value, Secrets};
 use baton_core::scheduler::context_for;
 use baton_core::state::Level;
 use baton_core::template::render_params;
@@ -440,7 +440,8 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
             def.params.clone()
         };
         lines.push(Line::from(key("params")));
-        push_json(&mut lines, &redact_value(&params));
+        let secrets = Secrets::for_action(&app.plan, &app.state, idx);
+        push_json(&mut lines, &secrets.redact_value(&params));
     }
     if !a.outputs.is_empty() {
         lines.push(Line::from(key("outputs")));

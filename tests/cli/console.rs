@@ -463,6 +463,42 @@ proptest::proptest! {
     }
 }
 
+/// The detail pane shows rendered params: a value rendered from a secret output is masked,
+/// like a secret-named param.
+#[test]
+fn the_detail_pane_masks_secrets() {
+    let plan = baton_core::load_str(
+        "plan.json",
+        r#"[{"label": "login", "type": "system.no_op"},
+            {"label": "call", "type": "system.command", "depends_on": ["login"],
+             "params": {"command": ["curl", "-H", "Authorization: {{ outputs['login'].session_token }}"],
+                        "env": {"DB_PASSWORD": "hunter2"}}}]"#,
+        baton_core::Format::Json,
+    )
+    .expect("plan")
+    .plan;
+    let mut state = RunState::new("secrets", &plan, "sha", Default::default(), t(0.0));
+    let login = plan.find("login").expect("login");
+    state.action_mut(login).status = ActionStatus::Complete;
+    state
+        .action_mut(login)
+        .outputs
+        .insert("session_token".into(), json!("s3ss10n-xyz"));
+    let call = plan.find("call").expect("call");
+    let mut app = App::new(Arc::new(plan), state, "1".into(), "here".into(), t(1.0));
+    app.color = false;
+    app.selected = Some(Row::Action(call));
+    let text = screen(&app, 160, 48);
+    assert!(text.contains("Authorization: ********"), "{text}");
+    assert!(
+        !text.contains("s3ss10n") && !text.contains("hunter2"),
+        "{text}"
+    );
+    app.selected = Some(Row::Action(login));
+    let text = screen(&app, 160, 48);
+    assert!(!text.contains("s3ss10n"), "{text}");
+}
+
 #[test]
 fn engine_messages_update_the_view() {
     let mut app = demo_app();

@@ -857,11 +857,14 @@ fn inspect_shows_rendered_params_and_outputs_with_secrets_redacted() {
 fn secrets_are_redacted_in_logs_and_summaries() {
     let scratch = with_plan(json!([
         {"label": "leaky", "type": "system.command",
-         "params": {"command": ["sh", "-c", "echo DB_PASSWORD=$DB_PASSWORD; echo '{\"api_token\": \"t0k3n\", \"user\": \"admin\"}'"],
-                    "env": {"DB_PASSWORD": "hunter2"}}}
+         "params": {"command": ["sh", "-c", "echo DB_PASSWORD=$DB_PASSWORD; echo connecting with $DB_PASSWORD; echo '{\"api_token\": \"t0k3n-value\", \"user\": \"admin\"}'"],
+                    "env": {"DB_PASSWORD": "hunter2"}}},
+        {"label": "uses-token", "type": "system.command", "depends_on": ["leaky"],
+         "params": {"command": ["sh", "-c", "echo calling the API with $T; echo \"auth failed for $T\" >&2; exit 3"],
+                    "env": {"T": "{{ outputs['leaky'].api_token }}"}}}
     ]));
     let out = scratch.baton(&["run", "plan.json", "--json", "--run-id", "leak"]);
-    assert_exit(&out, 0);
+    assert_exit(&out, 1);
     assert!(!stdout(&out).contains("t0k3n"), "{}", stdout(&out));
     let summary = json(&out);
     assert_eq!(
@@ -869,10 +872,39 @@ fn secrets_are_redacted_in_logs_and_summaries() {
         json!({"api_token": "********", "user": "admin"})
     );
     let logs = stdout(&scratch.baton(&["logs", "leak"]));
-    assert!(!logs.contains("hunter2"), "{logs}");
+    assert!(
+        !logs.contains("hunter2") && !logs.contains("t0k3n"),
+        "{logs}"
+    );
     assert!(logs.contains("DB_PASSWORD=********"), "{logs}");
-    let plain = scratch.baton(&["retry", "leak", "--only", "leaky", "--plain"]);
-    assert!(!stdout(&plain).contains("hunter2"), "{}", stdout(&plain));
+    assert!(logs.contains("connecting with ********"), "{logs}");
+    assert!(logs.contains("calling the API with ********"), "{logs}");
+    assert!(logs.contains("auth failed for ********"), "{logs}");
+    for command in [
+        vec!["status", "leak", "--json"],
+        vec!["inspect", "leak", "uses-token"],
+        vec!["inspect", "leak", "leaky", "--json"],
+    ] {
+        let text = stdout(&scratch.baton(&command));
+        assert!(
+            !text.contains("hunter2") && !text.contains("t0k3n"),
+            "{command:?}: {text}"
+        );
+    }
+    // Stored log threads and errors hold no secret either (outputs are kept: templates read them).
+    for version in std::fs::read_dir(scratch.path().join(".baton/runs/leak/state")).expect("state")
+    {
+        let text = std::fs::read_to_string(version.expect("entry").path()).expect("read");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+    let debug = scratch
+        .cmd()
+        .args(["retry", "leak", "--only", "leaky", "--plain"])
+        .env("BATON_LOG", "debug")
+        .output()
+        .expect("retry");
+    assert!(!stdout(&debug).contains("hunter2"), "{}", stdout(&debug));
+    assert!(!stderr(&debug).contains("hunter2"), "{}", stderr(&debug));
 }
 
 #[test]

@@ -125,7 +125,12 @@ fn write_new(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        // State holds outputs (which may be secrets that templates read): owner-only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -165,6 +170,11 @@ impl RunStore for LocalStore {
         let _ = fs::remove_dir_all(&staging);
         let result = (|| {
             fs::create_dir_all(staging.join(STATE_DIR))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))?;
+            }
             write_new(&staging.join(PLAN_FILE), plan)?;
             write_new(
                 &staging.join(STATE_DIR).join(format!("{:08}.json", 1)),
