@@ -28,7 +28,7 @@ pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) ->
             .collect();
         let mut doc = json!({
             "run_id": state.run_id, "run": run.store.locator(), "status": state.status,
-            "version": version, "invocations": state.invocations, "abort_requested": state.abort_requested,
+            "version": version, "invocations": state.invocations, "abort_requested": state.abort_requested, "driver": state.driver,
             "created_at": baton_core::state::ts::format(&state.created_at),
             "updated_at": baton_core::state::ts::format(&state.updated_at),
             "counts": counts, "actions": actions,
@@ -44,12 +44,25 @@ pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) ->
         return Ok(());
     }
     // A run that is not finished and that nobody drives is idle: say how to continue it.
-    let idle = !state.status.is_finished() && run.store.lock_driver().is_ok();
+    let lease = state
+        .driver
+        .as_ref()
+        .filter(|lease| lease.until > chrono::Utc::now());
+    let idle = !state.status.is_finished()
+        && lease.is_none()
+        && state.state_machine.is_none()
+        && run.store.lock_driver().is_ok();
     let age = elapsed(Some(state.created_at), Some(state.updated_at))
         .map(format_elapsed)
         .unwrap_or_default();
     let note = if state.abort_requested && !state.status.is_finished() {
         " (abort requested)".to_string()
+    } else if let Some(lease) = lease {
+        format!(
+            " (driven by {}, lease until {})",
+            lease.holder,
+            baton_core::state::ts::format(&lease.until)
+        )
     } else if idle {
         format!(
             " (idle: nothing is driving it; continue with `baton resume {}`)",
