@@ -781,3 +781,30 @@ fn leases_let_exactly_one_driver_work() {
         assert_eq!(report.flow, Flow::Success);
     });
 }
+
+/// A warm Lambda re-opens the same run every tick: the parsed plan is reused, and a different
+/// plan replaces it.
+#[test]
+fn the_plan_cache_reuses_a_parsed_plan() {
+    rt().block_on(async {
+        let first = new_run(&chain(5)).await;
+        let other = new_run(&chain(7)).await;
+        let cache = baton_core::run::PlanCache::default();
+        let a = Run::open_cached(first.store.clone(), &cache)
+            .await
+            .expect("open");
+        let b = Run::open_cached(first.store.clone(), &cache)
+            .await
+            .expect("open");
+        assert!(Arc::ptr_eq(&a.plan, &b.plan), "parsed once");
+        let c = Run::open_cached(other.store.clone(), &cache)
+            .await
+            .expect("open");
+        assert_eq!(c.plan.len(), 7);
+        let d = Run::open_cached(first.store.clone(), &cache)
+            .await
+            .expect("open");
+        assert_eq!(d.plan.len(), 5);
+        assert!(!Arc::ptr_eq(&a.plan, &d.plan), "evicted by the other plan");
+    });
+}

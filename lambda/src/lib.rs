@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use baton_core::aws::Aws;
 use baton_core::driver::{tick, Silent, TickOptions};
+use baton_core::run::PlanCache;
 use baton_core::store::s3::{parse_url, S3Store};
 use baton_core::{Flow, Run, RunError, StandardExecutor, StoreError};
 use serde::{Deserialize, Serialize};
@@ -141,7 +142,9 @@ pub async fn handle(
         .s3(&Default::default())
         .await
         .map_err(HandlerError::Unavailable)?;
-    let run = Run::open(S3Store::new(client, &bucket, &run_prefix)).await?;
+    static PLANS: std::sync::OnceLock<PlanCache> = std::sync::OnceLock::new();
+    let plans = PLANS.get_or_init(PlanCache::default);
+    let run = Run::open_cached(S3Store::new(client, &bucket, &run_prefix), plans).await?;
     let executor = Arc::new(StandardExecutor::with_aws(aws));
     let budget = deadline
         .saturating_duration_since(Instant::now())

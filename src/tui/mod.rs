@@ -72,7 +72,7 @@ pub async fn console(
     options: ConsoleOptions,
 ) -> Result<RunStatus, Failure> {
     let (state, version) = run.load().await?;
-    let plan = Arc::new(run.plan.clone());
+    let plan = Arc::clone(&run.plan);
     let mut app = App::new(plan, state, version, run.store.locator(), Utc::now());
     app.read_only = options.read_only;
     app.color = color_enabled();
