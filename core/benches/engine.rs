@@ -226,11 +226,48 @@ fn tick_local_store(c: &mut Criterion) {
     group.finish();
 }
 
+/// Opening a run as a Lambda tick does: cold (parse and validate `actions.json`) and warm
+/// (the plan cache recognises the bytes).
+fn open_run(c: &mut Criterion) {
+    let mut group = c.benchmark_group("open_run");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = || LocalStore::in_root(dir.path(), "bench");
+    runtime
+        .block_on(Run::create(
+            store(),
+            load(Shape::Layered, 10_000),
+            "bench",
+            Map::new(),
+            now(),
+        ))
+        .expect("run created");
+    group.bench_function("cold/10000", |b| {
+        b.iter(|| runtime.block_on(Run::open(store())).expect("open"))
+    });
+    let cache = baton_core::run::PlanCache::default();
+    group.bench_function("warm/10000", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(Run::open_cached(store(), &cache))
+                .expect("open")
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     parse_and_validate,
     scheduler,
     state_json,
-    tick_local_store
+    tick_local_store,
+    open_run
 );
 criterion_main!(benches);
