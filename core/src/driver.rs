@@ -58,6 +58,9 @@ impl Default for TickOptions {
 /// command runs); a dead one's lapses soon enough for Step Functions' retries to get past it.
 const LEASE: Duration = Duration::from_secs(30);
 
+/// How often a tick with work in flight looks for changes made by operators.
+const WATCH: Duration = Duration::from_secs(1);
+
 /// Names one tick in leases: readable in `baton status`, unique across machines and ticks
 /// (two drivers in one process — the console and a CLI call — must not share a lease).
 fn lease_holder() -> String {
@@ -254,6 +257,8 @@ async fn tick_in_span<S: RunStore, E: Executor>(
         options,
         deadline,
     };
+    // An abort merged later in the tick is carried out by the next tick, with a fresh scheduler.
+    let abort_handled = state.abort_requested;
     if state.abort_requested {
         state.log_run(
             now,
@@ -266,6 +271,10 @@ async fn tick_in_span<S: RunStore, E: Executor>(
         notify_changes(&mut scheduler, plan, &state, observer);
     }
 
+    // While work is in flight, look for operator changes (an abort from another terminal, a
+    // re-execute) once a second, so they are merged now rather than at the tick's next save.
+    let mut watch = tokio::time::interval(WATCH);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !state.abort_requested {
             // After an operator reset actions mid-tick, the scheduler's view is stale: start
@@ -319,6 +328,15 @@ async fn tick_in_span<S: RunStore, E: Executor>(
                 (version, merged) = save_merging(run, &mut state, &version).await?;
                 operator_changed |= merged.actions;
             }
+            _ = watch.tick(), if !state.abort_requested => {
+                // A failed look is not worth failing the tick: the next save will tell.
+                if run.store.head().await.is_ok_and(|head| head != version) {
+                    state.updated_at = Utc::now();
+                    let merged;
+                    (version, merged) = save_merging(run, &mut state, &version).await?;
+                    operator_changed |= merged.actions;
+                }
+            }
             Some(line) = log_rx.recv() => record_log(plan, &mut state, line, &secrets, observer),
             Some(joined) = tasks.join_next_with_id() => {
                 let (idx, result) = match joined {
@@ -358,7 +376,7 @@ async fn tick_in_span<S: RunStore, E: Executor>(
     }
 
     let now = Utc::now();
-    let flow = if operator_changed {
+    let flow = if operator_changed || (state.abort_requested && !abort_handled) {
         Flow::Execute
     } else {
         scheduler.flow(&state, now)

@@ -116,14 +116,21 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
         crate::out!("abort requested; the run's execution honours it on its next tick (--hard stops it now)");
         return Ok(());
     }
-    match run.store.lock_driver() {
+    // Nobody driving the run? Then honour the abort now. A driver (a local lock, or an S3
+    // lease held by another machine) honours it itself.
+    let settled = match run.store.lock_driver() {
         Ok(_guard) => {
-            // Nobody is driving the run: honour the abort now.
             let executor = Arc::new(crate::aws::executor(&run.plan).await);
-            let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
-            crate::out!("run {} {}", state.run_id, report.status);
+            driver::tick(&run, &executor, &TickOptions::default(), &Silent).await
         }
-        Err(StoreError::Busy { .. }) => {
+        Err(e) => Err(e.into()),
+    };
+    match settled {
+        Ok(report) => crate::out!("run {} {}", state.run_id, report.status),
+        Err(e)
+            if matches!(e, baton_core::RunError::Store(StoreError::Busy { .. }))
+                || e.is_conflict() =>
+        {
             crate::out!(
                 "abort requested; the process driving run {} will stop it on its next check",
                 state.run_id

@@ -221,6 +221,52 @@ fn a_reexecute_racing_a_tick_on_s3_keeps_both_changes() {
     );
 }
 
+/// `baton abort` on an S3 run that another process is driving: the request is saved and
+/// the driver (whose lease refuses a settling tick) honours it.
+#[test]
+fn abort_of_an_s3_run_driven_elsewhere_is_honoured_by_its_driver() {
+    let Some(endpoint) = endpoint() else { return };
+    let name = unique("abort");
+    rt().block_on(bucket(&s3_client(&endpoint), &name, true));
+    let store = format!("s3://{name}/p");
+    let scratch = Scratch::new();
+    scratch.write(
+        "plan.json",
+        &json!([
+            {"label": "slow", "type": "system.command", "params": {"command": ["sleep", "1.5"]}},
+            {"label": "after", "type": "system.no_op", "depends_on": ["slow"]},
+        ])
+        .to_string(),
+    );
+    let driver = aws_cmd(&scratch, &endpoint)
+        .args([
+            "run",
+            "plan.json",
+            "--run-id",
+            "r",
+            "--json",
+            "--store",
+            &store,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_status(&scratch, &endpoint, &store, "r", |s| {
+        s["actions"]["slow"]["status"] == "running"
+    });
+    let out = baton_aws(&scratch, &endpoint, &["abort", "r", "--store", &store]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("abort requested"), "{}", stdout(&out));
+    let out = driver.wait_with_output().expect("driver");
+    let summary = json(&out);
+    assert_eq!(summary["status"], "aborted", "{summary}");
+    assert_eq!(
+        summary["actions"]["after"]["status"], "cancelled",
+        "{summary}"
+    );
+}
+
 #[test]
 fn s3_store_refuses_an_unversioned_bucket() {
     let Some(endpoint) = endpoint() else { return };
