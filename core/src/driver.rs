@@ -273,7 +273,7 @@ async fn tick_in_span<S: RunStore, E: Executor>(
 
     // While work is in flight, look for operator changes (an abort from another terminal, a
     // re-execute) once a second, so they are merged now rather than at the tick's next save.
-    let mut watch = tokio::time::interval(WATCH);
+    let mut watch = tokio::time::interval_at(tokio::time::Instant::now() + WATCH, WATCH);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !state.abort_requested {
