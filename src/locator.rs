@@ -47,7 +47,7 @@ impl RunStore for AnyStore {
         each!(self, s => s.load_version(version).await)
     }
 
-    async fn save(&self, state: &[u8], expected: &str) -> Result<String, StoreError> {
+    async fn save(&self, state: Vec<u8>, expected: &str) -> Result<String, StoreError> {
         each!(self, s => s.save(state, expected).await)
     }
 

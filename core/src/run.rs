@@ -187,10 +187,7 @@ impl<S: RunStore> Run<S> {
 
     pub async fn save(&self, state: &RunState, expected: &str) -> Result<String, RunError> {
         crate::fault::point("before_save");
-        let version = self
-            .store
-            .save(&state.to_json(&self.plan), expected)
-            .await?;
+        let version = self.store.save(state.to_json(&self.plan), expected).await?;
         crate::fault::point("after_save");
         Ok(version)
     }

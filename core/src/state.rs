@@ -315,8 +315,36 @@ impl RunState {
 
     /// Serializes with labels from `plan` (compact JSON).
     pub fn to_json(&self, plan: &Plan) -> Vec<u8> {
+        // Sized up front: growing by doubling would overshoot by up to 2x and, while it copies,
+        // hold both buffers (12 MB + 16 MB at 100k actions, the peak of a Lambda tick).
+        let mut out = Vec::with_capacity(self.estimated_json_len(plan));
         // Plain data into a Vec: cannot fail.
-        serde_json::to_vec(&Document { state: self, plan }).unwrap_or_default()
+        let _ = serde_json::to_writer(&mut out, &Document { state: self, plan });
+        out
+    }
+
+    /// A slight overestimate of the serialized size.
+    fn estimated_json_len(&self, plan: &Plan) -> usize {
+        let log = |log: &VecDeque<LogEntry>| log.iter().map(|e| e.msg.len() + 64).sum::<usize>();
+        let actions: usize = self
+            .actions
+            .iter()
+            .zip(&plan.actions)
+            .filter(|(action, _)| !action.is_default())
+            .map(|(action, def)| {
+                def.label.len()
+                    + 128
+                    + log(&action.log)
+                    + action.error.as_ref().map_or(0, |e| e.len() + 16)
+                    + action.blocked_by.as_ref().map_or(0, |b| b.len() + 16)
+                    + if action.outputs.is_empty() && action.handle.is_none() {
+                        0
+                    } else {
+                        256
+                    }
+            })
+            .sum();
+        512 + actions + log(&self.log)
     }
 
     pub fn to_json_pretty(&self, plan: &Plan) -> Vec<u8> {

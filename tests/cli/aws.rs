@@ -39,11 +39,11 @@ fn s3_store_round_trip_versions_and_a_true_conflict() {
         let (_, seen) = other.load_latest().await.expect("other loads");
         assert_eq!(seen, v1);
         let v2 = store
-            .save(b"state-2", &v1)
+            .save(b"state-2".to_vec(), &v1)
             .await
             .expect("first writer wins");
         let err = other
-            .save(b"state-2-other", &seen)
+            .save(b"state-2-other".to_vec(), &seen)
             .await
             .expect_err("second writer loses");
         assert!(matches!(err, StoreError::Conflict { .. }), "{err}");

@@ -232,7 +232,7 @@ impl RunStore for LocalStore {
         self.read(&path)
     }
 
-    async fn save(&self, state: &[u8], expected: &str) -> Result<String, StoreError> {
+    async fn save(&self, state: Vec<u8>, expected: &str) -> Result<String, StoreError> {
         let seq = self.parse_version(expected)?;
         let conflict = |store: &Self| StoreError::Conflict {
             locator: store.locator(),
@@ -245,7 +245,7 @@ impl RunStore for LocalStore {
             return Err(conflict(self));
         }
         let target = self.state_path(seq + 1);
-        match write_new(&target, state) {
+        match write_new(&target, &state) {
             Ok(()) => Ok((seq + 1).to_string()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(conflict(self)),
             Err(e) => Err(StoreError::io(target, e)),
@@ -333,10 +333,10 @@ mod tests {
                 store.create(b"[]", b"x").await,
                 Err(StoreError::AlreadyExists { .. })
             ));
-            assert_eq!(store.save(b"s2", "1").await.expect("save"), "2");
+            assert_eq!(store.save(b"s2".to_vec(), "1").await.expect("save"), "2");
             // A second writer that also loaded version 1 loses and changes nothing.
             assert!(matches!(
-                store.save(b"other", "1").await,
+                store.save(b"other".to_vec(), "1").await,
                 Err(StoreError::Conflict { .. })
             ));
             assert_eq!(
@@ -369,7 +369,7 @@ mod tests {
                 .map(|i| {
                     let store = store.clone();
                     scope.spawn(move || {
-                        block_on(store.save(format!("w{i}").as_bytes(), "1")).is_ok()
+                        block_on(store.save(format!("w{i}").into_bytes(), "1")).is_ok()
                     })
                 })
                 .collect();

@@ -94,7 +94,7 @@ impl RunStore for MemoryStore {
         })
     }
 
-    async fn save(&self, state: &[u8], expected: &str) -> Result<String, StoreError> {
+    async fn save(&self, state: Vec<u8>, expected: &str) -> Result<String, StoreError> {
         self.with(|inner| {
             let head = inner.versions.len().to_string();
             if head != expected {
@@ -104,7 +104,7 @@ impl RunStore for MemoryStore {
                     actual: head,
                 });
             }
-            inner.versions.push(state.to_vec());
+            inner.versions.push(state);
             Ok(inner.versions.len().to_string())
         })
     }
