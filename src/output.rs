@@ -159,7 +159,7 @@ impl serde::Serialize for SummaryActions<'_> {
             let outputs = if action.outputs.is_empty() {
                 Value::Object(Map::new())
             } else {
-                redact_value(&Value::Object(action.outputs.clone()))
+                redact_value(&Value::Object((*action.outputs).clone()))
             };
             map.serialize_entry(
                 &def.label,

@@ -298,7 +298,7 @@ impl<'p> Scheduler<'p> {
                 continue;
             }
             self.running.swap_remove(i);
-            let handle = entry.handle.clone().unwrap_or(Value::Null);
+            let handle = entry.handle.as_deref().cloned().unwrap_or(Value::Null);
             if timed_out {
                 let timeout = action.timeout.unwrap_or_default();
                 if action.action_type.spec().can_cancel {
@@ -406,7 +406,7 @@ impl<'p> Scheduler<'p> {
                 entry.next_check_at = None;
                 entry.handle = None;
                 entry.error = None;
-                entry.outputs = outputs;
+                entry.outputs = Box::new(outputs);
                 self.satisfy_dependents(state, idx);
             }
             Outcome::Running {
@@ -415,7 +415,7 @@ impl<'p> Scheduler<'p> {
             } => {
                 let entry = state.action_mut(idx);
                 entry.status = ActionStatus::Running;
-                entry.handle = Some(handle);
+                entry.handle = Some(Box::new(handle));
                 entry.next_check_at = Some(
                     now + chrono::Duration::from_std(check_after)
                         .unwrap_or(chrono::Duration::zero()),
@@ -503,7 +503,7 @@ impl<'p> Scheduler<'p> {
         let mut steps = Vec::new();
         for idx in std::mem::take(&mut self.running) {
             let action = self.plan.action(idx);
-            let handle = state.action(idx).handle.clone();
+            let handle = state.action(idx).handle.as_deref().cloned();
             match handle {
                 Some(handle) if action.action_type.spec().can_cancel => {
                     self.in_flight[idx as usize] = true;
@@ -609,7 +609,7 @@ fn with_default_context(plan: &Plan, state: &RunState, idx: ActionIdx, mut param
         .map(|i| {
             (
                 plan.label(i).to_string(),
-                Value::Object(state.action(i).outputs.clone()),
+                Value::Object((*state.action(i).outputs).clone()),
             )
         })
         .collect();
@@ -630,11 +630,11 @@ pub fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Context {
         Some(reads) => reads
             .iter()
             .filter(|i| finished(i))
-            .map(|&i| (plan.label(i), &state.action(i).outputs))
+            .map(|&i| (plan.label(i), &*state.action(i).outputs))
             .collect(),
         None => (0..plan.len() as ActionIdx)
             .filter(finished)
-            .map(|i| (plan.label(i), &state.action(i).outputs))
+            .map(|i| (plan.label(i), &*state.action(i).outputs))
             .collect(),
     };
     Context::new(&state.run_id, &state.vars, outputs.into_iter())

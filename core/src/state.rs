@@ -152,11 +152,13 @@ pub struct ActionState {
     /// When a running action is next checked, or when a pending retry may start.
     #[serde(default, with = "ts_opt", skip_serializing_if = "Option::is_none")]
     pub next_check_at: Option<Timestamp>,
-    /// What the executor needs to check or cancel running work (e.g. a stack id).
+    /// What the executor needs to check or cancel running work (e.g. a stack id). Boxed, like
+    /// `outputs`: most actions have neither, and inline they cost 128 B per action (13 MB at
+    /// 100k actions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handle: Option<Value>,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub outputs: Map<String, Value>,
+    pub handle: Option<Box<Value>>,
+    #[serde(default, skip_serializing_if = "is_empty_map")]
+    pub outputs: Box<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// For blocked actions: the failed or cancelled ancestor that blocked it.
@@ -164,6 +166,11 @@ pub struct ActionState {
     pub blocked_by: Option<String>,
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub log: VecDeque<LogEntry>,
+}
+
+#[allow(clippy::borrowed_box)] // serde hands the field as it is declared
+fn is_empty_map(map: &Box<Map<String, Value>>) -> bool {
+    map.is_empty()
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -179,7 +186,7 @@ impl Default for ActionState {
             finished_at: None,
             next_check_at: None,
             handle: None,
-            outputs: Map::new(),
+            outputs: Box::default(),
             error: None,
             blocked_by: None,
             log: VecDeque::new(),

@@ -29,7 +29,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
         (def.params.clone(), None)
     };
     let params = Secrets::for_action(plan, &state, idx).redact_value(&params);
-    let outputs = redact_value(&Value::Object(a.outputs.clone()));
+    let outputs = redact_value(&Value::Object((*a.outputs).clone()));
     let deps: Vec<&str> = plan.deps[idx as usize]
         .iter()
         .map(|&d| plan.label(d))

@@ -447,7 +447,7 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         lines.push(Line::from(key("outputs")));
         push_json(
             &mut lines,
-            &redact_value(&serde_json::Value::Object(a.outputs.clone())),
+            &redact_value(&serde_json::Value::Object((*a.outputs).clone())),
         );
     }
     Paragraph::new(lines)
