@@ -21,20 +21,26 @@ pub fn is_secret_name(name: &str) -> bool {
     SECRET_WORDS.iter().any(|w| lower.contains(w))
 }
 
+/// Which keys of `map` hold secrets: secret-looking names, and the value of a
+/// CloudFormation-style `{"ParameterKey": "DbPassword", "ParameterValue": …}` pair.
+fn secret_keys(map: &serde_json::Map<String, Value>) -> impl Fn(&str) -> bool {
+    let named_secret = ["ParameterKey", "Key", "Name"]
+        .iter()
+        .filter_map(|k| map.get(*k).and_then(Value::as_str))
+        .any(is_secret_name);
+    move |key| is_secret_name(key) || (named_secret && matches!(key, "ParameterValue" | "Value"))
+}
+
 /// A copy of `value` with every value under a secret-looking key masked (recursively; also
 /// CloudFormation-style `{"ParameterKey": "DbPassword", "ParameterValue": …}` pairs).
 pub fn redact_value(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
-            let named_secret = ["ParameterKey", "Key", "Name"]
-                .iter()
-                .filter_map(|k| map.get(*k).and_then(Value::as_str))
-                .any(is_secret_name);
+            let hides = secret_keys(map);
             Value::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        let hide = is_secret_name(k)
-                            || (named_secret && matches!(k.as_str(), "ParameterValue" | "Value"));
+                        let hide = hides(k);
                         (
                             k.clone(),
                             if hide && !v.is_null() {
@@ -109,14 +115,9 @@ impl Secrets {
     pub fn learn(&mut self, value: &Value) {
         match value {
             Value::Object(map) => {
-                let named_secret = ["ParameterKey", "Key", "Name"]
-                    .iter()
-                    .filter_map(|k| map.get(*k).and_then(Value::as_str))
-                    .any(is_secret_name);
+                let hides = secret_keys(map);
                 for (k, v) in map {
-                    if is_secret_name(k)
-                        || (named_secret && matches!(k.as_str(), "ParameterValue" | "Value"))
-                    {
+                    if hides(k) {
                         self.learn_all(v);
                     } else {
                         self.learn(v);

@@ -86,6 +86,24 @@ fn flaky_then_slow(scratch: &Scratch, slow_depends_on_flaky: bool) {
     scratch.write("plan.json", &plan.to_string());
 }
 
+/// A versioned bucket, a store in it, and a scratch folder for one test.
+fn s3_scratch(endpoint: &str, tag: &str) -> (String, String, Scratch) {
+    let name = unique(tag);
+    rt().block_on(bucket(&s3_client(endpoint), &name, true));
+    let store = format!("s3://{name}/p");
+    (name, store, Scratch::new())
+}
+
+/// `baton ARGS` against moto in the background, its output captured.
+fn spawn_aws(scratch: &Scratch, endpoint: &str, args: &[&str]) -> std::process::Child {
+    aws_cmd(scratch, endpoint)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 fn witness_lines(scratch: &Scratch) -> Vec<String> {
     let mut lines: Vec<String> = std::fs::read_to_string(scratch.path().join("witness.txt"))
         .unwrap_or_default()
@@ -102,10 +120,7 @@ fn witness_lines(scratch: &Scratch) -> Vec<String> {
 #[test]
 fn two_drivers_on_an_s3_run_exactly_one_progresses() {
     let Some(endpoint) = endpoint() else { return };
-    let name = unique("drivers");
-    rt().block_on(bucket(&s3_client(&endpoint), &name, true));
-    let store = format!("s3://{name}/p");
-    let scratch = Scratch::new();
+    let (name, store, scratch) = s3_scratch(&endpoint, "drivers");
     flaky_then_slow(&scratch, true);
     let out = baton_aws(
         &scratch,
@@ -130,12 +145,11 @@ fn two_drivers_on_an_s3_run_exactly_one_progresses() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 
     let spawn = || {
-        aws_cmd(&scratch, &endpoint)
-            .args(["resume", "r", "--json", "--store", &store])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn")
+        spawn_aws(
+            &scratch,
+            &endpoint,
+            &["resume", "r", "--json", "--store", &store],
+        )
     };
     let (a, b) = (spawn(), spawn());
     let outs = [
@@ -170,13 +184,12 @@ fn two_drivers_on_an_s3_run_exactly_one_progresses() {
 #[test]
 fn a_reexecute_racing_a_tick_on_s3_keeps_both_changes() {
     let Some(endpoint) = endpoint() else { return };
-    let name = unique("race");
-    rt().block_on(bucket(&s3_client(&endpoint), &name, true));
-    let store = format!("s3://{name}/p");
-    let scratch = Scratch::new();
+    let (name, store, scratch) = s3_scratch(&endpoint, "race");
     flaky_then_slow(&scratch, false);
-    let driver = aws_cmd(&scratch, &endpoint)
-        .args([
+    let driver = spawn_aws(
+        &scratch,
+        &endpoint,
+        &[
             "run",
             "plan.json",
             "--run-id",
@@ -184,11 +197,8 @@ fn a_reexecute_racing_a_tick_on_s3_keeps_both_changes() {
             "--json",
             "--store",
             &store,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        ],
+    );
     wait_for_status(&scratch, &endpoint, &store, "r", |s| {
         s["actions"]["flaky"]["status"] == "failed" && s["actions"]["slow"]["status"] == "running"
     });
@@ -226,10 +236,7 @@ fn a_reexecute_racing_a_tick_on_s3_keeps_both_changes() {
 #[test]
 fn abort_of_an_s3_run_driven_elsewhere_is_honoured_by_its_driver() {
     let Some(endpoint) = endpoint() else { return };
-    let name = unique("abort");
-    rt().block_on(bucket(&s3_client(&endpoint), &name, true));
-    let store = format!("s3://{name}/p");
-    let scratch = Scratch::new();
+    let (_, store, scratch) = s3_scratch(&endpoint, "abort");
     scratch.write(
         "plan.json",
         &json!([
@@ -238,8 +245,10 @@ fn abort_of_an_s3_run_driven_elsewhere_is_honoured_by_its_driver() {
         ])
         .to_string(),
     );
-    let driver = aws_cmd(&scratch, &endpoint)
-        .args([
+    let driver = spawn_aws(
+        &scratch,
+        &endpoint,
+        &[
             "run",
             "plan.json",
             "--run-id",
@@ -247,11 +256,8 @@ fn abort_of_an_s3_run_driven_elsewhere_is_honoured_by_its_driver() {
             "--json",
             "--store",
             &store,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        ],
+    );
     wait_for_status(&scratch, &endpoint, &store, "r", |s| {
         s["actions"]["slow"]["status"] == "running"
     });

@@ -706,39 +706,10 @@ fn wait_for(session: &str, needle: &str, timeout: Duration) -> String {
 
 #[test]
 fn real_terminal_session_in_tmux() {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var("CI").is_err(), "tmux is required in CI");
-        eprintln!("skipping: tmux is not installed");
+    let Some(scratch) = tmux_scratch() else {
         return;
-    }
-    let scratch = Scratch::new();
-    std::fs::copy(
-        repo().join("examples/failing.json"),
-        scratch.path().join("failing.json"),
-    )
-    .expect("copy");
-    let session = format!("baton-test-{}", std::process::id());
-    let command = format!(
-        "cd {} && NO_COLOR=1 {} run failing.json --run-id tmux-run; echo EXITED $?; sleep 30",
-        scratch.path().display(),
-        baton_bin()
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "36",
-        &command,
-    ]);
-    let guard = KillSession(session.clone());
+    };
+    let (session, guard) = tmux_session(&scratch, "test", "run failing.json --run-id tmux-run");
     wait_for(&session, "DAG · 8 actions", Duration::from_secs(10));
     wait_for(&session, "✖ failed", Duration::from_secs(20));
     tmux(&["send-keys", "-t", &session, "?"]);
@@ -772,43 +743,14 @@ fn real_terminal_session_in_tmux() {
 /// confirms; the run's stored versions are exactly what they were.
 #[test]
 fn read_only_watch_in_tmux_changes_nothing() {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var("CI").is_err(), "tmux is required in CI");
-        eprintln!("skipping: tmux is not installed");
+    let Some(scratch) = tmux_scratch() else {
         return;
-    }
-    let scratch = Scratch::new();
-    std::fs::copy(
-        repo().join("examples/failing.json"),
-        scratch.path().join("failing.json"),
-    )
-    .expect("copy");
+    };
     let out = scratch.baton(&["run", "failing.json", "--run-id", "ro", "--json"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let versions = || stdout(&scratch.baton(&["status", "ro", "--versions"]));
     let before = versions();
-    let session = format!("baton-ro-{}", std::process::id());
-    let command = format!(
-        "cd {} && NO_COLOR=1 {} watch ro --read-only; echo EXITED $?; sleep 30",
-        scratch.path().display(),
-        baton_bin()
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "36",
-        &command,
-    ]);
-    let guard = KillSession(session.clone());
+    let (session, guard) = tmux_session(&scratch, "ro", "watch ro --read-only");
     wait_for(&session, "read-only", Duration::from_secs(10));
     for keys in [
         ["r", "y"],
@@ -831,6 +773,49 @@ fn read_only_watch_in_tmux_changes_nothing() {
     wait_for(&session, "EXITED", Duration::from_secs(10));
     drop(guard);
     assert_eq!(versions(), before, "the read-only console changed the run");
+}
+
+/// A scratch folder holding examples/failing.json, or `None` (skip) without tmux outside CI.
+fn tmux_scratch() -> Option<Scratch> {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var("CI").is_err(), "tmux is required in CI");
+        eprintln!("skipping: tmux is not installed");
+        return None;
+    }
+    let scratch = Scratch::new();
+    std::fs::copy(
+        repo().join("examples/failing.json"),
+        scratch.path().join("failing.json"),
+    )
+    .expect("copy");
+    Some(scratch)
+}
+
+/// A detached 120x36 tmux session running `baton ARGS` in `scratch`, then `EXITED <code>`.
+fn tmux_session(scratch: &Scratch, name: &str, args: &str) -> (String, KillSession) {
+    let session = format!("baton-{name}-{}", std::process::id());
+    let command = format!(
+        "cd {} && NO_COLOR=1 {} {args}; echo EXITED $?; sleep 30",
+        scratch.path().display(),
+        baton_bin()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "36",
+        &command,
+    ]);
+    let guard = KillSession(session.clone());
+    (session, guard)
 }
 
 struct KillSession(String);
