@@ -273,6 +273,13 @@ async fn errors_say_whether_a_retry_can_help() {
     .expect_err("missing run");
     assert_eq!(err.error_type(), "Baton.Fatal", "{err}");
     assert!(HandlerError::Conflict("c".into()).error_type() == "Baton.Retryable");
+    // Another driver's live lease: Step Functions retries until it lapses (30 s; the retries
+    // wait 5, 10, 20, 40 and 80 s).
+    let busy = HandlerError::from(baton_core::RunError::Store(baton_core::StoreError::Busy {
+        locator: "s3://b/p/runs/r".into(),
+        holder: " (baton pid 7 on elsewhere)".into(),
+    }));
+    assert_eq!(busy.error_type(), "Baton.Retryable", "{busy}");
 }
 
 /// The state machine in cloudformation/runner.yaml routes on exactly what the handler returns.
