@@ -1,4 +1,6 @@
-//! Graph algorithms over resolved dependency lists: topological order and cycle paths.
+//! Graph algorithms over resolved dependency lists: topological order, cycle paths and
+//! "is X a transitive dependency of Y" queries. Nothing here recurses, so a 100k-deep chain
+//! costs no stack.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -36,8 +38,13 @@ pub fn topological_order(deps: &[Vec<ActionIdx>]) -> Result<Vec<ActionIdx>, Vec<
     Err(find_cycles(deps, &remaining))
 }
 
-/// Finds distinct cycles among the unordered actions (`remaining > 0`) with an iterative DFS.
-/// Each cycle is returned as a path whose last element depends on the first.
+/// At most this many cycles are returned: a hostile graph can hold millions of them, each as
+/// long as the plan, and the first few are what an author needs to start fixing.
+pub const MAX_CYCLES: usize = 10;
+
+/// Finds distinct cycles among the unordered actions (`remaining > 0`) with an iterative DFS,
+/// stopping after [`MAX_CYCLES`]. Each cycle is returned as a path whose last element depends
+/// on the first.
 fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Vec<Vec<ActionIdx>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -74,6 +81,9 @@ fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Vec<Vec<ActionIdx>
                             stack[from..].iter().map(|&(n, _)| n as ActionIdx).collect();
                         cycle.reverse();
                         cycles.push(cycle);
+                        if cycles.len() >= MAX_CYCLES {
+                            return cycles;
+                        }
                     }
                     Mark::Done => {}
                 }
@@ -84,6 +94,89 @@ fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Vec<Vec<ActionIdx>
         }
     }
     cycles
+}
+
+/// For each query `(from, to)`, whether `to` is a transitive dependency of `from` (an action is
+/// never its own dependency). `order` must be a topological order of `deps`.
+///
+/// Targets are taken 64 at a time in topological order, and one bit per target is propagated
+/// along the order from the first target to the last action that asks about them: the cost is
+/// O((actions + dependencies) × distinct targets / 64) at worst and usually far less, instead of
+/// one ancestor walk per query (quadratic on a long chain where every action reads another's
+/// outputs).
+pub fn transitive_dependencies(
+    deps: &[Vec<ActionIdx>],
+    order: &[ActionIdx],
+    queries: &[(ActionIdx, ActionIdx)],
+) -> Vec<bool> {
+    let n = deps.len();
+    let mut answers = vec![false; queries.len()];
+    if n == 0 || order.len() != n {
+        return answers;
+    }
+    let mut pos = vec![0usize; n];
+    for (p, &idx) in order.iter().enumerate() {
+        pos[idx as usize] = p;
+    }
+    let valid = |idx: ActionIdx| (idx as usize) < n;
+    // A dependency always comes before its dependent, so only these queries can be true.
+    let mut pending: Vec<usize> = (0..queries.len())
+        .filter(|&q| {
+            let (from, to) = queries[q];
+            valid(from) && valid(to) && pos[to as usize] < pos[from as usize]
+        })
+        .collect();
+    pending.sort_unstable_by_key(|&q| pos[queries[q].1 as usize]);
+
+    let mut bit = vec![0u64; n];
+    let mut mask = vec![0u64; n];
+    let mut start = 0;
+    while start < pending.len() {
+        // The next (up to) 64 distinct targets and every query about them.
+        let mut targets: Vec<usize> = Vec::with_capacity(64);
+        let mut end = start;
+        while end < pending.len() {
+            let target = queries[pending[end]].1 as usize;
+            if targets.last() != Some(&target) {
+                if targets.len() == 64 {
+                    break;
+                }
+                targets.push(target);
+            }
+            end += 1;
+        }
+        let batch = &pending[start..end];
+        start = end;
+        for (b, &target) in targets.iter().enumerate() {
+            bit[target] = 1 << b;
+        }
+        let lo = targets.first().map_or(0, |&t| pos[t]);
+        let hi = batch
+            .iter()
+            .map(|&q| pos[queries[q].0 as usize])
+            .max()
+            .unwrap_or(lo);
+        // mask[v]: the batch's targets that v is or depends on. Dependencies before `lo` cannot
+        // reach a target (they come before all of them); the ones in range were set already.
+        for &v in &order[lo..=hi] {
+            let v = v as usize;
+            let mut m = bit[v];
+            for &d in &deps[v] {
+                if pos[d as usize] >= lo {
+                    m |= mask[d as usize];
+                }
+            }
+            mask[v] = m;
+        }
+        for &q in batch {
+            let (from, to) = queries[q];
+            answers[q] = mask[from as usize] & bit[to as usize] != 0;
+        }
+        for &target in &targets {
+            bit[target] = 0;
+        }
+    }
+    answers
 }
 
 #[cfg(test)]
@@ -111,6 +204,51 @@ mod tests {
                 "{next} must depend on {node}"
             );
         }
+    }
+
+    #[test]
+    fn cycles_are_capped() {
+        // Node k depends on k+1; the last one depends on every other: one cycle per back edge.
+        let n = 200;
+        let mut deps: Vec<Vec<ActionIdx>> = (0..n - 1).map(|k| vec![k + 1]).collect();
+        deps.push((0..n - 1).collect());
+        let cycles = topological_order(&deps).expect_err("cyclic");
+        assert_eq!(cycles.len(), MAX_CYCLES);
+    }
+
+    #[test]
+    fn transitive_dependency_queries() {
+        // 0 <- 1 <- 2, 3 alone, 4 depends on 2 and 3.
+        let deps = vec![vec![], vec![0], vec![1], vec![], vec![2, 3]];
+        let order = topological_order(&deps).expect("acyclic");
+        let queries = [
+            (2, 0),
+            (0, 2),
+            (4, 0),
+            (4, 3),
+            (3, 0),
+            (2, 2),
+            (1, 0),
+            (9, 0),
+        ];
+        assert_eq!(
+            transitive_dependencies(&deps, &order, &queries),
+            [true, false, true, true, false, false, true, false]
+        );
+    }
+
+    #[test]
+    fn transitive_dependencies_on_a_long_chain_are_linear() {
+        // Every action of a 100k chain asks about the first one and about its grandparent.
+        let n: u32 = 100_000;
+        let deps: Vec<Vec<ActionIdx>> = (0..n)
+            .map(|k| k.checked_sub(1).into_iter().collect())
+            .collect();
+        let order: Vec<ActionIdx> = (0..n).collect();
+        let mut queries: Vec<(ActionIdx, ActionIdx)> = (1..n).map(|k| (k, 0)).collect();
+        queries.extend((2..n).map(|k| (k, k - 2)));
+        let answers = transitive_dependencies(&deps, &order, &queries);
+        assert!(answers.iter().all(|&a| a));
     }
 
     #[test]

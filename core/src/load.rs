@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,12 +11,37 @@ use serde_json::{Map, Value};
 
 use crate::actions::ActionType;
 use crate::duration::{parse_duration, seconds_to_duration};
-use crate::graph::topological_order;
+use crate::graph::{topological_order, transitive_dependencies};
 use crate::model::{Action, ActionIdx, Plan, RetryPolicy};
 use crate::template::{self, OutputRefs};
 
-/// Action files larger than this are refused before parsing, so memory stays bounded.
-pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+// Limits (docs/action-files.md, "Limits"). Each keeps memory and time bounded on hostile
+// input, and each refusal names the file, the action and the field, and says what to do.
+
+/// Action files larger than this are refused before they are read. 32 MiB holds 100,000
+/// realistic actions (~300 bytes each, the largest plan DESIGN §11 targets); reading one takes
+/// about 7× its size in memory (up to ~25× for files made of tiny values).
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+/// YAML files have a lower limit: the YAML parser holds the whole document as events, ~15× its
+/// size in memory (~90× for tiny values). Larger plans are generated, and belong in JSON.
+pub const MAX_YAML_BYTES: u64 = 8 * 1024 * 1024;
+/// One action's params, measured as compact JSON. Params are rendered into requests, outputs
+/// and state documents that every tick reads and writes (a Lambda has 128 MB); large content
+/// belongs in a file (`template_file`) or an S3 object.
+pub const MAX_PARAMS_BYTES: usize = 1024 * 1024;
+/// Dependencies in a plan once `*` patterns are expanded (a `"*"` in each of 100k actions would
+/// be 10 billion).
+pub const MAX_DEPENDENCIES: usize = 2_000_000;
+/// (pattern, label) comparisons spent expanding `*` patterns in one file. Patterns are
+/// expanded once each, and a literal prefix (`deploy-*`) only looks at labels with that prefix,
+/// so only many distinct patterns that start with `*` against many labels come near it.
+pub const MAX_PATTERN_COMPARISONS: usize = 10_000_000;
+/// Problems listed per file (errors, and warnings, each): the first ones, then a count.
+pub const MAX_PROBLEMS: usize = 1000;
+/// Labels compared for "did you mean" hints in one file; past it, hints are left out.
+const HINT_COMPARISONS: usize = 200_000;
+/// Labels shown in one cycle message; longer cycles are elided in the middle.
+const MAX_CYCLE_LABELS: usize = 20;
 const MAX_LABEL: usize = 256;
 
 /// One problem in an action file.
@@ -88,31 +114,112 @@ pub enum Format {
 }
 
 /// Reads and validates an action file; `.yaml`/`.yml` files are read as YAML.
+///
+/// A regular file over the size limit is refused before anything is read; anything else (a
+/// pipe, `/dev/zero`) is read only up to the limit.
 pub fn load_path(path: &Path) -> Result<Loaded, Problems> {
     let file = path.display().to_string();
-    let fail = |message: String| Problems {
-        errors: vec![Problem::file_level(&file, message)],
-        warnings: Vec::new(),
-    };
-    let size = std::fs::metadata(path)
-        .map_err(|e| fail(format!("cannot read the action file: {e}")))?
-        .len();
-    if size > MAX_FILE_BYTES {
-        return Err(fail(format!(
-            "the file is {} MiB; action files are limited to {} MiB (split the plan or move large \
-             values into template files)",
-            size / (1024 * 1024),
-            MAX_FILE_BYTES / (1024 * 1024)
-        )));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(format!("cannot read the action file: {e}")))?;
+    let fail = |message: String| one_problem(Problem::file_level(&file, message));
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("yaml" | "yml") => Format::Yaml,
         Some("json") => Format::Json,
         _ => Format::Detect,
     };
-    load_str(&file, &text, format)
+    let limit = if format == Format::Yaml {
+        MAX_YAML_BYTES
+    } else {
+        MAX_FILE_BYTES
+    };
+    let unreadable = |e: std::io::Error| fail(format!("cannot read the action file: {e}"));
+    let handle = std::fs::File::open(path).map_err(unreadable)?;
+    let metadata = handle.metadata().map_err(unreadable)?;
+    if metadata.is_file() && metadata.len() > limit {
+        return Err(fail(too_large(Some(metadata.len()), limit)));
+    }
+    let mut bytes = Vec::new();
+    handle
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > limit {
+        return Err(fail(too_large(None, limit)));
+    }
+    load_bytes(&file, &bytes, format)
+}
+
+/// The message for a file over `limit` (`size` when known).
+fn too_large(size: Option<u64>, limit: u64) -> String {
+    let size = match size {
+        Some(size) => format!("is {} ({size} bytes)", human_size(size)),
+        None => format!("holds more than {}", human_size(limit)),
+    };
+    if limit == MAX_YAML_BYTES {
+        format!(
+            "the file {size}; YAML action files are limited to {} (JSON files to {}): convert it \
+             to JSON, or split the plan into several",
+            human_size(MAX_YAML_BYTES),
+            human_size(MAX_FILE_BYTES)
+        )
+    } else {
+        format!(
+            "the file {size}; action files are limited to {}: split the plan into several, or \
+             move large values out of it (template_file, S3 objects)",
+            human_size(limit)
+        )
+    }
+}
+
+/// `512 bytes`, `12.3 KiB`, `50.0 MiB`.
+fn human_size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else if bytes.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    }
+}
+
+fn one_problem(problem: Problem) -> Problems {
+    Problems {
+        errors: vec![problem],
+        warnings: Vec::new(),
+    }
+}
+
+/// Parses and validates the bytes of an action file (refusing more than [`MAX_FILE_BYTES`] and
+/// anything that is not UTF-8); `file` names it in messages.
+pub fn load_bytes(file: &str, bytes: &[u8], format: Format) -> Result<Loaded, Problems> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(one_problem(Problem::file_level(
+            file,
+            too_large(Some(bytes.len() as u64), MAX_FILE_BYTES),
+        )));
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_str(file, text, format),
+        Err(err) => {
+            let valid = &bytes[..err.valid_up_to()];
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
+            let byte = bytes.get(err.valid_up_to()).copied().unwrap_or_default();
+            Err(one_problem(Problem {
+                position: Some((line, column)),
+                ..Problem::file_level(
+                    file,
+                    format!("the file is not UTF-8 text (byte 0x{byte:02x} is not valid here)"),
+                )
+            }))
+        }
+    }
 }
 
 /// Parses and validates action-file text; `file` names it in messages.
@@ -145,13 +252,27 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
     Validator::new(file).run(items)
 }
 
-/// A parser's message without its " at line L column C" tail (the position is reported apart).
+/// How deeply lists and objects may nest in an action file: serde_json's limit, which YAML
+/// files are held to as well so every accepted plan can be stored and read back as JSON.
+pub const MAX_NESTING: usize = 127;
+
+fn nested_too_deeply() -> String {
+    format!("nested too deeply: lists and objects may be nested at most {MAX_NESTING} levels deep")
+}
+
+/// A parser's message without its " at line L column C" tail (the position is reported apart),
+/// with the parsers' guards against hostile nesting and aliases said plainly.
 fn without_position(message: &str) -> String {
-    message
-        .split(" at line ")
-        .next()
-        .unwrap_or(message)
-        .to_string()
+    let message = message.split(" at line ").next().unwrap_or(message);
+    if message.starts_with("recursion limit exceeded") {
+        return nested_too_deeply();
+    }
+    if message.starts_with("repetition limit exceeded") {
+        return "aliases expand to too much data (repetition limit exceeded); write the values \
+                out instead of repeating anchors"
+            .to_string();
+    }
+    message.to_string()
 }
 
 /// A JSON syntax error with its 1-based position (serde_json reports column 0 at the very start
@@ -237,8 +358,19 @@ fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Probl
     }
     if use_json {
         serde_json::from_str(text).map_err(|err| json_problem(file, &err))
+    } else if text.len() as u64 > MAX_YAML_BYTES {
+        Err(Problem::file_level(
+            file,
+            too_large(Some(text.len() as u64), MAX_YAML_BYTES),
+        ))
     } else {
-        serde_yaml::from_str(text).map_err(|err| {
+        if let Some(position) = yaml_flow_too_deep(text) {
+            return Err(Problem {
+                position: Some(position),
+                ..Problem::file_level(file, format!("invalid YAML: {}", nested_too_deeply()))
+            });
+        }
+        let value: Value = serde_yaml::from_str(text).map_err(|err| {
             let position = err.location().map(|l| (l.line(), l.column()));
             Problem {
                 position,
@@ -247,7 +379,549 @@ fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Probl
                     format!("invalid YAML: {}", without_position(&err.to_string())),
                 )
             }
-        })
+        })?;
+        // The YAML parser allows one level more than JSON; the plan is stored as JSON.
+        if depth(&value) > MAX_NESTING {
+            return Err(Problem::file_level(
+                file,
+                format!("invalid YAML: {}", nested_too_deeply()),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// Where a YAML flow collection (`[`, `{`) first nests deeper than [`MAX_NESTING`], if it does.
+///
+/// libyaml (under serde_yaml) walks a list as long as the flow depth on every token, so
+/// 100,000 nested `[` in a 200 KB file take minutes before serde_yaml's depth limit applies.
+/// This mirrors libyaml's scanner just enough to know the flow depth: where each token starts
+/// and ends (quoted, plain and block scalars, comments, tags, anchors) and the indentation
+/// that decides how far plain and block scalars reach. It stops where libyaml would stop with
+/// an error. One pass, no recursion.
+fn yaml_flow_too_deep(text: &str) -> Option<(usize, usize)> {
+    YamlScan::new(text).run()
+}
+
+/// The parts of libyaml's scanner state that decide token boundaries (scanner.rs in
+/// unsafe-libyaml, the Rust translation of libyaml 0.2.5).
+struct YamlScan<'t> {
+    b: &'t [u8],
+    i: usize,
+    line: usize,
+    column: usize,
+    /// Characters read, for libyaml's 1024-character limit on simple keys.
+    index: usize,
+    flow: usize,
+    /// The block indentation (`parser.indent`, -1 at the top) and the enclosing ones.
+    indent: isize,
+    indents: Vec<isize>,
+    key_allowed: bool,
+    /// The possible simple key of the block level: (line, index, column).
+    block_key: Option<(usize, usize, usize)>,
+}
+
+/// libyaml stopped (a scanner error, or a character its reader refuses).
+struct Stop;
+
+impl<'t> YamlScan<'t> {
+    fn new(text: &'t str) -> Self {
+        YamlScan {
+            b: text.as_bytes(),
+            i: 0,
+            line: 0,
+            column: 0,
+            index: 0,
+            flow: 0,
+            indent: -1,
+            indents: Vec::new(),
+            key_allowed: true,
+            block_key: None,
+        }
+    }
+
+    fn run(mut self) -> Option<(usize, usize)> {
+        // Where libyaml stops, so does the scan: nothing after that point costs anything.
+        self.tokens().unwrap_or_default()
+    }
+
+    fn at(&self, k: usize) -> u8 {
+        self.b.get(self.i + k).copied().unwrap_or(0)
+    }
+
+    fn is_break(&self, k: usize) -> bool {
+        match self.at(k) {
+            b'\r' | b'\n' => true,
+            0xC2 => self.at(k + 1) == 0x85,
+            0xE2 => self.at(k + 1) == 0x80 && matches!(self.at(k + 2), 0xA8 | 0xA9),
+            _ => false,
+        }
+    }
+
+    fn is_blank(&self, k: usize) -> bool {
+        matches!(self.at(k), b' ' | b'\t')
+    }
+
+    /// Blank, line break, or the end (libyaml's NUL).
+    fn is_blankz(&self, k: usize) -> bool {
+        self.is_blank(k) || self.is_break(k) || self.at(k) == 0
+    }
+
+    fn is_breakz(&self, k: usize) -> bool {
+        self.is_break(k) || self.at(k) == 0
+    }
+
+    fn is_alpha(&self, k: usize) -> bool {
+        matches!(self.at(k), b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z' | b'_' | b'-')
+    }
+
+    fn document_marker(&self) -> bool {
+        self.column == 0
+            && ((self.at(0) == b'-' && self.at(1) == b'-' && self.at(2) == b'-')
+                || (self.at(0) == b'.' && self.at(1) == b'.' && self.at(2) == b'.'))
+            && self.is_blankz(3)
+    }
+
+    /// One character forward; a character libyaml's reader refuses stops the scan.
+    fn skip(&mut self) -> Result<(), Stop> {
+        let len = match self.at(0) {
+            0x00..=0x7F => 1,
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            _ => 4,
+        };
+        let next = self.b.get(self.i..self.i + len);
+        let Some(c) = next
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .and_then(|text| text.chars().next())
+        else {
+            return Err(Stop);
+        };
+        let allowed = matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}')
+            || ('\u{a0}'..='\u{d7ff}').contains(&c)
+            || ('\u{e000}'..='\u{fffd}').contains(&c)
+            || c >= '\u{10000}';
+        if !allowed {
+            return Err(Stop);
+        }
+        self.i += c.len_utf8();
+        self.column += 1;
+        self.index += 1;
+        Ok(())
+    }
+
+    fn skip_break(&mut self) {
+        self.i += match self.at(0) {
+            b'\r' if self.at(1) == b'\n' => 2,
+            b'\r' | b'\n' => 1,
+            0xC2 => 2,
+            _ => 3,
+        };
+        self.line += 1;
+        self.column = 0;
+        self.index += 1;
+    }
+
+    fn save_key(&mut self) {
+        if self.flow == 0 && self.key_allowed {
+            self.block_key = Some((self.line, self.index, self.column));
+        }
+    }
+
+    fn remove_key(&mut self) {
+        if self.flow == 0 {
+            self.block_key = None;
+        }
+    }
+
+    fn roll(&mut self, column: usize) {
+        if self.flow == 0 && self.indent < column as isize {
+            self.indents.push(self.indent);
+            self.indent = column as isize;
+        }
+    }
+
+    fn unroll(&mut self, column: isize) {
+        if self.flow == 0 {
+            while self.indent > column {
+                self.indent = self.indents.pop().unwrap_or(-1);
+            }
+        }
+    }
+
+    fn tokens(&mut self) -> Result<Option<(usize, usize)>, Stop> {
+        loop {
+            self.skip_to_next_token()?;
+            if let Some((line, index, _)) = self.block_key {
+                if line < self.line || index + 1024 < self.index {
+                    self.block_key = None;
+                }
+            }
+            self.unroll(self.column as isize);
+            let c = self.at(0);
+            if self.i >= self.b.len() || c == 0 {
+                return Ok(None);
+            }
+            if self.column == 0 && c == b'%' {
+                self.unroll(-1);
+                self.remove_key();
+                self.key_allowed = false;
+                while !self.is_breakz(0) {
+                    self.skip()?;
+                }
+                continue;
+            }
+            if self.document_marker() {
+                self.unroll(-1);
+                self.remove_key();
+                self.key_allowed = false;
+                for _ in 0..3 {
+                    self.skip()?;
+                }
+                continue;
+            }
+            match c {
+                b'[' | b'{' => {
+                    self.save_key();
+                    self.flow += 1;
+                    if self.flow > MAX_NESTING {
+                        return Ok(Some((self.line + 1, self.column + 1)));
+                    }
+                    self.key_allowed = true;
+                    self.skip()?;
+                }
+                b']' | b'}' => {
+                    self.remove_key();
+                    self.flow = self.flow.saturating_sub(1);
+                    self.key_allowed = false;
+                    self.skip()?;
+                }
+                b',' => {
+                    self.remove_key();
+                    self.key_allowed = true;
+                    self.skip()?;
+                }
+                b'-' if self.is_blankz(1) => {
+                    self.roll(self.column);
+                    self.remove_key();
+                    self.key_allowed = true;
+                    self.skip()?;
+                }
+                b'?' if self.flow > 0 || self.is_blankz(1) => {
+                    self.roll(self.column);
+                    self.remove_key();
+                    self.key_allowed = self.flow == 0;
+                    self.skip()?;
+                }
+                b':' if self.flow > 0 || self.is_blankz(1) => {
+                    match self.block_key.take().filter(|_| self.flow == 0) {
+                        Some((_, _, column)) => {
+                            self.roll(column);
+                            self.key_allowed = false;
+                        }
+                        None => {
+                            self.roll(self.column);
+                            self.key_allowed = self.flow == 0;
+                        }
+                    }
+                    self.skip()?;
+                }
+                b'*' | b'&' => {
+                    self.save_key();
+                    self.key_allowed = false;
+                    self.skip()?;
+                    let start = self.i;
+                    while self.is_alpha(0) {
+                        self.skip()?;
+                    }
+                    let next_ok = self.is_blankz(0)
+                        || matches!(
+                            self.at(0),
+                            b'?' | b':' | b',' | b']' | b'}' | b'%' | b'@' | b'`'
+                        );
+                    if self.i == start || !next_ok {
+                        return Err(Stop);
+                    }
+                }
+                b'!' => {
+                    self.save_key();
+                    self.key_allowed = false;
+                    self.tag()?;
+                }
+                b'|' | b'>' if self.flow == 0 => {
+                    self.remove_key();
+                    self.key_allowed = true;
+                    self.block_scalar()?;
+                }
+                b'\'' | b'"' => {
+                    self.save_key();
+                    self.key_allowed = false;
+                    self.quoted(c == b'\'')?;
+                }
+                _ => {
+                    let indicator = self.is_blankz(0) || b"-?:,[]{}#&*!|>'\"%@`".contains(&c);
+                    let plain = !indicator
+                        || (c == b'-' && !self.is_blank(1))
+                        || (self.flow == 0 && matches!(c, b'?' | b':') && !self.is_blankz(1));
+                    if !plain {
+                        return Err(Stop);
+                    }
+                    self.save_key();
+                    self.key_allowed = false;
+                    self.plain()?;
+                }
+            }
+        }
+    }
+
+    /// Blanks, comments and line breaks before the next token.
+    fn skip_to_next_token(&mut self) -> Result<(), Stop> {
+        loop {
+            if self.column == 0 && self.b[self.i..].starts_with("\u{feff}".as_bytes()) {
+                self.skip()?;
+            }
+            while self.at(0) == b' '
+                || ((self.flow > 0 || !self.key_allowed) && self.at(0) == b'\t')
+            {
+                self.skip()?;
+            }
+            if self.at(0) == b'#' {
+                while !self.is_breakz(0) {
+                    self.skip()?;
+                }
+            }
+            if !self.is_break(0) {
+                return Ok(());
+            }
+            self.skip_break();
+            if self.flow == 0 {
+                self.key_allowed = true;
+            }
+        }
+    }
+
+    fn uri_char(&self, verbatim: bool) -> bool {
+        self.is_alpha(0)
+            || b";/?:@&=+$.%!~*'()".contains(&self.at(0))
+            || (verbatim && matches!(self.at(0), b',' | b'[' | b']'))
+    }
+
+    fn uri(&mut self, verbatim: bool) -> Result<(), Stop> {
+        while self.at(0) != 0 && self.uri_char(verbatim) {
+            if self.at(0) == b'%' {
+                if !(self.at(1).is_ascii_hexdigit() && self.at(2).is_ascii_hexdigit()) {
+                    return Err(Stop);
+                }
+                self.skip()?;
+                self.skip()?;
+            }
+            self.skip()?;
+        }
+        Ok(())
+    }
+
+    fn tag(&mut self) -> Result<(), Stop> {
+        self.skip()?;
+        if self.at(0) == b'<' {
+            self.skip()?;
+            self.uri(true)?;
+            if self.at(0) != b'>' {
+                return Err(Stop);
+            }
+            self.skip()?;
+        } else {
+            self.uri(false)?;
+        }
+        if self.is_blankz(0) || (self.flow > 0 && self.at(0) == b',') {
+            Ok(())
+        } else {
+            Err(Stop)
+        }
+    }
+
+    fn quoted(&mut self, single: bool) -> Result<(), Stop> {
+        let quote = if single { b'\'' } else { b'"' };
+        self.skip()?;
+        loop {
+            if self.document_marker() || self.i >= self.b.len() || self.at(0) == 0 {
+                return Err(Stop);
+            }
+            while !self.is_blankz(0) {
+                let c = self.at(0);
+                if single && c == b'\'' && self.at(1) == b'\'' {
+                    self.skip()?;
+                    self.skip()?;
+                } else if c == quote {
+                    break;
+                } else if !single && c == b'\\' && self.is_break(1) {
+                    self.skip()?;
+                    self.skip_break();
+                    break;
+                } else if !single && c == b'\\' {
+                    self.skip()?;
+                    let digits = match self.at(0) {
+                        b'x' => 2,
+                        b'u' => 4,
+                        b'U' => 8,
+                        b'0' | b'a' | b'b' | b't' | b'\t' | b'n' | b'v' | b'f' | b'r' | b'e'
+                        | b' ' | b'"' | b'/' | b'\'' | b'\\' | b'N' | b'_' | b'L' | b'P' => 0,
+                        _ => return Err(Stop),
+                    };
+                    self.skip()?;
+                    for _ in 0..digits {
+                        if !self.at(0).is_ascii_hexdigit() {
+                            return Err(Stop);
+                        }
+                        self.skip()?;
+                    }
+                } else {
+                    self.skip()?;
+                }
+            }
+            if self.at(0) == quote {
+                return self.skip();
+            }
+            while self.is_blank(0) || self.is_break(0) {
+                if self.is_blank(0) {
+                    self.skip()?;
+                } else {
+                    self.skip_break();
+                }
+            }
+        }
+    }
+
+    fn plain(&mut self) -> Result<(), Stop> {
+        let min_column = self.indent + 1;
+        let mut leading_blanks = false;
+        loop {
+            if self.document_marker() || self.at(0) == b'#' {
+                break;
+            }
+            while !self.is_blankz(0) {
+                let c = self.at(0);
+                if self.flow > 0 && c == b':' && b",?[]{}".contains(&self.at(1)) {
+                    return Err(Stop);
+                }
+                if (c == b':' && self.is_blankz(1)) || (self.flow > 0 && b",[]{}".contains(&c)) {
+                    break;
+                }
+                self.skip()?;
+            }
+            if !(self.is_blank(0) || self.is_break(0)) {
+                break;
+            }
+            while self.is_blank(0) || self.is_break(0) {
+                if self.is_blank(0) {
+                    if leading_blanks && (self.column as isize) < min_column && self.at(0) == b'\t'
+                    {
+                        return Err(Stop);
+                    }
+                    self.skip()?;
+                } else {
+                    self.skip_break();
+                    leading_blanks = true;
+                }
+            }
+            if self.flow == 0 && (self.column as isize) < min_column {
+                break;
+            }
+        }
+        if leading_blanks {
+            self.key_allowed = true;
+        }
+        Ok(())
+    }
+
+    fn block_scalar(&mut self) -> Result<(), Stop> {
+        self.skip()?;
+        // Chomping (+ -) and an indentation digit, in either order; 0 is an error.
+        let mut increment = 0isize;
+        let chomping = |scan: &Self| matches!(scan.at(0), b'+' | b'-');
+        let mut digit = |scan: &mut Self| -> Result<(), Stop> {
+            match scan.at(0) {
+                b'0' => Err(Stop),
+                d @ b'1'..=b'9' => {
+                    increment = (d - b'0') as isize;
+                    scan.skip()
+                }
+                _ => Ok(()),
+            }
+        };
+        if chomping(self) {
+            self.skip()?;
+            digit(self)?;
+        } else if self.at(0).is_ascii_digit() {
+            digit(self)?;
+            if chomping(self) {
+                self.skip()?;
+            }
+        }
+        while self.is_blank(0) {
+            self.skip()?;
+        }
+        if self.at(0) == b'#' {
+            while !self.is_breakz(0) {
+                self.skip()?;
+            }
+        }
+        if !self.is_breakz(0) {
+            return Err(Stop);
+        }
+        if self.is_break(0) {
+            self.skip_break();
+        }
+        let mut indent = if increment > 0 {
+            if self.indent >= 0 {
+                self.indent + increment
+            } else {
+                increment
+            }
+        } else {
+            0
+        };
+        self.block_breaks(&mut indent)?;
+        while self.column as isize == indent && self.i < self.b.len() && self.at(0) != 0 {
+            while !self.is_breakz(0) {
+                self.skip()?;
+            }
+            if !self.is_break(0) {
+                break;
+            }
+            self.skip_break();
+            self.block_breaks(&mut indent)?;
+        }
+        Ok(())
+    }
+
+    fn block_breaks(&mut self, indent: &mut isize) -> Result<(), Stop> {
+        let mut max_indent = 0isize;
+        loop {
+            while (*indent == 0 || (self.column as isize) < *indent) && self.at(0) == b' ' {
+                self.skip()?;
+            }
+            max_indent = max_indent.max(self.column as isize);
+            if (*indent == 0 || (self.column as isize) < *indent) && self.at(0) == b'\t' {
+                return Err(Stop);
+            }
+            if !self.is_break(0) {
+                break;
+            }
+            self.skip_break();
+        }
+        if *indent == 0 {
+            *indent = max_indent.max(self.indent + 1).max(1);
+        }
+        Ok(())
+    }
+}
+
+/// Levels of lists and objects (a scalar is 0). Recursion is bounded by the parser's limit.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -301,6 +975,11 @@ struct Draft {
 struct Validator<'f> {
     file: &'f str,
     problems: Problems,
+    /// Problems past [`MAX_PROBLEMS`], counted but not kept.
+    unlisted_errors: usize,
+    unlisted_warnings: usize,
+    /// What is left of [`HINT_COMPARISONS`].
+    hint_budget: usize,
 }
 
 impl<'f> Validator<'f> {
@@ -308,7 +987,29 @@ impl<'f> Validator<'f> {
         Validator {
             file,
             problems: Problems::default(),
+            unlisted_errors: 0,
+            unlisted_warnings: 0,
+            hint_budget: HINT_COMPARISONS,
         }
+    }
+
+    /// ` (did you mean "x"?)` for a label-like name among `count` candidates, while the file's
+    /// hint budget lasts (each hint compares the name with every candidate).
+    fn hint<'a>(
+        &mut self,
+        word: &str,
+        count: usize,
+        candidates: impl Iterator<Item = &'a str>,
+    ) -> String {
+        // Past the listed problems a hint would not be shown.
+        if count > self.hint_budget || self.problems.errors.len() >= MAX_PROBLEMS {
+            self.hint_budget = self.hint_budget.saturating_sub(count);
+            return String::new();
+        }
+        self.hint_budget -= count;
+        suggest(word, candidates)
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default()
     }
 
     fn error(
@@ -318,6 +1019,10 @@ impl<'f> Validator<'f> {
         field: &str,
         message: impl Into<String>,
     ) {
+        if self.problems.errors.len() >= MAX_PROBLEMS {
+            self.unlisted_errors += 1;
+            return;
+        }
         self.problems.errors.push(Problem {
             file: self.file.to_string(),
             position: None,
@@ -329,6 +1034,10 @@ impl<'f> Validator<'f> {
     }
 
     fn warning(&mut self, index: usize, label: &str, field: &str, message: impl Into<String>) {
+        if self.problems.warnings.len() >= MAX_PROBLEMS {
+            self.unlisted_warnings += 1;
+            return;
+        }
         self.problems.warnings.push(Problem {
             file: self.file.to_string(),
             position: None,
@@ -388,17 +1097,36 @@ impl<'f> Validator<'f> {
                     // Start at the first action in file order, so the message is stable.
                     let start = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
                     cycle.rotate_left(start);
-                    let names: Vec<&str> = cycle
-                        .iter()
-                        .chain(cycle.first())
-                        .map(|&i| drafts[i as usize].label.as_deref().unwrap_or("?"))
-                        .collect();
+                    let name = |i: &ActionIdx| drafts[*i as usize].label.as_deref().unwrap_or("?");
+                    let path = if cycle.len() <= MAX_CYCLE_LABELS {
+                        cycle
+                            .iter()
+                            .chain(cycle.first())
+                            .map(name)
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    } else {
+                        // A cycle through 100k actions is not read label by label.
+                        let half = MAX_CYCLE_LABELS / 2;
+                        let head: Vec<&str> = cycle[..half].iter().map(name).collect();
+                        let tail: Vec<&str> = cycle[cycle.len() - half..]
+                            .iter()
+                            .chain(cycle.first())
+                            .map(name)
+                            .collect();
+                        format!(
+                            "{} → … {} more … → {}",
+                            head.join(" → "),
+                            cycle.len() - 2 * half,
+                            tail.join(" → ")
+                        )
+                    };
                     let first = cycle[0] as usize;
                     self.error(
                         first,
                         drafts[first].label.as_deref(),
                         "depends_on",
-                        format!("dependency cycle: {}", names.join(" → ")),
+                        format!("dependency cycle: {path}"),
                     );
                 }
                 return Err(self.finish());
@@ -436,17 +1164,32 @@ impl<'f> Validator<'f> {
         if self.problems.errors.is_empty() {
             Ok(Loaded {
                 plan,
-                warnings: self.problems.warnings,
+                warnings: self.finish().warnings,
             })
         } else {
             Err(self.finish())
         }
     }
 
-    /// Problems in file order (stable: within an action, in the order they were found).
+    /// Problems in file order (stable: within an action, in the order they were found), then a
+    /// count of those not listed.
     fn finish(mut self) -> Problems {
         self.problems.errors.sort_by_key(|p| p.index);
         self.problems.warnings.sort_by_key(|p| p.index);
+        let unlisted = |n: usize, what: &str| {
+            Problem::file_level(
+                self.file,
+                format!("{n} more {what} not listed (only the first {MAX_PROBLEMS} are)"),
+            )
+        };
+        if self.unlisted_errors > 0 {
+            let note = unlisted(self.unlisted_errors, "problems");
+            self.problems.errors.push(note);
+        }
+        if self.unlisted_warnings > 0 {
+            let note = unlisted(self.unlisted_warnings, "warnings");
+            self.problems.warnings.push(note);
+        }
         self.problems
     }
 
@@ -477,11 +1220,14 @@ impl<'f> Validator<'f> {
         };
         let mut fields: Map<String, Value> = Map::new();
         let mut spelled: HashMap<&'static str, String> = HashMap::new();
+        // Only a valid label is repeated in messages (an invalid one could be megabytes long,
+        // and would be repeated once per unknown field).
         let label_hint = object
             .get("label")
             .or_else(|| object.get("Label"))
             .or_else(|| object.get("Name"))
             .and_then(Value::as_str)
+            .filter(|label| label_problem(label).is_none())
             .map(str::to_string);
         let label_hint = label_hint.as_deref();
         for (key, value) in object {
@@ -574,9 +1320,31 @@ impl<'f> Validator<'f> {
             ),
         }
 
+        let mut oversized = false;
         match fields.remove("params") {
             None | Some(Value::Null) => {}
-            Some(params @ Value::Object(_)) => draft.params = params,
+            Some(params @ Value::Object(_)) => {
+                let (size, heaviest, part) = size_and_heaviest(&params);
+                if size > MAX_PARAMS_BYTES {
+                    // Not kept, nor checked further: the error is the one worth reading.
+                    oversized = true;
+                    self.error(
+                        i,
+                        label,
+                        &format!("params{heaviest}"),
+                        format!(
+                            "{} {} of JSON; an action's params may hold at most {} in all: put \
+                             large content in a file (template_file) or an S3 object and pass \
+                             its name",
+                            if heaviest.is_empty() { "hold" } else { "is" },
+                            human_size(part as u64),
+                            human_size(MAX_PARAMS_BYTES as u64)
+                        ),
+                    );
+                } else {
+                    draft.params = params;
+                }
+            }
             Some(other) => self.error(
                 i,
                 label,
@@ -584,7 +1352,7 @@ impl<'f> Validator<'f> {
                 format!("must be an object, not {}", describe_kind(&other)),
             ),
         }
-        if let Some(action_type) = draft.action_type {
+        if let Some(action_type) = draft.action_type.filter(|_| !oversized) {
             if let Err(problem) = action_type.check_params(&draft.params) {
                 let field = if problem.path.is_empty() {
                     "params".to_string()
@@ -665,26 +1433,57 @@ impl<'f> Validator<'f> {
         drafts: &[Draft],
         index: &HashMap<&str, usize>,
     ) -> Vec<Vec<ActionIdx>> {
-        // Patterns are matched against labels in file order; only drafts with a label count.
-        let labelled: Vec<(usize, &str)> = drafts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| d.label.as_deref().map(|l| (i, l)))
-            .collect();
+        let labels = LabelIndex::new(drafts);
+        let mut patterns: HashMap<String, Vec<ActionIdx>> = HashMap::new();
+        let mut comparisons = 0usize;
+        let mut edges = 0usize;
+        let mut stopped = false;
         let mut all = Vec::with_capacity(drafts.len());
         for (i, draft) in drafts.iter().enumerate() {
             let label = draft.label.as_deref();
             let mut deps: Vec<ActionIdx> = Vec::with_capacity(draft.depends_on.len());
             for (j, dep) in draft.depends_on.iter().enumerate() {
+                if stopped {
+                    break;
+                }
                 let field = format!("depends_on[{j}]");
                 if dep.contains('*') {
-                    let before = deps.len();
-                    deps.extend(
-                        labelled
+                    let pattern = collapse_stars(dep);
+                    if !patterns.contains_key(&pattern) {
+                        let candidates = labels.with_prefix(&pattern);
+                        comparisons += candidates.len();
+                        if comparisons > MAX_PATTERN_COMPARISONS {
+                            self.error(
+                                i,
+                                label,
+                                &field,
+                                format!(
+                                    "expanding the plan's depends_on patterns takes more than \
+                                     {MAX_PATTERN_COMPARISONS} label comparisons; use fewer \
+                                     distinct patterns, patterns that start with a fixed prefix \
+                                     (\"deploy-*\" rather than \"*-deploy\"), or exact labels"
+                                ),
+                            );
+                            stopped = true;
+                            break;
+                        }
+                        let mut matches: Vec<ActionIdx> = candidates
                             .iter()
-                            .filter(|&&(k, l)| k != i && glob_match(dep, l))
-                            .map(|&(k, _)| k as ActionIdx),
-                    );
+                            .filter(|&&(l, _)| glob_match(&pattern, l))
+                            .map(|&(_, k)| k as ActionIdx)
+                            .collect();
+                        matches.sort_unstable();
+                        patterns.insert(pattern.clone(), matches);
+                    }
+                    let matches = patterns.get(&pattern).map_or(&[][..], Vec::as_slice);
+                    let before = deps.len();
+                    if edges + matches.len() > MAX_DEPENDENCIES {
+                        self.error(i, label, &field, too_many_dependencies());
+                        stopped = true;
+                        break;
+                    }
+                    deps.extend(matches.iter().filter(|&&k| k as usize != i));
+                    edges += deps.len() - before;
                     if deps.len() == before {
                         self.warning(
                             i,
@@ -699,11 +1498,22 @@ impl<'f> Validator<'f> {
                     Some(&k) if k == i => {
                         self.error(i, label, &field, "an action cannot depend on itself")
                     }
-                    Some(&k) => deps.push(k as ActionIdx),
+                    Some(&k) => {
+                        if edges >= MAX_DEPENDENCIES {
+                            self.error(i, label, &field, too_many_dependencies());
+                            stopped = true;
+                            break;
+                        }
+                        edges += 1;
+                        deps.push(k as ActionIdx);
+                    }
                     None => {
-                        let hint = suggest(dep, labelled.iter().map(|&(_, l)| l))
-                            .map(|s| format!(" (did you mean \"{s}\"?)"))
-                            .unwrap_or_default();
+                        // Candidates in file order, so ties go to the earlier action.
+                        let hint = self.hint(
+                            dep,
+                            labels.len(),
+                            drafts.iter().filter_map(|d| d.label.as_deref()),
+                        );
                         self.error(i, label, &field, format!("unknown action \"{dep}\"{hint}"));
                     }
                 }
@@ -716,48 +1526,213 @@ impl<'f> Validator<'f> {
     }
 
     /// A template may read only outputs of actions that are guaranteed to have finished first.
+    /// Every (reader, target) pair is answered in one batched pass over the graph (an ancestor
+    /// walk per reader was quadratic: minutes for a 100k chain that reads outputs).
     fn check_output_refs(&mut self, plan: &mut Plan, read_labels: Vec<Vec<(String, OutputRefs)>>) {
+        enum Read {
+            Unknown {
+                field: String,
+                name: String,
+            },
+            Known {
+                field: String,
+                name: String,
+                target: ActionIdx,
+            },
+        }
+        let mut reads: Vec<(Vec<Read>, bool)> = Vec::with_capacity(read_labels.len());
+        let mut queries = Vec::new();
         for (idx, refs) in read_labels.into_iter().enumerate() {
-            let label = plan.actions[idx].label.clone();
-            let mut reads = Vec::new();
+            let mut found = Vec::new();
             let mut dynamic = false;
-            let mut ancestors: Option<Vec<bool>> = None;
-            for (field, found) in refs {
-                dynamic |= found.dynamic;
-                for name in found.labels {
-                    let Some(target) = plan.find(&name) else {
-                        let hint = suggest(&name, plan.actions.iter().map(|a| a.label.as_str()))
-                            .map(|s| format!(" (did you mean \"{s}\"?)"))
-                            .unwrap_or_default();
-                        self.error(idx, Some(&label), &field, format!("template reads outputs[\"{name}\"] but no action has that label{hint}"));
-                        continue;
-                    };
-                    let ancestors = ancestors.get_or_insert_with(|| {
-                        let mut mask = vec![false; plan.len()];
-                        for a in plan.ancestors(idx as ActionIdx) {
-                            mask[a as usize] = true;
+            for (field, refs) in refs {
+                dynamic |= refs.dynamic;
+                for name in refs.labels {
+                    match plan.find(&name) {
+                        Some(target) => {
+                            queries.push((idx as ActionIdx, target));
+                            found.push(Read::Known {
+                                field: field.clone(),
+                                name,
+                                target,
+                            });
                         }
-                        mask
-                    });
-                    if !ancestors[target as usize] {
+                        None => found.push(Read::Unknown {
+                            field: field.clone(),
+                            name,
+                        }),
+                    }
+                }
+            }
+            reads.push((found, dynamic));
+        }
+        let answers = transitive_dependencies(&plan.deps, &plan.order, &queries);
+        let mut answers = answers.into_iter();
+        for (idx, (found, dynamic)) in reads.into_iter().enumerate() {
+            let label = plan.actions[idx].label.clone();
+            let mut targets = Vec::new();
+            for read in found {
+                match read {
+                    Read::Unknown { field, name } => {
+                        let hint = self.hint(
+                            &name,
+                            plan.len(),
+                            plan.actions.iter().map(|a| a.label.as_str()),
+                        );
                         self.error(
                             idx,
                             Some(&label),
                             &field,
                             format!(
-                                "template reads outputs[\"{name}\"] but \"{name}\" is not a dependency; \
-                                 add it to depends_on so it finishes first"
+                                "template reads outputs[\"{name}\"] but no action has that label{hint}"
                             ),
                         );
-                        continue;
                     }
-                    reads.push(target);
+                    Read::Known {
+                        field,
+                        name,
+                        target,
+                    } => {
+                        if answers.next().unwrap_or(false) {
+                            targets.push(target);
+                        } else {
+                            self.error(
+                                idx,
+                                Some(&label),
+                                &field,
+                                format!(
+                                    "template reads outputs[\"{name}\"] but \"{name}\" is not a \
+                                     dependency; add it to depends_on so it finishes first"
+                                ),
+                            );
+                        }
+                    }
                 }
             }
-            reads.sort_unstable();
-            reads.dedup();
-            plan.actions[idx].reads_outputs = (!dynamic).then_some(reads);
+            targets.sort_unstable();
+            targets.dedup();
+            plan.actions[idx].reads_outputs = (!dynamic).then_some(targets);
         }
+    }
+}
+
+fn too_many_dependencies() -> String {
+    format!(
+        "the plan has more than {MAX_DEPENDENCIES} dependencies once patterns are expanded; \
+         join wide fan-ins through a system.no_op action, or split the plan"
+    )
+}
+
+/// `a**b` → `a*b`: the same pattern, and no quadratic walk over runs of stars.
+fn collapse_stars(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if !(c == '*' && out.ends_with('*')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Labels sorted, so a pattern with a fixed prefix looks only at the labels that share it.
+struct LabelIndex<'d> {
+    sorted: Vec<(&'d str, usize)>,
+}
+
+impl<'d> LabelIndex<'d> {
+    fn new(drafts: &'d [Draft]) -> Self {
+        let mut sorted: Vec<(&str, usize)> = drafts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.label.as_deref().map(|l| (l, i)))
+            .collect();
+        sorted.sort_unstable();
+        LabelIndex { sorted }
+    }
+
+    fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Labels that start with the pattern's text before its first `*`. A pattern with more
+    /// fixed text than a label can hold matches nothing.
+    fn with_prefix(&self, pattern: &str) -> &[(&'d str, usize)] {
+        if pattern.len() - pattern.matches('*').count() > MAX_LABEL {
+            return &[];
+        }
+        let prefix = pattern.split('*').next().unwrap_or_default();
+        let start = self.sorted.partition_point(|&(l, _)| l < prefix);
+        let len = self.sorted[start..].partition_point(|&(l, _)| l.starts_with(prefix));
+        &self.sorted[start..start + len]
+    }
+}
+
+/// Counts bytes written; compact JSON sizes without building the text.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_len(value: &impl serde::Serialize) -> usize {
+    let mut count = ByteCount(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// The compact-JSON size of `value`, and the part that makes it big: the path (`.a.b[2]`,
+/// empty for the whole value), followed for as long as one child holds more than half of its
+/// parent, and that part's size. One pass; recursion is bounded by the parsers' nesting limit.
+fn size_and_heaviest(value: &Value) -> (usize, String, usize) {
+    let (size, mut segments, part) = weigh(value);
+    segments.reverse();
+    (size, segments.concat(), part)
+}
+
+/// A child of a value: its size, which child it is (index or key), the path segments below it
+/// and the size of the part they lead to.
+type Heaviest<'v> = (usize, Result<usize, &'v str>, Vec<String>, usize);
+
+/// (size, path segments innermost first, size of the part they lead to).
+fn weigh<'v>(value: &'v Value) -> (usize, Vec<String>, usize) {
+    let mut total = 2;
+    let mut count = 0usize;
+    // (size, which child, its segments, its part)
+    let mut heaviest: Option<Heaviest<'v>> = None;
+    let mut visit = |which: Result<usize, &'v str>, child: &'v Value| {
+        let (size, segments, part) = weigh(child);
+        total += size + which.err().map_or(0, |key| json_len(&key) + 1);
+        count += 1;
+        if heaviest.as_ref().is_none_or(|h| size > h.0) {
+            heaviest = Some((size, which, segments, part));
+        }
+    };
+    match value {
+        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| visit(Ok(i), v)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| visit(Err(k.as_str()), v)),
+        leaf => {
+            let size = json_len(leaf);
+            return (size, Vec::new(), size);
+        }
+    }
+    total += count.saturating_sub(1);
+    match heaviest {
+        Some((size, which, mut segments, part)) if size * 2 > total => {
+            segments.push(match which {
+                Ok(i) => format!("[{i}]"),
+                Err(key) => format!(".{key}"),
+            });
+            (total, segments, part)
+        }
+        _ => (total, Vec::new(), total),
     }
 }
 
@@ -894,40 +1869,61 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// The closest candidate within a small edit distance, for "did you mean" hints.
 pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
-    candidates
-        .filter(|c| c.len().abs_diff(word.len()) <= limit)
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|&(d, _)| d <= limit)
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, c)| c)
-}
-
-/// Optimal-string-alignment distance: edits plus adjacent transpositions ("biuld" → "build"
-/// is one).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let width = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * width];
-    for i in 0..=a.len() {
-        d[i * width] = i;
-    }
-    for (j, cell) in d.iter_mut().enumerate().take(width) {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[(i - 1) * width + j] + 1)
-                .min(d[i * width + j - 1] + 1)
-                .min(d[(i - 1) * width + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[(i - 2) * width + j - 2] + 1);
+    let mut a: Vec<char> = Vec::new();
+    let mut b: Vec<char> = Vec::new();
+    let mut rows = [Vec::new(), Vec::new(), Vec::new()];
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        if candidate.len().abs_diff(word.len()) > limit {
+            continue;
+        }
+        if a.is_empty() {
+            a.extend(word.chars());
+        }
+        b.clear();
+        b.extend(candidate.chars());
+        if let Some(d) = distance_within(&a, &b, limit, &mut rows) {
+            // Ties go to the first candidate.
+            if best.is_none_or(|(closest, _)| d < closest) {
+                best = Some((d, candidate));
             }
-            d[i * width + j] = best;
         }
     }
-    d[a.len() * width + b.len()]
+    best.map(|(_, c)| c)
+}
+
+/// Optimal-string-alignment distance (edits plus adjacent transpositions: "biuld" → "build" is
+/// one), or `None` as soon as it must exceed `limit`. `rows` are reused buffers.
+fn distance_within(
+    a: &[char],
+    b: &[char],
+    limit: usize,
+    rows: &mut [Vec<usize>; 3],
+) -> Option<usize> {
+    let [before, previous, current] = rows;
+    previous.clear();
+    previous.extend(0..=b.len());
+    for i in 1..=a.len() {
+        current.clear();
+        current.push(i);
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(before[j - 2] + 1);
+            }
+            current.push(best);
+        }
+        // A row's minimum never decreases further down, so this one decides.
+        if current.iter().min().is_some_and(|&m| m > limit) {
+            return None;
+        }
+        std::mem::swap(before, previous);
+        std::mem::swap(previous, current);
+    }
+    previous.last().copied().filter(|&d| d <= limit)
 }
 
 #[cfg(test)]
@@ -1036,6 +2032,94 @@ mod tests {
         )
         .expect("valid yaml");
         assert_eq!(loaded.plan.len(), 2);
+    }
+
+    /// Valid YAML lines whose brackets are not flow collections: quoted, commented, in block
+    /// scalars, plain scalars (also continued on a line that starts with a quote), tags and
+    /// anchors. A pre-scan that counted them would refuse good files; one that took a quote
+    /// where libyaml sees none would miss the deep nesting after it.
+    const YAML_NOISE: &[&str] = &[
+        "q1: \"]]]}}\\\"[[ \\\" ]\"\n",
+        "q2: ']]'']] [[ '''\n",
+        "p1: it's [not flow] {either\n",
+        "p2: a]b}c,d\n",
+        "c1: 1 # ]]]] '\" comment\n",
+        "# ]]]] '\n",
+        "b1: |\n  ]]]] '\n  \"[[\n\n    }}}\n",
+        "b2: >-\n  [[[[\n  ]]\n",
+        "b3: |2+\n   ]]] '\n",
+        "m1: foo\n  'bar ]]]\n  baz\"\n",
+        "t1: !!str \"]]]\"\n",
+        "a1: &x \"]]\"\na2: *x\n",
+        "f1: {\"k]\": [']', \"]\"], k2: [1, [2, [3]]]}\n",
+        "l1:\n  - \"]]\"\n  - [a, 'b]']\n  - it's\n",
+        "? complex ]]\n: value\n",
+    ];
+
+    /// Put between the opening brackets of the deep value.
+    const YAML_INNER: &[&str] = &[
+        "",
+        "\"]]\", ",
+        "']]', ",
+        "# ]]] '\n",
+        "!!str \"]\", ",
+        "&y ']]', ",
+        "{\"]\": 1}, ",
+    ];
+
+    fn deep_yaml(noise: &[&str], inner: &[&str], depth: usize) -> String {
+        let mut text: String = noise.concat();
+        text.push_str("deep: ");
+        for level in 0..depth {
+            text.push('[');
+            text.push_str(inner[level % inner.len().max(1)]);
+        }
+        text.push_str(&"]".repeat(depth));
+        text.push('\n');
+        text
+    }
+
+    #[test]
+    fn yaml_noise_is_valid_and_not_flow() {
+        for noise in YAML_NOISE {
+            serde_yaml::from_str::<serde_yaml::Value>(noise)
+                .unwrap_or_else(|e| panic!("{noise:?}: {e}"));
+            assert_eq!(yaml_flow_too_deep(noise), None, "{noise:?}");
+        }
+        for inner in YAML_INNER {
+            let text = deep_yaml(&[], &[inner], 20);
+            serde_yaml::from_str::<serde_yaml::Value>(&text)
+                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        }
+        // The position is that of the first bracket too deep.
+        let text = format!("a: 1\nb: {}", "[".repeat(200));
+        assert_eq!(yaml_flow_too_deep(&text), Some((2, 4 + MAX_NESTING)));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn yaml_flow_depth_is_found_behind_any_noise(
+            noise in proptest::strategy::Strategy::prop_shuffle(
+                proptest::sample::subsequence(YAML_NOISE.to_vec(), 0..8)
+            ),
+            inner in proptest::collection::vec(proptest::sample::select(YAML_INNER), 1..4),
+            depth in 90usize..200,
+        ) {
+            let text = deep_yaml(&noise, &inner, depth);
+            // A flow mapping put between the brackets nests one level deeper where it stands.
+            let deepest = (0..depth)
+                .map(|level| level + 1 + usize::from(inner[level % inner.len()].contains('{')))
+                .max()
+                .unwrap_or(0);
+            let found = yaml_flow_too_deep(&text);
+            proptest::prop_assert_eq!(found.is_some(), deepest > MAX_NESTING, "{}", text);
+            if depth <= 100 {
+                let parsed = serde_yaml::from_str::<serde_yaml::Value>(&text);
+                proptest::prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed, text);
+            }
+        }
     }
 
     #[test]

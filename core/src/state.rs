@@ -368,6 +368,14 @@ impl RunState {
             .map_err(|e| {
                 if e.is_eof() {
                     format!("the state document is truncated ({e})")
+                } else if e.to_string().starts_with("recursion limit exceeded") {
+                    // serde_json's guard against hostile nesting (no stack overflow).
+                    format!(
+                        "the state document is not valid: nested too deeply (more than 127 levels \
+                         of lists and objects) at line {} column {}",
+                        e.line(),
+                        e.column()
+                    )
                 } else {
                     format!("the state document is not valid: {e}")
                 }

@@ -12,6 +12,12 @@ use crate::actions::is_template;
 /// Bounds template work so a hostile or careless plan cannot spin the engine.
 const FUEL: u64 = 1_000_000;
 
+/// The most operators (`.`, `[`, `(`, `|`, `+`, `-`, `not`, `and`, …) one `{{ }}` / `{% %}` tag or
+/// one condition may hold. minijinja parses and evaluates chains of them recursively without a
+/// depth limit (`{{ ------…1 }}` or `{{ a.b.b.b… }}` with 10,000 links overflows the stack), so
+/// deeper expressions are refused before they reach it. Real templates use a handful.
+pub const MAX_TAG_OPERATORS: usize = 200;
+
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -32,15 +38,121 @@ pub struct OutputRefs {
 
 /// Checks a template's syntax and lists what it reads.
 pub fn check_template(source: &str) -> Result<OutputRefs, String> {
+    check_complexity(source, false)?;
     ENV.template_from_str(source).map_err(describe)?;
     Ok(scan_output_refs(source))
 }
 
 /// Checks a condition (bare expression, or wrapped in `{{ }}`).
 pub fn check_expression(expression: &str) -> Result<OutputRefs, String> {
-    ENV.compile_expression(unwrap_braces(expression))
-        .map_err(describe)?;
+    let bare = unwrap_braces(expression);
+    check_complexity(bare, true)?;
+    ENV.compile_expression(bare).map_err(describe)?;
     Ok(scan_output_refs(expression))
+}
+
+/// Refuses a template (or, with `bare`, an expression) with a tag of more than
+/// [`MAX_TAG_OPERATORS`] operators. The count errs on the high side (string literals are
+/// skipped; everything else that could be an operator counts), in one pass over the text.
+fn check_complexity(source: &str, bare: bool) -> Result<(), String> {
+    let bytes = source.as_bytes();
+    let too_many = |count: usize| {
+        format!(
+            "the expression is too complex: one tag holds {count} or more operators, the limit is \
+             {MAX_TAG_OPERATORS}; split it into smaller expressions"
+        )
+    };
+    if bare {
+        let (count, _) = count_operators(bytes, 0, None);
+        return if count > MAX_TAG_OPERATORS {
+            Err(too_many(count))
+        } else {
+            Ok(())
+        };
+    }
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] != b'{' {
+            i += 1;
+            continue;
+        }
+        let close = match bytes[i + 1] {
+            b'{' => b'}',
+            b'%' => b'%',
+            b'#' => {
+                // A comment: nothing in it is parsed.
+                i = find(bytes, i + 2, b"#}").map_or(bytes.len(), |end| end + 2);
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let (count, end) = count_operators(bytes, i + 2, Some(close));
+        if count > MAX_TAG_OPERATORS {
+            return Err(too_many(count));
+        }
+        i = end;
+    }
+    Ok(())
+}
+
+fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
+}
+
+/// Counts operators from `start` to the end of the tag (`close` then `}`, outside strings and
+/// braces; the whole text when `close` is `None`). Returns the count and the index after the
+/// tag. Stops counting early once over the limit.
+fn count_operators(bytes: &[u8], start: usize, close: Option<u8>) -> (usize, usize) {
+    const WORDS: &[&[u8]] = &[b"not", b"and", b"or", b"is", b"in", b"if", b"else"];
+    let mut count = 0;
+    let mut braces = 0usize;
+    let mut i = start;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if let Some(close) = close {
+            if b == close && braces == 0 && bytes.get(i + 1) == Some(&b'}') {
+                return (count, i + 2);
+            }
+        }
+        match b {
+            b'\'' | b'"' => {
+                // A string literal: skip to its closing quote (backslash escapes included).
+                i += 1;
+                while i < bytes.len() && bytes[i] != b {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' => braces += 1,
+            b'}' => braces = braces.saturating_sub(1),
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'~' | b'|' | b'.' | b'[' | b'(' | b'<' | b'>'
+            | b'=' | b'!' => count += 1,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let word_end = bytes[i..]
+                    .iter()
+                    .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))
+                    .map_or(bytes.len(), |p| i + p);
+                if WORDS.contains(&&bytes[i..word_end]) {
+                    count += 1;
+                }
+                i = word_end;
+                continue;
+            }
+            _ => {}
+        }
+        if count > MAX_TAG_OPERATORS {
+            // Past the limit: the rest of the tag does not matter.
+            return (count, bytes.len());
+        }
+        i += 1;
+    }
+    (count, bytes.len())
 }
 
 /// Walks every string in a params value, checking templates. Collects what each template
@@ -146,6 +258,8 @@ fn render_value(value: &Value, context: &Context, path: &mut String) -> Result<V
 }
 
 fn render_string(text: &str, context: &Context) -> Result<Value, String> {
+    // Validation refused these already; a plan that skipped it must not crash the engine.
+    check_complexity(text, false)?;
     if let Some(expression) = single_expression(text) {
         let compiled = ENV.compile_expression(expression).map_err(describe)?;
         let value = compiled.eval(&context.0).map_err(describe)?;
@@ -163,9 +277,9 @@ fn render_string(text: &str, context: &Context) -> Result<Value, String> {
 
 /// Evaluates a condition to a boolean (Jinja truthiness).
 pub fn eval_condition(expression: &str, context: &Context) -> Result<bool, String> {
-    let compiled = ENV
-        .compile_expression(unwrap_braces(expression))
-        .map_err(describe)?;
+    let bare = unwrap_braces(expression);
+    check_complexity(bare, true)?;
+    let compiled = ENV.compile_expression(bare).map_err(describe)?;
     compiled
         .eval(&context.0)
         .map(|v| v.is_true())
@@ -320,6 +434,40 @@ mod tests {
     fn conditions_accept_bare_or_braced_expressions() {
         assert!(eval_condition("vars.env == 'prod'", &ctx()).expect("evaluates"));
         assert!(!eval_condition("{{ vars.count > 5 }}", &ctx()).expect("evaluates"));
+    }
+
+    #[test]
+    fn operator_chains_are_refused_before_minijinja_recurses_on_them() {
+        for chain in [
+            format!("{{{{ {}1 }}}}", "-".repeat(10_000)),
+            format!("{{{{ {}x }}}}", "not ".repeat(10_000)),
+            format!("{{{{ vars{} }}}}", ".a".repeat(10_000)),
+            format!("{{{{ vars{} }}}}", "|upper".repeat(10_000)),
+            format!("x {{% set y = 1{} %}}", "+1".repeat(10_000)),
+        ] {
+            let err = check_template(&chain).expect_err("too complex");
+            assert!(err.contains("too complex"), "{err}");
+        }
+        let err = check_expression(&"not ".repeat(10_000)).expect_err("too complex");
+        assert!(err.contains("too complex"), "{err}");
+        // At the limit it is fine; operators inside string literals and comments do not count.
+        let at_limit = format!("{{{{ vars{} }}}}", ".a".repeat(MAX_TAG_OPERATORS));
+        assert!(check_template(&at_limit).is_ok());
+        let quoted = format!(
+            "{{{{ '{}' ~ \"{}\" }}}}{{# {} #}}",
+            "-".repeat(999),
+            ".".repeat(999),
+            "+".repeat(999)
+        );
+        assert!(check_template(&quoted).is_ok(), "{quoted}");
+        // Many small tags are fine: the limit is per tag.
+        assert!(check_template(&"{{ vars.a.b }}".repeat(10_000)).is_ok());
+        // A dict literal's closing braces do not end the tag early.
+        let dict = format!(
+            "{{{{ {{'a': {{'b': 1}}}} }}}} {{{{ 1{} }}}}",
+            "+1".repeat(300)
+        );
+        assert!(check_template(&dict).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Engine tests through the public API: scheduler properties on generated DAGs (sans-IO), and
 //! the async driver with an in-memory store and a scripted executor.
 
+mod bad_input;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;

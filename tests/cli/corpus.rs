@@ -449,3 +449,251 @@ fn expected_files_hold_no_absolute_paths() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Oversized, endless and deeply nested input (issue 6, "bad input"). The files are generated in
+// the scratch folder; nothing big is committed. Each is refused by `validate`, `plan` and `run`
+// with exit 2, nothing on stdout and nothing written, and every line names the file.
+
+/// Runs `validate`, `plan` and `run` on `name` in `scratch`; all must refuse it the same way.
+/// Returns `validate`'s stderr without the summary line.
+fn refused_everywhere(scratch: &Scratch, name: &str) -> String {
+    let mut problems = None;
+    for args in [
+        vec!["validate", name],
+        vec!["plan", name],
+        vec!["run", name, "--json"],
+    ] {
+        let out = scratch.baton(&args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{args:?}: exit code; stderr:\n{err}");
+        assert!(
+            stdout(&out).is_empty(),
+            "{args:?}: stdout {:?}",
+            stdout(&out)
+        );
+        assert!(no_store(scratch), "{args:?}: the store was written");
+        let err = err.strip_suffix(ONE_INVALID).unwrap_or(&err).to_string();
+        for line in err.lines() {
+            assert!(line.starts_with(&format!("{name}:")), "{args:?}: {line}");
+        }
+        match &problems {
+            None => problems = Some(err),
+            Some(first) => assert_eq!(first, &err, "{args:?} differs from validate"),
+        }
+    }
+    problems.unwrap_or_default()
+}
+
+/// A JSON array of `system.command` actions, each depending on the one before, padded with
+/// whitespace to exactly `size` bytes.
+fn write_plan_of_size(path: &std::path::Path, size: u64) {
+    use std::io::Write;
+    let file = std::fs::File::create(path).expect("create");
+    let mut out = std::io::BufWriter::new(file);
+    let mut written = 1u64;
+    out.write_all(b"[").expect("write");
+    let mut i = 0u64;
+    while written + 400 < size {
+        let dep = if i == 0 {
+            String::new()
+        } else {
+            format!(r#""depends_on": ["act-{}"], "#, i - 1)
+        };
+        let action = format!(
+            r#"{}{{"label": "act-{i}", "type": "system.command", {dep}"params": {{"command": ["echo", "hello from action {i}"]}}}}"#,
+            if i == 0 { "" } else { ",\n" }
+        );
+        out.write_all(action.as_bytes()).expect("write");
+        written += action.len() as u64;
+        i += 1;
+    }
+    out.write_all(b"]").expect("write");
+    written += 1;
+    out.write_all(&vec![b' '; (size - written) as usize])
+        .expect("pad");
+    out.flush().expect("flush");
+    assert_eq!(std::fs::metadata(path).expect("size").len(), size);
+}
+
+#[test]
+fn a_50_mb_action_file_is_refused_before_it_is_read() {
+    let scratch = Scratch::new();
+    let size = 50 * 1024 * 1024;
+    write_plan_of_size(&scratch.path().join("big.json"), size);
+    assert_eq!(
+        refused_everywhere(&scratch, "big.json"),
+        format!(
+            "big.json: the file is 50 MiB ({size} bytes); action files are limited to 32 MiB: \
+             split the plan into several, or move large values out of it (template_file, S3 \
+             objects)\n"
+        )
+    );
+}
+
+#[test]
+fn a_yaml_file_over_its_limit_is_refused() {
+    let scratch = Scratch::new();
+    let mut text = String::new();
+    let mut i = 0;
+    while text.len() <= 9 * 1024 * 1024 {
+        text.push_str(&format!(
+            "- label: act-{i}\n  type: system.no_op\n  description: {}\n",
+            "x".repeat(200)
+        ));
+        i += 1;
+    }
+    scratch.write("big.yaml", &text);
+    let err = refused_everywhere(&scratch, "big.yaml");
+    assert!(
+        err.starts_with("big.yaml: the file is 9.0 MiB (")
+            && err.ends_with("YAML action files are limited to 8 MiB (JSON files to 32 MiB): convert it to JSON, or split the plan into several\n"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn endless_input_is_read_only_up_to_the_limit() {
+    let scratch = Scratch::new();
+    let out = scratch.baton(&["validate", "/dev/zero"]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out),
+        "/dev/zero: the file holds more than 32 MiB; action files are limited to 32 MiB: split \
+         the plan into several, or move large values out of it (template_file, S3 objects)\n\
+         1 of 1 files invalid\n"
+    );
+    assert!(no_store(&scratch));
+}
+
+#[test]
+fn a_10_mb_param_value_names_the_file_the_action_and_the_field() {
+    let scratch = Scratch::new();
+    let plan = serde_json::json!([
+        {"label": "config", "type": "system.no_op"},
+        {"label": "upload", "type": "system.set_variables", "depends_on": ["config"],
+         "params": {"variables": {"small": "ok", "blob": "b".repeat(10 * 1024 * 1024)}}},
+    ]);
+    scratch.write("payload.json", &plan.to_string());
+    assert_eq!(
+        refused_everywhere(&scratch, "payload.json"),
+        "payload.json: actions[1] \"upload\": params.variables.blob: is 10.0 MiB of JSON; an \
+         action's params may hold at most 1 MiB in all: put large content in a file \
+         (template_file) or an S3 object and pass its name\n"
+    );
+}
+
+/// A chain a1 <- a2 <- … <- a100000: validation uses no recursion (the main thread's stack
+/// would overflow long before), and every action reading the first one's outputs is checked
+/// in one pass.
+#[test]
+fn a_100k_deep_dependency_chain_validates() {
+    let scratch = Scratch::new();
+    let actions: Vec<serde_json::Value> = (1..=100_000)
+        .map(|i| {
+            let mut action = serde_json::json!({"label": format!("a{i}"), "type": "system.no_op"});
+            if i > 1 {
+                action["depends_on"] = serde_json::json!([format!("a{}", i - 1)]);
+            }
+            action
+        })
+        .collect();
+    scratch.write("chain.json", &serde_json::Value::Array(actions).to_string());
+    let out = scratch.baton(&["validate", "chain.json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "chain.json: ok (100000 actions)\n");
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn deep_nesting_is_refused_with_its_position() {
+    let scratch = Scratch::new();
+    let deep = 100_000;
+    let wrap = |value: String| {
+        format!(
+            r#"[{{"label": "a", "type": "system.set_variables", "params": {{"variables": {{"x": {value}}}}}}}]"#
+        )
+    };
+    scratch.write(
+        "lists.json",
+        &wrap(format!("{}1{}", "[".repeat(deep), "]".repeat(deep))),
+    );
+    scratch.write(
+        "objects.json",
+        &wrap(format!("{}1{}", r#"{"a":"#.repeat(deep), "}".repeat(deep))),
+    );
+    scratch.write(
+        "flow.yaml",
+        &format!(
+            "- label: a\n  type: system.set_variables\n  params: {{variables: {{x: {}{}}}}}\n",
+            "[".repeat(deep),
+            "]".repeat(deep)
+        ),
+    );
+    let mut block =
+        String::from("- label: a\n  type: system.set_variables\n  params:\n    variables:\n");
+    for level in 0..300 {
+        block.push_str(&format!("{}k:\n", " ".repeat(6 + 2 * level)));
+    }
+    scratch.write("block.yaml", &block);
+    for (name, expected) in [
+        (
+            "lists.json",
+            "lists.json:1:202: invalid JSON: nested too deeply",
+        ),
+        ("objects.json", "objects.json:1:"),
+        (
+            "flow.yaml",
+            "flow.yaml:3:152: invalid YAML: nested too deeply",
+        ),
+        ("block.yaml", "block.yaml:"),
+    ] {
+        let err = refused_everywhere(&scratch, name);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(expected), "{err}");
+        assert!(
+            err.ends_with(
+                "nested too deeply: lists and objects may be nested at most 127 levels deep\n"
+            ),
+            "{err}"
+        );
+    }
+}
+
+/// Input that used to crash the process (a stack overflow is an abort, not exit 2) or hang it.
+#[test]
+fn hostile_templates_patterns_and_bytes_are_refused_not_crashed() {
+    let scratch = Scratch::new();
+    let chain = format!("{{{{ {}1 }}}}", "-".repeat(100_000));
+    let plan = serde_json::json!([
+        {"label": "t", "type": "system.set_variables", "params": {"variables": {"x": chain}}},
+    ]);
+    scratch.write("template.json", &plan.to_string());
+    assert_eq!(
+        refused_everywhere(&scratch, "template.json"),
+        "template.json: actions[0] \"t\": params.variables.x: template error: the expression is \
+         too complex: one tag holds 201 or more operators, the limit is 200; split it into \
+         smaller expressions\n"
+    );
+
+    let star: Vec<serde_json::Value> = (0..3_000)
+        .map(|i| serde_json::json!({"label": format!("s{i}"), "type": "system.no_op", "depends_on": ["*"]}))
+        .collect();
+    scratch.write("star.json", &serde_json::Value::Array(star).to_string());
+    let err = refused_everywhere(&scratch, "star.json");
+    assert!(
+        err.contains("depends_on[0]: the plan has more than 2000000 dependencies"),
+        "{err}"
+    );
+
+    std::fs::write(
+        scratch.path().join("binary.json"),
+        b"[{\"label\": \"\xff\xfe\"}]",
+    )
+    .expect("write");
+    assert_eq!(
+        refused_everywhere(&scratch, "binary.json"),
+        "binary.json:1:13: the file is not UTF-8 text (byte 0xff is not valid here)\n"
+    );
+}
