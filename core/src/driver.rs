@@ -58,6 +58,31 @@ impl Default for TickOptions {
 /// command runs); a dead one's lapses soon enough for Step Functions' retries to get past it.
 const LEASE: Duration = Duration::from_secs(30);
 
+/// Outputs sit 4 levels deep in the state document, which is read with serde_json's limit of
+/// 128: deeper outputs would be saved fine and then never read back.
+const MAX_OUTPUT_NESTING: usize = 100;
+
+/// How deeply `outputs` nest (the map itself is level 1), without recursion.
+fn nesting(outputs: &serde_json::Map<String, serde_json::Value>) -> usize {
+    use serde_json::Value;
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = outputs.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(depth);
+                stack.extend(items.iter().map(|v| (v, depth + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(depth);
+                stack.extend(map.values().map(|v| (v, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// How often a tick with work in flight looks for changes made by operators.
 const WATCH: Duration = Duration::from_secs(1);
 
@@ -356,6 +381,12 @@ async fn tick_in_span<S: RunStore, E: Executor>(
                     TaskResult::Outcome(outcome) => {
                         let outcome = match outcome {
                             Outcome::Failed { error, retryable } => Outcome::Failed { error: secrets.redact(&error), retryable },
+                            Outcome::Complete { outputs } if nesting(&outputs) > MAX_OUTPUT_NESTING => {
+                                Outcome::failed(format!(
+                                    "its outputs nest more than {MAX_OUTPUT_NESTING} levels deep; the state document \
+                                     would become unreadable (flatten them, or write them to a file)"
+                                ))
+                            }
                             Outcome::Complete { outputs } => {
                                 secrets.learn_map(&outputs);
                                 Outcome::Complete { outputs }

@@ -406,7 +406,7 @@ impl<'p> Scheduler<'p> {
                 entry.next_check_at = None;
                 entry.handle = None;
                 entry.error = None;
-                entry.outputs = Box::new(outputs);
+                *entry.outputs = outputs;
                 self.satisfy_dependents(state, idx);
             }
             Outcome::Running {

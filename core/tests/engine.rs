@@ -809,3 +809,42 @@ fn the_plan_cache_reuses_a_parsed_plan() {
         assert!(!Arc::ptr_eq(&a.plan, &d.plan), "evicted by the other plan");
     });
 }
+
+/// Outputs nested near serde_json's depth limit would be saved and then never read back (they
+/// sit 4 levels deep in the state document): the action fails instead, and the run stays
+/// readable.
+#[test]
+fn outputs_nested_too_deeply_fail_the_action_and_the_state_stays_readable() {
+    rt().block_on(async {
+        let run = new_run(
+            r#"[{"label": "deep", "type": "system.command", "params": {"command": ["true"]}},
+                {"label": "ok", "type": "system.no_op"}]"#,
+        )
+        .await;
+        let mut deep = json!("leaf");
+        for _ in 0..125 {
+            deep = json!([deep]);
+        }
+        let outputs = json!({"deep": deep}).as_object().cloned().expect("object");
+        let exec =
+            Arc::new(ScriptedExecutor::new().on_start("deep", [Outcome::Complete { outputs }]));
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("tick");
+        assert_eq!(report.flow, Flow::Failure);
+        let (state, _) = run.load().await.expect("the state reads back");
+        let deep = state.action(run.plan.find("deep").expect("deep"));
+        assert_eq!(deep.status, ActionStatus::Failed);
+        assert!(
+            deep.error
+                .as_deref()
+                .is_some_and(|e| e.contains("nest more than 100 levels")),
+            "{:?}",
+            deep.error
+        );
+        assert_eq!(
+            state.action(run.plan.find("ok").expect("ok")).status,
+            ActionStatus::Complete
+        );
+    });
+}
