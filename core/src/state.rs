@@ -132,6 +132,7 @@ impl Level {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogEntry {
     #[serde(with = "ts")]
     pub t: Timestamp,
