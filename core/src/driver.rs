@@ -62,27 +62,6 @@ const LEASE: Duration = Duration::from_secs(30);
 /// 128: deeper outputs would be saved fine and then never read back.
 const MAX_OUTPUT_NESTING: usize = 100;
 
-/// How deeply `outputs` nest (the map itself is level 1), without recursion.
-fn nesting(outputs: &serde_json::Map<String, serde_json::Value>) -> usize {
-    use serde_json::Value;
-    let mut deepest = 1;
-    let mut stack: Vec<(&Value, usize)> = outputs.values().map(|v| (v, 2)).collect();
-    while let Some((value, depth)) = stack.pop() {
-        match value {
-            Value::Array(items) => {
-                deepest = deepest.max(depth);
-                stack.extend(items.iter().map(|v| (v, depth + 1)));
-            }
-            Value::Object(map) => {
-                deepest = deepest.max(depth);
-                stack.extend(map.values().map(|v| (v, depth + 1)));
-            }
-            _ => {}
-        }
-    }
-    deepest
-}
-
 /// How often a tick with work in flight looks for changes made by operators.
 const WATCH: Duration = Duration::from_secs(1);
 
@@ -381,7 +360,10 @@ async fn tick_in_span<S: RunStore, E: Executor>(
                     TaskResult::Outcome(outcome) => {
                         let outcome = match outcome {
                             Outcome::Failed { error, retryable } => Outcome::Failed { error: secrets.redact(&error), retryable },
-                            Outcome::Complete { outputs } if nesting(&outputs) > MAX_OUTPUT_NESTING => {
+                            Outcome::Complete { outputs }
+                                // The outputs map itself is the first level.
+                                if 1 + outputs.values().map(crate::load::depth).max().unwrap_or(0) > MAX_OUTPUT_NESTING =>
+                            {
                                 Outcome::failed(format!(
                                     "its outputs nest more than {MAX_OUTPUT_NESTING} levels deep; the state document \
                                      would become unreadable (flatten them, or write them to a file)"

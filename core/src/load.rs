@@ -917,7 +917,7 @@ impl<'t> YamlScan<'t> {
 }
 
 /// Levels of lists and objects (a scalar is 0). Recursion is bounded by the parser's limit.
-fn depth(value: &Value) -> usize {
+pub(crate) fn depth(value: &Value) -> usize {
     match value {
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
         Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
