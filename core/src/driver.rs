@@ -191,7 +191,7 @@ async fn tick_in_span<S: RunStore, E: Executor>(
     let began = Instant::now();
     let deadline = began + options.budget;
     let plan = &run.plan;
-    let (mut state, mut version) = run.load().await?;
+    let (mut state, version) = run.load().await?;
     if state.status.is_finished() {
         let flow = if state.status == RunStatus::Succeeded {
             Flow::Success
@@ -214,7 +214,10 @@ async fn tick_in_span<S: RunStore, E: Executor>(
     // Stores that cannot lock claim the run in the document: of two drivers that loaded the
     // same version, the compare-and-swap lets exactly one through.
     let leased = run.store.needs_lease();
-    let mut operator_changed = false;
+    let mut saved = Saved {
+        version,
+        operator_changed: false,
+    };
     if leased {
         if let Some(lease) = &state.driver {
             if lease.until > now {
@@ -236,9 +239,7 @@ async fn tick_in_span<S: RunStore, E: Executor>(
             holder: lease_holder(),
             until: lease_until(),
         });
-        let merged;
-        (version, merged) = save_merging(run, &mut state, &version).await?;
-        operator_changed |= merged.actions;
+        saved.save(run, &mut state).await?;
     }
     let mut scheduler = Scheduler::new(plan, &mut state, now, options.max_parallel);
     let mut secrets = Secrets::default();
@@ -283,7 +284,8 @@ async fn tick_in_span<S: RunStore, E: Executor>(
         if !state.abort_requested {
             // After an operator reset actions mid-tick, the scheduler's view is stale: start
             // nothing more, let a fresh tick pick the run up.
-            let may_start = Instant::now() < deadline && !options.stopping() && !operator_changed;
+            let may_start =
+                Instant::now() < deadline && !options.stopping() && !saved.operator_changed;
             let steps = scheduler.next(&mut state, Utc::now(), may_start);
             notify_changes(&mut scheduler, plan, &state, observer);
             let starts_effect = steps
@@ -291,12 +293,9 @@ async fn tick_in_span<S: RunStore, E: Executor>(
                 .any(|s| matches!(s, Step::Start { idx, .. } if has_side_effects(plan, *idx)));
             if starts_effect || unsaved_effects {
                 // Record intent before the side effect, so a crash mid-command is detected.
-                state.updated_at = Utc::now();
-                let merged;
-                (version, merged) = save_merging(run, &mut state, &version).await?;
-                operator_changed |= merged.actions;
+                saved.save(run, &mut state).await?;
                 unsaved_effects = false;
-                observer.saved(plan, &state, &version);
+                observer.saved(plan, &state, &saved.version);
             }
             for step in steps {
                 if let Step::Start { params, .. } = &step {
@@ -327,18 +326,12 @@ async fn tick_in_span<S: RunStore, E: Executor>(
                 if let Some(lease) = state.driver.as_mut() {
                     lease.until = lease_until();
                 }
-                state.updated_at = Utc::now();
-                let merged;
-                (version, merged) = save_merging(run, &mut state, &version).await?;
-                operator_changed |= merged.actions;
+                saved.save(run, &mut state).await?;
             }
             _ = watch.tick(), if !state.abort_requested => {
                 // A failed look is not worth failing the tick: the next save will tell.
-                if run.store.head().await.is_ok_and(|head| head != version) {
-                    state.updated_at = Utc::now();
-                    let merged;
-                    (version, merged) = save_merging(run, &mut state, &version).await?;
-                    operator_changed |= merged.actions;
+                if run.store.head().await.is_ok_and(|head| head != saved.version) {
+                    saved.save(run, &mut state).await?;
                 }
             }
             Some(line) = log_rx.recv() => record_log(plan, &mut state, line, &secrets, observer),
@@ -389,7 +382,7 @@ async fn tick_in_span<S: RunStore, E: Executor>(
     }
 
     let now = Utc::now();
-    let flow = if operator_changed || (state.abort_requested && !abort_handled) {
+    let flow = if saved.operator_changed || (state.abort_requested && !abort_handled) {
         Flow::Execute
     } else {
         scheduler.flow(&state, now)
@@ -419,13 +412,11 @@ async fn tick_in_span<S: RunStore, E: Executor>(
         );
     }
     state.status = status;
-    state.updated_at = now;
     state.driver = None;
-    let merged;
-    (version, merged) = save_merging(run, &mut state, &version).await?;
-    observer.saved(plan, &state, &version);
+    let merged = saved.save(run, &mut state).await?;
+    observer.saved(plan, &state, &saved.version);
     let status = state.status;
-    tracing::info!(status = %status, version = %version, "tick finished");
+    tracing::info!(status = %status, version = %saved.version, "tick finished");
     // An operator change that arrived during the save is honoured by the next tick.
     let flow = if merged.actions || (state.abort_requested && !status.is_finished()) {
         Flow::Execute
@@ -435,9 +426,30 @@ async fn tick_in_span<S: RunStore, E: Executor>(
     Ok(TickReport {
         flow,
         status,
-        version,
+        version: saved.version,
         invocations: state.invocations,
     })
+}
+
+/// The version a tick last saved, and whether any of its saves merged an operator's change
+/// to actions (the scheduler's view is stale from then on).
+struct Saved {
+    version: String,
+    operator_changed: bool,
+}
+
+impl Saved {
+    async fn save<S: RunStore>(
+        &mut self,
+        run: &Run<S>,
+        state: &mut RunState,
+    ) -> Result<Merged, RunError> {
+        state.updated_at = Utc::now();
+        let (version, merged) = save_merging(run, state, &self.version).await?;
+        self.version = version;
+        self.operator_changed |= merged.actions;
+        Ok(merged)
+    }
 }
 
 fn has_side_effects(plan: &Plan, idx: ActionIdx) -> bool {
