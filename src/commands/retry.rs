@@ -119,24 +119,31 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
     // Nobody driving the run? Then honour the abort now. A driver (a local lock, or an S3
     // lease held by another machine) honours it itself.
     let settled = match run.store.lock_driver() {
-        Ok(_guard) => {
-            let executor = Arc::new(crate::aws::executor(&run.plan).await);
-            driver::tick(&run, &executor, &TickOptions::default(), &Silent).await
-        }
-        Err(e) => Err(e.into()),
+        Ok(_guard) => settle_abort(&run).await?,
+        Err(StoreError::Busy { .. }) => None,
+        Err(other) => return Err(other.into()),
     };
     match settled {
-        Ok(report) => crate::out!("run {} {}", state.run_id, report.status),
-        Err(e)
-            if matches!(e, baton_core::RunError::Store(StoreError::Busy { .. }))
-                || e.is_conflict() =>
-        {
-            crate::out!(
-                "abort requested; the process driving run {} will stop it on its next check",
-                state.run_id
-            );
-        }
-        Err(other) => return Err(other.into()),
+        Some(report) => crate::out!("run {} {}", state.run_id, report.status),
+        None => crate::out!(
+            "abort requested; the process driving run {} will stop it on its next check",
+            state.run_id
+        ),
     }
     Ok(())
+}
+
+/// One tick that carries out a requested abort, for a caller holding the run's driver lock.
+/// `None` when another driver has the run after all (its S3 lease, or a save that raced this
+/// tick's): that driver honours the request itself.
+pub async fn settle_abort(
+    run: &baton_core::Run<crate::locator::AnyStore>,
+) -> Result<Option<driver::TickReport>, baton_core::RunError> {
+    let executor = Arc::new(crate::aws::executor(&run.plan).await);
+    match driver::tick(run, &executor, &TickOptions::default(), &Silent).await {
+        Ok(report) => Ok(Some(report)),
+        Err(baton_core::RunError::Store(StoreError::Busy { .. })) => Ok(None),
+        Err(e) if e.is_conflict() => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -315,15 +315,7 @@ fn spawn_abort(run: Arc<Run<AnyStore>>, driven_here: bool, tx: UnboundedSender<M
             if !driven_here {
                 // Nobody may be driving it: settle the abort now if we can take the run.
                 if let Ok(_guard) = run.store.lock_driver() {
-                    let executor = Arc::new(crate::aws::executor(&run.plan).await);
-                    match driver::tick(&run, &executor, &TickOptions::default(), &Silent).await {
-                        // Someone else drives it (an S3 lease): they honour the request.
-                        Err(baton_core::RunError::Store(baton_core::StoreError::Busy {
-                            ..
-                        })) => {}
-                        Err(e) if e.is_conflict() => {}
-                        other => drop(other?),
-                    }
+                    crate::commands::retry::settle_abort(&run).await?;
                 }
             }
             Ok::<_, baton_core::RunError>(())
