@@ -242,12 +242,7 @@ async fn tick_in_span<S: RunStore, E: Executor>(
         saved.save(run, &mut state).await?;
     }
     let mut scheduler = Scheduler::new(plan, &mut state, now, options.max_parallel);
-    let mut secrets = Secrets::default();
-    secrets.learn_map(&state.vars);
-    for (action, def) in state.actions.iter().zip(&plan.actions) {
-        secrets.learn_map(&action.outputs);
-        secrets.learn(&def.params);
-    }
+    let mut secrets = Secrets::for_run(plan, &state);
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
     let mut tasks: JoinSet<(ActionIdx, TaskResult)> = JoinSet::new();
     let mut task_actions: HashMap<tokio::task::Id, ActionIdx> = HashMap::new();

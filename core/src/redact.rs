@@ -154,6 +154,18 @@ impl Secrets {
         }
     }
 
+    /// Every secret a run knows of so far: in params as written, vars and outputs. (Params
+    /// rendered from templates are learnt as their actions start.)
+    pub fn for_run(plan: &crate::model::Plan, state: &crate::state::RunState) -> Self {
+        let mut secrets = Secrets::default();
+        secrets.learn_map(&state.vars);
+        for (action, def) in state.actions.iter().zip(&plan.actions) {
+            secrets.learn_map(&action.outputs);
+            secrets.learn(&def.params);
+        }
+        secrets
+    }
+
     /// The secrets an action's rendered params can contain: its own, the run's vars, and the
     /// outputs of the actions it reads.
     pub fn for_action(
