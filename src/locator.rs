@@ -82,20 +82,8 @@ fn bad_url(url: &str) -> Failure {
 
 async fn s3_store(bucket: &str, run_prefix: &str) -> S3Store {
     let aws = crate::aws::aws().await;
-    let client = aws
-        .s3(&Default::default())
-        .await
-        .unwrap_or_else(|_| unreachable_client());
+    let client = aws.s3(&Default::default()).await;
     S3Store::new(client, bucket, run_prefix)
-}
-
-/// `Aws::s3` only fails for role assumption, which the default target never does.
-fn unreachable_client() -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .build(),
-    )
 }
 
 /// The store a new run with `run_id` goes into.

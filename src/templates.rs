@@ -26,7 +26,7 @@ pub async fn resolve(plan: &mut Plan, base_dir: &Path, store: &AnyStore) -> Resu
         else {
             continue;
         };
-        if baton_core::actions::is_template(&file) {
+        if baton_core::template::is_template(&file) {
             continue;
         }
         let field = || {

@@ -1,5 +1,10 @@
 //! The async driver: composes the sans-IO scheduler with a store and an executor. One call of
-//! [`tick`] is one Lambda invocation or one turn of the local loop.
+//! [`tick`] is one Lambda invocation or one turn of the local loop; [`drive`] repeats ticks
+//! until the run ends.
+//!
+//! A tick has named steps: [`claim_lease`] (stores that cannot lock), then on a [`Tick`]:
+//! `honour_abort`, `pump` (start what is ready, fold outcomes back in, save around side
+//! effects) and `finish` (decide what next, save once more).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,20 +12,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::actions::Mode;
-use crate::executor::{CheckRequest, Executor, LogLine, LogSink, Outcome, StartRequest};
+use crate::actions::{CancelError, CheckRequest, LogSink, Mode, Outcome, StartRequest};
+use crate::executor::Executor;
+use crate::log::{Level, LogEntry, Timestamp};
 use crate::merge::{merge_operator_change, Merged};
 use crate::model::{ActionIdx, Plan};
 use crate::redact::Secrets;
 use crate::run::{Run, RunError};
-use crate::scheduler::{CancelReason, Flow, Scheduler, Step};
-use crate::state::{ActionState, Lease, Level, LogEntry, RunState, RunStatus};
-use crate::store::RunStore;
+use crate::scheduler::{rendered_params, CancelReason, Next, Scheduler, Step};
+use crate::state::{ActionState, Lease, RunState, RunStatus};
+use crate::store::{RunStore, StoreError};
+use crate::template::TemplateError;
 
+/// How a tick may use its time.
 #[derive(Debug, Clone)]
 pub struct TickOptions {
     /// Stop starting new work after this long (Lambda: deadline minus a margin).
@@ -28,6 +35,7 @@ pub struct TickOptions {
     /// Also bound synchronous actions by the budget (Lambda must return before its deadline;
     /// a local driver lets a long command finish).
     pub hard_deadline: bool,
+    /// Most actions running at once (instant actions do not count).
     pub max_parallel: Option<usize>,
     /// Set (e.g. on Ctrl-C) to stop starting new work; running work finishes and is saved.
     pub stop: Arc<AtomicBool>,
@@ -77,7 +85,7 @@ fn lease_holder() -> String {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unknown host".into());
-        let nonce = crate::run::sha256_hex(
+        let nonce = crate::util::sha256_hex(
             format!("{:?}{:?}", std::time::SystemTime::now(), Instant::now()).as_bytes(),
         );
         format!(
@@ -92,64 +100,35 @@ fn lease_holder() -> String {
     )
 }
 
-fn lease_until() -> chrono::DateTime<Utc> {
+fn lease_until() -> Timestamp {
     Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default()
 }
 
-/// The small document that travels between ticks (the Step Functions payload).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Payload {
-    pub run: String,
-    pub state_version: String,
-    pub flow_control: FlowControl,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait_seconds: Option<u64>,
-    pub invocations: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlowControl {
-    Execute,
-    Wait,
-    Success,
-    Failure,
-}
-
+/// What a tick did: what to do next, and the state it left (as saved, at `version`).
 #[derive(Debug, Clone)]
 pub struct TickReport {
-    pub flow: Flow,
-    pub status: RunStatus,
+    /// What the caller should do next.
+    pub next: Next,
+    /// The run's state after the tick.
+    pub state: RunState,
+    /// The version the tick saved last (or found, if it had nothing to do).
     pub version: String,
-    pub invocations: u64,
 }
 
 impl TickReport {
-    pub fn payload(&self, run: String) -> Payload {
-        let (flow_control, wait_seconds) = match self.flow {
-            Flow::Execute => (FlowControl::Execute, None),
-            // Step Functions waits whole seconds; round up so the action is due on arrival.
-            Flow::Wait(d) => (
-                FlowControl::Wait,
-                Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)),
-            ),
-            Flow::Success => (FlowControl::Success, None),
-            Flow::Failure => (FlowControl::Failure, None),
-        };
-        Payload {
-            run,
-            state_version: self.version.clone(),
-            flow_control,
-            wait_seconds,
-            invocations: self.invocations,
-        }
+    /// The run's status after the tick.
+    pub fn status(&self) -> RunStatus {
+        self.state.status
     }
 }
 
 /// Receives progress as it happens (the plain printer, the console).
 pub trait Observer: Send + Sync {
+    /// An action's status (or attempt, or error) changed.
     fn action_changed(&self, _plan: &Plan, _idx: ActionIdx, _state: &ActionState) {}
+    /// A log line arrived for an action (`Some`) or the run.
     fn log(&self, _plan: &Plan, _idx: Option<ActionIdx>, _entry: &LogEntry) {}
+    /// A version was saved.
     fn saved(&self, _plan: &Plan, _state: &RunState, _version: &str) {}
 }
 
@@ -157,9 +136,32 @@ pub trait Observer: Send + Sync {
 pub struct Silent;
 impl Observer for Silent {}
 
+/// A log line from a running action, on its way to the action's log thread.
+#[derive(Debug)]
+struct LogLine {
+    idx: ActionIdx,
+    t: Timestamp,
+    level: Level,
+    msg: String,
+}
+
 enum TaskResult {
     Outcome(Outcome),
-    Cancelled(CancelReason, Result<(), String>),
+    Cancelled(CancelReason, Result<(), CancelError>),
+}
+
+type Joined = Result<(tokio::task::Id, (ActionIdx, TaskResult)), tokio::task::JoinError>;
+
+/// What a tick waiting on work in flight woke up for.
+enum Event {
+    /// A waiting action fell due.
+    Due,
+    /// The lease is half spent.
+    RenewLease,
+    /// Time to look for operator changes.
+    Watch,
+    Log(LogLine),
+    Joined(Joined),
 }
 
 /// Runs one tick: load the newest state, make all progress possible now (within the budget),
@@ -177,253 +179,468 @@ pub async fn tick<S: RunStore, E: Executor>(
         run_id = tracing::field::Empty,
         invocation = tracing::field::Empty
     );
-    tick_in_span(run, executor, options, observer)
-        .instrument(span)
-        .await
+    async {
+        let (mut state, version) = run.load().await?;
+        if state.status.is_finished() {
+            let next = if state.status == RunStatus::Succeeded {
+                Next::Success
+            } else {
+                Next::Failure
+            };
+            return Ok(TickReport {
+                next,
+                state,
+                version,
+            });
+        }
+        state.invocations += 1;
+        tracing::Span::current()
+            .record("run_id", state.run_id.as_str())
+            .record("invocation", state.invocations);
+        tracing::info!("tick started");
+        let mut saved = Saved {
+            version,
+            operator_changed: false,
+        };
+        claim_lease(run, options, &mut state, &mut saved).await?;
+        let mut tick = Tick::new(run, executor, options, observer, state, saved);
+        tick.honour_abort();
+        tick.pump().await?;
+        tick.finish().await
+    }
+    .instrument(span)
+    .await
 }
 
-async fn tick_in_span<S: RunStore, E: Executor>(
+/// Stores that cannot lock claim the run in the document: of two drivers that loaded the
+/// same version, the compare-and-swap lets exactly one through.
+async fn claim_lease<S: RunStore>(
     run: &Run<S>,
-    executor: &Arc<E>,
     options: &TickOptions,
-    observer: &dyn Observer,
-) -> Result<TickReport, RunError> {
-    let began = Instant::now();
-    let deadline = began + options.budget;
-    let plan = &run.plan;
-    let (mut state, version) = run.load().await?;
-    if state.status.is_finished() {
-        let flow = if state.status == RunStatus::Succeeded {
-            Flow::Success
-        } else {
-            Flow::Failure
-        };
-        return Ok(TickReport {
-            flow,
-            status: state.status,
-            version,
-            invocations: state.invocations,
-        });
+    state: &mut RunState,
+    saved: &mut Saved,
+) -> Result<(), RunError> {
+    if !run.store.needs_lease() {
+        return Ok(());
     }
-    state.invocations += 1;
     let now = Utc::now();
-    tracing::Span::current()
-        .record("run_id", state.run_id.as_str())
-        .record("invocation", state.invocations);
-    tracing::info!("tick started");
-    // Stores that cannot lock claim the run in the document: of two drivers that loaded the
-    // same version, the compare-and-swap lets exactly one through.
-    let leased = run.store.needs_lease();
-    let mut saved = Saved {
-        version,
-        operator_changed: false,
-    };
-    if leased {
-        if let Some(lease) = &state.driver {
-            if lease.until > now {
-                if !options.take_over {
-                    return Err(RunError::Store(crate::store::StoreError::Busy {
-                        locator: run.store.locator(),
-                        holder: format!(
-                            " ({}, lease until {}; if that process died, wait for the lease to lapse or take over with `baton resume --take-over`)",
-                            lease.holder,
-                            crate::state::ts::format(&lease.until)
-                        ),
-                    }));
-                }
-                let message = format!("taking the run over from {}", lease.holder);
-                state.log_run(now, Level::Warn, message);
+    if let Some(lease) = &state.driver {
+        if lease.until > now {
+            if !options.take_over {
+                return Err(RunError::Store(StoreError::Busy {
+                    locator: run.store.locator(),
+                    holder: format!(
+                        " ({}, lease until {}; if that process died, wait for the lease to lapse or take over with `baton resume --take-over`)",
+                        lease.holder,
+                        crate::log::ts::format(&lease.until)
+                    ),
+                }));
             }
+            let message = format!("taking the run over from {}", lease.holder);
+            state.log_run(now, Level::Warn, message);
         }
-        state.driver = Some(Lease {
-            holder: lease_holder(),
-            until: lease_until(),
-        });
-        saved.save(run, &mut state).await?;
     }
-    let mut scheduler = Scheduler::new(plan, &mut state, now, options.max_parallel);
-    let mut secrets = Secrets::for_run(plan, &state);
-    let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
-    let mut tasks: JoinSet<(ActionIdx, TaskResult)> = JoinSet::new();
-    let mut task_actions: HashMap<tokio::task::Id, ActionIdx> = HashMap::new();
-    // Side effects whose start or end is not yet saved: a crash must not lose them.
-    let mut unsaved_effects = false;
+    state.driver = Some(Lease {
+        holder: lease_holder(),
+        until: lease_until(),
+    });
+    saved.save(run, state).await?;
+    Ok(())
+}
 
-    let context = TaskContext {
-        run_id: state.run_id.clone(),
-        plan,
-        executor,
-        log_tx: &log_tx,
-        options,
-        deadline,
-    };
-    // An abort merged later in the tick is carried out by the next tick, with a fresh scheduler.
-    let abort_handled = state.abort_requested;
-    if state.abort_requested {
-        state.log_run(
+/// One tick in progress: the state it works on, the scheduler's view of it, and the work in
+/// flight.
+struct Tick<'r, S, E> {
+    run: &'r Run<S>,
+    plan: &'r Plan,
+    executor: &'r Arc<E>,
+    options: &'r TickOptions,
+    observer: &'r dyn Observer,
+    deadline: Instant,
+    state: RunState,
+    saved: Saved,
+    scheduler: Scheduler<'r>,
+    secrets: Secrets,
+    log_tx: mpsc::UnboundedSender<LogLine>,
+    log_rx: mpsc::UnboundedReceiver<LogLine>,
+    tasks: JoinSet<(ActionIdx, TaskResult)>,
+    task_actions: HashMap<tokio::task::Id, ActionIdx>,
+    /// Side effects whose start or end is not yet saved: a crash must not lose them.
+    unsaved_effects: bool,
+    /// An abort merged later in the tick is carried out by the next tick, with a fresh
+    /// scheduler.
+    abort_handled: bool,
+}
+
+impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
+    fn new(
+        run: &'r Run<S>,
+        executor: &'r Arc<E>,
+        options: &'r TickOptions,
+        observer: &'r dyn Observer,
+        mut state: RunState,
+        saved: Saved,
+    ) -> Self {
+        let plan: &'r Plan = &run.plan;
+        let scheduler = Scheduler::new(plan, &mut state, Utc::now(), options.max_parallel);
+        let secrets = Secrets::for_run(plan, &state);
+        let (log_tx, log_rx) = mpsc::unbounded_channel();
+        let abort_handled = state.abort_requested;
+        Tick {
+            run,
+            plan,
+            executor,
+            options,
+            observer,
+            deadline: Instant::now() + options.budget,
+            state,
+            saved,
+            scheduler,
+            secrets,
+            log_tx,
+            log_rx,
+            tasks: JoinSet::new(),
+            task_actions: HashMap::new(),
+            unsaved_effects: false,
+            abort_handled,
+        }
+    }
+
+    /// Carries out an abort requested before the tick: cancels what can be cancelled.
+    fn honour_abort(&mut self) {
+        if !self.state.abort_requested {
+            return;
+        }
+        let now = Utc::now();
+        self.state.log_run(
             now,
             Level::Warn,
             "abort requested: cancelling running actions",
         );
-        for step in scheduler.abort(&mut state, now) {
-            context.spawn(&mut tasks, &mut task_actions, &state, step);
+        for step in self.scheduler.abort(&mut self.state, now) {
+            self.spawn(step);
         }
-        notify_changes(&mut scheduler, plan, &state, observer);
+        self.notify_changes();
     }
 
-    // While work is in flight, look for operator changes (an abort from another terminal, a
-    // re-execute) once a second, so they are merged now rather than at the tick's next save.
-    let mut watch = tokio::time::interval_at(tokio::time::Instant::now() + WATCH, WATCH);
-    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        if !state.abort_requested {
-            // After an operator reset actions mid-tick, the scheduler's view is stale: start
-            // nothing more, let a fresh tick pick the run up.
-            let may_start =
-                Instant::now() < deadline && !options.stopping() && !saved.operator_changed;
-            let steps = scheduler.next(&mut state, Utc::now(), may_start);
-            notify_changes(&mut scheduler, plan, &state, observer);
-            let starts_effect = steps
-                .iter()
-                .any(|s| matches!(s, Step::Start { idx, .. } if has_side_effects(plan, *idx)));
-            if starts_effect || unsaved_effects {
-                // Record intent before the side effect, so a crash mid-command is detected.
-                saved.save(run, &mut state).await?;
-                unsaved_effects = false;
-                observer.saved(plan, &state, &saved.version);
+    /// Starts what is ready and folds outcomes back in until nothing is in flight.
+    async fn pump(&mut self) -> Result<(), RunError> {
+        // While work is in flight, look for operator changes (an abort from another terminal,
+        // a re-execute) once a second, so they are merged now rather than at the next save.
+        let mut watch = tokio::time::interval_at(tokio::time::Instant::now() + WATCH, WATCH);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if !self.state.abort_requested {
+                self.start_ready().await?;
             }
-            for step in steps {
-                if let Step::Start { params, .. } = &step {
-                    secrets.learn(params);
+            if self.tasks.is_empty() {
+                break;
+            }
+            match self.next_event(&mut watch).await {
+                Event::Due => {}
+                Event::RenewLease => {
+                    if let Some(lease) = self.state.driver.as_mut() {
+                        lease.until = lease_until();
+                    }
+                    self.saved.save(self.run, &mut self.state).await?;
                 }
-                crate::fault::point("before_start");
-                context.spawn(&mut tasks, &mut task_actions, &state, step);
+                Event::Watch => {
+                    // A failed look is not worth failing the tick: the next save will tell.
+                    let head = self.run.store.head().await;
+                    if head.is_ok_and(|head| head != self.saved.version) {
+                        self.saved.save(self.run, &mut self.state).await?;
+                    }
+                }
+                Event::Log(line) => self.record_log(line),
+                Event::Joined(joined) => self.on_outcome(joined),
             }
         }
-        if tasks.is_empty() {
-            break;
+        while let Ok(line) = self.log_rx.try_recv() {
+            self.record_log(line);
         }
-        // While work is in flight, also wake when a waiting action falls due (a finished
-        // `system.wait` must not wait for an unrelated long command).
-        let due = scheduler
-            .next_due(&state)
+        Ok(())
+    }
+
+    /// Hands what the scheduler decides to the executor, saving first when a start has side
+    /// effects: intent is recorded before the effect, so a crash mid-command is detected.
+    async fn start_ready(&mut self) -> Result<(), RunError> {
+        // After an operator reset actions mid-tick, the scheduler's view is stale: start
+        // nothing more, let a fresh tick pick the run up.
+        let may_start = Instant::now() < self.deadline
+            && !self.options.stopping()
+            && !self.saved.operator_changed;
+        let steps = self.scheduler.next(&mut self.state, Utc::now(), may_start);
+        self.notify_changes();
+        let starts_effect = steps
+            .iter()
+            .any(|s| matches!(s, Step::Start { idx, .. } if has_side_effects(self.plan, *idx)));
+        if starts_effect || self.unsaved_effects {
+            self.saved.save(self.run, &mut self.state).await?;
+            self.unsaved_effects = false;
+            self.observer
+                .saved(self.plan, &self.state, &self.saved.version);
+        }
+        for step in steps {
+            if let Step::Start { params, .. } = &step {
+                self.secrets.learn(params);
+            }
+            crate::fault::point("before_start");
+            self.spawn(step);
+        }
+        Ok(())
+    }
+
+    async fn next_event(&mut self, watch: &mut tokio::time::Interval) -> Event {
+        // Also wake when a waiting action falls due (a finished `system.wait` must not wait
+        // for an unrelated long command).
+        let due = self
+            .scheduler
+            .next_due(&self.state)
             .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
         // A long command must not let the lease lapse under it: renew halfway.
-        let renew = state.driver.as_ref().filter(|_| leased).map(|lease| {
-            (lease.until - Utc::now() - chrono::Duration::from_std(LEASE / 2).unwrap_or_default())
+        let renew = match &self.state.driver {
+            Some(lease) if self.run.store.needs_lease() => Some(
+                (lease.until
+                    - Utc::now()
+                    - chrono::Duration::from_std(LEASE / 2).unwrap_or_default())
                 .to_std()
-                .unwrap_or(Duration::ZERO)
-        });
+                .unwrap_or(Duration::ZERO),
+            ),
+            _ => None,
+        };
+        let watching = !self.state.abort_requested;
         tokio::select! {
-            _ = tokio::time::sleep(due) => {}
-            _ = tokio::time::sleep(renew.unwrap_or(Duration::MAX)), if renew.is_some() => {
-                if let Some(lease) = state.driver.as_mut() {
-                    lease.until = lease_until();
-                }
-                saved.save(run, &mut state).await?;
-            }
-            _ = watch.tick(), if !state.abort_requested => {
-                // A failed look is not worth failing the tick: the next save will tell.
-                if run.store.head().await.is_ok_and(|head| head != saved.version) {
-                    saved.save(run, &mut state).await?;
-                }
-            }
-            Some(line) = log_rx.recv() => record_log(plan, &mut state, line, &secrets, observer),
-            Some(joined) = tasks.join_next_with_id() => {
-                let (idx, result) = match joined {
-                    Ok((id, (idx, result))) => { task_actions.remove(&id); (idx, result) }
-                    Err(err) => {
-                        let idx = task_actions.remove(&err.id()).unwrap_or_default();
-                        (idx, TaskResult::Outcome(Outcome::failed(format!("the executor crashed: {err}"))))
-                    }
-                };
-                // Lines the action wrote before finishing belong before its result.
-                while let Ok(line) = log_rx.try_recv() {
-                    record_log(plan, &mut state, line, &secrets, observer);
-                }
-                crate::fault::point("after_executor");
-                let now = Utc::now();
-                match result {
-                    TaskResult::Outcome(outcome) => {
-                        let outcome = match outcome {
-                            Outcome::Failed { error, retryable } => Outcome::Failed { error: secrets.redact(&error), retryable },
-                            Outcome::Complete { outputs }
-                                // The outputs map itself is the first level.
-                                if 1 + outputs.values().map(crate::load::depth).max().unwrap_or(0) > MAX_OUTPUT_NESTING =>
-                            {
-                                Outcome::failed(format!(
-                                    "its outputs nest more than {MAX_OUTPUT_NESTING} levels deep; the state document \
-                                     would become unreadable (flatten them, or write them to a file)"
-                                ))
-                            }
-                            Outcome::Complete { outputs } => {
-                                secrets.learn_map(&outputs);
-                                Outcome::Complete { outputs }
-                            }
-                            other => other,
-                        };
-                        scheduler.apply(&mut state, idx, outcome, now)
-                    }
-                    TaskResult::Cancelled(reason, result) => scheduler.apply_cancel(&mut state, idx, reason, result, now),
-                }
-                unsaved_effects |= has_side_effects(plan, idx);
-                notify_changes(&mut scheduler, plan, &state, observer);
-            }
+            _ = tokio::time::sleep(due) => Event::Due,
+            _ = tokio::time::sleep(renew.unwrap_or(Duration::MAX)), if renew.is_some() => Event::RenewLease,
+            _ = watch.tick(), if watching => Event::Watch,
+            Some(line) = self.log_rx.recv() => Event::Log(line),
+            Some(joined) = self.tasks.join_next_with_id() => Event::Joined(joined),
         }
     }
-    while let Ok(line) = log_rx.try_recv() {
-        record_log(plan, &mut state, line, &secrets, observer);
+
+    /// Folds a finished start, check or cancel back into the state.
+    fn on_outcome(&mut self, joined: Joined) {
+        let (idx, result) = match joined {
+            Ok((id, (idx, result))) => {
+                self.task_actions.remove(&id);
+                (idx, result)
+            }
+            Err(err) => {
+                let idx = self.task_actions.remove(&err.id()).unwrap_or_default();
+                let outcome = Outcome::failed(format!("the executor crashed: {err}"));
+                (idx, TaskResult::Outcome(outcome))
+            }
+        };
+        // Lines the action wrote before finishing belong before its result.
+        while let Ok(line) = self.log_rx.try_recv() {
+            self.record_log(line);
+        }
+        crate::fault::point("after_executor");
+        let now = Utc::now();
+        match result {
+            TaskResult::Outcome(outcome) => {
+                let outcome = self.vet(outcome);
+                self.scheduler.apply(&mut self.state, idx, outcome, now)
+            }
+            TaskResult::Cancelled(reason, result) => {
+                self.scheduler
+                    .apply_cancel(&mut self.state, idx, reason, result, now)
+            }
+        }
+        self.unsaved_effects |= has_side_effects(self.plan, idx);
+        self.notify_changes();
     }
 
-    let now = Utc::now();
-    let flow = if saved.operator_changed || (state.abort_requested && !abort_handled) {
-        Flow::Execute
-    } else {
-        scheduler.flow(&state, now)
-    };
-    let status = match flow {
-        Flow::Execute => RunStatus::Running,
-        Flow::Wait(_) => RunStatus::Waiting,
-        Flow::Success => RunStatus::Succeeded,
-        Flow::Failure if state.abort_requested => RunStatus::Aborted,
-        Flow::Failure => RunStatus::Failed,
-    };
-    if status != state.status || status.is_finished() {
-        let counts = state.counts();
-        let summary: Vec<String> = crate::state::ActionStatus::ALL
-            .iter()
-            .filter(|s| counts[**s as usize] > 0)
-            .map(|s| format!("{} {}", counts[*s as usize], s))
-            .collect();
-        state.log_run(
-            now,
-            if status == RunStatus::Failed {
+    /// Masks known secrets in errors, learns secrets from outputs, and refuses outputs the
+    /// state document could not hold.
+    fn vet(&mut self, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Failed { error, retryable } => Outcome::Failed {
+                error: self.secrets.redact(&error),
+                retryable,
+            },
+            // The outputs map itself is the first level.
+            Outcome::Complete { outputs }
+                if 1 + outputs.values().map(crate::load::depth).max().unwrap_or(0)
+                    > MAX_OUTPUT_NESTING =>
+            {
+                Outcome::failed(format!(
+                    "its outputs nest more than {MAX_OUTPUT_NESTING} levels deep; the state \
+                     document would become unreadable (flatten them, or write them to a file)"
+                ))
+            }
+            Outcome::Complete { outputs } => {
+                self.secrets.learn_map(&outputs);
+                Outcome::Complete { outputs }
+            }
+            other => other,
+        }
+    }
+
+    /// Decides what next, records the run's status and saves once more.
+    async fn finish(mut self) -> Result<TickReport, RunError> {
+        let now = Utc::now();
+        let next =
+            if self.saved.operator_changed || (self.state.abort_requested && !self.abort_handled) {
+                Next::Execute
+            } else {
+                self.scheduler.next_step(&self.state, now)
+            };
+        let status = match next {
+            Next::Execute | Next::Continue => RunStatus::Running,
+            Next::Wait(_) => RunStatus::Waiting,
+            Next::Success => RunStatus::Succeeded,
+            Next::Failure if self.state.abort_requested => RunStatus::Aborted,
+            Next::Failure => RunStatus::Failed,
+        };
+        if status != self.state.status || status.is_finished() {
+            let summary = self.state.count_summary();
+            let level = if status == RunStatus::Failed {
                 Level::Error
             } else {
                 Level::Info
-            },
-            format!("run {status}: {}", summary.join(", ")),
-        );
+            };
+            self.state
+                .log_run(now, level, format!("run {status}: {summary}"));
+        }
+        self.state.status = status;
+        self.state.driver = None;
+        let merged = self.saved.save(self.run, &mut self.state).await?;
+        self.observer
+            .saved(self.plan, &self.state, &self.saved.version);
+        tracing::info!(status = %status, version = %self.saved.version, "tick finished");
+        // An operator change that arrived during the save is honoured by the next tick.
+        let next = if merged.actions || (self.state.abort_requested && !status.is_finished()) {
+            Next::Execute
+        } else {
+            next
+        };
+        Ok(TickReport {
+            next,
+            state: self.state,
+            version: self.saved.version,
+        })
     }
-    state.status = status;
-    state.driver = None;
-    let merged = saved.save(run, &mut state).await?;
-    observer.saved(plan, &state, &saved.version);
-    let status = state.status;
-    tracing::info!(status = %status, version = %saved.version, "tick finished");
-    // An operator change that arrived during the save is honoured by the next tick.
-    let flow = if merged.actions || (state.abort_requested && !status.is_finished()) {
-        Flow::Execute
-    } else {
-        flow
-    };
-    Ok(TickReport {
-        flow,
-        status,
-        version: saved.version,
-        invocations: state.invocations,
-    })
+
+    fn notify_changes(&mut self) {
+        let mut changed = self.scheduler.take_changes();
+        changed.dedup();
+        for idx in changed {
+            let action = self.state.action(idx);
+            tracing::debug!(action = self.plan.label(idx), status = %action.status, attempt = action.attempt, "action changed");
+            self.observer.action_changed(self.plan, idx, action);
+        }
+    }
+
+    fn record_log(&mut self, line: LogLine) {
+        let entry = LogEntry {
+            t: line.t,
+            level: line.level,
+            msg: self.secrets.redact(&line.msg),
+        };
+        self.observer.log(self.plan, Some(line.idx), &entry);
+        self.state.action_mut(line.idx).push_log(entry);
+    }
+
+    fn spawn(&mut self, step: Step) {
+        let idx = step.idx();
+        let executor = Arc::clone(self.executor);
+        let handle = match step {
+            Step::Start {
+                idx,
+                attempt,
+                params,
+            } => {
+                let request = self.start_request(idx, attempt, params);
+                self.tasks
+                    .spawn(async move { (idx, TaskResult::Outcome(executor.start(request).await)) })
+            }
+            Step::Check { idx, handle } => match self.check_request(idx, handle) {
+                Ok(request) => self.tasks.spawn(async move {
+                    (idx, TaskResult::Outcome(executor.check(request).await))
+                }),
+                Err(error) => self.tasks.spawn(async move {
+                    let outcome = Outcome::failed(format!("its params no longer render: {error}"));
+                    (idx, TaskResult::Outcome(outcome))
+                }),
+            },
+            Step::Cancel {
+                idx,
+                handle,
+                reason,
+            } => match self.check_request(idx, handle) {
+                Ok(request) => self.tasks.spawn(async move {
+                    let result = executor.cancel(request).await;
+                    (idx, TaskResult::Cancelled(reason, result))
+                }),
+                Err(error) => self.tasks.spawn(async move {
+                    let result = Err(CancelError::Refused(format!(
+                        "its params no longer render: {error}"
+                    )));
+                    (idx, TaskResult::Cancelled(reason, result))
+                }),
+            },
+        };
+        self.task_actions.insert(handle.id(), idx);
+    }
+
+    fn log_sink(&self, idx: ActionIdx) -> LogSink {
+        let tx = self.log_tx.clone();
+        LogSink::new(move |level, msg| {
+            // The receiver outlives every running action; a line after the tick ended is moot.
+            let _ = tx.send(LogLine {
+                idx,
+                t: Utc::now(),
+                level,
+                msg,
+            });
+        })
+    }
+
+    fn start_request(
+        &self,
+        idx: ActionIdx,
+        attempt: u32,
+        params: serde_json::Value,
+    ) -> StartRequest {
+        let action = self.plan.action(idx);
+        let budget_left = self.deadline.saturating_duration_since(Instant::now());
+        let limit = match (action.timeout, self.options.hard_deadline) {
+            (Some(t), true) => Some(t.min(budget_left)),
+            (Some(t), false) => Some(t),
+            (None, true) => Some(budget_left),
+            (None, false) => None,
+        };
+        StartRequest {
+            run_id: self.state.run_id.clone(),
+            label: action.label.clone(),
+            action_type: action.action_type,
+            params,
+            attempt,
+            limit,
+            log: self.log_sink(idx),
+        }
+    }
+
+    /// Checks see the params as the start saw them: rendered against the same outputs.
+    fn check_request(
+        &self,
+        idx: ActionIdx,
+        handle: serde_json::Value,
+    ) -> Result<CheckRequest, TemplateError> {
+        let action = self.plan.action(idx);
+        let params = rendered_params(self.plan, &self.state, idx)?;
+        Ok(CheckRequest {
+            run_id: self.state.run_id.clone(),
+            label: action.label.clone(),
+            action_type: action.action_type,
+            params,
+            handle,
+            attempt: self.state.action(idx).attempt,
+            log: self.log_sink(idx),
+        })
+    }
 }
 
 /// The version a tick last saved, and whether any of its saves merged an operator's change
@@ -450,37 +667,6 @@ impl Saved {
 fn has_side_effects(plan: &Plan, idx: ActionIdx) -> bool {
     let action = plan.action(idx);
     action.action_type.spec().mode == Mode::Sync && !action.action_type.may_replay(&action.params)
-}
-
-fn notify_changes(
-    scheduler: &mut Scheduler<'_>,
-    plan: &Plan,
-    state: &RunState,
-    observer: &dyn Observer,
-) {
-    let mut changed = scheduler.take_changes();
-    changed.dedup();
-    for idx in changed {
-        let action = state.action(idx);
-        tracing::debug!(action = plan.label(idx), status = %action.status, attempt = action.attempt, "action changed");
-        observer.action_changed(plan, idx, action);
-    }
-}
-
-fn record_log(
-    plan: &Plan,
-    state: &mut RunState,
-    line: LogLine,
-    secrets: &Secrets,
-    observer: &dyn Observer,
-) {
-    let entry = LogEntry {
-        t: line.t,
-        level: line.level,
-        msg: secrets.redact(&line.msg),
-    };
-    observer.log(plan, Some(line.idx), &entry);
-    state.action_mut(line.idx).push_log(entry);
 }
 
 /// Saves with compare-and-swap. When someone saved first, their change is merged if it was an
@@ -531,105 +717,6 @@ async fn save_merging<S: RunStore>(
     }
 }
 
-struct TaskContext<'a, E> {
-    run_id: String,
-    plan: &'a Plan,
-    executor: &'a Arc<E>,
-    log_tx: &'a mpsc::UnboundedSender<LogLine>,
-    options: &'a TickOptions,
-    deadline: Instant,
-}
-
-impl<E: Executor> TaskContext<'_, E> {
-    fn spawn(
-        &self,
-        tasks: &mut JoinSet<(ActionIdx, TaskResult)>,
-        task_actions: &mut HashMap<tokio::task::Id, ActionIdx>,
-        state: &RunState,
-        step: Step,
-    ) {
-        let idx = step.idx();
-        let action = self.plan.action(idx);
-        let executor = Arc::clone(self.executor);
-        let log = LogSink::new(idx, self.log_tx.clone());
-        let handle = match step {
-            Step::Start {
-                idx,
-                attempt,
-                params,
-            } => {
-                let remaining_timeout = action.timeout;
-                let budget_left = self.deadline.saturating_duration_since(Instant::now());
-                let limit = match (remaining_timeout, self.options.hard_deadline) {
-                    (Some(t), true) => Some(t.min(budget_left)),
-                    (Some(t), false) => Some(t),
-                    (None, true) => Some(budget_left),
-                    (None, false) => None,
-                };
-                let request = StartRequest {
-                    run_id: self.run_id.clone(),
-                    label: action.label.clone(),
-                    action_type: action.action_type,
-                    params,
-                    attempt,
-                    limit,
-                    log,
-                };
-                tasks
-                    .spawn(async move { (idx, TaskResult::Outcome(executor.start(request).await)) })
-            }
-            Step::Check { idx, handle } => {
-                let request = self.check_request(state, idx, handle, log);
-                tasks
-                    .spawn(async move { (idx, TaskResult::Outcome(executor.check(request).await)) })
-            }
-            Step::Cancel {
-                idx,
-                handle,
-                reason,
-            } => {
-                let request = self.check_request(state, idx, handle, log);
-                tasks.spawn(async move {
-                    (
-                        idx,
-                        TaskResult::Cancelled(reason, executor.cancel(request).await),
-                    )
-                })
-            }
-        };
-        task_actions.insert(handle.id(), idx);
-    }
-
-    fn check_request(
-        &self,
-        state: &RunState,
-        idx: ActionIdx,
-        handle: serde_json::Value,
-        log: LogSink,
-    ) -> CheckRequest {
-        let action = self.plan.action(idx);
-        // Checks see the params as the start saw them: rendered against the same outputs.
-        let params = if action.templated {
-            crate::template::render_params(
-                &action.params,
-                &crate::scheduler::context_for(self.plan, state, idx),
-            )
-            .unwrap_or_else(|_| action.params.clone())
-        } else {
-            action.params.clone()
-        };
-        CheckRequest {
-            run_id: self.run_id.clone(),
-            label: action.label.clone(),
-            action_type: action.action_type,
-            params,
-            handle,
-            attempt: state.action(idx).attempt,
-            log,
-        }
-    }
-}
-
 /// Drives a run to the end on this machine: ticks, sleeping between them as the engine asks,
 /// and waking early when someone else changes the run (an abort from another terminal).
 pub async fn drive<S: RunStore, E: Executor>(
@@ -641,13 +728,13 @@ pub async fn drive<S: RunStore, E: Executor>(
     let _guard = run.store.lock_driver()?;
     loop {
         let report = tick(run, executor, options, observer).await?;
-        if options.stopping() && !report.status.is_finished() {
+        if options.stopping() && !report.status().is_finished() {
             return Ok(report);
         }
-        match report.flow {
-            Flow::Success | Flow::Failure => return Ok(report),
-            Flow::Execute => continue,
-            Flow::Wait(duration) => {
+        match report.next {
+            Next::Success | Next::Failure => return Ok(report),
+            Next::Execute | Next::Continue => continue,
+            Next::Wait(duration) => {
                 let until = Instant::now() + duration;
                 while Instant::now() < until && !options.stopping() {
                     let step = until

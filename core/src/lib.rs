@@ -10,9 +10,12 @@ pub mod duration;
 pub mod executor;
 pub mod fault;
 pub mod graph;
+
 pub mod load;
+pub mod log;
 pub mod merge;
 pub mod model;
+pub mod payload;
 pub mod redact;
 pub mod run;
 pub mod scheduler;
@@ -21,13 +24,15 @@ pub mod store;
 pub mod template;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testutil;
+pub mod util;
 
-pub use actions::ActionType;
-pub use driver::{drive, tick, FlowControl, Observer, Payload, Silent, TickOptions, TickReport};
-pub use executor::{Executor, Outcome, StandardExecutor};
+pub use actions::{ActionType, Outcome};
+pub use driver::{drive, tick, Observer, Silent, TickOptions, TickReport};
+pub use executor::{Executor, StandardExecutor};
 pub use load::{load_path, load_str, Format, Loaded, Problem, Problems};
 pub use model::{Action, ActionIdx, Plan};
+pub use payload::Payload;
 pub use run::{Run, RunError};
-pub use scheduler::{Flow, Reexecute, Scheduler};
+pub use scheduler::{rendered_params, Next, Reexecute, Scheduler};
 pub use state::{ActionStatus, RunState, RunStatus};
 pub use store::{LocalStore, RunStore, StoreError};

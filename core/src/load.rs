@@ -1738,7 +1738,7 @@ fn weigh<'v>(value: &'v Value) -> (usize, Vec<String>, usize) {
 
 fn params_have_templates(value: &Value) -> bool {
     match value {
-        Value::String(s) => crate::actions::is_template(s),
+        Value::String(s) => crate::template::is_template(s),
         Value::Array(items) => items.iter().any(params_have_templates),
         Value::Object(map) => map.values().any(params_have_templates),
         _ => false,

@@ -18,18 +18,32 @@ pub struct Merged {
     pub abort: bool,
 }
 
+/// Why two changes to a run cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeConflict {
+    /// Not an operator's change: another driver ticked.
+    #[error("another driver ticked the run meanwhile")]
+    AnotherDriver,
+    /// The versions do not belong to one plan.
+    #[error("the versions describe different plans")]
+    DifferentPlans,
+    /// Both sides changed one action.
+    #[error("both this tick and another process changed action #{0}")]
+    SameAction(usize),
+}
+
 /// Merges `theirs` (the newest version) into `ours` (the tick's state, derived from `base`).
 /// On a conflict, returns why and leaves `ours` unchanged.
 pub fn merge_operator_change(
     ours: &mut RunState,
     base: &RunState,
     theirs: &RunState,
-) -> Result<Merged, String> {
+) -> Result<Merged, MergeConflict> {
     if theirs.invocations != base.invocations || theirs.driver != base.driver {
-        return Err("another driver ticked the run meanwhile".into());
+        return Err(MergeConflict::AnotherDriver);
     }
     if theirs.actions.len() != ours.actions.len() || base.actions.len() != ours.actions.len() {
-        return Err("the versions describe different plans".into());
+        return Err(MergeConflict::DifferentPlans);
     }
     let mut changed = Vec::new();
     for (idx, (mine, (old, new))) in ours
@@ -40,9 +54,7 @@ pub fn merge_operator_change(
     {
         if old != new {
             if !same_as_stored(mine, old) {
-                return Err(format!(
-                    "both this tick and another process changed action #{idx}"
-                ));
+                return Err(MergeConflict::SameAction(idx));
             }
             changed.push(idx);
         }

@@ -1,12 +1,12 @@
 //! A run = a store + its plan. Creating, opening, loading and saving with compare-and-swap.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::load::{self, Format};
 use crate::model::Plan;
 use crate::state::{RunState, Timestamp};
 use crate::store::{RunStore, StoreError};
+use crate::util::sha256_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -55,13 +55,6 @@ pub struct Run<S> {
     pub store: S,
     pub plan: std::sync::Arc<Plan>,
     pub plan_sha256: String,
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// `demo-20261128-090458-3fa2`: readable, sortable by time, unique enough per store.
@@ -158,9 +151,9 @@ impl<S: RunStore> Run<S> {
     }
 
     fn parse(&self, bytes: &[u8], version: &str) -> Result<RunState, RunError> {
-        let state = RunState::from_json(bytes, &self.plan).map_err(|message| RunError::Damaged {
+        let state = RunState::from_json(bytes, &self.plan).map_err(|error| RunError::Damaged {
             locator: self.store.locator(),
-            message: format!("state version {version}: {message}; refusing to continue (older versions are intact: `baton status --versions`)"),
+            message: format!("state version {version}: {error}; refusing to continue (older versions are intact: `baton status --versions`)"),
         })?;
         if state.plan_sha256 != self.plan_sha256 {
             return Err(RunError::Damaged {

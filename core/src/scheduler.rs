@@ -9,14 +9,13 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::actions::{self, ActionType, Mode};
+use crate::actions::{CancelError, Mode, Outcome, RunView};
 use crate::duration::format_duration;
-use crate::executor::Outcome;
 use crate::model::{ActionIdx, Plan};
 use crate::state::{ActionStatus, Level, RunState, Timestamp};
-use crate::template::{self, Context};
+use crate::template::{self, Context, TemplateError};
 
 /// Work for the driver to hand to an executor.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,15 +50,28 @@ pub enum CancelReason {
     Timeout,
 }
 
-/// What the caller should do after a tick.
+/// What the caller should do after a tick: the one answer the scheduler, the driver, `baton
+/// tick`, the console and the Lambda all route on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub enum Next {
     /// Work could proceed now but the time budget ran out: call again at once.
     Execute,
     /// Only running (or delayed) work remains: call again after this long.
     Wait(Duration),
+    /// Not finished, but this Step Functions execution is near its history limit: go on in a
+    /// fresh execution (decided by the Lambda, never by the scheduler).
+    Continue,
+    /// Every action completed or was skipped.
     Success,
+    /// The run failed or was aborted.
     Failure,
+}
+
+impl Next {
+    /// The run goes on (another tick is due).
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, Next::Execute | Next::Wait(_) | Next::Continue)
+    }
 }
 
 pub struct Scheduler<'p> {
@@ -99,7 +111,6 @@ impl<'p> Scheduler<'p> {
             changed: Vec::new(),
         };
         for &idx in &plan.order {
-            let action = plan.action(idx);
             if state.action(idx).status == ActionStatus::Running
                 && state.action(idx).handle.is_none()
             {
@@ -123,23 +134,21 @@ impl<'p> Scheduler<'p> {
             }
             scheduler.unmet[idx as usize] = unmet;
             let entry = state.action_mut(idx);
-            match entry.status {
-                ActionStatus::Pending if blocker.is_some() => {
-                    entry.status = ActionStatus::Blocked;
-                    entry.blocked_by = blocker;
+            match (entry.status, blocker) {
+                (ActionStatus::Pending, Some(blocker)) => {
+                    entry.block(blocker);
                     scheduler.changed.push(idx);
                 }
-                ActionStatus::Pending if unmet == 0 => {
+                (ActionStatus::Pending, None) if unmet == 0 => {
                     if entry.next_check_at.is_some() {
                         scheduler.delayed.push(idx);
                     } else {
                         scheduler.ready.push(Reverse(idx));
                     }
                 }
-                ActionStatus::Running => scheduler.running.push(idx),
+                (ActionStatus::Running, _) => scheduler.running.push(idx),
                 _ => {}
             }
-            let _ = action;
         }
         scheduler
     }
@@ -149,31 +158,14 @@ impl<'p> Scheduler<'p> {
         let action = self.plan.action(idx);
         let entry = state.action_mut(idx);
         if action.action_type.may_replay(&action.params) {
-            entry.status = ActionStatus::Pending;
-            entry.started_at = None;
-            entry.push_log(crate::state::LogEntry {
-                t: now,
-                level: Level::Warn,
-                msg: format!(
-                    "attempt {} was interrupted; replaying it (idempotent)",
-                    entry.attempt
-                ),
-            });
-            // The replay is the same attempt: it keeps the attempt's idempotency token, so a
-            // start that reached AWS before the crash is recognised rather than repeated, and
-            // it does not use up a retry.
-            entry.attempt = entry.attempt.saturating_sub(1);
+            entry.replay_interrupted(now);
         } else {
-            entry.status = ActionStatus::Failed;
-            entry.finished_at = Some(now);
-            let error = "interrupted: outcome unknown (baton stopped while it ran); check its \
-                         effects, then re-execute it or mark it idempotent";
-            entry.error = Some(error.to_string());
-            entry.push_log(crate::state::LogEntry {
-                t: now,
-                level: Level::Error,
-                msg: error.to_string(),
-            });
+            entry.fail(
+                "interrupted: outcome unknown (baton stopped while it ran); check its \
+                 effects, then re-execute it or mark it idempotent"
+                    .into(),
+                now,
+            );
         }
     }
 
@@ -219,53 +211,13 @@ impl<'p> Scheduler<'p> {
             if state.action(idx).status != ActionStatus::Pending {
                 continue;
             }
-            let context =
-                (action.condition.is_some() || action.templated).then(|| self.context(state, idx));
-            if let (Some(condition), Some(context)) = (&action.condition, &context) {
-                match template::eval_condition(condition, context) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let entry = state.action_mut(idx);
-                        entry.status = ActionStatus::Skipped;
-                        entry.finished_at = Some(now);
-                        self.changed.push(idx);
-                        state.log_action(
-                            idx,
-                            now,
-                            Level::Info,
-                            format!("skipped: condition `{condition}` is false"),
-                        );
-                        self.satisfy_dependents(state, idx);
-                        continue;
-                    }
-                    Err(message) => {
-                        self.begin_attempt(state, idx, now);
-                        self.fail(state, idx, now, format!("condition: {message}"));
-                        continue;
-                    }
-                }
-            }
-            let params = match &context {
-                Some(context) if action.templated => {
-                    match template::render_params(&action.params, context) {
-                        Ok(params) => params,
-                        Err(message) => {
-                            self.begin_attempt(state, idx, now);
-                            self.fail(state, idx, now, message);
-                            continue;
-                        }
-                    }
-                }
-                _ => action.params.clone(),
-            };
-            let params = if action.action_type == ActionType::UploadContext {
-                with_default_context(self.plan, state, idx, params)
-            } else {
-                params
+            let params = match self.decide(state, idx, now) {
+                Some(params) => params,
+                None => continue,
             };
             let attempt = self.begin_attempt(state, idx, now);
             if mode == Mode::Inline {
-                let outcome = actions::run_inline(action.action_type, &params);
+                let outcome = action.action_type.run_inline(&params);
                 self.settle(state, idx, outcome, now);
             } else {
                 self.in_flight[idx as usize] = true;
@@ -278,6 +230,52 @@ impl<'p> Scheduler<'p> {
             }
         }
         steps
+    }
+
+    /// Evaluates a ready action's condition and renders its params. `None` when it will not
+    /// start: skipped (its condition is false) or failed (a template error).
+    fn decide(&mut self, state: &mut RunState, idx: ActionIdx, now: Timestamp) -> Option<Value> {
+        let action = self.plan.action(idx);
+        if action.condition.is_none() && !action.templated {
+            return Some(prepared_params(
+                self.plan,
+                state,
+                idx,
+                action.params.clone(),
+            ));
+        }
+        let context = self.context(state, idx);
+        if let Some(condition) = &action.condition {
+            match template::eval_condition(condition, &context) {
+                Ok(true) => {}
+                Ok(false) => {
+                    state
+                        .action_mut(idx)
+                        .skip(now, format!("skipped: condition `{condition}` is false"));
+                    self.changed.push(idx);
+                    self.satisfy_dependents(state, idx);
+                    return None;
+                }
+                Err(message) => {
+                    self.begin_attempt(state, idx, now);
+                    self.fail(state, idx, now, format!("condition: {message}"));
+                    return None;
+                }
+            }
+        }
+        let params = if action.templated {
+            match template::render_params(&action.params, &context) {
+                Ok(params) => params,
+                Err(message) => {
+                    self.begin_attempt(state, idx, now);
+                    self.fail(state, idx, now, message.to_string());
+                    return None;
+                }
+            }
+        } else {
+            action.params.clone()
+        };
+        Some(prepared_params(self.plan, state, idx, params))
     }
 
     fn due_checks(&mut self, state: &mut RunState, now: Timestamp, steps: &mut Vec<Step>) {
@@ -332,15 +330,7 @@ impl<'p> Scheduler<'p> {
     /// Marks the start of a new attempt and returns its number.
     fn begin_attempt(&mut self, state: &mut RunState, idx: ActionIdx, now: Timestamp) -> u32 {
         self.changed.push(idx);
-        let entry = state.action_mut(idx);
-        entry.attempt += 1;
-        entry.status = ActionStatus::Running;
-        entry.started_at = Some(now);
-        entry.finished_at = None;
-        entry.next_check_at = None;
-        entry.handle = None;
-        entry.blocked_by = None;
-        entry.attempt
+        state.action_mut(idx).begin_attempt(now)
     }
 
     /// Folds the result of a `Start` or `Check` step back in.
@@ -361,7 +351,7 @@ impl<'p> Scheduler<'p> {
         state: &mut RunState,
         idx: ActionIdx,
         reason: CancelReason,
-        result: Result<(), String>,
+        result: Result<(), CancelError>,
         now: Timestamp,
     ) {
         self.release(idx);
@@ -380,13 +370,7 @@ impl<'p> Scheduler<'p> {
                     format!("timed out after {} ({note})", format_duration(timeout)),
                 );
             }
-            CancelReason::Abort => {
-                let entry = state.action_mut(idx);
-                entry.status = ActionStatus::Cancelled;
-                entry.finished_at = Some(now);
-                entry.error = Some(format!("aborted by an operator ({note})"));
-                state.log_action(idx, now, Level::Warn, format!("aborted: {note}"));
-            }
+            CancelReason::Abort => state.action_mut(idx).cancel(&note, now),
         }
     }
 
@@ -400,26 +384,16 @@ impl<'p> Scheduler<'p> {
         self.changed.push(idx);
         match outcome {
             Outcome::Complete { outputs } => {
-                let entry = state.action_mut(idx);
-                entry.status = ActionStatus::Complete;
-                entry.finished_at = Some(now);
-                entry.next_check_at = None;
-                entry.handle = None;
-                entry.error = None;
-                *entry.outputs = outputs;
+                state.action_mut(idx).complete(outputs, now);
                 self.satisfy_dependents(state, idx);
             }
             Outcome::Running {
                 handle,
                 check_after,
             } => {
-                let entry = state.action_mut(idx);
-                entry.status = ActionStatus::Running;
-                entry.handle = Some(Box::new(handle));
-                entry.next_check_at = Some(
-                    now + chrono::Duration::from_std(check_after)
-                        .unwrap_or(chrono::Duration::zero()),
-                );
+                state
+                    .action_mut(idx)
+                    .keep_running(handle, after(now, check_after));
                 self.running.push(idx);
             }
             Outcome::Failed { error, retryable } => {
@@ -428,24 +402,14 @@ impl<'p> Scheduler<'p> {
                 match policy {
                     Some(policy) if retryable && attempt < policy.attempts => {
                         let delay = policy.delay_before(attempt + 1);
-                        let entry = state.action_mut(idx);
-                        entry.status = ActionStatus::Pending;
-                        entry.handle = None;
-                        entry.error = Some(error.clone());
-                        entry.next_check_at = Some(
-                            now + chrono::Duration::from_std(delay)
-                                .unwrap_or(chrono::Duration::zero()),
+                        let note = format!(
+                            "attempt {attempt} of {} failed: {error}; retrying in {}",
+                            policy.attempts,
+                            format_duration(delay)
                         );
-                        state.log_action(
-                            idx,
-                            now,
-                            Level::Warn,
-                            format!(
-                                "attempt {attempt} of {} failed: {error}; retrying in {}",
-                                policy.attempts,
-                                format_duration(delay)
-                            ),
-                        );
+                        state
+                            .action_mut(idx)
+                            .retry_later(error, after(now, delay), now, note);
                         self.delayed.push(idx);
                     }
                     _ => self.fail(state, idx, now, error),
@@ -456,13 +420,7 @@ impl<'p> Scheduler<'p> {
 
     fn fail(&mut self, state: &mut RunState, idx: ActionIdx, now: Timestamp, error: String) {
         self.changed.push(idx);
-        let entry = state.action_mut(idx);
-        entry.status = ActionStatus::Failed;
-        entry.finished_at = Some(now);
-        entry.next_check_at = None;
-        entry.handle = None;
-        state.log_action(idx, now, Level::Error, error.clone());
-        state.action_mut(idx).error = Some(error);
+        state.action_mut(idx).fail(error, now);
         self.block_descendants(state, idx);
     }
 
@@ -474,9 +432,7 @@ impl<'p> Scheduler<'p> {
             if entry.status != ActionStatus::Pending {
                 continue;
             }
-            entry.status = ActionStatus::Blocked;
-            entry.blocked_by = Some(root_label.clone());
-            entry.next_check_at = None;
+            entry.block(root_label.clone());
             self.changed.push(idx);
             stack.extend_from_slice(&self.plan.dependents[idx as usize]);
         }
@@ -515,20 +471,8 @@ impl<'p> Scheduler<'p> {
                     });
                 }
                 _ => {
-                    let note = if action.action_type == ActionType::CreateStack {
-                        "a stack that is being created cannot be cancelled; it keeps going in AWS"
-                            .to_string()
-                    } else {
-                        format!(
-                            "{} cannot be cancelled; the work may still be running",
-                            action.action_type.name()
-                        )
-                    };
-                    let entry = state.action_mut(idx);
-                    entry.status = ActionStatus::Cancelled;
-                    entry.finished_at = Some(now);
-                    entry.error = Some(format!("aborted by an operator ({note})"));
-                    state.log_action(idx, now, Level::Warn, format!("aborted: {note}"));
+                    let note = action.action_type.abort_note();
+                    state.action_mut(idx).cancel(&note, now);
                     self.changed.push(idx);
                 }
             }
@@ -538,9 +482,7 @@ impl<'p> Scheduler<'p> {
         for idx in 0..self.plan.len() as ActionIdx {
             let entry = state.action_mut(idx);
             if entry.status == ActionStatus::Pending {
-                entry.status = ActionStatus::Cancelled;
-                entry.next_check_at = None;
-                entry.error = Some("aborted by an operator before it started".into());
+                entry.cancel_pending();
                 self.changed.push(idx);
             }
         }
@@ -570,63 +512,78 @@ impl<'p> Scheduler<'p> {
     }
 
     /// What the caller should do next. Call when nothing is in flight.
-    pub fn flow(&self, state: &RunState, now: Timestamp) -> Flow {
+    pub fn next_step(&self, state: &RunState, now: Timestamp) -> Next {
         if state.abort_requested {
-            return Flow::Failure;
+            return Next::Failure;
         }
         if !self.ready.is_empty() && self.capacity() > 0 {
-            return Flow::Execute;
+            return Next::Execute;
         }
         let earliest = self.next_due(state);
         if !self.running.is_empty() || !self.delayed.is_empty() {
             let wait = earliest.map_or(Duration::ZERO, |t| {
                 (t - now).to_std().unwrap_or(Duration::ZERO)
             });
-            return Flow::Wait(wait);
+            return Next::Wait(wait);
         }
         if state
             .actions
             .iter()
             .all(|a| a.status.satisfies_dependents())
         {
-            Flow::Success
+            Next::Success
         } else {
-            Flow::Failure
+            Next::Failure
         }
     }
 }
 
-/// `aws.upload_context` without `content` uploads the run's vars and the outputs of the
-/// action's ancestors.
-fn with_default_context(plan: &Plan, state: &RunState, idx: ActionIdx, mut params: Value) -> Value {
-    if params.get("content").is_some() {
-        return params;
-    }
-    let outputs: serde_json::Map<String, Value> = plan
-        .ancestors(idx)
-        .into_iter()
-        .filter(|&i| state.action(i).status == ActionStatus::Complete)
-        .map(|i| {
-            (
-                plan.label(i).to_string(),
-                Value::Object((*state.action(i).outputs).clone()),
-            )
-        })
-        .collect();
-    if let Value::Object(map) = &mut params {
-        map.insert(
-            "content".into(),
-            serde_json::json!({ "run_id": state.run_id, "vars": state.vars, "outputs": outputs }),
-        );
-    }
-    params
+fn after(now: Timestamp, delay: Duration) -> Timestamp {
+    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero())
 }
 
-/// The template context for an action (shared by the scheduler and `inspect`).
+/// The run as the action at `idx` sees it when its type fills in defaults.
+struct ActionView<'a> {
+    plan: &'a Plan,
+    state: &'a RunState,
+    idx: ActionIdx,
+}
+
+impl RunView for ActionView<'_> {
+    fn run_id(&self) -> &str {
+        &self.state.run_id
+    }
+
+    fn vars(&self) -> &Map<String, Value> {
+        &self.state.vars
+    }
+
+    fn ancestor_outputs(&self) -> Map<String, Value> {
+        self.plan
+            .ancestors(self.idx)
+            .into_iter()
+            .filter(|&i| self.state.action(i).status == ActionStatus::Complete)
+            .map(|i| {
+                (
+                    self.plan.label(i).to_string(),
+                    Value::Object((*self.state.action(i).outputs).clone()),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Rendered params with the type's run-dependent defaults filled in.
+fn prepared_params(plan: &Plan, state: &RunState, idx: ActionIdx, params: Value) -> Value {
+    let view = ActionView { plan, state, idx };
+    plan.action(idx).action_type.prepare(params, &view)
+}
+
+/// The template context for an action: run id, vars and the outputs it reads.
 pub fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Context {
     let action = plan.action(idx);
     let finished = |i: &ActionIdx| state.action(*i).status == ActionStatus::Complete;
-    let outputs: Vec<(&str, &serde_json::Map<String, Value>)> = match &action.reads_outputs {
+    let outputs: Vec<(&str, &Map<String, Value>)> = match &action.reads_outputs {
         Some(reads) => reads
             .iter()
             .filter(|i| finished(i))
@@ -638,6 +595,23 @@ pub fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Context {
             .collect(),
     };
     Context::new(&state.run_id, &state.vars, outputs.into_iter())
+}
+
+/// An action's params as its attempt sees them: templates rendered against the run's vars and
+/// the outputs it reads, and its type's defaults filled in. The scheduler starts actions with
+/// these; checks, `inspect` and the console show the same.
+pub fn rendered_params(
+    plan: &Plan,
+    state: &RunState,
+    idx: ActionIdx,
+) -> Result<Value, TemplateError> {
+    let action = plan.action(idx);
+    let params = if action.templated {
+        template::render_params(&action.params, &context_for(plan, state, idx))?
+    } else {
+        action.params.clone()
+    };
+    Ok(prepared_params(plan, state, idx, params))
 }
 
 /// Which actions a re-execution resets.
@@ -740,22 +714,7 @@ pub fn apply_reexecute(
         Reexecute::Only(idx) => format!("only {}", plan.label(idx)),
     };
     for &idx in preview.will_run.iter().chain(&preview.stays_blocked) {
-        let entry = state.action_mut(idx);
-        let previous = entry.status;
-        entry.status = ActionStatus::Pending;
-        entry.started_at = None;
-        entry.finished_at = None;
-        entry.next_check_at = None;
-        entry.handle = None;
-        entry.outputs.clear();
-        entry.error = None;
-        entry.blocked_by = None;
-        state.log_action(
-            idx,
-            now,
-            Level::Info,
-            format!("reset for re-execution ({description}; was {previous})"),
-        );
+        state.action_mut(idx).reset(now, &description);
     }
     state.status = crate::state::RunStatus::Running;
     state.abort_requested = false;

@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use chrono::{DateTime, Utc};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -15,7 +14,7 @@ pub const FORMAT: u32 = 1;
 /// Entries kept per log thread; older entries are dropped first.
 pub const LOG_RING: usize = 200;
 
-pub type Timestamp = DateTime<Utc>;
+pub use crate::log::{ts, Level, LogEntry, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -111,35 +110,6 @@ impl fmt::Display for RunStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogEntry {
-    #[serde(with = "ts")]
-    pub t: Timestamp,
-    pub level: Level,
-    pub msg: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionState {
@@ -200,8 +170,136 @@ impl ActionState {
         self == &ActionState::default()
     }
 
+    /// Appends to the action's log thread (the oldest entry goes when it is full).
     pub fn push_log(&mut self, entry: LogEntry) {
         push_ring(&mut self.log, entry);
+    }
+
+    fn log(&mut self, t: Timestamp, level: Level, msg: impl Into<String>) {
+        self.push_log(LogEntry {
+            t,
+            level,
+            msg: msg.into(),
+        });
+    }
+
+    /// A new attempt starts now; returns its number.
+    pub(crate) fn begin_attempt(&mut self, now: Timestamp) -> u32 {
+        self.attempt += 1;
+        self.status = ActionStatus::Running;
+        self.started_at = Some(now);
+        self.finished_at = None;
+        self.next_check_at = None;
+        self.handle = None;
+        self.blocked_by = None;
+        self.attempt
+    }
+
+    /// The attempt succeeded with `outputs`.
+    pub(crate) fn complete(&mut self, outputs: Map<String, Value>, now: Timestamp) {
+        self.status = ActionStatus::Complete;
+        self.finished_at = Some(now);
+        self.next_check_at = None;
+        self.handle = None;
+        self.error = None;
+        *self.outputs = outputs;
+    }
+
+    /// The attempt is still running elsewhere: check it at `next_check` with `handle`.
+    pub(crate) fn keep_running(&mut self, handle: Value, next_check: Timestamp) {
+        self.status = ActionStatus::Running;
+        self.handle = Some(Box::new(handle));
+        self.next_check_at = Some(next_check);
+    }
+
+    /// The attempt failed but another may start at `at`.
+    pub(crate) fn retry_later(
+        &mut self,
+        error: String,
+        at: Timestamp,
+        now: Timestamp,
+        note: String,
+    ) {
+        self.status = ActionStatus::Pending;
+        self.handle = None;
+        self.error = Some(error);
+        self.next_check_at = Some(at);
+        self.log(now, Level::Warn, note);
+    }
+
+    /// The action failed for good.
+    pub(crate) fn fail(&mut self, error: String, now: Timestamp) {
+        self.status = ActionStatus::Failed;
+        self.finished_at = Some(now);
+        self.next_check_at = None;
+        self.handle = None;
+        self.log(now, Level::Error, error.clone());
+        self.error = Some(error);
+    }
+
+    /// An operator's abort stopped the action (or left it running: `note` says which).
+    pub(crate) fn cancel(&mut self, note: &str, now: Timestamp) {
+        self.status = ActionStatus::Cancelled;
+        self.finished_at = Some(now);
+        self.error = Some(format!("aborted by an operator ({note})"));
+        self.log(now, Level::Warn, format!("aborted: {note}"));
+    }
+
+    /// An operator's abort came before the action started.
+    pub(crate) fn cancel_pending(&mut self) {
+        self.status = ActionStatus::Cancelled;
+        self.next_check_at = None;
+        self.error = Some("aborted by an operator before it started".into());
+    }
+
+    /// A failed or cancelled ancestor (`by`) keeps the action from running.
+    pub(crate) fn block(&mut self, by: String) {
+        self.status = ActionStatus::Blocked;
+        self.blocked_by = Some(by);
+        self.next_check_at = None;
+    }
+
+    /// Its condition is false.
+    pub(crate) fn skip(&mut self, now: Timestamp, note: String) {
+        self.status = ActionStatus::Skipped;
+        self.finished_at = Some(now);
+        self.log(now, Level::Info, note);
+    }
+
+    /// An attempt interrupted with an unknown outcome is run again as the same attempt: it
+    /// keeps its idempotency token, so a start that reached AWS before the crash is recognised
+    /// rather than repeated, and it does not use up a retry.
+    pub(crate) fn replay_interrupted(&mut self, now: Timestamp) {
+        self.status = ActionStatus::Pending;
+        self.started_at = None;
+        self.log(
+            now,
+            Level::Warn,
+            format!(
+                "attempt {} was interrupted; replaying it (idempotent)",
+                self.attempt
+            ),
+        );
+        self.attempt = self.attempt.saturating_sub(1);
+    }
+
+    /// Back to pending for a re-execution (attempt numbers keep counting, so the next attempt
+    /// gets a new idempotency token).
+    pub(crate) fn reset(&mut self, now: Timestamp, description: &str) {
+        let previous = self.status;
+        self.status = ActionStatus::Pending;
+        self.started_at = None;
+        self.finished_at = None;
+        self.next_check_at = None;
+        self.handle = None;
+        self.outputs.clear();
+        self.error = None;
+        self.blocked_by = None;
+        self.log(
+            now,
+            Level::Info,
+            format!("reset for re-execution ({description}; was {previous})"),
+        );
     }
 }
 
@@ -317,6 +415,21 @@ impl RunState {
         counts
     }
 
+    /// "3 complete, 1 failed" in status order, skipping zeros.
+    pub fn count_summary(&self) -> String {
+        let counts = self.counts();
+        let parts: Vec<String> = ActionStatus::ALL
+            .iter()
+            .filter(|s| counts[**s as usize] > 0)
+            .map(|s| format!("{} {}", counts[*s as usize], s))
+            .collect();
+        if parts.is_empty() {
+            "no actions".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     pub fn count(&self, status: ActionStatus) -> usize {
         self.counts()[status as usize]
     }
@@ -360,7 +473,7 @@ impl RunState {
     }
 
     /// Parses a state document for `plan`, refusing anything damaged or foreign.
-    pub fn from_json(bytes: &[u8], plan: &Plan) -> Result<Self, String> {
+    pub fn from_json(bytes: &[u8], plan: &Plan) -> Result<Self, StateError> {
         use serde::de::DeserializeSeed;
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let state = StateSeed { plan }
@@ -368,27 +481,82 @@ impl RunState {
             .and_then(|state| deserializer.end().map(|()| state))
             .map_err(|e| {
                 if e.is_eof() {
-                    format!("the state document is truncated ({e})")
-                } else if e.to_string().starts_with("recursion limit exceeded") {
+                    StateError::Truncated(e.to_string())
+                } else if e.is_syntax() && nesting(bytes) > MAX_STATE_NESTING {
                     // serde_json's guard against hostile nesting (no stack overflow).
-                    format!(
-                        "the state document is not valid: nested too deeply (more than 127 levels \
-                         of lists and objects) at line {} column {}",
-                        e.line(),
-                        e.column()
-                    )
+                    StateError::TooDeep {
+                        line: e.line(),
+                        column: e.column(),
+                    }
                 } else {
-                    format!("the state document is not valid: {e}")
+                    StateError::Invalid(e.to_string())
                 }
             })?;
         if state.format != FORMAT {
-            return Err(format!(
-                "state format {} is not supported by this baton (it reads format {FORMAT}); upgrade baton",
-                state.format
-            ));
+            return Err(StateError::Format {
+                found: state.format,
+            });
         }
         Ok(state)
     }
+}
+
+/// The deepest nesting serde_json reads (its recursion limit is 128).
+const MAX_STATE_NESTING: usize = 127;
+
+/// Why a state document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// It ends early (a torn write, a cut copy).
+    #[error("the state document is truncated ({0})")]
+    Truncated(String),
+    /// More nesting than the reader allows.
+    #[error(
+        "the state document is not valid: nested too deeply (more than {max} levels of lists \
+         and objects) at line {line} column {column}",
+        max = MAX_STATE_NESTING
+    )]
+    TooDeep {
+        /// Where the reader gave up.
+        line: usize,
+        /// Where the reader gave up.
+        column: usize,
+    },
+    /// Not JSON, or not a state document for this plan.
+    #[error("the state document is not valid: {0}")]
+    Invalid(String),
+    /// Written by a newer baton.
+    #[error("state format {found} is not supported by this baton (it reads format {FORMAT}); upgrade baton")]
+    Format {
+        /// The document's format number.
+        found: u32,
+    },
+}
+
+/// The deepest nesting of lists and objects in JSON text (strings skipped).
+fn nesting(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Reads a state document straight into plan order: each action's entry lands in its slot as
@@ -562,36 +730,6 @@ impl Serialize for Document<'_> {
         map.serialize_entry("actions", &Actions(self))?;
         map.serialize_entry("log", &s.log)?;
         map.end()
-    }
-}
-
-/// RFC 3339 with milliseconds, `2026-11-28T09:04:58.123Z`: readable and compact.
-pub mod ts {
-    use super::Timestamp;
-    use chrono::SecondsFormat;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub struct Text(pub Timestamp);
-
-    impl Serialize for Text {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            serialize(&self.0, s)
-        }
-    }
-
-    pub fn format(t: &Timestamp) -> String {
-        t.to_rfc3339_opts(SecondsFormat::Millis, true)
-    }
-
-    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
-        let text = std::borrow::Cow::<str>::deserialize(d)?;
-        chrono::DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .map_err(serde::de::Error::custom)
     }
 }
 

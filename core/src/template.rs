@@ -7,7 +7,10 @@ use std::sync::LazyLock;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 
-use crate::actions::is_template;
+/// True when a string would be rendered as a template.
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
 
 /// Bounds template work so a hostile or careless plan cannot spin the engine.
 const FUEL: u64 = 1_000_000;
@@ -25,6 +28,41 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
+/// Why a template could not be checked, rendered or evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A tag with more operators than [`MAX_TAG_OPERATORS`].
+    #[error(
+        "the expression is too complex: one tag holds {count} or more operators, the limit is \
+         {limit}; split it into smaller expressions",
+        limit = MAX_TAG_OPERATORS
+    )]
+    TooComplex {
+        /// Operators counted (at least).
+        count: usize,
+    },
+    /// Jinja's own error: syntax, a missing name, a type mismatch, spent fuel.
+    #[error("{0}")]
+    Jinja(String),
+    /// A whole-string expression that evaluates to nothing.
+    #[error("undefined value: `{expression}` names nothing in the context")]
+    Undefined {
+        /// The expression, without braces.
+        expression: String,
+    },
+    /// The rendered value cannot be JSON.
+    #[error("{0}")]
+    NotJson(String),
+    /// An error in one param.
+    #[error("params.{path}: {source}")]
+    InParam {
+        /// Where in `params`, e.g. `command[1]`.
+        path: String,
+        /// What went wrong there.
+        source: Box<TemplateError>,
+    },
+}
+
 /// What a template or expression reads from `outputs` and `vars`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct OutputRefs {
@@ -37,14 +75,14 @@ pub struct OutputRefs {
 }
 
 /// Checks a template's syntax and lists what it reads.
-pub fn check_template(source: &str) -> Result<OutputRefs, String> {
+pub fn check_template(source: &str) -> Result<OutputRefs, TemplateError> {
     check_complexity(source, false)?;
     ENV.template_from_str(source).map_err(describe)?;
     Ok(scan_output_refs(source))
 }
 
 /// Checks a condition (bare expression, or wrapped in `{{ }}`).
-pub fn check_expression(expression: &str) -> Result<OutputRefs, String> {
+pub fn check_expression(expression: &str) -> Result<OutputRefs, TemplateError> {
     let bare = unwrap_braces(expression);
     check_complexity(bare, true)?;
     ENV.compile_expression(bare).map_err(describe)?;
@@ -54,14 +92,9 @@ pub fn check_expression(expression: &str) -> Result<OutputRefs, String> {
 /// Refuses a template (or, with `bare`, an expression) with a tag of more than
 /// [`MAX_TAG_OPERATORS`] operators. The count errs on the high side (string literals are
 /// skipped; everything else that could be an operator counts), in one pass over the text.
-fn check_complexity(source: &str, bare: bool) -> Result<(), String> {
+fn check_complexity(source: &str, bare: bool) -> Result<(), TemplateError> {
     let bytes = source.as_bytes();
-    let too_many = |count: usize| {
-        format!(
-            "the expression is too complex: one tag holds {count} or more operators, the limit is \
-             {MAX_TAG_OPERATORS}; split it into smaller expressions"
-        )
-    };
+    let too_many = |count: usize| TemplateError::TooComplex { count };
     if bare {
         let (count, _) = count_operators(bytes, 0, None);
         return if count > MAX_TAG_OPERATORS {
@@ -166,7 +199,7 @@ pub fn check_params(
         if is_template(text) {
             match check_template(text) {
                 Ok(refs) => found.push((format!("params.{path}"), refs)),
-                Err(message) => problems.push((path.to_string(), message)),
+                Err(error) => problems.push((path.to_string(), error.to_string())),
             }
         }
     });
@@ -221,14 +254,21 @@ impl Context {
 
 /// Renders every template string in `params`. A string that is exactly one `{{ expression }}`
 /// keeps the expression's type (a number stays a number, an object stays an object).
-pub fn render_params(params: &Value, context: &Context) -> Result<Value, String> {
+pub fn render_params(params: &Value, context: &Context) -> Result<Value, TemplateError> {
     render_value(params, context, &mut String::new())
 }
 
-fn render_value(value: &Value, context: &Context, path: &mut String) -> Result<Value, String> {
+fn render_value(
+    value: &Value,
+    context: &Context,
+    path: &mut String,
+) -> Result<Value, TemplateError> {
     Ok(match value {
         Value::String(text) if is_template(text) => {
-            render_string(text, context).map_err(|e| format!("params.{path}: {e}"))?
+            render_string(text, context).map_err(|e| TemplateError::InParam {
+                path: path.clone(),
+                source: Box::new(e),
+            })?
         }
         Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -257,18 +297,18 @@ fn render_value(value: &Value, context: &Context, path: &mut String) -> Result<V
     })
 }
 
-fn render_string(text: &str, context: &Context) -> Result<Value, String> {
+fn render_string(text: &str, context: &Context) -> Result<Value, TemplateError> {
     // Validation refused these already; a plan that skipped it must not crash the engine.
     check_complexity(text, false)?;
     if let Some(expression) = single_expression(text) {
         let compiled = ENV.compile_expression(expression).map_err(describe)?;
         let value = compiled.eval(&context.0).map_err(describe)?;
         if value.is_undefined() {
-            return Err(format!(
-                "undefined value: `{expression}` names nothing in the context"
-            ));
+            return Err(TemplateError::Undefined {
+                expression: expression.to_string(),
+            });
         }
-        return serde_json::to_value(&value).map_err(|e| e.to_string());
+        return serde_json::to_value(&value).map_err(|e| TemplateError::NotJson(e.to_string()));
     }
     ENV.render_str(text, &context.0)
         .map(Value::String)
@@ -276,7 +316,7 @@ fn render_string(text: &str, context: &Context) -> Result<Value, String> {
 }
 
 /// Evaluates a condition to a boolean (Jinja truthiness).
-pub fn eval_condition(expression: &str, context: &Context) -> Result<bool, String> {
+pub fn eval_condition(expression: &str, context: &Context) -> Result<bool, TemplateError> {
     let bare = unwrap_braces(expression);
     check_complexity(bare, true)?;
     let compiled = ENV.compile_expression(bare).map_err(describe)?;
@@ -299,7 +339,7 @@ fn single_expression(text: &str) -> Option<&str> {
     Some(inner.trim())
 }
 
-fn describe(err: minijinja::Error) -> String {
+fn describe(err: minijinja::Error) -> TemplateError {
     let mut text = err.kind().to_string();
     if let Some(detail) = err.detail() {
         text.push_str(": ");
@@ -310,7 +350,7 @@ fn describe(err: minijinja::Error) -> String {
             text.push_str(&format!(" (line {line})"));
         }
     }
-    text
+    TemplateError::Jinja(text)
 }
 
 /// Finds `outputs["label"]`, `outputs['label']` and `outputs.label` (and the same for `vars`)
@@ -424,8 +464,9 @@ mod tests {
 
     #[test]
     fn missing_names_are_errors_with_the_param_path() {
-        let err =
-            render_params(&json!({"a": {"b": "{{ vars.nope }}"}}), &ctx()).expect_err("strict");
+        let err = render_params(&json!({"a": {"b": "{{ vars.nope }}"}}), &ctx())
+            .expect_err("strict")
+            .to_string();
         assert!(err.starts_with("params.a.b: "), "{err}");
         assert!(err.contains("undefined"), "{err}");
     }
@@ -445,10 +486,12 @@ mod tests {
             format!("{{{{ vars{} }}}}", "|upper".repeat(10_000)),
             format!("x {{% set y = 1{} %}}", "+1".repeat(10_000)),
         ] {
-            let err = check_template(&chain).expect_err("too complex");
+            let err = check_template(&chain).expect_err("too complex").to_string();
             assert!(err.contains("too complex"), "{err}");
         }
-        let err = check_expression(&"not ".repeat(10_000)).expect_err("too complex");
+        let err = check_expression(&"not ".repeat(10_000))
+            .expect_err("too complex")
+            .to_string();
         assert!(err.contains("too complex"), "{err}");
         // At the limit it is fine; operators inside string literals and comments do not count.
         let at_limit = format!("{{{{ vars{} }}}}", ".a".repeat(MAX_TAG_OPERATORS));

@@ -16,7 +16,8 @@ pub fn plan(json: &str) -> Plan {
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use crate::executor::{CheckRequest, Executor, Outcome, StartRequest};
+use crate::actions::{CancelError, CheckRequest, Outcome, StartRequest};
+use crate::executor::Executor;
 
 /// An executor whose outcomes are scripted per label; unscripted starts complete at once.
 /// Records every call so tests can assert what ran, and how often.
@@ -82,7 +83,7 @@ impl Executor for ScriptedExecutor {
         Self::next(&self.checks, &request.label).unwrap_or_else(Outcome::complete)
     }
 
-    async fn cancel(&self, request: CheckRequest) -> Result<(), String> {
+    async fn cancel(&self, request: CheckRequest) -> Result<(), CancelError> {
         self.record(&request.label, "cancel", request.attempt);
         Ok(())
     }

@@ -11,7 +11,7 @@ use baton_core::graph::topological_order;
 use baton_core::scheduler::{apply_reexecute, preview_reexecute, Reexecute, Step};
 use baton_core::testutil::{plan, MemoryStore, ScriptedExecutor};
 use baton_core::{
-    ActionStatus, Flow, Outcome, Plan, Run, RunState, RunStatus, RunStore, Scheduler,
+    ActionStatus, Next, Outcome, Plan, Run, RunState, RunStatus, RunStore, Scheduler,
 };
 use chrono::Utc;
 use proptest::prelude::*;
@@ -113,15 +113,15 @@ fn simulate(
         };
         scheduler.apply(&mut state, idx, outcome, now);
     }
-    let flow = scheduler.flow(&state, now);
+    let flow = scheduler.next_step(&state, now);
     let statuses: Vec<ActionStatus> = state.actions.iter().map(|a| a.status).collect();
     let any_failed = statuses.contains(&ActionStatus::Failed);
     assert_eq!(
         flow,
         if any_failed {
-            Flow::Failure
+            Next::Failure
         } else {
-            Flow::Success
+            Next::Success
         }
     );
     (statuses, starts)
@@ -263,8 +263,8 @@ fn a_chain_of_instant_actions_finishes_in_one_tick() {
         let report = tick(&run, &exec, &TickOptions::default(), &Silent)
             .await
             .expect("tick");
-        assert_eq!(report.flow, Flow::Success);
-        assert_eq!(report.invocations, 1);
+        assert_eq!(report.next, Next::Success);
+        assert_eq!(report.state.invocations, 1);
         let (state, version) = run.load().await.expect("load");
         assert_eq!(state.status, RunStatus::Succeeded);
         assert_eq!(state.count(ActionStatus::Complete), 50);
@@ -299,30 +299,30 @@ fn async_actions_return_wait_then_complete_on_a_later_tick() {
         );
         let opts = TickOptions::default();
         let first = tick(&run, &exec, &opts, &Silent).await.expect("tick 1");
-        let Flow::Wait(wait) = first.flow else {
-            panic!("expected wait, got {:?}", first.flow)
+        let Next::Wait(wait) = first.next else {
+            panic!("expected wait, got {:?}", first.next)
         };
         assert!(wait <= Duration::from_millis(30), "{wait:?}");
         assert_eq!(
-            first.payload("memory".into()).wait_seconds,
-            Some(1),
+            baton_core::Payload::new("memory".into(), &first, &run.plan).wait_seconds(),
+            1,
             "rounded up to whole seconds"
         );
         // Not due yet: nothing is checked.
         let early = tick(&run, &exec, &opts, &Silent).await.expect("tick 2");
-        assert!(matches!(early.flow, Flow::Wait(_)));
+        assert!(matches!(early.next, Next::Wait(_)));
         assert_eq!(exec.count("w", "check"), 0);
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(matches!(
             tick(&run, &exec, &opts, &Silent)
                 .await
                 .expect("tick 3")
-                .flow,
-            Flow::Wait(_)
+                .next,
+            Next::Wait(_)
         ));
         tokio::time::sleep(Duration::from_millis(40)).await;
         let done = tick(&run, &exec, &opts, &Silent).await.expect("tick 4");
-        assert_eq!(done.flow, Flow::Success);
+        assert_eq!(done.next, Next::Success);
         assert_eq!(exec.count("w", "start"), 1);
         assert_eq!(exec.count("w", "check"), 2);
         let (state, _) = run.load().await.expect("load");
@@ -346,7 +346,7 @@ fn failure_blocks_descendants_and_independent_branches_finish() {
         let report = tick(&run, &exec, &TickOptions::default(), &Silent)
             .await
             .expect("tick");
-        assert_eq!(report.flow, Flow::Failure);
+        assert_eq!(report.next, Next::Failure);
         let (state, _) = run.load().await.expect("load");
         let status = |l: &str| state.action(run.plan.find(l).expect("label")).status;
         assert_eq!(status("bad"), ActionStatus::Failed);
@@ -377,12 +377,12 @@ fn retryable_failures_are_retried_with_backoff() {
         let mut waits = Vec::new();
         loop {
             let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
-            match report.flow {
-                Flow::Wait(d) => {
+            match report.next {
+                Next::Wait(d) => {
                     waits.push(d);
                     tokio::time::sleep(d + Duration::from_millis(2)).await;
                 }
-                Flow::Success => break,
+                Next::Success => break,
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -407,7 +407,7 @@ fn non_retryable_failures_are_not_retried() {
         let report = tick(&run, &exec, &TickOptions::default(), &Silent)
             .await
             .expect("tick");
-        assert_eq!(report.flow, Flow::Failure);
+        assert_eq!(report.next, Next::Failure);
         assert_eq!(exec.count("x", "start"), 1);
     });
 }
@@ -421,11 +421,11 @@ fn timeouts_cancel_and_fail() {
         let opts = TickOptions::default();
         let first = tick(&run, &exec, &opts, &Silent).await.expect("tick");
         // The wait is bounded by the timeout, not the 10 s poll interval.
-        let Flow::Wait(wait) = first.flow else { panic!("{:?}", first.flow) };
+        let Next::Wait(wait) = first.next else { panic!("{:?}", first.next) };
         assert!(wait <= Duration::from_millis(50), "{wait:?}");
         tokio::time::sleep(Duration::from_millis(60)).await;
         let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
-        assert_eq!(report.flow, Flow::Failure);
+        assert_eq!(report.next, Next::Failure);
         assert_eq!(exec.count("slow", "cancel"), 1);
         let (state, _) = run.load().await.expect("load");
         assert!(state.action(0).error.as_deref().unwrap_or_default().starts_with("timed out after 50ms"));
@@ -451,8 +451,8 @@ fn abort_cancels_running_work_and_marks_the_rest_cancelled() {
             .await
             .expect("request abort");
         let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
-        assert_eq!(report.flow, Flow::Failure);
-        assert_eq!(report.status, RunStatus::Aborted);
+        assert_eq!(report.next, Next::Failure);
+        assert_eq!(report.status(), RunStatus::Aborted);
         assert_eq!(exec.count("w", "cancel"), 1);
         let (state, _) = run.load().await.expect("load");
         assert_eq!(state.action(0).status, ActionStatus::Cancelled);
@@ -471,12 +471,12 @@ fn budget_exhaustion_returns_execute() {
             ..TickOptions::default()
         };
         let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
-        assert_eq!(report.flow, Flow::Execute);
+        assert_eq!(report.next, Next::Execute);
         assert_eq!(exec.calls().len(), 0);
         let report = tick(&run, &exec, &TickOptions::default(), &Silent)
             .await
             .expect("tick");
-        assert_eq!(report.flow, Flow::Success);
+        assert_eq!(report.next, Next::Success);
     });
 }
 
@@ -509,7 +509,7 @@ fn conditions_skip_and_dependents_still_run() {
              "params": {"variables": {"msg": "env={{ outputs['cfg'].env }}"}}}]"#)
         .await;
         let exec = Arc::new(ScriptedExecutor::new());
-        assert_eq!(tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick").flow, Flow::Success);
+        assert_eq!(tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick").next, Next::Success);
         let (state, _) = run.load().await.expect("load");
         assert_eq!(state.action(1).status, ActionStatus::Skipped);
         assert_eq!(state.action(2).outputs["msg"], "env=dev");
@@ -544,14 +544,14 @@ fn reexecute_failed_resets_failed_and_blocked_and_reuses_outputs() {
             {"label": "deploy", "type": "system.set_variables", "depends_on": ["cfg", "gate"], "params": {"variables": {"v": "{{ outputs['cfg'].v }}"}}}]"#)
         .await;
         let exec = Arc::new(ScriptedExecutor::new().on_start("gate", [Outcome::failed("missing approval")]));
-        assert_eq!(tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick").flow, Flow::Failure);
+        assert_eq!(tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick").next, Next::Failure);
         let (state, _) = run.load().await.expect("load");
         let preview = preview_reexecute(&run.plan, &state, Reexecute::Failed);
         assert_eq!(preview.will_run, vec![1, 2]);
         assert_eq!(preview.reused, vec![0]);
         run.update(|plan, state| apply_reexecute(plan, state, Reexecute::Failed, Utc::now())).await.expect("reset");
         let report = tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
-        assert_eq!(report.flow, Flow::Success);
+        assert_eq!(report.next, Next::Success);
         let (state, _) = run.load().await.expect("load");
         assert_eq!(state.action(1).attempt, 2, "attempts keep counting: a fresh idempotency token");
         assert_eq!(state.action(0).attempt, 1, "cfg was not re-run");
@@ -598,10 +598,12 @@ fn state_round_trips_and_stays_small() {
     // Damage is refused, never silently reset.
     assert!(RunState::from_json(&bytes[..bytes.len() / 2], &plan)
         .expect_err("truncated")
+        .to_string()
         .contains("truncated"));
     let foreign = plan_of(&["x"]);
     assert!(RunState::from_json(&bytes, &foreign)
         .expect_err("foreign")
+        .to_string()
         .contains("not in the run's plan"));
 }
 
@@ -670,8 +672,8 @@ fn a_reexecute_racing_a_tick_is_merged_and_both_changes_survive() {
             .expect("join")
             .expect("the tick merges, not fails");
         assert_eq!(
-            report.flow,
-            Flow::Execute,
+            report.next,
+            Next::Execute,
             "a fresh tick picks up the reset"
         );
         let (state, _) = run.load().await.expect("load");
@@ -686,7 +688,7 @@ fn a_reexecute_racing_a_tick_is_merged_and_both_changes_survive() {
         let report = tick(&run, &exec, &TickOptions::default(), &Silent)
             .await
             .expect("tick 2");
-        assert_eq!(report.flow, Flow::Success);
+        assert_eq!(report.next, Next::Success);
         let (state, _) = run.load().await.expect("load");
         assert_eq!(state.count(ActionStatus::Complete), 3);
         let slow_log: Vec<_> = state
@@ -736,7 +738,7 @@ fn leases_let_exactly_one_driver_work() {
         );
         assert!(err.to_string().contains("--take-over"), "{err}");
         let report = first.await.expect("join").expect("the first driver finishes");
-        assert_eq!(report.flow, Flow::Success);
+        assert_eq!(report.next, Next::Success);
         let (state, _) = run.load().await.expect("load");
         assert_eq!(state.count(ActionStatus::Complete), 1);
         assert!(state.driver.is_none());
@@ -761,7 +763,7 @@ fn leases_let_exactly_one_driver_work() {
         let report = tick(&crashed, &exec, &take_over, &Silent)
             .await
             .expect("taken over");
-        assert_eq!(report.flow, Flow::Success);
+        assert_eq!(report.next, Next::Success);
         let (state, _) = crashed.load().await.expect("load");
         assert!(state
             .log
@@ -779,7 +781,7 @@ fn leases_let_exactly_one_driver_work() {
         let report = tick(&Arc::new(lapsed), &exec, &TickOptions::default(), &Silent)
             .await
             .expect("lapsed lease");
-        assert_eq!(report.flow, Flow::Success);
+        assert_eq!(report.next, Next::Success);
     });
 }
 
@@ -831,7 +833,7 @@ fn outputs_nested_too_deeply_fail_the_action_and_the_state_stays_readable() {
         let report = tick(&run, &exec, &TickOptions::default(), &Silent)
             .await
             .expect("tick");
-        assert_eq!(report.flow, Flow::Failure);
+        assert_eq!(report.next, Next::Failure);
         let (state, _) = run.load().await.expect("the state reads back");
         let deep = state.action(run.plan.find("deep").expect("deep"));
         assert_eq!(deep.status, ActionStatus::Failed);

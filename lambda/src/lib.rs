@@ -9,8 +9,8 @@ use baton_core::aws::Aws;
 use baton_core::driver::{tick, Silent, TickOptions};
 use baton_core::run::PlanCache;
 use baton_core::store::s3::{parse_url, S3Store};
-use baton_core::{Flow, Run, RunError, StandardExecutor, StoreError};
-use serde::{Deserialize, Serialize};
+use baton_core::{Next, Payload, Run, RunError, StandardExecutor, StoreError};
+use serde::Deserialize;
 
 /// What the state machine passes in: at least the run; the rest is what the last tick returned.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,27 +22,9 @@ pub struct Input {
     pub execution_ticks: u64,
 }
 
-/// What the state machine routes on (`$.flow_control`), kept small: Step Functions payloads
-/// are limited to 256 KB and history entries count against the execution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Output {
-    pub run: String,
-    /// Names continuation executions (`<run-id>-c<invocations>`).
-    pub run_id: String,
-    pub state_version: String,
-    /// `execute`, `wait`, `success`, `failure`, or `continue` (start a fresh execution before
-    /// the history limit).
-    pub flow_control: String,
-    /// Whole seconds to wait before the next tick (`wait` only; Step Functions needs a value).
-    pub wait_seconds: u64,
-    pub invocations: u64,
-    pub execution_ticks: u64,
-    /// The run's status, for the execution's output and the console.
-    pub status: String,
-    /// When the run failed: which actions failed and why (the execution's error cause).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub summary: String,
-}
+/// What the handler returns: the tick's payload, with `execution_ticks` counted and
+/// `flow_control: continue` when this execution should hand over to a fresh one.
+pub type Output = Payload;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -138,10 +120,7 @@ pub async fn handle(
                 input.run
             ))
         })?;
-    let client = aws
-        .s3(&Default::default())
-        .await
-        .map_err(HandlerError::Unavailable)?;
+    let client = aws.s3(&Default::default()).await;
     static PLANS: std::sync::OnceLock<PlanCache> = std::sync::OnceLock::new();
     let plans = PLANS.get_or_init(PlanCache::default);
     let run = Run::open_cached(S3Store::new(client, &bucket, &run_prefix), plans).await?;
@@ -155,86 +134,12 @@ pub async fn handle(
         ..TickOptions::default()
     };
     let report = tick(&run, &executor, &options, &Silent).await?;
-    let execution_ticks = input.execution_ticks + 1;
-    let mut payload = report.payload(input.run.clone());
-    let mut flow_control = serde_json::to_value(payload.flow_control)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "failure".into());
-    let unfinished = matches!(report.flow, Flow::Execute | Flow::Wait(_));
-    if unfinished && execution_ticks >= config.continue_after {
-        flow_control = "continue".into();
+    let mut output = Payload::new(input.run, &report, &run.plan);
+    output.execution_ticks = input.execution_ticks + 1;
+    if report.next.is_unfinished() && output.execution_ticks >= config.continue_after {
+        output.next = Next::Continue;
     }
-    let summary =
-        if report.status.is_finished() && report.status != baton_core::RunStatus::Succeeded {
-            failure_summary(&run).await
-        } else {
-            String::new()
-        };
-    Ok(Output {
-        run_id: run_id_of(&input.run),
-        summary,
-        run: std::mem::take(&mut payload.run),
-        state_version: payload.state_version,
-        flow_control,
-        wait_seconds: payload
-            .wait_seconds
-            .unwrap_or(0)
-            .max(u64::from(matches!(report.flow, Flow::Wait(_)))),
-        invocations: payload.invocations,
-        execution_ticks,
-        status: report.status.to_string(),
-    })
-}
-
-fn run_id_of(locator: &str) -> String {
-    locator
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// "run failed: deploy (stack app CREATE_FAILED: …); 3 blocked" — bounded, for the execution's
-/// error cause.
-async fn failure_summary<S: baton_core::RunStore>(run: &Run<S>) -> String {
-    let Ok((state, _)) = run.load().await else {
-        return String::new();
-    };
-    let failed: Vec<String> = run
-        .plan
-        .actions
-        .iter()
-        .zip(&state.actions)
-        .filter(|(_, a)| {
-            matches!(
-                a.status,
-                baton_core::ActionStatus::Failed | baton_core::ActionStatus::Cancelled
-            )
-        })
-        .map(|(def, a)| {
-            format!(
-                "{} ({})",
-                def.label,
-                a.error.as_deref().unwrap_or(a.status.as_str())
-            )
-        })
-        .collect();
-    let blocked = state.count(baton_core::ActionStatus::Blocked);
-    let mut text = format!("run {}: {}", state.status, failed.join("; "));
-    if blocked > 0 {
-        text.push_str(&format!("; {blocked} blocked"));
-    }
-    if text.len() > 4000 {
-        let mut cut = 4000;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
+    Ok(output)
 }
 
 /// JSON log lines on stdout with the tick's `run_id` and `invocation` and each event's

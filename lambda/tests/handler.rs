@@ -51,7 +51,7 @@ fn aws(endpoint: &str) -> Arc<Aws> {
 
 /// Creates a versioned bucket and a run in it; returns the run locator.
 async fn new_run(aws: &Aws, plan_json: &str) -> String {
-    let client = aws.s3(&Default::default()).await.expect("client");
+    let client = aws.s3(&Default::default()).await;
     let bucket = format!(
         "lambda-{}-{:x}",
         std::process::id(),
@@ -114,10 +114,10 @@ async fn ticks_until_success_with_waits_in_between() {
     )
     .await
     .expect("tick 1");
-    assert_eq!(first.flow_control, "wait");
-    assert_eq!(first.wait_seconds, 1);
+    assert_eq!(first.flow_control(), "wait");
+    assert_eq!(first.wait_seconds(), 1);
     assert_eq!(first.invocations, 1);
-    assert_eq!(first.status, "waiting");
+    assert_eq!(first.status.as_str(), "waiting");
     // The output is what the state machine feeds back in.
     let again: Input = serde_json::from_value(serde_json::to_value(&first).expect("serialize"))
         .expect("round trip");
@@ -125,9 +125,9 @@ async fn ticks_until_success_with_waits_in_between() {
     let second = handle(aws.clone(), again, deadline(), &config)
         .await
         .expect("tick 2");
-    assert_eq!(second.flow_control, "success");
+    assert_eq!(second.flow_control(), "success");
     assert_eq!(second.execution_ticks, 2);
-    assert_eq!(second.status, "succeeded");
+    assert_eq!(second.status.as_str(), "succeeded");
     assert!(
         serde_json::to_string(&second).expect("json").len() < 1024,
         "the payload stays a small pointer"
@@ -158,7 +158,7 @@ async fn continues_in_a_new_execution_past_the_tick_threshold() {
     )
     .await
     .expect("tick");
-    assert_eq!(out.flow_control, "wait");
+    assert_eq!(out.flow_control(), "wait");
     let out = handle(
         aws.clone(),
         Input {
@@ -170,7 +170,7 @@ async fn continues_in_a_new_execution_past_the_tick_threshold() {
     )
     .await
     .expect("tick");
-    assert_eq!(out.flow_control, "continue");
+    assert_eq!(out.flow_control(), "continue");
     // The new execution starts counting again.
     let out = handle(
         aws,
@@ -183,10 +183,7 @@ async fn continues_in_a_new_execution_past_the_tick_threshold() {
     )
     .await
     .expect("tick");
-    assert_eq!(
-        (out.flow_control.as_str(), out.execution_ticks),
-        ("wait", 1)
-    );
+    assert_eq!((out.flow_control(), out.execution_ticks), ("wait", 1));
 }
 
 #[tokio::test]
@@ -212,7 +209,7 @@ async fn a_failed_run_reports_failure_and_the_budget_bounds_a_tick() {
     )
     .await
     .expect("tick");
-    assert_eq!(out.flow_control, "execute");
+    assert_eq!(out.flow_control(), "execute");
     let out = handle(
         aws.clone(),
         Input {
@@ -224,7 +221,7 @@ async fn a_failed_run_reports_failure_and_the_budget_bounds_a_tick() {
     )
     .await
     .expect("tick");
-    assert_eq!(out.flow_control, "wait");
+    assert_eq!(out.flow_control(), "wait");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let out = handle(
         aws,
@@ -238,7 +235,7 @@ async fn a_failed_run_reports_failure_and_the_budget_bounds_a_tick() {
     .await
     .expect("tick");
     assert_eq!(
-        (out.flow_control.as_str(), out.status.as_str()),
+        (out.flow_control(), out.status.as_str()),
         ("failure", "failed")
     );
 }
@@ -349,11 +346,10 @@ fn the_state_machine_definition_matches_the_handler() {
         run: String::new(),
         run_id: String::new(),
         state_version: String::new(),
-        flow_control: String::new(),
-        wait_seconds: 0,
+        next: baton_core::Next::Wait(std::time::Duration::from_secs(1)),
         invocations: 0,
         execution_ticks: 0,
-        status: String::new(),
+        status: baton_core::RunStatus::Waiting,
         summary: "x".into(),
     })
     .expect("json");

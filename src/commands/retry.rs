@@ -124,7 +124,7 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
         Err(other) => return Err(other.into()),
     };
     match settled {
-        Some(report) => crate::out!("run {} {}", state.run_id, report.status),
+        Some(report) => crate::out!("run {} {}", state.run_id, report.status()),
         None => crate::out!(
             "abort requested; the process driving run {} will stop it on its next check",
             state.run_id

@@ -168,10 +168,10 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
     let report = driver::drive(run, &executor, &options, observer).await;
     interrupts.abort();
     let report = report?;
-    if options.stop.load(std::sync::atomic::Ordering::Relaxed) && !report.status.is_finished() {
+    if options.stop.load(std::sync::atomic::Ordering::Relaxed) && !report.status().is_finished() {
         eprintln!(
             "run paused ({}); continue it with: baton resume {}",
-            report.status,
+            report.status(),
             run.store.locator()
         );
         return Err(Failure::RunFailed);
@@ -198,7 +198,7 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             print_next_steps(run, &state);
         }
     }
-    match report.status {
+    match report.status() {
         RunStatus::Succeeded => Ok(()),
         _ => Err(Failure::RunFailed),
     }
@@ -287,7 +287,7 @@ pub async fn tick(run: &str, store: &StoreArgs) -> CommandResult {
     let _guard = run.store.lock_driver()?;
     let executor = Arc::new(crate::aws::executor(&run.plan).await);
     let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
-    let payload = report.payload(run.store.locator());
+    let payload = baton_core::Payload::new(run.store.locator(), &report, &run.plan);
     crate::out!("{}", serde_json::to_string(&payload).unwrap_or_default());
     Ok(())
 }

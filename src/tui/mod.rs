@@ -276,7 +276,7 @@ fn spawn_driver(
         let observer = ChannelObserver { tx: tx.clone() };
         let result = driver::drive(&run, &executor, &options, &observer).await;
         let _ = tx.send(Msg::DriverDone(
-            result.map(|r| r.status).map_err(|e| e.to_string()),
+            result.map(|r| r.status()).map_err(|e| e.to_string()),
         ));
     })
 }
@@ -303,7 +303,7 @@ fn spawn_reexecute(
         let observer = ChannelObserver { tx: tx.clone() };
         let result = driver::drive(&run, &executor, &options, &observer).await;
         let _ = tx.send(Msg::DriverDone(
-            result.map(|r| r.status).map_err(|e| e.to_string()),
+            result.map(|r| r.status()).map_err(|e| e.to_string()),
         ));
     })
 }

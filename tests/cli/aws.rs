@@ -2,14 +2,13 @@
 //! scripts/test; `BATON_TEST_AWS_ENDPOINT` names it), and every CloudFormation status branch,
 //! failure and throttle with SDK-level mocks (moto never reports failures or progress).
 
-use std::sync::Arc;
-
 use aws_sdk_cloudformation as cfn;
 use aws_sdk_s3 as s3;
+use baton_core::actions::{CheckRequest, LogSink, Outcome, StartRequest};
 use baton_core::aws::Aws;
-use baton_core::executor::{CheckRequest, LogSink, Outcome, StartRequest};
 use baton_core::store::s3::S3Store;
 use baton_core::{ActionType, RunStore, StoreError};
+use baton_core::{Executor, StandardExecutor};
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -638,10 +637,11 @@ fn events_return(events: Vec<StackEvent>) -> aws_smithy_mocks::Rule {
     })
 }
 
-fn mocked(rules: &[&aws_smithy_mocks::Rule]) -> Arc<Aws> {
+/// The standard executor with SDK clients answering by `rules`.
+fn mocked(rules: &[&aws_smithy_mocks::Rule]) -> StandardExecutor {
     let cfn = mock_client!(cfn, RuleMode::MatchAny, rules);
     let s3 = mock_client!(s3, RuleMode::MatchAny, &[]);
-    Aws::fixed(cfn, s3)
+    StandardExecutor::with_aws(Aws::fixed(cfn, s3))
 }
 
 fn check_request(action_type: ActionType, handle: Value) -> CheckRequest {
@@ -679,10 +679,9 @@ fn handle(operation: &str) -> Value {
 #[test]
 fn create_stack_classifies_every_outcome() {
     rt().block_on(async {
-        use baton_core::actions::aws::create_stack::check;
         for status in [StackStatus::CreateComplete, StackStatus::UpdateComplete, StackStatus::ImportComplete] {
             let aws = mocked(&[&describe_returns(status.clone())]);
-            let outcome = check(&aws, &check_request(ActionType::CreateStack, handle("create"))).await;
+            let outcome = aws.check(check_request(ActionType::CreateStack, handle("create"))).await;
             assert_eq!(outcome, Outcome::Complete { outputs: json!({"Url": "https://app"}).as_object().cloned().unwrap_or_default() }, "{status:?}");
         }
         for status in [
@@ -694,7 +693,7 @@ fn create_stack_classifies_every_outcome() {
             StackStatus::DeleteInProgress,
         ] {
             let aws = mocked(&[&describe_returns(status.clone())]);
-            let outcome = check(&aws, &check_request(ActionType::CreateStack, handle("create"))).await;
+            let outcome = aws.check(check_request(ActionType::CreateStack, handle("create"))).await;
             assert!(matches!(outcome, Outcome::Running { check_after, .. } if check_after.as_secs() == 10), "{status:?}: {outcome:?}");
         }
         // Failure: the error is the first failed resource, not the stack's own event or the
@@ -707,7 +706,7 @@ fn create_stack_classifies_every_outcome() {
         ];
         for status in [StackStatus::RollbackComplete, StackStatus::CreateFailed, StackStatus::RollbackFailed, StackStatus::UpdateRollbackComplete, StackStatus::UpdateRollbackFailed] {
             let aws = mocked(&[&describe_returns(status.clone()), &events_return(events.clone())]);
-            let outcome = check(&aws, &check_request(ActionType::CreateStack, handle("create"))).await;
+            let outcome = aws.check(check_request(ActionType::CreateStack, handle("create"))).await;
             let Outcome::Failed { error, retryable } = outcome else { panic!("{status:?} must fail") };
             assert!(!retryable);
             assert!(error.contains(status.as_str()), "{error}");
@@ -733,14 +732,12 @@ fn create_stack_update_without_changes_completes_with_outputs() {
             &events_return(vec![]),
             &no_updates,
         ]);
-        let outcome = baton_core::actions::aws::create_stack::start(
-            &aws,
-            &start_request(
+        let outcome = aws
+            .start(start_request(
                 ActionType::CreateStack,
                 json!({"stack_name": "app", "template_body": "{}"}),
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_eq!(
             outcome,
             Outcome::Complete {
@@ -760,14 +757,12 @@ fn create_stack_after_a_failed_create_says_to_delete_first() {
             &describe_returns(StackStatus::RollbackComplete),
             &events_return(vec![]),
         ]);
-        let outcome = baton_core::actions::aws::create_stack::start(
-            &aws,
-            &start_request(
+        let outcome = aws
+            .start(start_request(
                 ActionType::CreateStack,
                 json!({"stack_name": "app", "template_body": "{}"}),
-            ),
-        )
-        .await;
+            ))
+            .await;
         let Outcome::Failed { error, .. } = outcome else {
             panic!("must fail")
         };
@@ -790,11 +785,9 @@ fn throttling_is_a_retryable_failure_and_other_errors_are_not() {
             )
         });
         let aws = mocked(&[&throttled]);
-        let outcome = baton_core::actions::aws::create_stack::check(
-            &aws,
-            &check_request(ActionType::CreateStack, handle("create")),
-        )
-        .await;
+        let outcome = aws
+            .check(check_request(ActionType::CreateStack, handle("create")))
+            .await;
         assert_eq!(
             outcome,
             Outcome::Failed {
@@ -811,11 +804,9 @@ fn throttling_is_a_retryable_failure_and_other_errors_are_not() {
             )
         });
         let aws = mocked(&[&denied]);
-        let outcome = baton_core::actions::aws::create_stack::check(
-            &aws,
-            &check_request(ActionType::CreateStack, handle("create")),
-        )
-        .await;
+        let outcome = aws
+            .check(check_request(ActionType::CreateStack, handle("create")))
+            .await;
         let Outcome::Failed { error, retryable } = outcome else {
             panic!("must fail")
         };
@@ -834,21 +825,15 @@ fn cancel_stops_an_update_but_not_a_create() {
             cfn::operation::cancel_update_stack::CancelUpdateStackOutput::builder().build()
         });
         let aws = mocked(&[&rule]);
-        use baton_core::actions::aws::create_stack::cancel;
-        cancel(
-            &aws,
-            &check_request(ActionType::CreateStack, handle("update")),
-        )
-        .await
-        .expect("update cancelled");
+        aws.cancel(check_request(ActionType::CreateStack, handle("update")))
+            .await
+            .expect("update cancelled");
         assert_eq!(rule.num_calls(), 1);
-        let err = cancel(
-            &aws,
-            &check_request(ActionType::CreateStack, handle("create")),
-        )
-        .await
-        .expect_err("create");
-        assert!(err.contains("cannot be cancelled"), "{err}");
+        let err = aws
+            .cancel(check_request(ActionType::CreateStack, handle("create")))
+            .await
+            .expect_err("create");
+        assert!(err.to_string().contains("cannot be cancelled"), "{err}");
         assert_eq!(rule.num_calls(), 1);
     });
 }
@@ -874,11 +859,9 @@ fn delete_stack_reports_the_resources_that_failed() {
             &describe_returns(StackStatus::DeleteFailed),
             &events_return(events),
         ]);
-        let outcome = baton_core::actions::aws::delete_stack::check(
-            &aws,
-            &check_request(ActionType::DeleteStack, handle("delete")),
-        )
-        .await;
+        let outcome = aws
+            .check(check_request(ActionType::DeleteStack, handle("delete")))
+            .await;
         let Outcome::Failed { error, .. } = outcome else {
             panic!("must fail: {outcome:?}")
         };
@@ -888,11 +871,9 @@ fn delete_stack_reports_the_resources_that_failed() {
         );
         assert!(error.contains("Bucket"), "{error}");
         let aws = mocked(&[&describe_returns(StackStatus::DeleteComplete)]);
-        let outcome = baton_core::actions::aws::delete_stack::check(
-            &aws,
-            &check_request(ActionType::DeleteStack, handle("delete")),
-        )
-        .await;
+        let outcome = aws
+            .check(check_request(ActionType::DeleteStack, handle("delete")))
+            .await;
         assert_eq!(outcome, Outcome::complete());
         // An absent stack is already deleted.
         let absent = mock!(cfn::Client::describe_stacks).then_error(|| {
@@ -904,11 +885,12 @@ fn delete_stack_reports_the_resources_that_failed() {
             )
         });
         let aws = mocked(&[&absent]);
-        let outcome = baton_core::actions::aws::delete_stack::start(
-            &aws,
-            &start_request(ActionType::DeleteStack, json!({"stack_name": "app"})),
-        )
-        .await;
+        let outcome = aws
+            .start(start_request(
+                ActionType::DeleteStack,
+                json!({"stack_name": "app"}),
+            ))
+            .await;
         assert_eq!(outcome, Outcome::complete());
     });
 }

@@ -10,30 +10,51 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::{Mode, ParamsProblem, TypeSpec};
-use crate::executor::{LogSink, Outcome};
-use crate::state::Level;
-
-pub const SPEC: TypeSpec = TypeSpec {
-    name: "system.command",
-    mode: Mode::Sync,
-    poll_interval: Duration::ZERO,
-    can_cancel: false,
-    replay_safe: false,
+use super::{
+    Behaviour, Env, LogSink, Mode, Outcome, ParamsProblem, Schema, StartRequest, TypeSpec,
 };
+use crate::log::Level;
+
+/// The `system.command` type.
+pub struct Command;
+
+impl Schema for Command {
+    const SPEC: TypeSpec = TypeSpec {
+        name: "system.command",
+        mode: Mode::Sync,
+        poll_interval: Duration::ZERO,
+        can_cancel: false,
+        replay_safe: false,
+    };
+    type Params = Params;
+
+    fn validate(params: &Params) -> Result<(), ParamsProblem> {
+        params.argv().map(drop)
+    }
+}
+
+impl Behaviour for Command {
+    async fn start(_env: &Env, params: Params, request: &StartRequest) -> Outcome {
+        run(&params, request.limit, &request.log).await
+    }
+}
 
 /// Longest log line kept; longer lines are cut so one chatty command cannot bloat state.
 const MAX_LINE: usize = 2000;
 
+/// Params of `system.command`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// argv as a list, or one string when `shell` is true.
     pub command: Value,
+    /// Run `command` (one string) with `sh -c`.
     #[serde(default)]
     pub shell: bool,
+    /// Added to the inherited environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Working directory (default: baton's).
     pub cwd: Option<String>,
     /// Safe to run again if an earlier attempt was interrupted with an unknown outcome.
     #[serde(default)]
@@ -41,10 +62,7 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn validate(&self) -> Result<(), ParamsProblem> {
-        self.argv().map(drop)
-    }
-
+    /// The program and its arguments.
     pub fn argv(&self) -> Result<Vec<String>, ParamsProblem> {
         match (&self.command, self.shell) {
             (Value::String(script), true) if !script.trim().is_empty() => {
@@ -73,12 +91,10 @@ impl Params {
 }
 
 /// Runs the command to completion or until `limit` passes (then it is killed).
-pub async fn run(params: &Params, limit: Option<Duration>, log: &LogSink) -> Outcome {
+async fn run(params: &Params, limit: Option<Duration>, log: &LogSink) -> Outcome {
     let argv = match params.argv() {
         Ok(argv) => argv,
-        Err(problem) => {
-            return Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
-        }
+        Err(problem) => return problem.into_outcome(),
     };
     let mut command = tokio::process::Command::new(&argv[0]);
     command

@@ -1,17 +1,23 @@
-//! The action catalogue: one file per type with its params schema and behaviour, and this thin
-//! registry that maps type names to them.
+//! The action catalogue. Each type lives in one file that owns its params schema, its
+//! validation, its behaviour (start, check, cancel) and its own messages and defaults; the
+//! [`catalogue!`] registry below is the only list of types. Adding a type is one new file and
+//! one registry line.
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+mod attempt;
 pub mod aws;
 pub mod command;
 pub mod fail;
 pub mod no_op;
 pub mod set_variables;
 pub mod wait;
+
+pub use attempt::{idempotency_token, CancelError, CheckRequest, LogSink, Outcome, StartRequest};
 
 /// How an action type runs, which decides what the engine must persist around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +33,9 @@ pub enum Mode {
 /// What the engine needs to know about a type without running it.
 #[derive(Debug)]
 pub struct TypeSpec {
+    /// The canonical name, e.g. `aws.create_stack`.
     pub name: &'static str,
+    /// How it runs.
     pub mode: Mode,
     /// How long to wait before checking a running action again.
     pub poll_interval: Duration,
@@ -38,65 +46,325 @@ pub struct TypeSpec {
     pub replay_safe: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ActionType {
-    NoOp,
-    Wait,
-    SetVariables,
-    Command,
-    Fail,
-    CreateStack,
-    DeleteStack,
-    GetStackOutputs,
-    UploadContext,
-    EmptyBucket,
-}
-
 /// A problem with a params object: the path inside `params` (may be empty) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamsProblem {
+    /// Where in `params`, e.g. `command[1]`; empty for the object itself.
     pub path: String,
+    /// What is wrong, and how to fix it.
     pub message: String,
 }
 
 impl ParamsProblem {
+    /// A problem at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             message: message.into(),
         }
     }
+
+    /// The problem as an action's failure (params that validated as templates can still
+    /// render into something the schema refuses).
+    pub(crate) fn into_outcome(self) -> Outcome {
+        Outcome::failed(format!("params.{}: {}", self.path, self.message))
+    }
+}
+
+/// The run as an action type may see it when it fills in defaults before a start.
+pub(crate) trait RunView {
+    fn run_id(&self) -> &str;
+    fn vars(&self) -> &Map<String, Value>;
+    /// The outputs of the action's finished ancestors, by label.
+    fn ancestor_outputs(&self) -> Map<String, Value>;
+}
+
+/// A type's schema and its words: everything that does not run it.
+pub(crate) trait Schema {
+    const SPEC: TypeSpec;
+    type Params: DeserializeOwned + Send;
+
+    /// Checks beyond the schema (string fields may still hold templates).
+    fn validate(_params: &Self::Params) -> Result<(), ParamsProblem> {
+        Ok(())
+    }
+
+    /// Fills in defaults that come from the run, on rendered params, before the start.
+    fn prepare(params: Value, _run: &dyn RunView) -> Value {
+        params
+    }
+
+    /// What an abort says about running work of this type that cannot be cancelled.
+    fn abort_note() -> String {
+        format!(
+            "{} cannot be cancelled; the work may still be running",
+            Self::SPEC.name
+        )
+    }
+}
+
+/// What a type does when it runs. Inline types implement [`Behaviour::inline`]; the others
+/// [`Behaviour::start`] and, when asynchronous, [`Behaviour::check`] (and `cancel` if they can).
+pub(crate) trait Behaviour: Schema {
+    fn inline(_params: Self::Params) -> Outcome {
+        Outcome::failed(format!("{} is not an inline type", Self::SPEC.name))
+    }
+
+    fn start(
+        _env: &Env,
+        params: Self::Params,
+        _request: &StartRequest,
+    ) -> impl Future<Output = Outcome> + Send {
+        async move { Self::inline(params) }
+    }
+
+    fn check(
+        _env: &Env,
+        _params: Self::Params,
+        _request: &CheckRequest,
+    ) -> impl Future<Output = Outcome> + Send {
+        async { Outcome::failed(format!("{} actions are not checked", Self::SPEC.name)) }
+    }
+
+    fn cancel(
+        _env: &Env,
+        _params: Self::Params,
+        _request: &CheckRequest,
+    ) -> impl Future<Output = Result<(), CancelError>> + Send {
+        async {
+            Err(CancelError::Unsupported {
+                type_name: Self::SPEC.name,
+            })
+        }
+    }
+}
+
+/// What actions may reach while they run: AWS access when this process has it.
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    #[cfg(feature = "aws")]
+    aws: Option<std::sync::Arc<crate::aws::Aws>>,
+}
+
+impl Env {
+    /// Actions with AWS access.
+    #[cfg(feature = "aws")]
+    pub fn with_aws(aws: std::sync::Arc<crate::aws::Aws>) -> Self {
+        Env { aws: Some(aws) }
+    }
+
+    #[cfg(feature = "aws")]
+    pub(crate) fn aws(&self) -> Result<&crate::aws::Aws, Outcome> {
+        self.aws
+            .as_deref()
+            .ok_or_else(|| Outcome::failed("no AWS configuration was given to this baton process"))
+    }
+}
+
+/// Parses params into a type's schema, reporting the path of the first problem.
+pub(crate) fn parse<P: DeserializeOwned>(params: &Value) -> Result<P, ParamsProblem> {
+    let empty = Value::Object(Default::default());
+    let params = if params.is_null() { &empty } else { params };
+    serde_path_to_error::deserialize(params).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        plain_problem(path, &err.into_inner().to_string())
+    })
+}
+
+fn check_params<K: Schema>(params: &Value) -> Result<(), ParamsProblem> {
+    K::validate(&parse::<K::Params>(params)?)
+}
+
+fn run_inline<K: Behaviour>(params: &Value) -> Outcome {
+    match parse::<K::Params>(params) {
+        Ok(params) => K::inline(params),
+        Err(problem) => problem.into_outcome(),
+    }
+}
+
+async fn start<K: Behaviour>(env: &Env, request: &StartRequest) -> Outcome {
+    match parse::<K::Params>(&request.params) {
+        Ok(params) => K::start(env, params, request).await,
+        Err(problem) => problem.into_outcome(),
+    }
+}
+
+async fn check<K: Behaviour>(env: &Env, request: &CheckRequest) -> Outcome {
+    match parse::<K::Params>(&request.params) {
+        Ok(params) => K::check(env, params, request).await,
+        Err(problem) => problem.into_outcome(),
+    }
+}
+
+async fn cancel<K: Behaviour>(env: &Env, request: &CheckRequest) -> Result<(), CancelError> {
+    match parse::<K::Params>(&request.params) {
+        Ok(params) => K::cancel(env, params, request).await,
+        Err(problem) => Err(CancelError::Refused(problem.message)),
+    }
+}
+
+/// AWS types run only in builds with the `aws` feature; elsewhere they fail saying so.
+#[cfg(feature = "aws")]
+mod with_aws {
+    use super::{Behaviour, CancelError, CheckRequest, Env, Outcome, StartRequest};
+
+    pub(super) fn run_inline<K: Behaviour>(params: &serde_json::Value) -> Outcome {
+        super::run_inline::<K>(params)
+    }
+    pub(super) async fn start<K: Behaviour>(env: &Env, request: &StartRequest) -> Outcome {
+        super::start::<K>(env, request).await
+    }
+    pub(super) async fn check<K: Behaviour>(env: &Env, request: &CheckRequest) -> Outcome {
+        super::check::<K>(env, request).await
+    }
+    pub(super) async fn cancel<K: Behaviour>(
+        env: &Env,
+        request: &CheckRequest,
+    ) -> Result<(), CancelError> {
+        super::cancel::<K>(env, request).await
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+mod with_aws {
+    use super::{CancelError, CheckRequest, Env, Outcome, Schema, StartRequest};
+
+    fn no_aws<K: Schema>() -> Outcome {
+        Outcome::failed(format!(
+            "{} needs AWS support, which this baton build does not include; \
+             install a build with the `aws` feature",
+            K::SPEC.name
+        ))
+    }
+    pub(super) fn run_inline<K: Schema>(_params: &serde_json::Value) -> Outcome {
+        no_aws::<K>()
+    }
+    pub(super) async fn start<K: Schema>(_env: &Env, _request: &StartRequest) -> Outcome {
+        no_aws::<K>()
+    }
+    pub(super) async fn check<K: Schema>(_env: &Env, _request: &CheckRequest) -> Outcome {
+        no_aws::<K>()
+    }
+    pub(super) async fn cancel<K: Schema>(
+        _env: &Env,
+        _request: &CheckRequest,
+    ) -> Result<(), CancelError> {
+        Err(CancelError::Refused("no AWS support in this build".into()))
+    }
+}
+
+/// The registry: `Variant => kind type`, system types first, then types that need AWS.
+macro_rules! catalogue {
+    (
+        system { $($sys:ident => $sys_kind:ty,)* }
+        aws { $($aws:ident => $aws_kind:ty,)* }
+    ) => {
+        /// An action type from the catalogue.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ActionType {
+            $(
+                #[doc = concat!("See [`", stringify!($sys_kind), "`].")]
+                $sys,
+            )*
+            $(
+                #[doc = concat!("See [`", stringify!($aws_kind), "`].")]
+                $aws,
+            )*
+        }
+
+        impl ActionType {
+            /// Every type, in catalogue order.
+            pub const ALL: &'static [ActionType] = &[$(ActionType::$sys,)* $(ActionType::$aws,)*];
+
+            /// What the engine needs to know about the type.
+            pub fn spec(self) -> &'static TypeSpec {
+                match self {
+                    $(ActionType::$sys => &<$sys_kind as Schema>::SPEC,)*
+                    $(ActionType::$aws => &<$aws_kind as Schema>::SPEC,)*
+                }
+            }
+
+            /// Checks a params object against this type's schema (before templates are
+            /// rendered, so string fields may hold templates).
+            pub fn check_params(self, params: &Value) -> Result<(), ParamsProblem> {
+                match self {
+                    $(ActionType::$sys => check_params::<$sys_kind>(params),)*
+                    $(ActionType::$aws => check_params::<$aws_kind>(params),)*
+                }
+            }
+
+            /// Rendered params with the type's run-dependent defaults filled in.
+            pub(crate) fn prepare(self, params: Value, run: &dyn RunView) -> Value {
+                match self {
+                    $(ActionType::$sys => <$sys_kind as Schema>::prepare(params, run),)*
+                    $(ActionType::$aws => <$aws_kind as Schema>::prepare(params, run),)*
+                }
+            }
+
+            /// What an abort says about running work of this type it cannot cancel.
+            pub(crate) fn abort_note(self) -> String {
+                match self {
+                    $(ActionType::$sys => <$sys_kind as Schema>::abort_note(),)*
+                    $(ActionType::$aws => <$aws_kind as Schema>::abort_note(),)*
+                }
+            }
+
+            /// Runs a pure, instant type (see [`Mode::Inline`]) on rendered params.
+            pub(crate) fn run_inline(self, params: &Value) -> Outcome {
+                match self {
+                    $(ActionType::$sys => run_inline::<$sys_kind>(params),)*
+                    $(ActionType::$aws => with_aws::run_inline::<$aws_kind>(params),)*
+                }
+            }
+
+            pub(crate) async fn start(self, env: &Env, request: &StartRequest) -> Outcome {
+                match self {
+                    $(ActionType::$sys => start::<$sys_kind>(env, request).await,)*
+                    $(ActionType::$aws => with_aws::start::<$aws_kind>(env, request).await,)*
+                }
+            }
+
+            pub(crate) async fn check(self, env: &Env, request: &CheckRequest) -> Outcome {
+                match self {
+                    $(ActionType::$sys => check::<$sys_kind>(env, request).await,)*
+                    $(ActionType::$aws => with_aws::check::<$aws_kind>(env, request).await,)*
+                }
+            }
+
+            pub(crate) async fn cancel(
+                self,
+                env: &Env,
+                request: &CheckRequest,
+            ) -> Result<(), CancelError> {
+                match self {
+                    $(ActionType::$sys => cancel::<$sys_kind>(env, request).await,)*
+                    $(ActionType::$aws => with_aws::cancel::<$aws_kind>(env, request).await,)*
+                }
+            }
+        }
+    };
+}
+
+catalogue! {
+    system {
+        NoOp => no_op::NoOp,
+        Wait => wait::Wait,
+        SetVariables => set_variables::SetVariables,
+        Command => command::Command,
+        Fail => fail::Fail,
+    }
+    aws {
+        CreateStack => aws::create_stack::CreateStack,
+        DeleteStack => aws::delete_stack::DeleteStack,
+        GetStackOutputs => aws::get_stack_outputs::GetStackOutputs,
+        UploadContext => aws::upload_context::UploadContext,
+        EmptyBucket => aws::empty_bucket::EmptyBucket,
+    }
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 10] = [
-        ActionType::NoOp,
-        ActionType::Wait,
-        ActionType::SetVariables,
-        ActionType::Command,
-        ActionType::Fail,
-        ActionType::CreateStack,
-        ActionType::DeleteStack,
-        ActionType::GetStackOutputs,
-        ActionType::UploadContext,
-        ActionType::EmptyBucket,
-    ];
-
-    pub fn spec(self) -> &'static TypeSpec {
-        match self {
-            ActionType::NoOp => &no_op::SPEC,
-            ActionType::Wait => &wait::SPEC,
-            ActionType::SetVariables => &set_variables::SPEC,
-            ActionType::Command => &command::SPEC,
-            ActionType::Fail => &fail::SPEC,
-            ActionType::CreateStack => &aws::create_stack::SPEC,
-            ActionType::DeleteStack => &aws::delete_stack::SPEC,
-            ActionType::GetStackOutputs => &aws::get_stack_outputs::SPEC,
-            ActionType::UploadContext => &aws::upload_context::SPEC,
-            ActionType::EmptyBucket => &aws::empty_bucket::SPEC,
-        }
-    }
-
+    /// The canonical name, e.g. `aws.create_stack`.
     pub fn name(self) -> &'static str {
         self.spec().name
     }
@@ -104,26 +372,7 @@ impl ActionType {
     /// Accepts `aws.create_stack` and the legacy `AWS::CreateStack` spelling.
     pub fn from_name(name: &str) -> Option<Self> {
         let canonical = canonical_type_name(name);
-        Self::ALL.into_iter().find(|t| t.name() == canonical)
-    }
-
-    /// Checks a params object against this type's schema (before templates are rendered, so
-    /// string fields may hold templates).
-    pub fn check_params(self, params: &Value) -> Result<(), ParamsProblem> {
-        match self {
-            ActionType::NoOp => parse::<no_op::Params>(params).map(drop),
-            ActionType::Wait => parse::<wait::Params>(params)?.validate(),
-            ActionType::SetVariables => parse::<set_variables::Params>(params).map(drop),
-            ActionType::Command => parse::<command::Params>(params)?.validate(),
-            ActionType::Fail => parse::<fail::Params>(params).map(drop),
-            ActionType::CreateStack => parse::<aws::create_stack::Params>(params)?.validate(),
-            ActionType::DeleteStack => parse::<aws::delete_stack::Params>(params).map(drop),
-            ActionType::GetStackOutputs => {
-                parse::<aws::get_stack_outputs::Params>(params).map(drop)
-            }
-            ActionType::UploadContext => parse::<aws::upload_context::Params>(params).map(drop),
-            ActionType::EmptyBucket => parse::<aws::empty_bucket::Params>(params).map(drop),
-        }
+        Self::ALL.iter().copied().find(|t| t.name() == canonical)
     }
 
     /// Whether re-running this action after an interrupted attempt is allowed.
@@ -153,17 +402,6 @@ pub fn canonical_type_name(name: &str) -> String {
         }
     }
     format!("{}.{}", namespace.to_ascii_lowercase(), snake)
-}
-
-/// Deserializes params into a type's schema, reporting the path of the first problem.
-pub fn parse<P: DeserializeOwned>(params: &Value) -> Result<P, ParamsProblem> {
-    let empty = Value::Object(Default::default());
-    let params = if params.is_null() { &empty } else { params };
-    serde_path_to_error::deserialize(params).map_err(|err| {
-        let path = err.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        plain_problem(path, &err.into_inner().to_string())
-    })
 }
 
 /// Turns serde's wording into baton's: the field goes into the path, names get quotes, and an
@@ -203,43 +441,12 @@ fn plain_problem(path: String, message: &str) -> ParamsProblem {
                     .collect()
             })
             .unwrap_or_default();
-        let hint = crate::load::suggest(&name, allowed.iter().map(String::as_str))
+        let hint = crate::hints::suggest(&name, allowed.iter().map(String::as_str))
             .map(|s| format!(" (did you mean \"{s}\"?)"))
             .unwrap_or_else(|| format!(" (allowed: {})", allowed.join(", ")));
         return ParamsProblem::new(join(&name), format!("unknown field{hint}"));
     }
     ParamsProblem::new(path, message.replace('`', "\""))
-}
-
-/// True when a string would be rendered as a template.
-pub fn is_template(text: &str) -> bool {
-    text.contains("{{") || text.contains("{%")
-}
-
-/// Runs a pure, instant type (see [`Mode::Inline`]) on rendered params.
-pub fn run_inline(action_type: ActionType, params: &Value) -> crate::executor::Outcome {
-    use crate::executor::Outcome;
-    match action_type {
-        ActionType::NoOp => Outcome::complete(),
-        ActionType::SetVariables => match parse::<set_variables::Params>(params) {
-            Ok(p) => Outcome::Complete {
-                outputs: p.variables,
-            },
-            Err(problem) => {
-                Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
-            }
-        },
-        ActionType::Fail => match parse::<fail::Params>(params) {
-            Ok(p) => Outcome::Failed {
-                error: p.message,
-                retryable: p.retryable,
-            },
-            Err(problem) => {
-                Outcome::failed(format!("params.{}: {}", problem.path, problem.message))
-            }
-        },
-        other => Outcome::failed(format!("{} is not an inline type", other.name())),
-    }
 }
 
 #[cfg(test)]

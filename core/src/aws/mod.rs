@@ -11,8 +11,6 @@ use aws_sdk_cloudformation as cfn;
 use aws_sdk_s3 as s3;
 use tokio::sync::Mutex;
 
-use crate::actions::aws::AccountId;
-
 /// How to reach AWS, as the AWS CLI takes it.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
@@ -34,19 +32,13 @@ pub struct Target {
 impl Target {
     pub fn new(
         region: Option<&str>,
-        account: Option<&AccountId>,
+        account: Option<&str>,
         role_arn: Option<&str>,
         role_name: &str,
     ) -> Self {
-        let role_arn = role_arn.map(str::to_string).or_else(|| {
-            account.map(|account| {
-                let account = match account {
-                    AccountId::Text(text) => text.clone(),
-                    AccountId::Number(n) => format!("{n:012}"),
-                };
-                format!("arn:aws:iam::{account}:role/{role_name}")
-            })
-        });
+        let role_arn = role_arn
+            .map(str::to_string)
+            .or_else(|| account.map(|account| format!("arn:aws:iam::{account}:role/{role_name}")));
         Target {
             region: region.map(str::to_string),
             role_arn,
@@ -166,13 +158,13 @@ impl Aws {
         self.base.region().map(|r| r.to_string())
     }
 
-    async fn clients(&self, target: &Target) -> Result<(cfn::Client, s3::Client), String> {
+    async fn clients(&self, target: &Target) -> (cfn::Client, s3::Client) {
         if let Some(fixed) = &self.fixed {
-            return Ok(fixed.clone());
+            return fixed.clone();
         }
         let mut cache = self.clients.lock().await;
         if let Some(clients) = cache.get(target) {
-            return Ok(clients.clone());
+            return clients.clone();
         }
         let mut builder = self.base.to_builder();
         if let Some(region) = &target.region {
@@ -193,15 +185,17 @@ impl Aws {
             .build();
         let clients = (cfn::Client::new(&config), s3::Client::from_conf(s3_config));
         cache.insert(target.clone(), clients.clone());
-        Ok(clients)
+        clients
     }
 
-    pub async fn cfn(&self, target: &Target) -> Result<cfn::Client, String> {
-        Ok(self.clients(target).await?.0)
+    /// A CloudFormation client for `target` (cached; credentials are fetched on first use).
+    pub async fn cfn(&self, target: &Target) -> cfn::Client {
+        self.clients(target).await.0
     }
 
-    pub async fn s3(&self, target: &Target) -> Result<s3::Client, String> {
-        Ok(self.clients(target).await?.1)
+    /// An S3 client for `target` (cached; credentials are fetched on first use).
+    pub async fn s3(&self, target: &Target) -> s3::Client {
+        self.clients(target).await.1
     }
 }
 
@@ -282,8 +276,8 @@ mod tests {
 
     #[test]
     fn targets_name_the_role_to_assume() {
-        let account = AccountId::Number(12345);
-        let t = Target::new(Some("eu-west-1"), Some(&account), None, "baton-deployer");
+        let account = "000000012345";
+        let t = Target::new(Some("eu-west-1"), Some(account), None, "baton-deployer");
         assert_eq!(
             t.role_arn.as_deref(),
             Some("arn:aws:iam::000000012345:role/baton-deployer")
@@ -291,7 +285,7 @@ mod tests {
         assert_eq!(t.region.as_deref(), Some("eu-west-1"));
         let explicit = Target::new(
             None,
-            Some(&account),
+            Some(account),
             Some("arn:aws:iam::1:role/x"),
             "ignored",
         );

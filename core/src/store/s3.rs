@@ -252,7 +252,7 @@ impl RunStore for S3Store {
     async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
         self.check_versioning().await?;
         for (name, bytes) in [(PLAN_KEY, plan), (STATE_KEY, state)] {
-            let sha = crate::run::sha256_hex(bytes);
+            let sha = crate::util::sha256_hex(bytes);
             let result = self
                 .client
                 .put_object()
@@ -320,7 +320,7 @@ impl RunStore for S3Store {
                 head.e_tag().unwrap_or_default().to_string()
             }
         };
-        let sha = crate::run::sha256_hex(&state);
+        let sha = crate::util::sha256_hex(&state);
         let result = self
             .client
             .put_object()

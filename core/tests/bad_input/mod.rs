@@ -12,7 +12,9 @@ use baton_core::load::{
     load_bytes, load_path, load_str, Format, Loaded, Problem, Problems, MAX_DEPENDENCIES,
     MAX_FILE_BYTES, MAX_NESTING, MAX_PARAMS_BYTES, MAX_PROBLEMS, MAX_YAML_BYTES,
 };
-use baton_core::state::{ActionState, ActionStatus, Level, LogEntry, RunState, RunStatus};
+use baton_core::state::{
+    ActionState, ActionStatus, Level, LogEntry, RunState, RunStatus, StateError,
+};
 use baton_core::template::{render_params, Context, MAX_TAG_OPERATORS};
 use baton_core::testutil::plan;
 use baton_core::Plan;
@@ -1340,7 +1342,7 @@ fn templates_at_the_operator_limit_render_without_overflow() {
         // At run time as well, should a plan skip validation.
         let params = json!({"x": value});
         let err = render_params(&params, &context).expect_err("refused");
-        assert!(err.contains("too complex"), "{err}");
+        assert!(err.to_string().contains("too complex"), "{err}");
     }
     let condition =
         json!([{"label": "c", "type": "system.no_op", "condition": "- ".repeat(100_000) + "1"}]);
@@ -1430,10 +1432,11 @@ fn rich_state(plan: &Plan) -> RunState {
     state
 }
 
-fn is_state_error(result: &Result<RunState, String>) -> bool {
+fn is_state_error(result: &Result<RunState, StateError>) -> bool {
     match result {
         Ok(_) => false,
-        Err(message) => {
+        Err(error) => {
+            let message = error.to_string();
             assert!(
                 message.starts_with("the state document ") || message.starts_with("state format "),
                 "{message}"
@@ -1491,7 +1494,7 @@ fn every_truncation_of_a_state_document_is_refused_as_truncated() {
         for cut in 0..bytes.len() {
             let result = RunState::from_json(&bytes[..cut], &plan);
             assert!(is_state_error(&result), "accepted a document cut at {cut}");
-            let message = result.err().unwrap_or_default();
+            let message = result.err().map(|e| e.to_string()).unwrap_or_default();
             assert!(message.contains("truncated"), "cut at {cut}: {message}");
         }
         // Trailing garbage is refused too; trailing whitespace is not garbage.
@@ -1717,7 +1720,8 @@ fn every_field_of_the_wrong_type_is_refused() {
     let mut tampered = doc.clone();
     tampered["actions"]["intruder"] = json!({"status": "complete"});
     let message = RunState::from_json(&serde_json::to_vec(&tampered).expect("json"), &plan)
-        .expect_err("foreign");
+        .expect_err("foreign")
+        .to_string();
     assert!(
         message.contains("\"intruder\", which is not in the run's plan"),
         "{message}"
@@ -1726,7 +1730,8 @@ fn every_field_of_the_wrong_type_is_refused() {
     let mut tampered = doc.clone();
     tampered["format"] = json!(2);
     let message = RunState::from_json(&serde_json::to_vec(&tampered).expect("json"), &plan)
-        .expect_err("format");
+        .expect_err("format")
+        .to_string();
     assert!(
         message.starts_with("state format 2 is not supported"),
         "{message}"
@@ -1743,14 +1748,17 @@ fn deeply_nested_state_documents_are_refused_without_overflow() {
         "[".repeat(100_000),
     ] {
         let tampered = doc.replacen("\"env\":\"prod\"", &format!("\"env\":{nested}"), 1);
-        let message = RunState::from_json(tampered.as_bytes(), &plan).expect_err("too deep");
+        let message = RunState::from_json(tampered.as_bytes(), &plan)
+            .expect_err("too deep")
+            .to_string();
         assert!(
             message.contains("nested too deeply") && message.contains("line 1 column"),
             "{message}"
         );
     }
-    let message =
-        RunState::from_json("[".repeat(1_000_000).as_bytes(), &plan).expect_err("not a state");
+    let message = RunState::from_json("[".repeat(1_000_000).as_bytes(), &plan)
+        .expect_err("not a state")
+        .to_string();
     assert!(message.starts_with("the state document "), "{message}");
 }
 

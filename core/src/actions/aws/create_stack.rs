@@ -5,16 +5,32 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{AccountId, Parameters, Tags};
-use crate::actions::{Mode, ParamsProblem, TypeSpec};
+use crate::actions::{Mode, ParamsProblem, Schema, TypeSpec};
 
-pub const SPEC: TypeSpec = TypeSpec {
-    name: "aws.create_stack",
-    mode: Mode::Async,
-    poll_interval: Duration::from_secs(10),
-    can_cancel: true,
-    replay_safe: true,
-};
+/// The `aws.create_stack` type.
+pub struct CreateStack;
 
+impl Schema for CreateStack {
+    const SPEC: TypeSpec = TypeSpec {
+        name: "aws.create_stack",
+        mode: Mode::Async,
+        poll_interval: Duration::from_secs(10),
+        can_cancel: true,
+        replay_safe: true,
+    };
+    type Params = Params;
+
+    fn validate(params: &Params) -> Result<(), ParamsProblem> {
+        params.validate()
+    }
+
+    fn abort_note() -> String {
+        "a stack that is being created cannot be cancelled; it keeps going in AWS".into()
+    }
+}
+
+/// Params of `aws.create_stack`.
+#[allow(missing_docs)] // CloudFormation's own parameter names
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -35,7 +51,7 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn validate(&self) -> Result<(), ParamsProblem> {
+    fn validate(&self) -> Result<(), ParamsProblem> {
         let sources = [&self.template_url, &self.template_body, &self.template_file]
             .iter()
             .filter(|s| s.is_some())
@@ -61,20 +77,45 @@ impl Params {
 super::aws_target!(Params);
 
 #[cfg(feature = "aws")]
-pub use self::calls::{cancel, check, start};
-
-#[cfg(feature = "aws")]
 mod calls {
     use aws_sdk_cloudformation::types::{Capability, OnFailure, Parameter, Tag as CfnTag};
     use serde_json::{json, Value};
 
-    use super::{Params, SPEC};
+    use super::{CreateStack, Params};
     use crate::actions::aws::stacks::{self, Class};
     use crate::actions::aws::Tags;
-    use crate::actions::aws::{client_or_fail, params_or_fail};
+    use crate::actions::{
+        Behaviour, CancelError, CheckRequest, Env, Outcome, Schema, StartRequest,
+    };
     use crate::aws::{describe, Aws};
-    use crate::executor::{CheckRequest, Outcome, StartRequest};
-    use crate::state::Level;
+    use crate::log::{ts, Level};
+
+    impl Behaviour for CreateStack {
+        async fn start(env: &Env, params: Params, request: &StartRequest) -> Outcome {
+            match env.aws() {
+                Ok(aws) => start(aws, &params, request).await,
+                Err(outcome) => outcome,
+            }
+        }
+
+        async fn check(env: &Env, params: Params, request: &CheckRequest) -> Outcome {
+            match env.aws() {
+                Ok(aws) => check(aws, &params, request).await,
+                Err(outcome) => outcome,
+            }
+        }
+
+        async fn cancel(
+            env: &Env,
+            params: Params,
+            request: &CheckRequest,
+        ) -> Result<(), CancelError> {
+            match env.aws() {
+                Ok(aws) => cancel(aws, &params, request).await,
+                Err(_) => Err(CancelError::Refused("no AWS configuration".into())),
+            }
+        }
+    }
 
     /// CloudFormation accepts template bodies up to this size; bigger ones need a URL.
     const MAX_TEMPLATE_BODY: usize = 51_200;
@@ -86,9 +127,8 @@ mod calls {
         }
     }
 
-    pub async fn start(aws: &Aws, request: &StartRequest) -> Outcome {
-        let p: Params = params_or_fail!(request);
-        let client = client_or_fail!(aws.cfn(&p.target(aws)));
+    async fn start(aws: &Aws, p: &Params, request: &StartRequest) -> Outcome {
+        let client = aws.cfn(&p.target(aws)).await;
         let token = request.idempotency_token();
         let since = chrono::Utc::now();
         // Has this attempt already reached CloudFormation (a replayed tick)? Then follow it.
@@ -102,7 +142,7 @@ mod calls {
                         Level::Info,
                         format!("stack {} already started by this attempt", p.stack_name),
                     );
-                    let handle = json!({"stack_id": stack.id, "operation": stack.operation(), "since": crate::state::ts::format(&since)});
+                    let handle = json!({"stack_id": stack.id, "operation": stack.operation(), "since": ts::format(&since)});
                     return Outcome::Running {
                         handle,
                         check_after: std::time::Duration::ZERO,
@@ -121,12 +161,12 @@ mod calls {
                             p.stack_name
                         ))
                     }
-                    _ => return update(&client, &p, request, &token, &stack.id, since).await,
+                    _ => return update(&client, p, request, &token, &stack.id, since).await,
                 }
             }
             Ok(None) => {}
         }
-        let (template_url, template_body) = match template(&p) {
+        let (template_url, template_body) = match template(p) {
             Ok(template) => template,
             Err(e) => return Outcome::failed(e),
         };
@@ -136,9 +176,9 @@ mod calls {
             .client_request_token(&token)
             .set_template_url(template_url)
             .set_template_body(template_body)
-            .set_parameters(parameters(&p))
-            .set_tags(Some(create_tags(&p, &token)))
-            .set_capabilities(capabilities(&p));
+            .set_parameters(parameters(p))
+            .set_tags(Some(create_tags(p, &token)))
+            .set_capabilities(capabilities(p));
         if let Some(mode) = &p.on_failure {
             call = call.on_failure(OnFailure::from(mode.as_str()));
         }
@@ -153,7 +193,7 @@ mod calls {
                     format!("creating stack {} ({stack_id})", p.stack_name),
                 );
                 Outcome::Running {
-                    handle: json!({"stack_id": stack_id, "operation": "create", "since": crate::state::ts::format(&since)}),
+                    handle: json!({"stack_id": stack_id, "operation": "create", "since": ts::format(&since)}),
                     check_after: std::time::Duration::ZERO,
                 }
             }
@@ -191,7 +231,7 @@ mod calls {
                     .log
                     .send(Level::Info, format!("updating stack {}", p.stack_name));
                 Outcome::Running {
-                    handle: json!({"stack_id": stack_id, "operation": "update", "since": crate::state::ts::format(&since)}),
+                    handle: json!({"stack_id": stack_id, "operation": "update", "since": ts::format(&since)}),
                     check_after: std::time::Duration::ZERO,
                 }
             }
@@ -215,9 +255,8 @@ mod calls {
         }
     }
 
-    pub async fn check(aws: &Aws, request: &CheckRequest) -> Outcome {
-        let p: Params = params_or_fail!(request);
-        let client = client_or_fail!(aws.cfn(&p.target(aws)));
+    async fn check(aws: &Aws, p: &Params, request: &CheckRequest) -> Outcome {
+        let client = aws.cfn(&p.target(aws)).await;
         let stack_id = stacks::handle_stack_id(&request.handle, &p.stack_name);
         let since = stacks::since(&request.handle);
         let stack = match stacks::find(&client, &stack_id).await {
@@ -237,7 +276,7 @@ mod calls {
             }
             Class::InProgress | Class::RollingBack => Outcome::Running {
                 handle: request.handle.clone(),
-                check_after: SPEC.poll_interval,
+                check_after: CreateStack::SPEC.poll_interval,
             },
             Class::Failed => {
                 let cause = stacks::first_failure(&client, &stack_id, since).await;
@@ -255,12 +294,11 @@ mod calls {
         }
     }
 
-    pub async fn cancel(aws: &Aws, request: &CheckRequest) -> Result<(), String> {
-        let p: Params = crate::actions::parse(&request.params).map_err(|e| e.message)?;
+    async fn cancel(aws: &Aws, p: &Params, request: &CheckRequest) -> Result<(), CancelError> {
         if request.handle.get("operation").and_then(Value::as_str) != Some("update") {
-            return Err("a stack that is being created cannot be cancelled; it keeps going in AWS (delete it afterwards if needed)".into());
+            return Err(CancelError::Refused("a stack that is being created cannot be cancelled; it keeps going in AWS (delete it afterwards if needed)".into()));
         }
-        let client = aws.cfn(&p.target(aws)).await?;
+        let client = aws.cfn(&p.target(aws)).await;
         let stack_id = request
             .handle
             .get("stack_id")
@@ -272,7 +310,7 @@ mod calls {
             .send()
             .await
             .map(drop)
-            .map_err(|e| format!("CancelUpdateStack: {}", describe(&e)))
+            .map_err(|e| CancelError::Refused(format!("CancelUpdateStack: {}", describe(&e))))
     }
 
     fn parameters(p: &Params) -> Option<Vec<Parameter>> {

@@ -5,16 +5,24 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::AccountId;
-use crate::actions::{Mode, TypeSpec};
+use crate::actions::{Mode, Schema, TypeSpec};
 
-pub const SPEC: TypeSpec = TypeSpec {
-    name: "aws.delete_stack",
-    mode: Mode::Async,
-    poll_interval: Duration::from_secs(10),
-    can_cancel: false,
-    replay_safe: true,
-};
+/// The `aws.delete_stack` type.
+pub struct DeleteStack;
 
+impl Schema for DeleteStack {
+    const SPEC: TypeSpec = TypeSpec {
+        name: "aws.delete_stack",
+        mode: Mode::Async,
+        poll_interval: Duration::from_secs(10),
+        can_cancel: false,
+        replay_safe: true,
+    };
+    type Params = Params;
+}
+
+/// Params of `aws.delete_stack`.
+#[allow(missing_docs)] // CloudFormation's own parameter names
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -27,22 +35,33 @@ pub struct Params {
 super::aws_target!(Params);
 
 #[cfg(feature = "aws")]
-pub use self::calls::{check, start};
-
-#[cfg(feature = "aws")]
 mod calls {
     use serde_json::json;
 
-    use super::{Params, SPEC};
+    use super::{DeleteStack, Params};
     use crate::actions::aws::stacks;
-    use crate::actions::aws::{client_or_fail, params_or_fail};
+    use crate::actions::{Behaviour, CheckRequest, Env, Outcome, Schema, StartRequest};
     use crate::aws::{describe, Aws};
-    use crate::executor::{CheckRequest, Outcome, StartRequest};
-    use crate::state::Level;
+    use crate::log::{ts, Level};
 
-    pub async fn start(aws: &Aws, request: &StartRequest) -> Outcome {
-        let p: Params = params_or_fail!(request);
-        let client = client_or_fail!(aws.cfn(&p.target(aws)));
+    impl Behaviour for DeleteStack {
+        async fn start(env: &Env, params: Params, request: &StartRequest) -> Outcome {
+            match env.aws() {
+                Ok(aws) => start(aws, &params, request).await,
+                Err(outcome) => outcome,
+            }
+        }
+
+        async fn check(env: &Env, params: Params, request: &CheckRequest) -> Outcome {
+            match env.aws() {
+                Ok(aws) => check(aws, &params, request).await,
+                Err(outcome) => outcome,
+            }
+        }
+    }
+
+    async fn start(aws: &Aws, p: &Params, request: &StartRequest) -> Outcome {
+        let client = aws.cfn(&p.target(aws)).await;
         let stack = match stacks::find(&client, &p.stack_name).await {
             Ok(Some(stack)) => stack,
             Ok(None) => {
@@ -68,7 +87,7 @@ mod calls {
                     format!("deleting stack {} ({})", p.stack_name, stack.id),
                 );
                 Outcome::Running {
-                    handle: json!({"stack_id": stack.id, "operation": "delete", "since": crate::state::ts::format(&since)}),
+                    handle: json!({"stack_id": stack.id, "operation": "delete", "since": ts::format(&since)}),
                     check_after: std::time::Duration::ZERO,
                 }
             }
@@ -79,9 +98,8 @@ mod calls {
         }
     }
 
-    pub async fn check(aws: &Aws, request: &CheckRequest) -> Outcome {
-        let p: Params = params_or_fail!(request);
-        let client = client_or_fail!(aws.cfn(&p.target(aws)));
+    async fn check(aws: &Aws, p: &Params, request: &CheckRequest) -> Outcome {
+        let client = aws.cfn(&p.target(aws)).await;
         let stack_id = stacks::handle_stack_id(&request.handle, &p.stack_name);
         match stacks::find(&client, &stack_id).await {
             Ok(None) => Outcome::complete(),
@@ -108,7 +126,7 @@ mod calls {
             }
             Ok(Some(_)) => Outcome::Running {
                 handle: request.handle.clone(),
-                check_after: SPEC.poll_interval,
+                check_after: DeleteStack::SPEC.poll_interval,
             },
             Err(outcome) => outcome,
         }

@@ -5,16 +5,24 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::AccountId;
-use crate::actions::{Mode, TypeSpec};
+use crate::actions::{Mode, Schema, TypeSpec};
 
-pub const SPEC: TypeSpec = TypeSpec {
-    name: "aws.get_stack_outputs",
-    mode: Mode::Sync,
-    poll_interval: Duration::ZERO,
-    can_cancel: false,
-    replay_safe: true,
-};
+/// The `aws.get_stack_outputs` type.
+pub struct GetStackOutputs;
 
+impl Schema for GetStackOutputs {
+    const SPEC: TypeSpec = TypeSpec {
+        name: "aws.get_stack_outputs",
+        mode: Mode::Sync,
+        poll_interval: Duration::ZERO,
+        can_cancel: false,
+        replay_safe: true,
+    };
+    type Params = Params;
+}
+
+/// Params of `aws.get_stack_outputs`.
+#[allow(missing_docs)] // CloudFormation's own parameter names
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -27,18 +35,24 @@ pub struct Params {
 super::aws_target!(Params);
 
 #[cfg(feature = "aws")]
-pub async fn start(
-    aws: &crate::aws::Aws,
-    request: &crate::executor::StartRequest,
-) -> crate::executor::Outcome {
-    use crate::executor::Outcome;
-    let p: Params = super::params_or_fail!(request);
-    let client = super::client_or_fail!(aws.cfn(&p.target(aws)));
-    match super::stacks::find(&client, &p.stack_name).await {
-        Ok(Some(stack)) => Outcome::Complete {
-            outputs: stack.outputs,
-        },
-        Ok(None) => Outcome::failed(format!("stack {} does not exist", p.stack_name)),
-        Err(outcome) => outcome,
+impl crate::actions::Behaviour for GetStackOutputs {
+    async fn start(
+        env: &crate::actions::Env,
+        p: Params,
+        _request: &crate::actions::StartRequest,
+    ) -> crate::actions::Outcome {
+        use crate::actions::Outcome;
+        let aws = match env.aws() {
+            Ok(aws) => aws,
+            Err(outcome) => return outcome,
+        };
+        let client = aws.cfn(&p.target(aws)).await;
+        match super::stacks::find(&client, &p.stack_name).await {
+            Ok(Some(stack)) => Outcome::Complete {
+                outputs: stack.outputs,
+            },
+            Ok(None) => Outcome::failed(format!("stack {} does not exist", p.stack_name)),
+            Err(outcome) => outcome,
+        }
     }
 }

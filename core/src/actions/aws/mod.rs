@@ -18,8 +18,20 @@ pub mod upload_context;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum AccountId {
+    /// As written.
     Text(String),
+    /// A number, printed with the twelve digits account ids have.
     Number(u64),
+}
+
+impl AccountId {
+    /// The twelve-digit form AWS uses in ARNs.
+    pub fn to_text(&self) -> String {
+        match self {
+            AccountId::Text(text) => text.clone(),
+            AccountId::Number(n) => format!("{n:012}"),
+        }
+    }
 }
 
 /// Stack tags: a map, or a list of `{ "Key": …, "Value": … }` as CloudFormation writes them.
@@ -51,7 +63,10 @@ macro_rules! aws_target {
             pub(crate) fn target(&self, aws: &crate::aws::Aws) -> crate::aws::Target {
                 crate::aws::Target::new(
                     self.region.as_deref(),
-                    self.account.as_ref(),
+                    self.account
+                        .as_ref()
+                        .map($crate::actions::aws::AccountId::to_text)
+                        .as_deref(),
                     self.role_arn.as_deref(),
                     aws.role_name(),
                 )
@@ -60,34 +75,3 @@ macro_rules! aws_target {
     };
 }
 pub(crate) use aws_target;
-
-/// A client for a target, or the action fails with why not.
-#[cfg(feature = "aws")]
-macro_rules! client_or_fail {
-    ($call:expr) => {
-        match $call.await {
-            Ok(client) => client,
-            Err(e) => return crate::executor::Outcome::failed(e),
-        }
-    };
-}
-#[cfg(feature = "aws")]
-pub(crate) use client_or_fail;
-
-/// Parses a type's params in an executor, or fails the action with the param path.
-#[cfg(feature = "aws")]
-macro_rules! params_or_fail {
-    ($request:expr) => {
-        match crate::actions::parse(&$request.params) {
-            Ok(p) => p,
-            Err(problem) => {
-                return crate::executor::Outcome::failed(format!(
-                    "params.{}: {}",
-                    problem.path, problem.message
-                ))
-            }
-        }
-    };
-}
-#[cfg(feature = "aws")]
-pub(crate) use params_or_fail;

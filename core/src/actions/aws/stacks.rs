@@ -4,9 +4,9 @@
 use aws_sdk_cloudformation::Client;
 use serde_json::{Map, Value};
 
+use crate::actions::Outcome;
 use crate::aws::{code, describe};
-use crate::executor::Outcome;
-use crate::state::Timestamp;
+use crate::log::Timestamp;
 
 /// What a stack status means for the action waiting on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,156 @@
+//! What one attempt of an action is given (its request and log sink) and what it reports (its
+//! outcome). The engine builds requests; the action types in this folder answer them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::ActionType;
+use crate::log::Level;
+
+/// What an action reports about one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done; its outputs become readable by later actions' templates.
+    Complete {
+        /// Named results (stack outputs, a command's final JSON line, …).
+        outputs: Map<String, Value>,
+    },
+    /// Still running; check again after `check_after` (zero: at once) with `handle`.
+    Running {
+        /// What a later check or cancel needs (e.g. a stack id); kept in the state.
+        handle: Value,
+        /// How long to wait before the next check.
+        check_after: Duration,
+    },
+    /// Did not succeed.
+    Failed {
+        /// What went wrong, in words an operator can act on.
+        error: String,
+        /// Whether another attempt may succeed (the action's retry policy decides).
+        retryable: bool,
+    },
+}
+
+impl Outcome {
+    /// Complete with no outputs.
+    pub fn complete() -> Self {
+        Outcome::Complete {
+            outputs: Map::new(),
+        }
+    }
+
+    /// A failure that another attempt would not fix.
+    pub fn failed(error: impl Into<String>) -> Self {
+        Outcome::Failed {
+            error: error.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// Why a running action could not be cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    /// The type has no way to stop work it started.
+    #[error("{type_name} actions cannot be cancelled")]
+    Unsupported {
+        /// The action type.
+        type_name: &'static str,
+    },
+    /// The type can cancel, but not this work, or the provider refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Where an action writes its log lines while it runs (they land in its log thread).
+#[derive(Clone)]
+pub struct LogSink {
+    write: Option<Arc<dyn Fn(Level, String) + Send + Sync>>,
+}
+
+impl fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.write.is_some() {
+            "LogSink"
+        } else {
+            "LogSink(discard)"
+        })
+    }
+}
+
+impl LogSink {
+    /// A sink that hands every line to `write`.
+    pub fn new(write: impl Fn(Level, String) + Send + Sync + 'static) -> Self {
+        LogSink {
+            write: Some(Arc::new(write)),
+        }
+    }
+
+    /// A sink that drops every line (tests, one-off calls).
+    pub fn discard() -> Self {
+        LogSink { write: None }
+    }
+
+    /// Writes one line.
+    pub fn send(&self, level: Level, msg: impl Into<String>) {
+        if let Some(write) = &self.write {
+            write(level, msg.into());
+        }
+    }
+}
+
+/// Everything needed to start one attempt of an action.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    /// The run the action belongs to.
+    pub run_id: String,
+    /// The action's label.
+    pub label: String,
+    /// The action's type.
+    pub action_type: ActionType,
+    /// Rendered params.
+    pub params: Value,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Longest a synchronous action may run (action timeout and tick budget).
+    pub limit: Option<Duration>,
+    /// The action's log thread.
+    pub log: LogSink,
+}
+
+impl StartRequest {
+    /// Token that makes a replayed start of the same attempt a no-op at the provider
+    /// (e.g. CloudFormation's `ClientRequestToken`, max 128 chars of `[a-zA-Z0-9-]`).
+    pub fn idempotency_token(&self) -> String {
+        idempotency_token(&self.run_id, &self.label, self.attempt)
+    }
+}
+
+/// The token of attempt `attempt` of `label` in run `run_id` (see
+/// [`StartRequest::idempotency_token`]).
+pub fn idempotency_token(run_id: &str, label: &str, attempt: u32) -> String {
+    let digest = crate::util::sha256_hex(format!("{run_id}\n{label}\n{attempt}").as_bytes());
+    format!("baton-{}-{attempt}", &digest[..32])
+}
+
+/// Everything needed to check on, or cancel, a running action.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    /// The run the action belongs to.
+    pub run_id: String,
+    /// The action's label.
+    pub label: String,
+    /// The action's type.
+    pub action_type: ActionType,
+    /// Rendered params, as the start saw them.
+    pub params: Value,
+    /// What the start (or the last check) returned in [`Outcome::Running`].
+    pub handle: Value,
+    /// The running attempt.
+    pub attempt: u32,
+    /// The action's log thread.
+    pub log: LogSink,
+}
