@@ -203,7 +203,7 @@ fn plain_problem(path: String, message: &str) -> ParamsProblem {
                     .collect()
             })
             .unwrap_or_default();
-        let hint = crate::load::suggest(&name, allowed.iter().map(String::as_str))
+        let hint = crate::hints::suggest(&name, allowed.iter().map(String::as_str))
             .map(|s| format!(" (did you mean \"{s}\"?)"))
             .unwrap_or_else(|| format!(" (allowed: {})", allowed.join(", ")));
         return ParamsProblem::new(join(&name), format!("unknown field{hint}"));
