@@ -10,7 +10,7 @@ pub mod duration;
 pub mod executor;
 pub mod fault;
 pub mod graph;
-
+pub mod hints;
 pub mod load;
 pub mod log;
 pub mod merge;

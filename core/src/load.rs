@@ -12,8 +12,11 @@ use serde_json::{Map, Value};
 use crate::actions::ActionType;
 use crate::duration::{parse_duration, seconds_to_duration};
 use crate::graph::{topological_order, transitive_dependencies};
+use crate::hints::did_you_mean;
 use crate::model::{Action, ActionIdx, Plan, RetryPolicy};
 use crate::template::{self, OutputRefs};
+
+/// The CLI's "no action labelled" hint still names it here.
 
 // Limits (docs/action-files.md, "Limits"). Each keeps memory and time bounded on hostile
 // input, and each refusal names the file, the action and the field, and says what to do.
@@ -562,116 +565,135 @@ impl<'t> YamlScan<'t> {
             if self.i >= self.b.len() || c == 0 {
                 return Ok(None);
             }
-            if self.column == 0 && c == b'%' {
-                self.unroll(-1);
-                self.remove_key();
-                self.key_allowed = false;
-                while !self.is_breakz(0) {
-                    self.skip()?;
-                }
+            if self.line_marker(c)? {
                 continue;
             }
-            if self.document_marker() {
-                self.unroll(-1);
-                self.remove_key();
-                self.key_allowed = false;
-                for _ in 0..3 {
-                    self.skip()?;
-                }
-                continue;
-            }
-            match c {
-                b'[' | b'{' => {
-                    self.save_key();
-                    self.flow += 1;
-                    if self.flow > MAX_NESTING {
-                        return Ok(Some((self.line + 1, self.column + 1)));
-                    }
-                    self.key_allowed = true;
-                    self.skip()?;
-                }
-                b']' | b'}' => {
-                    self.remove_key();
-                    self.flow = self.flow.saturating_sub(1);
-                    self.key_allowed = false;
-                    self.skip()?;
-                }
-                b',' => {
-                    self.remove_key();
-                    self.key_allowed = true;
-                    self.skip()?;
-                }
-                b'-' if self.is_blankz(1) => {
-                    self.roll(self.column);
-                    self.remove_key();
-                    self.key_allowed = true;
-                    self.skip()?;
-                }
-                b'?' if self.flow > 0 || self.is_blankz(1) => {
-                    self.roll(self.column);
-                    self.remove_key();
-                    self.key_allowed = self.flow == 0;
-                    self.skip()?;
-                }
-                b':' if self.flow > 0 || self.is_blankz(1) => {
-                    match self.block_key.take().filter(|_| self.flow == 0) {
-                        Some((_, _, column)) => {
-                            self.roll(column);
-                            self.key_allowed = false;
-                        }
-                        None => {
-                            self.roll(self.column);
-                            self.key_allowed = self.flow == 0;
-                        }
-                    }
-                    self.skip()?;
-                }
-                b'*' | b'&' => {
-                    self.save_key();
-                    self.key_allowed = false;
-                    self.skip()?;
-                    let start = self.i;
-                    while self.is_alpha(0) {
-                        self.skip()?;
-                    }
-                    let next_ok = self.is_blankz(0)
-                        || matches!(
-                            self.at(0),
-                            b'?' | b':' | b',' | b']' | b'}' | b'%' | b'@' | b'`'
-                        );
-                    if self.i == start || !next_ok {
-                        return Err(Stop);
-                    }
-                }
-                b'!' => {
-                    self.save_key();
-                    self.key_allowed = false;
-                    self.tag()?;
-                }
-                b'|' | b'>' if self.flow == 0 => {
-                    self.remove_key();
-                    self.key_allowed = true;
-                    self.block_scalar()?;
-                }
-                b'\'' | b'"' => {
-                    self.save_key();
-                    self.key_allowed = false;
-                    self.quoted(c == b'\'')?;
-                }
-                _ => {
-                    let indicator = self.is_blankz(0) || b"-?:,[]{}#&*!|>'\"%@`".contains(&c);
-                    let plain = !indicator
-                        || (c == b'-' && !self.is_blank(1))
-                        || (self.flow == 0 && matches!(c, b'?' | b':') && !self.is_blankz(1));
-                    if !plain {
-                        return Err(Stop);
-                    }
-                    self.save_key();
-                    self.key_allowed = false;
-                    self.plain()?;
-                }
+            if let Some(position) = self.token(c)? {
+                return Ok(Some(position));
             }
         }
+    }
+
+    /// A directive (`%...`) or document marker (`---`, `...`), skipped; false when neither.
+    fn line_marker(&mut self, c: u8) -> Result<bool, Stop> {
+        let directive = self.column == 0 && c == b'%';
+        if !directive && !self.document_marker() {
+            return Ok(false);
+        }
+        self.unroll(-1);
+        self.remove_key();
+        self.key_allowed = false;
+        if directive {
+            while !self.is_breakz(0) {
+                self.skip()?;
+            }
+        } else {
+            for _ in 0..3 {
+                self.skip()?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// One token starting with `c`; the position of a flow collection nested too deeply.
+    fn token(&mut self, c: u8) -> Result<Option<(usize, usize)>, Stop> {
+        match c {
+            b'[' | b'{' => {
+                self.save_key();
+                self.flow += 1;
+                if self.flow > MAX_NESTING {
+                    return Ok(Some((self.line + 1, self.column + 1)));
+                }
+                self.key_allowed = true;
+                self.skip()?;
+            }
+            b']' | b'}' => {
+                self.remove_key();
+                self.flow = self.flow.saturating_sub(1);
+                self.key_allowed = false;
+                self.skip()?;
+            }
+            b',' => {
+                self.remove_key();
+                self.key_allowed = true;
+                self.skip()?;
+            }
+            b'-' if self.is_blankz(1) => {
+                self.roll(self.column);
+                self.remove_key();
+                self.key_allowed = true;
+                self.skip()?;
+            }
+            b'?' if self.flow > 0 || self.is_blankz(1) => {
+                self.roll(self.column);
+                self.remove_key();
+                self.key_allowed = self.flow == 0;
+                self.skip()?;
+            }
+            b':' if self.flow > 0 || self.is_blankz(1) => {
+                match self.block_key.take().filter(|_| self.flow == 0) {
+                    Some((_, _, column)) => {
+                        self.roll(column);
+                        self.key_allowed = false;
+                    }
+                    None => {
+                        self.roll(self.column);
+                        self.key_allowed = self.flow == 0;
+                    }
+                }
+                self.skip()?;
+            }
+            b'*' | b'&' => {
+                self.save_key();
+                self.key_allowed = false;
+                self.anchor_or_alias()?;
+            }
+            b'!' => {
+                self.save_key();
+                self.key_allowed = false;
+                self.tag()?;
+            }
+            b'|' | b'>' if self.flow == 0 => {
+                self.remove_key();
+                self.key_allowed = true;
+                self.block_scalar()?;
+            }
+            b'\'' | b'"' => {
+                self.save_key();
+                self.key_allowed = false;
+                self.quoted(c == b'\'')?;
+            }
+            _ => {
+                let indicator = self.is_blankz(0) || b"-?:,[]{}#&*!|>'\"%@`".contains(&c);
+                let plain = !indicator
+                    || (c == b'-' && !self.is_blank(1))
+                    || (self.flow == 0 && matches!(c, b'?' | b':') && !self.is_blankz(1));
+                if !plain {
+                    return Err(Stop);
+                }
+                self.save_key();
+                self.key_allowed = false;
+                self.plain()?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn anchor_or_alias(&mut self) -> Result<(), Stop> {
+        self.skip()?;
+        let start = self.i;
+        while self.is_alpha(0) {
+            self.skip()?;
+        }
+        let next_ok = self.is_blankz(0)
+            || matches!(
+                self.at(0),
+                b'?' | b':' | b',' | b']' | b'}' | b'%' | b'@' | b'`'
+            );
+        if self.i == start || !next_ok {
+            return Err(Stop);
+        }
+        Ok(())
     }
 
     /// Blanks, comments and line breaks before the next token.
@@ -958,6 +980,7 @@ fn canonical_field(key: &str) -> Option<&'static str> {
 }
 
 /// One action as read, before dependencies are resolved.
+#[derive(Default)]
 struct Draft {
     label: Option<String>,
     action_type: Option<ActionType>,
@@ -1007,9 +1030,7 @@ impl<'f> Validator<'f> {
             return String::new();
         }
         self.hint_budget -= count;
-        suggest(word, candidates)
-            .map(|s| format!(" (did you mean \"{s}\"?)"))
-            .unwrap_or_default()
+        did_you_mean(word, candidates).unwrap_or_default()
     }
 
     fn error(
@@ -1065,27 +1086,7 @@ impl<'f> Validator<'f> {
                 .push(Problem::file_level(self.file, "the plan has no actions"));
         }
 
-        // Duplicate labels make every later reference ambiguous, so resolution stops there.
-        let mut index: HashMap<&str, usize> = HashMap::with_capacity(drafts.len());
-        let mut duplicates = Vec::new();
-        for (i, draft) in drafts.iter().enumerate() {
-            if let Some(label) = &draft.label {
-                if let Some(&first) = index.get(label.as_str()) {
-                    duplicates.push((i, label.clone(), first));
-                } else {
-                    index.insert(label, i);
-                }
-            }
-        }
-        for (i, label, first) in duplicates {
-            self.error(
-                i,
-                Some(&label),
-                "label",
-                format!("duplicate label (first used by actions[{first}])"),
-            );
-        }
-
+        let index = self.index_labels(&drafts);
         let deps = self.resolve_dependencies(&drafts, &index);
         if !self.problems.errors.is_empty() {
             return Err(self.finish());
@@ -1097,30 +1098,7 @@ impl<'f> Validator<'f> {
                     // Start at the first action in file order, so the message is stable.
                     let start = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
                     cycle.rotate_left(start);
-                    let name = |i: &ActionIdx| drafts[*i as usize].label.as_deref().unwrap_or("?");
-                    let path = if cycle.len() <= MAX_CYCLE_LABELS {
-                        cycle
-                            .iter()
-                            .chain(cycle.first())
-                            .map(name)
-                            .collect::<Vec<_>>()
-                            .join(" → ")
-                    } else {
-                        // A cycle through 100k actions is not read label by label.
-                        let half = MAX_CYCLE_LABELS / 2;
-                        let head: Vec<&str> = cycle[..half].iter().map(name).collect();
-                        let tail: Vec<&str> = cycle[cycle.len() - half..]
-                            .iter()
-                            .chain(cycle.first())
-                            .map(name)
-                            .collect();
-                        format!(
-                            "{} → … {} more … → {}",
-                            head.join(" → "),
-                            cycle.len() - 2 * half,
-                            tail.join(" → ")
-                        )
-                    };
+                    let path = cycle_path(&drafts, &cycle);
                     let first = cycle[0] as usize;
                     self.error(
                         first,
@@ -1171,6 +1149,31 @@ impl<'f> Validator<'f> {
         }
     }
 
+    /// Each label's first action. Duplicate labels make every later reference ambiguous, so
+    /// they are errors and resolution stops after them.
+    fn index_labels<'d>(&mut self, drafts: &'d [Draft]) -> HashMap<&'d str, usize> {
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(drafts.len());
+        let mut duplicates = Vec::new();
+        for (i, draft) in drafts.iter().enumerate() {
+            if let Some(label) = &draft.label {
+                if let Some(&first) = index.get(label.as_str()) {
+                    duplicates.push((i, label.clone(), first));
+                } else {
+                    index.insert(label, i);
+                }
+            }
+        }
+        for (i, label, first) in duplicates {
+            self.error(
+                i,
+                Some(&label),
+                "label",
+                format!("duplicate label (first used by actions[{first}])"),
+            );
+        }
+        index
+    }
+
     /// Problems in file order (stable: within an action, in the order they were found), then a
     /// count of those not listed.
     fn finish(mut self) -> Problems {
@@ -1194,18 +1197,7 @@ impl<'f> Validator<'f> {
     }
 
     fn read_action(&mut self, i: usize, item: Value) -> Draft {
-        let mut draft = Draft {
-            label: None,
-            action_type: None,
-            depends_on: Vec::new(),
-            params: Value::Null,
-            condition: None,
-            timeout: None,
-            retry: None,
-            description: None,
-            refs: Vec::new(),
-            templated: false,
-        };
+        let mut draft = Draft::default();
         let Value::Object(object) = item else {
             self.error(
                 i,
@@ -1218,6 +1210,28 @@ impl<'f> Validator<'f> {
             );
             return draft;
         };
+        let mut fields = self.canonical_fields(i, object);
+        draft.label = self.read_label(i, fields.remove("label"));
+        let label = draft.label.clone();
+        let label = label.as_deref();
+        draft.action_type = self.read_type(i, label, fields.remove("type"));
+        draft.depends_on = self.read_depends_on(i, label, fields.remove("depends_on"));
+        // Oversized params are neither kept nor checked further: that error is the one worth reading.
+        if let Some(params) = self.read_params(i, label, fields.remove("params")) {
+            draft.params = params;
+            self.check_params(i, label, &mut draft);
+        }
+        draft.condition =
+            self.read_condition(i, label, fields.remove("condition"), &mut draft.refs);
+        draft.timeout = self.read_timeout(i, label, fields.remove("timeout"));
+        draft.retry = self.read_retry(i, label, fields.remove("retry"));
+        draft.description = self.read_description(i, label, fields.remove("description"));
+        draft
+    }
+
+    /// The action's fields under their canonical names; duplicate spellings and unknown fields
+    /// are reported.
+    fn canonical_fields(&mut self, i: usize, object: Map<String, Value>) -> Map<String, Value> {
         let mut fields: Map<String, Value> = Map::new();
         let mut spelled: HashMap<&'static str, String> = HashMap::new();
         // Only a valid label is repeated in messages (an invalid one could be megabytes long,
@@ -1245,21 +1259,22 @@ impl<'f> Validator<'f> {
                 }
                 None => {
                     let names = FIELDS.iter().map(|(name, _)| *name);
-                    let hint = suggest(&key, names)
-                        .map(|s| format!(" (did you mean \"{s}\"?)"))
-                        .unwrap_or_else(|| {
-                            " (allowed: label, type, depends_on, params, condition, timeout, retry, description)"
-                                .to_string()
-                        });
+                    let hint = did_you_mean(&key, names).unwrap_or_else(|| {
+                        " (allowed: label, type, depends_on, params, condition, timeout, retry, description)"
+                            .to_string()
+                    });
                     self.error(i, label_hint, &key, format!("unknown field{hint}"));
                 }
             }
         }
+        fields
+    }
 
-        match fields.remove("label") {
+    fn read_label(&mut self, i: usize, value: Option<Value>) -> Option<String> {
+        match value {
             Some(Value::String(label)) => match label_problem(&label) {
                 Some(message) => self.error(i, Some(&label), "label", message),
-                None => draft.label = Some(label),
+                None => return Some(label),
             },
             Some(other) => self.error(
                 i,
@@ -1269,16 +1284,21 @@ impl<'f> Validator<'f> {
             ),
             None => self.error(i, None, "label", "missing required field"),
         }
-        let label = draft.label.clone();
-        let label = label.as_deref();
+        None
+    }
 
-        match fields.remove("type") {
+    fn read_type(
+        &mut self,
+        i: usize,
+        label: Option<&str>,
+        value: Option<Value>,
+    ) -> Option<ActionType> {
+        match value {
             Some(Value::String(name)) => match ActionType::from_name(&name) {
-                Some(t) => draft.action_type = Some(t),
+                Some(t) => return Some(t),
                 None => {
                     let canonical = crate::actions::canonical_type_name(&name);
-                    let hint = suggest(&canonical, ActionType::ALL.iter().map(|t| t.name()))
-                        .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    let hint = did_you_mean(&canonical, ActionType::ALL.iter().map(|t| t.name()))
                         .unwrap_or_else(|| format!(" (known types: {})", type_list()));
                     self.error(
                         i,
@@ -1296,13 +1316,22 @@ impl<'f> Validator<'f> {
             ),
             None => self.error(i, label, "type", "missing required field"),
         }
+        None
+    }
 
-        match fields.remove("depends_on") {
+    fn read_depends_on(
+        &mut self,
+        i: usize,
+        label: Option<&str>,
+        value: Option<Value>,
+    ) -> Vec<String> {
+        let mut depends_on = Vec::new();
+        match value {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for (j, item) in items.into_iter().enumerate() {
                     match item {
-                        Value::String(dep) if !dep.is_empty() => draft.depends_on.push(dep),
+                        Value::String(dep) if !dep.is_empty() => depends_on.push(dep),
                         other => self.error(
                             i,
                             label,
@@ -1319,31 +1348,38 @@ impl<'f> Validator<'f> {
                 format!("must be a list of labels, not {}", describe_kind(&other)),
             ),
         }
+        depends_on
+    }
 
-        let mut oversized = false;
-        match fields.remove("params") {
+    /// The params to keep (`Null` when absent or not an object), or `None` when they are too
+    /// large to keep.
+    fn read_params(
+        &mut self,
+        i: usize,
+        label: Option<&str>,
+        value: Option<Value>,
+    ) -> Option<Value> {
+        match value {
             None | Some(Value::Null) => {}
             Some(params @ Value::Object(_)) => {
                 let (size, heaviest, part) = size_and_heaviest(&params);
-                if size > MAX_PARAMS_BYTES {
-                    // Not kept, nor checked further: the error is the one worth reading.
-                    oversized = true;
-                    self.error(
-                        i,
-                        label,
-                        &format!("params{heaviest}"),
-                        format!(
-                            "{} {} of JSON; an action's params may hold at most {} in all: put \
-                             large content in a file (template_file) or an S3 object and pass \
-                             its name",
-                            if heaviest.is_empty() { "hold" } else { "is" },
-                            human_size(part as u64),
-                            human_size(MAX_PARAMS_BYTES as u64)
-                        ),
-                    );
-                } else {
-                    draft.params = params;
+                if size <= MAX_PARAMS_BYTES {
+                    return Some(params);
                 }
+                self.error(
+                    i,
+                    label,
+                    &format!("params{heaviest}"),
+                    format!(
+                        "{} {} of JSON; an action's params may hold at most {} in all: put \
+                         large content in a file (template_file) or an S3 object and pass \
+                         its name",
+                        if heaviest.is_empty() { "hold" } else { "is" },
+                        human_size(part as u64),
+                        human_size(MAX_PARAMS_BYTES as u64)
+                    ),
+                );
+                return None;
             }
             Some(other) => self.error(
                 i,
@@ -1352,7 +1388,12 @@ impl<'f> Validator<'f> {
                 format!("must be an object, not {}", describe_kind(&other)),
             ),
         }
-        if let Some(action_type) = draft.action_type.filter(|_| !oversized) {
+        Some(Value::Null)
+    }
+
+    /// The draft's params against its action type and as templates.
+    fn check_params(&mut self, i: usize, label: Option<&str>, draft: &mut Draft) {
+        if let Some(action_type) = draft.action_type {
             if let Err(problem) = action_type.check_params(&draft.params) {
                 let field = if problem.path.is_empty() {
                     "params".to_string()
@@ -1371,13 +1412,21 @@ impl<'f> Validator<'f> {
             );
         }
         draft.templated = params_have_templates(&draft.params);
+    }
 
-        match fields.remove("condition") {
+    fn read_condition(
+        &mut self,
+        i: usize,
+        label: Option<&str>,
+        value: Option<Value>,
+        refs: &mut Vec<(String, OutputRefs)>,
+    ) -> Option<String> {
+        match value {
             None | Some(Value::Null) => {}
             Some(Value::String(expression)) => match template::check_expression(&expression) {
-                Ok(refs) => {
-                    draft.refs.push(("condition".into(), refs));
-                    draft.condition = Some(expression);
+                Ok(read) => {
+                    refs.push(("condition".into(), read));
+                    return Some(expression);
                 }
                 Err(message) => self.error(
                     i,
@@ -1386,7 +1435,7 @@ impl<'f> Validator<'f> {
                     format!("expression error: {message}"),
                 ),
             },
-            Some(Value::Bool(value)) => draft.condition = Some(value.to_string()),
+            Some(Value::Bool(value)) => return Some(value.to_string()),
             Some(other) => self.error(
                 i,
                 label,
@@ -1397,27 +1446,45 @@ impl<'f> Validator<'f> {
                 ),
             ),
         }
+        None
+    }
 
-        match fields.remove("timeout") {
-            None | Some(Value::Null) => {}
-            Some(value) => match duration_value(&value) {
-                Ok(d) if d.is_zero() => self.error(i, label, "timeout", "must be longer than zero"),
-                Ok(d) => draft.timeout = Some(d),
-                Err(message) => self.error(i, label, "timeout", message),
-            },
+    fn read_timeout(
+        &mut self,
+        i: usize,
+        label: Option<&str>,
+        value: Option<Value>,
+    ) -> Option<Duration> {
+        match duration_value(value.as_ref().filter(|v| !v.is_null())?) {
+            Ok(d) if d.is_zero() => self.error(i, label, "timeout", "must be longer than zero"),
+            Ok(d) => return Some(d),
+            Err(message) => self.error(i, label, "timeout", message),
         }
+        None
+    }
 
-        match fields.remove("retry") {
-            None | Some(Value::Null) => {}
-            Some(value) => match retry_policy(&value) {
-                Ok(policy) => draft.retry = Some(policy),
-                Err((field, message)) => self.error(i, label, &field, message),
-            },
+    fn read_retry(
+        &mut self,
+        i: usize,
+        label: Option<&str>,
+        value: Option<Value>,
+    ) -> Option<RetryPolicy> {
+        match retry_policy(value.as_ref().filter(|v| !v.is_null())?) {
+            Ok(policy) => return Some(policy),
+            Err((field, message)) => self.error(i, label, &field, message),
         }
+        None
+    }
 
-        match fields.remove("description") {
+    fn read_description(
+        &mut self,
+        i: usize,
+        label: Option<&str>,
+        value: Option<Value>,
+    ) -> Option<String> {
+        match value {
             None | Some(Value::Null) => {}
-            Some(Value::String(text)) => draft.description = Some(text),
+            Some(Value::String(text)) => return Some(text),
             Some(other) => self.error(
                 i,
                 label,
@@ -1425,7 +1492,7 @@ impl<'f> Validator<'f> {
                 format!("must be a string, not {}", describe_kind(&other)),
             ),
         }
-        draft
+        None
     }
 
     fn resolve_dependencies(
@@ -1613,6 +1680,34 @@ impl<'f> Validator<'f> {
             targets.dedup();
             plan.actions[idx].reads_outputs = (!dynamic).then_some(targets);
         }
+    }
+}
+
+/// `a → b → a`, shortened in the middle when the cycle is long.
+fn cycle_path(drafts: &[Draft], cycle: &[ActionIdx]) -> String {
+    let name = |i: &ActionIdx| drafts[*i as usize].label.as_deref().unwrap_or("?");
+    if cycle.len() <= MAX_CYCLE_LABELS {
+        cycle
+            .iter()
+            .chain(cycle.first())
+            .map(name)
+            .collect::<Vec<_>>()
+            .join(" → ")
+    } else {
+        // A cycle through 100k actions is not read label by label.
+        let half = MAX_CYCLE_LABELS / 2;
+        let head: Vec<&str> = cycle[..half].iter().map(name).collect();
+        let tail: Vec<&str> = cycle[cycle.len() - half..]
+            .iter()
+            .chain(cycle.first())
+            .map(name)
+            .collect();
+        format!(
+            "{} → … {} more … → {}",
+            head.join(" → "),
+            cycle.len() - 2 * half,
+            tail.join(" → ")
+        )
     }
 }
 
@@ -1866,66 +1961,6 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&b| b == b'*')
 }
 
-/// The closest candidate within a small edit distance, for "did you mean" hints.
-pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).clamp(1, 3);
-    let mut a: Vec<char> = Vec::new();
-    let mut b: Vec<char> = Vec::new();
-    let mut rows = [Vec::new(), Vec::new(), Vec::new()];
-    let mut best: Option<(usize, &str)> = None;
-    for candidate in candidates {
-        if candidate.len().abs_diff(word.len()) > limit {
-            continue;
-        }
-        if a.is_empty() {
-            a.extend(word.chars());
-        }
-        b.clear();
-        b.extend(candidate.chars());
-        if let Some(d) = distance_within(&a, &b, limit, &mut rows) {
-            // Ties go to the first candidate.
-            if best.is_none_or(|(closest, _)| d < closest) {
-                best = Some((d, candidate));
-            }
-        }
-    }
-    best.map(|(_, c)| c)
-}
-
-/// Optimal-string-alignment distance (edits plus adjacent transpositions: "biuld" → "build" is
-/// one), or `None` as soon as it must exceed `limit`. `rows` are reused buffers.
-fn distance_within(
-    a: &[char],
-    b: &[char],
-    limit: usize,
-    rows: &mut [Vec<usize>; 3],
-) -> Option<usize> {
-    let [before, previous, current] = rows;
-    previous.clear();
-    previous.extend(0..=b.len());
-    for i in 1..=a.len() {
-        current.clear();
-        current.push(i);
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (previous[j] + 1)
-                .min(current[j - 1] + 1)
-                .min(previous[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(before[j - 2] + 1);
-            }
-            current.push(best);
-        }
-        // A row's minimum never decreases further down, so this one decides.
-        if current.iter().min().is_some_and(|&m| m > limit) {
-            return None;
-        }
-        std::mem::swap(before, previous);
-        std::mem::swap(previous, current);
-    }
-    previous.last().copied().filter(|&d| d <= limit)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1949,15 +1984,6 @@ mod tests {
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(!glob_match("a*b", "ac"));
         assert!(!glob_match("deploy-*", "build"));
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(
-            suggest("biuld", ["build", "test"].into_iter()),
-            Some("build")
-        );
-        assert_eq!(suggest("zzzzz", ["build", "test"].into_iter()), None);
     }
 
     #[test]

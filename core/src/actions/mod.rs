@@ -441,8 +441,7 @@ fn plain_problem(path: String, message: &str) -> ParamsProblem {
                     .collect()
             })
             .unwrap_or_default();
-        let hint = crate::hints::suggest(&name, allowed.iter().map(String::as_str))
-            .map(|s| format!(" (did you mean \"{s}\"?)"))
+        let hint = crate::hints::did_you_mean(&name, allowed.iter().map(String::as_str))
             .unwrap_or_else(|| format!(" (allowed: {})", allowed.join(", ")));
         return ParamsProblem::new(join(&name), format!("unknown field{hint}"));
     }
