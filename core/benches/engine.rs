@@ -117,7 +117,7 @@ fn schedule_to_completion(plan: &Plan, mut state: RunState) -> RunState {
     loop {
         let steps = scheduler.next(&mut state, now, true);
         assert!(steps.is_empty(), "no-ops never leave the scheduler");
-        if scheduler.flow(&state, now) != baton_core::Flow::Execute {
+        if scheduler.next_step(&state, now) != baton_core::Next::Execute {
             break;
         }
     }
@@ -216,7 +216,7 @@ fn tick_local_store(c: &mut Criterion) {
                     let report = runtime
                         .block_on(tick(&fresh.run, &executor, &options, &Silent))
                         .expect("tick");
-                    assert_eq!(report.status, RunStatus::Succeeded);
+                    assert_eq!(report.status(), RunStatus::Succeeded);
                     fresh
                 },
                 BatchSize::PerIteration,

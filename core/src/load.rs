@@ -16,8 +16,6 @@ use crate::hints::did_you_mean;
 use crate::model::{Action, ActionIdx, Plan, RetryPolicy};
 use crate::template::{self, OutputRefs};
 
-/// The CLI's "no action labelled" hint still names it here.
-
 // Limits (docs/action-files.md, "Limits"). Each keeps memory and time bounded on hostile
 // input, and each refusal names the file, the action and the field, and says what to do.
 
