@@ -4,14 +4,15 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::driver::{self, Observer, Silent, TickOptions};
+use baton_core::driver::{Observer, Silent, TickOptions};
 use baton_core::run::new_run_id;
 use baton_core::{Run, RunStatus, RunStore};
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use crate::cli::{DriveArgs, RunArgs, StoreArgs};
+use crate::args::{DriveArgs, RunArgs, StoreArgs};
 use crate::locator::{self, AnyStore};
+use crate::ops;
 use crate::output::{count_summary, format_elapsed, plural, PlainPrinter};
 use crate::tui::ConsoleOptions;
 use crate::{CommandResult, Failure};
@@ -101,7 +102,7 @@ pub async fn watch(run: &str, store: &StoreArgs, read_only: bool) -> CommandResu
             "watch needs a terminal; use `baton status` or `baton logs --follow` in scripts".into(),
         ));
     }
-    let status = crate::tui::console(
+    let state = crate::tui::console(
         Arc::clone(&run),
         ConsoleOptions {
             drive: None,
@@ -109,7 +110,7 @@ pub async fn watch(run: &str, store: &StoreArgs, read_only: bool) -> CommandResu
         },
     )
     .await?;
-    crate::out!("run {} {status}", run.store.locator());
+    crate::out!("run {} {}", run.store.locator(), state.status);
     Ok(())
 }
 
@@ -124,8 +125,8 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             drive: Some(options),
             read_only: args.read_only,
         };
-        let status = crate::tui::console(Arc::clone(&run), console).await?;
-        let (state, _) = run.load().await?;
+        let state = crate::tui::console(Arc::clone(&run), console).await?;
+        let status = state.status;
         crate::out!(
             "run {} {} after {} ({})",
             state.run_id,
@@ -143,7 +144,6 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
         };
     }
     let run = &run;
-    let executor = Arc::new(crate::aws::executor(&run.plan).await);
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
     if !args.json {
@@ -165,13 +165,12 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             }
         }
     });
-    let report = driver::drive(run, &executor, &options, observer).await;
+    let status = ops::drive(run, &options, observer).await;
     interrupts.abort();
-    let report = report?;
-    if options.stop.load(std::sync::atomic::Ordering::Relaxed) && !report.status.is_finished() {
+    let status = status?;
+    if options.stop.load(std::sync::atomic::Ordering::Relaxed) && !status.is_finished() {
         eprintln!(
-            "run paused ({}); continue it with: baton resume {}",
-            report.status,
+            "run paused ({status}); continue it with: baton resume {}",
             run.store.locator()
         );
         return Err(Failure::RunFailed);
@@ -198,7 +197,7 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             print_next_steps(run, &state);
         }
     }
-    match report.status {
+    match status {
         RunStatus::Succeeded => Ok(()),
         _ => Err(Failure::RunFailed),
     }
@@ -285,8 +284,7 @@ fn parse_vars(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
 pub async fn tick(run: &str, store: &StoreArgs) -> CommandResult {
     let run = locator::open(run, store).await?;
     let _guard = run.store.lock_driver()?;
-    let executor = Arc::new(crate::aws::executor(&run.plan).await);
-    let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
+    let report = ops::tick(&run).await?;
     let payload = report.payload(run.store.locator());
     crate::out!("{}", serde_json::to_string(&payload).unwrap_or_default());
     Ok(())

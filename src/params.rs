@@ -1,0 +1,33 @@
+//! An action's params as an operator sees them (`inspect`, the console's detail pane).
+
+use baton_core::redact::Secrets;
+use baton_core::scheduler::context_for;
+use baton_core::template::render_params;
+use baton_core::{ActionIdx, Plan, RunState};
+use serde_json::Value;
+
+/// Params as they were (or would be) rendered against a state, secrets masked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShownParams {
+    pub value: Value,
+    /// Why the params are shown as written: their templates cannot be rendered yet.
+    pub not_rendered: Option<String>,
+}
+
+/// Renders action `idx`'s params against `state` (the params as written when their templates
+/// cannot be rendered yet) and masks the secrets they can contain.
+pub fn shown_params(plan: &Plan, state: &RunState, idx: ActionIdx) -> ShownParams {
+    let def = plan.action(idx);
+    let (value, not_rendered) = if def.templated {
+        match render_params(&def.params, &context_for(plan, state, idx)) {
+            Ok(rendered) => (rendered, None),
+            Err(e) => (def.params.clone(), Some(e)),
+        }
+    } else {
+        (def.params.clone(), None)
+    };
+    ShownParams {
+        value: Secrets::for_action(plan, state, idx).redact_value(&value),
+        not_rendered,
+    }
+}
