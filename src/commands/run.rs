@@ -1,6 +1,7 @@
 //! `baton run`, `baton resume` and `baton tick`.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,55 +121,23 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
     let started = Instant::now();
     let options = tick_options(args)?;
     if crate::tui::wanted(args.plain, args.json) {
-        let run = Arc::new(run);
-        let console = ConsoleOptions {
-            drive: Some(options),
-            read_only: args.read_only,
-        };
-        let state = crate::tui::console(Arc::clone(&run), console).await?;
-        let status = state.status;
-        crate::out!(
-            "run {} {} after {} ({})",
-            state.run_id,
-            state.status,
-            format_elapsed(started.elapsed()),
-            count_summary(&state)
-        );
-        if !status.is_finished() {
-            crate::out!("continue it with: baton resume {}", run.store.locator());
-        }
-        return if status == RunStatus::Succeeded {
-            Ok(())
-        } else {
-            Err(Failure::RunFailed)
-        };
+        return drive_in_console(run, options, args.read_only, started).await;
     }
-    let run = &run;
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
     if !args.json {
         crate::out!(
             "run {} ({} actions) in {}",
-            run_id_of(run),
+            run_id_of(&run),
             run.plan.len(),
             run.store.locator()
         );
     }
-    let stop = Arc::clone(&options.stop);
-    let interrupts = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            eprintln!("\nstopping: no new actions start; waiting for running commands (Ctrl-C again to quit now)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("quitting; running commands may be reported \"interrupted\" on resume");
-                std::process::exit(130);
-            }
-        }
-    });
-    let status = ops::drive(run, &options, observer).await;
+    let interrupts = stop_on_ctrl_c(Arc::clone(&options.stop));
+    let status = ops::drive(&run, &options, observer).await;
     interrupts.abort();
     let status = status?;
-    if options.stop.load(std::sync::atomic::Ordering::Relaxed) && !status.is_finished() {
+    if options.stop.load(Ordering::Relaxed) && !status.is_finished() {
         eprintln!(
             "run paused ({status}); continue it with: baton resume {}",
             run.store.locator()
@@ -194,9 +163,53 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             plural(state.invocations as usize, "invocation")
         );
         if state.status != RunStatus::Succeeded {
-            print_next_steps(run, &state);
+            print_next_steps(&run, &state);
         }
     }
+    succeeded(status)
+}
+
+async fn drive_in_console(
+    run: Run<AnyStore>,
+    options: TickOptions,
+    read_only: bool,
+    started: Instant,
+) -> CommandResult {
+    let run = Arc::new(run);
+    let console = ConsoleOptions {
+        drive: Some(options),
+        read_only,
+    };
+    let state = crate::tui::console(Arc::clone(&run), console).await?;
+    crate::out!(
+        "run {} {} after {} ({})",
+        state.run_id,
+        state.status,
+        format_elapsed(started.elapsed()),
+        count_summary(&state)
+    );
+    if !state.status.is_finished() {
+        crate::out!("continue it with: baton resume {}", run.store.locator());
+    }
+    succeeded(state.status)
+}
+
+/// The first Ctrl-C stops the run gently (no new actions start); a second one quits at once.
+fn stop_on_ctrl_c(stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.store(true, Ordering::Relaxed);
+            eprintln!("\nstopping: no new actions start; waiting for running commands (Ctrl-C again to quit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("quitting; running commands may be reported \"interrupted\" on resume");
+                std::process::exit(130);
+            }
+        }
+    })
+}
+
+/// Exit 1 unless the run succeeded.
+fn succeeded(status: RunStatus) -> CommandResult {
     match status {
         RunStatus::Succeeded => Ok(()),
         _ => Err(Failure::RunFailed),

@@ -279,42 +279,8 @@ fn render_dag(app: &App, area: Rect, buf: &mut Buffer) {
         let y = inner.y + (line - offset) as u16;
         let selected = line == app.cursor;
         let spans = match *row {
-            Row::Layer(depth) => {
-                let members = &app.layers[depth];
-                let fold = if app.collapsed[depth] { "▸" } else { "▾" };
-                let mut spans = vec![Span::styled(
-                    format!("{fold} layer {depth} · {} ", members.len()),
-                    app.dim(),
-                )];
-                let mut per = [0usize; 7];
-                for &i in members {
-                    per[app.state.action(i).status as usize] += 1;
-                }
-                for status in ActionStatus::ALL {
-                    if per[status as usize] > 0 && status != ActionStatus::Pending {
-                        spans.push(Span::styled(
-                            format!("{}{} ", symbol(status), per[status as usize]),
-                            app.style(status),
-                        ));
-                    }
-                }
-                spans
-            }
-            Row::Action(idx) => {
-                let a = app.state.action(idx);
-                let elapsed = app
-                    .action_elapsed(idx)
-                    .map(format_elapsed)
-                    .unwrap_or_default();
-                let label_room = width.saturating_sub(4 + 8).max(4);
-                let label = truncate(app.plan.label(idx), label_room);
-                vec![
-                    Span::raw("  "),
-                    Span::styled(format!("{} ", symbol(a.status)), app.style(a.status)),
-                    Span::styled(format!("{label:<label_room$}"), app.style(a.status)),
-                    Span::styled(format!("{elapsed:>7}"), app.dim()),
-                ]
-            }
+            Row::Layer(depth) => layer_spans(app, depth),
+            Row::Action(idx) => action_spans(app, idx, width),
         };
         let mut style = Style::new();
         if selected {
@@ -333,6 +299,46 @@ fn render_dag(app: &App, area: Rect, buf: &mut Buffer) {
             );
         }
     }
+}
+
+/// `▾ layer 2 · 4 ✔3 ▶1`: the fold, the size, and how many are in each status but pending.
+fn layer_spans(app: &App, depth: usize) -> Vec<Span<'static>> {
+    let members = &app.layers[depth];
+    let fold = if app.collapsed[depth] { "▸" } else { "▾" };
+    let mut spans = vec![Span::styled(
+        format!("{fold} layer {depth} · {} ", members.len()),
+        app.dim(),
+    )];
+    let mut per = [0usize; 7];
+    for &i in members {
+        per[app.state.action(i).status as usize] += 1;
+    }
+    for status in ActionStatus::ALL {
+        if per[status as usize] > 0 && status != ActionStatus::Pending {
+            spans.push(Span::styled(
+                format!("{}{} ", symbol(status), per[status as usize]),
+                app.style(status),
+            ));
+        }
+    }
+    spans
+}
+
+/// `  ✔ build-api        4.0s`, the label cut to the pane's `width`.
+fn action_spans(app: &App, idx: ActionIdx, width: usize) -> Vec<Span<'static>> {
+    let a = app.state.action(idx);
+    let elapsed = app
+        .action_elapsed(idx)
+        .map(format_elapsed)
+        .unwrap_or_default();
+    let label_room = width.saturating_sub(4 + 8).max(4);
+    let label = truncate(app.plan.label(idx), label_room);
+    vec![
+        Span::raw("  "),
+        Span::styled(format!("{} ", symbol(a.status)), app.style(a.status)),
+        Span::styled(format!("{label:<label_room$}"), app.style(a.status)),
+        Span::styled(format!("{elapsed:>7}"), app.dim()),
+    ]
 }
 
 fn truncate(text: &str, width: usize) -> String {
