@@ -95,6 +95,7 @@ pub struct App {
     pub locator: String,
     /// This process drives the run (as opposed to watching it).
     pub driving: bool,
+    /// The engine this process started is still running.
     pub driver_active: bool,
     pub read_only: bool,
     pub color: bool,
