@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use baton::tui::app::{update, App, Msg};
+use baton::tui::app::{update, App, AppOptions, Msg};
 use baton_core::state::{Level, LogEntry};
 use baton_core::{load_str, ActionStatus, Format, RunState};
 use chrono::Utc;
@@ -66,6 +66,7 @@ fn app(n: usize) -> App {
         "1".into(),
         ".baton/runs/bench".into(),
         now,
+        AppOptions::default(),
     );
     update(&mut app, Msg::Resize(160, 48));
     // Select something in the middle so the pane renders a scrolled window.

@@ -1,5 +1,7 @@
-//! The `baton` command line: argument parsing ([`cli`]), one module per command
-//! ([`commands`]), run locators ([`locator`]) and progress output ([`output`]).
+//! The `baton` command line: argument types ([`args`]), parsing and dispatch ([`cli`]), one
+//! module per command ([`commands`]), the operations the command line and the console share
+//! ([`ops`], with Step Functions calls in [`remote`]), run locators ([`locator`]) and progress
+//! output ([`output`]).
 
 /// `println!` that ends the process quietly when stdout is closed (`baton status | head -1`)
 /// instead of panicking.
@@ -15,11 +17,14 @@ macro_rules! out {
     }};
 }
 
+pub mod args;
 pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod locator;
+pub mod ops;
 pub mod output;
+pub mod params;
 pub mod remote;
 pub mod templates;
 pub mod tui;
@@ -41,6 +46,16 @@ impl Failure {
             Failure::RunFailed => 1,
             Failure::Invalid(_) => 2,
             Failure::Infra(_) => 3,
+        }
+    }
+}
+
+/// The message a failure carries (what `main` prints), for the console's status line.
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::RunFailed => f.write_str("the run did not succeed"),
+            Failure::Invalid(message) | Failure::Infra(message) => f.write_str(message),
         }
     }
 }

@@ -7,7 +7,7 @@ use baton_core::store::s3::{parse_url, S3Store};
 use baton_core::store::{DriverGuard, VersionInfo};
 use baton_core::{LocalStore, Run, RunStore, StoreError};
 
-use crate::cli::StoreArgs;
+use crate::args::StoreArgs;
 use crate::Failure;
 
 /// Every store the command line can address.

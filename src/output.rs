@@ -45,21 +45,6 @@ pub fn plural(n: usize, noun: &str) -> String {
     }
 }
 
-/// "3 complete, 1 failed" in status order, skipping zeros.
-pub fn count_summary(state: &RunState) -> String {
-    let counts = state.counts();
-    let parts: Vec<String> = ActionStatus::ALL
-        .iter()
-        .filter(|s| counts[**s as usize] > 0)
-        .map(|s| format!("{} {}", counts[*s as usize], s))
-        .collect();
-    if parts.is_empty() {
-        "no actions".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
 /// One line per status change and log entry, for terminals without the console and for CI.
 pub struct PlainPrinter {
     started: Instant,

@@ -1,10 +1,31 @@
 //! Remote runs: the Step Functions executions that drive a run stored in S3.
 
-use aws_sdk_sfn::types::{ExecutionListItem, ExecutionStatus};
+use aws_sdk_sfn::types::{ExecutionListItem, ExecutionStatus, HistoryEvent};
 use aws_sdk_sfn::Client;
 use baton_core::aws::describe;
+use baton_core::state::Timestamp;
 
 use crate::Failure;
+
+/// What the console knows about a remote run's execution.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemoteInfo {
+    pub execution: String,
+    pub status: String,
+    /// History events used by this execution (Step Functions allows 25,000).
+    pub events: u64,
+    /// Executions of this run so far (re-executions and continuations included).
+    pub executions: usize,
+    /// The newest history events, oldest first, with their times: `#212 TaskSucceeded`.
+    pub recent: Vec<(Timestamp, String)>,
+}
+
+/// An execution started to drive a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub name: String,
+    pub execution_arn: String,
+}
 
 pub async fn client() -> Client {
     Client::new(crate::aws::aws().await.sdk_config())
@@ -70,8 +91,66 @@ fn belongs(name: &str, run_id: &str) -> bool {
 }
 
 /// A fresh execution name for a re-execution of the run.
-pub fn retry_name(run_id: &str, existing: &[ExecutionListItem]) -> String {
+fn retry_name(run_id: &str, existing: &[ExecutionListItem]) -> String {
     format!("{run_id}-r{}", existing.len() + 1)
+}
+
+/// Starts a new execution, named as a re-execution, to drive the run `run` (its locator) again.
+pub async fn start_reexecution(
+    client: &Client,
+    state_machine: &str,
+    run: &str,
+    run_id: &str,
+) -> Result<Started, Failure> {
+    let existing = executions(client, state_machine, run_id).await?;
+    let name = retry_name(run_id, &existing);
+    let execution_arn = start(client, state_machine, run, &name).await?;
+    Ok(Started {
+        name,
+        execution_arn,
+    })
+}
+
+/// The run's newest execution: its status, the history events it has used (the newest event's
+/// id, read newest-first with one small page) and its latest events. `None` while the run has
+/// no execution.
+pub async fn newest_execution(
+    client: &Client,
+    state_machine: &str,
+    run_id: &str,
+) -> Result<Option<RemoteInfo>, Failure> {
+    let executions = executions(client, state_machine, run_id).await?;
+    let Some(newest) = executions.first() else {
+        return Ok(None);
+    };
+    let page = client
+        .get_execution_history()
+        .execution_arn(newest.execution_arn())
+        .reverse_order(true)
+        .max_results(100)
+        .send()
+        .await
+        .map_err(|e| Failure::Infra(describe(&e)))?;
+    // Newest first where the service honours reverseOrder; sort by id either way.
+    let mut events: Vec<&HistoryEvent> = page.events().iter().collect();
+    events.sort_by_key(|e| e.id());
+    Ok(Some(RemoteInfo {
+        execution: newest.name().to_string(),
+        status: newest.status().as_str().to_string(),
+        events: events.last().map_or(0, |e| e.id() as u64),
+        executions: executions.len(),
+        recent: events.iter().map(|e| event_line(e)).collect(),
+    }))
+}
+
+/// `(time, "#212 TaskSucceeded")`
+fn event_line(event: &HistoryEvent) -> (Timestamp, String) {
+    let at = chrono::DateTime::from_timestamp(
+        event.timestamp().secs(),
+        event.timestamp().subsec_nanos(),
+    )
+    .unwrap_or_default();
+    (at, format!("#{} {}", event.id(), event.r#type().as_str()))
 }
 
 /// Stops every running execution of the run; returns how many were stopped.

@@ -1,14 +1,46 @@
 //! `baton inspect RUN LABEL`
 
-use baton_core::redact::{redact_value, Secrets};
-use baton_core::scheduler::context_for;
-use baton_core::state::ts;
-use baton_core::template::render_params;
+use baton_core::redact::redact_value;
+use baton_core::state::{ts, ActionState};
+use baton_core::{Action, ActionIdx, Plan, RunState};
 use serde_json::{json, Value};
 
-use crate::cli::StoreArgs;
+use crate::args::StoreArgs;
 use crate::output::{elapsed, format_elapsed, symbol};
+use crate::params::shown_params;
 use crate::{locator, CommandResult};
+
+/// One action as `inspect` shows it: secrets masked, neighbours by label.
+struct Inspected<'a> {
+    def: &'a Action,
+    action: &'a ActionState,
+    params: Value,
+    /// Why the params are shown unrendered.
+    render_note: Option<String>,
+    outputs: Value,
+    deps: Vec<&'a str>,
+    dependents: Vec<&'a str>,
+}
+
+impl<'a> Inspected<'a> {
+    fn new(plan: &'a Plan, state: &'a RunState, idx: ActionIdx) -> Self {
+        let action = state.action(idx);
+        // Params as they were (or would be) rendered now.
+        let params = shown_params(plan, state, idx);
+        let labels = |list: &[ActionIdx]| list.iter().map(|&d| plan.label(d)).collect();
+        Inspected {
+            def: plan.action(idx),
+            action,
+            params: params.value,
+            render_note: params
+                .not_rendered
+                .map(|e| format!("not rendered yet: {e}")),
+            outputs: redact_value(&Value::Object((*action.outputs).clone())),
+            deps: labels(&plan.deps[idx as usize]),
+            dependents: labels(&plan.dependents[idx as usize]),
+        }
+    }
+}
 
 pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> CommandResult {
     let run = locator::open(run, store).await?;
@@ -17,39 +49,30 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
         .find(label)
         .ok_or_else(|| super::logs::unknown_label(plan, label))?;
     let (state, _) = run.load().await?;
-    let def = plan.action(idx);
-    let a = state.action(idx);
-    // Params as they were (or would be) rendered now; secrets masked.
-    let (params, render_note) = if def.templated {
-        match render_params(&def.params, &context_for(plan, &state, idx)) {
-            Ok(rendered) => (rendered, None),
-            Err(e) => (def.params.clone(), Some(format!("not rendered yet: {e}"))),
-        }
-    } else {
-        (def.params.clone(), None)
-    };
-    let params = Secrets::for_action(plan, &state, idx).redact_value(&params);
-    let outputs = redact_value(&Value::Object((*a.outputs).clone()));
-    let deps: Vec<&str> = plan.deps[idx as usize]
-        .iter()
-        .map(|&d| plan.label(d))
-        .collect();
-    let dependents: Vec<&str> = plan.dependents[idx as usize]
-        .iter()
-        .map(|&d| plan.label(d))
-        .collect();
+    let inspected = Inspected::new(plan, &state, idx);
     if as_json {
-        let doc = json!({
-            "label": def.label, "type": def.action_type.name(), "description": def.description,
-            "status": a.status, "attempts": a.attempt,
-            "started_at": a.started_at.as_ref().map(ts::format), "finished_at": a.finished_at.as_ref().map(ts::format),
-            "depends_on": deps, "dependents": dependents, "condition": def.condition,
-            "params": params, "outputs": outputs, "error": a.error, "blocked_by": a.blocked_by,
-            "log": a.log,
-        });
-        crate::out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Ok(());
+        print_json(&inspected);
+    } else {
+        print_text(&inspected);
     }
+    Ok(())
+}
+
+fn print_json(inspected: &Inspected<'_>) {
+    let (def, a) = (inspected.def, inspected.action);
+    let doc = json!({
+        "label": def.label, "type": def.action_type.name(), "description": def.description,
+        "status": a.status, "attempts": a.attempt,
+        "started_at": a.started_at.as_ref().map(ts::format), "finished_at": a.finished_at.as_ref().map(ts::format),
+        "depends_on": inspected.deps, "dependents": inspected.dependents, "condition": def.condition,
+        "params": inspected.params, "outputs": inspected.outputs, "error": a.error, "blocked_by": a.blocked_by,
+        "log": a.log,
+    });
+    crate::out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+}
+
+fn print_text(inspected: &Inspected<'_>) {
+    let (def, a) = (inspected.def, inspected.action);
     crate::out!(
         "{} {}  ({})",
         symbol(a.status),
@@ -59,6 +82,37 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
     if let Some(description) = &def.description {
         crate::out!("  {description}");
     }
+    print_progress(a);
+    crate::out!("depends on  {}", listed(&inspected.deps));
+    crate::out!("needed by   {}", listed(&inspected.dependents));
+    if let Some(condition) = &def.condition {
+        crate::out!("condition   {condition}");
+    }
+    if let Some(timeout) = def.timeout {
+        crate::out!(
+            "timeout     {}",
+            baton_core::duration::format_duration(timeout)
+        );
+    }
+    if let Some(error) = &a.error {
+        crate::out!("error       {error}");
+    }
+    print_values(inspected);
+    if !a.log.is_empty() {
+        crate::out!("log");
+        for entry in &a.log {
+            crate::out!(
+                "  {} {:<5} {}",
+                ts::format(&entry.t),
+                entry.level.as_str(),
+                entry.msg
+            );
+        }
+    }
+}
+
+/// Status, attempts and times.
+fn print_progress(a: &ActionState) {
     crate::out!(
         "status      {}{}",
         a.status,
@@ -85,61 +139,37 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
     if let Some(t) = &a.next_check_at {
         crate::out!("next check  {}", ts::format(t));
     }
-    crate::out!(
-        "depends on  {}",
-        if deps.is_empty() {
-            "-".to_string()
-        } else {
-            deps.join(", ")
-        }
-    );
-    crate::out!(
-        "needed by   {}",
-        if dependents.is_empty() {
-            "-".to_string()
-        } else {
-            dependents.join(", ")
-        }
-    );
-    if let Some(condition) = &def.condition {
-        crate::out!("condition   {condition}");
-    }
-    if let Some(timeout) = def.timeout {
-        crate::out!(
-            "timeout     {}",
-            baton_core::duration::format_duration(timeout)
-        );
-    }
-    if let Some(error) = &a.error {
-        crate::out!("error       {error}");
-    }
+}
+
+/// Params, and outputs when there are any.
+fn print_values(inspected: &Inspected<'_>) {
     crate::out!(
         "params{}",
-        render_note.map(|n| format!("  ({n})")).unwrap_or_default()
+        inspected
+            .render_note
+            .as_ref()
+            .map(|n| format!("  ({n})"))
+            .unwrap_or_default()
     );
     crate::out!(
         "{}",
-        indent(&serde_json::to_string_pretty(&params).unwrap_or_default())
+        indent(&serde_json::to_string_pretty(&inspected.params).unwrap_or_default())
     );
-    if !a.outputs.is_empty() {
+    if !inspected.action.outputs.is_empty() {
         crate::out!("outputs");
         crate::out!(
             "{}",
-            indent(&serde_json::to_string_pretty(&outputs).unwrap_or_default())
+            indent(&serde_json::to_string_pretty(&inspected.outputs).unwrap_or_default())
         );
     }
-    if !a.log.is_empty() {
-        crate::out!("log");
-        for entry in &a.log {
-            crate::out!(
-                "  {} {:<5} {}",
-                ts::format(&entry.t),
-                entry.level.as_str(),
-                entry.msg
-            );
-        }
+}
+
+fn listed(labels: &[&str]) -> String {
+    if labels.is_empty() {
+        "-".to_string()
+    } else {
+        labels.join(", ")
     }
-    Ok(())
 }
 
 fn indent(text: &str) -> String {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use baton_core::state::{ts, LogEntry};
 use baton_core::{RunState, RunStore};
 
-use crate::cli::StoreArgs;
+use crate::args::StoreArgs;
 use crate::{locator, CommandResult, Failure};
 
 pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool) -> CommandResult {

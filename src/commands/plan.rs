@@ -6,7 +6,7 @@ use std::path::Path;
 use baton_core::Plan;
 use serde_json::json;
 
-use crate::cli::PlanFormat;
+use crate::args::PlanFormat;
 use crate::output::plural;
 use crate::CommandResult;
 

@@ -1,26 +1,28 @@
 //! `baton run`, `baton resume` and `baton tick`.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::driver::{self, Observer, Silent, TickOptions};
+use baton_core::driver::{Observer, Silent, TickOptions};
 use baton_core::run::new_run_id;
-use baton_core::{Run, RunStatus, RunStore};
+use baton_core::{Run, RunState, RunStatus, RunStore};
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use crate::cli::{DriveArgs, RunArgs, StoreArgs};
+use crate::args::{DriveArgs, RunArgs, StoreArgs};
 use crate::locator::{self, AnyStore};
-use crate::output::{count_summary, format_elapsed, plural, PlainPrinter};
+use crate::ops;
+use crate::output::{format_elapsed, plural, PlainPrinter};
 use crate::tui::ConsoleOptions;
 use crate::{CommandResult, Failure};
 
 pub async fn run(args: RunArgs) -> CommandResult {
     // Everything the user typed is checked before the run exists.
     tick_options(&args.drive)?;
-    let run = create(&args.file, &args.vars, args.run_id, &args.store).await?;
-    drive(run, &args.drive).await
+    let (run, state, version) = create(&args.file, &args.vars, args.run_id, &args.store).await?;
+    drive_from(run, Some((state, version)), &args.drive).await
 }
 
 /// Validates the file and the variables, then creates the run (uploading or inlining
@@ -30,7 +32,7 @@ pub async fn create(
     var_args: &[String],
     run_id: Option<String>,
     store: &StoreArgs,
-) -> Result<Run<AnyStore>, Failure> {
+) -> Result<(Run<AnyStore>, RunState, String), Failure> {
     let loaded = super::load_plan(file)?;
     let vars = parse_vars(var_args)?;
     let now = Utc::now();
@@ -57,8 +59,7 @@ pub async fn create(
     let mut plan = loaded.plan;
     let base_dir = file.parent().unwrap_or(std::path::Path::new("."));
     crate::templates::resolve(&mut plan, base_dir, &store).await?;
-    let (run, _, _) = Run::create(store, plan, &run_id, vars, now).await?;
-    Ok(run)
+    Ok(Run::create(store, plan, &run_id, vars, now).await?)
 }
 
 /// `baton submit`: create the run in S3 and start a Step Functions execution to drive it.
@@ -75,7 +76,7 @@ pub async fn submit(
             store.store
         )));
     }
-    let run = create(file, var_args, run_id, store).await?;
+    let (run, _, _) = create(file, var_args, run_id, store).await?;
     let arn = state_machine.to_string();
     let ((), state, _) = run
         .update(|_, state| state.state_machine = Some(arn.clone()))
@@ -101,82 +102,58 @@ pub async fn watch(run: &str, store: &StoreArgs, read_only: bool) -> CommandResu
             "watch needs a terminal; use `baton status` or `baton logs --follow` in scripts".into(),
         ));
     }
-    let status = crate::tui::console(
+    let state = crate::tui::console(
         Arc::clone(&run),
         ConsoleOptions {
             drive: None,
+            known: None,
             read_only,
         },
     )
     .await?;
-    crate::out!("run {} {status}", run.store.locator());
+    crate::out!("run {} {}", run.store.locator(), state.status);
     Ok(())
 }
 
 /// Drives a run to its end in the console (on a terminal), with plain progress, or with a JSON
 /// summary; exit 1 unless it succeeded.
 pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
+    drive_from(run, None, args).await
+}
+
+/// [`drive`], for a caller that already holds the run's newest state and version.
+async fn drive_from(
+    run: Run<AnyStore>,
+    known: Option<(RunState, String)>,
+    args: &DriveArgs,
+) -> CommandResult {
     let started = Instant::now();
     let options = tick_options(args)?;
     if crate::tui::wanted(args.plain, args.json) {
-        let run = Arc::new(run);
-        let console = ConsoleOptions {
-            drive: Some(options),
-            read_only: args.read_only,
-        };
-        let status = crate::tui::console(Arc::clone(&run), console).await?;
-        let (state, _) = run.load().await?;
-        crate::out!(
-            "run {} {} after {} ({})",
-            state.run_id,
-            state.status,
-            format_elapsed(started.elapsed()),
-            count_summary(&state)
-        );
-        if !status.is_finished() {
-            crate::out!("continue it with: baton resume {}", run.store.locator());
-        }
-        return if status == RunStatus::Succeeded {
-            Ok(())
-        } else {
-            Err(Failure::RunFailed)
-        };
+        return drive_in_console(run, known, options, args.read_only, started).await;
     }
-    let run = &run;
-    let executor = Arc::new(crate::aws::executor(&run.plan).await);
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
     if !args.json {
         crate::out!(
             "run {} ({} actions) in {}",
-            run_id_of(run),
+            run_id_of(&run),
             run.plan.len(),
             run.store.locator()
         );
     }
-    let stop = Arc::clone(&options.stop);
-    let interrupts = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            eprintln!("\nstopping: no new actions start; waiting for running commands (Ctrl-C again to quit now)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("quitting; running commands may be reported \"interrupted\" on resume");
-                std::process::exit(130);
-            }
-        }
-    });
-    let report = driver::drive(run, &executor, &options, observer).await;
+    let interrupts = stop_on_ctrl_c(Arc::clone(&options.stop));
+    let report = ops::drive(&run, &options, observer).await;
     interrupts.abort();
-    let report = report?;
-    if options.stop.load(std::sync::atomic::Ordering::Relaxed) && !report.status().is_finished() {
+    let state = report?.state;
+    let status = state.status;
+    if options.stop.load(Ordering::Relaxed) && !status.is_finished() {
         eprintln!(
-            "run paused ({}); continue it with: baton resume {}",
-            report.status(),
+            "run paused ({status}); continue it with: baton resume {}",
             run.store.locator()
         );
         return Err(Failure::RunFailed);
     }
-    let (state, _) = run.load().await?;
     if args.json {
         crate::output::Summary {
             plan: &run.plan,
@@ -191,14 +168,60 @@ pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
             state.run_id,
             state.status,
             format_elapsed(started.elapsed()),
-            count_summary(&state),
+            state.count_summary(),
             plural(state.invocations as usize, "invocation")
         );
         if state.status != RunStatus::Succeeded {
-            print_next_steps(run, &state);
+            print_next_steps(&run, &state);
         }
     }
-    match report.status() {
+    succeeded(status)
+}
+
+async fn drive_in_console(
+    run: Run<AnyStore>,
+    known: Option<(RunState, String)>,
+    options: TickOptions,
+    read_only: bool,
+    started: Instant,
+) -> CommandResult {
+    let run = Arc::new(run);
+    let console = ConsoleOptions {
+        drive: Some(options),
+        read_only,
+        known,
+    };
+    let state = crate::tui::console(Arc::clone(&run), console).await?;
+    crate::out!(
+        "run {} {} after {} ({})",
+        state.run_id,
+        state.status,
+        format_elapsed(started.elapsed()),
+        state.count_summary()
+    );
+    if !state.status.is_finished() {
+        crate::out!("continue it with: baton resume {}", run.store.locator());
+    }
+    succeeded(state.status)
+}
+
+/// The first Ctrl-C stops the run gently (no new actions start); a second one quits at once.
+fn stop_on_ctrl_c(stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.store(true, Ordering::Relaxed);
+            eprintln!("\nstopping: no new actions start; waiting for running commands (Ctrl-C again to quit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("quitting; running commands may be reported \"interrupted\" on resume");
+                std::process::exit(130);
+            }
+        }
+    })
+}
+
+/// Exit 1 unless the run succeeded.
+fn succeeded(status: RunStatus) -> CommandResult {
+    match status {
         RunStatus::Succeeded => Ok(()),
         _ => Err(Failure::RunFailed),
     }
@@ -285,8 +308,7 @@ fn parse_vars(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
 pub async fn tick(run: &str, store: &StoreArgs) -> CommandResult {
     let run = locator::open(run, store).await?;
     let _guard = run.store.lock_driver()?;
-    let executor = Arc::new(crate::aws::executor(&run.plan).await);
-    let report = driver::tick(&run, &executor, &TickOptions::default(), &Silent).await?;
+    let report = ops::tick(&run).await?;
     let payload = baton_core::Payload::new(run.store.locator(), &report, &run.plan);
     crate::out!("{}", serde_json::to_string(&payload).unwrap_or_default());
     Ok(())

@@ -10,6 +10,8 @@ use baton_core::{ActionIdx, ActionStatus, Plan, RunState, RunStatus};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keymap::{self, Command};
+use crate::params::{shown_params, ShownParams};
+pub use crate::remote::RemoteInfo;
 
 #[derive(Debug)]
 pub enum Msg {
@@ -22,25 +24,14 @@ pub enum Msg {
     Log(Option<ActionIdx>, LogEntry),
     /// An authoritative state version from the store.
     Snapshot(Box<RunState>, String),
+    /// This process started driving the run (a re-execute from the console).
+    DriverStarted,
     /// The engine driving the run in this process stopped.
     DriverDone(Result<RunStatus, String>),
     /// A message for the status line (e.g. the result of an effect).
     Flash(String),
     /// The Step Functions execution driving a remote run, polled in the background.
     Remote(Box<RemoteInfo>),
-}
-
-/// What the console knows about a remote run's execution.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RemoteInfo {
-    pub execution: String,
-    pub status: String,
-    /// History events used by this execution (Step Functions allows 25,000).
-    pub events: u64,
-    /// Executions of this run so far (re-executions and continuations included).
-    pub executions: usize,
-    /// The newest history events, oldest first, with their times: `#212 TaskSucceeded`.
-    pub recent: Vec<(Timestamp, String)>,
 }
 
 /// Step Functions' history limit per execution.
@@ -104,11 +95,14 @@ pub struct App {
     pub locator: String,
     /// This process drives the run (as opposed to watching it).
     pub driving: bool,
+    /// The engine this process started is still running.
     pub driver_active: bool,
     pub read_only: bool,
     pub color: bool,
     pub now: Timestamp,
     pub last_updated: Timestamp,
+    /// Engine progress shown since the newest stored version, which does not hold it yet.
+    pub unsaved_progress: bool,
     pub layers: Vec<Vec<ActionIdx>>,
     pub collapsed: Vec<bool>,
     /// Visible rows of the DAG pane (derived from plan, filter, folds).
@@ -129,6 +123,39 @@ pub struct App {
     pub quit: bool,
     /// Remote runs: the execution driving the run.
     pub remote: Option<RemoteInfo>,
+    /// Counts the changes to `state` that can change how params render.
+    state_generation: u64,
+    params: Option<ParamsCache>,
+}
+
+/// How the console is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppOptions {
+    /// Hide every control that changes the run.
+    pub read_only: bool,
+    pub color: bool,
+    /// This process drives the run (as opposed to watching it).
+    pub driving: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            read_only: false,
+            color: true,
+            driving: false,
+        }
+    }
+}
+
+/// The selected action's params as the detail pane shows them. Rendering templates and
+/// masking secrets is too much work for every frame: it is redone when the selection or the
+/// state changes.
+struct ParamsCache {
+    idx: ActionIdx,
+    state_generation: u64,
+    /// `None` for an action without params.
+    shown: Option<ShownParams>,
 }
 
 impl App {
@@ -138,6 +165,7 @@ impl App {
         version: String,
         locator: String,
         now: Timestamp,
+        options: AppOptions,
     ) -> Self {
         let layers = plan.layers();
         let collapsed = vec![false; layers.len()];
@@ -146,12 +174,13 @@ impl App {
             state,
             version,
             locator,
-            driving: false,
-            driver_active: false,
-            read_only: false,
-            color: true,
+            driving: options.driving,
+            driver_active: options.driving,
+            read_only: options.read_only,
+            color: options.color,
             now,
             last_updated: now,
+            unsaved_progress: false,
             layers,
             collapsed,
             rows: Vec::new(),
@@ -169,12 +198,45 @@ impl App {
             flash: None,
             quit: false,
             remote: None,
+            state_generation: 0,
+            params: None,
         };
         app.rebuild_rows();
         if let Some(first) = app.rows.iter().position(|r| matches!(r, Row::Action(_))) {
             app.select_row(first);
         }
+        app.refresh_params();
         app
+    }
+
+    /// The selected action's params, rendered and masked; `None` without params.
+    pub fn selected_params(&self) -> Option<&ShownParams> {
+        let cache = self.params.as_ref()?;
+        if Some(cache.idx) != self.selected_action() {
+            return None;
+        }
+        cache.shown.as_ref()
+    }
+
+    fn refresh_params(&mut self) {
+        let Some(idx) = self.selected_action() else {
+            self.params = None;
+            return;
+        };
+        let fresh = self
+            .params
+            .as_ref()
+            .is_some_and(|c| c.idx == idx && c.state_generation == self.state_generation);
+        if fresh {
+            return;
+        }
+        let shown = (!self.plan.action(idx).params.is_null())
+            .then(|| shown_params(&self.plan, &self.state, idx));
+        self.params = Some(ParamsCache {
+            idx,
+            state_generation: self.state_generation,
+            shown,
+        });
     }
 
     pub fn selected_action(&self) -> Option<ActionIdx> {
@@ -275,6 +337,7 @@ impl App {
         self.selected = Some(Row::Action(idx));
         self.rebuild_rows();
         self.log.back = 0;
+        self.refresh_params();
     }
 
     /// The failure to look at first: the earliest failed action (blocked ones are consequences).
@@ -314,6 +377,12 @@ impl App {
 
 /// The only place app state changes.
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    let effects = on_message(app, msg);
+    app.refresh_params();
+    effects
+}
+
+fn on_message(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(key) => return on_key(app, key),
         Msg::Resize(w, h) => {
@@ -321,26 +390,26 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.keep_cursor_visible();
         }
         Msg::Tick(now) => app.now = now,
-        Msg::ActionChanged(idx, action) => {
-            let status_changed = app.state.action(idx).status != action.status;
-            *app.state.action_mut(idx) = *action;
-            if status_changed && (app.hide_complete || !app.filter.is_empty()) {
-                app.rebuild_rows();
-            }
-            app.last_updated = app.now;
-        }
+        Msg::ActionChanged(idx, action) => on_action_changed(app, idx, *action),
         Msg::Log(idx, entry) => {
             match idx {
                 Some(idx) => app.state.action_mut(idx).push_log(entry),
                 None => app.state.log_run(entry.t, entry.level, entry.msg),
             }
             app.last_updated = app.now;
+            app.unsaved_progress = true;
         }
         Msg::Snapshot(state, version) => {
             app.state = *state;
             app.version = version;
             app.last_updated = app.now;
+            app.unsaved_progress = false;
+            app.state_generation += 1;
             app.rebuild_rows();
+        }
+        Msg::DriverStarted => {
+            app.driving = true;
+            app.driver_active = true;
         }
         Msg::DriverDone(result) => {
             app.driver_active = false;
@@ -355,23 +424,24 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     Vec::new()
 }
 
+fn on_action_changed(app: &mut App, idx: ActionIdx, action: ActionState) {
+    let before = app.state.action(idx);
+    let status_changed = before.status != action.status;
+    // Params render from statuses and outputs only.
+    if status_changed || before.outputs != action.outputs {
+        app.state_generation += 1;
+    }
+    *app.state.action_mut(idx) = action;
+    if status_changed && (app.hide_complete || !app.filter.is_empty()) {
+        app.rebuild_rows();
+    }
+    app.last_updated = app.now;
+    app.unsaved_progress = true;
+}
+
 fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     if app.filter_editing {
-        match key.code {
-            KeyCode::Esc => {
-                app.filter.clear();
-                app.filter_editing = false;
-            }
-            KeyCode::Enter => app.filter_editing = false,
-            KeyCode::Backspace => {
-                app.filter.pop();
-            }
-            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
-                app.filter.push(c)
-            }
-            _ => return Vec::new(),
-        }
-        app.rebuild_rows();
+        on_filter_key(app, key);
         return Vec::new();
     }
     if let Some(overlay) = app.overlay.take() {
@@ -385,43 +455,37 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         }
         return Vec::new();
     }
-    let Some(command) = keymap::lookup(&key, app.read_only) else {
-        return Vec::new();
-    };
-    let page = app.dag_height().saturating_sub(1).max(1);
-    let log_focus = app.focus == Focus::Log;
-    let log_max = app.log_entries().len().saturating_sub(1);
+    match keymap::lookup(&key, app.read_only) {
+        Some(command) => on_command(app, command),
+        None => Vec::new(),
+    }
+}
+
+fn on_filter_key(app: &mut App, key: KeyEvent) {
+    match key.code {
+        KeyCode::Esc => {
+            app.filter.clear();
+            app.filter_editing = false;
+        }
+        KeyCode::Enter => app.filter_editing = false,
+        KeyCode::Backspace => {
+            app.filter.pop();
+        }
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => app.filter.push(c),
+        _ => return,
+    }
+    app.rebuild_rows();
+}
+
+fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
     match command {
-        Command::Up if log_focus => app.log.back = (app.log.back + 1).min(log_max),
-        Command::Down if log_focus => app.log.back = app.log.back.saturating_sub(1),
-        Command::PageUp if log_focus => app.log.back = (app.log.back + page).min(log_max),
-        Command::PageDown if log_focus => app.log.back = app.log.back.saturating_sub(page),
-        Command::Top if log_focus => app.log.back = log_max,
-        Command::Bottom if log_focus => app.log.back = 0,
-        Command::Up => app.select_row(app.cursor.saturating_sub(1)),
-        Command::Down => app.select_row(app.cursor + 1),
-        Command::PageUp => app.select_row(app.cursor.saturating_sub(page)),
-        Command::PageDown => app.select_row(app.cursor + page),
-        Command::Top => app.select_row(0),
-        Command::Bottom => app.select_row(usize::MAX),
-        Command::Expand => {
-            if let Some(Row::Layer(depth)) = app.selected {
-                app.collapsed[depth] = false;
-                app.rebuild_rows();
-            }
-        }
-        Command::Collapse => {
-            let depth = match app.selected {
-                Some(Row::Layer(depth)) => Some(depth),
-                Some(Row::Action(idx)) => app.layers.iter().position(|l| l.contains(&idx)),
-                None => None,
-            };
-            if let Some(depth) = depth {
-                app.collapsed[depth] = true;
-                app.selected = Some(Row::Layer(depth));
-                app.rebuild_rows();
-            }
-        }
+        Command::Up
+        | Command::Down
+        | Command::PageUp
+        | Command::PageDown
+        | Command::Top
+        | Command::Bottom => move_cursor(app, command),
+        Command::Expand | Command::Collapse => fold(app, command),
         Command::Filter => {
             app.filter_editing = true;
             app.filter.clear();
@@ -431,27 +495,109 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             app.hide_complete = !app.hide_complete;
             app.rebuild_rows();
         }
-        Command::JumpFailure => match app.root_failure() {
-            Some(idx) => {
-                app.reveal(idx);
-                app.flash = None;
-            }
-            None => app.flash = Some("no failures".into()),
-        },
-        Command::NextRunning => {
-            let is_running = |row: &Row| match row {
-                Row::Action(i) => app.state.action(*i).status == ActionStatus::Running,
-                Row::Layer(_) => false,
-            };
-            let after = app.rows.iter().skip(app.cursor + 1).find(|r| is_running(r));
-            match after
-                .or_else(|| app.rows.iter().find(|r| is_running(r)))
-                .copied()
-            {
-                Some(Row::Action(idx)) => app.reveal(idx),
-                _ => app.flash = Some("nothing is running".into()),
+        Command::JumpFailure => jump_to_failure(app),
+        Command::NextRunning => jump_to_running(app),
+        Command::SwitchPane | Command::RunLog | Command::Timestamps | Command::Timeline => {
+            switch_view(app, command)
+        }
+        Command::Help => app.overlay = Some(Overlay::Help),
+        Command::Reexecute => open_reexecute(app),
+        Command::Abort => {
+            if app.state.status.is_finished() {
+                app.flash = Some(format!("the run has already {}", app.state.status));
+            } else {
+                app.overlay = Some(Overlay::ConfirmAbort);
             }
         }
+        Command::Quit => {
+            if !app.driver_active {
+                app.quit = true;
+                return vec![Effect::Quit];
+            }
+            app.overlay = Some(Overlay::ConfirmQuit);
+        }
+    }
+    Vec::new()
+}
+
+/// Moves the DAG cursor, or scrolls the log while it has the focus.
+fn move_cursor(app: &mut App, command: Command) {
+    let page = app.dag_height().saturating_sub(1).max(1);
+    if app.focus == Focus::Log {
+        let log_max = app.log_entries().len().saturating_sub(1);
+        let back = app.log.back;
+        app.log.back = match command {
+            Command::Up => (back + 1).min(log_max),
+            Command::Down => back.saturating_sub(1),
+            Command::PageUp => (back + page).min(log_max),
+            Command::PageDown => back.saturating_sub(page),
+            Command::Top => log_max,
+            Command::Bottom => 0,
+            _ => back,
+        };
+        return;
+    }
+    let row = match command {
+        Command::Up => app.cursor.saturating_sub(1),
+        Command::Down => app.cursor + 1,
+        Command::PageUp => app.cursor.saturating_sub(page),
+        Command::PageDown => app.cursor + page,
+        Command::Top => 0,
+        Command::Bottom => usize::MAX,
+        _ => app.cursor,
+    };
+    app.select_row(row);
+}
+
+/// Expands the selected layer, or collapses the layer of the selected row.
+fn fold(app: &mut App, command: Command) {
+    if command == Command::Expand {
+        if let Some(Row::Layer(depth)) = app.selected {
+            app.collapsed[depth] = false;
+            app.rebuild_rows();
+        }
+        return;
+    }
+    let depth = match app.selected {
+        Some(Row::Layer(depth)) => Some(depth),
+        Some(Row::Action(idx)) => app.layers.iter().position(|l| l.contains(&idx)),
+        None => None,
+    };
+    if let Some(depth) = depth {
+        app.collapsed[depth] = true;
+        app.selected = Some(Row::Layer(depth));
+        app.rebuild_rows();
+    }
+}
+
+fn jump_to_failure(app: &mut App) {
+    match app.root_failure() {
+        Some(idx) => {
+            app.reveal(idx);
+            app.flash = None;
+        }
+        None => app.flash = Some("no failures".into()),
+    }
+}
+
+/// Selects the next running action after the cursor, wrapping around.
+fn jump_to_running(app: &mut App) {
+    let is_running = |row: &Row| match row {
+        Row::Action(i) => app.state.action(*i).status == ActionStatus::Running,
+        Row::Layer(_) => false,
+    };
+    let after = app.rows.iter().skip(app.cursor + 1).find(|r| is_running(r));
+    match after
+        .or_else(|| app.rows.iter().find(|r| is_running(r)))
+        .copied()
+    {
+        Some(Row::Action(idx)) => app.reveal(idx),
+        _ => app.flash = Some("nothing is running".into()),
+    }
+}
+
+fn switch_view(app: &mut App, command: Command) {
+    match command {
         Command::SwitchPane => {
             app.focus = if app.focus == Focus::Dag {
                 Focus::Log
@@ -476,37 +622,21 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 View::Dag
             }
         }
-        Command::Help => app.overlay = Some(Overlay::Help),
-        Command::Reexecute => {
-            if app.driver_active || app.state.count(ActionStatus::Running) > 0 {
-                app.flash =
-                    Some("actions are still running: wait for them, or abort (a) first".into());
-            } else {
-                let previews = app.previews();
-                let choice = previews
-                    .iter()
-                    .position(|p| p.as_ref().is_some_and(|p| !p.will_run.is_empty()))
-                    .unwrap_or(0);
-                app.overlay = Some(Overlay::Reexecute { choice, previews });
-            }
-        }
-        Command::Abort => {
-            if app.state.status.is_finished() {
-                app.flash = Some(format!("the run has already {}", app.state.status));
-            } else {
-                app.overlay = Some(Overlay::ConfirmAbort);
-            }
-        }
-        Command::Quit => {
-            if app.driver_active {
-                app.overlay = Some(Overlay::ConfirmQuit);
-            } else {
-                app.quit = true;
-                return vec![Effect::Quit];
-            }
-        }
+        _ => {}
     }
-    Vec::new()
+}
+
+fn open_reexecute(app: &mut App) {
+    if app.driver_active || app.state.count(ActionStatus::Running) > 0 {
+        app.flash = Some("actions are still running: wait for them, or abort (a) first".into());
+        return;
+    }
+    let previews = app.previews();
+    let choice = previews
+        .iter()
+        .position(|p| p.as_ref().is_some_and(|p| !p.will_run.is_empty()))
+        .unwrap_or(0);
+    app.overlay = Some(Overlay::Reexecute { choice, previews });
 }
 
 fn on_overlay_key(app: &mut App, overlay: Overlay, key: KeyEvent) -> Vec<Effect> {

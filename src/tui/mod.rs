@@ -12,16 +12,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::driver::{self, Observer, Silent, TickOptions};
-use baton_core::scheduler::apply_reexecute;
+use baton_core::driver::{Observer, TickOptions};
+use baton_core::scheduler::Reexecute;
 use baton_core::state::{ActionState, LogEntry};
-use baton_core::{ActionIdx, Plan, Run, RunState, RunStatus, RunStore};
+use baton_core::{ActionIdx, Plan, Run, RunState, RunStore};
 use chrono::Utc;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use ratatui::DefaultTerminal;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use self::app::{update, App, Effect, Msg};
+use self::app::{update, App, AppOptions, Effect, Msg};
 use crate::locator::AnyStore;
+use crate::ops::{self, Aborted, Stopped};
 use crate::Failure;
 
 /// At most ~30 frames a second, and only when something changed.
@@ -37,9 +41,11 @@ pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Forwards engine progress into the console's channel.
+/// Forwards engine progress into the console's channel, and tells the store poller which
+/// versions the console has already been handed.
 struct ChannelObserver {
     tx: UnboundedSender<Msg>,
+    seen: watch::Sender<String>,
 }
 
 impl Observer for ChannelObserver {
@@ -54,6 +60,7 @@ impl Observer for ChannelObserver {
     }
 
     fn saved(&self, _plan: &Plan, state: &RunState, version: &str) {
+        self.seen.send_replace(version.to_string());
         let _ = self
             .tx
             .send(Msg::Snapshot(Box::new(state.clone()), version.to_string()));
@@ -64,57 +71,66 @@ pub struct ConsoleOptions {
     /// Drive the run from this process (as `baton run` does), with these tick options.
     pub drive: Option<TickOptions>,
     pub read_only: bool,
+    /// The run's newest state and version, when the caller just wrote them (a new run).
+    pub known: Option<(RunState, String)>,
 }
 
-/// Opens the console on `run` until the user quits. Returns the run's status at exit.
+/// Opens the console on `run` until the user quits. Returns the run's state at exit.
 pub async fn console(
     run: Arc<Run<AnyStore>>,
     options: ConsoleOptions,
-) -> Result<RunStatus, Failure> {
-    let (state, version) = run.load().await?;
+) -> Result<RunState, Failure> {
+    let (state, version) = match options.known {
+        Some(known) => known,
+        None => run.load().await?,
+    };
+    let app_options = AppOptions {
+        read_only: options.read_only,
+        color: color_enabled(),
+        driving: options.drive.is_some(),
+    };
+    let locator = run.store.locator();
     let plan = Arc::clone(&run.plan);
-    let mut app = App::new(plan, state, version, run.store.locator(), Utc::now());
-    app.read_only = options.read_only;
-    app.color = color_enabled();
-    app.driving = options.drive.is_some();
-
-    let (tx, mut rx) = unbounded_channel::<Msg>();
+    let mut app = App::new(plan, state, version, locator, Utc::now(), app_options);
     let mut terminal = ratatui::try_init()
         .map_err(|e| Failure::Infra(format!("cannot open the terminal: {e}")))?;
     let size = terminal.size().unwrap_or_default();
     update(&mut app, Msg::Resize(size.width, size.height));
+    let (tx, mut rx) = unbounded_channel::<Msg>();
+    let mut tasks = Tasks::start(run, options.drive, &app, tx);
+    let result = event_loop(&mut terminal, &mut app, &mut rx, &mut tasks).await;
+    let run = tasks.stop();
+    ratatui::restore();
+    result?;
+    final_state(&run, app).await
+}
 
-    let stop_input = Arc::new(AtomicBool::new(false));
-    spawn_input(tx.clone(), Arc::clone(&stop_input));
-    let clock = spawn_clock(tx.clone());
-    let stop_engine = options.drive.as_ref().map(|o| Arc::clone(&o.stop));
-    let mut engine = None;
-    if let Some(tick_options) = options.drive.clone() {
-        app.driver_active = true;
-        engine = Some(spawn_driver(Arc::clone(&run), tick_options, tx.clone()));
+/// The run's state as the console closes: the console's own unless the store holds a newer
+/// version, or the console shows engine progress no stored version holds.
+async fn final_state(run: &Run<AnyStore>, app: App) -> Result<RunState, Failure> {
+    if !app.unsaved_progress && run.store.head().await? == app.version {
+        return Ok(app.state);
     }
-    let poller = spawn_poller(Arc::clone(&run), app.version.clone(), tx.clone());
-    let remote = match (&app.state.state_machine, run.store.is_remote()) {
-        (Some(state_machine), true) => Some(spawn_remote_poller(
-            state_machine.clone(),
-            app.state.run_id.clone(),
-            tx.clone(),
-        )),
-        _ => None,
-    };
+    Ok(run.load().await?.0)
+}
 
+/// Draws at most one frame per [`FRAME`], and only when something changed, until the app
+/// quits or every sender is gone.
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    rx: &mut UnboundedReceiver<Msg>,
+    tasks: &mut Tasks,
+) -> Result<(), Failure> {
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
-    let result = loop {
-        if dirty {
-            let wait = FRAME.saturating_sub(last_draw.elapsed());
-            if wait.is_zero() {
-                if let Err(e) = terminal.draw(|frame| frame.render_widget(&app, frame.area())) {
-                    break Err(Failure::Infra(format!("drawing failed: {e}")));
-                }
-                last_draw = Instant::now();
-                dirty = false;
-            }
+    loop {
+        if dirty && FRAME.saturating_sub(last_draw.elapsed()).is_zero() {
+            terminal
+                .draw(|frame| frame.render_widget(&*app, frame.area()))
+                .map_err(|e| Failure::Infra(format!("drawing failed: {e}")))?;
+            last_draw = Instant::now();
+            dirty = false;
         }
         let msg = if dirty {
             match tokio::time::timeout(FRAME.saturating_sub(last_draw.elapsed()), rx.recv()).await {
@@ -124,70 +140,128 @@ pub async fn console(
         } else {
             rx.recv().await
         };
-        let Some(msg) = msg else { break Ok(()) };
+        let Some(msg) = msg else { return Ok(()) };
         // Ticks only matter while something is running (elapsed times move).
-        let redraw = !matches!(msg, Msg::Tick(_))
+        dirty |= !matches!(msg, Msg::Tick(_))
             || app.state.count(baton_core::ActionStatus::Running) > 0
             || !app.state.status.is_finished();
-        for effect in update(&mut app, msg) {
-            // `update` offers no controls in read-only mode; this is the second lock on the door.
-            if app.read_only && effect != Effect::Quit {
-                tracing::warn!(?effect, "read-only console: ignoring a change to the run");
-                continue;
-            }
-            match effect {
-                Effect::Quit => {}
-                Effect::Abort => spawn_abort(Arc::clone(&run), app.driver_active, tx.clone()),
-                Effect::AbortHard => spawn_abort_hard(
-                    Arc::clone(&run),
-                    app.state.state_machine.clone(),
-                    tx.clone(),
-                ),
-                Effect::Reexecute(mode)
-                    if run.store.is_remote() && app.state.state_machine.is_some() =>
-                {
-                    spawn_remote_reexecute(
-                        Arc::clone(&run),
-                        mode,
-                        app.state.state_machine.clone().unwrap_or_default(),
-                        tx.clone(),
-                    );
-                }
-                Effect::Reexecute(mode) => {
-                    if let Some(options) = options
-                        .drive
-                        .clone()
-                        .or_else(|| Some(TickOptions::default()))
-                    {
-                        app.driving = true;
-                        app.driver_active = true;
-                        engine = Some(spawn_reexecute(Arc::clone(&run), mode, options, tx.clone()));
-                    }
-                }
-            }
-        }
-        dirty |= redraw;
+        apply(app, tasks, msg);
         if app.quit {
-            break Ok(());
+            return Ok(());
         }
-    };
+    }
+}
 
-    stop_input.store(true, Ordering::Relaxed);
-    if let Some(stop) = stop_engine {
-        stop.store(true, Ordering::Relaxed);
+/// Updates the app with `msg` and starts the effects it asks for.
+fn apply(app: &mut App, tasks: &mut Tasks, msg: Msg) {
+    for effect in update(app, msg) {
+        // `update` offers no controls in read-only mode; this is the second lock on the door.
+        if app.read_only && effect != Effect::Quit {
+            tracing::warn!(?effect, "read-only console: ignoring a change to the run");
+            continue;
+        }
+        // A driver started here counts at once, so a second re-execute cannot slip in before
+        // a queued message would say so.
+        if let Some(now) = tasks.perform(effect, app) {
+            apply(app, tasks, now);
+        }
     }
-    clock.abort();
-    poller.abort();
-    if let Some(remote) = remote {
-        remote.abort();
+}
+
+/// What runs beside the console: terminal input, the clock, the store poller, the engine
+/// when this process drives the run, and the Step Functions poller for remote runs.
+struct Tasks {
+    run: Arc<Run<AnyStore>>,
+    tx: UnboundedSender<Msg>,
+    /// The newest state version the console has been handed.
+    seen: watch::Sender<String>,
+    drive: Option<TickOptions>,
+    stop_input: Arc<AtomicBool>,
+    clock: JoinHandle<()>,
+    poller: JoinHandle<()>,
+    remote: Option<JoinHandle<()>>,
+    engine: Option<JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn start(
+        run: Arc<Run<AnyStore>>,
+        drive: Option<TickOptions>,
+        app: &App,
+        tx: UnboundedSender<Msg>,
+    ) -> Self {
+        let stop_input = Arc::new(AtomicBool::new(false));
+        spawn_input(tx.clone(), Arc::clone(&stop_input));
+        let (seen, _) = watch::channel(app.version.clone());
+        let engine = drive.clone().map(|options| {
+            let observer = ChannelObserver {
+                tx: tx.clone(),
+                seen: seen.clone(),
+            };
+            tokio::spawn(drive_into_console(Arc::clone(&run), options, observer))
+        });
+        let remote = ops::remote_driver(&run, &app.state).map(|state_machine| {
+            spawn_remote_poller(
+                state_machine.to_string(),
+                app.state.run_id.clone(),
+                tx.clone(),
+            )
+        });
+        Tasks {
+            clock: spawn_clock(tx.clone()),
+            poller: spawn_poller(Arc::clone(&run), seen.clone(), tx.clone()),
+            run,
+            tx,
+            seen,
+            drive,
+            stop_input,
+            remote,
+            engine,
+        }
     }
-    if let Some(engine) = engine {
-        engine.abort();
+
+    /// Starts what an effect asks for. Returns the message that takes effect at once, if any.
+    fn perform(&mut self, effect: Effect, app: &App) -> Option<Msg> {
+        let run = Arc::clone(&self.run);
+        let tx = self.tx.clone();
+        match effect {
+            Effect::Quit => {}
+            Effect::Abort => spawn_abort(run, app.driver_active, tx),
+            Effect::AbortHard => spawn_abort_hard(run, tx),
+            Effect::Reexecute(mode) => match ops::remote_driver(&run, &app.state) {
+                Some(state_machine) => {
+                    spawn_remote_reexecute(run, mode, state_machine.to_string(), tx);
+                }
+                None => {
+                    let options = self.drive.clone().unwrap_or_default();
+                    let observer = ChannelObserver {
+                        tx,
+                        seen: self.seen.clone(),
+                    };
+                    self.engine = Some(spawn_reexecute(run, mode, options, observer));
+                    return Some(Msg::DriverStarted);
+                }
+            },
+        }
+        None
     }
-    ratatui::restore();
-    result?;
-    let (state, _) = run.load().await?;
-    Ok(state.status)
+
+    /// Stops everything; hands back the run.
+    fn stop(self) -> Arc<Run<AnyStore>> {
+        self.stop_input.store(true, Ordering::Relaxed);
+        if let Some(options) = &self.drive {
+            options.stop.store(true, Ordering::Relaxed);
+        }
+        self.clock.abort();
+        self.poller.abort();
+        if let Some(remote) = self.remote {
+            remote.abort();
+        }
+        if let Some(engine) = self.engine {
+            engine.abort();
+        }
+        self.run
+    }
 }
 
 fn spawn_input(tx: UnboundedSender<Msg>, stop: Arc<AtomicBool>) {
@@ -212,7 +286,7 @@ fn spawn_input(tx: UnboundedSender<Msg>, stop: Arc<AtomicBool>) {
     });
 }
 
-fn spawn_clock(tx: UnboundedSender<Msg>) -> tokio::task::JoinHandle<()> {
+fn spawn_clock(tx: UnboundedSender<Msg>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_millis(250));
         loop {
@@ -224,20 +298,22 @@ fn spawn_clock(tx: UnboundedSender<Msg>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Watches the store for versions written by anyone (another driver, an abort).
+/// Watches the store for versions written by anyone else (another driver, an abort); the
+/// versions this process's engine saved reach the console without a second read.
 fn spawn_poller(
     run: Arc<Run<AnyStore>>,
-    mut seen: String,
+    seen: watch::Sender<String>,
     tx: UnboundedSender<Msg>,
-) -> tokio::task::JoinHandle<()> {
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(500);
         loop {
             tokio::time::sleep(delay).await;
             match run.store.head().await {
-                Ok(head) if head != seen => match run.load().await {
+                Ok(head) if *seen.borrow() == head => {}
+                Ok(_) => match run.load().await {
                     Ok((state, version)) => {
-                        seen = version.clone();
+                        seen.send_replace(version.clone());
                         delay = Duration::from_millis(500);
                         if tx.send(Msg::Snapshot(Box::new(state), version)).is_err() {
                             return;
@@ -247,17 +323,12 @@ fn spawn_poller(
                         let _ = tx.send(Msg::Flash(format!("cannot read the run: {e}")));
                     }
                 },
-                Ok(_) => {}
                 Err(e) => {
                     // Back off while the store is unhappy, and say so.
                     delay = (delay * 2).min(Duration::from_secs(10));
-                    if tx
-                        .send(Msg::Flash(format!(
-                            "store unavailable (retrying in {}s): {e}",
-                            delay.as_secs()
-                        )))
-                        .is_err()
-                    {
+                    let retrying =
+                        format!("store unavailable (retrying in {}s): {e}", delay.as_secs());
+                    if tx.send(Msg::Flash(retrying)).is_err() {
                         return;
                     }
                 }
@@ -266,119 +337,89 @@ fn spawn_poller(
     })
 }
 
-fn spawn_driver(
+/// Drives the run here, reporting progress and the end to the console.
+async fn drive_into_console(
     run: Arc<Run<AnyStore>>,
     options: TickOptions,
-    tx: UnboundedSender<Msg>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let executor = Arc::new(crate::aws::executor(&run.plan).await);
-        let observer = ChannelObserver { tx: tx.clone() };
-        let result = driver::drive(&run, &executor, &options, &observer).await;
-        let _ = tx.send(Msg::DriverDone(
-            result.map(|r| r.status()).map_err(|e| e.to_string()),
-        ));
-    })
+    observer: ChannelObserver,
+) {
+    let result = ops::drive(&run, &options, &observer).await;
+    let _ = observer.tx.send(Msg::DriverDone(
+        result.map(|r| r.status()).map_err(|e| e.to_string()),
+    ));
 }
 
 fn spawn_reexecute(
     run: Arc<Run<AnyStore>>,
-    mode: baton_core::Reexecute,
+    mode: Reexecute,
     options: TickOptions,
-    tx: UnboundedSender<Msg>,
-) -> tokio::task::JoinHandle<()> {
+    observer: ChannelObserver,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let reset = async {
-            let _guard = run.store.lock_driver()?;
-            run.update(|plan, state| apply_reexecute(plan, state, mode, Utc::now()))
-                .await?;
-            Ok::<_, baton_core::RunError>(())
-        };
-        if let Err(e) = reset.await {
-            let _ = tx.send(Msg::DriverDone(Err(format!("re-execute failed: {e}"))));
+        if let Err(e) = ops::reset(&run, mode).await {
+            let failed = Msg::DriverDone(Err(format!("re-execute failed: {e}")));
+            let _ = observer.tx.send(failed);
             return;
         }
-        let _ = tx.send(Msg::Flash("re-executing…".into()));
-        let executor = Arc::new(crate::aws::executor(&run.plan).await);
-        let observer = ChannelObserver { tx: tx.clone() };
-        let result = driver::drive(&run, &executor, &options, &observer).await;
-        let _ = tx.send(Msg::DriverDone(
-            result.map(|r| r.status()).map_err(|e| e.to_string()),
-        ));
+        let _ = observer.tx.send(Msg::Flash("re-executing…".into()));
+        drive_into_console(run, options, observer).await;
     })
+}
+
+fn spawn_remote_reexecute(
+    run: Arc<Run<AnyStore>>,
+    mode: Reexecute,
+    state_machine: String,
+    tx: UnboundedSender<Msg>,
+) {
+    tokio::spawn(async move {
+        let flash = match ops::reexecute_remotely(&run, mode, &state_machine).await {
+            Ok(started) => format!("re-executing in execution {}", started.name),
+            Err(e) => format!("re-execute failed: {e}"),
+        };
+        let _ = tx.send(Msg::Flash(flash));
+    });
 }
 
 fn spawn_abort(run: Arc<Run<AnyStore>>, driven_here: bool, tx: UnboundedSender<Msg>) {
     tokio::spawn(async move {
-        let result = async {
-            run.update(|_, state| state.abort_requested = true).await?;
-            if !driven_here {
-                // Nobody may be driving it: settle the abort now if we can take the run.
-                if let Ok(_guard) = run.store.lock_driver() {
-                    crate::commands::retry::settle_abort(&run).await?;
-                }
-            }
-            Ok::<_, baton_core::RunError>(())
-        }
-        .await;
-        let _ = tx.send(Msg::Flash(match result {
-            Ok(()) => "abort requested".into(),
+        let flash = match ops::abort(&run, driven_here).await {
+            Ok(Aborted::AlreadyFinished { status, .. }) => format!("the run has already {status}"),
+            Ok(Aborted::Requested { .. }) => "abort requested".into(),
             Err(e) => format!("abort failed: {e}"),
-        }));
+        };
+        let _ = tx.send(Msg::Flash(flash));
     });
 }
 
-/// Polls the run's newest execution: status, history events used (the newest event's id, read
-/// newest-first with one small page), and the latest events. Backs off while throttled.
+fn spawn_abort_hard(run: Arc<Run<AnyStore>>, tx: UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        let flash = match ops::abort_hard(&run, "from the console").await {
+            Ok(Aborted::AlreadyFinished { status, .. }) => format!("the run has already {status}"),
+            Ok(Aborted::Requested { stopped, .. }) => {
+                let stopped = match stopped {
+                    Stopped::Executions(n) => n,
+                    Stopped::NotAsked | Stopped::NoExecution => 0,
+                };
+                format!("aborted; stopped {stopped} execution(s)")
+            }
+            Err(e) => format!("abort failed: {e}"),
+        };
+        let _ = tx.send(Msg::Flash(flash));
+    });
+}
+
+/// Polls the run's newest execution; backs off while Step Functions throttles or fails.
 fn spawn_remote_poller(
     state_machine: String,
     run_id: String,
     tx: UnboundedSender<Msg>,
-) -> tokio::task::JoinHandle<()> {
-    use aws_sdk_sfn::types::HistoryEvent;
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let client = crate::remote::client().await;
         let mut delay = Duration::from_secs(2);
         loop {
-            let result = async {
-                let executions = crate::remote::executions(&client, &state_machine, &run_id)
-                    .await
-                    .map_err(|e| format!("{e:?}"))?;
-                let Some(newest) = executions.first() else {
-                    return Ok(None);
-                };
-                let page = client
-                    .get_execution_history()
-                    .execution_arn(newest.execution_arn())
-                    .reverse_order(true)
-                    .max_results(100)
-                    .send()
-                    .await
-                    .map_err(|e| baton_core::aws::describe(&e))?;
-                // Newest first where the service honours reverseOrder; sort by id either way.
-                let mut events: Vec<&HistoryEvent> = page.events().iter().collect();
-                events.sort_by_key(|e| e.id());
-                let recent = events
-                    .iter()
-                    .map(|e| {
-                        let at = chrono::DateTime::from_timestamp(
-                            e.timestamp().secs(),
-                            e.timestamp().subsec_nanos(),
-                        )
-                        .unwrap_or_default();
-                        (at, format!("#{} {}", e.id(), e.r#type().as_str()))
-                    })
-                    .collect();
-                Ok::<_, String>(Some(app::RemoteInfo {
-                    execution: newest.name().to_string(),
-                    status: newest.status().as_str().to_string(),
-                    events: events.last().map_or(0, |e| e.id() as u64),
-                    executions: executions.len(),
-                    recent,
-                }))
-            }
-            .await;
-            match result {
+            match crate::remote::newest_execution(&client, &state_machine, &run_id).await {
                 Ok(Some(info)) => {
                     delay = Duration::from_secs(2);
                     if tx.send(Msg::Remote(Box::new(info))).is_err() {
@@ -388,13 +429,9 @@ fn spawn_remote_poller(
                 Ok(None) => {}
                 Err(e) => {
                     delay = (delay * 2).min(Duration::from_secs(30));
-                    if tx
-                        .send(Msg::Flash(format!(
-                            "Step Functions: {e} (retrying in {}s)",
-                            delay.as_secs()
-                        )))
-                        .is_err()
-                    {
+                    let retrying =
+                        format!("Step Functions: {e} (retrying in {}s)", delay.as_secs());
+                    if tx.send(Msg::Flash(retrying)).is_err() {
                         return;
                     }
                 }
@@ -402,71 +439,4 @@ fn spawn_remote_poller(
             tokio::time::sleep(delay).await;
         }
     })
-}
-
-fn spawn_remote_reexecute(
-    run: Arc<Run<AnyStore>>,
-    mode: baton_core::Reexecute,
-    state_machine: String,
-    tx: UnboundedSender<Msg>,
-) {
-    tokio::spawn(async move {
-        let result = async {
-            let ((), state, _) = run
-                .update(|plan, state| drop(apply_reexecute(plan, state, mode, Utc::now())))
-                .await
-                .map_err(|e| e.to_string())?;
-            let sfn = crate::remote::client().await;
-            let existing = crate::remote::executions(&sfn, &state_machine, &state.run_id)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
-            let name = crate::remote::retry_name(&state.run_id, &existing);
-            crate::remote::start(&sfn, &state_machine, &run.store.locator(), &name)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
-            Ok::<_, String>(name)
-        }
-        .await;
-        let _ = tx.send(Msg::Flash(match result {
-            Ok(name) => format!("re-executing in execution {name}"),
-            Err(e) => format!("re-execute failed: {e}"),
-        }));
-    });
-}
-
-fn spawn_abort_hard(
-    run: Arc<Run<AnyStore>>,
-    state_machine: Option<String>,
-    tx: UnboundedSender<Msg>,
-) {
-    tokio::spawn(async move {
-        let result = async {
-            let ((), state, _) = run
-                .update(|_, state| state.abort_requested = true)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut stopped = 0;
-            if let Some(state_machine) = state_machine {
-                let sfn = crate::remote::client().await;
-                let cause = format!(
-                    "run {} aborted by an operator from the console",
-                    state.run_id
-                );
-                stopped = crate::remote::stop_running(&sfn, &state_machine, &state.run_id, &cause)
-                    .await
-                    .map_err(|e| format!("{e:?}"))?;
-            }
-            // With the execution stopped nobody else will honour the abort: settle it here.
-            let executor = Arc::new(crate::aws::executor(&run.plan).await);
-            driver::tick(&run, &executor, &TickOptions::default(), &Silent)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(stopped)
-        }
-        .await;
-        let _ = tx.send(Msg::Flash(match result {
-            Ok(stopped) => format!("aborted; stopped {stopped} execution(s)"),
-            Err(e) => format!("abort failed: {e}"),
-        }));
-    });
 }

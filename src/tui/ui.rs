@@ -1,17 +1,16 @@
 //! Rendering: a pure function of [`App`]. No IO, no mutation.
 
-use baton_core::redact::{redact_value, Secrets};
-use baton_core::scheduler::context_for;
-use baton_core::state::Level;
-use baton_core::template::render_params;
-use baton_core::{ActionIdx, ActionStatus, RunStatus};
+use baton_core::redact::redact_value;
+use baton_core::scheduler::Preview;
+use baton_core::state::{ActionState, Level, LogEntry, Timestamp};
+use baton_core::{Action, ActionIdx, ActionStatus, RunStatus};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 
-use super::app::{App, Focus, Overlay, Row, View, REEXECUTE_CHOICES};
+use super::app::{App, Focus, Overlay, RemoteInfo, Row, View, REEXECUTE_CHOICES};
 use super::keymap;
 use super::timeline::Timeline;
 use crate::output::{format_elapsed, symbol};
@@ -120,14 +119,23 @@ impl Widget for &App {
 
 fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
     let counts = app.counts();
-    let total = app.plan.len().max(1);
     let done = counts[ActionStatus::Complete as usize]
         + counts[ActionStatus::Skipped as usize]
         + counts[ActionStatus::Failed as usize]
         + counts[ActionStatus::Blocked as usize]
         + counts[ActionStatus::Cancelled as usize];
+    let fraction = done as f64 / app.plan.len().max(1) as f64;
+    let lines = vec![
+        run_line(app, done, fraction),
+        counts_line(app, &counts, fraction),
+        store_line(app),
+    ];
+    Paragraph::new(lines).render(area, buf);
+}
+
+/// ` baton <run id>  ▶ running  elapsed 9.0s  ETA ~3.0s`
+fn run_line(app: &App, done: usize, fraction: f64) -> Line<'static> {
     let elapsed = app.run_elapsed();
-    let fraction = done as f64 / total as f64;
     let eta = if !app.state.status.is_finished() && done > 0 && fraction < 1.0 {
         let left = elapsed.as_secs_f64() / fraction - elapsed.as_secs_f64();
         format!(
@@ -148,7 +156,7 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         ""
     };
-    let line1 = Line::from(vec![
+    Line::from(vec![
         Span::styled(" baton ", app.accent().add_modifier(Modifier::BOLD)),
         Span::raw(app.state.run_id.clone()),
         Span::raw("  "),
@@ -157,7 +165,11 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
             app.run_style(),
         ),
         Span::raw(format!("  elapsed {}{eta}", format_elapsed(elapsed))),
-    ]);
+    ])
+}
+
+/// Counts per status and a progress bar.
+fn counts_line(app: &App, counts: &[usize; 7], fraction: f64) -> Line<'static> {
     let mut spans = vec![Span::raw(" ")];
     for status in ActionStatus::ALL {
         let n = counts[status as usize];
@@ -180,6 +192,11 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
         ),
         app.accent(),
     ));
+    Line::from(spans)
+}
+
+/// Where the run is, how fresh the view is, who drives it; the execution of a remote run.
+fn store_line(app: &App) -> Line<'static> {
     let ago = (app.now - app.last_updated)
         .to_std()
         .map(format_elapsed)
@@ -192,40 +209,45 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
     };
     // S3 version ids are long; a prefix is enough to tell versions apart on screen.
     let version: String = app.version.chars().take(10).collect();
-    let mut line3 = vec![Span::styled(
+    let mut spans = vec![Span::styled(
         format!(" {}  v{version}  updated {ago} ago  {mode}", app.locator),
         app.dim(),
     )];
     if let Some(remote) = &app.remote {
-        let next = app
-            .state
-            .actions
-            .iter()
-            .filter_map(|a| a.next_check_at)
-            .min()
-            .and_then(|t| (t - app.now).to_std().ok())
-            .map(|d| format!(" · next tick in {}", format_elapsed(d)))
-            .unwrap_or_default();
-        let share = remote.events as f64 / super::app::HISTORY_LIMIT as f64;
-        let style = if share > 0.8 {
-            app.style(ActionStatus::Failed)
-        } else {
-            app.accent()
-        };
-        line3.push(Span::styled(
-            format!(
-                "  │ {} {} · history {}/{} · {} ticks{next}",
-                remote.execution,
-                remote.status,
-                remote.events,
-                super::app::HISTORY_LIMIT,
-                app.state.invocations
-            ),
-            style,
-        ));
+        spans.push(execution_span(app, remote));
     }
-    let line3 = Line::from(line3);
-    Paragraph::new(vec![line1, Line::from(spans), line3]).render(area, buf);
+    Line::from(spans)
+}
+
+/// `│ <execution> RUNNING · history 212/25000 · 7 ticks · next tick in 3.0s`, in the failure
+/// style once most of the history budget is used.
+fn execution_span(app: &App, remote: &RemoteInfo) -> Span<'static> {
+    let next = app
+        .state
+        .actions
+        .iter()
+        .filter_map(|a| a.next_check_at)
+        .min()
+        .and_then(|t| (t - app.now).to_std().ok())
+        .map(|d| format!(" · next tick in {}", format_elapsed(d)))
+        .unwrap_or_default();
+    let share = remote.events as f64 / super::app::HISTORY_LIMIT as f64;
+    let style = if share > 0.8 {
+        app.style(ActionStatus::Failed)
+    } else {
+        app.accent()
+    };
+    Span::styled(
+        format!(
+            "  │ {} {} · history {}/{} · {} ticks{next}",
+            remote.execution,
+            remote.status,
+            remote.events,
+            super::app::HISTORY_LIMIT,
+            app.state.invocations
+        ),
+        style,
+    )
 }
 
 fn pane_block(app: &App, title: String, focused: bool) -> Block<'static> {
@@ -257,42 +279,8 @@ fn render_dag(app: &App, area: Rect, buf: &mut Buffer) {
         let y = inner.y + (line - offset) as u16;
         let selected = line == app.cursor;
         let spans = match *row {
-            Row::Layer(depth) => {
-                let members = &app.layers[depth];
-                let fold = if app.collapsed[depth] { "▸" } else { "▾" };
-                let mut spans = vec![Span::styled(
-                    format!("{fold} layer {depth} · {} ", members.len()),
-                    app.dim(),
-                )];
-                let mut per = [0usize; 7];
-                for &i in members {
-                    per[app.state.action(i).status as usize] += 1;
-                }
-                for status in ActionStatus::ALL {
-                    if per[status as usize] > 0 && status != ActionStatus::Pending {
-                        spans.push(Span::styled(
-                            format!("{}{} ", symbol(status), per[status as usize]),
-                            app.style(status),
-                        ));
-                    }
-                }
-                spans
-            }
-            Row::Action(idx) => {
-                let a = app.state.action(idx);
-                let elapsed = app
-                    .action_elapsed(idx)
-                    .map(format_elapsed)
-                    .unwrap_or_default();
-                let label_room = width.saturating_sub(4 + 8).max(4);
-                let label = truncate(app.plan.label(idx), label_room);
-                vec![
-                    Span::raw("  "),
-                    Span::styled(format!("{} ", symbol(a.status)), app.style(a.status)),
-                    Span::styled(format!("{label:<label_room$}"), app.style(a.status)),
-                    Span::styled(format!("{elapsed:>7}"), app.dim()),
-                ]
-            }
+            Row::Layer(depth) => layer_spans(app, depth),
+            Row::Action(idx) => action_spans(app, idx, width),
         };
         let mut style = Style::new();
         if selected {
@@ -311,6 +299,46 @@ fn render_dag(app: &App, area: Rect, buf: &mut Buffer) {
             );
         }
     }
+}
+
+/// `▾ layer 2 · 4 ✔3 ▶1`: the fold, the size, and how many are in each status but pending.
+fn layer_spans(app: &App, depth: usize) -> Vec<Span<'static>> {
+    let members = &app.layers[depth];
+    let fold = if app.collapsed[depth] { "▸" } else { "▾" };
+    let mut spans = vec![Span::styled(
+        format!("{fold} layer {depth} · {} ", members.len()),
+        app.dim(),
+    )];
+    let mut per = [0usize; 7];
+    for &i in members {
+        per[app.state.action(i).status as usize] += 1;
+    }
+    for status in ActionStatus::ALL {
+        if per[status as usize] > 0 && status != ActionStatus::Pending {
+            spans.push(Span::styled(
+                format!("{}{} ", symbol(status), per[status as usize]),
+                app.style(status),
+            ));
+        }
+    }
+    spans
+}
+
+/// `  ✔ build-api        4.0s`, the label cut to the pane's `width`.
+fn action_spans(app: &App, idx: ActionIdx, width: usize) -> Vec<Span<'static>> {
+    let a = app.state.action(idx);
+    let elapsed = app
+        .action_elapsed(idx)
+        .map(format_elapsed)
+        .unwrap_or_default();
+    let label_room = width.saturating_sub(4 + 8).max(4);
+    let label = truncate(app.plan.label(idx), label_room);
+    vec![
+        Span::raw("  "),
+        Span::styled(format!("{} ", symbol(a.status)), app.style(a.status)),
+        Span::styled(format!("{label:<label_room$}"), app.style(a.status)),
+        Span::styled(format!("{elapsed:>7}"), app.dim()),
+    ]
 }
 
 fn truncate(text: &str, width: usize) -> String {
@@ -346,11 +374,37 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         format!(" {} · {} ", def.label, def.action_type.name()),
         false,
     );
-    let key = |k: &str| Span::styled(format!("{k:<11}"), app.dim());
     let mut lines = Vec::new();
     if let Some(description) = &def.description {
         lines.push(Line::from(description.clone()));
     }
+    push_progress(app, idx, a, &mut lines);
+    push_neighbours(app, idx, &mut lines);
+    push_definition(app, def, &mut lines);
+    if let Some(params) = app.selected_params() {
+        lines.push(Line::from(detail_key(app, "params")));
+        push_json(&mut lines, &params.value);
+    }
+    if !a.outputs.is_empty() {
+        lines.push(Line::from(detail_key(app, "outputs")));
+        push_json(
+            &mut lines,
+            &redact_value(&serde_json::Value::Object((*a.outputs).clone())),
+        );
+    }
+    Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false })
+        .render(area, buf);
+}
+
+fn detail_key(app: &App, key: &str) -> Span<'static> {
+    Span::styled(format!("{key:<11}"), app.dim())
+}
+
+/// Status, attempt, what blocks it, its error and its times.
+fn push_progress(app: &App, idx: ActionIdx, a: &ActionState, lines: &mut Vec<Line<'static>>) {
+    let key = |k: &str| detail_key(app, k);
     let attempts = if a.attempt > 1 {
         format!("  attempt {}", a.attempt)
     } else {
@@ -383,8 +437,7 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
             Span::styled(error.clone(), app.style(ActionStatus::Failed)),
         ]));
     }
-    let time =
-        |t: &Option<baton_core::state::Timestamp>| t.map(|t| t.format("%H:%M:%S%.3f").to_string());
+    let time = |t: &Option<Timestamp>| t.map(|t| t.format("%H:%M:%S%.3f").to_string());
     if let Some(started) = time(&a.started_at) {
         let finished = time(&a.finished_at)
             .map(|f| format!("  finished {f}"))
@@ -397,6 +450,10 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(next) = time(&a.next_check_at) {
         lines.push(Line::from(vec![key("next check"), Span::raw(next)]));
     }
+}
+
+/// What the action needs and what needs it, each with its status.
+fn push_neighbours(app: &App, idx: ActionIdx, lines: &mut Vec<Line<'static>>) {
     let list = |items: &[ActionIdx]| -> Vec<Span<'static>> {
         if items.is_empty() {
             return vec![Span::raw("-")];
@@ -414,46 +471,28 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         }
         spans
     };
-    let mut needs = vec![key("needs")];
+    let mut needs = vec![detail_key(app, "needs")];
     needs.extend(list(&app.plan.deps[idx as usize]));
     lines.push(Line::from(needs));
-    let mut needed_by = vec![key("needed by")];
+    let mut needed_by = vec![detail_key(app, "needed by")];
     needed_by.extend(list(&app.plan.dependents[idx as usize]));
     lines.push(Line::from(needed_by));
+}
+
+/// The action's condition and timeout, as written.
+fn push_definition(app: &App, def: &Action, lines: &mut Vec<Line<'static>>) {
     if let Some(condition) = &def.condition {
         lines.push(Line::from(vec![
-            key("condition"),
+            detail_key(app, "condition"),
             Span::raw(condition.clone()),
         ]));
     }
     if let Some(timeout) = def.timeout {
         lines.push(Line::from(vec![
-            key("timeout"),
+            detail_key(app, "timeout"),
             Span::raw(baton_core::duration::format_duration(timeout)),
         ]));
     }
-    if !def.params.is_null() {
-        let params = if def.templated {
-            render_params(&def.params, &context_for(&app.plan, &app.state, idx))
-                .unwrap_or_else(|_| def.params.clone())
-        } else {
-            def.params.clone()
-        };
-        lines.push(Line::from(key("params")));
-        let secrets = Secrets::for_action(&app.plan, &app.state, idx);
-        push_json(&mut lines, &secrets.redact_value(&params));
-    }
-    if !a.outputs.is_empty() {
-        lines.push(Line::from(key("outputs")));
-        push_json(
-            &mut lines,
-            &redact_value(&serde_json::Value::Object((*a.outputs).clone())),
-        );
-    }
-    Paragraph::new(lines)
-        .block(block)
-        .wrap(Wrap { trim: false })
-        .render(area, buf);
 }
 
 fn push_json(lines: &mut Vec<Line<'static>>, value: &serde_json::Value) {
@@ -465,45 +504,7 @@ fn push_json(lines: &mut Vec<Line<'static>>, value: &serde_json::Value) {
 
 fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
     if let (true, Some(remote)) = (app.log.history, &app.remote) {
-        // The selected action's ticks: events from a second before it started until it finished
-        // (or now); with no action selected, the newest events.
-        let window = app.selected_action().and_then(|idx| {
-            let a = app.state.action(idx);
-            let start = a.started_at? - chrono::Duration::seconds(1);
-            let end = match a.status {
-                ActionStatus::Running => app.now,
-                _ => a.finished_at.unwrap_or(app.now),
-            } + chrono::Duration::seconds(1);
-            Some((app.plan.label(idx), start, end))
-        });
-        let (title, lines): (String, Vec<Line>) = match window {
-            Some((label, start, end)) => (
-                format!(
-                    " execution {} · events during {label}'s ticks ",
-                    remote.execution
-                ),
-                remote
-                    .recent
-                    .iter()
-                    .filter(|(t, _)| *t >= start && *t <= end)
-                    .map(|(t, e)| Line::raw(format!("{} {e}", t.format("%H:%M:%S"))))
-                    .collect(),
-            ),
-            None => (
-                format!(" execution {} · newest history events ", remote.execution),
-                remote
-                    .recent
-                    .iter()
-                    .map(|(t, e)| Line::raw(format!("{} {e}", t.format("%H:%M:%S"))))
-                    .collect(),
-            ),
-        };
-        let height = area.height.saturating_sub(2) as usize;
-        let skip = lines.len().saturating_sub(height);
-        let block = pane_block(app, title, app.focus == Focus::Log);
-        Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>())
-            .block(block)
-            .render(area, buf);
+        render_history(app, remote, area, buf);
         return;
     }
     let thread = match (app.log.run_thread, app.selected_action()) {
@@ -529,45 +530,7 @@ fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
     // Long lines wrap (errors are often long); fill the pane from the newest entry upwards.
     let mut rows: Vec<Line> = Vec::with_capacity(height);
     for entry in entries[..end].iter().rev() {
-        let style = match entry.level {
-            Level::Error => app.style(ActionStatus::Failed),
-            Level::Warn => app.style(ActionStatus::Running),
-            _ => Style::new(),
-        };
-        let mut prefix = String::new();
-        if app.log.timestamps {
-            prefix.push_str(&format!("{} ", entry.t.format("%H:%M:%S%.3f")));
-        }
-        if matches!(entry.level, Level::Warn | Level::Error) {
-            prefix.push_str(entry.level.as_str());
-            prefix.push(' ');
-        }
-        let text: Vec<char> = prefix.chars().chain(entry.msg.chars()).collect();
-        let prefix_len = prefix.chars().count();
-        let chunks: Vec<Line> = text
-            .chunks(width)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let chunk: String = chunk.iter().collect();
-                if i == 0 && prefix_len > 0 && prefix_len <= chunk.chars().count() {
-                    let (head, tail) = chunk.split_at(
-                        chunk
-                            .char_indices()
-                            .nth(prefix_len)
-                            .map_or(chunk.len(), |(b, _)| b),
-                    );
-                    Line::from(vec![
-                        Span::styled(head.to_string(), app.dim()),
-                        Span::styled(tail.to_string(), style),
-                    ])
-                } else {
-                    Line::styled(chunk, style)
-                }
-            })
-            .collect();
-        for line in chunks.into_iter().rev() {
-            rows.push(line);
-        }
+        rows.extend(log_rows(app, entry, width).into_iter().rev());
         if rows.len() >= height {
             break;
         }
@@ -585,6 +548,85 @@ fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
             inner.width,
         );
     }
+}
+
+/// A remote run's execution history: the events of the selected action's ticks (from a second
+/// before it started until it finished, or now), or with no action selected the newest events.
+fn render_history(app: &App, remote: &RemoteInfo, area: Rect, buf: &mut Buffer) {
+    let window = app.selected_action().and_then(|idx| {
+        let a = app.state.action(idx);
+        let start = a.started_at? - chrono::Duration::seconds(1);
+        let end = match a.status {
+            ActionStatus::Running => app.now,
+            _ => a.finished_at.unwrap_or(app.now),
+        } + chrono::Duration::seconds(1);
+        Some((app.plan.label(idx), start, end))
+    });
+    let event_line =
+        |(t, e): &(Timestamp, String)| Line::raw(format!("{} {e}", t.format("%H:%M:%S")));
+    let (title, lines): (String, Vec<Line>) = match window {
+        Some((label, start, end)) => (
+            format!(
+                " execution {} · events during {label}'s ticks ",
+                remote.execution
+            ),
+            remote
+                .recent
+                .iter()
+                .filter(|(t, _)| *t >= start && *t <= end)
+                .map(event_line)
+                .collect(),
+        ),
+        None => (
+            format!(" execution {} · newest history events ", remote.execution),
+            remote.recent.iter().map(event_line).collect(),
+        ),
+    };
+    let height = area.height.saturating_sub(2) as usize;
+    let skip = lines.len().saturating_sub(height);
+    let block = pane_block(app, title, app.focus == Focus::Log);
+    Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>())
+        .block(block)
+        .render(area, buf);
+}
+
+/// One log entry wrapped to `width`: its time and level (dimmed) lead the first row.
+fn log_rows(app: &App, entry: &LogEntry, width: usize) -> Vec<Line<'static>> {
+    let style = match entry.level {
+        Level::Error => app.style(ActionStatus::Failed),
+        Level::Warn => app.style(ActionStatus::Running),
+        _ => Style::new(),
+    };
+    let mut prefix = String::new();
+    if app.log.timestamps {
+        prefix.push_str(&format!("{} ", entry.t.format("%H:%M:%S%.3f")));
+    }
+    if matches!(entry.level, Level::Warn | Level::Error) {
+        prefix.push_str(entry.level.as_str());
+        prefix.push(' ');
+    }
+    let text: Vec<char> = prefix.chars().chain(entry.msg.chars()).collect();
+    let prefix_len = prefix.chars().count();
+    text.chunks(width)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let chunk: String = chunk.iter().collect();
+            if i == 0 && prefix_len > 0 && prefix_len <= chunk.chars().count() {
+                let (head, tail) = chunk.split_at(
+                    chunk
+                        .char_indices()
+                        .nth(prefix_len)
+                        .map_or(chunk.len(), |(b, _)| b),
+                );
+                Line::from(vec![
+                    Span::styled(head.to_string(), app.dim()),
+                    Span::styled(tail.to_string(), style),
+                ])
+            } else {
+                Line::styled(chunk, style)
+            }
+        })
+        .collect()
 }
 
 fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
@@ -638,110 +680,14 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 fn render_overlay(app: &App, overlay: &Overlay, area: Rect, buf: &mut Buffer) {
     let (title, lines, width, height): (&str, Vec<Line>, u16, u16) = match overlay {
         Overlay::Help => {
-            let mut lines: Vec<Line> = keymap::visible(app.read_only)
-                .map(|b| {
-                    Line::from(vec![
-                        Span::styled(format!("{:<8}", b.label), app.accent()),
-                        Span::raw(b.help),
-                    ])
-                })
-                .collect();
-            lines.push(Line::raw(""));
-            lines.push(Line::styled("any key closes this help", app.dim()));
+            let lines = help_lines(app);
             let height = lines.len() as u16 + 2;
             (" keys ", lines, 76, height)
         }
-        Overlay::ConfirmAbort => (
-            " abort the run? ",
-            vec![
-                Line::raw(format!("Abort run {}?", app.state.run_id)),
-                Line::raw("Running actions are cancelled where their type can cancel (a stack"),
-                Line::raw("that is being created cannot be); nothing else will start."),
-                Line::raw(""),
-                Line::styled(
-                    if app.remote.is_some() {
-                        "y abort (on the next tick) · h abort and stop the execution now · n keep running"
-                    } else {
-                        "y abort · n keep running"
-                    },
-                    app.accent(),
-                ),
-            ],
-            72,
-            7,
-        ),
-        Overlay::ConfirmQuit => (
-            " quit? ",
-            vec![
-                Line::raw("This console is driving the run. If you quit now, running commands"),
-                Line::raw("stop and will be reported \"interrupted\"; waits and stacks carry on."),
-                Line::raw(format!("Continue later with: baton resume {}", app.locator)),
-                Line::raw(""),
-                Line::styled("y quit · n stay", app.accent()),
-            ],
-            76,
-            7,
-        ),
+        Overlay::ConfirmAbort => (" abort the run? ", confirm_abort_lines(app), 72, 7),
+        Overlay::ConfirmQuit => (" quit? ", confirm_quit_lines(app), 76, 7),
         Overlay::Reexecute { choice, previews } => {
-            let mut lines = Vec::new();
-            let mut tabs = Vec::new();
-            for (i, name) in REEXECUTE_CHOICES.iter().enumerate() {
-                let style = if i == *choice {
-                    app.accent().add_modifier(Modifier::REVERSED)
-                } else {
-                    app.dim()
-                };
-                tabs.push(Span::styled(format!(" {} {name} ", i + 1), style));
-                tabs.push(Span::raw(" "));
-            }
-            lines.push(Line::from(tabs));
-            lines.push(Line::raw(""));
-            let names = |list: &[ActionIdx]| {
-                let shown: Vec<&str> = list.iter().take(12).map(|&i| app.plan.label(i)).collect();
-                let more = if list.len() > 12 {
-                    format!(" … and {} more", list.len() - 12)
-                } else {
-                    String::new()
-                };
-                format!("{}{more}", shown.join(", "))
-            };
-            match &previews[*choice] {
-                None => lines.push(Line::raw("select an action first")),
-                Some(p) if p.will_run.is_empty() => {
-                    lines.push(Line::raw("nothing to re-execute with this choice"))
-                }
-                Some(p) => {
-                    lines.push(Line::styled(
-                        format!("will run ({}):", p.will_run.len()),
-                        app.style(ActionStatus::Running),
-                    ));
-                    lines.push(Line::raw(format!("  {}", names(&p.will_run))));
-                    lines.push(Line::styled(
-                        format!("reusing outputs of ({}):", p.reused.len()),
-                        app.style(ActionStatus::Complete),
-                    ));
-                    lines.push(Line::raw(format!(
-                        "  {}",
-                        if p.reused.is_empty() {
-                            "-".into()
-                        } else {
-                            names(&p.reused)
-                        }
-                    )));
-                    if !p.stays_blocked.is_empty() {
-                        lines.push(Line::styled(
-                            format!("still blocked ({}):", p.stays_blocked.len()),
-                            app.style(ActionStatus::Blocked),
-                        ));
-                        lines.push(Line::raw(format!("  {}", names(&p.stays_blocked))));
-                    }
-                }
-            }
-            lines.push(Line::raw(""));
-            lines.push(Line::styled(
-                "←/→ or 1-3 choose · y/Enter re-execute · n/Esc cancel",
-                app.accent(),
-            ));
+            let lines = reexecute_lines(app, *choice, &previews[*choice]);
             let height = lines.len() as u16 + 4;
             (" re-execute ", lines, 80, height)
         }
@@ -756,4 +702,109 @@ fn render_overlay(app: &App, overlay: &Overlay, area: Rect, buf: &mut Buffer) {
         .block(block)
         .wrap(Wrap { trim: false })
         .render(rect, buf);
+}
+
+fn help_lines(app: &App) -> Vec<Line<'static>> {
+    let mut lines: Vec<Line> = keymap::visible(app.read_only)
+        .map(|b| {
+            Line::from(vec![
+                Span::styled(format!("{:<8}", b.label), app.accent()),
+                Span::raw(b.help),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("any key closes this help", app.dim()));
+    lines
+}
+
+fn confirm_abort_lines(app: &App) -> Vec<Line<'static>> {
+    vec![
+        Line::raw(format!("Abort run {}?", app.state.run_id)),
+        Line::raw("Running actions are cancelled where their type can cancel (a stack"),
+        Line::raw("that is being created cannot be); nothing else will start."),
+        Line::raw(""),
+        Line::styled(
+            if app.remote.is_some() {
+                "y abort (on the next tick) · h abort and stop the execution now · n keep running"
+            } else {
+                "y abort · n keep running"
+            },
+            app.accent(),
+        ),
+    ]
+}
+
+fn confirm_quit_lines(app: &App) -> Vec<Line<'static>> {
+    vec![
+        Line::raw("This console is driving the run. If you quit now, running commands"),
+        Line::raw("stop and will be reported \"interrupted\"; waits and stacks carry on."),
+        Line::raw(format!("Continue later with: baton resume {}", app.locator)),
+        Line::raw(""),
+        Line::styled("y quit · n stay", app.accent()),
+    ]
+}
+
+/// The choices as tabs, then what the chosen one would do.
+fn reexecute_lines(app: &App, choice: usize, preview: &Option<Preview>) -> Vec<Line<'static>> {
+    let mut tabs = Vec::new();
+    for (i, name) in REEXECUTE_CHOICES.iter().enumerate() {
+        let style = if i == choice {
+            app.accent().add_modifier(Modifier::REVERSED)
+        } else {
+            app.dim()
+        };
+        tabs.push(Span::styled(format!(" {} {name} ", i + 1), style));
+        tabs.push(Span::raw(" "));
+    }
+    let mut lines = vec![Line::from(tabs), Line::raw("")];
+    match preview {
+        None => lines.push(Line::raw("select an action first")),
+        Some(p) if p.will_run.is_empty() => {
+            lines.push(Line::raw("nothing to re-execute with this choice"))
+        }
+        Some(p) => push_preview(app, p, &mut lines),
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "←/→ or 1-3 choose · y/Enter re-execute · n/Esc cancel",
+        app.accent(),
+    ));
+    lines
+}
+
+fn push_preview(app: &App, p: &Preview, lines: &mut Vec<Line<'static>>) {
+    let names = |list: &[ActionIdx]| {
+        let shown: Vec<&str> = list.iter().take(12).map(|&i| app.plan.label(i)).collect();
+        let more = if list.len() > 12 {
+            format!(" … and {} more", list.len() - 12)
+        } else {
+            String::new()
+        };
+        format!("{}{more}", shown.join(", "))
+    };
+    lines.push(Line::styled(
+        format!("will run ({}):", p.will_run.len()),
+        app.style(ActionStatus::Running),
+    ));
+    lines.push(Line::raw(format!("  {}", names(&p.will_run))));
+    lines.push(Line::styled(
+        format!("reusing outputs of ({}):", p.reused.len()),
+        app.style(ActionStatus::Complete),
+    ));
+    lines.push(Line::raw(format!(
+        "  {}",
+        if p.reused.is_empty() {
+            "-".into()
+        } else {
+            names(&p.reused)
+        }
+    )));
+    if !p.stays_blocked.is_empty() {
+        lines.push(Line::styled(
+            format!("still blocked ({}):", p.stays_blocked.len()),
+            app.style(ActionStatus::Blocked),
+        ));
+        lines.push(Line::raw(format!("  {}", names(&p.stays_blocked))));
+    }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton::tui::app::{update, App, Effect, Focus, Msg, Overlay, Row, View};
+use baton::tui::app::{update, App, AppOptions, Effect, Focus, Msg, Overlay, Row, View};
 use baton_core::scheduler::Reexecute;
 use baton_core::state::{Level, LogEntry, Timestamp};
 use baton_core::{load_path, ActionStatus, Plan, RunState, RunStatus};
@@ -148,10 +148,12 @@ fn demo_app() -> App {
         "9".into(),
         ".baton/runs/demo-fixture".into(),
         t(9.0),
+        AppOptions {
+            color: false,
+            driving: true,
+            ..AppOptions::default()
+        },
     );
-    app.color = false;
-    app.driving = true;
-    app.driver_active = true;
     app.last_updated = t(8.5);
     app
 }
@@ -215,9 +217,14 @@ fn failing_app() -> App {
         "8".into(),
         ".baton/runs/failing-fixture".into(),
         t(5.0),
+        AppOptions {
+            color: false,
+            driving: true,
+            ..AppOptions::default()
+        },
     );
-    app.color = false;
-    app.driving = true;
+    // Driven here, and its engine has stopped.
+    app.driver_active = false;
     app.last_updated = t(4.0);
     app
 }
@@ -485,16 +492,25 @@ fn the_detail_pane_masks_secrets() {
         .outputs
         .insert("session_token".into(), json!("s3ss10n-xyz"));
     let call = plan.find("call").expect("call");
-    let mut app = App::new(Arc::new(plan), state, "1".into(), "here".into(), t(1.0));
-    app.color = false;
-    app.selected = Some(Row::Action(call));
+    let mut app = App::new(
+        Arc::new(plan),
+        state,
+        "1".into(),
+        "here".into(),
+        t(1.0),
+        AppOptions {
+            color: false,
+            ..AppOptions::default()
+        },
+    );
+    app.reveal(call);
     let text = screen(&app, 160, 48);
     assert!(text.contains("Authorization: ********"), "{text}");
     assert!(
         !text.contains("s3ss10n") && !text.contains("hunter2"),
         "{text}"
     );
-    app.selected = Some(Row::Action(login));
+    app.reveal(login);
     let text = screen(&app, 160, 48);
     assert!(!text.contains("s3ss10n"), "{text}");
 }
@@ -625,8 +641,17 @@ fn timeline_widget_exact_buffer() {
         0.0,
         Some(1.0),
     );
-    let mut app = App::new(Arc::new(plan), state, "2".into(), "x".into(), t(3.0));
-    app.color = false;
+    let mut app = App::new(
+        Arc::new(plan),
+        state,
+        "2".into(),
+        "x".into(),
+        t(3.0),
+        AppOptions {
+            color: false,
+            ..AppOptions::default()
+        },
+    );
     app.selected = None;
     let mut buf = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, 60, 5));
     ratatui::widgets::Widget::render(

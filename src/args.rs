@@ -1,0 +1,109 @@
+//! The arguments commands take, as clap parses them. The commands depend on these types and
+//! [`crate::cli`] dispatches to the commands, so they live apart from both.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// AWS options, as the AWS CLI takes them (the environment and config files work too).
+#[derive(Debug, Clone, Args)]
+pub struct AwsArgs {
+    /// AWS profile (including SSO profiles) for S3 stores and aws.* actions.
+    #[arg(long, env = "AWS_PROFILE", global = true)]
+    pub profile: Option<String>,
+    /// AWS region for calls whose action gives none.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Send AWS calls to this endpoint (moto, LocalStack); also AWS_ENDPOINT_URL.
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    pub endpoint_url: Option<String>,
+    /// Role name assumed in an action's `account` when it gives no `role_arn`.
+    #[arg(
+        long,
+        env = "BATON_ROLE_NAME",
+        global = true,
+        default_value = "baton-deployer"
+    )]
+    pub role_name: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where runs are kept: a folder (default .baton) or s3://bucket/prefix.
+    #[arg(long, env = "BATON_STORE", default_value = ".baton", global = true)]
+    pub store: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DriveArgs {
+    /// Most actions running at once (instant actions do not count).
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// Plain progress lines, even on a terminal.
+    #[arg(long, conflicts_with = "json")]
+    pub plain: bool,
+    /// Print one JSON summary on stdout at the end, nothing else.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds per tick before state is checkpointed and a new tick starts.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub budget: f64,
+    /// Console without re-execute and abort controls.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Drive even though another driver's lease on the run (S3 stores) has not lapsed: only
+    /// when that driver is known to be dead (its commands in flight become "interrupted").
+    #[arg(long)]
+    pub take_over: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    /// A run variable, readable as `vars.NAME` in templates (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Use this run id instead of a generated one.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub drive: DriveArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[group(id = "selection", required = true, multiple = false)]
+pub struct Selection {
+    /// Failed, blocked and cancelled actions.
+    #[arg(long, group = "selection")]
+    pub failed: bool,
+    /// This action and everything that depends on it.
+    #[arg(long, value_name = "LABEL", group = "selection")]
+    pub from: Option<String>,
+    /// Only this action.
+    #[arg(long, value_name = "LABEL", group = "selection")]
+    pub only: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
+    pub run: String,
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Reset only; drive later with `baton resume`.
+    #[arg(long)]
+    pub no_run: bool,
+    #[command(flatten)]
+    pub drive: DriveArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
