@@ -3,11 +3,28 @@
 
 use std::time::Duration;
 
-/// Parses `"1h30m"`-style text. Returns a message suitable for a validation problem.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Why a duration was refused; the message suits a validation problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a duration, with what is wrong in words.
+    #[error("{0}")]
+    Malformed(String),
+    /// Negative, infinite or not a number.
+    #[error("{0} is not a non-negative number of seconds")]
+    Negative(String),
+    /// More than a year.
+    #[error("{0} seconds is longer than a year")]
+    TooLong(String),
+}
+
+/// Parses `"1h30m"`-style text.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let malformed = |message: String| DurationError::Malformed(message);
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration; write e.g. \"30s\", \"45m\" or \"1h30m\"".into());
+        return Err(malformed(
+            "empty duration; write e.g. \"30s\", \"45m\" or \"1h30m\"".into(),
+        ));
     }
     if let Ok(seconds) = text.parse::<f64>() {
         return seconds_to_duration(seconds);
@@ -17,15 +34,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("\"{text}\" has a number without a unit (ms, s, m, h, d)"))?;
+            .ok_or_else(|| {
+                malformed(format!(
+                    "\"{text}\" has a number without a unit (ms, s, m, h, d)"
+                ))
+            })?;
         if digits == 0 {
-            return Err(format!(
+            return Err(malformed(format!(
                 "\"{text}\" is not a duration; write e.g. \"30s\", \"45m\" or \"1h30m\""
-            ));
+            )));
         }
         let value: f64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("\"{text}\" has a malformed number"))?;
+            .map_err(|_| malformed(format!("\"{text}\" has a malformed number")))?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -37,9 +58,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" | "hr" | "hrs" => 3600.0,
             "d" => 86400.0,
             other => {
-                return Err(format!(
+                return Err(malformed(format!(
                     "\"{text}\" has unknown unit \"{other}\" (use ms, s, m, h or d)"
-                ))
+                )))
             }
         };
         rest = &rest[unit_len..];
@@ -48,12 +69,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-pub fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
+/// A number of seconds as a duration: finite, not negative, at most a year.
+pub fn seconds_to_duration(seconds: f64) -> Result<Duration, DurationError> {
     if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{seconds} is not a non-negative number of seconds"));
+        return Err(DurationError::Negative(seconds.to_string()));
     }
     if seconds > 366.0 * 86400.0 {
-        return Err(format!("{seconds} seconds is longer than a year"));
+        return Err(DurationError::TooLong(seconds.to_string()));
     }
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::actions::ActionType;
-use crate::duration::{parse_duration, seconds_to_duration};
+use crate::duration::{parse_duration, seconds_to_duration, DurationError};
 use crate::graph::{topological_order, transitive_dependencies};
 use crate::hints::did_you_mean;
 use crate::model::{Action, ActionIdx, Plan, RetryPolicy};
@@ -1456,7 +1456,7 @@ impl<'f> Validator<'f> {
         match duration_value(value.as_ref().filter(|v| !v.is_null())?) {
             Ok(d) if d.is_zero() => self.error(i, label, "timeout", "must be longer than zero"),
             Ok(d) => return Some(d),
-            Err(message) => self.error(i, label, "timeout", message),
+            Err(message) => self.error(i, label, "timeout", message.to_string()),
         }
         None
     }
@@ -1854,17 +1854,17 @@ fn label_problem(label: &str) -> Option<String> {
         .map(|c| format!("contains {c:?}; labels may use only A-Z a-z 0-9 _ . : / -"))
 }
 
-fn duration_value(value: &Value) -> Result<Duration, String> {
+fn duration_value(value: &Value) -> Result<Duration, DurationError> {
     match value {
         Value::String(text) => parse_duration(text),
         Value::Number(n) => n
             .as_f64()
-            .ok_or_else(|| "is not a number".to_string())
+            .ok_or_else(|| DurationError::Malformed("is not a number".into()))
             .and_then(seconds_to_duration),
-        other => Err(format!(
+        other => Err(DurationError::Malformed(format!(
             "must be a duration such as \"45m\", not {}",
             describe_kind(other)
-        )),
+        ))),
     }
 }
 
@@ -1895,7 +1895,8 @@ fn retry_policy(value: &Value) -> Result<RetryPolicy, (String, String)> {
                 }
             },
             "delay" => {
-                policy.delay = duration_value(item).map_err(|m| ("retry.delay".to_string(), m))?
+                policy.delay =
+                    duration_value(item).map_err(|m| ("retry.delay".to_string(), m.to_string()))?
             }
             "backoff" => match item.as_f64() {
                 Some(b) if (1.0..=10.0).contains(&b) => policy.backoff = b,
