@@ -1,16 +1,20 @@
 //! baton-lambda: one engine tick per Lambda invocation, driven by the Step Functions loop in
 //! `cloudformation/`. The handler is a plain async function of a small payload (a pointer to
 //! the run in S3), so it is tested without Lambda; `main.rs` only wires it to the runtime.
+//! [`handle_run`] decides (budget, tick, continue-as-new, failure summary, error class) for any
+//! store and executor; [`handle`] opens the run in S3 and calls it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::aws::Aws;
-use baton_core::driver::{tick, Silent, TickOptions};
-use baton_core::run::PlanCache;
-use baton_core::store::s3::{parse_url, S3Store};
-use baton_core::{Flow, Run, RunError, StandardExecutor, StoreError};
+use baton_core::driver::{tick, Silent, TickOptions, TickReport};
+use baton_core::{
+    ActionStatus, Executor, Flow, Plan, Run, RunError, RunState, RunStatus, RunStore, StoreError,
+};
 use serde::{Deserialize, Serialize};
+
+mod s3;
+pub use s3::{handle, parse_run_locator};
 
 /// What the state machine passes in: at least the run; the rest is what the last tick returned.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,30 +126,16 @@ impl From<RunError> for HandlerError {
     }
 }
 
-/// Performs one tick on the run named in `input`, with work stopping `config.safety_margin`
-/// before `deadline`.
-pub async fn handle(
-    aws: Arc<Aws>,
+/// Performs one tick of `run`, with work stopping `config.safety_margin` before `deadline`,
+/// and says what the state machine does next. Generic over the store and the executor so the
+/// handler's decisions are tested without S3; [`handle`] is the deployed wiring.
+pub async fn handle_run<S: RunStore, E: Executor>(
+    run: &Run<S>,
+    executor: &Arc<E>,
     input: Input,
     deadline: Instant,
     config: &Config,
 ) -> Result<Output, HandlerError> {
-    let (bucket, run_prefix) = parse_url(&input.run)
-        .filter(|(_, prefix)| prefix.contains("runs/"))
-        .ok_or_else(|| {
-            HandlerError::BadPayload(format!(
-                "\"run\" must be s3://bucket/prefix/runs/<run-id>, got {:?}",
-                input.run
-            ))
-        })?;
-    let client = aws
-        .s3(&Default::default())
-        .await
-        .map_err(HandlerError::Unavailable)?;
-    static PLANS: std::sync::OnceLock<PlanCache> = std::sync::OnceLock::new();
-    let plans = PLANS.get_or_init(PlanCache::default);
-    let run = Run::open_cached(S3Store::new(client, &bucket, &run_prefix), plans).await?;
-    let executor = Arc::new(StandardExecutor::with_aws(aws));
     let budget = deadline
         .saturating_duration_since(Instant::now())
         .saturating_sub(config.safety_margin);
@@ -154,9 +144,23 @@ pub async fn handle(
         hard_deadline: true,
         ..TickOptions::default()
     };
-    let report = tick(&run, &executor, &options, &Silent).await?;
+    let report = tick(run, executor, &options, &Silent).await?;
+    let summary = if report.status.is_finished() && report.status != RunStatus::Succeeded {
+        match run.load().await {
+            Ok((state, _)) => failure_summary(&run.plan, &state),
+            Err(_) => String::new(),
+        }
+    } else {
+        String::new()
+    };
+    Ok(output(&report, input, summary, config))
+}
+
+/// The state machine's view of a tick: the engine's payload, plus the continue-as-new decision
+/// this execution's tick count calls for.
+fn output(report: &TickReport, input: Input, summary: String, config: &Config) -> Output {
     let execution_ticks = input.execution_ticks + 1;
-    let mut payload = report.payload(input.run.clone());
+    let payload = report.payload(input.run);
     let mut flow_control = serde_json::to_value(payload.flow_control)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -165,16 +169,10 @@ pub async fn handle(
     if unfinished && execution_ticks >= config.continue_after {
         flow_control = "continue".into();
     }
-    let summary =
-        if report.status.is_finished() && report.status != baton_core::RunStatus::Succeeded {
-            failure_summary(&run).await
-        } else {
-            String::new()
-        };
-    Ok(Output {
-        run_id: run_id_of(&input.run),
+    Output {
+        run_id: run_id_of(&payload.run),
         summary,
-        run: std::mem::take(&mut payload.run),
+        run: payload.run,
         state_version: payload.state_version,
         flow_control,
         wait_seconds: payload
@@ -184,7 +182,7 @@ pub async fn handle(
         invocations: payload.invocations,
         execution_ticks,
         status: report.status.to_string(),
-    })
+    }
 }
 
 fn run_id_of(locator: &str) -> String {
@@ -198,21 +196,12 @@ fn run_id_of(locator: &str) -> String {
 
 /// "run failed: deploy (stack app CREATE_FAILED: …); 3 blocked" — bounded, for the execution's
 /// error cause.
-async fn failure_summary<S: baton_core::RunStore>(run: &Run<S>) -> String {
-    let Ok((state, _)) = run.load().await else {
-        return String::new();
-    };
-    let failed: Vec<String> = run
-        .plan
+fn failure_summary(plan: &Plan, state: &RunState) -> String {
+    let failed: Vec<String> = plan
         .actions
         .iter()
         .zip(&state.actions)
-        .filter(|(_, a)| {
-            matches!(
-                a.status,
-                baton_core::ActionStatus::Failed | baton_core::ActionStatus::Cancelled
-            )
-        })
+        .filter(|(_, a)| matches!(a.status, ActionStatus::Failed | ActionStatus::Cancelled))
         .map(|(def, a)| {
             format!(
                 "{} ({})",
@@ -221,7 +210,7 @@ async fn failure_summary<S: baton_core::RunStore>(run: &Run<S>) -> String {
             )
         })
         .collect();
-    let blocked = state.count(baton_core::ActionStatus::Blocked);
+    let blocked = state.count(ActionStatus::Blocked);
     let mut text = format!("run {}: {}", state.status, failed.join("; "));
     if blocked > 0 {
         text.push_str(&format!("; {blocked} blocked"));
