@@ -2,6 +2,7 @@
 //! the async driver with an in-memory store and a scripted executor.
 
 mod bad_input;
+mod store_contract;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,16 +1,18 @@
 //! baton-lambda: one engine tick per Lambda invocation, driven by the Step Functions loop in
 //! `cloudformation/`. The handler is a plain async function of a small payload (a pointer to
 //! the run in S3), so it is tested without Lambda; `main.rs` only wires it to the runtime.
+//! [`handle_run`] decides (budget, tick, continue-as-new, failure summary, error class) for any
+//! store and executor; [`handle`] opens the run in S3 and calls it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::aws::Aws;
-use baton_core::driver::{tick, Silent, TickOptions};
-use baton_core::run::PlanCache;
-use baton_core::store::s3::{parse_url, S3Store};
-use baton_core::{Next, Payload, Run, RunError, StandardExecutor, StoreError};
+use baton_core::driver::{tick, Silent, TickOptions, TickReport};
+use baton_core::{Executor, Next, Payload, Run, RunError, RunStore, StoreError};
 use serde::Deserialize;
+
+mod s3;
+pub use s3::{handle, parse_run_locator};
 
 /// What the state machine passes in: at least the run; the rest is what the last tick returned.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,7 +24,7 @@ pub struct Input {
     pub execution_ticks: u64,
 }
 
-/// What the handler returns: the tick's payload, with `execution_ticks` counted and
+/// What the handler returns: the tick's [`Payload`], with `execution_ticks` counted and
 /// `flow_control: continue` when this execution should hand over to a fresh one.
 pub type Output = Payload;
 
@@ -104,27 +106,16 @@ impl From<RunError> for HandlerError {
     }
 }
 
-/// Performs one tick on the run named in `input`, with work stopping `config.safety_margin`
-/// before `deadline`.
-pub async fn handle(
-    aws: Arc<Aws>,
+/// Performs one tick of `run`, with work stopping `config.safety_margin` before `deadline`,
+/// and says what the state machine does next. Generic over the store and the executor so the
+/// handler's decisions are tested without S3; [`handle`] is the deployed wiring.
+pub async fn handle_run<S: RunStore, E: Executor>(
+    run: &Run<S>,
+    executor: &Arc<E>,
     input: Input,
     deadline: Instant,
     config: &Config,
 ) -> Result<Output, HandlerError> {
-    let (bucket, run_prefix) = parse_url(&input.run)
-        .filter(|(_, prefix)| prefix.contains("runs/"))
-        .ok_or_else(|| {
-            HandlerError::BadPayload(format!(
-                "\"run\" must be s3://bucket/prefix/runs/<run-id>, got {:?}",
-                input.run
-            ))
-        })?;
-    let client = aws.s3(&Default::default()).await;
-    static PLANS: std::sync::OnceLock<PlanCache> = std::sync::OnceLock::new();
-    let plans = PLANS.get_or_init(PlanCache::default);
-    let run = Run::open_cached(S3Store::new(client, &bucket, &run_prefix), plans).await?;
-    let executor = Arc::new(StandardExecutor::with_aws(aws));
     let budget = deadline
         .saturating_duration_since(Instant::now())
         .saturating_sub(config.safety_margin);
@@ -133,13 +124,19 @@ pub async fn handle(
         hard_deadline: true,
         ..TickOptions::default()
     };
-    let report = tick(&run, &executor, &options, &Silent).await?;
-    let mut output = Payload::new(input.run, &report, &run.plan);
+    let report = tick(run, executor, &options, &Silent).await?;
+    Ok(output(&report, &run.plan, input, config))
+}
+
+/// The state machine's view of a tick: the engine's payload, plus the continue-as-new decision
+/// this execution's tick count calls for.
+fn output(report: &TickReport, plan: &baton_core::Plan, input: Input, config: &Config) -> Output {
+    let mut output = Payload::new(input.run, report, plan);
     output.execution_ticks = input.execution_ticks + 1;
     if report.next.is_unfinished() && output.execution_ticks >= config.continue_after {
         output.next = Next::Continue;
     }
-    Ok(output)
+    output
 }
 
 /// JSON log lines on stdout with the tick's `run_id` and `invocation` and each event's

@@ -1,15 +1,411 @@
-//! The handler with plain payloads, against runs in S3 on moto (`BATON_TEST_AWS_ENDPOINT`,
-//! started by scripts/test; in CI a missing endpoint fails the tests).
+//! The handler's decisions on an in-memory store (S3-like: leases, no driver lock) and a
+//! scripted executor; one end-to-end tick loop on S3 and CloudFormation in moto
+//! (`BATON_TEST_AWS_ENDPOINT`, started by scripts/test; in CI a missing endpoint fails it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation as cfn;
 use aws_sdk_s3 as s3;
 use baton_core::aws::Aws;
+use baton_core::state::Lease;
 use baton_core::store::s3::S3Store;
-use baton_core::{load_str, Format, Run};
-use baton_lambda::{handle, Config, HandlerError, Input};
+use baton_core::store::{DriverGuard, VersionInfo};
+use baton_core::testutil::{plan, MemoryStore, ScriptedExecutor};
+use baton_core::{Outcome, Run, RunError, RunStore, StoreError};
+use baton_lambda::{handle, handle_run, parse_run_locator, Config, HandlerError, Input};
+use serde_json::json;
+
+/// Where the runs of these tests claim to live: the handler reports it, never reads it.
+const LOCATOR: &str = "s3://bucket/baton/runs/run-1";
+
+fn input(execution_ticks: u64) -> Input {
+    Input {
+        run: LOCATOR.into(),
+        execution_ticks,
+    }
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+async fn new_run<S: RunStore>(store: S, plan_json: &str) -> Run<S> {
+    let (run, _, _) = Run::create(
+        store,
+        plan(plan_json),
+        "run-1",
+        Default::default(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("create run");
+    run
+}
+
+async fn memory_run(plan_json: &str) -> Run<MemoryStore> {
+    new_run(MemoryStore::with_leases(), plan_json).await
+}
+
+/// Starts of `label` report it running, due for a check after `check_after` (a stand-in for
+/// `system.wait`); the check completes it.
+fn running(label: &str, check_after: Duration) -> Arc<ScriptedExecutor> {
+    Arc::new(ScriptedExecutor::new().on_start(
+        label,
+        [Outcome::Running {
+            handle: json!({}),
+            check_after,
+        }],
+    ))
+}
+
+#[tokio::test]
+async fn ticks_until_success_with_waits_in_between() {
+    let run = memory_run(
+        r#"[{"label": "a", "type": "system.no_op"},
+        {"label": "w", "type": "system.wait", "depends_on": ["a"], "params": {"seconds": 1}},
+        {"label": "b", "type": "system.no_op", "depends_on": ["w"]}]"#,
+    )
+    .await;
+    let executor = running("w", Duration::from_millis(50));
+    let config = Config::default();
+    let first = handle_run(&run, &executor, input(0), deadline(), &config)
+        .await
+        .expect("tick 1");
+    assert_eq!(
+        serde_json::to_value(&first).expect("serialize"),
+        serde_json::json!({
+            "run": LOCATOR,
+            "run_id": "run-1",
+            "state_version": run.store.head().await.expect("head"),
+            "flow_control": "wait",
+            // Step Functions waits whole seconds: rounded up, never zero.
+            "wait_seconds": 1,
+            "invocations": 1,
+            "execution_ticks": 1,
+            "status": "waiting",
+        })
+    );
+    // The output is what the state machine feeds back in.
+    let again: Input = serde_json::from_value(serde_json::to_value(&first).expect("serialize"))
+        .expect("round trip");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let second = handle_run(&run, &executor, again, deadline(), &config)
+        .await
+        .expect("tick 2");
+    assert_eq!(second.flow_control(), "success");
+    assert_eq!(second.execution_ticks, 2);
+    assert_eq!(second.invocations, 2);
+    assert_eq!(second.status.as_str(), "succeeded");
+    assert_eq!(second.state_version, run.store.head().await.expect("head"));
+    assert_eq!(executor.count("w", "start"), 1);
+    let text = serde_json::to_string(&second).expect("json");
+    assert!(text.len() < 1024, "the payload stays a small pointer");
+    assert!(
+        !text.contains("summary"),
+        "no failure summary for a success: {text}"
+    );
+}
+
+#[tokio::test]
+async fn continues_in_a_new_execution_past_the_tick_threshold() {
+    let run =
+        memory_run(r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 30}}]"#).await;
+    let executor = running("w", Duration::from_secs(30));
+    let config = Config {
+        continue_after: 3,
+        ..Config::default()
+    };
+    let out = handle_run(&run, &executor, input(1), deadline(), &config)
+        .await
+        .expect("tick");
+    assert_eq!(out.flow_control(), "wait");
+    let out = handle_run(&run, &executor, input(2), deadline(), &config)
+        .await
+        .expect("tick");
+    assert_eq!(out.flow_control(), "continue");
+    // The new execution starts counting again.
+    let out = handle_run(&run, &executor, input(0), deadline(), &config)
+        .await
+        .expect("tick");
+    assert_eq!((out.flow_control(), out.execution_ticks), ("wait", 1));
+    // A finished run ends the execution however many ticks it took.
+    let done = memory_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
+    let out = handle_run(&done, &executor, input(5), deadline(), &config)
+        .await
+        .expect("tick");
+    assert_eq!(out.flow_control(), "success");
+}
+
+#[tokio::test]
+async fn a_failed_run_reports_failure_and_the_budget_bounds_a_tick() {
+    let run = memory_run(
+        r#"[{"label": "bad", "type": "system.fail", "params": {"message": "nope"}},
+        {"label": "child", "type": "system.no_op", "depends_on": ["bad"]},
+        {"label": "slow", "type": "system.wait", "params": {"seconds": 1}}]"#,
+    )
+    .await;
+    let executor = running("slow", Duration::from_millis(50));
+    // A deadline inside the safety margin: nothing new may start, so the tick says execute.
+    let tight = Instant::now() + Duration::from_secs(5);
+    let out = handle_run(&run, &executor, input(0), tight, &Config::default())
+        .await
+        .expect("tick");
+    assert_eq!(out.flow_control(), "execute");
+    assert_eq!(executor.count("slow", "start"), 0);
+    let out = handle_run(&run, &executor, input(1), deadline(), &Config::default())
+        .await
+        .expect("tick");
+    assert_eq!(out.flow_control(), "wait");
+    assert_eq!(out.summary, "", "not finished yet");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let out = handle_run(&run, &executor, input(2), deadline(), &Config::default())
+        .await
+        .expect("tick");
+    assert_eq!(
+        (out.flow_control(), out.status.as_str()),
+        ("failure", "failed")
+    );
+    assert_eq!(out.summary, "run failed: bad (nope); 1 blocked");
+}
+
+#[tokio::test]
+async fn the_failure_summary_is_bounded() {
+    let message = "é".repeat(3000);
+    let run = memory_run(
+        &json!([{"label": "bad", "type": "system.fail", "params": {"message": message}}])
+            .to_string(),
+    )
+    .await;
+    let out = handle_run(
+        &run,
+        &Arc::new(ScriptedExecutor::new()),
+        input(0),
+        deadline(),
+        &Config::default(),
+    )
+    .await
+    .expect("tick");
+    assert_eq!(out.flow_control(), "failure");
+    assert!(
+        out.summary.starts_with("run failed: bad (éé"),
+        "{}",
+        out.summary
+    );
+    assert!(out.summary.ends_with('…'), "{}", out.summary);
+    assert!(out.summary.len() <= 4000 + '…'.len_utf8());
+}
+
+/// Builds an AWS handle whose clients point nowhere: for paths that must fail before any call.
+fn unreachable_aws() -> Arc<Aws> {
+    aws("http://127.0.0.1:1")
+}
+
+#[tokio::test]
+async fn a_bad_payload_is_fatal_before_anything_is_read() {
+    for locator in ["not-a-url", "s3://", "s3://bucket/baton/no-run-here"] {
+        let err = parse_run_locator(locator).expect_err(locator);
+        assert!(matches!(err, HandlerError::BadPayload(_)), "{err}");
+        assert_eq!(err.error_type(), "Baton.Fatal");
+    }
+    assert_eq!(
+        parse_run_locator("s3://bucket/team/baton/runs/r1/").expect("locator"),
+        ("bucket".to_string(), "team/baton/runs/r1".to_string())
+    );
+    let err = handle(
+        unreachable_aws(),
+        Input {
+            run: "not-a-url".into(),
+            execution_ticks: 0,
+        },
+        deadline(),
+        &Config::default(),
+    )
+    .await
+    .expect_err("bad payload");
+    assert!(matches!(err, HandlerError::BadPayload(_)), "{err}");
+    // The payload arrives as JSON: a missing run is refused by the runtime's decoding.
+    assert!(serde_json::from_value::<Input>(json!({"execution_ticks": 1})).is_err());
+    let defaulted: Input = serde_json::from_value(json!({"run": LOCATOR})).expect("input");
+    assert_eq!(defaulted.execution_ticks, 0);
+}
+
+#[tokio::test]
+async fn a_damaged_state_is_fatal() {
+    let run = memory_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
+    run.store
+        .save(b"{\"not\": \"a state\"}".to_vec(), "1")
+        .await
+        .expect("save");
+    let err = handle_run(
+        &run,
+        &Arc::new(ScriptedExecutor::new()),
+        input(0),
+        deadline(),
+        &Config::default(),
+    )
+    .await
+    .expect_err("damaged");
+    assert!(matches!(err, HandlerError::Damaged(_)), "{err}");
+    assert_eq!(err.error_type(), "Baton.Fatal");
+}
+
+#[tokio::test]
+async fn another_drivers_live_lease_is_retryable() {
+    let run = memory_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
+    let (mut state, version) = run.load().await.expect("load");
+    state.driver = Some(Lease {
+        holder: "baton pid 7 on elsewhere".into(),
+        until: chrono::Utc::now() + chrono::Duration::minutes(1),
+    });
+    run.save(&state, &version).await.expect("save");
+    let executor = Arc::new(ScriptedExecutor::new());
+    let err = handle_run(&run, &executor, input(0), deadline(), &Config::default())
+        .await
+        .expect_err("busy");
+    // Step Functions retries until the lease lapses (30 s; the retries wait 5, 10, 20, 40 and
+    // 80 s).
+    assert_eq!(err.error_type(), "Baton.Retryable", "{err}");
+    assert!(err.to_string().contains("pid 7 on elsewhere"), "{err}");
+    assert!(executor.calls().is_empty());
+}
+
+/// A store on which another driver ticks the run just before this tick's first save.
+struct Raced {
+    inner: MemoryStore,
+    raced: AtomicBool,
+}
+
+impl Raced {
+    async fn another_driver_ticks(&self) -> Result<(), StoreError> {
+        let (bytes, version) = self.inner.load_latest().await?;
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&bytes).expect("the state is JSON");
+        state["invocations"] = json!(state["invocations"].as_u64().unwrap_or(0) + 1);
+        let bytes = serde_json::to_vec(&state).expect("json");
+        self.inner.save(bytes, &version).await.map(drop)
+    }
+}
+
+impl RunStore for Raced {
+    fn locator(&self) -> String {
+        self.inner.locator()
+    }
+    async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
+        self.inner.create(plan, state).await
+    }
+    async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {
+        self.inner.load_plan().await
+    }
+    async fn load_latest(&self) -> Result<(Vec<u8>, String), StoreError> {
+        self.inner.load_latest().await
+    }
+    async fn load_version(&self, version: &str) -> Result<Vec<u8>, StoreError> {
+        self.inner.load_version(version).await
+    }
+    async fn save(&self, state: Vec<u8>, expected: &str) -> Result<String, StoreError> {
+        if !self.raced.swap(true, Ordering::SeqCst) {
+            self.another_driver_ticks().await?;
+        }
+        self.inner.save(state, expected).await
+    }
+    async fn list_versions(&self) -> Result<Vec<VersionInfo>, StoreError> {
+        self.inner.list_versions().await
+    }
+    async fn head(&self) -> Result<String, StoreError> {
+        self.inner.head().await
+    }
+    fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
+        self.inner.lock_driver()
+    }
+    fn needs_lease(&self) -> bool {
+        self.inner.needs_lease()
+    }
+}
+
+#[tokio::test]
+async fn a_conflict_with_another_driver_is_retryable() {
+    let store = Raced {
+        inner: MemoryStore::with_leases(),
+        raced: AtomicBool::new(false),
+    };
+    let run = new_run(store, r#"[{"label": "a", "type": "system.no_op"}]"#).await;
+    let err = handle_run(
+        &run,
+        &Arc::new(ScriptedExecutor::new()),
+        input(0),
+        deadline(),
+        &Config::default(),
+    )
+    .await
+    .expect_err("conflict");
+    assert!(matches!(err, HandlerError::Conflict(_)), "{err}");
+    assert_eq!(err.error_type(), "Baton.Retryable");
+    // The retry reloads and continues.
+    let out = handle_run(
+        &run,
+        &Arc::new(ScriptedExecutor::new()),
+        input(0),
+        deadline(),
+        &Config::default(),
+    )
+    .await
+    .expect("retry");
+    assert_eq!(out.flow_control(), "success");
+}
+
+#[test]
+fn errors_say_whether_a_retry_can_help() {
+    let locator = || "s3://b/p/runs/r".to_string();
+    let class = |err: RunError| HandlerError::from(err).error_type();
+    assert_eq!(
+        class(RunError::Store(StoreError::NotFound { locator: locator() })),
+        "Baton.Fatal"
+    );
+    assert_eq!(
+        class(RunError::Store(StoreError::Corrupt {
+            locator: locator(),
+            message: "m".into()
+        })),
+        "Baton.Fatal"
+    );
+    assert_eq!(
+        class(RunError::Damaged {
+            locator: locator(),
+            message: "m".into()
+        }),
+        "Baton.Fatal"
+    );
+    assert_eq!(
+        class(RunError::Store(StoreError::Conflict {
+            locator: locator(),
+            expected: "1".into(),
+            actual: "2".into()
+        })),
+        "Baton.Retryable"
+    );
+    assert_eq!(
+        class(RunError::Store(StoreError::Busy {
+            locator: locator(),
+            holder: " (baton pid 7 on elsewhere)".into()
+        })),
+        "Baton.Retryable"
+    );
+    assert_eq!(
+        class(RunError::Store(StoreError::Remote {
+            locator: locator(),
+            message: "SlowDown".into()
+        })),
+        "Baton.Retryable"
+    );
+    assert_eq!(
+        HandlerError::Unavailable("u".into()).error_type(),
+        "Baton.Retryable"
+    );
+}
+
+// ---- end to end: the deployed wiring on S3 and CloudFormation, in moto ----
 
 fn endpoint() -> Option<String> {
     match std::env::var("BATON_TEST_AWS_ENDPOINT") {
@@ -19,6 +415,7 @@ fn endpoint() -> Option<String> {
                 std::env::var("CI").is_err(),
                 "BATON_TEST_AWS_ENDPOINT is not set: run scripts/test"
             );
+            eprintln!("skipping: no AWS emulator (run scripts/test)");
             None
         }
     }
@@ -28,8 +425,8 @@ fn creds() -> s3::config::Credentials {
     s3::config::Credentials::new("testing", "testing", None, None, "tests")
 }
 
-fn aws(endpoint: &str) -> Arc<Aws> {
-    let s3c = s3::Client::from_conf(
+fn s3_client(endpoint: &str) -> s3::Client {
+    s3::Client::from_conf(
         s3::Config::builder()
             .behavior_version(s3::config::BehaviorVersion::latest())
             .endpoint_url(endpoint)
@@ -37,29 +434,38 @@ fn aws(endpoint: &str) -> Arc<Aws> {
             .credentials_provider(creds())
             .force_path_style(true)
             .build(),
-    );
-    let cfnc = cfn::Client::from_conf(
+    )
+}
+
+fn cfn_client(endpoint: &str) -> cfn::Client {
+    cfn::Client::from_conf(
         cfn::Config::builder()
             .behavior_version(cfn::config::BehaviorVersion::latest())
             .endpoint_url(endpoint)
             .region(cfn::config::Region::new("us-east-1"))
             .credentials_provider(creds())
             .build(),
-    );
-    Aws::fixed(cfnc, s3c)
+    )
 }
 
-/// Creates a versioned bucket and a run in it; returns the run locator.
-async fn new_run(aws: &Aws, plan_json: &str) -> String {
-    let client = aws.s3(&Default::default()).await;
-    let bucket = format!(
-        "lambda-{}-{:x}",
+fn aws(endpoint: &str) -> Arc<Aws> {
+    Aws::fixed(cfn_client(endpoint), s3_client(endpoint))
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{:x}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0)
-    );
+    )
+}
+
+/// Creates a versioned bucket and a run in it.
+async fn new_s3_run(client: &s3::Client, plan_json: &str) -> Run<S3Store> {
+    let bucket = unique("lambda");
     client
         .create_bucket()
         .bucket(&bucket)
@@ -76,37 +482,38 @@ async fn new_run(aws: &Aws, plan_json: &str) -> String {
         .send()
         .await
         .expect("versioning");
-    let plan = load_str("plan.json", plan_json, Format::Json)
-        .expect("valid plan")
-        .plan;
-    let store = S3Store::in_prefix(client, &bucket, "baton", "run-1");
-    let (run, _, _) = Run::create(store, plan, "run-1", Default::default(), chrono::Utc::now())
-        .await
-        .expect("create run");
-    use baton_core::RunStore;
-    run.store.locator()
-}
-
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(60)
+    let store = S3Store::in_prefix(client.clone(), &bucket, "baton", "run-1");
+    new_run(store, plan_json).await
 }
 
 #[tokio::test]
-async fn ticks_until_success_with_waits_in_between() {
+async fn ticks_a_run_in_s3_that_creates_a_stack() {
     let Some(endpoint) = endpoint() else { return };
     let aws = aws(&endpoint);
-    let run = new_run(
-        &aws,
-        r#"[{"label": "a", "type": "system.no_op"},
-        {"label": "w", "type": "system.wait", "depends_on": ["a"], "params": {"seconds": 1}},
-        {"label": "b", "type": "system.no_op", "depends_on": ["w"]}]"#,
+    let stack = unique("lambda-stack");
+    let template = json!({
+        "Resources": {"P": {"Type": "AWS::SSM::Parameter", "Properties": {
+            "Name": format!("/baton-test/{stack}"), "Type": "String", "Value": "v"}}},
+        "Outputs": {"Greeting": {"Value": "hello"}}
+    })
+    .to_string();
+    let run = new_s3_run(
+        &s3_client(&endpoint),
+        &json!([
+            {"label": "stack", "type": "aws.create_stack",
+             "params": {"stack_name": stack, "template_body": template}},
+            {"label": "w", "type": "system.wait", "depends_on": ["stack"], "params": {"seconds": 1}},
+            {"label": "b", "type": "system.no_op", "depends_on": ["w"]}
+        ])
+        .to_string(),
     )
     .await;
+    let locator = run.store.locator();
     let config = Config::default();
     let first = handle(
         aws.clone(),
         Input {
-            run: run.clone(),
+            run: locator.clone(),
             execution_ticks: 0,
         },
         deadline(),
@@ -114,149 +521,47 @@ async fn ticks_until_success_with_waits_in_between() {
     )
     .await
     .expect("tick 1");
-    assert_eq!(first.flow_control(), "wait");
-    assert_eq!(first.wait_seconds(), 1);
-    assert_eq!(first.invocations, 1);
-    assert_eq!(first.status.as_str(), "waiting");
-    // The output is what the state machine feeds back in.
+    assert_eq!(
+        (
+            first.flow_control(),
+            first.wait_seconds(),
+            first.status.as_str()
+        ),
+        ("wait", 1, "waiting")
+    );
+    assert_eq!(
+        (first.run.as_str(), first.run_id.as_str()),
+        (locator.as_str(), "run-1")
+    );
     let again: Input = serde_json::from_value(serde_json::to_value(&first).expect("serialize"))
         .expect("round trip");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = handle(aws.clone(), again, deadline(), &config)
         .await
         .expect("tick 2");
-    assert_eq!(second.flow_control(), "success");
-    assert_eq!(second.execution_ticks, 2);
-    assert_eq!(second.status.as_str(), "succeeded");
-    assert!(
-        serde_json::to_string(&second).expect("json").len() < 1024,
-        "the payload stays a small pointer"
-    );
-}
-
-#[tokio::test]
-async fn continues_in_a_new_execution_past_the_tick_threshold() {
-    let Some(endpoint) = endpoint() else { return };
-    let aws = aws(&endpoint);
-    let run = new_run(
-        &aws,
-        r#"[{"label": "w", "type": "system.wait", "params": {"seconds": 30}}]"#,
-    )
-    .await;
-    let config = Config {
-        continue_after: 3,
-        ..Config::default()
-    };
-    let out = handle(
-        aws.clone(),
-        Input {
-            run: run.clone(),
-            execution_ticks: 1,
-        },
-        deadline(),
-        &config,
-    )
-    .await
-    .expect("tick");
-    assert_eq!(out.flow_control(), "wait");
-    let out = handle(
-        aws.clone(),
-        Input {
-            run: run.clone(),
-            execution_ticks: 2,
-        },
-        deadline(),
-        &config,
-    )
-    .await
-    .expect("tick");
-    assert_eq!(out.flow_control(), "continue");
-    // The new execution starts counting again.
-    let out = handle(
-        aws,
-        Input {
-            run,
-            execution_ticks: 0,
-        },
-        deadline(),
-        &config,
-    )
-    .await
-    .expect("tick");
-    assert_eq!((out.flow_control(), out.execution_ticks), ("wait", 1));
-}
-
-#[tokio::test]
-async fn a_failed_run_reports_failure_and_the_budget_bounds_a_tick() {
-    let Some(endpoint) = endpoint() else { return };
-    let aws = aws(&endpoint);
-    let run = new_run(
-        &aws,
-        r#"[{"label": "bad", "type": "system.fail", "params": {"message": "nope"}},
-        {"label": "slow", "type": "system.wait", "params": {"seconds": 1}}]"#,
-    )
-    .await;
-    // A deadline inside the safety margin: nothing new may start, so the tick says execute.
-    let tight = Instant::now() + Duration::from_secs(5);
-    let out = handle(
-        aws.clone(),
-        Input {
-            run: run.clone(),
-            execution_ticks: 0,
-        },
-        tight,
-        &Config::default(),
-    )
-    .await
-    .expect("tick");
-    assert_eq!(out.flow_control(), "execute");
-    let out = handle(
-        aws.clone(),
-        Input {
-            run: run.clone(),
-            execution_ticks: 1,
-        },
-        deadline(),
-        &Config::default(),
-    )
-    .await
-    .expect("tick");
-    assert_eq!(out.flow_control(), "wait");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let out = handle(
-        aws,
-        Input {
-            run,
-            execution_ticks: 2,
-        },
-        deadline(),
-        &Config::default(),
-    )
-    .await
-    .expect("tick");
     assert_eq!(
-        (out.flow_control(), out.status.as_str()),
-        ("failure", "failed")
+        (
+            second.flow_control(),
+            second.execution_ticks,
+            second.status.as_str()
+        ),
+        ("success", 2, "succeeded")
     );
-}
-
-#[tokio::test]
-async fn errors_say_whether_a_retry_can_help() {
-    let Some(endpoint) = endpoint() else { return };
-    let aws = aws(&endpoint);
-    let err = handle(
-        aws.clone(),
-        Input {
-            run: "not-a-url".into(),
-            execution_ticks: 0,
-        },
-        deadline(),
-        &Config::default(),
-    )
-    .await
-    .expect_err("bad payload");
-    assert!(matches!(err, HandlerError::BadPayload(_)));
-    assert_eq!(err.error_type(), "Baton.Fatal");
+    assert_eq!(second.state_version, run.store.head().await.expect("head"));
+    let (state, _) = run.load().await.expect("load");
+    let created = run.plan.find("stack").expect("stack");
+    assert_eq!(state.action(created).outputs["Greeting"], "hello");
+    let described = cfn_client(&endpoint)
+        .describe_stacks()
+        .stack_name(&stack)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        described.stacks()[0].stack_status(),
+        Some(&cfn::types::StackStatus::CreateComplete)
+    );
+    // A run that is not there: an operator must look.
     let err = handle(
         aws,
         Input {
@@ -264,19 +569,11 @@ async fn errors_say_whether_a_retry_can_help() {
             execution_ticks: 0,
         },
         deadline(),
-        &Config::default(),
+        &config,
     )
     .await
     .expect_err("missing run");
     assert_eq!(err.error_type(), "Baton.Fatal", "{err}");
-    assert!(HandlerError::Conflict("c".into()).error_type() == "Baton.Retryable");
-    // Another driver's live lease: Step Functions retries until it lapses (30 s; the retries
-    // wait 5, 10, 20, 40 and 80 s).
-    let busy = HandlerError::from(baton_core::RunError::Store(baton_core::StoreError::Busy {
-        locator: "s3://b/p/runs/r".into(),
-        holder: " (baton pid 7 on elsewhere)".into(),
-    }));
-    assert_eq!(busy.error_type(), "Baton.Retryable", "{busy}");
 }
 
 /// The state machine in cloudformation/runner.yaml routes on exactly what the handler returns.
@@ -346,7 +643,7 @@ fn the_state_machine_definition_matches_the_handler() {
         run: String::new(),
         run_id: String::new(),
         state_version: String::new(),
-        next: baton_core::Next::Wait(std::time::Duration::from_secs(1)),
+        next: baton_core::Next::Wait(Duration::from_secs(1)),
         invocations: 0,
         execution_ticks: 0,
         status: baton_core::RunStatus::Waiting,

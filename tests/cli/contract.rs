@@ -1,53 +1,15 @@
-//! The command-line contract (DESIGN.md §7): exit codes, output formats, the `--json` summary,
+//! The command-line contract: exit codes, output formats, the `--json` summary,
 //! and the run-management commands, on small plans of `system.*` actions in a scratch folder.
 
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{code, json, stderr, stdout, Scratch};
+use crate::common::{code, describe, json, plan, stderr, stdout, PlanBuilder, Scratch};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn write_plan(scratch: &Scratch, name: &str, plan: Value) {
-    scratch.write(
-        name,
-        &serde_json::to_string_pretty(&plan).expect("plan json"),
-    );
-}
-
-/// A scratch folder holding `plan.json`.
-fn with_plan(plan: Value) -> Scratch {
-    let scratch = Scratch::new();
-    write_plan(&scratch, "plan.json", plan);
-    scratch
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {}\n--- stdout\n{}--- stderr\n{}",
-        code(out),
-        stdout(out),
-        stderr(out)
-    )
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, want: i32) {
-    assert_eq!(code(out), want, "{}", describe(out));
-}
-
-/// `baton ARGS --json` with the given exit code; returns the summary.
-#[track_caller]
-fn run_json(scratch: &Scratch, args: &[&str], want: i32) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let out = scratch.baton(&args);
-    assert_exit(&out, want);
-    json(&out)
-}
 
 fn action<'a>(summary: &'a Value, label: &str) -> &'a Value {
     let action = &summary["actions"][label];
@@ -63,20 +25,20 @@ fn status_of(summary: &Value, label: &str) -> String {
 }
 
 /// `a` → `long` (a wait of `seconds`) → `after`.
-fn waiting_plan(seconds: f64) -> Value {
-    json!([
-        {"label": "a", "type": "system.no_op"},
-        {"label": "long", "type": "system.wait", "depends_on": ["a"], "params": {"seconds": seconds}},
-        {"label": "after", "type": "system.no_op", "depends_on": ["long"]}
-    ])
+fn waiting_plan(seconds: f64) -> PlanBuilder {
+    plan()
+        .no_op("a")
+        .wait("long", seconds)
+        .after(&["a"])
+        .no_op("after")
+        .after(&["long"])
 }
 
 /// A finished run `id` whose `long` action is reset to pending, with nobody driving it.
 fn unfinished_run(id: &str) -> Scratch {
-    let scratch = with_plan(waiting_plan(0.05));
-    run_json(&scratch, &["run", "plan.json", "--run-id", id], 0);
-    let out = scratch.baton(&["retry", id, "--only", "long", "--no-run"]);
-    assert_exit(&out, 0);
+    let scratch = waiting_plan(0.05).scratch();
+    scratch.run_plan(id, 0);
+    let out = scratch.exits(&["retry", id, "--only", "long", "--no-run"], 0);
     assert!(stdout(&out).contains("baton resume"), "{}", describe(&out));
     scratch
 }
@@ -139,9 +101,8 @@ fn wait_for_status(scratch: &Scratch, run: &str, pred: impl Fn(&Value) -> bool) 
 
 #[test]
 fn validate_ok_prints_the_action_count() {
-    let scratch = with_plan(waiting_plan(0.1));
-    let out = scratch.baton(&["validate", "plan.json"]);
-    assert_exit(&out, 0);
+    let scratch = waiting_plan(0.1).scratch();
+    let out = scratch.exits(&["validate", "plan.json"], 0);
     assert_eq!(stdout(&out), "plan.json: ok (3 actions)\n");
     assert_eq!(stderr(&out), "");
     assert!(scratch.runs().is_empty() && !scratch.path().join(".baton").exists());
@@ -149,19 +110,12 @@ fn validate_ok_prints_the_action_count() {
 
 #[test]
 fn validate_several_files_with_one_bad_exits_2_and_reports_each() {
-    let scratch = with_plan(waiting_plan(0.1));
-    write_plan(
-        &scratch,
-        "bad.json",
-        json!([{"label": "x", "type": "system.noop"}]),
-    );
-    write_plan(
-        &scratch,
-        "also-good.json",
-        json!([{"label": "y", "type": "system.no_op"}]),
-    );
-    let out = scratch.baton(&["validate", "plan.json", "bad.json", "also-good.json"]);
-    assert_exit(&out, 2);
+    let scratch = waiting_plan(0.1).scratch();
+    plan()
+        .action("x", "system.noop", None)
+        .write(&scratch, "bad.json");
+    plan().no_op("y").write(&scratch, "also-good.json");
+    let out = scratch.exits(&["validate", "plan.json", "bad.json", "also-good.json"], 2);
     assert_eq!(
         stdout(&out),
         "plan.json: ok (3 actions)\nalso-good.json: ok (1 action)\n"
@@ -175,28 +129,26 @@ fn validate_several_files_with_one_bad_exits_2_and_reports_each() {
 
 #[test]
 fn validate_without_files_is_a_usage_error() {
-    let scratch = Scratch::new();
-    let out = scratch.baton(&["validate"]);
-    assert_exit(&out, 2);
+    let out = Scratch::new().exits(&["validate"], 2);
     assert!(stderr(&out).contains("Usage"), "{}", describe(&out));
 }
 
-fn layered_plan() -> Value {
-    json!([
-        {"label": "fetch", "type": "system.no_op"},
-        {"label": "build-a", "type": "system.no_op", "depends_on": ["fetch"]},
-        {"label": "build-b", "type": "system.no_op", "depends_on": ["fetch"]},
-        {"label": "ship", "type": "system.no_op", "depends_on": ["build-*"],
-         "condition": "vars.env == 'prod'"}
-    ])
+fn layered_plan() -> PlanBuilder {
+    plan()
+        .no_op("fetch")
+        .no_op("build-a")
+        .after(&["fetch"])
+        .no_op("build-b")
+        .after(&["fetch"])
+        .no_op("ship")
+        .after(&["build-*"])
+        .when("vars.env == 'prod'")
 }
 
 #[test]
 fn plan_text_shows_layers() {
-    let scratch = with_plan(layered_plan());
-    let out = scratch.baton(&["plan", "plan.json"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let scratch = layered_plan().scratch();
+    let text = stdout(&scratch.exits(&["plan", "plan.json"], 0));
     assert!(
         text.starts_with("plan.json: 4 actions in 3 layers\n"),
         "{text}"
@@ -216,10 +168,8 @@ fn plan_text_shows_layers() {
 
 #[test]
 fn plan_json_has_layers_and_resolved_dependencies() {
-    let scratch = with_plan(layered_plan());
-    let out = scratch.baton(&["plan", "plan.json", "--format", "json"]);
-    assert_exit(&out, 0);
-    let doc = json(&out);
+    let scratch = layered_plan().scratch();
+    let doc = json(&scratch.exits(&["plan", "plan.json", "--format", "json"], 0));
     assert_eq!(
         doc["layers"],
         json!([["fetch"], ["build-a", "build-b"], ["ship"]])
@@ -232,10 +182,8 @@ fn plan_json_has_layers_and_resolved_dependencies() {
 
 #[test]
 fn plan_dot_is_a_digraph() {
-    let scratch = with_plan(layered_plan());
-    let out = scratch.baton(&["plan", "plan.json", "--format", "dot"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let scratch = layered_plan().scratch();
+    let text = stdout(&scratch.exits(&["plan", "plan.json", "--format", "dot"], 0));
     assert!(text.starts_with("digraph"), "{text}");
     assert!(text.contains("\"fetch\" -> \"build-a\";"), "{text}");
     assert!(text.trim_end().ends_with('}'), "{text}");
@@ -243,10 +191,8 @@ fn plan_dot_is_a_digraph() {
 
 #[test]
 fn plan_mermaid_is_a_top_down_graph() {
-    let scratch = with_plan(layered_plan());
-    let out = scratch.baton(&["plan", "plan.json", "--format", "mermaid"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let scratch = layered_plan().scratch();
+    let text = stdout(&scratch.exits(&["plan", "plan.json", "--format", "mermaid"], 0));
     assert!(text.starts_with("graph TD\n"), "{text}");
     assert!(text.contains("a0 --> a1"), "{text}");
     assert!(text.contains("build-a"), "{text}");
@@ -254,9 +200,8 @@ fn plan_mermaid_is_a_top_down_graph() {
 
 #[test]
 fn plan_of_a_bad_file_exits_2() {
-    let scratch = with_plan(json!([{"label": "a", "type": "system.no_op", "depends_on": ["a"]}]));
-    let out = scratch.baton(&["plan", "plan.json", "--format", "dot"]);
-    assert_exit(&out, 2);
+    let scratch = plan().no_op("a").after(&["a"]).scratch();
+    let out = scratch.exits(&["plan", "plan.json", "--format", "dot"], 2);
     assert_eq!(stdout(&out), "");
     assert!(
         stderr(&out).contains("cannot depend on itself"),
@@ -270,28 +215,41 @@ fn plan_of_a_bad_file_exits_2() {
 
 /// set_variables outputs, a command's last JSON stdout line as outputs, and templates (outputs,
 /// vars, run.id) feeding later params.
-fn data_flow_plan() -> Value {
-    json!([
-        {"label": "config", "type": "system.set_variables",
-         "params": {"variables": {"env": "dev", "replicas": 3}}},
-        {"label": "probe", "type": "system.command", "depends_on": ["config"],
-         "params": {"command": ["sh", "-c", "echo probing; echo '{\"port\": 8080, \"host\": \"db.local\"}'"]}},
-        {"label": "derive", "type": "system.set_variables", "depends_on": ["probe"],
-         "params": {"variables": {
-             "url": "http://{{ outputs['probe'].host }}:{{ outputs['probe'].port }}/{{ vars.team }}",
-             "port": "{{ outputs['probe'].port }}",
-             "run": "{{ run.id }}"}}},
-        {"label": "report", "type": "system.command", "depends_on": ["derive", "config"],
-         "params": {"command": ["printf", "{\"line\": \"%s\"}\\n",
-             "{{ outputs['config'].env }}/{{ outputs['derive'].url }}/{{ outputs['config'].replicas * 2 }}"]}}
-    ])
+fn data_flow_plan() -> PlanBuilder {
+    plan()
+        .set_variables("config", json!({"env": "dev", "replicas": 3}))
+        .command(
+            "probe",
+            &[
+                "sh",
+                "-c",
+                "echo probing; echo '{\"port\": 8080, \"host\": \"db.local\"}'",
+            ],
+        )
+        .after(&["config"])
+        .set_variables(
+            "derive",
+            json!({
+                "url": "http://{{ outputs['probe'].host }}:{{ outputs['probe'].port }}/{{ vars.team }}",
+                "port": "{{ outputs['probe'].port }}",
+                "run": "{{ run.id }}"}),
+        )
+        .after(&["probe"])
+        .command(
+            "report",
+            &[
+                "printf",
+                "{\"line\": \"%s\"}\\n",
+                "{{ outputs['config'].env }}/{{ outputs['derive'].url }}/{{ outputs['config'].replicas * 2 }}",
+            ],
+        )
+        .after(&["derive", "config"])
 }
 
 #[test]
 fn run_json_success_summary() {
-    let scratch = with_plan(data_flow_plan());
-    let summary = run_json(
-        &scratch,
+    let scratch = data_flow_plan().scratch();
+    let summary = scratch.summary(
         &[
             "run",
             "plan.json",
@@ -351,22 +309,23 @@ fn run_json_success_summary() {
     );
 }
 
-fn failing_plan() -> Value {
-    json!([
-        {"label": "ok", "type": "system.no_op"},
-        {"label": "bad", "type": "system.fail", "depends_on": ["ok"], "params": {"message": "boom"}},
-        {"label": "child", "type": "system.no_op", "depends_on": ["bad"]},
-        {"label": "grandchild", "type": "system.no_op", "depends_on": ["child"]},
-        {"label": "independent", "type": "system.wait", "params": {"seconds": 0.2}},
-        {"label": "after-independent", "type": "system.command", "depends_on": ["independent"],
-         "params": {"command": ["echo", "independent branch done"]}}
-    ])
+fn failing_plan() -> PlanBuilder {
+    plan()
+        .no_op("ok")
+        .fail("bad", "boom")
+        .after(&["ok"])
+        .no_op("child")
+        .after(&["bad"])
+        .no_op("grandchild")
+        .after(&["child"])
+        .wait("independent", 0.2)
+        .command("after-independent", &["echo", "independent branch done"])
+        .after(&["independent"])
 }
 
 #[test]
 fn run_json_failure_blocks_descendants_and_finishes_independent_branches() {
-    let scratch = with_plan(failing_plan());
-    let summary = run_json(&scratch, &["run", "plan.json"], 1);
+    let summary = failing_plan().scratch().summary(&["run", "plan.json"], 1);
     assert_eq!(summary["status"], "failed");
     let bad = action(&summary, "bad");
     assert_eq!(bad["status"], "failed");
@@ -383,9 +342,8 @@ fn run_json_failure_blocks_descendants_and_finishes_independent_branches() {
 
 #[test]
 fn run_plain_prints_progress_lines() {
-    let scratch = with_plan(failing_plan());
-    let out = scratch.baton(&["run", "plan.json", "--plain", "--run-id", "plain-1"]);
-    assert_exit(&out, 1);
+    let scratch = failing_plan().scratch();
+    let out = scratch.exits(&["run", "plan.json", "--plain", "--run-id", "plain-1"], 1);
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(
@@ -410,10 +368,8 @@ fn run_plain_prints_progress_lines() {
 
 #[test]
 fn run_plain_success_ends_with_a_summary_line() {
-    let scratch = with_plan(layered_plan());
-    let out = scratch.baton(&["run", "plan.json", "--plain", "--var", "env=prod"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let scratch = layered_plan().scratch();
+    let text = stdout(&scratch.exits(&["run", "plan.json", "--plain", "--var", "env=prod"], 0));
     let last = text.lines().last().unwrap_or_default();
     assert!(
         last.contains(" succeeded in ") && last.contains("4 complete"),
@@ -423,12 +379,17 @@ fn run_plain_success_ends_with_a_summary_line() {
 
 #[test]
 fn run_var_is_visible_as_vars_name() {
-    let scratch = with_plan(json!([
-        {"label": "echo", "type": "system.command",
-         "params": {"command": ["printf", "{\"got\": \"%s\"}\\n", "{{ vars.region }}-{{ vars.tier }}"]}}
-    ]));
-    let summary = run_json(
-        &scratch,
+    let scratch = plan()
+        .command(
+            "echo",
+            &[
+                "printf",
+                "{\"got\": \"%s\"}\\n",
+                "{{ vars.region }}-{{ vars.tier }}",
+            ],
+        )
+        .scratch();
+    let summary = scratch.summary(
         &[
             "run",
             "plan.json",
@@ -447,7 +408,7 @@ fn run_var_is_visible_as_vars_name() {
 
 #[test]
 fn run_rejects_malformed_vars_and_options_with_exit_2() {
-    let scratch = with_plan(layered_plan());
+    let scratch = layered_plan().scratch();
     for (args, needle) in [
         (vec!["--var", "novalue"], "NAME=VALUE"),
         (vec!["--var", "bad name=x"], "letters, digits"),
@@ -458,8 +419,7 @@ fn run_rejects_malformed_vars_and_options_with_exit_2() {
     ] {
         let mut full = vec!["run", "plan.json"];
         full.extend(args.iter().copied());
-        let out = scratch.baton(&full);
-        assert_exit(&out, 2);
+        let out = scratch.exits(&full, 2);
         assert!(
             stderr(&out).contains(needle),
             "{args:?}: {}",
@@ -476,18 +436,15 @@ fn run_rejects_malformed_vars_and_options_with_exit_2() {
 
 #[test]
 fn max_parallel_1_runs_one_command_at_a_time_and_succeeds() {
-    let step = |name: &str| {
-        json!({"label": name, "type": "system.command", "params": {
-            "command": format!("echo start {name} >> trace; sleep 0.1; echo end {name} >> trace"),
-            "shell": true}})
-    };
-    let scratch = with_plan(json!([
-        step("a"),
-        step("b"),
-        step("c"),
-        {"label": "done", "type": "system.no_op", "depends_on": ["a", "b", "c"]}
-    ]));
-    let summary = run_json(&scratch, &["run", "plan.json", "--max-parallel", "1"], 0);
+    let mut steps = plan();
+    for name in ["a", "b", "c"] {
+        steps = steps.shell(
+            name,
+            &format!("echo start {name} >> trace; sleep 0.1; echo end {name} >> trace"),
+        );
+    }
+    let scratch = steps.no_op("done").after(&["a", "b", "c"]).scratch();
+    let summary = scratch.summary(&["run", "plan.json", "--max-parallel", "1"], 0);
     assert_eq!(summary["status"], "succeeded");
     let trace = std::fs::read_to_string(scratch.path().join("trace")).expect("trace");
     let lines: Vec<&str> = trace.lines().collect();
@@ -504,19 +461,16 @@ fn max_parallel_1_runs_one_command_at_a_time_and_succeeds() {
 
 #[test]
 fn run_id_is_used_for_the_run_folder() {
-    let scratch = with_plan(layered_plan());
-    let summary = run_json(
-        &scratch,
-        &[
-            "run",
-            "plan.json",
-            "--run-id",
-            "release-42",
-            "--var",
-            "env=dev",
-        ],
-        0,
-    );
+    let scratch = layered_plan().scratch();
+    let args = [
+        "run",
+        "plan.json",
+        "--run-id",
+        "release-42",
+        "--var",
+        "env=dev",
+    ];
+    let summary = scratch.summary(&args, 0);
     assert_eq!(summary["run_id"], "release-42");
     assert_eq!(summary["run"], ".baton/runs/release-42");
     assert_eq!(
@@ -524,15 +478,7 @@ fn run_id_is_used_for_the_run_folder() {
         vec![scratch.path().join(".baton/runs/release-42")]
     );
     // The same id again is refused: runs are never overwritten.
-    let out = scratch.baton(&[
-        "run",
-        "plan.json",
-        "--run-id",
-        "release-42",
-        "--var",
-        "env=dev",
-    ]);
-    assert_exit(&out, 3);
+    let out = scratch.exits(&args, 3);
     assert!(
         stderr(&out).contains("already exists"),
         "{}",
@@ -542,13 +488,13 @@ fn run_id_is_used_for_the_run_folder() {
 
 #[test]
 fn a_chain_of_50_no_ops_finishes_in_one_invocation() {
-    let mut actions = vec![json!({"label": "n0", "type": "system.no_op"})];
+    let mut chain = plan().no_op("n0");
     for i in 1..50 {
-        actions.push(json!({"label": format!("n{i}"), "type": "system.no_op",
-                            "depends_on": [format!("n{}", i - 1)]}));
+        chain = chain
+            .no_op(&format!("n{i}"))
+            .after(&[&format!("n{}", i - 1)]);
     }
-    let scratch = with_plan(Value::Array(actions));
-    let summary = run_json(&scratch, &["run", "plan.json"], 0);
+    let summary = chain.scratch().summary(&["run", "plan.json"], 0);
     assert_eq!(summary["invocations"], 1, "{summary}");
     assert_eq!(summary["actions"].as_object().expect("actions").len(), 50);
     assert_eq!(status_of(&summary, "n49"), "complete");
@@ -556,16 +502,17 @@ fn a_chain_of_50_no_ops_finishes_in_one_invocation() {
 
 #[test]
 fn condition_false_skips_the_action_and_its_dependents_still_run() {
-    let scratch = with_plan(json!([
-        {"label": "prod-only", "type": "system.fail", "condition": "vars.env == 'prod'",
-         "params": {"message": "must not run"}},
-        {"label": "braced", "type": "system.fail", "condition": "{{ vars.env == 'prod' }}",
-         "params": {"message": "must not run"}},
-        {"label": "after", "type": "system.command", "depends_on": ["prod-only", "braced"],
-         "params": {"command": ["echo", "ran"]}},
-        {"label": "dev-only", "type": "system.no_op", "condition": "vars.env == 'dev'"}
-    ]));
-    let summary = run_json(&scratch, &["run", "plan.json", "--var", "env=dev"], 0);
+    let scratch = plan()
+        .fail("prod-only", "must not run")
+        .when("vars.env == 'prod'")
+        .fail("braced", "must not run")
+        .when("{{ vars.env == 'prod' }}")
+        .command("after", &["echo", "ran"])
+        .after(&["prod-only", "braced"])
+        .no_op("dev-only")
+        .when("vars.env == 'dev'")
+        .scratch();
+    let summary = scratch.summary(&["run", "plan.json", "--var", "env=dev"], 0);
     assert_eq!(summary["status"], "succeeded");
     assert_eq!(status_of(&summary, "prod-only"), "skipped");
     assert_eq!(status_of(&summary, "braced"), "skipped");
@@ -575,16 +522,17 @@ fn condition_false_skips_the_action_and_its_dependents_still_run() {
 
 #[test]
 fn retry_policy_retries_a_failing_command() {
-    let scratch = with_plan(json!([
-        {"label": "flaky", "type": "system.command",
-         "params": {"command": "n=$(cat counter 2>/dev/null || echo 0); n=$((n+1)); echo $n > counter; \
-                                if [ $n -lt 2 ]; then echo attempt $n failed >&2; exit 1; fi; \
-                                echo \"{\\\"succeeded_on\\\": $n}\"",
-                    "shell": true},
-         "retry": {"attempts": 2, "delay": "0.2s"}}
-    ]));
+    let scratch = plan()
+        .shell(
+            "flaky",
+            "n=$(cat counter 2>/dev/null || echo 0); n=$((n+1)); echo $n > counter; \
+             if [ $n -lt 2 ]; then echo attempt $n failed >&2; exit 1; fi; \
+             echo \"{\\\"succeeded_on\\\": $n}\"",
+        )
+        .set("retry", json!({"attempts": 2, "delay": "0.2s"}))
+        .scratch();
     let started = Instant::now();
-    let summary = run_json(&scratch, &["run", "plan.json", "--run-id", "flaky"], 0);
+    let summary = scratch.run_plan("flaky", 0);
     let took = started.elapsed();
     let flaky = action(&summary, "flaky");
     assert_eq!(flaky["status"], "complete", "{summary:#}");
@@ -603,12 +551,14 @@ fn retry_policy_retries_a_failing_command() {
 
 #[test]
 fn retry_policy_gives_up_after_the_last_attempt() {
-    let scratch = with_plan(json!([
-        {"label": "broken", "type": "system.command",
-         "params": {"command": "echo run >> tries; exit 3", "shell": true},
-         "retry": {"attempts": 3, "delay": "0.05s", "backoff": 1.0}}
-    ]));
-    let summary = run_json(&scratch, &["run", "plan.json"], 1);
+    let scratch = plan()
+        .shell("broken", "echo run >> tries; exit 3")
+        .set(
+            "retry",
+            json!({"attempts": 3, "delay": "0.05s", "backoff": 1.0}),
+        )
+        .scratch();
+    let summary = scratch.summary(&["run", "plan.json"], 1);
     let broken = action(&summary, "broken");
     assert_eq!(broken["status"], "failed");
     assert_eq!(broken["attempts"], 3);
@@ -625,13 +575,14 @@ fn retry_policy_gives_up_after_the_last_attempt() {
 
 #[test]
 fn timeout_kills_a_long_command() {
-    let scratch = with_plan(json!([
-        {"label": "slow", "type": "system.command", "params": {"command": ["sleep", "5"]},
-         "timeout": "0.5s"},
-        {"label": "after", "type": "system.no_op", "depends_on": ["slow"]}
-    ]));
+    let scratch = plan()
+        .command("slow", &["sleep", "5"])
+        .set("timeout", json!("0.5s"))
+        .no_op("after")
+        .after(&["slow"])
+        .scratch();
     let started = Instant::now();
-    let summary = run_json(&scratch, &["run", "plan.json"], 1);
+    let summary = scratch.summary(&["run", "plan.json"], 1);
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -653,14 +604,13 @@ fn timeout_kills_a_long_command() {
 /// long command is still running: independent branches proceed.
 #[test]
 fn a_due_wait_is_not_held_up_by_a_concurrent_long_command() {
-    let scratch = with_plan(json!([
-        {"label": "short-wait", "type": "system.wait", "params": {"seconds": 0.1}},
-        {"label": "after-wait", "type": "system.command", "depends_on": ["short-wait"],
-         "params": {"command": "echo after-wait >> order", "shell": true}},
-        {"label": "long", "type": "system.command",
-         "params": {"command": "sleep 1.5; echo long >> order", "shell": true}}
-    ]));
-    let summary = run_json(&scratch, &["run", "plan.json"], 0);
+    let scratch = plan()
+        .wait("short-wait", 0.1)
+        .shell("after-wait", "echo after-wait >> order")
+        .after(&["short-wait"])
+        .shell("long", "sleep 1.5; echo long >> order")
+        .scratch();
+    let summary = scratch.summary(&["run", "plan.json"], 0);
     assert_eq!(summary["status"], "succeeded");
     let order = std::fs::read_to_string(scratch.path().join("order")).expect("order");
     assert_eq!(
@@ -674,12 +624,10 @@ fn a_due_wait_is_not_held_up_by_a_concurrent_long_command() {
 
 #[test]
 fn status_text_and_json() {
-    let scratch = with_plan(failing_plan());
-    run_json(&scratch, &["run", "plan.json", "--run-id", "st"], 1);
+    let scratch = failing_plan().scratch();
+    scratch.run_plan("st", 1);
 
-    let out = scratch.baton(&["status", "st"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let text = stdout(&scratch.exits(&["status", "st"], 0));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "run st  failed", "{text}");
     assert!(
@@ -704,7 +652,7 @@ fn status_text_and_json() {
     assert!(line("grandchild").contains("blocked by bad"), "{text}");
     assert!(line("ok").contains("complete"), "{text}");
 
-    let doc = json(&scratch.baton(&["status", "st", "--json"]));
+    let doc = scratch.status("st");
     assert_eq!(doc["run_id"], "st");
     assert_eq!(doc["status"], "failed");
     assert_eq!(
@@ -719,9 +667,9 @@ fn status_text_and_json() {
 
 #[test]
 fn status_versions_lists_every_state_version() {
-    let scratch = with_plan(waiting_plan(0.1));
-    run_json(&scratch, &["run", "plan.json", "--run-id", "v"], 0);
-    let doc = json(&scratch.baton(&["status", "v", "--json", "--versions"]));
+    let scratch = waiting_plan(0.1).scratch();
+    scratch.run_plan("v", 0);
+    let doc = scratch.summary(&["status", "v", "--versions"], 0);
     let versions = doc["versions"].as_array().expect("versions");
     assert!(versions.len() >= 2, "{doc:#}");
     let last = versions.last().expect("a version");
@@ -731,9 +679,7 @@ fn status_versions_lists_every_state_version() {
     );
     assert!(versions.iter().all(|v| v["size"].as_u64().unwrap_or(0) > 0));
 
-    let out = scratch.baton(&["status", "v", "--versions"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let text = stdout(&scratch.exits(&["status", "v", "--versions"], 0));
     let listed = text
         .split("versions:\n")
         .nth(1)
@@ -742,31 +688,35 @@ fn status_versions_lists_every_state_version() {
     assert!(listed.lines().all(|l| l.ends_with(" bytes")), "{text}");
 }
 
-#[test]
-fn logs_show_command_output_per_run_and_per_action() {
-    let scratch = with_plan(data_flow_plan());
-    run_json(
-        &scratch,
+/// Whether a `logs` line of `thread` ends with `msg`.
+fn has_log(text: &str, thread: &str, msg: &str) -> bool {
+    text.lines().any(|l| {
+        let mut words = l.split_whitespace();
+        words.nth(2) == Some(thread) && l.ends_with(msg)
+    })
+}
+
+/// The data-flow plan, run as `lg`.
+fn data_flow_run() -> Scratch {
+    let scratch = data_flow_plan().scratch();
+    scratch.summary(
         &["run", "plan.json", "--var", "team=x", "--run-id", "lg"],
         0,
     );
+    scratch
+}
 
-    let out = scratch.baton(&["logs", "lg"]);
-    assert_exit(&out, 0);
-    let all = stdout(&out);
-    let has = |text: &str, thread: &str, msg: &str| {
-        text.lines().any(|l| {
-            let mut words = l.split_whitespace();
-            words.nth(2) == Some(thread) && l.ends_with(msg)
-        })
-    };
+#[test]
+fn logs_show_command_output_per_run_and_per_action() {
+    let scratch = data_flow_run();
+    let all = stdout(&scratch.exits(&["logs", "lg"], 0));
     assert!(
-        has(&all, "run", "run created from plan.json (4 actions)"),
+        has_log(&all, "run", "run created from plan.json (4 actions)"),
         "{all}"
     );
-    assert!(has(&all, "probe", "probing"), "{all}");
+    assert!(has_log(&all, "probe", "probing"), "{all}");
     assert!(
-        has(
+        has_log(
             &all,
             "report",
             "{\"line\": \"dev/http://db.local:8080/x/6\"}"
@@ -774,10 +724,8 @@ fn logs_show_command_output_per_run_and_per_action() {
         "{all}"
     );
 
-    let out = scratch.baton(&["logs", "lg", "probe"]);
-    assert_exit(&out, 0);
-    let one = stdout(&out);
-    assert!(has(&one, "probe", "probing"), "{one}");
+    let one = stdout(&scratch.exits(&["logs", "lg", "probe"], 0));
+    assert!(has_log(&one, "probe", "probing"), "{one}");
     assert!(
         one.lines()
             .all(|l| l.split_whitespace().nth(2) == Some("probe")),
@@ -787,15 +735,9 @@ fn logs_show_command_output_per_run_and_per_action() {
 
 #[test]
 fn logs_of_an_unknown_label_exit_2_with_a_suggestion() {
-    let scratch = with_plan(data_flow_plan());
-    run_json(
-        &scratch,
-        &["run", "plan.json", "--var", "team=x", "--run-id", "lg"],
-        0,
-    );
+    let scratch = data_flow_run();
     for command in ["logs", "inspect"] {
-        let out = scratch.baton(&[command, "lg", "prbe"]);
-        assert_exit(&out, 2);
+        let out = scratch.exits(&[command, "lg", "prbe"], 2);
         assert_eq!(
             stderr(&out),
             "no action labelled \"prbe\" in this run (did you mean \"probe\"?)\n",
@@ -805,23 +747,26 @@ fn logs_of_an_unknown_label_exit_2_with_a_suggestion() {
     }
 }
 
-fn secret_plan() -> Value {
-    json!([
-        {"label": "config", "type": "system.set_variables", "params": {"variables": {"db": "orders"}}},
-        {"label": "migrate", "type": "system.command", "depends_on": ["config"],
-         "params": {"command": ["sh", "-c", "echo migrating $DB_NAME; echo '{\"rows\": 12}'"],
-                    "env": {"DB_NAME": "{{ outputs['config'].db }}", "DB_PASSWORD": "hunter2"}}}
-    ])
+fn secret_plan() -> PlanBuilder {
+    plan()
+        .set_variables("config", json!({"db": "orders"}))
+        .command(
+            "migrate",
+            &["sh", "-c", "echo migrating $DB_NAME; echo '{\"rows\": 12}'"],
+        )
+        .after(&["config"])
+        .param(
+            "env",
+            json!({"DB_NAME": "{{ outputs['config'].db }}", "DB_PASSWORD": "hunter2"}),
+        )
 }
 
 #[test]
 fn inspect_shows_rendered_params_and_outputs_with_secrets_redacted() {
-    let scratch = with_plan(secret_plan());
-    run_json(&scratch, &["run", "plan.json", "--run-id", "ins"], 0);
+    let scratch = secret_plan().scratch();
+    scratch.run_plan("ins", 0);
 
-    let out = scratch.baton(&["inspect", "ins", "migrate"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let text = stdout(&scratch.exits(&["inspect", "ins", "migrate"], 0));
     assert!(text.starts_with("✔ migrate  (system.command)"), "{text}");
     assert!(
         text.contains("\"DB_NAME\": \"orders\""),
@@ -837,8 +782,7 @@ fn inspect_shows_rendered_params_and_outputs_with_secrets_redacted() {
     assert!(text.contains("migrating orders"), "log missing:\n{text}");
     assert!(text.contains("depends on  config"), "{text}");
 
-    let out = scratch.baton(&["inspect", "ins", "migrate", "--json"]);
-    assert_exit(&out, 0);
+    let out = scratch.exits(&["inspect", "ins", "migrate", "--json"], 0);
     assert!(
         !stdout(&out).contains("hunter2"),
         "secret leaked: {}",
@@ -855,16 +799,28 @@ fn inspect_shows_rendered_params_and_outputs_with_secrets_redacted() {
 
 #[test]
 fn secrets_are_redacted_in_logs_and_summaries() {
-    let scratch = with_plan(json!([
-        {"label": "leaky", "type": "system.command",
-         "params": {"command": ["sh", "-c", "echo DB_PASSWORD=$DB_PASSWORD; echo connecting with $DB_PASSWORD; echo '{\"api_token\": \"t0k3n-value\", \"user\": \"admin\"}'"],
-                    "env": {"DB_PASSWORD": "hunter2"}}},
-        {"label": "uses-token", "type": "system.command", "depends_on": ["leaky"],
-         "params": {"command": ["sh", "-c", "echo calling the API with $T; echo \"auth failed for $T\" >&2; exit 3"],
-                    "env": {"T": "{{ outputs['leaky'].api_token }}"}}}
-    ]));
-    let out = scratch.baton(&["run", "plan.json", "--json", "--run-id", "leak"]);
-    assert_exit(&out, 1);
+    let scratch = plan()
+        .command(
+            "leaky",
+            &[
+                "sh",
+                "-c",
+                "echo DB_PASSWORD=$DB_PASSWORD; echo connecting with $DB_PASSWORD; echo '{\"api_token\": \"t0k3n-value\", \"user\": \"admin\"}'",
+            ],
+        )
+        .param("env", json!({"DB_PASSWORD": "hunter2"}))
+        .command(
+            "uses-token",
+            &[
+                "sh",
+                "-c",
+                "echo calling the API with $T; echo \"auth failed for $T\" >&2; exit 3",
+            ],
+        )
+        .after(&["leaky"])
+        .param("env", json!({"T": "{{ outputs['leaky'].api_token }}"}))
+        .scratch();
+    let out = scratch.exits(&["run", "plan.json", "--json", "--run-id", "leak"], 1);
     assert!(!stdout(&out).contains("t0k3n"), "{}", stdout(&out));
     let summary = json(&out);
     assert_eq!(
@@ -910,9 +866,7 @@ fn secrets_are_redacted_in_logs_and_summaries() {
 #[test]
 fn tick_prints_one_payload_and_exits_0() {
     let scratch = unfinished_run("tk");
-    let out = scratch.baton(&["tick", "tk"]);
-    assert_exit(&out, 0);
-    let payload = json(&out);
+    let payload = json(&scratch.exits(&["tick", "tk"], 0));
     assert_eq!(payload["run"], ".baton/runs/tk");
     assert!(payload["state_version"].is_string(), "{payload}");
     let flow = payload["flow_control"].as_str().expect("flow_control");
@@ -929,13 +883,11 @@ fn tick_prints_one_payload_and_exits_0() {
             break;
         }
         std::thread::sleep(Duration::from_millis(60));
-        let out = scratch.baton(&["tick", "tk"]);
-        assert_exit(&out, 0);
-        last = json(&out);
+        last = json(&scratch.exits(&["tick", "tk"], 0));
     }
     assert_eq!(last["flow_control"], "success", "{last}");
     assert!(last["invocations"].as_u64().expect("invocations") > invocations);
-    let status = json(&scratch.baton(&["status", "tk", "--json"]));
+    let status = scratch.status("tk");
     assert_eq!(status["version"], last["state_version"]);
     assert_eq!(status["status"], "succeeded");
 
@@ -949,26 +901,24 @@ fn tick_prints_one_payload_and_exits_0() {
 
 #[test]
 fn retry_failed_after_fixing_the_precondition() {
-    let scratch = with_plan(json!([
-        {"label": "prepare", "type": "system.no_op"},
-        {"label": "check", "type": "system.command", "depends_on": ["prepare"],
-         "params": {"command": ["test", "-f", "ready.flag"]}},
-        {"label": "deploy", "type": "system.command", "depends_on": ["check"],
-         "params": {"command": ["echo", "deployed"]}},
-        {"label": "side", "type": "system.no_op"}
-    ]));
-    let summary = run_json(&scratch, &["run", "plan.json", "--run-id", "fix"], 1);
+    let scratch = plan()
+        .no_op("prepare")
+        .command("check", &["test", "-f", "ready.flag"])
+        .after(&["prepare"])
+        .command("deploy", &["echo", "deployed"])
+        .after(&["check"])
+        .no_op("side")
+        .scratch();
+    let summary = scratch.run_plan("fix", 1);
     assert_eq!(status_of(&summary, "check"), "failed");
     assert_eq!(status_of(&summary, "deploy"), "blocked");
 
     scratch.write("ready.flag", "");
-    let out = scratch.baton(&["retry", "fix", "--failed", "--plain"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let text = stdout(&scratch.exits(&["retry", "fix", "--failed", "--plain"], 0));
     assert!(text.starts_with("will run (2): check, deploy\n"), "{text}");
     assert!(text.contains("reusing outputs of (1): prepare"), "{text}");
 
-    let doc = json(&scratch.baton(&["status", "fix", "--json"]));
+    let doc = scratch.status("fix");
     assert_eq!(doc["status"], "succeeded");
     assert_eq!(doc["actions"]["check"]["attempts"], 2);
     assert_eq!(doc["actions"]["deploy"]["attempts"], 1);
@@ -984,22 +934,21 @@ fn retry_failed_after_fixing_the_precondition() {
 
 #[test]
 fn retry_from_reruns_descendants_and_only_reruns_one() {
-    let step = |name: &str, deps: &[&str]| {
-        json!({"label": name, "type": "system.command", "depends_on": deps,
-               "params": {"command": format!("echo {name} >> ran"), "shell": true}})
-    };
-    let scratch = with_plan(json!([
-        step("a", &[]),
-        step("b", &["a"]),
-        step("c", &["b"]),
-        step("d", &[])
-    ]));
+    let echo = |name: &str| format!("echo {name} >> ran");
+    let scratch = plan()
+        .shell("a", &echo("a"))
+        .shell("b", &echo("b"))
+        .after(&["a"])
+        .shell("c", &echo("c"))
+        .after(&["b"])
+        .shell("d", &echo("d"))
+        .scratch();
     let ran = || std::fs::read_to_string(scratch.path().join("ran")).unwrap_or_default();
-    run_json(&scratch, &["run", "plan.json", "--run-id", "re"], 0);
+    scratch.run_plan("re", 0);
     assert_eq!(ran().lines().count(), 4);
 
     std::fs::remove_file(scratch.path().join("ran")).expect("rm");
-    let summary = run_json(&scratch, &["retry", "re", "--from", "b"], 0);
+    let summary = scratch.summary(&["retry", "re", "--from", "b"], 0);
     assert_eq!(summary["status"], "succeeded");
     assert_eq!(ran(), "b\nc\n");
     assert_eq!(action(&summary, "a")["attempts"], 1);
@@ -1007,14 +956,13 @@ fn retry_from_reruns_descendants_and_only_reruns_one() {
     assert_eq!(action(&summary, "c")["attempts"], 2);
 
     std::fs::remove_file(scratch.path().join("ran")).expect("rm");
-    let summary = run_json(&scratch, &["retry", "re", "--only", "a"], 0);
+    let summary = scratch.summary(&["retry", "re", "--only", "a"], 0);
     assert_eq!(ran(), "a\n");
     assert_eq!(action(&summary, "a")["attempts"], 2);
     assert_eq!(action(&summary, "b")["attempts"], 2);
 
     // An unknown label is bad input.
-    let out = scratch.baton(&["retry", "re", "--only", "zz"]);
-    assert_exit(&out, 2);
+    let out = scratch.exits(&["retry", "re", "--only", "zz"], 2);
     assert!(
         stderr(&out).contains("no action labelled \"zz\""),
         "{}",
@@ -1024,22 +972,19 @@ fn retry_from_reruns_descendants_and_only_reruns_one() {
 
 #[test]
 fn retry_needs_exactly_one_selection() {
-    let scratch = with_plan(waiting_plan(0.05));
-    run_json(&scratch, &["run", "plan.json", "--run-id", "sel"], 0);
-    let out = scratch.baton(&["retry", "sel"]);
-    assert_exit(&out, 2);
+    let scratch = waiting_plan(0.05).scratch();
+    scratch.run_plan("sel", 0);
+    let out = scratch.exits(&["retry", "sel"], 2);
     assert!(stderr(&out).contains("--failed"), "{}", describe(&out));
     assert!(stderr(&out).contains("Usage"), "{}", describe(&out));
-    let out = scratch.baton(&["retry", "sel", "--failed", "--only", "a"]);
-    assert_exit(&out, 2);
+    scratch.exits(&["retry", "sel", "--failed", "--only", "a"], 2);
 }
 
 #[test]
 fn retry_failed_with_nothing_failed_exits_1() {
-    let scratch = with_plan(waiting_plan(0.05));
-    run_json(&scratch, &["run", "plan.json", "--run-id", "clean"], 0);
-    let out = scratch.baton(&["retry", "clean", "--failed"]);
-    assert_exit(&out, 1);
+    let scratch = waiting_plan(0.05).scratch();
+    scratch.run_plan("clean", 0);
+    let out = scratch.exits(&["retry", "clean", "--failed"], 1);
     assert!(
         stderr(&out).contains("nothing to re-execute"),
         "{}",
@@ -1050,13 +995,12 @@ fn retry_failed_with_nothing_failed_exits_1() {
 #[test]
 fn abort_of_an_undriven_run_finishes_it_as_aborted() {
     let scratch = unfinished_run("ab");
-    let doc = json(&scratch.baton(&["status", "ab", "--json"]));
+    let doc = scratch.status("ab");
     assert!(!["succeeded", "failed", "aborted"].contains(&doc["status"].as_str().unwrap_or("")));
 
-    let out = scratch.baton(&["abort", "ab"]);
-    assert_exit(&out, 0);
+    let out = scratch.exits(&["abort", "ab"], 0);
     assert_eq!(stdout(&out), "run ab aborted\n");
-    let doc = json(&scratch.baton(&["status", "ab", "--json"]));
+    let doc = scratch.status("ab");
     assert_eq!(doc["status"], "aborted");
     assert_eq!(doc["actions"]["long"]["status"], "cancelled");
     // `--only long` reset nothing else.
@@ -1064,13 +1008,13 @@ fn abort_of_an_undriven_run_finishes_it_as_aborted() {
     assert_eq!(doc["actions"]["after"]["status"], "complete");
 
     // Resuming an aborted run reports its result again: exit 1.
-    let summary = run_json(&scratch, &["resume", "ab"], 1);
+    let summary = scratch.summary(&["resume", "ab"], 1);
     assert_eq!(summary["status"], "aborted");
 }
 
 #[test]
 fn abort_from_another_process_stops_a_waiting_run() {
-    let scratch = with_plan(waiting_plan(30.0));
+    let scratch = waiting_plan(30.0).scratch();
     let mut child = Reaped(Some(
         scratch
             .cmd()
@@ -1084,8 +1028,7 @@ fn abort_from_another_process_stops_a_waiting_run() {
         doc["actions"]["long"]["status"] == "running"
     });
 
-    let out = scratch.baton(&["abort", "bg"]);
-    assert_exit(&out, 0);
+    let out = scratch.exits(&["abort", "bg"], 0);
     assert!(
         stdout(&out).contains("abort requested"),
         "{}",
@@ -1103,7 +1046,7 @@ fn abort_from_another_process_stops_a_waiting_run() {
         "{:?}",
         asked.elapsed()
     );
-    assert_exit(&out, 1);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
     let summary = json(&out);
     assert_eq!(summary["status"], "aborted");
     assert_eq!(status_of(&summary, "long"), "cancelled");
@@ -1112,32 +1055,30 @@ fn abort_from_another_process_stops_a_waiting_run() {
 
 #[test]
 fn abort_of_a_finished_run_exits_1() {
-    let scratch = with_plan(waiting_plan(0.05));
-    run_json(&scratch, &["run", "plan.json", "--run-id", "done"], 0);
-    let out = scratch.baton(&["abort", "done"]);
-    assert_exit(&out, 1);
+    let scratch = waiting_plan(0.05).scratch();
+    scratch.run_plan("done", 0);
+    let out = scratch.exits(&["abort", "done"], 1);
     assert!(
         stderr(&out).contains("already finished (succeeded)"),
         "{}",
         describe(&out)
     );
-    let doc = json(&scratch.baton(&["status", "done", "--json"]));
+    let doc = scratch.status("done");
     assert_eq!(doc["status"], "succeeded");
     assert_eq!(doc["abort_requested"], false);
 }
 
 #[test]
 fn resume_of_a_finished_run_exits_with_its_result() {
-    let scratch = with_plan(waiting_plan(0.05));
-    write_plan(&scratch, "failing.json", failing_plan());
-    run_json(&scratch, &["run", "plan.json", "--run-id", "good"], 0);
-    run_json(&scratch, &["run", "failing.json", "--run-id", "bad"], 1);
-    let summary = run_json(&scratch, &["resume", "good"], 0);
+    let scratch = waiting_plan(0.05).scratch();
+    failing_plan().write(&scratch, "failing.json");
+    scratch.run_plan("good", 0);
+    scratch.summary(&["run", "failing.json", "--run-id", "bad"], 1);
+    let summary = scratch.summary(&["resume", "good"], 0);
     assert_eq!(summary["status"], "succeeded");
-    let summary = run_json(&scratch, &["resume", "bad"], 1);
+    let summary = scratch.summary(&["resume", "bad"], 1);
     assert_eq!(summary["status"], "failed");
-    let out = scratch.baton(&["resume", "bad", "--plain"]);
-    assert_exit(&out, 1);
+    let out = scratch.exits(&["resume", "bad", "--plain"], 1);
     assert!(
         stdout(&out).contains("run bad failed"),
         "{}",
@@ -1148,7 +1089,7 @@ fn resume_of_a_finished_run_exits_with_its_result() {
 #[test]
 fn resume_drives_a_reset_run_to_the_end() {
     let scratch = unfinished_run("rs");
-    let summary = run_json(&scratch, &["resume", "rs"], 0);
+    let summary = scratch.summary(&["resume", "rs"], 0);
     assert_eq!(summary["status"], "succeeded");
     assert_eq!(action(&summary, "long")["attempts"], 2);
     assert_eq!(
@@ -1161,8 +1102,8 @@ fn resume_drives_a_reset_run_to_the_end() {
 
 #[test]
 fn a_nonexistent_run_exits_3_with_a_clear_message() {
-    let scratch = with_plan(waiting_plan(0.05));
-    run_json(&scratch, &["run", "plan.json", "--run-id", "exists"], 0);
+    let scratch = waiting_plan(0.05).scratch();
+    scratch.run_plan("exists", 0);
     for args in [
         vec!["status", "nope"],
         vec!["status", "nope", "--json"],
@@ -1173,8 +1114,7 @@ fn a_nonexistent_run_exits_3_with_a_clear_message() {
         vec!["retry", "nope", "--failed"],
         vec!["abort", "nope"],
     ] {
-        let out = scratch.baton(&args);
-        assert_exit(&out, 3);
+        let out = scratch.exits(&args, 3);
         assert_eq!(stdout(&out), "", "{args:?}");
         let err = stderr(&out);
         assert!(
@@ -1189,9 +1129,7 @@ fn a_nonexistent_run_exits_3_with_a_clear_message() {
 
 #[test]
 fn last_without_any_run_says_there_are_no_runs() {
-    let scratch = Scratch::new();
-    let out = scratch.baton(&["status", "last"]);
-    assert_exit(&out, 3);
+    let out = Scratch::new().exits(&["status", "last"], 3);
     assert!(
         stderr(&out).contains("no runs"),
         "`last` with no store should say there are no runs yet, not an OS error: {}",
@@ -1201,44 +1139,32 @@ fn last_without_any_run_says_there_are_no_runs() {
 
 #[test]
 fn the_last_locator_and_run_folders_address_runs() {
-    let scratch = with_plan(waiting_plan(0.05));
+    let scratch = waiting_plan(0.05).scratch();
     // The newer run sorts first by name, so only recency can pick it.
-    run_json(&scratch, &["run", "plan.json", "--run-id", "zz-older"], 0);
+    scratch.run_plan("zz-older", 0);
     std::thread::sleep(Duration::from_millis(20));
-    write_plan(&scratch, "failing.json", failing_plan());
-    run_json(
-        &scratch,
-        &["run", "failing.json", "--run-id", "aa-newer"],
-        1,
-    );
+    failing_plan().write(&scratch, "failing.json");
+    scratch.summary(&["run", "failing.json", "--run-id", "aa-newer"], 1);
 
-    let doc = json(&scratch.baton(&["status", "last", "--json"]));
-    assert_eq!(doc["run_id"], "aa-newer");
-    let out = scratch.baton(&["logs", "last", "bad"]);
-    assert_exit(&out, 0);
+    assert_eq!(scratch.status("last")["run_id"], "aa-newer");
+    scratch.exits(&["logs", "last", "bad"], 0);
     // A run folder path works as a locator too.
-    let doc = json(&scratch.baton(&["status", ".baton/runs/zz-older", "--json"]));
-    assert_eq!(doc["run_id"], "zz-older");
+    assert_eq!(scratch.status(".baton/runs/zz-older")["run_id"], "zz-older");
     // And so does a run id under an explicit --store.
     let other = Scratch::new();
     let store = scratch.path().join(".baton");
-    let out = other.baton(&[
-        "status",
-        "zz-older",
-        "--json",
-        "--store",
-        &store.to_string_lossy(),
-    ]);
-    assert_exit(&out, 0);
-    assert_eq!(json(&out)["run_id"], "zz-older");
+    let doc = other.summary(
+        &["status", "zz-older", "--store", &store.to_string_lossy()],
+        0,
+    );
+    assert_eq!(doc["run_id"], "zz-older");
 }
 
 #[test]
 fn two_resumes_at_once_one_is_refused_with_exit_3() {
-    let scratch = with_plan(waiting_plan(1.0));
-    run_json(&scratch, &["run", "plan.json", "--run-id", "twice"], 0);
-    let out = scratch.baton(&["retry", "twice", "--only", "long", "--no-run"]);
-    assert_exit(&out, 0);
+    let scratch = waiting_plan(1.0).scratch();
+    scratch.run_plan("twice", 0);
+    scratch.exits(&["retry", "twice", "--only", "long", "--no-run"], 0);
 
     let spawn = || {
         scratch
@@ -1282,8 +1208,8 @@ fn two_resumes_at_once_one_is_refused_with_exit_3() {
 /// a normal way for a pipeline to end.
 #[test]
 fn a_closed_stdout_does_not_panic() {
-    let scratch = with_plan(failing_plan());
-    run_json(&scratch, &["run", "plan.json", "--run-id", "pipe"], 1);
+    let scratch = failing_plan().scratch();
+    scratch.run_plan("pipe", 1);
     for args in [
         vec!["status", "pipe"],
         vec!["logs", "pipe"],

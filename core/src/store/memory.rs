@@ -1,5 +1,6 @@
 //! An in-memory store for tests.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{DriverGuard, RunStore, StoreError, VersionInfo};
@@ -9,6 +10,8 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     /// Behave like S3: no driver lock, so ticks claim leases.
     leases: bool,
+    /// Whether a driver holds the run (stores without leases only).
+    driven: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +48,16 @@ impl MemoryStore {
 
 struct NoGuard;
 impl DriverGuard for NoGuard {}
+
+/// Releases the run when the driver lets go, like the local store's lock file.
+struct Held(Arc<AtomicBool>);
+impl DriverGuard for Held {}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
 
 impl RunStore for MemoryStore {
     fn locator(&self) -> String {
@@ -124,7 +137,14 @@ impl RunStore for MemoryStore {
     }
 
     async fn head(&self) -> Result<String, StoreError> {
-        self.with(|inner| Ok(inner.versions.len().to_string()))
+        self.with(|inner| {
+            if inner.versions.is_empty() {
+                return Err(StoreError::NotFound {
+                    locator: "memory".into(),
+                });
+            }
+            Ok(inner.versions.len().to_string())
+        })
     }
 
     fn needs_lease(&self) -> bool {
@@ -132,6 +152,15 @@ impl RunStore for MemoryStore {
     }
 
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
-        Ok(Box::new(NoGuard))
+        if self.leases {
+            return Ok(Box::new(NoGuard));
+        }
+        if self.driven.swap(true, Ordering::SeqCst) {
+            return Err(StoreError::Busy {
+                locator: "memory".into(),
+                holder: String::new(),
+            });
+        }
+        Ok(Box::new(Held(Arc::clone(&self.driven))))
     }
 }

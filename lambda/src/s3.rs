@@ -1,0 +1,41 @@
+//! The deployed wiring: the run named by an `s3://…/runs/<id>` locator, opened with this
+//! container's plan cache, ticked by the standard executor with the container's AWS access.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use baton_core::aws::Aws;
+use baton_core::run::PlanCache;
+use baton_core::store::s3::{parse_url, S3Store};
+use baton_core::{Run, StandardExecutor};
+
+use crate::{handle_run, Config, HandlerError, Input, Output};
+
+/// Performs one tick on the run named in `input`, with work stopping `config.safety_margin`
+/// before `deadline`.
+pub async fn handle(
+    aws: Arc<Aws>,
+    input: Input,
+    deadline: Instant,
+    config: &Config,
+) -> Result<Output, HandlerError> {
+    let (bucket, run_prefix) = parse_run_locator(&input.run)?;
+    let client = aws.s3(&Default::default()).await;
+    // A warm container re-opens the same run on every tick: its plan is parsed once.
+    static PLANS: OnceLock<PlanCache> = OnceLock::new();
+    let plans = PLANS.get_or_init(PlanCache::default);
+    let run = Run::open_cached(S3Store::new(client, &bucket, &run_prefix), plans).await?;
+    let executor = Arc::new(StandardExecutor::with_aws(aws));
+    handle_run(&run, &executor, input, deadline, config).await
+}
+
+/// `s3://bucket/prefix/runs/<run-id>` split into the bucket and the run's prefix.
+pub fn parse_run_locator(locator: &str) -> Result<(String, String), HandlerError> {
+    parse_url(locator)
+        .filter(|(_, prefix)| prefix.contains("runs/"))
+        .ok_or_else(|| {
+            HandlerError::BadPayload(format!(
+                "\"run\" must be s3://bucket/prefix/runs/<run-id>, got {locator:?}"
+            ))
+        })
+}
