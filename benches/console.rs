@@ -39,7 +39,8 @@ fn app(n: usize) -> App {
         .plan;
     let now = Utc::now();
     let mut state = RunState::new("bench", &plan, "sha", Default::default(), now);
-    for (i, action) in state.actions.iter_mut().enumerate() {
+    for i in 0..plan.len() {
+        let action = baton_core::testutil::edit(&mut state).action_mut(i as u32);
         action.attempt = 1;
         action.started_at = Some(now);
         action.status = match i % 10 {

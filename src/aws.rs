@@ -25,7 +25,7 @@ pub async fn aws() -> Arc<Aws> {
 /// The executor for a plan: with AWS access only if the plan has `aws.*` actions.
 pub async fn executor(plan: &baton_core::Plan) -> baton_core::StandardExecutor {
     if plan
-        .actions
+        .actions()
         .iter()
         .any(|a| a.action_type.name().starts_with("aws."))
     {

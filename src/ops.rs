@@ -85,24 +85,24 @@ async fn request_abort(
     driven_here: bool,
 ) -> Result<Aborted, Failure> {
     let (state, _) = run.load().await?;
-    if state.status.is_finished() {
+    if state.status().is_finished() {
         return Ok(Aborted::AlreadyFinished {
-            run_id: state.run_id,
-            status: state.status,
+            run_id: state.run_id().to_string(),
+            status: state.status(),
         });
     }
-    run.update(|_, state| state.abort_requested = true).await?;
-    let stopped = match (hard, &state.state_machine) {
+    run.update(|_, state| state.request_abort()).await?;
+    let stopped = match (hard, &state.state_machine()) {
         (None, _) => Stopped::NotAsked,
         (Some(_), None) => Stopped::NoExecution,
         (Some(who), Some(state_machine)) => {
-            let cause = format!("run {} aborted by an operator {who}", state.run_id);
+            let cause = format!("run {} aborted by an operator {who}", state.run_id());
             let sfn = remote::client().await;
-            let stopped = remote::stop_running(&sfn, state_machine, &state.run_id, &cause).await?;
+            let stopped = remote::stop_running(&sfn, state_machine, state.run_id(), &cause).await?;
             Stopped::Executions(stopped)
         }
     };
-    let honoured = if stopped == Stopped::NotAsked && state.state_machine.is_some() {
+    let honoured = if stopped == Stopped::NotAsked && state.state_machine().is_some() {
         Honoured::ByExecution
     } else if driven_here {
         Honoured::ByDriver
@@ -113,7 +113,7 @@ async fn request_abort(
         }
     };
     Ok(Aborted::Requested {
-        run_id: state.run_id,
+        run_id: state.run_id().to_string(),
         stopped,
         honoured,
     })
@@ -181,10 +181,7 @@ impl PlannedReexecute<'_> {
 /// The state machine whose executions drive the run, for a submitted run in S3; `None` when a
 /// process drives it.
 pub fn remote_driver<'s>(run: &Run<AnyStore>, state: &'s RunState) -> Option<&'s str> {
-    state
-        .state_machine
-        .as_deref()
-        .filter(|_| run.store.is_remote())
+    state.state_machine().filter(|_| run.store.is_remote())
 }
 
 /// Resets the actions `mode` selects, whatever the preview says; nothing drives the run yet.
@@ -199,7 +196,7 @@ pub async fn reexecute_remotely(
     state_machine: &str,
 ) -> Result<Started, Failure> {
     let state = reset(run, mode).await?;
-    start_reexecution(run, state_machine, &state.run_id).await
+    start_reexecution(run, state_machine, state.run_id()).await
 }
 
 /// Starts a new execution of `state_machine` to drive the run after a reset.

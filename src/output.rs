@@ -55,7 +55,7 @@ pub struct PlainPrinter {
 impl PlainPrinter {
     pub fn new(plan: &Plan) -> Self {
         let width = plan
-            .actions
+            .actions()
             .iter()
             .map(|a| a.label.chars().count())
             .max()
@@ -140,7 +140,7 @@ impl serde::Serialize for SummaryActions<'_> {
         use serde::ser::SerializeMap;
         let Summary { plan, state, .. } = self.0;
         let mut map = serializer.serialize_map(Some(plan.len()))?;
-        for (def, action) in plan.actions.iter().zip(&state.actions) {
+        for (def, action) in plan.actions().iter().zip(state.actions()) {
             let outputs = if action.outputs.is_empty() {
                 Value::Object(Map::new())
             } else {
@@ -164,10 +164,10 @@ impl serde::Serialize for Summary<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(6))?;
-        map.serialize_entry("run_id", &self.state.run_id)?;
+        map.serialize_entry("run_id", &self.state.run_id())?;
         map.serialize_entry("run", self.locator)?;
-        map.serialize_entry("status", &self.state.status)?;
-        map.serialize_entry("invocations", &self.state.invocations)?;
+        map.serialize_entry("status", &self.state.status())?;
+        map.serialize_entry("invocations", &self.state.invocations())?;
         map.serialize_entry("duration_ms", &(self.duration_ms as u64))?;
         map.serialize_entry("actions", &SummaryActions(self))?;
         map.end()

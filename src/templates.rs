@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use baton_core::{ActionType, Plan};
+use baton_core::{ActionIdx, ActionType, Plan};
 use serde_json::Value;
 
 use crate::locator::AnyStore;
@@ -14,71 +14,66 @@ use crate::Failure;
 const MAX_TEMPLATE_BODY: usize = 51_200;
 
 pub async fn resolve(plan: &mut Plan, base_dir: &Path, store: &AnyStore) -> Result<(), Failure> {
-    for (i, action) in plan.actions.iter_mut().enumerate() {
+    for i in 0..plan.len() as ActionIdx {
+        let action = plan.action(i);
         if action.action_type != ActionType::CreateStack {
             continue;
         }
-        let Some(file) = action
-            .params
-            .get("template_file")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
+        let Some(file) = action.params.get("template_file").and_then(Value::as_str) else {
             continue;
         };
-        if baton_core::template::is_template(&file) {
+        if baton_core::template::is_template(file) {
             continue;
         }
-        let field = || {
-            format!(
-                "{}: actions[{i}] \"{}\": params.template_file",
-                plan.source, action.label
-            )
-        };
-        let path = base_dir.join(&file);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            Failure::Invalid(format!("{}: cannot read {}: {e}", field(), path.display()))
-        })?;
-        let Value::Object(params) = &mut action.params else {
-            continue;
-        };
-        match store {
-            AnyStore::S3(s3) => {
-                let name = format!(
-                    "{}-{}",
-                    action.label.replace('/', "_"),
-                    path.file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or("template")
-                );
-                let key = s3
-                    .put_artifact(&name, bytes)
-                    .await
-                    .map_err(|e| Failure::Infra(format!("{}: uploading: {e}", field())))?;
-                params.remove("template_file");
-                params.insert(
-                    "template_url".into(),
-                    Value::String(object_url(s3.bucket(), &key).await),
-                );
-            }
-            AnyStore::Local(_) if bytes.len() <= MAX_TEMPLATE_BODY => {
-                let body = String::from_utf8(bytes).map_err(|_| {
-                    Failure::Invalid(format!("{}: {} is not UTF-8 text", field(), path.display()))
-                })?;
-                params.remove("template_file");
-                params.insert("template_body".into(), Value::String(body));
-            }
-            AnyStore::Local(_) => {
-                // Too big to inline: keep an absolute path; the action explains at start.
-                let absolute = std::fs::canonicalize(&path).unwrap_or(path);
-                params.insert(
-                    "template_file".into(),
-                    Value::String(absolute.display().to_string()),
-                );
-            }
-        }
+        let field = format!(
+            "{}: actions[{i}] \"{}\": params.template_file",
+            plan.source(),
+            action.label
+        );
+        let path = base_dir.join(file);
+        let (new, value) = resolved(&path, &action.label, store, &field).await?;
+        plan.replace_param(i, "template_file", new, value);
     }
     Ok(())
+}
+
+/// Which param replaces `template_file`, and its value: an uploaded template's URL (S3
+/// stores), a small template's body (local stores), or an absolute path to a big one (the
+/// action explains at start that it needs an S3 store).
+async fn resolved(
+    path: &Path,
+    label: &str,
+    store: &AnyStore,
+    field: &str,
+) -> Result<(&'static str, String), Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::Invalid(format!("{field}: cannot read {}: {e}", path.display())))?;
+    match store {
+        AnyStore::S3(s3) => {
+            let name = format!(
+                "{}-{}",
+                label.replace('/', "_"),
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("template")
+            );
+            let key = s3
+                .put_artifact(&name, bytes)
+                .await
+                .map_err(|e| Failure::Infra(format!("{field}: uploading: {e}")))?;
+            Ok(("template_url", object_url(s3.bucket(), &key).await))
+        }
+        AnyStore::Local(_) if bytes.len() <= MAX_TEMPLATE_BODY => {
+            let body = String::from_utf8(bytes).map_err(|_| {
+                Failure::Invalid(format!("{field}: {} is not UTF-8 text", path.display()))
+            })?;
+            Ok(("template_body", body))
+        }
+        AnyStore::Local(_) => {
+            let absolute = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
+            Ok(("template_file", absolute.display().to_string()))
+        }
+    }
 }
 
 /// The URL CloudFormation fetches a template from.

@@ -53,15 +53,17 @@ pub struct Action {
     pub reads_vars: Vec<(String, String)>,
 }
 
+/// A validated plan. Its parts stay consistent with each other (indices, dependents, order,
+/// what templates read), so they are read through methods and changed only by the loader.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The file the plan came from, for messages.
-    pub source: String,
-    pub actions: Vec<Action>,
-    pub deps: Vec<Vec<ActionIdx>>,
-    pub dependents: Vec<Vec<ActionIdx>>,
+    pub(crate) source: String,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) deps: Vec<Vec<ActionIdx>>,
+    pub(crate) dependents: Vec<Vec<ActionIdx>>,
     /// A topological order (dependencies first), ties broken by file order.
-    pub order: Vec<ActionIdx>,
+    pub(crate) order: Vec<ActionIdx>,
     index: HashMap<String, ActionIdx>,
 }
 
@@ -93,6 +95,44 @@ impl Plan {
         }
     }
 
+    /// The file the plan came from, for messages.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The actions in file order (indexed by [`ActionIdx`]).
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    /// What action `idx` depends on (resolved, deduplicated).
+    pub fn deps(&self, idx: ActionIdx) -> &[ActionIdx] {
+        &self.deps[idx as usize]
+    }
+
+    /// What depends on action `idx` directly.
+    pub fn dependents(&self, idx: ActionIdx) -> &[ActionIdx] {
+        &self.dependents[idx as usize]
+    }
+
+    /// A topological order (dependencies first), ties broken by file order.
+    pub fn order(&self) -> &[ActionIdx] {
+        &self.order
+    }
+
+    /// Replaces one param of action `idx` after validation (a `template_file` resolved to the
+    /// uploaded `template_url` or an inline `template_body`). The new value is plain text,
+    /// never a template, so what the action's templates read is unchanged.
+    pub fn replace_param(&mut self, idx: ActionIdx, old: &str, new: &str, value: String) {
+        if let Some(Value::Object(params)) =
+            self.actions.get_mut(idx as usize).map(|a| &mut a.params)
+        {
+            params.remove(old);
+            params.insert(new.to_string(), Value::String(value));
+        }
+    }
+
+    /// How many actions.
     pub fn len(&self) -> usize {
         self.actions.len()
     }

@@ -320,26 +320,122 @@ pub struct Lease {
     pub until: Timestamp,
 }
 
+/// A run's state: one version of the state document. Its parts stay consistent with the plan
+/// and with each other (one entry per action, statuses the scheduler can reach), so they are
+/// read through methods and changed through the engine's transitions and the few operator
+/// changes below.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunState {
-    pub format: u32,
-    pub run_id: String,
-    pub plan_sha256: String,
-    pub status: RunStatus,
-    pub invocations: u64,
-    pub abort_requested: bool,
-    pub vars: Map<String, Value>,
+    pub(crate) format: u32,
+    pub(crate) run_id: String,
+    pub(crate) plan_sha256: String,
+    pub(crate) status: RunStatus,
+    pub(crate) invocations: u64,
+    pub(crate) abort_requested: bool,
+    pub(crate) vars: Map<String, Value>,
     /// The Step Functions state machine driving the run (remote runs), so `watch`, `abort
     /// --hard` and `retry` find its executions.
-    pub state_machine: Option<String>,
+    pub(crate) state_machine: Option<String>,
     /// Who is driving the run right now, on stores that cannot lock (S3): a tick claims the
     /// lease with a compare-and-swap save before doing anything and clears it when it ends.
-    pub driver: Option<Lease>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// Indexed like `Plan::actions`.
-    pub actions: Vec<ActionState>,
-    pub log: VecDeque<LogEntry>,
+    pub(crate) driver: Option<Lease>,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+    /// Indexed like the plan's actions.
+    pub(crate) actions: Vec<ActionState>,
+    pub(crate) log: VecDeque<LogEntry>,
+}
+
+impl RunState {
+    /// The document's format number.
+    pub fn format(&self) -> u32 {
+        self.format
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The sha256 of the plan this state belongs to.
+    pub fn plan_sha256(&self) -> &str {
+        &self.plan_sha256
+    }
+
+    /// The run's status.
+    pub fn status(&self) -> RunStatus {
+        self.status
+    }
+
+    /// Ticks performed on the run so far.
+    pub fn invocations(&self) -> u64 {
+        self.invocations
+    }
+
+    /// Whether an operator asked the run to stop.
+    pub fn abort_requested(&self) -> bool {
+        self.abort_requested
+    }
+
+    /// Run variables (`--var`), readable as `vars.NAME` in templates.
+    pub fn vars(&self) -> &Map<String, Value> {
+        &self.vars
+    }
+
+    /// The Step Functions state machine driving the run (submitted runs).
+    pub fn state_machine(&self) -> Option<&str> {
+        self.state_machine.as_deref()
+    }
+
+    /// The lease of the driver working on the run right now (S3 stores).
+    pub fn driver(&self) -> Option<&Lease> {
+        self.driver.as_ref()
+    }
+
+    /// When the run was created.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// When this version was saved.
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+
+    /// Every action's state, indexed like the plan's actions.
+    pub fn actions(&self) -> &[ActionState] {
+        &self.actions
+    }
+
+    /// The run's own log thread, oldest first.
+    pub fn log(&self) -> &VecDeque<LogEntry> {
+        &self.log
+    }
+
+    /// An operator asks the run to stop: the next tick cancels what it can and ends the run
+    /// `aborted`.
+    pub fn request_abort(&mut self) {
+        self.abort_requested = true;
+    }
+
+    /// A view following the engine through observer messages takes an action's new state.
+    pub fn mirror_action(&mut self, idx: ActionIdx, action: ActionState) {
+        self.actions[idx as usize] = action;
+    }
+
+    /// A view following the engine through observer messages takes a log line: the action's
+    /// (`Some`) or the run's.
+    pub fn mirror_log(&mut self, idx: Option<ActionIdx>, entry: LogEntry) {
+        match idx {
+            Some(idx) => self.actions[idx as usize].push_log(entry),
+            None => push_ring(&mut self.log, entry),
+        }
+    }
+
+    /// Records the Step Functions state machine that drives the run.
+    pub fn set_state_machine(&mut self, arn: Option<String>) {
+        self.state_machine = arn;
+    }
 }
 
 impl RunState {
@@ -377,11 +473,11 @@ impl RunState {
         &self.actions[idx as usize]
     }
 
-    pub fn action_mut(&mut self, idx: ActionIdx) -> &mut ActionState {
+    pub(crate) fn action_mut(&mut self, idx: ActionIdx) -> &mut ActionState {
         &mut self.actions[idx as usize]
     }
 
-    pub fn log_run(&mut self, t: Timestamp, level: Level, msg: impl Into<String>) {
+    pub(crate) fn log_run(&mut self, t: Timestamp, level: Level, msg: impl Into<String>) {
         push_ring(
             &mut self.log,
             LogEntry {
@@ -390,20 +486,6 @@ impl RunState {
                 msg: msg.into(),
             },
         );
-    }
-
-    pub fn log_action(
-        &mut self,
-        idx: ActionIdx,
-        t: Timestamp,
-        level: Level,
-        msg: impl Into<String>,
-    ) {
-        self.actions[idx as usize].push_log(LogEntry {
-            t,
-            level,
-            msg: msg.into(),
-        });
     }
 
     /// How many actions are in each status, in `ActionStatus::ALL` order.

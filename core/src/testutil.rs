@@ -88,3 +88,59 @@ impl Executor for ScriptedExecutor {
         Ok(())
     }
 }
+
+use crate::log::Timestamp;
+use crate::model::ActionIdx;
+use crate::state::{ActionState, Lease, RunState, RunStatus};
+
+/// Puts a state into a shape a test needs directly (tests of views and documents, which the
+/// engine would reach only step by step).
+pub fn edit(state: &mut RunState) -> StateEdit<'_> {
+    StateEdit(state)
+}
+
+/// See [`edit`].
+pub struct StateEdit<'s>(&'s mut RunState);
+
+impl<'s> StateEdit<'s> {
+    /// Sets the run's status.
+    pub fn status(self, status: RunStatus) -> Self {
+        self.0.status = status;
+        self
+    }
+
+    /// Sets the tick count.
+    pub fn invocations(self, invocations: u64) -> Self {
+        self.0.invocations = invocations;
+        self
+    }
+
+    /// Sets when the version was saved.
+    pub fn updated_at(self, t: Timestamp) -> Self {
+        self.0.updated_at = t;
+        self
+    }
+
+    /// Sets the driver's lease.
+    pub fn driver(self, lease: Option<Lease>) -> Self {
+        self.0.driver = lease;
+        self
+    }
+
+    /// Replaces action `idx`'s state.
+    pub fn action(self, idx: ActionIdx, action: ActionState) -> Self {
+        self.0.actions[idx as usize] = action;
+        self
+    }
+
+    /// Action `idx`'s state, to change in place.
+    pub fn action_mut(self, idx: ActionIdx) -> &'s mut ActionState {
+        &mut self.0.actions[idx as usize]
+    }
+
+    /// Sets the Step Functions state machine.
+    pub fn state_machine(self, arn: &str) -> Self {
+        self.0.state_machine = Some(arn.to_string());
+        self
+    }
+}

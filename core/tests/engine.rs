@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod store_contract;
+use baton_core::testutil::edit;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +84,7 @@ fn simulate(
         for step in scheduler.next(&mut state, now, true) {
             match step {
                 Step::Start { idx, .. } => {
-                    for &dep in &plan.deps[idx as usize] {
+                    for &dep in plan.deps(idx) {
                         assert!(
                             state.action(dep).status.satisfies_dependents(),
                             "a{idx} started before its dependency a{dep} finished"
@@ -98,7 +99,7 @@ fn simulate(
         // Inline actions also must not run early: check every finished action.
         for idx in 0..plan.len() as u32 {
             if state.action(idx).status == ActionStatus::Complete {
-                for &dep in &plan.deps[idx as usize] {
+                for &dep in plan.deps(idx) {
                     assert!(state.action(dep).status.satisfies_dependents());
                 }
             }
@@ -115,7 +116,7 @@ fn simulate(
         scheduler.apply(&mut state, idx, outcome, now);
     }
     let flow = scheduler.next_step(&state, now);
-    let statuses: Vec<ActionStatus> = state.actions.iter().map(|a| a.status).collect();
+    let statuses: Vec<ActionStatus> = state.actions().iter().map(|a| a.status).collect();
     let any_failed = statuses.contains(&ActionStatus::Failed);
     assert_eq!(
         flow,
@@ -265,9 +266,9 @@ fn a_chain_of_instant_actions_finishes_in_one_tick() {
             .await
             .expect("tick");
         assert_eq!(report.next, Next::Success);
-        assert_eq!(report.state.invocations, 1);
+        assert_eq!(report.state.invocations(), 1);
         let (state, version) = run.load().await.expect("load");
-        assert_eq!(state.status, RunStatus::Succeeded);
+        assert_eq!(state.status(), RunStatus::Succeeded);
         assert_eq!(state.count(ActionStatus::Complete), 50);
         assert_eq!(version, "2", "one save per tick");
     });
@@ -355,7 +356,7 @@ fn failure_blocks_descendants_and_independent_branches_finish() {
         assert_eq!(status("grandchild"), ActionStatus::Blocked);
         assert_eq!(state.action(2).blocked_by.as_deref(), Some("bad"));
         assert_eq!(status("other-next"), ActionStatus::Complete);
-        assert_eq!(state.status, RunStatus::Failed);
+        assert_eq!(state.status(), RunStatus::Failed);
     });
 }
 
@@ -448,7 +449,7 @@ fn abort_cancels_running_work_and_marks_the_rest_cancelled() {
         let exec = Arc::new(ScriptedExecutor::new().on_start("w", [running()]));
         let opts = TickOptions::default();
         tick(&run, &exec, &opts, &Silent).await.expect("tick");
-        run.update(|_, state| state.abort_requested = true)
+        run.update(|_, state| state.request_abort())
             .await
             .expect("request abort");
         let report = tick(&run, &exec, &opts, &Silent).await.expect("tick");
@@ -684,7 +685,7 @@ fn a_reexecute_racing_a_tick_is_merged_and_both_changes_survive() {
             ActionStatus::Complete,
             "the tick's work survives"
         );
-        assert!(state.driver.is_none(), "the lease is released");
+        assert!(state.driver().is_none(), "the lease is released");
 
         let report = tick(&run, &exec, &TickOptions::default(), &Silent)
             .await
@@ -703,7 +704,7 @@ fn a_reexecute_racing_a_tick_is_merged_and_both_changes_survive() {
             "slow ran once: {slow_log:?}"
         );
         assert!(state
-            .log
+            .log()
             .iter()
             .any(|e| e.msg.starts_with("merged an operator's change")));
     });
@@ -725,7 +726,7 @@ fn leases_let_exactly_one_driver_work() {
         });
         loop {
             let (state, _) = run.load().await.expect("load");
-            if state.driver.is_some() {
+            if state.driver().is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -742,15 +743,15 @@ fn leases_let_exactly_one_driver_work() {
         assert_eq!(report.next, Next::Success);
         let (state, _) = run.load().await.expect("load");
         assert_eq!(state.count(ActionStatus::Complete), 1);
-        assert!(state.driver.is_none());
+        assert!(state.driver().is_none());
 
         // A crashed driver's lease: refused until taken over, then the run proceeds.
         let crashed = leased_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
         let (mut state, version) = crashed.load().await.expect("load");
-        state.driver = Some(baton_core::state::Lease {
+        edit(&mut state).driver(Some(baton_core::state::Lease {
             holder: "baton pid 1 on elsewhere (dead)".into(),
             until: Utc::now() + chrono::Duration::minutes(10),
-        });
+        }));
         crashed.save(&state, &version).await.expect("save");
         let crashed = Arc::new(crashed);
         let err = tick(&crashed, &exec, &TickOptions::default(), &Silent)
@@ -767,17 +768,17 @@ fn leases_let_exactly_one_driver_work() {
         assert_eq!(report.next, Next::Success);
         let (state, _) = crashed.load().await.expect("load");
         assert!(state
-            .log
+            .log()
             .iter()
             .any(|e| e.msg.contains("taking the run over from baton pid 1")));
 
         // A lapsed lease needs no take-over.
         let lapsed = leased_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
         let (mut state, version) = lapsed.load().await.expect("load");
-        state.driver = Some(baton_core::state::Lease {
+        edit(&mut state).driver(Some(baton_core::state::Lease {
             holder: "baton pid 1 on elsewhere (dead)".into(),
             until: Utc::now() - chrono::Duration::seconds(1),
-        });
+        }));
         lapsed.save(&state, &version).await.expect("save");
         let report = tick(&Arc::new(lapsed), &exec, &TickOptions::default(), &Silent)
             .await

@@ -2,6 +2,7 @@
 //! scripted executor; one end-to-end tick loop on S3 and CloudFormation in moto
 //! (`BATON_TEST_AWS_ENDPOINT`, started by scripts/test; in CI a missing endpoint fails it).
 
+use baton_core::testutil::edit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,10 +256,10 @@ async fn a_damaged_state_is_fatal() {
 async fn another_drivers_live_lease_is_retryable() {
     let run = memory_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
     let (mut state, version) = run.load().await.expect("load");
-    state.driver = Some(Lease {
+    edit(&mut state).driver(Some(Lease {
         holder: "baton pid 7 on elsewhere".into(),
         until: chrono::Utc::now() + chrono::Duration::minutes(1),
-    });
+    }));
     run.save(&state, &version).await.expect("save");
     let executor = Arc::new(ScriptedExecutor::new());
     let err = handle_run(&run, &executor, input(0), deadline(), &Config::default())

@@ -36,8 +36,8 @@ impl<'a> Inspected<'a> {
                 .not_rendered
                 .map(|e| format!("not rendered yet: {e}")),
             outputs: redact_value(&Value::Object((*action.outputs).clone())),
-            deps: labels(&plan.deps[idx as usize]),
-            dependents: labels(&plan.dependents[idx as usize]),
+            deps: labels(plan.deps(idx)),
+            dependents: labels(plan.dependents(idx)),
         }
     }
 }

@@ -22,7 +22,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
     let mut printed = Printed::default();
     loop {
         printed.print(&run.plan, &state, only);
-        if !follow || state.status.is_finished() {
+        if !follow || state.status().is_finished() {
             return Ok(());
         }
         loop {
@@ -37,7 +37,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
 }
 
 pub fn unknown_label(plan: &baton_core::Plan, label: &str) -> Failure {
-    let hint = baton_core::hints::suggest(label, plan.actions.iter().map(|a| a.label.as_str()))
+    let hint = baton_core::hints::suggest(label, plan.actions().iter().map(|a| a.label.as_str()))
         .map(|s| format!(" (did you mean \"{s}\"?)"))
         .unwrap_or_default();
     Failure::Invalid(format!("no action labelled \"{label}\" in this run{hint}"))
@@ -53,9 +53,9 @@ impl Printed {
     fn print(&mut self, plan: &baton_core::Plan, state: &RunState, only: Option<u32>) {
         let mut threads: Vec<(Option<u32>, &str, Vec<&LogEntry>)> = Vec::new();
         if only.is_none() {
-            threads.push((None, "run", state.log.iter().collect()));
+            threads.push((None, "run", state.log().iter().collect()));
         }
-        for &idx in &plan.order {
+        for &idx in plan.order() {
             if only.is_some_and(|o| o != idx) {
                 continue;
             }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use baton_core::Plan;
+use baton_core::{ActionIdx, Plan};
 use serde_json::json;
 
 use crate::args::PlanFormat;
@@ -27,7 +27,7 @@ pub fn text(plan: &Plan) -> String {
     let layers = plan.layers();
     let mut out = format!(
         "{}: {} in {}\n",
-        plan.source,
+        plan.source(),
         plural(plan.len(), "action"),
         plural(layers.len(), "layer")
     );
@@ -35,10 +35,7 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out, "\nlayer {depth} ({})", plural(layer.len(), "action"));
         for &idx in layer {
             let action = plan.action(idx);
-            let deps: Vec<&str> = plan.deps[idx as usize]
-                .iter()
-                .map(|&d| plan.label(d))
-                .collect();
+            let deps: Vec<&str> = plan.deps(idx).iter().map(|&d| plan.label(d)).collect();
             let mut line = format!("  {:<28} {:<22}", action.label, action.action_type.name());
             if !deps.is_empty() {
                 let _ = write!(line, "  ← {}", deps.join(", "));
@@ -61,14 +58,14 @@ fn json_plan(plan: &Plan) -> String {
         }
     }
     let actions: Vec<_> = plan
-        .actions
+        .actions()
         .iter()
         .enumerate()
         .map(|(i, a)| {
             json!({
                 "label": a.label,
                 "type": a.action_type.name(),
-                "depends_on": plan.deps[i].iter().map(|&d| plan.label(d)).collect::<Vec<_>>(),
+                "depends_on": plan.deps(i as ActionIdx).iter().map(|&d| plan.label(d)).collect::<Vec<_>>(),
                 "layer": depth[i],
             })
         })
@@ -77,7 +74,7 @@ fn json_plan(plan: &Plan) -> String {
         .iter()
         .map(|l| l.iter().map(|&i| plan.label(i)).collect())
         .collect();
-    let doc = json!({ "source": plan.source, "actions": actions, "layers": layers });
+    let doc = json!({ "source": plan.source(), "actions": actions, "layers": layers });
     format!(
         "{}\n",
         serde_json::to_string_pretty(&doc).unwrap_or_default()
@@ -88,7 +85,7 @@ fn dot(plan: &Plan) -> String {
     let mut out = String::from(
         "digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
     );
-    for action in &plan.actions {
+    for action in plan.actions() {
         let _ = writeln!(
             out,
             "  \"{}\" [label=\"{}\\n{}\"];",
@@ -97,13 +94,13 @@ fn dot(plan: &Plan) -> String {
             action.action_type.name()
         );
     }
-    for (i, deps) in plan.deps.iter().enumerate() {
-        for &d in deps {
+    for i in 0..plan.len() as ActionIdx {
+        for &d in plan.deps(i) {
             let _ = writeln!(
                 out,
                 "  \"{}\" -> \"{}\";",
                 escape(plan.label(d)),
-                escape(plan.label(i as u32))
+                escape(plan.label(i))
             );
         }
     }
@@ -118,7 +115,7 @@ fn escape(text: &str) -> String {
 fn mermaid(plan: &Plan) -> String {
     // Mermaid ids cannot hold `-`, `.`, `:` or `/`; number them and show the label.
     let mut out = String::from("graph TD\n");
-    for (i, action) in plan.actions.iter().enumerate() {
+    for (i, action) in plan.actions().iter().enumerate() {
         let _ = writeln!(
             out,
             "  a{i}[\"{}<br/><small>{}</small>\"]",
@@ -126,8 +123,8 @@ fn mermaid(plan: &Plan) -> String {
             action.action_type.name()
         );
     }
-    for (i, deps) in plan.deps.iter().enumerate() {
-        for &d in deps {
+    for i in 0..plan.len() as ActionIdx {
+        for &d in plan.deps(i) {
             let _ = writeln!(out, "  a{d} --> a{i}");
         }
     }

@@ -30,7 +30,7 @@ pub async fn run(args: RetryArgs) -> CommandResult {
         return Ok(());
     }
     if let Some(state_machine) = ops::remote_driver(&run, &state) {
-        let started = ops::start_reexecution(&run, state_machine, &state.run_id).await?;
+        let started = ops::start_reexecution(&run, state_machine, state.run_id()).await?;
         crate::out!("re-executing in a new execution: {}", started.execution_arn);
         return Ok(());
     }

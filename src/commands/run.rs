@@ -79,11 +79,11 @@ pub async fn submit(
     let (run, _, _) = create(file, var_args, run_id, store).await?;
     let arn = state_machine.to_string();
     let ((), state, _) = run
-        .update(|_, state| state.state_machine = Some(arn.clone()))
+        .update(|_, state| state.set_state_machine(Some(arn.clone())))
         .await?;
     let sfn = crate::remote::client().await;
     let execution =
-        crate::remote::start(&sfn, state_machine, &run.store.locator(), &state.run_id).await?;
+        crate::remote::start(&sfn, state_machine, &run.store.locator(), state.run_id()).await?;
     crate::out!("run {} submitted", run.store.locator());
     crate::out!("execution {execution}");
     crate::out!("watch it: baton watch {}", run.store.locator());
@@ -111,7 +111,7 @@ pub async fn watch(run: &str, store: &StoreArgs, read_only: bool) -> CommandResu
         },
     )
     .await?;
-    crate::out!("run {} {}", run.store.locator(), state.status);
+    crate::out!("run {} {}", run.store.locator(), state.status());
     Ok(())
 }
 
@@ -146,7 +146,7 @@ async fn drive_from(
     let report = ops::drive(&run, &options, observer).await;
     interrupts.abort();
     let state = report?.state;
-    let status = state.status;
+    let status = state.status();
     if options.stop.load(Ordering::Relaxed) && !status.is_finished() {
         eprintln!(
             "run paused ({status}); continue it with: baton resume {}",
@@ -165,13 +165,13 @@ async fn drive_from(
     } else {
         crate::out!(
             "run {} {} in {} ({}; {})",
-            state.run_id,
-            state.status,
+            state.run_id(),
+            state.status(),
             format_elapsed(started.elapsed()),
             state.count_summary(),
-            plural(state.invocations as usize, "invocation")
+            plural(state.invocations() as usize, "invocation")
         );
-        if state.status != RunStatus::Succeeded {
+        if state.status() != RunStatus::Succeeded {
             print_next_steps(&run, &state);
         }
     }
@@ -194,15 +194,15 @@ async fn drive_in_console(
     let state = crate::tui::console(Arc::clone(&run), console).await?;
     crate::out!(
         "run {} {} after {} ({})",
-        state.run_id,
-        state.status,
+        state.run_id(),
+        state.status(),
         format_elapsed(started.elapsed()),
         state.count_summary()
     );
-    if !state.status.is_finished() {
+    if !state.status().is_finished() {
         crate::out!("continue it with: baton resume {}", run.store.locator());
     }
-    succeeded(state.status)
+    succeeded(state.status())
 }
 
 /// The first Ctrl-C stops the run gently (no new actions start); a second one quits at once.
@@ -229,7 +229,7 @@ fn succeeded(status: RunStatus) -> CommandResult {
 
 fn print_next_steps(run: &Run<AnyStore>, state: &baton_core::RunState) {
     let locator = run.store.locator();
-    for (def, action) in run.plan.actions.iter().zip(&state.actions) {
+    for (def, action) in run.plan.actions().iter().zip(state.actions()) {
         if action.status == baton_core::ActionStatus::Failed {
             crate::out!(
                 "  ✖ {}: {}",
@@ -269,12 +269,12 @@ pub fn tick_options(args: &DriveArgs) -> Result<TickOptions, Failure> {
 /// Every `vars.NAME` a template reads must be given with `--var`.
 fn check_vars(plan: &baton_core::Plan, vars: &Map<String, Value>) -> Result<(), Failure> {
     let mut problems = Vec::new();
-    for (i, action) in plan.actions.iter().enumerate() {
+    for (i, action) in plan.actions().iter().enumerate() {
         for (field, name) in &action.reads_vars {
             if !vars.contains_key(name) {
                 problems.push(format!(
                     "{}: actions[{i}] \"{}\": {field}: template reads vars.{name}, but no --var {name}=VALUE was given",
-                    plan.source, action.label
+                    plan.source(), action.label
                 ));
             }
         }

@@ -38,18 +38,18 @@ async fn print_json(
         .map(|s| (s.as_str().to_string(), json!(counts[*s as usize])))
         .collect();
     let actions: serde_json::Map<_, _> = plan
-        .actions
+        .actions()
         .iter()
-        .zip(&state.actions)
+        .zip(state.actions())
         .map(|(def, a)| {
             (def.label.clone(), json!({ "status": a.status, "attempts": a.attempt, "error": a.error, "blocked_by": a.blocked_by }))
         })
         .collect();
     let mut doc = json!({
-        "run_id": state.run_id, "run": run.store.locator(), "status": state.status,
-        "version": version, "invocations": state.invocations, "abort_requested": state.abort_requested, "driver": state.driver,
-        "created_at": baton_core::state::ts::format(&state.created_at),
-        "updated_at": baton_core::state::ts::format(&state.updated_at),
+        "run_id": state.run_id(), "run": run.store.locator(), "status": state.status(),
+        "version": version, "invocations": state.invocations(), "abort_requested": state.abort_requested(), "driver": state.driver(),
+        "created_at": baton_core::state::ts::format(&state.created_at()),
+        "updated_at": baton_core::state::ts::format(&state.updated_at()),
         "counts": counts, "actions": actions,
     });
     if versions {
@@ -67,17 +67,16 @@ async fn print_json(
 fn print_summary(run: &Run<AnyStore>, state: &RunState, version: &str) {
     // A run that is not finished and that nobody drives is idle: say how to continue it.
     let lease = state
-        .driver
-        .as_ref()
+        .driver()
         .filter(|lease| lease.until > chrono::Utc::now());
-    let idle = !state.status.is_finished()
+    let idle = !state.status().is_finished()
         && lease.is_none()
-        && state.state_machine.is_none()
+        && state.state_machine().is_none()
         && run.store.lock_driver().is_ok();
-    let age = elapsed(Some(state.created_at), Some(state.updated_at))
+    let age = elapsed(Some(state.created_at()), Some(state.updated_at()))
         .map(format_elapsed)
         .unwrap_or_default();
-    let note = if state.abort_requested && !state.status.is_finished() {
+    let note = if state.abort_requested() && !state.status().is_finished() {
         " (abort requested)".to_string()
     } else if let Some(lease) = lease {
         format!(
@@ -93,12 +92,12 @@ fn print_summary(run: &Run<AnyStore>, state: &RunState, version: &str) {
     } else {
         String::new()
     };
-    crate::out!("run {}  {}{note}", state.run_id, state.status);
+    crate::out!("run {}  {}{note}", state.run_id(), state.status());
     crate::out!(
         "store {}  version {}  invocations {}  elapsed {}",
         run.store.locator(),
         version,
-        state.invocations,
+        state.invocations(),
         age
     );
     crate::out!("actions {}: {}", run.plan.len(), state.count_summary());
@@ -107,13 +106,13 @@ fn print_summary(run: &Run<AnyStore>, state: &RunState, version: &str) {
 /// One line per action, in plan order.
 fn print_actions(plan: &Plan, state: &RunState) {
     let width = plan
-        .actions
+        .actions()
         .iter()
         .map(|a| a.label.len())
         .max()
         .unwrap_or(0)
         .min(40);
-    for &idx in &plan.order {
+    for &idx in plan.order() {
         let def = plan.action(idx);
         let a = state.action(idx);
         let mut line = format!(

@@ -344,7 +344,7 @@ impl App {
     pub fn root_failure(&self) -> Option<ActionIdx> {
         let failed = |s: ActionStatus| matches!(s, ActionStatus::Failed | ActionStatus::Cancelled);
         self.plan
-            .order
+            .order()
             .iter()
             .copied()
             .filter(|&i| failed(self.state.action(i).status))
@@ -359,7 +359,7 @@ impl App {
     pub fn log_entries(&self) -> impl DoubleEndedIterator<Item = &LogEntry> + ExactSizeIterator {
         match (self.log.run_thread, self.selected_action()) {
             (false, Some(idx)) => self.state.action(idx).log.iter(),
-            _ => self.state.log.iter(),
+            _ => self.state.log().iter(),
         }
     }
 
@@ -392,10 +392,7 @@ fn on_message(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Tick(now) => app.now = now,
         Msg::ActionChanged(idx, action) => on_action_changed(app, idx, *action),
         Msg::Log(idx, entry) => {
-            match idx {
-                Some(idx) => app.state.action_mut(idx).push_log(entry),
-                None => app.state.log_run(entry.t, entry.level, entry.msg),
-            }
+            app.state.mirror_log(idx, entry);
             app.last_updated = app.now;
             app.unsaved_progress = true;
         }
@@ -431,7 +428,7 @@ fn on_action_changed(app: &mut App, idx: ActionIdx, action: ActionState) {
     if status_changed || before.outputs != action.outputs {
         app.state_generation += 1;
     }
-    *app.state.action_mut(idx) = action;
+    app.state.mirror_action(idx, action);
     if status_changed && (app.hide_complete || !app.filter.is_empty()) {
         app.rebuild_rows();
     }
@@ -503,8 +500,8 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         Command::Help => app.overlay = Some(Overlay::Help),
         Command::Reexecute => open_reexecute(app),
         Command::Abort => {
-            if app.state.status.is_finished() {
-                app.flash = Some(format!("the run has already {}", app.state.status));
+            if app.state.status().is_finished() {
+                app.flash = Some(format!("the run has already {}", app.state.status()));
             } else {
                 app.overlay = Some(Overlay::ConfirmAbort);
             }

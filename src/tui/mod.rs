@@ -144,7 +144,7 @@ async fn event_loop(
         // Ticks only matter while something is running (elapsed times move).
         dirty |= !matches!(msg, Msg::Tick(_))
             || app.state.count(baton_core::ActionStatus::Running) > 0
-            || !app.state.status.is_finished();
+            || !app.state.status().is_finished();
         apply(app, tasks, msg);
         if app.quit {
             return Ok(());
@@ -203,7 +203,7 @@ impl Tasks {
         let remote = ops::remote_driver(&run, &app.state).map(|state_machine| {
             spawn_remote_poller(
                 state_machine.to_string(),
-                app.state.run_id.clone(),
+                app.state.run_id().to_string(),
                 tx.clone(),
             )
         });

@@ -29,7 +29,8 @@ pub fn critical_path(plan: &Plan, state: &RunState, now: Timestamp) -> Vec<Actio
         return Vec::new();
     };
     let mut path = vec![current];
-    while let Some(gate) = plan.deps[current as usize]
+    while let Some(gate) = plan
+        .deps(current)
         .iter()
         .copied()
         .filter(|&d| end(d).is_some())
@@ -134,9 +135,9 @@ struct Scale {
 
 impl Scale {
     fn new(app: &App, width: usize) -> Self {
-        let t0 = app.state.created_at;
-        let t1 = if app.state.status.is_finished() {
-            app.state.updated_at
+        let t0 = app.state.created_at();
+        let t1 = if app.state.status().is_finished() {
+            app.state.updated_at()
         } else {
             app.now
         };

@@ -36,7 +36,7 @@ impl App {
     }
 
     fn run_style(&self) -> Style {
-        let status = match self.state.status {
+        let status = match self.state.status() {
             RunStatus::Running | RunStatus::Waiting => ActionStatus::Running,
             RunStatus::Succeeded => ActionStatus::Complete,
             RunStatus::Failed => ActionStatus::Failed,
@@ -72,12 +72,12 @@ impl App {
     }
 
     pub fn run_elapsed(&self) -> std::time::Duration {
-        let end = if self.state.status.is_finished() {
-            self.state.updated_at
+        let end = if self.state.status().is_finished() {
+            self.state.updated_at()
         } else {
             self.now
         };
-        (end - self.state.created_at).to_std().unwrap_or_default()
+        (end - self.state.created_at()).to_std().unwrap_or_default()
     }
 }
 
@@ -136,7 +136,7 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
 /// ` baton <run id>  ▶ running  elapsed 9.0s  ETA ~3.0s`
 fn run_line(app: &App, done: usize, fraction: f64) -> Line<'static> {
     let elapsed = app.run_elapsed();
-    let eta = if !app.state.status.is_finished() && done > 0 && fraction < 1.0 {
+    let eta = if !app.state.status().is_finished() && done > 0 && fraction < 1.0 {
         let left = elapsed.as_secs_f64() / fraction - elapsed.as_secs_f64();
         format!(
             "  ETA ~{}",
@@ -145,23 +145,23 @@ fn run_line(app: &App, done: usize, fraction: f64) -> Line<'static> {
     } else {
         String::new()
     };
-    let status_symbol = match app.state.status {
+    let status_symbol = match app.state.status() {
         RunStatus::Running | RunStatus::Waiting => "▶",
         RunStatus::Succeeded => "✔",
         RunStatus::Failed => "✖",
         RunStatus::Aborted => "■",
     };
-    let abort = if app.state.abort_requested && !app.state.status.is_finished() {
+    let abort = if app.state.abort_requested() && !app.state.status().is_finished() {
         "  (abort requested)"
     } else {
         ""
     };
     Line::from(vec![
         Span::styled(" baton ", app.accent().add_modifier(Modifier::BOLD)),
-        Span::raw(app.state.run_id.clone()),
+        Span::raw(app.state.run_id().to_string()),
         Span::raw("  "),
         Span::styled(
-            format!("{status_symbol} {}{abort}", app.state.status),
+            format!("{status_symbol} {}{abort}", app.state.status()),
             app.run_style(),
         ),
         Span::raw(format!("  elapsed {}{eta}", format_elapsed(elapsed))),
@@ -224,7 +224,7 @@ fn store_line(app: &App) -> Line<'static> {
 fn execution_span(app: &App, remote: &RemoteInfo) -> Span<'static> {
     let next = app
         .state
-        .actions
+        .actions()
         .iter()
         .filter_map(|a| a.next_check_at)
         .min()
@@ -244,7 +244,7 @@ fn execution_span(app: &App, remote: &RemoteInfo) -> Span<'static> {
             remote.status,
             remote.events,
             super::app::HISTORY_LIMIT,
-            app.state.invocations
+            app.state.invocations()
         ),
         style,
     )
@@ -472,10 +472,10 @@ fn push_neighbours(app: &App, idx: ActionIdx, lines: &mut Vec<Line<'static>>) {
         spans
     };
     let mut needs = vec![detail_key(app, "needs")];
-    needs.extend(list(&app.plan.deps[idx as usize]));
+    needs.extend(list(app.plan.deps(idx)));
     lines.push(Line::from(needs));
     let mut needed_by = vec![detail_key(app, "needed by")];
-    needed_by.extend(list(&app.plan.dependents[idx as usize]));
+    needed_by.extend(list(app.plan.dependents(idx)));
     lines.push(Line::from(needed_by));
 }
 
@@ -720,7 +720,7 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
 
 fn confirm_abort_lines(app: &App) -> Vec<Line<'static>> {
     vec![
-        Line::raw(format!("Abort run {}?", app.state.run_id)),
+        Line::raw(format!("Abort run {}?", app.state.run_id())),
         Line::raw("Running actions are cancelled where their type can cancel (a stack"),
         Line::raw("that is being created cannot be); nothing else will start."),
         Line::raw(""),

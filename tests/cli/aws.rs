@@ -172,8 +172,8 @@ fn two_drivers_on_an_s3_run_exactly_one_progresses() {
     );
     assert_eq!(witness_lines(&scratch), ["flaky", "last", "slow"]);
     let state = every_version_parses(&endpoint, &name, "p", "r");
-    assert_eq!(state.status, baton_core::RunStatus::Succeeded);
-    assert!(state.driver.is_none(), "the winner released its lease");
+    assert_eq!(state.status(), baton_core::RunStatus::Succeeded);
+    assert!(state.driver().is_none(), "the winner released its lease");
 }
 
 /// An operator re-executes a failed action while a driver is in the middle of a tick on the
@@ -222,11 +222,11 @@ fn a_reexecute_racing_a_tick_on_s3_keeps_both_changes() {
     let state = every_version_parses(&endpoint, &name, "p", "r");
     assert!(
         state
-            .log
+            .log()
             .iter()
             .any(|e| e.msg.starts_with("merged an operator's change")),
         "{:?}",
-        state.log
+        state.log()
     );
 }
 

@@ -2,6 +2,7 @@
 //! screens at two sizes, an exact buffer of the timeline widget, tiny-terminal renders, and one
 //! real-terminal session in tmux.
 
+use baton_core::testutil::edit;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ fn set(
     end: Option<f64>,
 ) {
     let idx = plan.find(label).expect("label");
-    let a = state.action_mut(idx);
+    let a = edit(state).action_mut(idx);
     a.status = status;
     a.attempt = 1;
     a.started_at = Some(t(start));
@@ -50,7 +51,7 @@ fn set(
 
 fn log(plan: &Plan, state: &mut RunState, label: &str, at: f64, msg: &str) {
     let idx = plan.find(label).expect("label");
-    state.action_mut(idx).push_log(LogEntry {
+    edit(state).action_mut(idx).push_log(LogEntry {
         t: t(at),
         level: Level::Info,
         msg: msg.into(),
@@ -61,7 +62,7 @@ fn log(plan: &Plan, state: &mut RunState, label: &str, at: f64, msg: &str) {
 fn demo_app() -> App {
     let plan = load("demo.json");
     let mut state = RunState::new("demo-fixture", &plan, "sha", Default::default(), t(0.0));
-    state.status = RunStatus::Waiting;
+    edit(&mut state).status(RunStatus::Waiting);
     set(
         &plan,
         &mut state,
@@ -127,7 +128,7 @@ fn demo_app() -> App {
         None,
     );
     let build = plan.find("build-api").expect("label");
-    state
+    edit(&mut state)
         .action_mut(build)
         .outputs
         .insert("image".into(), json!("registry.local/api:1.4.2"));
@@ -162,8 +163,8 @@ fn demo_app() -> App {
 fn failing_app() -> App {
     let plan = load("failing.json");
     let mut state = RunState::new("failing-fixture", &plan, "sha", Default::default(), t(0.0));
-    state.status = RunStatus::Failed;
-    state.updated_at = t(4.0);
+    edit(&mut state).status(RunStatus::Failed);
+    edit(&mut state).updated_at(t(4.0));
     set(
         &plan,
         &mut state,
@@ -205,11 +206,12 @@ fn failing_app() -> App {
         Some(0.0),
     );
     let gate = plan.find("change-approval").expect("label");
-    state.action_mut(gate).error = Some("sh exited with status 1: no change approval".into());
+    edit(&mut state).action_mut(gate).error =
+        Some("sh exited with status 1: no change approval".into());
     for label in ["deploy-prod", "prod-smoke-test", "announce"] {
         let idx = plan.find(label).expect("label");
-        state.action_mut(idx).status = ActionStatus::Blocked;
-        state.action_mut(idx).blocked_by = Some("change-approval".into());
+        edit(&mut state).action_mut(idx).status = ActionStatus::Blocked;
+        edit(&mut state).action_mut(idx).blocked_by = Some("change-approval".into());
     }
     let mut app = App::new(
         Arc::new(plan),
@@ -486,8 +488,8 @@ fn the_detail_pane_masks_secrets() {
     .plan;
     let mut state = RunState::new("secrets", &plan, "sha", Default::default(), t(0.0));
     let login = plan.find("login").expect("login");
-    state.action_mut(login).status = ActionStatus::Complete;
-    state
+    edit(&mut state).action_mut(login).status = ActionStatus::Complete;
+    edit(&mut state)
         .action_mut(login)
         .outputs
         .insert("session_token".into(), json!("s3ss10n-xyz"));
@@ -615,8 +617,8 @@ fn timeline_widget_exact_buffer() {
             {"label": "c", "type": "system.no_op"}]"#,
     );
     let mut state = RunState::new("r", &plan, "sha", Default::default(), t(0.0));
-    state.status = RunStatus::Succeeded;
-    state.updated_at = t(3.0);
+    edit(&mut state).status(RunStatus::Succeeded);
+    edit(&mut state).updated_at(t(3.0));
     set(
         &plan,
         &mut state,
@@ -947,8 +949,8 @@ fn real_terminal_demo_help_navigation_and_quit() {
 #[test]
 fn remote_runs_show_the_execution_and_its_history_budget() {
     let mut app = demo_app();
-    app.state.state_machine = Some("arn:aws:states:us-east-1:1:stateMachine:baton-runner".into());
-    app.state.invocations = 7;
+    edit(&mut app.state).state_machine("arn:aws:states:us-east-1:1:stateMachine:baton-runner");
+    edit(&mut app.state).invocations(7);
     let info = baton::tui::app::RemoteInfo {
         execution: "demo-fixture".into(),
         status: "RUNNING".into(),

@@ -220,7 +220,7 @@ fn run_once(endpoint: &str, scenario: &Scenario, faults: Value) -> (Vec<Output>,
     );
     // Read back directly from moto, past the proxy.
     let state = every_version_parses(endpoint, &bucket_name, "p", "r");
-    assert_eq!(state.status, baton_core::RunStatus::Succeeded);
+    assert_eq!(state.status(), baton_core::RunStatus::Succeeded);
     check_stacks_created_once(endpoint, &stacks);
     (outputs, injected)
 }

@@ -6,6 +6,7 @@
 //!
 //! The CLI side (exit codes, the 50 MB file, `/dev/zero`) is in `tests/cli/corpus.rs`.
 
+use baton_core::testutil::edit;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use baton_core::load::{
@@ -74,24 +75,24 @@ fn check_problem(file: &str, problem: &Problem) -> Result<(), TestCaseError> {
 /// Labels unique, dependencies resolved and ordered before their dependents.
 fn check_plan(plan: &Plan) -> Result<(), TestCaseError> {
     let n = plan.len();
-    prop_assert_eq!(plan.order.len(), n);
-    prop_assert_eq!(plan.deps.len(), n);
+    prop_assert_eq!(plan.order().len(), n);
+    prop_assert!((0..n as u32).all(|i| plan.deps(i).iter().all(|&d| (d as usize) < n)));
     let mut pos = vec![usize::MAX; n];
-    for (p, &idx) in plan.order.iter().enumerate() {
+    for (p, &idx) in plan.order().iter().enumerate() {
         prop_assert_eq!(pos[idx as usize], usize::MAX, "{} twice in the order", idx);
         pos[idx as usize] = p;
     }
-    let labels: HashSet<&str> = plan.actions.iter().map(|a| a.label.as_str()).collect();
+    let labels: HashSet<&str> = plan.actions().iter().map(|a| a.label.as_str()).collect();
     prop_assert_eq!(labels.len(), n, "duplicate labels");
-    for (idx, deps) in plan.deps.iter().enumerate() {
-        for &dep in deps {
+    for idx in 0..n {
+        for &dep in plan.deps(idx as u32) {
             prop_assert!(dep as usize != idx, "self dependency");
             prop_assert!(
                 pos[dep as usize] < pos[idx],
                 "dependency ordered after dependent"
             );
         }
-        if let Some(reads) = &plan.actions[idx].reads_outputs {
+        if let Some(reads) = &plan.actions()[idx].reads_outputs {
             let ancestors: HashSet<u32> = plan.ancestors(idx as u32).into_iter().collect();
             for read in reads {
                 prop_assert!(ancestors.contains(read), "reads a non-ancestor");
@@ -1172,7 +1173,7 @@ fn template_reads_along_a_long_chain_are_checked_in_linear_time() {
     let text = Value::Array(chain(n, reads)).to_string();
     let loaded = load_str("reads.json", &text, Format::Json).expect("valid");
     assert_eq!(
-        loaded.plan.actions[n - 1].reads_outputs,
+        loaded.plan.actions()[n - 1].reads_outputs,
         Some(vec![0, (n as u32 - 1) / 2])
     );
     // Near the end of a shorter chain, an action reads the one after it.
@@ -1223,7 +1224,7 @@ fn hostile_graphs_stay_bounded() {
         {"label": "b", "type": "system.no_op", "depends_on": ["*".repeat(1_000_000), format!("{}*", "x".repeat(300))]}
     ]);
     let loaded = load_str("stars.json", &stars.to_string(), Format::Json).expect("valid");
-    assert_eq!(loaded.plan.deps[1], vec![0]);
+    assert_eq!(loaded.plan.deps(1), [0]);
     assert_eq!(loaded.warnings.len(), 1);
 
     // One action closing 10,000 cycles: only the first few are reported.
@@ -1321,7 +1322,7 @@ fn templates_at_the_operator_limit_render_without_overflow() {
     let loaded = load_str("t.json", &plan.to_string(), Format::Json).expect("within the limits");
     let vars = json!({"a": -1});
     let context = Context::new("run", vars.as_object().expect("object"), std::iter::empty());
-    let rendered = render_params(&loaded.plan.actions[0].params, &context).expect("renders");
+    let rendered = render_params(&loaded.plan.actions()[0].params, &context).expect("renders");
     let expected =
         json!({"variables": {"x": {"sum": (MAX_TAG_OPERATORS + 1).to_string(), "filters": 1}}});
     assert_eq!(rendered, expected);
@@ -1382,16 +1383,17 @@ fn rich_state(plan: &Plan) -> RunState {
         json!({"list": [1, 2.5, -3, null, true], "ü": "😀"}),
     );
     let mut state = RunState::new("run-1", plan, "abc123", vars, t0);
-    state.status = RunStatus::Waiting;
-    state.invocations = 7;
-    state.state_machine = Some("arn:aws:states:eu-west-1:123:stateMachine:baton".into());
-    state.updated_at = t1;
+    edit(&mut state)
+        .status(RunStatus::Waiting)
+        .invocations(7)
+        .state_machine("arn:aws:states:eu-west-1:123:stateMachine:baton")
+        .updated_at(t1);
     let entry = |msg: &str| LogEntry {
         t: t1,
         level: Level::Warn,
         msg: msg.into(),
     };
-    state.actions[0] = ActionState {
+    *edit(&mut state).action_mut(0) = ActionState {
         status: ActionStatus::Complete,
         attempt: 1,
         started_at: Some(t0),
@@ -1405,7 +1407,7 @@ fn rich_state(plan: &Plan) -> RunState {
         log: VecDeque::from(vec![entry("done \"quoted\" \\ tab\t")]),
         ..ActionState::default()
     };
-    state.actions[1] = ActionState {
+    *edit(&mut state).action_mut(1) = ActionState {
         status: ActionStatus::Failed,
         attempt: 3,
         started_at: Some(t0),
@@ -1413,7 +1415,7 @@ fn rich_state(plan: &Plan) -> RunState {
         error: Some("exit 2: ünïcödé\nsecond line".into()),
         ..ActionState::default()
     };
-    state.actions[2] = ActionState {
+    *edit(&mut state).action_mut(2) = ActionState {
         status: ActionStatus::Running,
         attempt: 1,
         started_at: Some(t0),
@@ -1423,12 +1425,19 @@ fn rich_state(plan: &Plan) -> RunState {
         )),
         ..ActionState::default()
     };
-    state.actions[3] = ActionState {
+    *edit(&mut state).action_mut(3) = ActionState {
         status: ActionStatus::Blocked,
         blocked_by: Some("build".into()),
         ..ActionState::default()
     };
-    state.log_run(t1, Level::Error, "something \u{0} odd");
+    state.mirror_log(
+        None,
+        LogEntry {
+            t: t1,
+            level: Level::Error,
+            msg: "something \u{0} odd".into(),
+        },
+    );
     state
 }
 
@@ -1457,19 +1466,19 @@ fn check_accepted(bytes: &[u8], plan: &Plan, state: &RunState) -> Result<(), Tes
             )))
         }
     };
-    prop_assert_eq!(state.actions.len(), plan.len());
-    prop_assert_eq!(&value["run_id"], &json!(state.run_id));
-    prop_assert_eq!(&value["plan_sha256"], &json!(state.plan_sha256));
-    prop_assert_eq!(&value["status"], &json!(state.status.as_str()));
-    prop_assert_eq!(&value["invocations"], &json!(state.invocations));
-    prop_assert_eq!(&value["format"], &json!(state.format));
+    prop_assert_eq!(state.actions().len(), plan.len());
+    prop_assert_eq!(&value["run_id"], &json!(state.run_id()));
+    prop_assert_eq!(&value["plan_sha256"], &json!(state.plan_sha256()));
+    prop_assert_eq!(&value["status"], &json!(state.status().as_str()));
+    prop_assert_eq!(&value["invocations"], &json!(state.invocations()));
+    prop_assert_eq!(&value["format"], &json!(state.format()));
     for (label, entry) in value["actions"].as_object().into_iter().flatten() {
         let idx = plan.find(label);
         prop_assert!(idx.is_some(), "accepted unknown label {label}");
         let idx = idx.unwrap_or_default();
         prop_assert_eq!(
             &entry["status"],
-            &json!(state.actions[idx as usize].status.as_str())
+            &json!(state.actions()[idx as usize].status.as_str())
         );
     }
     let again = RunState::from_json(&state.to_json(plan), plan);
@@ -1813,7 +1822,7 @@ proptest! {
 fn state_labels_are_matched_exactly() {
     let plan = state_plan();
     let doc = String::from_utf8(rich_state(&plan).to_json(&plan)).expect("utf-8");
-    let labels: BTreeSet<&str> = plan.actions.iter().map(|a| a.label.as_str()).collect();
+    let labels: BTreeSet<&str> = plan.actions().iter().map(|a| a.label.as_str()).collect();
     for near in [
         "Config",
         "config ",
