@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Why a duration was refused; the message suits a validation problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DurationError {
+pub(crate) enum DurationError {
     /// Not a duration, with what is wrong in words.
     #[error("{0}")]
     Malformed(String),
@@ -18,7 +18,7 @@ pub enum DurationError {
 }
 
 /// Parses `"1h30m"`-style text.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let malformed = |message: String| DurationError::Malformed(message);
     let text = text.trim();
     if text.is_empty() {
@@ -70,7 +70,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 }
 
 /// A number of seconds as a duration: finite, not negative, at most a year.
-pub fn seconds_to_duration(seconds: f64) -> Result<Duration, DurationError> {
+pub(crate) fn seconds_to_duration(seconds: f64) -> Result<Duration, DurationError> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(DurationError::Negative(seconds.to_string()));
     }

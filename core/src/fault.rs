@@ -3,7 +3,7 @@
 //! Compiled only into debug builds; release builds ignore it.
 
 #[cfg(debug_assertions)]
-pub fn point(name: &str) {
+pub(crate) fn point(name: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static HITS: AtomicU64 = AtomicU64::new(0);
     let Ok(spec) = std::env::var("BATON_FAULT") else {

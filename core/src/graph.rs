@@ -104,7 +104,7 @@ fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Vec<Vec<ActionIdx>
 /// O((actions + dependencies) × distinct targets / 64) at worst and usually far less, instead of
 /// one ancestor walk per query (quadratic on a long chain where every action reads another's
 /// outputs).
-pub fn transitive_dependencies(
+pub(crate) fn transitive_dependencies(
     deps: &[Vec<ActionIdx>],
     order: &[ActionIdx],
     queries: &[(ActionIdx, ActionIdx)],

@@ -1,7 +1,10 @@
 //! "Did you mean" hints: the closest of some known names to a misspelt one.
 
 /// ` (did you mean "x"?)` when a candidate is close to `word`.
-pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<String> {
     suggest(word, candidates).map(|s| format!(" (did you mean \"{s}\"?)"))
 }
 

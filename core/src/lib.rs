@@ -2,20 +2,22 @@
 //! [`scheduler`], versioned [`state`] and its [`store`]s, the action catalogue ([`actions`])
 //! behind the [`executor::Executor`] trait, and the async [`driver`] that composes them.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod actions;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod driver;
 pub mod duration;
 pub mod executor;
-pub mod fault;
+pub(crate) mod fault;
 pub mod graph;
 pub mod hints;
 pub mod load;
 pub mod log;
-pub mod merge;
-pub mod model;
-pub mod payload;
+pub(crate) mod merge;
+pub(crate) mod model;
+pub(crate) mod payload;
 pub mod redact;
 pub mod run;
 pub mod scheduler;
@@ -24,7 +26,7 @@ pub mod store;
 pub mod template;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testutil;
-pub mod util;
+pub(crate) mod util;
 
 pub use actions::{ActionType, Outcome};
 pub use driver::{drive, tick, Observer, Silent, TickOptions, TickReport};

@@ -36,7 +36,7 @@ pub const MAX_DEPENDENCIES: usize = 2_000_000;
 /// (pattern, label) comparisons spent expanding `*` patterns in one file. Patterns are
 /// expanded once each, and a literal prefix (`deploy-*`) only looks at labels with that prefix,
 /// so only many distinct patterns that start with `*` against many labels come near it.
-pub const MAX_PATTERN_COMPARISONS: usize = 10_000_000;
+pub(crate) const MAX_PATTERN_COMPARISONS: usize = 10_000_000;
 /// Problems listed per file (errors, and warnings, each): the first ones, then a count.
 pub const MAX_PROBLEMS: usize = 1000;
 /// Labels compared for "did you mean" hints in one file; past it, hints are left out.
@@ -1938,7 +1938,7 @@ fn type_list() -> String {
 }
 
 /// `*` matches any run of characters (including none); everything else is literal.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;

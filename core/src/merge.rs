@@ -11,7 +11,7 @@ use crate::state::{ActionState, RunState, RunStatus, LOG_RING};
 
 /// What a merge took from the other side.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Merged {
+pub(crate) struct Merged {
     /// Action states changed (reset for re-execution): the tick's scheduler no longer matches
     /// the state, so it must start nothing more and hand over to a fresh tick.
     pub actions: bool,
@@ -20,7 +20,7 @@ pub struct Merged {
 
 /// Why two changes to a run cannot be merged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MergeConflict {
+pub(crate) enum MergeConflict {
     /// Not an operator's change: another driver ticked.
     #[error("another driver ticked the run meanwhile")]
     AnotherDriver,
@@ -34,7 +34,7 @@ pub enum MergeConflict {
 
 /// Merges `theirs` (the newest version) into `ours` (the tick's state, derived from `base`).
 /// On a conflict, returns why and leaves `ours` unchanged.
-pub fn merge_operator_change(
+pub(crate) fn merge_operator_change(
     ours: &mut RunState,
     base: &RunState,
     theirs: &RunState,

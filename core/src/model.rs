@@ -24,7 +24,7 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Delay before attempt `next_attempt` (2 = the first retry).
-    pub fn delay_before(&self, next_attempt: u32) -> Duration {
+    pub(crate) fn delay_before(&self, next_attempt: u32) -> Duration {
         let exponent = next_attempt.saturating_sub(2) as i32;
         let seconds = self.delay.as_secs_f64() * self.backoff.powi(exponent);
         Duration::from_secs_f64(seconds.min(86400.0))

@@ -59,7 +59,7 @@ pub fn redact_value(value: &Value) -> Value {
 }
 
 /// Masks the value in `secret_name=value` and `secret_name: value` inside free text.
-pub fn redact_text(text: &str) -> String {
+pub(crate) fn redact_text(text: &str) -> String {
     if !SECRET_WORDS
         .iter()
         .any(|w| text.to_ascii_lowercase().contains(w))
@@ -112,7 +112,7 @@ const MIN_SECRET_LEN: usize = 4;
 
 impl Secrets {
     /// Learns the secret values inside `value` (see [`redact_value`] for what counts).
-    pub fn learn(&mut self, value: &Value) {
+    pub(crate) fn learn(&mut self, value: &Value) {
         match value {
             Value::Object(map) => {
                 let hides = secret_keys(map);
@@ -156,7 +156,7 @@ impl Secrets {
 
     /// Every secret a run knows of so far: in params as written, vars and outputs. (Params
     /// rendered from templates are learnt as their actions start.)
-    pub fn for_run(plan: &crate::model::Plan, state: &crate::state::RunState) -> Self {
+    pub(crate) fn for_run(plan: &crate::model::Plan, state: &crate::state::RunState) -> Self {
         let mut secrets = Secrets::default();
         secrets.learn_map(&state.vars);
         for (action, def) in state.actions.iter().zip(&plan.actions) {

@@ -170,7 +170,7 @@ impl<'p> Scheduler<'p> {
     }
 
     /// Actions whose status changed since the last call (may repeat an action).
-    pub fn take_changes(&mut self) -> Vec<ActionIdx> {
+    pub(crate) fn take_changes(&mut self) -> Vec<ActionIdx> {
         std::mem::take(&mut self.changed)
     }
 
@@ -346,7 +346,7 @@ impl<'p> Scheduler<'p> {
     }
 
     /// Folds the result of a `Cancel` step back in.
-    pub fn apply_cancel(
+    pub(crate) fn apply_cancel(
         &mut self,
         state: &mut RunState,
         idx: ActionIdx,
@@ -491,7 +491,7 @@ impl<'p> Scheduler<'p> {
 
     /// When the earliest waiting work is due: a running action's next check or timeout, or a
     /// retry's delay. The driver sleeps until then while other work is in flight.
-    pub fn next_due(&self, state: &RunState) -> Option<Timestamp> {
+    pub(crate) fn next_due(&self, state: &RunState) -> Option<Timestamp> {
         self.running
             .iter()
             .chain(&self.delayed)
@@ -580,7 +580,7 @@ fn prepared_params(plan: &Plan, state: &RunState, idx: ActionIdx, params: Value)
 }
 
 /// The template context for an action: run id, vars and the outputs it reads.
-pub fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Context {
+pub(crate) fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Context {
     let action = plan.action(idx);
     let finished = |i: &ActionIdx| state.action(*i).status == ActionStatus::Complete;
     let outputs: Vec<(&str, &Map<String, Value>)> = match &action.reads_outputs {

@@ -12,7 +12,7 @@ use crate::model::{ActionIdx, Plan};
 
 pub const FORMAT: u32 = 1;
 /// Entries kept per log thread; older entries are dropped first.
-pub const LOG_RING: usize = 200;
+pub(crate) const LOG_RING: usize = 200;
 
 pub use crate::log::{ts, Level, LogEntry, Timestamp};
 
@@ -57,7 +57,7 @@ impl ActionStatus {
     }
 
     /// Done and stops dependents from running.
-    pub fn blocks_dependents(self) -> bool {
+    pub(crate) fn blocks_dependents(self) -> bool {
         matches!(
             self,
             ActionStatus::Failed | ActionStatus::Blocked | ActionStatus::Cancelled
@@ -819,14 +819,16 @@ mod ts_opt {
     use super::Timestamp;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => super::ts::serialize(t, s),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Timestamp>, D::Error> {
         #[derive(Deserialize)]
         struct Wrapped(#[serde(with = "super::ts")] Timestamp);
         Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))

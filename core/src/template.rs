@@ -65,7 +65,7 @@ pub enum TemplateError {
 
 /// What a template or expression reads from `outputs` and `vars`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct OutputRefs {
+pub(crate) struct OutputRefs {
     /// Labels read by name: `outputs["x"]`, `outputs['x']`, `outputs.x`.
     pub labels: Vec<String>,
     /// `outputs` was indexed by something other than a literal.
@@ -75,14 +75,14 @@ pub struct OutputRefs {
 }
 
 /// Checks a template's syntax and lists what it reads.
-pub fn check_template(source: &str) -> Result<OutputRefs, TemplateError> {
+pub(crate) fn check_template(source: &str) -> Result<OutputRefs, TemplateError> {
     check_complexity(source, false)?;
     ENV.template_from_str(source).map_err(describe)?;
     Ok(scan_output_refs(source))
 }
 
 /// Checks a condition (bare expression, or wrapped in `{{ }}`).
-pub fn check_expression(expression: &str) -> Result<OutputRefs, TemplateError> {
+pub(crate) fn check_expression(expression: &str) -> Result<OutputRefs, TemplateError> {
     let bare = unwrap_braces(expression);
     check_complexity(bare, true)?;
     ENV.compile_expression(bare).map_err(describe)?;
@@ -190,7 +190,7 @@ fn count_operators(bytes: &[u8], start: usize, close: Option<u8>) -> (usize, usi
 
 /// Walks every string in a params value, checking templates. Collects what each template
 /// reads under its field path (`params.command[1]`); returns (path, message) problems.
-pub fn check_params(
+pub(crate) fn check_params(
     params: &Value,
     found: &mut Vec<(String, OutputRefs)>,
 ) -> Vec<(String, String)> {
@@ -316,7 +316,7 @@ fn render_string(text: &str, context: &Context) -> Result<Value, TemplateError> 
 }
 
 /// Evaluates a condition to a boolean (Jinja truthiness).
-pub fn eval_condition(expression: &str, context: &Context) -> Result<bool, TemplateError> {
+pub(crate) fn eval_condition(expression: &str, context: &Context) -> Result<bool, TemplateError> {
     let bare = unwrap_braces(expression);
     check_complexity(bare, true)?;
     let compiled = ENV.compile_expression(bare).map_err(describe)?;

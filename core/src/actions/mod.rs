@@ -17,7 +17,7 @@ pub mod no_op;
 pub mod set_variables;
 pub mod wait;
 
-pub use attempt::{idempotency_token, CancelError, CheckRequest, LogSink, Outcome, StartRequest};
+pub use attempt::{CancelError, CheckRequest, LogSink, Outcome, StartRequest};
 
 /// How an action type runs, which decides what the engine must persist around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,7 +141,7 @@ pub(crate) trait Behaviour: Schema {
 
 /// What actions may reach while they run: AWS access when this process has it.
 #[derive(Debug, Default, Clone)]
-pub struct Env {
+pub(crate) struct Env {
     #[cfg(feature = "aws")]
     aws: Option<std::sync::Arc<crate::aws::Aws>>,
 }
@@ -149,7 +149,7 @@ pub struct Env {
 impl Env {
     /// Actions with AWS access.
     #[cfg(feature = "aws")]
-    pub fn with_aws(aws: std::sync::Arc<crate::aws::Aws>) -> Self {
+    pub(crate) fn with_aws(aws: std::sync::Arc<crate::aws::Aws>) -> Self {
         Env { aws: Some(aws) }
     }
 
@@ -287,7 +287,7 @@ macro_rules! catalogue {
 
             /// Checks a params object against this type's schema (before templates are
             /// rendered, so string fields may hold templates).
-            pub fn check_params(self, params: &Value) -> Result<(), ParamsProblem> {
+            pub(crate) fn check_params(self, params: &Value) -> Result<(), ParamsProblem> {
                 match self {
                     $(ActionType::$sys => check_params::<$sys_kind>(params),)*
                     $(ActionType::$aws => check_params::<$aws_kind>(params),)*
@@ -370,13 +370,13 @@ impl ActionType {
     }
 
     /// Accepts `aws.create_stack` and the legacy `AWS::CreateStack` spelling.
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         let canonical = canonical_type_name(name);
         Self::ALL.iter().copied().find(|t| t.name() == canonical)
     }
 
     /// Whether re-running this action after an interrupted attempt is allowed.
-    pub fn may_replay(self, params: &Value) -> bool {
+    pub(crate) fn may_replay(self, params: &Value) -> bool {
         self.spec().replay_safe
             || params
                 .get("idempotent")
@@ -386,7 +386,7 @@ impl ActionType {
 }
 
 /// `AWS::CreateStack` → `aws.create_stack`; canonical names pass through unchanged.
-pub fn canonical_type_name(name: &str) -> String {
+pub(crate) fn canonical_type_name(name: &str) -> String {
     let Some((namespace, kind)) = name.split_once("::") else {
         return name.to_string();
     };

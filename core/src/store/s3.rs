@@ -100,7 +100,7 @@ impl S3Store {
     }
 
     /// Refuses buckets without versioning: baton keeps every state version.
-    pub async fn check_versioning(&self) -> Result<(), StoreError> {
+    pub(crate) async fn check_versioning(&self) -> Result<(), StoreError> {
         let status = match self
             .client
             .get_bucket_versioning()

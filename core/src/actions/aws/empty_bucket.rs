@@ -8,7 +8,7 @@ use super::AccountId;
 use crate::actions::{Mode, Schema, TypeSpec};
 
 /// The `aws.empty_bucket` type.
-pub struct EmptyBucket;
+pub(crate) struct EmptyBucket;
 
 impl Schema for EmptyBucket {
     const SPEC: TypeSpec = TypeSpec {

@@ -26,7 +26,7 @@ pub enum AccountId {
 
 impl AccountId {
     /// The twelve-digit form AWS uses in ARNs.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         match self {
             AccountId::Text(text) => text.clone(),
             AccountId::Number(n) => format!("{n:012}"),

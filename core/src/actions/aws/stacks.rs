@@ -10,7 +10,7 @@ use crate::log::Timestamp;
 
 /// What a stack status means for the action waiting on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     Complete,
     InProgress,
     /// Going to end badly; wait until it settles, then fail.
@@ -19,7 +19,7 @@ pub enum Class {
 }
 
 /// Every status CloudFormation documents, classified.
-pub fn classify(status: &str) -> Class {
+pub(crate) fn classify(status: &str) -> Class {
     match status {
         "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "IMPORT_COMPLETE" => Class::Complete,
         "CREATE_IN_PROGRESS"
@@ -52,7 +52,7 @@ pub struct Stack {
 /// Tags a stack with the attempt that created it. A replayed start recognises its own create
 /// through this tag even where stack events carry no `ClientRequestToken` (emulators; events
 /// paged out on a busy stack); it also tells operators which run made the stack.
-pub const CREATE_TOKEN_TAG: &str = "baton:create-token";
+pub(crate) const CREATE_TOKEN_TAG: &str = "baton:create-token";
 
 impl Stack {
     /// The operation a stack in progress is doing.
@@ -108,7 +108,7 @@ pub async fn find(client: &Client, name_or_id: &str) -> Result<Option<Stack>, Ou
 }
 
 /// Whether the stack's recent events carry this attempt's request token.
-pub async fn token_seen(client: &Client, stack_id: &str, token: &str) -> bool {
+pub(crate) async fn token_seen(client: &Client, stack_id: &str, token: &str) -> bool {
     match client
         .describe_stack_events()
         .stack_name(stack_id)
@@ -124,7 +124,7 @@ pub async fn token_seen(client: &Client, stack_id: &str, token: &str) -> bool {
 }
 
 /// The stack id a running action's handle records (the name before the first call returned).
-pub fn handle_stack_id(handle: &Value, stack_name: &str) -> String {
+pub(crate) fn handle_stack_id(handle: &Value, stack_name: &str) -> String {
     handle
         .get("stack_id")
         .and_then(Value::as_str)
@@ -141,7 +141,7 @@ pub fn since(handle: &Value) -> Option<Timestamp> {
 }
 
 /// The earliest resource that failed since `since`: `Logical (Type) STATUS: reason`.
-pub async fn first_failure(
+pub(crate) async fn first_failure(
     client: &Client,
     stack_id: &str,
     since: Option<Timestamp>,
