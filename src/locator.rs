@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use baton_core::store::s3::{parse_url, S3Store};
-use baton_core::store::{DriverGuard, VersionInfo};
+use baton_core::store::{DriverGuard, LogStream, VersionInfo};
 use baton_core::{LocalStore, Run, RunStore, StoreError};
 
 use crate::args::StoreArgs;
@@ -65,6 +65,19 @@ impl RunStore for AnyStore {
 
     fn needs_lease(&self) -> bool {
         each!(self, s => s.needs_lease())
+    }
+
+    async fn append_log(&self, stream: &LogStream, lines: Vec<u8>) -> Result<(), StoreError> {
+        each!(self, s => s.append_log(stream, lines).await)
+    }
+
+    async fn read_log(
+        &self,
+        stream: &LogStream,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<u8>, u64), StoreError> {
+        each!(self, s => s.read_log(stream, from, limit).await)
     }
 }
 

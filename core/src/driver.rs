@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::actions::{CancelError, CheckRequest, LogSink, Mode, Outcome, StartRequest};
 use crate::executor::Executor;
 use crate::log::{Level, LogEntry, Timestamp};
+use crate::log_stream::StreamWriter;
 use crate::merge::{merge_operator_change, Merged};
 use crate::model::{ActionIdx, Plan};
 use crate::redact::Secrets;
@@ -161,6 +162,8 @@ enum Event {
     /// Time to look for operator changes.
     Watch,
     Log(LogLine),
+    /// Log lines have waited long enough: append them to their live streams.
+    FlushLogs,
     Joined(Joined),
 }
 
@@ -263,6 +266,8 @@ struct Tick<'r, S, E> {
     secrets: Secrets,
     log_tx: mpsc::UnboundedSender<LogLine>,
     log_rx: mpsc::UnboundedReceiver<LogLine>,
+    /// Redacted lines on their way to the live log streams watchers read.
+    streams: StreamWriter,
     tasks: JoinSet<(ActionIdx, TaskResult)>,
     task_actions: HashMap<tokio::task::Id, ActionIdx>,
     /// Side effects whose start or end is not yet saved: a crash must not lose them.
@@ -299,6 +304,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             secrets,
             log_tx,
             log_rx,
+            streams: StreamWriter::default(),
             tasks: JoinSet::new(),
             task_actions: HashMap::new(),
             unsaved_effects: false,
@@ -352,6 +358,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
                     }
                 }
                 Event::Log(line) => self.record_log(line),
+                Event::FlushLogs => self.flush_logs().await?,
                 Event::Joined(joined) => self.on_outcome(joined),
             }
         }
@@ -410,11 +417,13 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             _ => None,
         };
         let watching = !self.state.abort_requested;
+        let flush = self.streams.due();
         tokio::select! {
             _ = tokio::time::sleep(due) => Event::Due,
             _ = tokio::time::sleep(renew.unwrap_or(Duration::MAX)), if renew.is_some() => Event::RenewLease,
             _ = watch.tick(), if watching => Event::Watch,
             Some(line) = self.log_rx.recv() => Event::Log(line),
+            _ = tokio::time::sleep_until(flush.unwrap_or_else(tokio::time::Instant::now)), if flush.is_some() => Event::FlushLogs,
             Some(joined) = self.tasks.join_next_with_id() => Event::Joined(joined),
         }
     }
@@ -480,6 +489,8 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
 
     /// Decides what next, records the run's status and saves once more.
     async fn finish(mut self) -> Result<TickReport, RunError> {
+        // The tails of streamed attempts land before the state that ends them.
+        self.streams.flush(&self.run.store, &self.state).await;
         let now = Utc::now();
         let next =
             if self.saved.operator_changed || (self.state.abort_requested && !self.abort_handled) {
@@ -540,7 +551,21 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             msg: self.secrets.redact(&line.msg),
         };
         self.observer.log(self.plan, Some(line.idx), &entry);
+        let attempt = self.state.action(line.idx).attempt;
+        self.streams.push(self.plan, line.idx, attempt, &entry);
         self.state.action_mut(line.idx).push_log(entry);
+    }
+
+    /// Appends waiting lines to the live streams; an attempt the stored state does not show
+    /// running yet is saved first, so watchers know to follow it (once per attempt).
+    async fn flush_logs(&mut self) -> Result<(), RunError> {
+        if self.streams.needs_announcing(&self.state) {
+            self.saved.save(self.run, &mut self.state).await?;
+            self.observer
+                .saved(self.plan, &self.state, &self.saved.version);
+        }
+        self.streams.flush(&self.run.store, &self.state).await;
+        Ok(())
     }
 
     fn spawn(&mut self, step: Step) {

@@ -15,6 +15,7 @@ pub mod graph;
 pub mod hints;
 pub mod load;
 pub mod log;
+pub mod log_stream;
 pub(crate) mod merge;
 pub(crate) mod model;
 pub(crate) mod payload;

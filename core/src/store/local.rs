@@ -5,17 +5,22 @@
 //! for `N+1` and exactly one wins: the compare-and-swap needs no lock, and a crash never leaves
 //! a half-written version behind. A separate advisory lock (`driver.lock`) keeps two processes
 //! from driving the same run at once.
+//!
+//! Live log streams are `logs/<stream>.jsonl`, appended to (one write per batch, no fsync: the
+//! state stays the durable record) and read from a byte offset.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{DriverGuard, RunStore, StoreError, VersionInfo};
+use super::{DriverGuard, LogStream, RunStore, StoreError, VersionInfo};
+use crate::log_stream::{complete_lines, window_start};
 
 pub const PLAN_FILE: &str = "actions.json";
 const STATE_DIR: &str = "state";
 const LOCK_FILE: &str = "driver.lock";
+const LOG_DIR: &str = "logs";
 /// State documents larger than this are refused as damaged rather than read into memory.
 const MAX_STATE_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -105,6 +110,12 @@ impl LocalStore {
         file.read_to_end(&mut bytes)
             .map_err(|e| StoreError::io(path, e))?;
         Ok(bytes)
+    }
+
+    fn log_path(&self, stream: &LogStream) -> PathBuf {
+        self.dir
+            .join(LOG_DIR)
+            .join(format!("{}.jsonl", stream.key()))
     }
 
     fn parse_version(&self, version: &str) -> Result<u64, StoreError> {
@@ -270,6 +281,45 @@ impl RunStore for LocalStore {
 
     async fn head(&self) -> Result<String, StoreError> {
         Ok(self.head_seq()?.to_string())
+    }
+
+    async fn append_log(&self, stream: &LogStream, lines: Vec<u8>) -> Result<(), StoreError> {
+        let dir = self.dir.join(LOG_DIR);
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let path = self.log_path(stream);
+        let mut options = OpenOptions::new();
+        options.append(true).create(true);
+        // Like the state: owner-only (the lines are redacted, but they are a command's output).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(|e| StoreError::io(&path, e))?;
+        // One write: readers see whole batches, or a partial last line they leave for later.
+        file.write_all(&lines)
+            .map_err(|e| StoreError::io(&path, e))
+    }
+
+    async fn read_log(
+        &self,
+        stream: &LogStream,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<u8>, u64), StoreError> {
+        let path = self.log_path(stream);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok((Vec::new(), from)),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let len = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+        if len <= from {
+            return Ok((Vec::new(), from));
+        }
+        let start = window_start(len, from, limit);
+        let mut window = Vec::with_capacity((len - start) as usize);
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| (&file).take(len - start).read_to_end(&mut window))
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok(complete_lines(&window, start, from))
     }
 
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {

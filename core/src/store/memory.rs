@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{DriverGuard, RunStore, StoreError, VersionInfo};
+use super::{DriverGuard, LogStream, RunStore, StoreError, VersionInfo};
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
@@ -18,6 +18,7 @@ pub struct MemoryStore {
 struct Inner {
     plan: Option<Vec<u8>>,
     versions: Vec<Vec<u8>>,
+    logs: std::collections::HashMap<LogStream, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -149,6 +150,33 @@ impl RunStore for MemoryStore {
 
     fn needs_lease(&self) -> bool {
         self.leases
+    }
+
+    async fn append_log(&self, stream: &LogStream, lines: Vec<u8>) -> Result<(), StoreError> {
+        self.with(|inner| {
+            inner
+                .logs
+                .entry(stream.clone())
+                .or_default()
+                .extend(lines);
+            Ok(())
+        })
+    }
+
+    async fn read_log(
+        &self,
+        stream: &LogStream,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<u8>, u64), StoreError> {
+        self.with(|inner| {
+            let Some(bytes) = inner.logs.get(stream) else {
+                return Ok((Vec::new(), from));
+            };
+            let start = crate::log_stream::window_start(bytes.len() as u64, from, limit);
+            let window = bytes.get(start as usize..).unwrap_or_default();
+            Ok(crate::log_stream::complete_lines(window, start, from))
+        })
     }
 
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {

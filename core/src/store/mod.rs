@@ -1,8 +1,11 @@
 //! Versioned state storage behind one small trait. A store addresses one run: its plan
-//! (`actions.json`, written once) and its state document (a new version on every save).
+//! (`actions.json`, written once), its state document (a new version on every save) and, beside
+//! them, the live log streams of running actions (append-only, see [`crate::log_stream`]).
 
 use std::future::Future;
 use std::path::PathBuf;
+
+pub use crate::log_stream::LogStream;
 
 pub mod local;
 #[cfg(any(test, feature = "test-util"))]
@@ -109,5 +112,29 @@ pub trait RunStore: Send + Sync {
     /// the state document itself (S3: any number of processes anywhere can reach the run).
     fn needs_lease(&self) -> bool {
         false
+    }
+
+    /// Appends complete lines (each ending in `\n`) to an action attempt's live log stream,
+    /// creating it on first use. A store without streams keeps nothing: watchers then see
+    /// lines when the state is saved.
+    fn append_log(
+        &self,
+        _stream: &LogStream,
+        _lines: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The complete lines of `stream` after position `from` (0: its start) and the position
+    /// after them; positions are the store's own (a byte offset, a chunk number). When more
+    /// than `limit` bytes follow `from`, only the newest lines within about `limit` bytes. A
+    /// stream never written reads as empty.
+    fn read_log(
+        &self,
+        _stream: &LogStream,
+        from: u64,
+        _limit: usize,
+    ) -> impl Future<Output = Result<(Vec<u8>, u64), StoreError>> + Send {
+        async move { Ok((Vec::new(), from)) }
     }
 }

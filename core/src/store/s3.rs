@@ -2,6 +2,10 @@
 //! `state.json`, one S3 version per state version. The run is created with `If-None-Match: *`
 //! and every save is a `PutObject` with `If-Match: <etag of the version loaded>`, so a writer
 //! that lost a race gets a conflict and overwrites nothing. The bucket must be versioned.
+//!
+//! Live log streams are small objects `logs/<stream>/<chunk>.jsonl`, one per batch the driver
+//! appends (at most one a second per stream), numbered so that listing order is append order;
+//! readers list after the last chunk they read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,7 +14,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::BucketVersioningStatus;
 use aws_sdk_s3::Client;
 
-use super::{DriverGuard, RunStore, StoreError, VersionInfo};
+use super::{DriverGuard, LogStream, RunStore, StoreError, VersionInfo};
 use crate::aws::{code, describe};
 
 const PLAN_KEY: &str = "actions.json";
@@ -34,6 +38,8 @@ pub struct S3Store {
     run_prefix: String,
     /// ETags of versions this process has seen, for `If-Match` on the next save.
     etags: Mutex<HashMap<String, String>>,
+    /// The next chunk number of each log stream this process appends to.
+    next_chunks: Mutex<HashMap<LogStream, u64>>,
 }
 
 impl S3Store {
@@ -44,6 +50,7 @@ impl S3Store {
             bucket: bucket.to_string(),
             run_prefix: run_prefix.trim_matches('/').to_string(),
             etags: Mutex::new(HashMap::new()),
+            next_chunks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -237,6 +244,88 @@ impl S3Store {
     }
 }
 
+/// A stream's chunk `seq` under `prefix` (`…/logs/<stream>/`): ten digits, so that keys sort
+/// by number.
+fn chunk_key(prefix: &str, seq: u64) -> String {
+    format!("{prefix}{seq:010}.jsonl")
+}
+
+/// Attempts at appending a chunk when other writers keep taking the next number.
+const APPEND_ATTEMPTS: usize = 3;
+
+impl S3Store {
+    fn log_prefix(&self, stream: &LogStream) -> String {
+        self.key(&format!("logs/{}/", stream.key()))
+    }
+
+    /// The numbers and sizes of a stream's chunks after chunk `after` (0: all), in order.
+    async fn log_chunks(&self, prefix: &str, after: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut chunks = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_start_after((after > 0).then(|| chunk_key(prefix, after)))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.remote("ListObjectsV2", &e))?;
+            for object in page.contents() {
+                let seq = object
+                    .key()
+                    .and_then(|k| k.strip_prefix(prefix))
+                    .and_then(|name| name.strip_suffix(".jsonl"))
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let Some(seq) = seq {
+                    chunks.push((seq, object.size().unwrap_or(0).max(0) as u64));
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(chunks)
+    }
+
+    async fn log_chunk(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.remote("GetObject", &e))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Remote {
+                locator: self.locator(),
+                message: format!("reading {key}: {e}"),
+            })?
+            .into_bytes();
+        Ok(Vec::from(bytes))
+    }
+
+    fn next_chunk(&self, stream: &LogStream) -> Option<u64> {
+        self.next_chunks.lock().ok()?.get(stream).copied()
+    }
+
+    fn set_next_chunk(&self, stream: &LogStream, next: Option<u64>) {
+        if let Ok(mut chunks) = self.next_chunks.lock() {
+            match next {
+                Some(next) => chunks.insert(stream.clone(), next),
+                None => chunks.remove(stream),
+            };
+        }
+    }
+}
+
 fn precondition_failed(code: Option<&str>) -> bool {
     matches!(
         code,
@@ -416,6 +505,79 @@ impl RunStore for S3Store {
 
     fn needs_lease(&self) -> bool {
         true
+    }
+
+    async fn append_log(&self, stream: &LogStream, lines: Vec<u8>) -> Result<(), StoreError> {
+        let prefix = self.log_prefix(stream);
+        for _ in 0..APPEND_ATTEMPTS {
+            // A stream this process has not written yet may have chunks from an earlier tick
+            // of the same attempt (a check in another invocation, a replayed attempt).
+            let seq = match self.next_chunk(stream) {
+                Some(seq) => seq,
+                None => self
+                    .log_chunks(&prefix, 0)
+                    .await?
+                    .last()
+                    .map_or(1, |(seq, _)| seq + 1),
+            };
+            let result = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(chunk_key(&prefix, seq))
+                .content_type("application/x-ndjson")
+                .if_none_match("*")
+                .body(ByteStream::from(lines.clone()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    self.set_next_chunk(stream, Some(seq + 1));
+                    return Ok(());
+                }
+                // Someone else wrote that chunk: never overwrite it, count again.
+                Err(e) if precondition_failed(code(&e).as_deref()) => {
+                    self.set_next_chunk(stream, None);
+                }
+                Err(e) => return Err(self.remote("PutObject", &e)),
+            }
+        }
+        Err(StoreError::Remote {
+            locator: self.locator(),
+            message: format!(
+                "log stream {}: other writers keep taking the next chunk",
+                stream.key()
+            ),
+        })
+    }
+
+    async fn read_log(
+        &self,
+        stream: &LogStream,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<u8>, u64), StoreError> {
+        let prefix = self.log_prefix(stream);
+        let chunks = self.log_chunks(&prefix, from).await?;
+        let Some(&(last, _)) = chunks.last() else {
+            return Ok((Vec::new(), from));
+        };
+        // Only the newest chunks that hold `limit` bytes are fetched.
+        let mut first = chunks.len();
+        let mut total = 0u64;
+        while first > 0 && total < limit as u64 {
+            first -= 1;
+            total += chunks[first].1;
+        }
+        let mut bytes = Vec::with_capacity(total as usize);
+        for &(seq, _) in &chunks[first..] {
+            bytes.extend(self.log_chunk(&chunk_key(&prefix, seq)).await?);
+        }
+        // Chunks hold whole lines; the oldest may reach past the limit.
+        let start = crate::log_stream::window_start(bytes.len() as u64, 0, limit);
+        let window = bytes.get(start as usize..).unwrap_or_default();
+        let (lines, _) = crate::log_stream::complete_lines(window, start, 0);
+        Ok((lines, last))
     }
 
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use baton_core::store::s3::S3Store;
-use baton_core::store::VersionInfo;
+use baton_core::store::{LogStream, VersionInfo};
 use baton_core::testutil::MemoryStore;
 use baton_core::{LocalStore, RunStore, StoreError};
 
@@ -189,6 +189,111 @@ async fn drivers_exclude_each_other<B: Backend>(backend: B) {
     }
 }
 
+async fn a_log_stream_appends_and_reads_from_a_position<B: Backend>(backend: B) {
+    let store = backend.run("logs");
+    store.create(PLAN, b"state-1").await.expect("create");
+    let stream = LogStream::new("deploy/api:v1.2", 1);
+    let everything = usize::MAX;
+    // Nothing written yet: empty, and the position stays.
+    assert_eq!(
+        store.read_log(&stream, 0, everything).await.expect("read"),
+        (Vec::new(), 0)
+    );
+    store
+        .append_log(&stream, b"one\ntwo\n".to_vec())
+        .await
+        .expect("append");
+    let (lines, after_two) = store.read_log(&stream, 0, everything).await.expect("read");
+    assert_eq!(lines, b"one\ntwo\n");
+    assert_eq!(
+        store.read_log(&stream, after_two, everything).await.expect("read"),
+        (Vec::new(), after_two),
+        "nothing new"
+    );
+    store
+        .append_log(&stream, b"three\n".to_vec())
+        .await
+        .expect("append");
+    let (lines, after_three) = store
+        .read_log(&stream, after_two, everything)
+        .await
+        .expect("read");
+    assert_eq!(lines, b"three\n");
+    // Another process reads the whole stream, and appends after what it finds.
+    let other = backend.reopen(&store);
+    let (lines, _) = other.read_log(&stream, 0, everything).await.expect("read");
+    assert_eq!(lines, b"one\ntwo\nthree\n");
+    other
+        .append_log(&stream, b"four\n".to_vec())
+        .await
+        .expect("append");
+    let (lines, _) = store
+        .read_log(&stream, after_three, everything)
+        .await
+        .expect("read");
+    assert_eq!(lines, b"four\n");
+    // The first writer appends again after the other's line: nothing is overwritten.
+    store
+        .append_log(&stream, b"five\n".to_vec())
+        .await
+        .expect("append");
+    let (lines, _) = other.read_log(&stream, 0, everything).await.expect("read");
+    assert_eq!(lines, b"one\ntwo\nthree\nfour\nfive\n");
+}
+
+async fn log_streams_are_separate<B: Backend>(backend: B) {
+    let store = backend.run("separate");
+    store.create(PLAN, b"state-1").await.expect("create");
+    let streams = [
+        LogStream::new("a", 1),
+        LogStream::new("a", 2),
+        LogStream::new("a.1", 1),
+        LogStream::new("A", 1),
+        LogStream::new("a/b", 1),
+        LogStream::new("a:b", 1),
+        LogStream::new("a.b", 1),
+    ];
+    for (i, stream) in streams.iter().enumerate() {
+        store
+            .append_log(stream, format!("line {i}\n").into_bytes())
+            .await
+            .expect("append");
+    }
+    let other = backend.reopen(&store);
+    for (i, stream) in streams.iter().enumerate() {
+        let (lines, _) = other.read_log(stream, 0, usize::MAX).await.expect("read");
+        assert_eq!(
+            String::from_utf8_lossy(&lines),
+            format!("line {i}\n"),
+            "{}",
+            stream.key()
+        );
+    }
+}
+
+async fn a_log_read_keeps_to_the_newest_lines_within_its_limit<B: Backend>(backend: B) {
+    let store = backend.run("limit");
+    store.create(PLAN, b"state-1").await.expect("create");
+    let stream = LogStream::new("chatty", 1);
+    for i in 0..10 {
+        // Lines of 100 bytes, one append each (one chunk each on S3).
+        let line = format!("{i:02}{}\n", "x".repeat(97));
+        store
+            .append_log(&stream, line.into_bytes())
+            .await
+            .expect("append");
+    }
+    let (lines, position) = store.read_log(&stream, 0, 250).await.expect("read");
+    let text = String::from_utf8_lossy(&lines);
+    let numbers: Vec<&str> = text.lines().map(|l| &l[..2]).collect();
+    assert_eq!(numbers, vec!["08", "09"], "only whole lines, the newest");
+    assert_eq!(
+        store.read_log(&stream, position, 250).await.expect("read"),
+        (Vec::new(), position),
+        "the position is the stream's end"
+    );
+}
+
 // ---- the stores ----
 
 struct Memory {
@@ -347,6 +452,9 @@ macro_rules! contract {
                 lists_versions_oldest_first_with_their_sizes,
                 an_unknown_version_is_refused,
                 drivers_exclude_each_other,
+                a_log_stream_appends_and_reads_from_a_position,
+                log_streams_are_separate,
+                a_log_read_keeps_to_the_newest_lines_within_its_limit,
             );
         }
     )*};
