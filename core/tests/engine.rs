@@ -852,3 +852,150 @@ fn outputs_nested_too_deeply_fail_the_action_and_the_state_stays_readable() {
         );
     });
 }
+
+// ---- live log streams ----
+
+/// A command printing a line (holding a secret) every 200 ms for three seconds.
+fn chatty_plan(idempotent: bool) -> String {
+    json!([{
+        "label": "build/api:v1.2",
+        "type": "system.command",
+        "params": {
+            "command": "for i in $(seq 1 15); do echo \"line $i token $API_TOKEN\"; sleep 0.2; done",
+            "shell": true,
+            "env": {"API_TOKEN": "hunter2-sekret"},
+            "idempotent": idempotent,
+        },
+    }])
+    .to_string()
+}
+
+/// What a watcher in another process saw while the tick ran.
+struct Watched {
+    /// How long after it was printed the watcher read each line, while the command ran.
+    delays: Vec<Duration>,
+    lines: Vec<String>,
+    /// When the state first said the action was running, relative to the tick's start.
+    running_seen: Option<Duration>,
+}
+
+/// Ticks `run` while a watcher that shares only the store follows the action's stream, as
+/// `baton logs --follow` does: it learns from the stored state which attempt runs.
+async fn tick_and_watch(run: &Run<MemoryStore>) -> Watched {
+    use baton_core::log_stream::{read, LogStream};
+    let store = run.store.clone();
+    let exec = Arc::new(baton_core::StandardExecutor::new());
+    let driver = {
+        let run = Run::open(run.store.clone()).await.expect("open");
+        tokio::spawn(async move {
+            tick(&run, &exec, &TickOptions::default(), &Silent)
+                .await
+                .expect("tick")
+        })
+    };
+    let started = std::time::Instant::now();
+    let watcher = Run::open(store.clone()).await.expect("open");
+    let mut watched = Watched {
+        delays: Vec::new(),
+        lines: Vec::new(),
+        running_seen: None,
+    };
+    let mut position = 0;
+    while !driver.is_finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (state, _) = watcher.load().await.expect("load");
+        let action = state.action(0);
+        if action.status != ActionStatus::Running {
+            continue;
+        }
+        watched.running_seen.get_or_insert(started.elapsed());
+        let stream = LogStream::new("build/api:v1.2", action.attempt);
+        let (entries, next) = read(&store, &stream, position, usize::MAX)
+            .await
+            .expect("read");
+        position = next;
+        for entry in entries {
+            let delay = (Utc::now() - entry.t).to_std().unwrap_or_default();
+            watched.delays.push(delay);
+            watched.lines.push(entry.msg);
+        }
+    }
+    driver.await.expect("driver");
+    watched
+}
+
+#[test]
+fn a_running_commands_lines_reach_its_stream_within_seconds_without_a_save_per_line() {
+    rt().block_on(async {
+        let run = new_run(&chatty_plan(false)).await;
+        let watched = tick_and_watch(&run).await;
+        assert!(
+            watched.lines.len() >= 5,
+            "a watcher saw {} lines while the command ran",
+            watched.lines.len()
+        );
+        assert!(
+            watched.delays.iter().all(|d| *d < Duration::from_secs(2)),
+            "{:?}",
+            watched.delays
+        );
+        assert!(watched.lines[0].starts_with("line 1 token "));
+        // Masked before it was written anywhere.
+        assert!(
+            watched.lines.iter().all(|l| !l.contains("hunter2")),
+            "{:?}",
+            watched.lines
+        );
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.action(0).status, ActionStatus::Complete);
+        // The state's ring is the record of the finished attempt: the same 15 lines.
+        let ring: Vec<&str> = state.action(0).log.iter().map(|e| e.msg.as_str()).collect();
+        assert_eq!(ring.len(), 15, "{ring:?}");
+        // The stream holds every line too, in order, and no secret.
+        let stream = baton_core::log_stream::LogStream::new("build/api:v1.2", 1);
+        let (bytes, _) = run
+            .store
+            .read_log(&stream, 0, usize::MAX)
+            .await
+            .expect("read");
+        let streamed = baton_core::log_stream::decode(&bytes);
+        assert_eq!(
+            streamed.iter().map(|e| e.msg.as_str()).collect::<Vec<_>>(),
+            ring
+        );
+        assert!(!String::from_utf8_lossy(&bytes).contains("hunter2"));
+        // Created, the intent, the result, the tick's end: no version per line.
+        let versions = run.store.list_versions().await.expect("versions").len();
+        assert!(versions <= 4, "{versions} state versions for 15 lines");
+    });
+}
+
+#[test]
+fn a_replay_safe_command_is_saved_running_before_its_stream_is_written() {
+    rt().block_on(async {
+        // An idempotent command starts without an intent save: the first append saves the
+        // state once, so watchers know which stream to follow.
+        let run = new_run(&chatty_plan(true)).await;
+        let watched = tick_and_watch(&run).await;
+        let seen = watched.running_seen.expect("the stored state showed it running");
+        assert!(seen < Duration::from_millis(2500), "{seen:?}");
+        assert!(watched.lines.len() >= 5, "{:?}", watched.lines);
+        assert!(watched.delays.iter().all(|d| *d < Duration::from_secs(2)));
+        let versions = run.store.list_versions().await.expect("versions").len();
+        assert!(versions <= 4, "{versions} state versions for 15 lines");
+    });
+}
+
+#[test]
+fn a_quick_command_writes_no_stream() {
+    rt().block_on(async {
+        let run = new_run(r#"[{"label": "quick", "type": "system.command", "params": {"command": ["echo", "hello"]}}]"#).await;
+        let exec = Arc::new(baton_core::StandardExecutor::new());
+        tick(&run, &exec, &TickOptions::default(), &Silent).await.expect("tick");
+        let (state, _) = run.load().await.expect("load");
+        assert_eq!(state.action(0).log.back().map(|e| e.msg.as_str()), Some("hello"));
+        let stream = baton_core::log_stream::LogStream::new("quick", 1);
+        let (bytes, _) = run.store.read_log(&stream, 0, usize::MAX).await.expect("read");
+        assert!(bytes.is_empty(), "its lines reach watchers with the state, sooner than a stream");
+    });
+}
