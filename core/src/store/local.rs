@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{DriverGuard, RunStore, StoreError, VersionInfo};
 
-pub const PLAN_FILE: &str = "actions.json";
+pub(crate) const PLAN_FILE: &str = "actions.json";
 const STATE_DIR: &str = "state";
 const LOCK_FILE: &str = "driver.lock";
 /// State documents larger than this are refused as damaged rather than read into memory.
 const MAX_STATE_BYTES: u64 = 512 * 1024 * 1024;
 
+/// A run in a folder on this machine.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     dir: PathBuf,
@@ -35,6 +36,7 @@ impl LocalStore {
         LocalStore::new(root.join("runs").join(run_id))
     }
 
+    /// The run's folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
