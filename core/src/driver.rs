@@ -2,7 +2,7 @@
 //! [`tick`] is one Lambda invocation or one turn of the local loop; [`drive`] repeats ticks
 //! until the run ends.
 //!
-//! A tick has named steps: [`claim_lease`] (stores that cannot lock), then on a [`Tick`]:
+//! A tick has named steps: `claim_lease` (stores that cannot lock), then on a `Tick`:
 //! `honour_abort`, `pump` (start what is ready, fold outcomes back in, save around side
 //! effects) and `finish` (decide what next, save once more).
 

@@ -80,7 +80,7 @@ pub(crate) fn seconds_to_duration(seconds: f64) -> Result<Duration, DurationErro
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// The inverse of [`parse_duration`] for display: `1h2m3s`, `4.5s`, `120ms`.
+/// A duration in the syntax action files use, for display: `1h2m3s`, `4.5s`, `120ms`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {

@@ -20,7 +20,7 @@ use crate::template::{self, OutputRefs};
 // input, and each refusal names the file, the action and the field, and says what to do.
 
 /// Action files larger than this are refused before they are read. 32 MiB holds 100,000
-/// realistic actions (~300 bytes each, the largest plan DESIGN §11 targets); reading one takes
+/// realistic actions (~300 bytes each, the largest plan baton is built for); reading one takes
 /// about 7× its size in memory (up to ~25× for files made of tiny values).
 pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 /// YAML files have a lower limit: the YAML parser holds the whole document as events, ~15× its
@@ -48,12 +48,18 @@ const MAX_LABEL: usize = 256;
 /// One problem in an action file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The file as the user named it (or `<store>/actions.json` for a stored plan).
     pub file: String,
     /// 1-based line and column, for syntax errors.
     pub position: Option<(usize, usize)>,
+    /// 0-based position of the action in the file's list; `None` for file-level problems.
     pub index: Option<usize>,
+    /// The action's label, when it has a readable one.
     pub label: Option<String>,
+    /// Path of the offending field within the action (`depends_on[2]`, `params.stack_name`);
+    /// `None` when the action as a whole is wrong.
     pub field: Option<String>,
+    /// What is wrong and, where it helps, what to do.
     pub message: String,
 }
 
@@ -81,7 +87,9 @@ impl fmt::Display for Problem {
 /// Everything wrong with a file (errors), plus warnings that do not stop it.
 #[derive(Debug, Clone, Default)]
 pub struct Problems {
+    /// Each stops the file from loading. Past [`MAX_PROBLEMS`], the last one counts the rest.
     pub errors: Vec<Problem>,
+    /// Worth a look, but the plan is valid (capped like `errors`).
     pub warnings: Vec<Problem>,
 }
 
@@ -102,13 +110,18 @@ impl std::error::Error for Problems {}
 /// A valid plan and the warnings found while loading it.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The validated plan.
     pub plan: Plan,
+    /// Problems that did not stop the file from loading, for the user to see.
     pub warnings: Vec<Problem>,
 }
 
+/// How to parse an action file's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// JSON (also the form of a stored plan).
     Json,
+    /// YAML, with the lower size limit [`MAX_YAML_BYTES`].
     Yaml,
     /// JSON when the text starts like JSON, otherwise YAML.
     Detect,

@@ -14,11 +14,14 @@ use crate::duration::format_duration;
 /// Index of an action in [`Plan::actions`]. `u32` keeps the per-action graph data small.
 pub type ActionIdx = u32;
 
+/// How an action's retryable failures are retried (its `retry` field).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Total attempts, including the first.
     pub attempts: u32,
+    /// Wait before the first retry.
     pub delay: Duration,
+    /// Each further retry waits this many times longer than the one before (1 to 10).
     pub backoff: f64,
 }
 
@@ -31,17 +34,26 @@ impl RetryPolicy {
     }
 }
 
+/// One action of a plan, as written in the file once validated.
 #[derive(Debug, Clone)]
 pub struct Action {
+    /// Unique within the plan; how dependencies, outputs and operators name the action.
     pub label: String,
+    /// What the action does, and how it runs (inline, synchronous or asynchronous).
     pub action_type: ActionType,
     /// As written: labels and glob patterns.
     pub depends_on: Vec<String>,
     /// As written (templates unrendered); `Null` when absent.
     pub params: Value,
+    /// Template expression evaluated when the action is ready; false skips it (and lets its
+    /// dependents run). `None`: always runs.
     pub condition: Option<String>,
+    /// Longest one attempt may run, from its start; past it the action fails without a retry
+    /// (its work cancelled where the type can). `None`: no limit.
     pub timeout: Option<Duration>,
+    /// `None`: the first failure fails the action.
     pub retry: Option<RetryPolicy>,
+    /// Free text for operators (`inspect`, the console).
     pub description: Option<String>,
     /// Whether any param string is a template (only those are rendered).
     pub templated: bool,
@@ -137,18 +149,22 @@ impl Plan {
         self.actions.len()
     }
 
+    /// Whether the plan has no actions.
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }
 
+    /// The action labelled `label`, if any.
     pub fn find(&self, label: &str) -> Option<ActionIdx> {
         self.index.get(label).copied()
     }
 
+    /// Action `idx`. Panics if `idx` is not an index of this plan.
     pub fn action(&self, idx: ActionIdx) -> &Action {
         &self.actions[idx as usize]
     }
 
+    /// Action `idx`'s label. Panics if `idx` is not an index of this plan.
     pub fn label(&self, idx: ActionIdx) -> &str {
         &self.actions[idx as usize].label
     }

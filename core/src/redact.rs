@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-pub const MASK: &str = "********";
+/// What a masked value is replaced with.
+pub(crate) const MASK: &str = "********";
 
 const SECRET_WORDS: &[&str] = &[
     "password",
@@ -16,7 +17,8 @@ const SECRET_WORDS: &[&str] = &[
     "credential",
 ];
 
-pub fn is_secret_name(name: &str) -> bool {
+/// Whether a param or output named `name` holds a secret (`DbPassword`, `api_token`).
+pub(crate) fn is_secret_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     SECRET_WORDS.iter().any(|w| lower.contains(w))
 }
@@ -144,7 +146,9 @@ impl Secrets {
         }
     }
 
-    pub fn learn_map(&mut self, map: &serde_json::Map<String, Value>) {
+    /// Learns the secret values in a map such as an action's outputs (see [`redact_value`]
+    /// for what counts).
+    pub(crate) fn learn_map(&mut self, map: &serde_json::Map<String, Value>) {
         for (k, v) in map {
             if is_secret_name(k) {
                 self.learn_all(v);
@@ -209,7 +213,8 @@ impl Secrets {
         }
     }
 
-    /// [`redact_text`], then every known secret value masked.
+    /// `text` with the values of `secret_name=value` pairs masked, then every known secret
+    /// value wherever it appears.
     pub fn redact(&self, text: &str) -> String {
         let mut out = redact_text(text);
         for value in &self.values {

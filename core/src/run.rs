@@ -8,15 +8,25 @@ use crate::state::{RunState, Timestamp};
 use crate::store::{RunStore, StoreError};
 use crate::util::sha256_hex;
 
+/// Why a run could not be opened, read or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The store failed or refused (missing run, lost compare-and-swap, busy, IO).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// What the store holds cannot be used: a plan that no longer validates, or a state
+    /// version that does not parse or belongs to another plan.
     #[error("{locator}: {message}")]
-    Damaged { locator: String, message: String },
+    Damaged {
+        /// The run, as users address it.
+        locator: String,
+        /// What is wrong, and where to look.
+        message: String,
+    },
 }
 
 impl RunError {
+    /// Another process saved first: reload and apply the change again.
     pub fn is_conflict(&self) -> bool {
         matches!(self, RunError::Store(StoreError::Conflict { .. }))
     }
@@ -51,9 +61,14 @@ impl PlanCache {
     }
 }
 
+/// An open run: its store and its plan, parsed once. States loaded through it are checked
+/// against this plan.
 pub struct Run<S> {
+    /// Where the run lives.
     pub store: S,
+    /// The plan, shared with a [`PlanCache`] when opened through one.
     pub plan: std::sync::Arc<Plan>,
+    /// Hex sha256 of the stored plan's bytes; every state version must name the same.
     pub plan_sha256: String,
 }
 
@@ -167,17 +182,22 @@ impl<S: RunStore> Run<S> {
         Ok(state)
     }
 
+    /// The newest state and its version (the `expected` of the next [`Run::save`]).
     pub async fn load(&self) -> Result<(RunState, String), RunError> {
         let (bytes, version) = self.store.load_latest().await?;
         let state = self.parse(&bytes, &version)?;
         Ok((state, version))
     }
 
+    /// An older state, by a version from [`RunStore::list_versions`].
     pub async fn load_version(&self, version: &str) -> Result<RunState, RunError> {
         let bytes = self.store.load_version(version).await?;
         self.parse(&bytes, version)
     }
 
+    /// Saves `state` as a new version if `expected` is still the newest; returns the new
+    /// version. Fails with a conflict (see [`RunError::is_conflict`]) and writes nothing if
+    /// another process saved in between.
     pub async fn save(&self, state: &RunState, expected: &str) -> Result<String, RunError> {
         crate::fault::point("before_save");
         let version = self.store.save(state.to_json(&self.plan), expected).await?;

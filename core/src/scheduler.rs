@@ -20,23 +20,36 @@ use crate::template::{self, Context, TemplateError};
 /// Work for the driver to hand to an executor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
+    /// Start an attempt (synchronous and asynchronous types; inline ones never leave the
+    /// scheduler).
     Start {
+        /// The action.
         idx: ActionIdx,
+        /// The attempt's number: 1 for the first; a replayed attempt keeps its number.
         attempt: u32,
+        /// Params as the attempt sees them (see [`rendered_params`]).
         params: Value,
     },
+    /// Ask how running work is doing (its next check is due).
     Check {
+        /// The action.
         idx: ActionIdx,
+        /// What the start or the last check returned to find the work again.
         handle: Value,
     },
+    /// Stop running work.
     Cancel {
+        /// The action.
         idx: ActionIdx,
+        /// What the start or the last check returned to find the work again.
         handle: Value,
+        /// Why, which decides how the action ends.
         reason: CancelReason,
     },
 }
 
 impl Step {
+    /// The action the step is for.
     pub fn idx(&self) -> ActionIdx {
         match self {
             Step::Start { idx, .. } | Step::Check { idx, .. } | Step::Cancel { idx, .. } => *idx,
@@ -44,9 +57,12 @@ impl Step {
     }
 }
 
+/// Why running work is cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelReason {
+    /// An operator aborted the run: the action ends `cancelled`.
     Abort,
+    /// The attempt ran past the action's timeout: the action ends `failed`.
     Timeout,
 }
 
@@ -74,6 +90,9 @@ impl Next {
     }
 }
 
+/// Decides what runs next in one run. It is built from the state (once per tick) and keeps
+/// indices over it, so every call must be given that same state, whose action statuses change
+/// only through the scheduler.
 pub struct Scheduler<'p> {
     plan: &'p Plan,
     unmet: Vec<u32>,
@@ -172,10 +191,6 @@ impl<'p> Scheduler<'p> {
     /// Actions whose status changed since the last call (may repeat an action).
     pub(crate) fn take_changes(&mut self) -> Vec<ActionIdx> {
         std::mem::take(&mut self.changed)
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight_count
     }
 
     fn capacity(&self) -> usize {

@@ -10,25 +10,36 @@ use serde_json::{Map, Value};
 
 use crate::model::{ActionIdx, Plan};
 
+/// The state document format this baton reads and writes; documents in another format are
+/// refused ([`StateError::Format`]).
 pub const FORMAT: u32 = 1;
 /// Entries kept per log thread; older entries are dropped first.
 pub(crate) const LOG_RING: usize = 200;
 
 pub use crate::log::{ts, Level, LogEntry, Timestamp};
 
+/// Where one action is in the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionStatus {
+    /// Not started: waiting for its dependencies, or for a retry's delay.
     Pending,
+    /// An attempt is under way.
     Running,
+    /// Succeeded: its outputs are set, and its dependents may run.
     Complete,
+    /// Failed for good (no retry left, or not retryable); its dependents are blocked.
     Failed,
+    /// Its condition was false; for its dependents it counts as complete.
     Skipped,
+    /// Will not run: an ancestor failed or was cancelled (see [`ActionState::blocked_by`]).
     Blocked,
+    /// An operator's abort stopped it, or came before it started.
     Cancelled,
 }
 
 impl ActionStatus {
+    /// Every status, in declaration order (the order of [`RunState::counts`]).
     pub const ALL: [ActionStatus; 7] = [
         ActionStatus::Pending,
         ActionStatus::Running,
@@ -39,6 +50,7 @@ impl ActionStatus {
         ActionStatus::Cancelled,
     ];
 
+    /// The name used in state documents and output (`complete`).
     pub fn as_str(self) -> &'static str {
         match self {
             ActionStatus::Pending => "pending",
@@ -64,6 +76,7 @@ impl ActionStatus {
         )
     }
 
+    /// Done either way: it changes again only if an operator re-executes it.
     pub fn is_terminal(self) -> bool {
         self.satisfies_dependents() || self.blocks_dependents()
     }
@@ -75,17 +88,24 @@ impl fmt::Display for ActionStatus {
     }
 }
 
+/// Where the run as a whole is, as the last tick left it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Work can proceed now: the next tick is due at once (also a new run's status).
     Running,
+    /// Only running or delayed work remains: the next tick is due later.
     Waiting,
+    /// Every action completed or was skipped.
     Succeeded,
+    /// Nothing more can run, and some action failed or was blocked.
     Failed,
+    /// An operator aborted the run.
     Aborted,
 }
 
 impl RunStatus {
+    /// The name used in state documents and output (`succeeded`).
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -96,6 +116,7 @@ impl RunStatus {
         }
     }
 
+    /// No tick is due: only an operator's re-execution starts the run again.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
@@ -110,14 +131,21 @@ impl fmt::Display for RunStatus {
     }
 }
 
+/// One action's part of the state document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionState {
+    /// Where the action is.
     pub status: ActionStatus,
+    /// The latest attempt's number; 0 before the first. Re-executions keep counting.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// When the latest attempt started (action timeouts count from it); `None` before the
+    /// first and after a reset.
     #[serde(default, with = "ts_opt", skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
+    /// When the action completed, failed, was skipped or was cancelled while running; `None`
+    /// until then.
     #[serde(default, with = "ts_opt", skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
     /// When a running action is next checked, or when a pending retry may start.
@@ -128,13 +156,18 @@ pub struct ActionState {
     /// 100k actions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle: Option<Box<Value>>,
+    /// What the action produced when it completed, for the templates of the actions that
+    /// read it; empty otherwise.
     #[serde(default, skip_serializing_if = "is_empty_map")]
     pub outputs: Box<Map<String, Value>>,
+    /// Why the last attempt failed, or why the action was cancelled. Kept while a retry
+    /// waits; cleared when it completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// For blocked actions: the failed or cancelled ancestor that blocked it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<String>,
+    /// The action's log thread, oldest first; only the newest 200 entries are kept.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub log: VecDeque<LogEntry>,
 }
@@ -315,7 +348,10 @@ fn push_ring(ring: &mut VecDeque<LogEntry>, entry: LogEntry) {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lease {
+    /// The driving process and tick, in words for operators:
+    /// `baton pid 7 on build-1 (3fa2c1) tick 3`.
     pub holder: String,
+    /// When the claim lapses unless renewed.
     #[serde(with = "ts")]
     pub until: Timestamp,
 }
@@ -439,6 +475,7 @@ impl RunState {
 }
 
 impl RunState {
+    /// The first state of a new run: every action pending, status running.
     pub fn new(
         run_id: &str,
         plan: &Plan,
@@ -469,6 +506,7 @@ impl RunState {
         state
     }
 
+    /// Action `idx`'s state. Panics if `idx` is not an index of the plan.
     pub fn action(&self, idx: ActionIdx) -> &ActionState {
         &self.actions[idx as usize]
     }
@@ -512,6 +550,7 @@ impl RunState {
         }
     }
 
+    /// How many actions are in `status`.
     pub fn count(&self, status: ActionStatus) -> usize {
         self.counts()[status as usize]
     }
@@ -550,6 +589,7 @@ impl RunState {
         512 + actions + log(&self.log)
     }
 
+    /// Serializes with labels from `plan`, indented for people to read.
     pub fn to_json_pretty(&self, plan: &Plan) -> Vec<u8> {
         serde_json::to_vec_pretty(&Document { state: self, plan }).unwrap_or_default()
     }

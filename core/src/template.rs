@@ -236,6 +236,8 @@ fn walk_strings(value: &Value, path: &mut String, visit: &mut dyn FnMut(&str, &s
 pub struct Context(minijinja::Value);
 
 impl Context {
+    /// Templates see `run.id`, `vars.NAME` and `outputs.LABEL.NAME` for each `(label, outputs)`
+    /// given (the finished actions whose outputs the template may read).
     pub fn new<'a>(
         run_id: &str,
         vars: &Map<String, Value>,

@@ -29,6 +29,7 @@ pub struct ScriptedExecutor {
 }
 
 impl ScriptedExecutor {
+    /// An executor with nothing scripted: every start completes at once.
     pub fn new() -> Self {
         Self::default()
     }
@@ -54,6 +55,7 @@ impl ScriptedExecutor {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// How many times `label` was called for `kind` (`"start"`, `"check"` or `"cancel"`).
     pub fn count(&self, label: &str, kind: &str) -> usize {
         self.calls()
             .iter()

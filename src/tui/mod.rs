@@ -36,7 +36,7 @@ pub fn wanted(plain: bool, json: bool) -> bool {
     !plain && !json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 
-/// Colour unless `NO_COLOR` is set (https://no-color.org).
+/// Colour unless `NO_COLOR` is set (<https://no-color.org>).
 pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

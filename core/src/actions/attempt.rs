@@ -124,6 +124,7 @@ pub struct StartRequest {
 impl StartRequest {
     /// Token that makes a replayed start of the same attempt a no-op at the provider
     /// (e.g. CloudFormation's `ClientRequestToken`, max 128 chars of `[a-zA-Z0-9-]`).
+    #[cfg(feature = "aws")]
     pub(crate) fn idempotency_token(&self) -> String {
         idempotency_token(&self.run_id, &self.label, self.attempt)
     }
@@ -131,6 +132,7 @@ impl StartRequest {
 
 /// The token of attempt `attempt` of `label` in run `run_id` (see
 /// [`StartRequest::idempotency_token`]).
+#[cfg(feature = "aws")]
 fn idempotency_token(run_id: &str, label: &str, attempt: u32) -> String {
     let digest = crate::util::sha256_hex(format!("{run_id}\n{label}\n{attempt}").as_bytes());
     format!("baton-{}-{attempt}", &digest[..32])

@@ -1,6 +1,6 @@
 //! The action catalogue. Each type lives in one file that owns its params schema, its
 //! validation, its behaviour (start, check, cancel) and its own messages and defaults; the
-//! [`catalogue!`] registry below is the only list of types. Adding a type is one new file and
+//! `catalogue!` registry below is the only list of types. Adding a type is one new file and
 //! one registry line.
 
 use std::future::Future;

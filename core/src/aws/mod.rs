@@ -14,8 +14,13 @@ use tokio::sync::Mutex;
 /// How to reach AWS, as the AWS CLI takes it.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
+    /// Named profile (`--profile`); `None` follows `AWS_PROFILE`, then `default`.
     pub profile: Option<String>,
+    /// Default region for actions that name none; `None` takes it from the environment or
+    /// profile.
     pub region: Option<String>,
+    /// Endpoint override for every service (moto, LocalStack); `None` honours
+    /// `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<String>,
     /// Role assumed in another account when an action gives `account` but no `role_arn`:
     /// `arn:aws:iam::<account>:role/<role_name>` (default `baton-deployer`).
@@ -25,12 +30,15 @@ pub struct AwsSettings {
 /// Where an action's calls go: its region and, for cross-account work, the role to assume.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Target {
+    /// `None`: the configured default region.
     pub region: Option<String>,
+    /// Role to assume for the calls; `None`: the configured credentials as they are.
     pub role_arn: Option<String>,
 }
 
 impl Target {
-    pub fn new(
+    /// An explicit `role_arn` wins; otherwise an `account` means the role `role_name` in it.
+    pub(crate) fn new(
         region: Option<&str>,
         account: Option<&str>,
         role_arn: Option<&str>,
@@ -145,7 +153,8 @@ impl Aws {
         &self.base
     }
 
-    pub fn role_name(&self) -> &str {
+    /// The role assumed in an account named without a `role_arn`.
+    pub(crate) fn role_name(&self) -> &str {
         &self.role_name
     }
 
@@ -154,6 +163,7 @@ impl Aws {
         self.endpoint_url.as_deref()
     }
 
+    /// The default region from the settings or the standard chain, if any.
     pub fn region(&self) -> Option<String> {
         self.base.region().map(|r| r.to_string())
     }

@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{DriverGuard, LogStream, RunStore, StoreError, VersionInfo};
 use crate::log_stream::{complete_lines, window_start};
 
-pub const PLAN_FILE: &str = "actions.json";
+pub(crate) const PLAN_FILE: &str = "actions.json";
 const STATE_DIR: &str = "state";
 const LOCK_FILE: &str = "driver.lock";
 const LOG_DIR: &str = "logs";
 /// State documents larger than this are refused as damaged rather than read into memory.
 const MAX_STATE_BYTES: u64 = 512 * 1024 * 1024;
 
+/// A run in a folder on this machine.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     dir: PathBuf,
@@ -40,6 +41,7 @@ impl LocalStore {
         LocalStore::new(root.join("runs").join(run_id))
     }
 
+    /// The run's folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

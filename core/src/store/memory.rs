@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{DriverGuard, LogStream, RunStore, StoreError, VersionInfo};
 
+/// A run held in memory; clones share it, so a test can keep one while the engine uses another.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,

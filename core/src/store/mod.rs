@@ -15,42 +15,82 @@ pub mod s3;
 
 pub use local::LocalStore;
 
+/// Why a store could not do what was asked. Every variant names the run (or file) it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// There is no run here.
     #[error("{locator}: no such run (check the run id or folder; runs live under <store>/runs/)")]
-    NotFound { locator: String },
+    NotFound {
+        /// The run, as users address it.
+        locator: String,
+    },
+    /// Creating a run found one already there.
     #[error("{locator}: a run with this id already exists")]
-    AlreadyExists { locator: String },
+    AlreadyExists {
+        /// The run, as users address it.
+        locator: String,
+    },
+    /// A save lost the compare-and-swap: another process saved since `expected` was loaded.
+    /// Nothing was written.
     #[error(
         "{locator}: conflict: state version {expected} is no longer the latest (now {actual}); \
          another process changed the run. Nothing was overwritten: check `baton status`, then retry"
     )]
     Conflict {
+        /// The run, as users address it.
         locator: String,
+        /// The version the save was based on.
         expected: String,
+        /// The newest version now (`unknown` if the store could not say).
         actual: String,
     },
+    /// Another process drives the run (it holds the driver lock, or a live lease).
     #[error(
         "{locator}: the run is being driven by another baton process{holder}; wait for it to \
          finish, or `baton abort` it"
     )]
-    Busy { locator: String, holder: String },
+    Busy {
+        /// The run, as users address it.
+        locator: String,
+        /// Who holds it and what to do, as ` (…)` to append to the message; empty when unknown.
+        holder: String,
+    },
+    /// The version asked for is not one of the run's.
     #[error("{locator}: version {version} does not exist (`baton status --versions` lists them)")]
-    NoSuchVersion { locator: String, version: String },
+    NoSuchVersion {
+        /// The run, as users address it.
+        locator: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// A file of a local run could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// The stored run is damaged (no state versions, an oversized document).
     #[error("{locator}: {message}")]
-    Corrupt { locator: String, message: String },
+    Corrupt {
+        /// The run, as users address it.
+        locator: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A remote store (S3) refused or failed a request.
     #[error("{locator}: {message}")]
-    Remote { locator: String, message: String },
+    Remote {
+        /// The run, as users address it.
+        locator: String,
+        /// What failed and why (in the service's own words where it gave them).
+        message: String,
+    },
 }
 
 impl StoreError {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.into(),
             source,
@@ -61,7 +101,9 @@ impl StoreError {
 /// One saved version of a run's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
+    /// The store's id for the version (opaque; pass it back as it is).
     pub version: String,
+    /// The state document's size in bytes.
     pub size: u64,
 }
 
@@ -80,11 +122,13 @@ pub trait RunStore: Send + Sync {
         state: &[u8],
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
+    /// The plan's bytes (`actions.json`), as written at creation.
     fn load_plan(&self) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
     /// The newest state and its version.
     fn load_latest(&self) -> impl Future<Output = Result<(Vec<u8>, String), StoreError>> + Send;
 
+    /// One state version's document.
     fn load_version(
         &self,
         version: &str,

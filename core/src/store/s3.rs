@@ -30,6 +30,7 @@ pub fn parse_url(url: &str) -> Option<(String, String)> {
     Some((bucket.to_string(), prefix.trim_matches('/').to_string()))
 }
 
+/// A run in a versioned S3 bucket.
 #[derive(Debug)]
 pub struct S3Store {
     client: Client,
@@ -65,14 +66,17 @@ impl S3Store {
         S3Store::new(client, bucket, &run_prefix)
     }
 
+    /// The bucket the run is in.
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
+    /// The run's key prefix, `<prefix>/runs/<run-id>`.
     pub fn run_prefix(&self) -> &str {
         &self.run_prefix
     }
 
+    /// The client the store makes its calls with.
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -8,7 +8,7 @@ use super::AccountId;
 use crate::actions::{Mode, Schema, TypeSpec};
 
 /// The `aws.empty_bucket` type.
-pub(crate) struct EmptyBucket;
+pub struct EmptyBucket;
 
 impl Schema for EmptyBucket {
     const SPEC: TypeSpec = TypeSpec {

@@ -8,7 +8,7 @@ use super::AccountId;
 use crate::actions::{Mode, Schema, TypeSpec};
 
 /// The `aws.get_stack_outputs` type.
-pub(crate) struct GetStackOutputs;
+pub struct GetStackOutputs;
 
 impl Schema for GetStackOutputs {
     const SPEC: TypeSpec = TypeSpec {

@@ -11,7 +11,7 @@ pub mod delete_stack;
 pub mod empty_bucket;
 pub mod get_stack_outputs;
 #[cfg(feature = "aws")]
-pub mod stacks;
+pub(crate) mod stacks;
 pub mod upload_context;
 
 /// An AWS account id, written as a string or (as in older action files) a number.
@@ -26,6 +26,7 @@ pub enum AccountId {
 
 impl AccountId {
     /// The twelve-digit form AWS uses in ARNs.
+    #[cfg(feature = "aws")]
     pub(crate) fn to_text(&self) -> String {
         match self {
             AccountId::Text(text) => text.clone(),
@@ -38,15 +39,20 @@ impl AccountId {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Tags {
+    /// `{ "team": "platform" }`.
     Map(BTreeMap<String, String>),
+    /// CloudFormation's own form, as in a template or `describe-stacks` output.
     List(Vec<Tag>),
 }
 
+/// One stack tag in CloudFormation's list form.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tag {
+    /// The tag's name (`Key`).
     #[serde(rename = "Key")]
     pub key: String,
+    /// The tag's value (`Value`).
     #[serde(rename = "Value")]
     pub value: String,
 }

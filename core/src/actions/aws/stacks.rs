@@ -38,15 +38,16 @@ pub(crate) fn classify(status: &str) -> Class {
     }
 }
 
+/// A stack as `describe-stacks` reports it, reduced to what the stack actions use.
 #[derive(Debug, Clone)]
-pub struct Stack {
-    pub id: String,
-    pub status: String,
-    pub reason: Option<String>,
-    pub outputs: Map<String, Value>,
+pub(crate) struct Stack {
+    pub(crate) id: String,
+    pub(crate) status: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) outputs: Map<String, Value>,
     /// The idempotency token of the baton attempt that created the stack (its
     /// [`CREATE_TOKEN_TAG`] tag), if baton created it.
-    pub create_token: Option<String>,
+    pub(crate) create_token: Option<String>,
 }
 
 /// Tags a stack with the attempt that created it. A replayed start recognises its own create
@@ -56,7 +57,7 @@ pub(crate) const CREATE_TOKEN_TAG: &str = "baton:create-token";
 
 impl Stack {
     /// The operation a stack in progress is doing.
-    pub fn operation(&self) -> &'static str {
+    pub(crate) fn operation(&self) -> &'static str {
         if self.status.starts_with("CREATE") || self.status.starts_with("ROLLBACK") {
             "create"
         } else if self.status.starts_with("DELETE") {
@@ -68,7 +69,7 @@ impl Stack {
 }
 
 /// The stack by name or id; `None` if it does not exist.
-pub async fn find(client: &Client, name_or_id: &str) -> Result<Option<Stack>, Outcome> {
+pub(crate) async fn find(client: &Client, name_or_id: &str) -> Result<Option<Stack>, Outcome> {
     match client.describe_stacks().stack_name(name_or_id).send().await {
         Ok(out) => Ok(out.stacks().first().map(|s| Stack {
             id: s.stack_id().unwrap_or(name_or_id).to_string(),
@@ -132,7 +133,9 @@ pub(crate) fn handle_stack_id(handle: &Value, stack_name: &str) -> String {
         .to_string()
 }
 
-pub fn since(handle: &Value) -> Option<Timestamp> {
+/// When the operation a running action's handle records began (events before it belong to
+/// earlier operations); `None` if the handle does not say.
+pub(crate) fn since(handle: &Value) -> Option<Timestamp> {
     handle
         .get("since")
         .and_then(Value::as_str)
@@ -153,7 +156,7 @@ pub(crate) async fn first_failure(
 }
 
 /// Resources whose status ends with `suffix` since `since`, oldest first.
-pub async fn failures(
+pub(crate) async fn failures(
     client: &Client,
     stack_id: &str,
     since: Option<Timestamp>,

@@ -10,7 +10,7 @@ use super::AccountId;
 use crate::actions::{Mode, RunView, Schema, TypeSpec};
 
 /// The `aws.upload_context` type.
-pub(crate) struct UploadContext;
+pub struct UploadContext;
 
 impl Schema for UploadContext {
     const SPEC: TypeSpec = TypeSpec {
