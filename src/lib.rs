@@ -1,7 +1,7 @@
 //! The `baton` command line: argument types ([`args`]), parsing and dispatch ([`cli`]), one
 //! module per command ([`commands`]), the operations the command line and the console share
-//! ([`ops`], with Step Functions calls in [`remote`]), run locators ([`locator`]) and progress
-//! output ([`output`]).
+//! ([`ops`], with Step Functions calls in [`remote`]), following live logs ([`live`]), run
+//! locators ([`locator`]) and progress output ([`output`]).
 
 /// `println!` that ends the process quietly when stdout is closed (`baton status | head -1`)
 /// instead of panicking.
@@ -21,6 +21,7 @@ pub mod args;
 pub mod aws;
 pub mod cli;
 pub mod commands;
+pub mod live;
 pub mod locator;
 pub mod ops;
 pub mod output;

@@ -1,12 +1,16 @@
 //! `baton logs RUN [LABEL] [--follow]`
 
-use std::time::Duration;
+use std::collections::HashMap;
 
 use baton_core::state::{ts, LogEntry};
-use baton_core::{RunState, RunStore};
+use baton_core::{ActionIdx, Plan, RunState, RunStore};
 
 use crate::args::StoreArgs;
+use crate::live::{self, Tails};
 use crate::{locator, CommandResult, Failure};
+
+/// What `--follow` reads of a stream per poll: enough for a chatty command's half second.
+const FOLLOW_BYTES: usize = 1024 * 1024;
 
 pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool) -> CommandResult {
     let run = locator::open(run, store).await?;
@@ -20,13 +24,26 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
     };
     let (mut state, mut version) = run.load().await?;
     let mut printed = Printed::default();
+    let mut tails = Tails::default();
     loop {
-        printed.print(&run.plan, &state, only);
+        printed.print_state(&run.plan, &state, only);
         if !follow || state.status().is_finished() {
             return Ok(());
         }
+        // Running actions' new lines come from their live streams; the state brings the rest
+        // (and the lines of actions past the streams a follower reads) when it is saved.
         loop {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(live::POLL).await;
+            let running: Vec<(ActionIdx, u32)> = live::running(&run.plan, &state, only)
+                .into_iter()
+                .filter(|(idx, _)| only.is_none_or(|o| o == *idx))
+                .collect();
+            for tail in tails
+                .poll(&run.store, &run.plan, &running, FOLLOW_BYTES)
+                .await?
+            {
+                printed.print(&run.plan, Some(tail.idx), tail.entries.iter());
+            }
             let head = run.store.head().await?;
             if head != version {
                 (state, version) = run.load().await?;
@@ -43,63 +60,51 @@ pub fn unknown_label(plan: &baton_core::Plan, label: &str) -> Failure {
     Failure::Invalid(format!("no action labelled \"{label}\" in this run{hint}"))
 }
 
-/// Remembers the newest timestamp printed per thread, so `--follow` prints only new entries.
+/// The newest entries printed per thread (the run's: `None`), so `--follow` prints each entry
+/// once whether it came from the state or from a live stream.
 #[derive(Default)]
 struct Printed {
-    last: std::collections::HashMap<Option<u32>, (String, usize)>,
+    newest: HashMap<Option<ActionIdx>, Vec<LogEntry>>,
 }
 
 impl Printed {
-    fn print(&mut self, plan: &baton_core::Plan, state: &RunState, only: Option<u32>) {
-        let mut threads: Vec<(Option<u32>, &str, Vec<&LogEntry>)> = Vec::new();
+    fn print_state(&mut self, plan: &Plan, state: &RunState, only: Option<ActionIdx>) {
         if only.is_none() {
-            threads.push((None, "run", state.log().iter().collect()));
+            self.print(plan, None, state.log().iter());
         }
         for &idx in plan.order() {
-            if only.is_some_and(|o| o != idx) {
-                continue;
+            if only.is_none_or(|o| o == idx) {
+                self.print(plan, Some(idx), state.action(idx).log.iter());
             }
-            threads.push((
-                Some(idx),
-                plan.label(idx),
-                state.action(idx).log.iter().collect(),
-            ));
         }
-        for (key, name, entries) in threads {
-            let fresh: Vec<&LogEntry> = match self.last.get(&key) {
-                // Entries are in time order; several may share a millisecond.
-                Some((last, printed_at_last)) => {
-                    let mut same = 0;
-                    entries
-                        .iter()
-                        .copied()
-                        .filter(|e| {
-                            let stamp = ts::format(&e.t);
-                            if stamp == *last {
-                                same += 1;
-                                same > *printed_at_last
-                            } else {
-                                stamp > *last
-                            }
-                        })
-                        .collect()
-                }
-                None => entries.clone(),
-            };
-            if let Some(newest) = entries.last() {
-                let stamp = ts::format(&newest.t);
-                let count = entries.iter().filter(|e| ts::format(&e.t) == stamp).count();
-                self.last.insert(key, (stamp, count));
-            }
-            for entry in fresh {
-                crate::out!(
-                    "{} {:<5} {:<24} {}",
-                    ts::format(&entry.t),
-                    entry.level.as_str(),
-                    name,
-                    entry.msg
-                );
-            }
+    }
+
+    /// Prints the entries of a thread it has not printed yet.
+    fn print<'a>(
+        &mut self,
+        plan: &Plan,
+        thread: Option<ActionIdx>,
+        entries: impl Iterator<Item = &'a LogEntry>,
+    ) {
+        let seen = self.newest.entry(thread).or_default();
+        // Judged against what was printed before this batch: a batch is in time order.
+        let fresh: Vec<&LogEntry> = entries
+            .filter(|e| live::is_news(seen.iter(), e))
+            .collect();
+        let name = thread.map_or("run", |idx| plan.label(idx));
+        for entry in &fresh {
+            crate::out!(
+                "{} {:<5} {:<24} {}",
+                ts::format(&entry.t),
+                entry.level.as_str(),
+                name,
+                entry.msg
+            );
+        }
+        // Only the entries of the newest moment matter for what is news next time.
+        if let Some(newest) = fresh.iter().map(|e| e.t).max() {
+            seen.retain(|e| e.t == newest);
+            seen.extend(fresh.into_iter().filter(|e| e.t == newest).cloned());
         }
     }
 }

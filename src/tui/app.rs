@@ -10,6 +10,7 @@ use baton_core::{ActionIdx, ActionStatus, Plan, RunState, RunStatus};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keymap::{self, Command};
+use crate::live::{is_news, Tail};
 use crate::params::{shown_params, ShownParams};
 pub use crate::remote::RemoteInfo;
 
@@ -22,8 +23,11 @@ pub enum Msg {
     Tick(Timestamp),
     ActionChanged(ActionIdx, Box<ActionState>),
     Log(Option<ActionIdx>, LogEntry),
-    /// An authoritative state version from the store.
+    /// A state version from the store (or the engine, as it saved it). One older than the
+    /// state the console shows is ignored.
     Snapshot(Box<RunState>, String),
+    /// New lines of a running attempt, read from its live log stream.
+    Tail(Tail),
     /// This process started driving the run (a re-execute from the console).
     DriverStarted,
     /// The engine driving the run in this process stopped.
@@ -396,14 +400,8 @@ fn on_message(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.last_updated = app.now;
             app.unsaved_progress = true;
         }
-        Msg::Snapshot(state, version) => {
-            app.state = *state;
-            app.version = version;
-            app.last_updated = app.now;
-            app.unsaved_progress = false;
-            app.state_generation += 1;
-            app.rebuild_rows();
-        }
+        Msg::Snapshot(state, version) => on_snapshot(app, *state, version),
+        Msg::Tail(tail) => on_tail(app, tail),
         Msg::DriverStarted => {
             app.driving = true;
             app.driver_active = true;
@@ -419,6 +417,86 @@ fn on_message(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Remote(info) => app.remote = Some(*info),
     }
     Vec::new()
+}
+
+fn on_snapshot(app: &mut App, mut state: RunState, version: String) {
+    if is_stale(app, &state, &version) {
+        return;
+    }
+    let kept = keep_shown_lines(&app.state, &mut state);
+    app.state = state;
+    app.version = version;
+    app.last_updated = app.now;
+    app.unsaved_progress = kept;
+    app.state_generation += 1;
+    app.rebuild_rows();
+}
+
+/// Whether a snapshot is older than what the console shows. The store poller can load a
+/// version just before the engine in this process hands over a newer one (and its lines), and
+/// deliver it after. Local versions are numbered; S3's are opaque, but every tick counts an
+/// invocation and stamps each save, and an operator's change keeps the stamp of the version it
+/// changed, so (invocations, saved at) never goes back along a run's versions.
+fn is_stale(app: &App, state: &RunState, version: &str) -> bool {
+    if version == app.version {
+        // The same version again: the console has it, and maybe progress since.
+        return app.unsaved_progress;
+    }
+    match (version.parse::<u64>(), app.version.parse::<u64>()) {
+        (Ok(new), Ok(shown)) => new < shown,
+        _ => {
+            (state.invocations(), state.updated_at())
+                < (app.state.invocations(), app.state.updated_at())
+        }
+    }
+}
+
+/// Lines the console shows that a newer snapshot does not hold yet (the engine's or a live
+/// stream's, newer than that save) stay shown. Returns whether any did.
+fn keep_shown_lines(shown: &RunState, next: &mut RunState) -> bool {
+    let mut kept = Vec::new();
+    for (idx, (before, after)) in shown.actions().iter().zip(next.actions()).enumerate() {
+        if before.attempt != after.attempt {
+            continue;
+        }
+        let news = before
+            .log
+            .iter()
+            .rev()
+            .take_while(|entry| is_news(after.log.iter(), entry))
+            .count();
+        let from = before.log.len() - news;
+        kept.extend(
+            before
+                .log
+                .range(from..)
+                .map(|entry| (idx as ActionIdx, entry.clone())),
+        );
+    }
+    let any = !kept.is_empty();
+    for (idx, entry) in kept {
+        next.mirror_log(Some(idx), entry);
+    }
+    any
+}
+
+/// Lines from a live stream join the action's thread unless it holds them already (a save
+/// brought them) or the action has moved on to another attempt.
+fn on_tail(app: &mut App, tail: Tail) {
+    if app.state.action(tail.idx).attempt != tail.attempt {
+        return;
+    }
+    let mut added = false;
+    for entry in tail.entries {
+        if is_news(app.state.action(tail.idx).log.iter(), &entry) {
+            app.state.mirror_log(Some(tail.idx), entry);
+            added = true;
+        }
+    }
+    if added {
+        app.last_updated = app.now;
+        app.unsaved_progress = true;
+    }
 }
 
 fn on_action_changed(app: &mut App, idx: ActionIdx, action: ActionState) {

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use self::app::{update, App, AppOptions, Effect, Msg};
+use crate::live::{self, Tails};
 use crate::locator::AnyStore;
 use crate::ops::{self, Aborted, Stopped};
 use crate::Failure;
@@ -146,6 +147,7 @@ async fn event_loop(
             || app.state.count(baton_core::ActionStatus::Running) > 0
             || !app.state.status().is_finished();
         apply(app, tasks, msg);
+        tasks.show(app);
         if app.quit {
             return Ok(());
         }
@@ -175,6 +177,8 @@ struct Tasks {
     tx: UnboundedSender<Msg>,
     /// The newest state version the console has been handed.
     seen: watch::Sender<String>,
+    /// What the console shows, for the store poller to follow its live log.
+    shown: watch::Sender<Shown>,
     drive: Option<TickOptions>,
     stop_input: Arc<AtomicBool>,
     clock: JoinHandle<()>,
@@ -193,6 +197,7 @@ impl Tasks {
         let stop_input = Arc::new(AtomicBool::new(false));
         spawn_input(tx.clone(), Arc::clone(&stop_input));
         let (seen, _) = watch::channel(app.version.clone());
+        let (shown, shown_rx) = watch::channel(Shown::of(app));
         let engine = drive.clone().map(|options| {
             let observer = ChannelObserver {
                 tx: tx.clone(),
@@ -209,10 +214,16 @@ impl Tasks {
         });
         Tasks {
             clock: spawn_clock(tx.clone()),
-            poller: spawn_poller(Arc::clone(&run), seen.clone(), tx.clone()),
+            poller: spawn_poller(
+                Arc::clone(&run),
+                seen.clone(),
+                Follow::new(&run.plan, &app.state, shown_rx),
+                tx.clone(),
+            ),
             run,
             tx,
             seen,
+            shown,
             drive,
             stop_input,
             remote,
@@ -244,6 +255,16 @@ impl Tasks {
             },
         }
         None
+    }
+
+    /// Tells the store poller what the console shows now.
+    fn show(&self, app: &App) {
+        let now = Shown::of(app);
+        self.shown.send_if_modified(|shown| {
+            let changed = *shown != now;
+            *shown = now;
+            changed
+        });
     }
 
     /// Stops everything; hands back the run.
@@ -298,23 +319,89 @@ fn spawn_clock(tx: UnboundedSender<Msg>) -> JoinHandle<()> {
     })
 }
 
+/// What the console shows, as far as following live logs goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shown {
+    selected: Option<ActionIdx>,
+    /// The engine in this process hands over every line itself.
+    driving: bool,
+}
+
+impl Shown {
+    fn of(app: &App) -> Self {
+        Shown {
+            selected: app.selected_action(),
+            driving: app.driver_active,
+        }
+    }
+}
+
+/// The live streams the poller reads for a console that watches a run driven elsewhere: the
+/// selected action's first, then a few other running ones (every read is a request on S3).
+struct Follow {
+    tails: Tails,
+    /// Running attempts in the newest state the poller knows.
+    running: Vec<(ActionIdx, u32)>,
+    shown: watch::Receiver<Shown>,
+}
+
+/// Streams a console follows at once.
+const CONSOLE_STREAMS: usize = 4;
+
+impl Follow {
+    fn new(plan: &Plan, state: &RunState, shown: watch::Receiver<Shown>) -> Self {
+        Follow {
+            tails: Tails::default(),
+            running: live::running(plan, state, None),
+            shown,
+        }
+    }
+
+    async fn poll(&mut self, run: &Run<AnyStore>, tx: &UnboundedSender<Msg>) {
+        let shown = *self.shown.borrow();
+        if shown.driving || self.running.is_empty() {
+            return;
+        }
+        let mut attempts = self.running.clone();
+        if let Some(first) = attempts.iter().position(|(idx, _)| Some(*idx) == shown.selected) {
+            attempts[..=first].rotate_right(1);
+        }
+        attempts.truncate(CONSOLE_STREAMS);
+        let limit = baton_core::log_stream::TAIL_BYTES;
+        match self.tails.poll(&run.store, &run.plan, &attempts, limit).await {
+            Ok(tails) => {
+                for tail in tails {
+                    let _ = tx.send(Msg::Tail(tail));
+                }
+            }
+            // The state still brings the lines at its next save.
+            Err(e) => tracing::debug!("live log not read: {e}"),
+        }
+    }
+}
+
 /// Watches the store for versions written by anyone else (another driver, an abort); the
-/// versions this process's engine saved reach the console without a second read.
+/// versions this process's engine saved reach the console without a second read. For a run
+/// driven elsewhere it also reads running actions' live logs.
 fn spawn_poller(
     run: Arc<Run<AnyStore>>,
     seen: watch::Sender<String>,
+    mut follow: Follow,
     tx: UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut delay = Duration::from_millis(500);
+        let mut delay = live::POLL;
         loop {
             tokio::time::sleep(delay).await;
+            // Streams first: a state that ends an attempt holds its last lines anyway.
+            follow.poll(&run, &tx).await;
             match run.store.head().await {
                 Ok(head) if *seen.borrow() == head => {}
                 Ok(_) => match run.load().await {
                     Ok((state, version)) => {
+                        follow.running = live::running(&run.plan, &state, None);
                         seen.send_replace(version.clone());
-                        delay = Duration::from_millis(500);
+                        delay = live::POLL;
                         if tx.send(Msg::Snapshot(Box::new(state), version)).is_err() {
                             return;
                         }

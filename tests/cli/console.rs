@@ -987,3 +987,128 @@ fn remote_runs_show_the_execution_and_its_history_budget() {
     assert!(screen(&app, 160, 48).contains("h abort and stop the execution now"));
     assert_eq!(key(&mut app, KeyCode::Char('h')), vec![Effect::AbortHard]);
 }
+
+// ---- live logs and snapshots ----
+
+fn line(at: f64, msg: &str) -> LogEntry {
+    LogEntry {
+        t: t(at),
+        level: Level::Info,
+        msg: msg.into(),
+    }
+}
+
+fn thread(app: &App, label: &str) -> Vec<String> {
+    let idx = app.plan.find(label).expect("label");
+    app.state
+        .action(idx)
+        .log
+        .iter()
+        .map(|e| e.msg.clone())
+        .collect()
+}
+
+/// The race behind first lines vanishing: the store poller loads a version just before the
+/// engine in this process saves a newer one and hands over lines, and delivers it after.
+#[test]
+fn a_stale_snapshot_never_replaces_newer_state_or_lines_shown() {
+    let mut app = demo_app();
+    let db = app.plan.find("provision-database").expect("label");
+    let stored_at_9 = app.state.clone();
+    // The engine saves version 10 and streams two lines.
+    update(&mut app, Msg::Snapshot(Box::new(stored_at_9.clone()), "10".into()));
+    update(&mut app, Msg::Log(Some(db), line(9.1, "first line")));
+    update(&mut app, Msg::Log(Some(db), line(9.2, "second line")));
+    // The poller's version 9 arrives late: ignored.
+    update(&mut app, Msg::Snapshot(Box::new(stored_at_9.clone()), "9".into()));
+    assert_eq!(app.version, "10");
+    assert_eq!(
+        thread(&app, "provision-database"),
+        vec!["first line", "second line"]
+    );
+    // Version 10 again (the poller saw it before the engine said so): nothing is lost.
+    update(&mut app, Msg::Snapshot(Box::new(stored_at_9.clone()), "10".into()));
+    assert_eq!(thread(&app, "provision-database").len(), 2);
+    // A newer version saved with the first line only (an operator's change, say): taken, and
+    // the line it does not hold yet stays.
+    let mut v11 = stored_at_9.clone();
+    edit(&mut v11).action_mut(db).push_log(line(9.1, "first line"));
+    edit(&mut v11).status(RunStatus::Running);
+    update(&mut app, Msg::Snapshot(Box::new(v11), "11".into()));
+    assert_eq!(app.version, "11");
+    assert_eq!(app.state.status(), RunStatus::Running);
+    assert_eq!(
+        thread(&app, "provision-database"),
+        vec!["first line", "second line"]
+    );
+    assert!(app.unsaved_progress, "a line no stored version holds");
+}
+
+/// S3 versions are opaque: a tick counts an invocation and stamps every save, and an
+/// operator's change keeps the stamp of the version it changed.
+#[test]
+fn opaque_versions_are_ordered_by_tick_and_save_time() {
+    let mut app = demo_app();
+    let at = |invocations: u64, seconds: f64| {
+        let mut state = app.state.clone();
+        edit(&mut state).invocations(invocations).updated_at(t(seconds));
+        state
+    };
+    let (older, newer, operator, next_tick) = (at(3, 8.0), at(3, 9.0), at(3, 9.0), at(4, 2.0));
+    update(&mut app, Msg::Snapshot(Box::new(newer), "Yb2c".into()));
+    update(&mut app, Msg::Snapshot(Box::new(older), "Xa1b".into()));
+    assert_eq!(app.version, "Yb2c", "an earlier save of the same tick is older");
+    update(&mut app, Msg::Snapshot(Box::new(operator), "Zabort".into()));
+    assert_eq!(app.version, "Zabort", "an operator's change on top is newer");
+    // A later tick on a machine whose clock is behind is still newer.
+    update(&mut app, Msg::Snapshot(Box::new(next_tick), "Q9".into()));
+    assert_eq!(app.version, "Q9");
+}
+
+/// A console watching a run driven elsewhere merges lines read from the live stream with the
+/// lines stored versions bring, each once.
+#[test]
+fn live_stream_lines_merge_with_snapshots_without_duplicates() {
+    let mut app = demo_app();
+    let db = app.plan.find("provision-database").expect("label");
+    let attempt = app.state.action(db).attempt;
+    let stored = app.state.clone();
+    let tail = |from: usize, to: usize| {
+        Msg::Tail(baton::live::Tail {
+            idx: db,
+            attempt,
+            entries: (from..=to)
+                .map(|i| line(9.0 + i as f64 / 10.0, &format!("line {i}")))
+                .collect(),
+        })
+    };
+    update(&mut app, tail(1, 3));
+    update(&mut app, tail(2, 5));
+    let five: Vec<String> = (1..=5).map(|i| format!("line {i}")).collect();
+    assert_eq!(thread(&app, "provision-database"), five);
+    // A save that holds lines 1-4: the fifth stays, nothing is doubled.
+    let mut saved = stored.clone();
+    for i in 1..=4 {
+        edit(&mut saved)
+            .action_mut(db)
+            .push_log(line(9.0 + f64::from(i) / 10.0, &format!("line {i}")));
+    }
+    update(&mut app, Msg::Snapshot(Box::new(saved), "10".into()));
+    assert_eq!(thread(&app, "provision-database"), five);
+    // Lines of another attempt are not this one's.
+    update(
+        &mut app,
+        Msg::Tail(baton::live::Tail {
+            idx: db,
+            attempt: attempt + 1,
+            entries: vec![line(9.9, "next attempt")],
+        }),
+    );
+    assert_eq!(thread(&app, "provision-database"), five);
+    // A re-execution resets the action: lines of the attempt before are not carried over.
+    let mut reset = stored;
+    edit(&mut reset).action_mut(db).push_log(line(9.8, "reset for re-execution"));
+    edit(&mut reset).action_mut(db).status = ActionStatus::Pending;
+    update(&mut app, Msg::Snapshot(Box::new(reset), "11".into()));
+    assert_eq!(thread(&app, "provision-database"), vec!["reset for re-execution"]);
+}
