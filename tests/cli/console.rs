@@ -1112,3 +1112,65 @@ fn live_stream_lines_merge_with_snapshots_without_duplicates() {
     update(&mut app, Msg::Snapshot(Box::new(reset), "11".into()));
     assert_eq!(thread(&app, "provision-database"), vec!["reset for re-execution"]);
 }
+
+/// `baton watch` in a real terminal beside a `baton run --plain` driving a command that prints
+/// a line every 200 ms: the watcher's log pane shows each line within 2 s of its printing,
+/// while the command still runs (not at the state's next save).
+#[test]
+fn a_watching_console_shows_a_running_commands_lines_within_two_seconds() {
+    let Some(scratch) = tmux_scratch() else {
+        return;
+    };
+    let plan = json!([{
+        "label": "chatty",
+        "type": "system.command",
+        "params": {
+            "command": "for i in $(seq 1 25); do echo \"line $i at $(date +%s%3N)\"; sleep 0.2; done",
+            "shell": true,
+        },
+    }]);
+    scratch.write("chatty.json", &plan.to_string());
+    let mut driver = scratch
+        .cmd()
+        .args(["run", "chatty.json", "--run-id", "live", "--plain"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the driver");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while code(&scratch.baton(&["status", "live"])) != 0 {
+        assert!(std::time::Instant::now() < deadline, "no run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (session, guard) = tmux_session(&scratch, "live", "watch live --read-only");
+    let mut samples = Vec::new();
+    let mut first_shown = None;
+    while driver.try_wait().expect("driver").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the run never ended");
+        let pane = tmux(&["capture-pane", "-t", &session, "-p"]);
+        let now = chrono::Utc::now().timestamp_millis();
+        let newest = pane
+            .lines()
+            .filter_map(|l| l.split(" at ").nth(1))
+            .filter_map(|rest| rest.trim().get(..13)?.parse::<i64>().ok())
+            .max();
+        if let Some(newest) = newest {
+            let first = *first_shown.get_or_insert(newest);
+            // Once lines flow, the newest one shown was printed less than 2 s ago (plus the
+            // 200 ms between lines).
+            if now - first > 2500 {
+                samples.push(now - newest);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(guard);
+    assert!(
+        samples.len() >= 5,
+        "lines showed only after the command ended ({samples:?})"
+    );
+    assert!(
+        samples.iter().all(|lag| *lag < 2200),
+        "the watcher lagged: {samples:?} ms"
+    );
+}
