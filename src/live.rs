@@ -106,7 +106,10 @@ mod tests {
 
     fn entry(ms: i64, msg: &str) -> LogEntry {
         LogEntry {
-            t: Utc.timestamp_millis_opt(1_800_000_000_000 + ms).single().expect("valid time"),
+            t: Utc
+                .timestamp_millis_opt(1_800_000_000_000 + ms)
+                .single()
+                .expect("valid time"),
             level: Level::Info,
             msg: msg.into(),
         }

@@ -255,7 +255,8 @@ fn within_limit(lines: &[LogEntry], written: u64) -> (Vec<u8>, bool) {
             STREAM_LIMIT / (1024 * 1024)
         ),
     };
-    let room = STREAM_LIMIT.saturating_sub(written + encode(std::slice::from_ref(&marker)).len() as u64);
+    let room =
+        STREAM_LIMIT.saturating_sub(written + encode(std::slice::from_ref(&marker)).len() as u64);
     let mut bytes = Vec::new();
     for line in lines {
         let encoded = encode(std::slice::from_ref(line));
@@ -291,9 +292,8 @@ mod tests {
         assert_eq!(keys[2], "deploy~2fapi.1");
         for key in &keys {
             assert!(
-                key.bytes().all(|b| b.is_ascii_lowercase()
-                    || b.is_ascii_digit()
-                    || b"_-~.".contains(&b)),
+                key.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-~.".contains(&b)),
                 "{key}"
             );
         }

@@ -977,7 +977,9 @@ fn a_replay_safe_command_is_saved_running_before_its_stream_is_written() {
         // state once, so watchers know which stream to follow.
         let run = new_run(&chatty_plan(true)).await;
         let watched = tick_and_watch(&run).await;
-        let seen = watched.running_seen.expect("the stored state showed it running");
+        let seen = watched
+            .running_seen
+            .expect("the stored state showed it running");
         assert!(seen < Duration::from_millis(2500), "{seen:?}");
         assert!(watched.lines.len() >= 5, "{:?}", watched.lines);
         assert!(watched.delays.iter().all(|d| *d < Duration::from_secs(2)));

@@ -9,7 +9,7 @@ use crate::args::StoreArgs;
 use crate::live::{self, Tails};
 use crate::{locator, CommandResult, Failure};
 
-/// What `--follow` reads of a stream per poll: enough for a chatty command's half second.
+/// What is read of a stream at once: with `--follow`, enough for a chatty command's half second.
 const FOLLOW_BYTES: usize = 1024 * 1024;
 
 pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool) -> CommandResult {
@@ -25,30 +25,33 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
     let (mut state, mut version) = run.load().await?;
     let mut printed = Printed::default();
     let mut tails = Tails::default();
+    let mut new_state = true;
     loop {
-        printed.print_state(&run.plan, &state, only);
-        if !follow || state.status().is_finished() {
+        if new_state {
+            printed.print_state(&run.plan, &state, only);
+        }
+        if state.status().is_finished() {
             return Ok(());
         }
-        // Running actions' new lines come from their live streams; the state brings the rest
-        // (and the lines of actions past the streams a follower reads) when it is saved.
-        loop {
-            tokio::time::sleep(live::POLL).await;
-            let running: Vec<(ActionIdx, u32)> = live::running(&run.plan, &state, only)
-                .into_iter()
-                .filter(|(idx, _)| only.is_none_or(|o| o == *idx))
-                .collect();
-            for tail in tails
-                .poll(&run.store, &run.plan, &running, FOLLOW_BYTES)
-                .await?
-            {
-                printed.print(&run.plan, Some(tail.idx), tail.entries.iter());
-            }
-            let head = run.store.head().await?;
-            if head != version {
-                (state, version) = run.load().await?;
-                break;
-            }
+        // Running actions' newest lines are in their live streams; the state brings the rest
+        // (and the lines of actions beyond the streams read at once) when it is saved.
+        let running: Vec<(ActionIdx, u32)> = live::running(&run.plan, &state, only)
+            .into_iter()
+            .filter(|(idx, _)| only.is_none_or(|o| o == *idx))
+            .collect();
+        for tail in tails
+            .poll(&run.store, &run.plan, &running, FOLLOW_BYTES)
+            .await?
+        {
+            printed.print(&run.plan, Some(tail.idx), tail.entries.iter());
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(live::POLL).await;
+        new_state = run.store.head().await? != version;
+        if new_state {
+            (state, version) = run.load().await?;
         }
     }
 }
@@ -88,9 +91,7 @@ impl Printed {
     ) {
         let seen = self.newest.entry(thread).or_default();
         // Judged against what was printed before this batch: a batch is in time order.
-        let fresh: Vec<&LogEntry> = entries
-            .filter(|e| live::is_news(seen.iter(), e))
-            .collect();
+        let fresh: Vec<&LogEntry> = entries.filter(|e| live::is_news(seen.iter(), e)).collect();
         let name = thread.map_or("run", |idx| plan.label(idx));
         for entry in &fresh {
             crate::out!(

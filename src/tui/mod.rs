@@ -363,12 +363,19 @@ impl Follow {
             return;
         }
         let mut attempts = self.running.clone();
-        if let Some(first) = attempts.iter().position(|(idx, _)| Some(*idx) == shown.selected) {
+        if let Some(first) = attempts
+            .iter()
+            .position(|(idx, _)| Some(*idx) == shown.selected)
+        {
             attempts[..=first].rotate_right(1);
         }
         attempts.truncate(CONSOLE_STREAMS);
         let limit = baton_core::log_stream::TAIL_BYTES;
-        match self.tails.poll(&run.store, &run.plan, &attempts, limit).await {
+        match self
+            .tails
+            .poll(&run.store, &run.plan, &attempts, limit)
+            .await
+        {
             Ok(tails) => {
                 for tail in tails {
                     let _ = tx.send(Msg::Tail(tail));

@@ -1016,23 +1016,34 @@ fn a_stale_snapshot_never_replaces_newer_state_or_lines_shown() {
     let db = app.plan.find("provision-database").expect("label");
     let stored_at_9 = app.state.clone();
     // The engine saves version 10 and streams two lines.
-    update(&mut app, Msg::Snapshot(Box::new(stored_at_9.clone()), "10".into()));
+    update(
+        &mut app,
+        Msg::Snapshot(Box::new(stored_at_9.clone()), "10".into()),
+    );
     update(&mut app, Msg::Log(Some(db), line(9.1, "first line")));
     update(&mut app, Msg::Log(Some(db), line(9.2, "second line")));
     // The poller's version 9 arrives late: ignored.
-    update(&mut app, Msg::Snapshot(Box::new(stored_at_9.clone()), "9".into()));
+    update(
+        &mut app,
+        Msg::Snapshot(Box::new(stored_at_9.clone()), "9".into()),
+    );
     assert_eq!(app.version, "10");
     assert_eq!(
         thread(&app, "provision-database"),
         vec!["first line", "second line"]
     );
     // Version 10 again (the poller saw it before the engine said so): nothing is lost.
-    update(&mut app, Msg::Snapshot(Box::new(stored_at_9.clone()), "10".into()));
+    update(
+        &mut app,
+        Msg::Snapshot(Box::new(stored_at_9.clone()), "10".into()),
+    );
     assert_eq!(thread(&app, "provision-database").len(), 2);
     // A newer version saved with the first line only (an operator's change, say): taken, and
     // the line it does not hold yet stays.
     let mut v11 = stored_at_9.clone();
-    edit(&mut v11).action_mut(db).push_log(line(9.1, "first line"));
+    edit(&mut v11)
+        .action_mut(db)
+        .push_log(line(9.1, "first line"));
     edit(&mut v11).status(RunStatus::Running);
     update(&mut app, Msg::Snapshot(Box::new(v11), "11".into()));
     assert_eq!(app.version, "11");
@@ -1051,15 +1062,23 @@ fn opaque_versions_are_ordered_by_tick_and_save_time() {
     let mut app = demo_app();
     let at = |invocations: u64, seconds: f64| {
         let mut state = app.state.clone();
-        edit(&mut state).invocations(invocations).updated_at(t(seconds));
+        edit(&mut state)
+            .invocations(invocations)
+            .updated_at(t(seconds));
         state
     };
     let (older, newer, operator, next_tick) = (at(3, 8.0), at(3, 9.0), at(3, 9.0), at(4, 2.0));
     update(&mut app, Msg::Snapshot(Box::new(newer), "Yb2c".into()));
     update(&mut app, Msg::Snapshot(Box::new(older), "Xa1b".into()));
-    assert_eq!(app.version, "Yb2c", "an earlier save of the same tick is older");
+    assert_eq!(
+        app.version, "Yb2c",
+        "an earlier save of the same tick is older"
+    );
     update(&mut app, Msg::Snapshot(Box::new(operator), "Zabort".into()));
-    assert_eq!(app.version, "Zabort", "an operator's change on top is newer");
+    assert_eq!(
+        app.version, "Zabort",
+        "an operator's change on top is newer"
+    );
     // A later tick on a machine whose clock is behind is still newer.
     update(&mut app, Msg::Snapshot(Box::new(next_tick), "Q9".into()));
     assert_eq!(app.version, "Q9");
@@ -1107,10 +1126,15 @@ fn live_stream_lines_merge_with_snapshots_without_duplicates() {
     assert_eq!(thread(&app, "provision-database"), five);
     // A re-execution resets the action: lines of the attempt before are not carried over.
     let mut reset = stored;
-    edit(&mut reset).action_mut(db).push_log(line(9.8, "reset for re-execution"));
+    edit(&mut reset)
+        .action_mut(db)
+        .push_log(line(9.8, "reset for re-execution"));
     edit(&mut reset).action_mut(db).status = ActionStatus::Pending;
     update(&mut app, Msg::Snapshot(Box::new(reset), "11".into()));
-    assert_eq!(thread(&app, "provision-database"), vec!["reset for re-execution"]);
+    assert_eq!(
+        thread(&app, "provision-database"),
+        vec!["reset for re-execution"]
+    );
 }
 
 /// `baton watch` in a real terminal beside a `baton run --plain` driving a command that prints

@@ -46,7 +46,13 @@ fn lines_of(child: &mut Child) -> mpsc::Receiver<Seen> {
     std::thread::spawn(move || {
         for text in std::io::BufReader::new(stdout).lines() {
             let Ok(text) = text else { return };
-            if tx.send(Seen { at: Utc::now(), text }).is_err() {
+            if tx
+                .send(Seen {
+                    at: Utc::now(),
+                    text,
+                })
+                .is_err()
+            {
                 return;
             }
         }
@@ -78,7 +84,14 @@ fn drive_and_follow(scratch: &Scratch, store: &[&str], cmd: impl Fn() -> Command
         .expect("spawn the driver");
     // The follower starts once the run exists.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while code(&cmd().args(["status", "live"]).args(store).output().expect("status")) != 0 {
+    while code(
+        &cmd()
+            .args(["status", "live"])
+            .args(store)
+            .output()
+            .expect("status"),
+    ) != 0
+    {
         assert!(Instant::now() < deadline, "the run was never created");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -111,19 +124,32 @@ fn drive_and_follow(scratch: &Scratch, store: &[&str], cmd: impl Fn() -> Command
                 .push((seen.at - printed).to_std().unwrap_or_default());
         }
         followed.lines.push(msg.to_string());
+        if followed.lines.len() == 5 && driving {
+            // A one-off `baton logs` shows the newest lines too, not only the last save's.
+            let out = cmd()
+                .args(["logs", "live", LABEL])
+                .args(store)
+                .output()
+                .expect("logs");
+            let text = stdout(&out);
+            assert!(text.contains("line 5 token ********"), "{}", describe(&out));
+        }
     }
     let out = driver.wait_with_output().expect("driver");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = follower.wait_with_output().expect("follower");
-    assert_eq!(code(&out), 0, "the follower ends with the run: {}", stderr(&out));
+    assert_eq!(
+        code(&out),
+        0,
+        "the follower ends with the run: {}",
+        stderr(&out)
+    );
     let status = cmd()
         .args(["status", "live", "--versions", "--json"])
         .args(store)
         .output()
         .expect("status");
-    followed.versions = json(&status)["versions"]
-        .as_array()
-        .map_or(0, Vec::len);
+    followed.versions = json(&status)["versions"].as_array().map_or(0, Vec::len);
     followed
 }
 
@@ -137,7 +163,12 @@ fn check(followed: &Followed) {
         "only {} of {LINES} lines arrived while the command ran",
         followed.live_delays.len()
     );
-    let slowest = followed.live_delays.iter().max().copied().unwrap_or_default();
+    let slowest = followed
+        .live_delays
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
     assert!(
         slowest < Duration::from_secs(2),
         "a line took {slowest:?}: {:?}",

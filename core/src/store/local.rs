@@ -296,8 +296,7 @@ impl RunStore for LocalStore {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&path).map_err(|e| StoreError::io(&path, e))?;
         // One write: readers see whole batches, or a partial last line they leave for later.
-        file.write_all(&lines)
-            .map_err(|e| StoreError::io(&path, e))
+        file.write_all(&lines).map_err(|e| StoreError::io(&path, e))
     }
 
     async fn read_log(

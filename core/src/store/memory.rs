@@ -155,11 +155,7 @@ impl RunStore for MemoryStore {
 
     async fn append_log(&self, stream: &LogStream, lines: Vec<u8>) -> Result<(), StoreError> {
         self.with(|inner| {
-            inner
-                .logs
-                .entry(stream.clone())
-                .or_default()
-                .extend(lines);
+            inner.logs.entry(stream.clone()).or_default().extend(lines);
             Ok(())
         })
     }

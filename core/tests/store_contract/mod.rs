@@ -206,7 +206,10 @@ async fn a_log_stream_appends_and_reads_from_a_position<B: Backend>(backend: B) 
     let (lines, after_two) = store.read_log(&stream, 0, everything).await.expect("read");
     assert_eq!(lines, b"one\ntwo\n");
     assert_eq!(
-        store.read_log(&stream, after_two, everything).await.expect("read"),
+        store
+            .read_log(&stream, after_two, everything)
+            .await
+            .expect("read"),
         (Vec::new(), after_two),
         "nothing new"
     );
