@@ -5,7 +5,8 @@
 //!
 //! Live log streams are small objects `logs/<stream>/<chunk>.jsonl`, one per batch the driver
 //! appends (at most one a second per stream), numbered so that listing order is append order;
-//! readers list after the last chunk they read.
+//! readers list after the last chunk they read. Chunks are written with `If-None-Match: *`, so
+//! two writers never overwrite each other's.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -263,35 +264,43 @@ impl S3Store {
     }
 
     /// The numbers and sizes of a stream's chunks after chunk `after` (0: all), in order.
+    ///
+    /// Listed as versions: that needs `s3:ListBucketVersions`, which listing state versions
+    /// needs anyway, and not `s3:ListBucket` (the runner's role has only the former). Chunks
+    /// are written once, so each has one version.
     async fn log_chunks(&self, prefix: &str, after: u64) -> Result<Vec<(u64, u64)>, StoreError> {
         let mut chunks = Vec::new();
-        let mut token = None;
+        let mut key_marker = (after > 0).then(|| chunk_key(prefix, after));
+        let mut version_marker = None;
         loop {
             let page = self
                 .client
-                .list_objects_v2()
+                .list_object_versions()
                 .bucket(&self.bucket)
                 .prefix(prefix)
-                .set_start_after((after > 0).then(|| chunk_key(prefix, after)))
-                .set_continuation_token(token.take())
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(|e| self.remote("ListObjectsV2", &e))?;
-            for object in page.contents() {
+                .map_err(|e| self.remote("ListObjectVersions", &e))?;
+            for object in page.versions() {
                 let seq = object
                     .key()
                     .and_then(|k| k.strip_prefix(prefix))
                     .and_then(|name| name.strip_suffix(".jsonl"))
                     .and_then(|n| n.parse::<u64>().ok());
-                if let Some(seq) = seq {
+                if let Some(seq) = seq.filter(|&seq| seq > after) {
                     chunks.push((seq, object.size().unwrap_or(0).max(0) as u64));
                 }
             }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => break,
+            if page.is_truncated() != Some(true) {
+                break;
             }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
         }
+        chunks.sort_unstable();
+        chunks.dedup_by_key(|(seq, _)| *seq);
         Ok(chunks)
     }
 
