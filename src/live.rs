@@ -25,15 +25,21 @@ pub struct Tail {
     pub entries: Vec<LogEntry>,
 }
 
+/// How long a follower leaves the streams alone after a read failed (a store that refuses
+/// to list the run's objects, an outage): meanwhile lines arrive with the state's saves.
+pub const PAUSE_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where a follower is in each running attempt's stream.
 #[derive(Debug, Default)]
 pub struct Tails {
     positions: HashMap<(ActionIdx, u32), u64>,
+    paused_until: Option<std::time::Instant>,
 }
 
 impl Tails {
     /// Reads what is new in the streams of `attempts` (an attempt seen for the first time
-    /// starts from its newest `limit` bytes); forgets the attempts not listed.
+    /// starts from its newest `limit` bytes); forgets the attempts not listed. After a failed
+    /// read, reads nothing for [`PAUSE_AFTER_FAILURE`].
     pub async fn poll<S: RunStore>(
         &mut self,
         store: &S,
@@ -42,11 +48,23 @@ impl Tails {
         limit: usize,
     ) -> Result<Vec<Tail>, StoreError> {
         self.positions.retain(|key, _| attempts.contains(key));
+        if self
+            .paused_until
+            .is_some_and(|until| std::time::Instant::now() < until)
+        {
+            return Ok(Vec::new());
+        }
         let mut tails = Vec::new();
         for &(idx, attempt) in attempts.iter().take(MAX_STREAMS) {
             let stream = LogStream::new(plan.label(idx), attempt);
             let from = self.positions.get(&(idx, attempt)).copied().unwrap_or(0);
-            let (entries, next) = log_stream::read(store, &stream, from, limit).await?;
+            let (entries, next) = match log_stream::read(store, &stream, from, limit).await {
+                Ok(read) => read,
+                Err(e) => {
+                    self.paused_until = Some(std::time::Instant::now() + PAUSE_AFTER_FAILURE);
+                    return Err(e);
+                }
+            };
             self.positions.insert((idx, attempt), next);
             if !entries.is_empty() {
                 tails.push(Tail {
@@ -113,6 +131,24 @@ mod tests {
             level: Level::Info,
             msg: msg.into(),
         }
+    }
+
+    #[test]
+    fn a_failed_read_pauses_the_streams_and_the_state_carries_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plan = baton_core::testutil::plan(r#"[{"label": "a", "type": "system.no_op"}]"#);
+        let store = baton_core::LocalStore::new(dir.path());
+        // A stream the store cannot read: its file is a folder.
+        std::fs::create_dir_all(dir.path().join("logs").join("a.1.jsonl")).expect("mkdir");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut tails = Tails::default();
+        let attempts = [(0, 1)];
+        let first = runtime.block_on(tails.poll(&store, &plan, &attempts, 1024));
+        assert!(first.is_err(), "{first:?}");
+        let again = runtime.block_on(tails.poll(&store, &plan, &attempts, 1024));
+        assert_eq!(again.expect("paused, not failing"), Vec::new());
     }
 
     #[test]

@@ -39,11 +39,22 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
             .into_iter()
             .filter(|(idx, _)| only.is_none_or(|o| o == *idx))
             .collect();
-        for tail in tails
+        match tails
             .poll(&run.store, &run.plan, &running, FOLLOW_BYTES)
-            .await?
+            .await
         {
-            printed.print(&run.plan, Some(tail.idx), tail.entries.iter());
+            Ok(new) => {
+                for tail in new {
+                    printed.print(&run.plan, Some(tail.idx), tail.entries.iter());
+                }
+            }
+            // Reading streams may need more rights than reading the state (listing the run's
+            // objects on S3), or the store may be failing: lines still come with each save.
+            Err(e) => eprintln!(
+                "warning: live logs unavailable ({e}); lines show as the run is saved (trying \
+                 again in {} s)",
+                live::PAUSE_AFTER_FAILURE.as_secs()
+            ),
         }
         if !follow {
             return Ok(());

@@ -381,8 +381,8 @@ impl Follow {
                     let _ = tx.send(Msg::Tail(tail));
                 }
             }
-            // The state still brings the lines at its next save.
-            Err(e) => tracing::debug!("live log not read: {e}"),
+            // The state still brings the lines at its next save; `Tails` pauses a while.
+            Err(e) => tracing::warn!("live logs unavailable: {e}"),
         }
     }
 }
