@@ -16,6 +16,13 @@ pub use local::LocalStore;
 pub enum StoreError {
     #[error("{locator}: no such run (check the run id or folder; runs live under <store>/runs/)")]
     NotFound { locator: String },
+    /// The store refused to read the run (S3: 403). Without `s3:ListBucket` S3 answers a
+    /// missing key with 403 too, so this is also how a missing run looks there.
+    #[error(
+        "{locator}: access denied ({message}); check the run id, and that these credentials may \
+         read the run (S3 answers 403 for a missing run to callers that may not list the bucket)"
+    )]
+    Denied { locator: String, message: String },
     #[error("{locator}: a run with this id already exists")]
     AlreadyExists { locator: String },
     #[error(

@@ -89,6 +89,21 @@ impl S3Store {
         }
     }
 
+    fn denied<E, R>(
+        &self,
+        what: &str,
+        err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> StoreError
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        StoreError::Denied {
+            locator: self.locator(),
+            message: format!("{what}: {}", describe(err)),
+        }
+    }
+
     fn remember(&self, version: &str, etag: Option<&str>) {
         if let (Some(etag), Ok(mut etags)) = (etag, self.etags.lock()) {
             etags.insert(version.to_string(), etag.to_string());
@@ -174,6 +189,7 @@ impl S3Store {
                     locator: self.locator(),
                 })
             }
+            Err(e) if denied(&e) => return Err(self.denied(&format!("GetObject {name}"), &e)),
             Err(e)
                 if matches!(
                     code(&e).as_deref(),
@@ -235,6 +251,22 @@ impl S3Store {
         tracing::info!(object = name, version = %version, "a write whose answer was lost had landed");
         Some(version)
     }
+}
+
+/// S3 refused the caller (403): retrying cannot help.
+fn denied<E>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    matches!(code(err).as_deref(), Some("AccessDenied" | "Forbidden"))
+        || err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 403)
 }
 
 fn precondition_failed(code: Option<&str>) -> bool {
@@ -410,6 +442,7 @@ impl RunStore for S3Store {
                     locator: self.locator(),
                 })
             }
+            Err(e) if denied(&e) => Err(self.denied("HeadObject state.json", &e)),
             Err(e) => Err(self.remote("HeadObject", &e)),
         }
     }
