@@ -137,8 +137,9 @@ impl From<RunError> for HandlerError {
             RunError::Store(StoreError::NotFound { .. } | StoreError::Denied { .. }) => {
                 HandlerError::Unreadable(err.to_string())
             }
-            RunError::Damaged { .. }
-            | RunError::Store(StoreError::Corrupt { .. }) => HandlerError::Damaged(err.to_string()),
+            RunError::Damaged { .. } | RunError::Store(StoreError::Corrupt { .. }) => {
+                HandlerError::Damaged(err.to_string())
+            }
             _ => HandlerError::Unavailable(err.to_string()),
         }
     }

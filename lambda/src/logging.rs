@@ -170,7 +170,9 @@ impl Observer for TickLog {
                 status,
                 "{action} {status}: {error}"
             ),
-            (_, None) => tracing::info!(action, attempt = state.attempt, status, "{action} {status}"),
+            (_, None) => {
+                tracing::info!(action, attempt = state.attempt, status, "{action} {status}")
+            }
         }
     }
 

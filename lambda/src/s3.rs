@@ -24,7 +24,10 @@ pub async fn handle(
     if let Err(err) = &result {
         // The error also ends up in the execution's history; here it sits beside the tick's
         // lines, under the run's id.
-        let run = locator.rsplit('/').find(|part| !part.is_empty()).unwrap_or_default();
+        let run = locator
+            .rsplit('/')
+            .find(|part| !part.is_empty())
+            .unwrap_or_default();
         tracing::error!(run, error_type = err.error_type(), "{err}");
     }
     result

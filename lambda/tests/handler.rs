@@ -323,7 +323,11 @@ async fn a_lease_held_for_minutes_keeps_the_execution_waiting_in_bounded_pauses(
     .await
     .expect("wait");
     assert_eq!(out.flow_control(), "wait");
-    assert_eq!(out.wait_seconds(), 35, "looks again within a lease's lifetime");
+    assert_eq!(
+        out.wait_seconds(),
+        35,
+        "looks again within a lease's lifetime"
+    );
 }
 
 /// A store on which another driver ticks the run just before this tick's first save.
@@ -712,7 +716,9 @@ fn the_state_machine_definition_matches_the_handler() {
     assert_eq!(next_input["run_id.$"].as_str(), Some("$.run_id"));
     assert_eq!(next_input["options.$"].as_str(), Some("$.options"));
     assert!(
-        continue_as_new["Retry"].as_sequence().is_some_and(|r| !r.is_empty()),
+        continue_as_new["Retry"]
+            .as_sequence()
+            .is_some_and(|r| !r.is_empty()),
         "a failed start of the next execution must not strand the run"
     );
     // Every field the definition reads exists in the handler's output.

@@ -95,11 +95,19 @@ async fn every_line_of_a_tick_names_the_run_tick_action_and_attempt() {
         .find(|l| l["action"] == "boom" && l["level"] == "ERROR")
         .unwrap_or_else(|| panic!("no error line for boom in {lines:#?}"));
     assert!(
-        error["message"].as_str().is_some_and(|m| m.contains("status 3")),
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("status 3")),
         "{error}"
     );
-    assert_eq!((&error["run"], &error["attempt"]), (&json!("run-1"), &json!(1)));
+    assert_eq!(
+        (&error["run"], &error["attempt"]),
+        (&json!("run-1"), &json!(1))
+    );
     // The tick's own lines carry the run and tick too.
     let finished = find("tick finished");
-    assert_eq!((&finished["run"], &finished["tick"]), (&json!("run-1"), &json!(1)));
+    assert_eq!(
+        (&finished["run"], &finished["tick"]),
+        (&json!("run-1"), &json!(1))
+    );
 }
