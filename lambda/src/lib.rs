@@ -172,9 +172,10 @@ pub async fn handle_run<S: RunStore, E: Executor>(
     }
 }
 
-/// Longest pause before looking at a leased run again: a lease lasts 30 s and its holder
-/// renews it while it works, so the loop looks again once the current lease could have lapsed.
-const LEASE_WAIT_MAX: Duration = Duration::from_secs(35);
+/// Longest pause before looking at a leased run again. A lease lasts 30 s, renewed while its
+/// holder works, but a holder that finishes releases it at once: looking every 10 s keeps the
+/// run from idling long after, for about five history events a look.
+const LEASE_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// Another driver (a `baton resume` on someone's machine, a tick of another execution) holds
 /// the run's lease: the execution waits for it to lapse or be released and ticks again, rather

@@ -155,18 +155,40 @@ impl S3Store {
         Ok(())
     }
 
-    /// Uploads a file next to the run (e.g. a CloudFormation template) and returns its key.
-    pub async fn put_artifact(&self, name: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
+    /// Uploads a file next to the run (e.g. a CloudFormation template); returns its key and
+    /// the S3 version written, so the run refers to exactly these bytes. The same bytes
+    /// already there are not uploaded again (their version is returned): creating a run again
+    /// after a failure part-way then writes the same plan.
+    pub async fn put_artifact(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(String, Option<String>), StoreError> {
         let key = self.key(&format!("artifacts/{name}"));
-        self.client
+        let sha = crate::util::sha256_hex(&bytes);
+        if let Ok(head) = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            if head.metadata().and_then(|m| m.get(META_SHA)) == Some(&sha) {
+                return Ok((key, head.version_id().map(str::to_string)));
+            }
+        }
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(&key)
+            .metadata(META_SHA, &sha)
             .body(ByteStream::from(bytes))
             .send()
             .await
             .map_err(|e| self.remote("PutObject", &e))?;
-        Ok(key)
+        Ok((key, out.version_id().map(str::to_string)))
     }
 
     async fn get(
