@@ -101,7 +101,9 @@ async fn request_abort(
         });
     }
     run.update(|_, state| state.request_abort()).await?;
-    if let Some(state_machine) = remote_driver(run, &state) {
+    // A console driving a remote run here honours a plain abort itself, like any driver.
+    let remote_machine = remote_driver(run, &state).filter(|_| hard.is_some() || !driven_here);
+    if let Some(state_machine) = remote_machine {
         let remote = remote_run(run, &state, state_machine).await;
         return abort_remote(run, &remote, state.run_id(), hard).await;
     }

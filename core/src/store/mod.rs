@@ -22,7 +22,12 @@ pub enum StoreError {
         "{locator}: access denied ({message}); check the run id, and that these credentials may \
          read the run (S3 answers 403 for a missing run to callers that may not list the bucket)"
     )]
-    Denied { locator: String, message: String },
+    Denied {
+        /// The run.
+        locator: String,
+        /// The request S3 refused, and its answer.
+        message: String,
+    },
     #[error("{locator}: a run with this id already exists")]
     AlreadyExists { locator: String },
     #[error(
