@@ -14,6 +14,8 @@ fail at the configured rate, in one of these ways (chosen at random, reproducibl
                 without an answer: the client cannot know its call took effect
     delay       the proxy waits `delay` seconds, then forwards (the client should time out
                 first, and its retry races the original)
+    deny        S3 answers 403 AccessDenied, without forwarding (what S3 answers for a
+                missing key to a caller without s3:ListBucket); not among the default modes
 
 Configure with `POST /__faults__` and a JSON body, e.g.
     {"rate": 0.3, "seed": 7, "modes": ["500", "throttle", "drop", "drop_after", "delay"],
@@ -49,6 +51,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 S3_ERRORS = {
     "500": (500, "InternalError", "We encountered an internal error (injected). Please try again."),
     "throttle": (503, "SlowDown", "Please reduce your request rate (injected)."),
+    "deny": (403, "AccessDenied", "Access Denied (injected)"),
 }
 QUERY_ERRORS = {
     "500": (500, "Receiver", "InternalFailure", "An internal error occurred (injected)."),
@@ -139,12 +142,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         match = SERVICE.search(self.headers.get("Authorization", ""))
         service = match.group(1) if match else None
         mode = choose_fault(service) if service else None
-        if mode in ("500", "throttle"):
+        if mode in ("500", "throttle", "deny"):
             if service == "s3":
                 status, code, message = S3_ERRORS[mode]
                 xml = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>injected</RequestId></Error>"
-            else:
+            elif mode in QUERY_ERRORS:
                 status, kind, code, message = QUERY_ERRORS[mode]
+                xml = f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+            else:
+                status, kind, code, message = 403, "Sender", "AccessDenied", "Access Denied (injected)"
                 xml = f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
             return self.reply(status, xml.encode(), [("Content-Type", "application/xml")])
         if mode == "drop":

@@ -39,6 +39,13 @@ pub enum Command {
     /// Drive an existing run (after a crash, or after `retry --no-run`).
     Resume {
         run: String,
+        /// Start a new Step Functions execution to drive it (a submitted run that nothing
+        /// drives) instead of driving it here.
+        #[arg(long)]
+        remote: bool,
+        /// With --remote: the runner's state machine (default: the one it was submitted to).
+        #[arg(long, requires = "remote", value_name = "ARN")]
+        state_machine: Option<String>,
         #[command(flatten)]
         drive: DriveArgs,
         #[command(flatten)]
@@ -162,9 +169,12 @@ fn init_tracing(command: &Command) {
         Command::Run(args) if crate::tui::wanted(args.drive.plain, args.drive.json) => {
             Some(&args.store)
         }
-        Command::Resume { drive, store, .. } if crate::tui::wanted(drive.plain, drive.json) => {
-            Some(store)
-        }
+        Command::Resume {
+            drive,
+            store,
+            remote: false,
+            ..
+        } if crate::tui::wanted(drive.plain, drive.json) => Some(store),
         Command::Retry(args) if crate::tui::wanted(args.drive.plain, args.drive.json) => {
             Some(&args.store)
         }
@@ -208,7 +218,16 @@ async fn dispatch(command: Command) -> crate::CommandResult {
             store,
         } => commands::run::submit(&file, &vars, run_id, &store, &state_machine).await,
         Command::Run(args) => commands::run::run(args).await,
-        Command::Resume { run, drive, store } => commands::run::resume(&run, &store, &drive).await,
+        Command::Resume {
+            run,
+            remote: true,
+            state_machine,
+            store,
+            ..
+        } => commands::run::resume_remotely(&run, &store, state_machine.as_deref()).await,
+        Command::Resume {
+            run, drive, store, ..
+        } => commands::run::resume(&run, &store, &drive).await,
         Command::Tick { run, store } => commands::run::tick(&run, &store).await,
         Command::Status {
             run,

@@ -3,6 +3,7 @@
 //! the run would carry out. Each operation says what happened; callers decide how to tell it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use baton_core::driver::{self, Observer, Silent, TickOptions, TickReport};
 use baton_core::scheduler::{apply_reexecute, preview_reexecute, Preview, Reexecute};
@@ -11,7 +12,7 @@ use baton_core::{Run, RunError, RunState, RunStatus, RunStore, StoreError};
 use chrono::Utc;
 
 use crate::locator::AnyStore;
-use crate::remote::{self, Started};
+use crate::remote::{RemoteRun, Started};
 use crate::Failure;
 
 /// Drives the run from this process until it finishes (or `options.stop` is set); returns the
@@ -56,15 +57,23 @@ pub enum Stopped {
 }
 
 /// Who carries out a requested abort.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Honoured {
     /// This process did, with one tick: the run's status after it.
     Here(RunStatus),
     /// The process driving the run (a local lock, or an S3 lease held elsewhere), on its next
     /// check.
     ByDriver,
-    /// The run's Step Functions execution, on its next tick.
+    /// The run's Step Functions execution: its tick in flight takes the request within a
+    /// second, and its next tick ends the run.
     ByExecution,
+    /// The stopped execution's last tick still holds the run (a Lambda invocation outlives
+    /// the execution it belonged to): it takes the request itself, but nothing will settle
+    /// the run after it lets go. `baton abort RUN` then finishes the abort.
+    StillHeld {
+        holder: String,
+        until: baton_core::state::Timestamp,
+    },
 }
 
 /// Asks the run to stop: running actions are cancelled where their type can cancel. A run
@@ -92,19 +101,17 @@ async fn request_abort(
         });
     }
     run.update(|_, state| state.request_abort()).await?;
-    let stopped = match (hard, &state.state_machine()) {
-        (None, _) => Stopped::NotAsked,
-        (Some(_), None) => Stopped::NoExecution,
-        (Some(who), Some(state_machine)) => {
-            let cause = format!("run {} aborted by an operator {who}", state.run_id());
-            let sfn = remote::client().await;
-            let stopped = remote::stop_running(&sfn, state_machine, state.run_id(), &cause).await?;
-            Stopped::Executions(stopped)
-        }
+    // A console driving a remote run here honours a plain abort itself, like any driver.
+    let remote_machine = remote_driver(run, &state).filter(|_| hard.is_some() || !driven_here);
+    if let Some(state_machine) = remote_machine {
+        let remote = remote_run(run, &state, state_machine).await;
+        return abort_remote(run, &remote, state.run_id(), hard).await;
+    }
+    let stopped = match hard {
+        None => Stopped::NotAsked,
+        Some(_) => Stopped::NoExecution,
     };
-    let honoured = if stopped == Stopped::NotAsked && state.state_machine().is_some() {
-        Honoured::ByExecution
-    } else if driven_here {
+    let honoured = if driven_here {
         Honoured::ByDriver
     } else {
         match settle_abort(run).await? {
@@ -117,6 +124,70 @@ async fn request_abort(
         stopped,
         honoured,
     })
+}
+
+/// The abort of a run that Step Functions drives. Hard: stop its executions, then settle the
+/// run here once their last tick lets go of it. Plain: a tick in flight takes the request
+/// itself; otherwise the execution is only pausing between ticks (for as long as the longest
+/// wait), so the abort is settled here at once and the execution, with nothing left to drive,
+/// is stopped.
+async fn abort_remote(
+    run: &Run<AnyStore>,
+    remote: &RemoteRun,
+    run_id: &str,
+    hard: Option<&str>,
+) -> Result<Aborted, Failure> {
+    let requested = |stopped, honoured| Aborted::Requested {
+        run_id: run_id.to_string(),
+        stopped,
+        honoured,
+    };
+    if let Some(who) = hard {
+        let cause = format!("run {run_id} aborted by an operator {who}");
+        let stopped = remote.stop_running(&cause).await?.len();
+        let honoured = settle_once_released(run).await?;
+        return Ok(requested(Stopped::Executions(stopped), honoured));
+    }
+    let Some(status) = settle_abort(run).await? else {
+        return Ok(requested(Stopped::NotAsked, Honoured::ByExecution));
+    };
+    let cause = format!("run {run_id} aborted by an operator; nothing is left to drive");
+    let stopped = match remote.stop_running(&cause).await?.len() {
+        0 => Stopped::NotAsked,
+        n => Stopped::Executions(n),
+    };
+    Ok(requested(stopped, Honoured::Here(status)))
+}
+
+/// How long a hard abort waits for the stopped execution's last tick to let go of the run: a
+/// lease's lifetime and a little more. A tick takes an abort within a second and stops its
+/// commands' processes; one that outlasts this is still at work, and says so.
+const RELEASE_WAIT: Duration = Duration::from_secs(45);
+
+/// Settles a requested abort as soon as nobody holds the run, waiting at most
+/// [`RELEASE_WAIT`] for the holder of a live lease.
+async fn settle_once_released(run: &Run<AnyStore>) -> Result<Honoured, Failure> {
+    let deadline = Instant::now() + RELEASE_WAIT;
+    loop {
+        if let Some(status) = settle_abort(run).await? {
+            return Ok(Honoured::Here(status));
+        }
+        let (state, _) = run.load().await?;
+        if state.status().is_finished() {
+            return Ok(Honoured::Here(state.status()));
+        }
+        if Instant::now() >= deadline {
+            let lease = state.driver().filter(|lease| lease.until > Utc::now());
+            return Ok(match lease {
+                Some(lease) => Honoured::StillHeld {
+                    holder: lease.holder.clone(),
+                    until: lease.until,
+                },
+                None => Honoured::ByDriver,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Carries out a requested abort with one tick, when nobody drives the run. `None` when a
@@ -189,22 +260,64 @@ pub async fn reset(run: &Run<AnyStore>, mode: Reexecute) -> Result<RunState, Fai
     plan_reexecute(run, mode).await?.reset().await
 }
 
+/// The run's executions under `state_machine`.
+pub async fn remote_run(run: &Run<AnyStore>, state: &RunState, state_machine: &str) -> RemoteRun {
+    RemoteRun::connect(state_machine, &run.store.locator(), state.run_id()).await
+}
+
 /// Re-executes a run that Step Functions drives: reset, then a new execution drives it.
+/// Refused, before anything is reset, while an execution drives the run.
 pub async fn reexecute_remotely(
     run: &Run<AnyStore>,
     mode: Reexecute,
     state_machine: &str,
 ) -> Result<Started, Failure> {
-    let state = reset(run, mode).await?;
-    start_reexecution(run, state_machine, state.run_id()).await
+    let (state, _) = run.load().await?;
+    let remote = remote_run(run, &state, state_machine).await;
+    remote.ensure_none_running().await?;
+    reset(run, mode).await?;
+    remote.start().await
 }
 
-/// Starts a new execution of `state_machine` to drive the run after a reset.
-pub async fn start_reexecution(
+/// Starts a new execution for a remote run that nothing drives (its execution failed, was
+/// stopped, or never started), under `state_machine` or the one recorded at submit.
+/// Refused while an execution or another driver holds the run.
+pub async fn resume_remotely(
     run: &Run<AnyStore>,
-    state_machine: &str,
-    run_id: &str,
+    state_machine: Option<&str>,
 ) -> Result<Started, Failure> {
-    let sfn = remote::client().await;
-    remote::start_reexecution(&sfn, state_machine, &run.store.locator(), run_id).await
+    let locator = run.store.locator();
+    if !run.store.is_remote() {
+        return Err(Failure::Invalid(format!(
+            "{locator}: --remote drives a run in S3 with Step Functions; `baton resume {locator}` drives this one here"
+        )));
+    }
+    let (state, _) = run.load().await?;
+    if let Some(lease) = state.driver().filter(|lease| lease.until > Utc::now()) {
+        return Err(Failure::Infra(format!(
+            "{locator}: the run is being driven by {} (lease until {}); a new execution would wait for it. \
+             Once it lets go, `baton status {locator}` says whether anything still drives the run",
+            lease.holder,
+            baton_core::state::ts::format(&lease.until)
+        )));
+    }
+    let state_machine = match (state_machine, state.state_machine()) {
+        (Some(given), _) => {
+            crate::remote::check_state_machine(&crate::remote::client().await, given).await?
+        }
+        (None, Some(recorded)) => recorded.to_string(),
+        (None, None) => {
+            return Err(Failure::Invalid(format!(
+                "{locator}: the run was not submitted, so no state machine is recorded; give --state-machine ARN"
+            )))
+        }
+    };
+    let remote = remote_run(run, &state, &state_machine).await;
+    remote.ensure_none_running().await?;
+    if state.state_machine() != Some(state_machine.as_str()) {
+        let arn = state_machine.clone();
+        run.update(|_, state| state.set_state_machine(Some(arn.clone())))
+            .await?;
+    }
+    remote.start().await
 }

@@ -57,11 +57,14 @@ async fn resolved(
                     .and_then(|n| n.to_str())
                     .unwrap_or("template")
             );
-            let key = s3
+            let (key, version) = s3
                 .put_artifact(&name, bytes)
                 .await
                 .map_err(|e| Failure::Infra(format!("{field}: uploading: {e}")))?;
-            Ok(("template_url", object_url(s3.bucket(), &key).await))
+            let url = object_url(s3.bucket(), &key).await;
+            // Pinned: a later upload under the same key (another run's, a retry's) cannot
+            // change what this run deploys.
+            Ok(("template_url", pinned(url, version.as_deref())))
         }
         AnyStore::Local(_) if bytes.len() <= MAX_TEMPLATE_BODY => {
             let body = String::from_utf8(bytes).map_err(|_| {
@@ -74,6 +77,26 @@ async fn resolved(
             Ok(("template_file", absolute.display().to_string()))
         }
     }
+}
+
+/// `url?versionId=…` for a versioned object (the state bucket is versioned).
+fn pinned(url: String, version: Option<&str>) -> String {
+    match version.filter(|v| *v != "null") {
+        Some(version) => format!("{url}?versionId={}", percent_encode(version)),
+        None => url,
+    }
+}
+
+/// S3 version ids may hold `+`, `/` and `=`: encoded for a query string.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The URL CloudFormation fetches a template from.
@@ -93,5 +116,23 @@ async fn object_url(bucket: &str, key: &str) -> String {
             }
             _ => format!("https://{bucket}.s3.amazonaws.com/{key}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pinned;
+
+    #[test]
+    fn uploaded_templates_are_pinned_to_their_version() {
+        assert_eq!(
+            pinned(
+                "https://b.s3.amazonaws.com/k.yaml".into(),
+                Some("3/L4kq+tJ=")
+            ),
+            "https://b.s3.amazonaws.com/k.yaml?versionId=3%2FL4kq%2BtJ%3D"
+        );
+        assert_eq!(pinned("u".into(), Some("null")), "u");
+        assert_eq!(pinned("u".into(), None), "u");
     }
 }

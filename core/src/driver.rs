@@ -125,6 +125,8 @@ impl TickReport {
 
 /// Receives progress as it happens (the plain printer, the console).
 pub trait Observer: Send + Sync {
+    /// A tick loaded the run and is about to work on it (the state as loaded).
+    fn tick_started(&self, _plan: &Plan, _state: &RunState) {}
     /// An action's status (or attempt, or error) changed.
     fn action_changed(&self, _plan: &Plan, _idx: ActionIdx, _state: &ActionState) {}
     /// A log line arrived for an action (`Some`) or the run.
@@ -201,6 +203,7 @@ pub async fn tick<S: RunStore, E: Executor>(
             .record("run_id", state.run_id.as_str())
             .record("invocation", state.invocations);
         tracing::info!("tick started");
+        observer.tick_started(&run.plan, &state);
         let mut saved = Saved {
             version,
             operator_changed: false,

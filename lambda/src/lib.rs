@@ -7,27 +7,57 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::driver::{tick, Silent, TickOptions, TickReport};
+use baton_core::driver::{tick, TickOptions, TickReport};
 use baton_core::{Executor, Next, Payload, Run, RunError, RunStore, StoreError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+mod logging;
 mod s3;
+pub use logging::{JsonLines, TickLog};
 pub use s3::{handle, parse_run_locator};
 
 /// What the state machine passes in: at least the run; the rest is what the last tick returned.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Input {
     /// `s3://bucket/prefix/runs/<run-id>`.
     pub run: String,
     /// Ticks performed in this Step Functions execution so far.
     #[serde(default)]
     pub execution_ticks: u64,
+    /// Options of this chain of executions, carried into continuations.
+    #[serde(default)]
+    pub options: ExecutionOptions,
+}
+
+/// Settings an execution's input may give, overriding the function's environment for that
+/// execution and its continuations (one function serves every run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ExecutionOptions {
+    /// Ticks per execution before continuing in a fresh one (`BATON_CONTINUE_AFTER_TICKS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_after_ticks: Option<u64>,
 }
 
 /// What the handler returns: the tick's [`Payload`], with `execution_ticks` counted and
-/// `flow_control: continue` when this execution should hand over to a fresh one.
-pub type Output = Payload;
+/// `flow_control: continue` when this execution should hand over to a fresh one, and the
+/// input's `options` (always present: the state machine's continue-as-new passes them on).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Output {
+    /// What the tick says.
+    #[serde(flatten)]
+    pub payload: Payload,
+    /// The execution's options, as given.
+    pub options: ExecutionOptions,
+}
 
+impl std::ops::Deref for Output {
+    type Target = Payload;
+    fn deref(&self) -> &Payload {
+        &self.payload
+    }
+}
+
+/// The function's settings, from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Stop starting work this long before the invocation's deadline.
@@ -75,6 +105,10 @@ pub enum HandlerError {
     /// The run's stored plan or state is damaged: an operator must look.
     #[error("{0}")]
     Damaged(String),
+    /// The run cannot be read: it does not exist, or the function may not read it (S3 answers
+    /// 403 for both when the caller may not list the bucket). An operator must look.
+    #[error("{0}")]
+    Unreadable(String),
     /// Someone else wrote the run between load and save (another execution, an operator):
     /// a retry reloads and continues.
     #[error("{0}")]
@@ -89,7 +123,9 @@ impl HandlerError {
     pub fn error_type(&self) -> &'static str {
         match self {
             HandlerError::Conflict(_) | HandlerError::Unavailable(_) => "Baton.Retryable",
-            HandlerError::BadPayload(_) | HandlerError::Damaged(_) => "Baton.Fatal",
+            HandlerError::BadPayload(_)
+            | HandlerError::Damaged(_)
+            | HandlerError::Unreadable(_) => "Baton.Fatal",
         }
     }
 }
@@ -98,9 +134,12 @@ impl From<RunError> for HandlerError {
     fn from(err: RunError) -> Self {
         match &err {
             RunError::Store(StoreError::Conflict { .. }) => HandlerError::Conflict(err.to_string()),
-            RunError::Store(StoreError::NotFound { .. })
-            | RunError::Damaged { .. }
-            | RunError::Store(StoreError::Corrupt { .. }) => HandlerError::Damaged(err.to_string()),
+            RunError::Store(StoreError::NotFound { .. } | StoreError::Denied { .. }) => {
+                HandlerError::Unreadable(err.to_string())
+            }
+            RunError::Damaged { .. } | RunError::Store(StoreError::Corrupt { .. }) => {
+                HandlerError::Damaged(err.to_string())
+            }
             _ => HandlerError::Unavailable(err.to_string()),
         }
     }
@@ -124,32 +163,78 @@ pub async fn handle_run<S: RunStore, E: Executor>(
         hard_deadline: true,
         ..TickOptions::default()
     };
-    let report = tick(run, executor, &options, &Silent).await?;
+    match tick(run, executor, &options, &TickLog::default()).await {
+        Ok(report) => Ok(output(&report, &run.plan, input, config)),
+        Err(RunError::Store(StoreError::Busy { holder, .. })) => {
+            wait_for_lease(run, input, config, &holder).await
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Longest pause before looking at a leased run again. A lease lasts 30 s, renewed while its
+/// holder works, but a holder that finishes releases it at once: looking every 10 s keeps the
+/// run from idling long after, for about five history events a look.
+const LEASE_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Another driver (a `baton resume` on someone's machine, a tick of another execution) holds
+/// the run's lease: the execution waits for it to lapse or be released and ticks again, rather
+/// than failing while the run is healthy.
+async fn wait_for_lease<S: RunStore>(
+    run: &Run<S>,
+    input: Input,
+    config: &Config,
+    holder: &str,
+) -> Result<Output, HandlerError> {
+    let (state, version) = run.load().await?;
+    let now = chrono::Utc::now();
+    let left = state
+        .driver()
+        .and_then(|lease| (lease.until - now).to_std().ok());
+    let next = match left {
+        Some(left) => Next::Wait((left + Duration::from_secs(1)).min(LEASE_WAIT_MAX)),
+        None => Next::Execute,
+    };
+    tracing::warn!(
+        run = state.run_id(),
+        "the run is driven elsewhere{holder}; this execution waits and ticks again"
+    );
+    let report = TickReport {
+        next,
+        state,
+        version,
+    };
     Ok(output(&report, &run.plan, input, config))
 }
 
 /// The state machine's view of a tick: the engine's payload, plus the continue-as-new decision
 /// this execution's tick count calls for.
 fn output(report: &TickReport, plan: &baton_core::Plan, input: Input, config: &Config) -> Output {
-    let mut output = Payload::new(input.run, report, plan);
-    output.execution_ticks = input.execution_ticks + 1;
-    if report.next.is_unfinished() && output.execution_ticks >= config.continue_after {
-        output.next = Next::Continue;
+    let continue_after = input
+        .options
+        .continue_after_ticks
+        .unwrap_or(config.continue_after);
+    let mut payload = Payload::new(input.run, report, plan);
+    payload.execution_ticks = input.execution_ticks + 1;
+    if report.next.is_unfinished() && payload.execution_ticks >= continue_after {
+        payload.next = Next::Continue;
     }
-    output
+    Output {
+        payload,
+        options: input.options,
+    }
 }
 
-/// JSON log lines on stdout with the tick's `run_id` and `invocation` and each event's
-/// `action`, so CloudWatch Logs Insights can split the threads.
+/// Flat JSON log lines on stdout (see [`JsonLines`]): `run`, `tick`, `action`, `attempt`,
+/// `level` and `message`, so CloudWatch Logs Insights can split the threads. `BATON_LOG` sets
+/// the filter (default `info`).
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .flatten_event(true)
-        .without_time()
-        .with_target(false)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(JsonLines::new(std::io::stdout()))
         .try_init();
 }

@@ -19,6 +19,26 @@ pub async fn handle(
     deadline: Instant,
     config: &Config,
 ) -> Result<Output, HandlerError> {
+    let locator = input.run.clone();
+    let result = handle_input(aws, input, deadline, config).await;
+    if let Err(err) = &result {
+        // The error also ends up in the execution's history; here it sits beside the tick's
+        // lines, under the run's id.
+        let run = locator
+            .rsplit('/')
+            .find(|part| !part.is_empty())
+            .unwrap_or_default();
+        tracing::error!(run, error_type = err.error_type(), "{err}");
+    }
+    result
+}
+
+async fn handle_input(
+    aws: Arc<Aws>,
+    input: Input,
+    deadline: Instant,
+    config: &Config,
+) -> Result<Output, HandlerError> {
     let (bucket, run_prefix) = parse_run_locator(&input.run)?;
     let client = aws.s3(&Default::default()).await;
     // A warm container re-opens the same run on every tick: its plan is parsed once.

@@ -25,6 +25,7 @@ fn input(execution_ticks: u64) -> Input {
     Input {
         run: LOCATOR.into(),
         execution_ticks,
+        ..Input::default()
     }
 }
 
@@ -86,6 +87,7 @@ async fn ticks_until_success_with_waits_in_between() {
             "invocations": 1,
             "execution_ticks": 1,
             "status": "waiting",
+            "options": {},
         })
     );
     // The output is what the state machine feeds back in.
@@ -131,6 +133,22 @@ async fn continues_in_a_new_execution_past_the_tick_threshold() {
         .await
         .expect("tick");
     assert_eq!((out.flow_control(), out.execution_ticks), ("wait", 1));
+    // An execution's input may set its own threshold; the output carries it on, and the
+    // state machine hands it to the next execution.
+    let chain = Input {
+        options: baton_lambda::ExecutionOptions {
+            continue_after_ticks: Some(2),
+        },
+        ..input(1)
+    };
+    let out = handle_run(&run, &executor, chain, deadline(), &Config::default())
+        .await
+        .expect("tick");
+    assert_eq!(out.flow_control(), "continue");
+    assert_eq!(
+        serde_json::to_value(&out).expect("json")["options"],
+        json!({"continue_after_ticks": 2})
+    );
     // A finished run ends the execution however many ticks it took.
     let done = memory_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
     let out = handle_run(&done, &executor, input(5), deadline(), &config)
@@ -218,7 +236,7 @@ async fn a_bad_payload_is_fatal_before_anything_is_read() {
         unreachable_aws(),
         Input {
             run: "not-a-url".into(),
-            execution_ticks: 0,
+            ..Input::default()
         },
         deadline(),
         &Config::default(),
@@ -253,23 +271,63 @@ async fn a_damaged_state_is_fatal() {
 }
 
 #[tokio::test]
-async fn another_drivers_live_lease_is_retryable() {
+async fn another_drivers_live_lease_makes_the_execution_wait_not_fail() {
     let run = memory_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
     let (mut state, version) = run.load().await.expect("load");
     edit(&mut state).driver(Some(Lease {
         holder: "baton pid 7 on elsewhere".into(),
-        until: chrono::Utc::now() + chrono::Duration::minutes(1),
+        until: chrono::Utc::now() + chrono::Duration::seconds(5),
     }));
     run.save(&state, &version).await.expect("save");
     let executor = Arc::new(ScriptedExecutor::new());
-    let err = handle_run(&run, &executor, input(0), deadline(), &Config::default())
+    let out = handle_run(&run, &executor, input(3), deadline(), &Config::default())
         .await
-        .expect_err("busy");
-    // Step Functions retries until the lease lapses (30 s; the retries wait 5, 10, 20, 40 and
-    // 80 s).
-    assert_eq!(err.error_type(), "Baton.Retryable", "{err}");
-    assert!(err.to_string().contains("pid 7 on elsewhere"), "{err}");
+        .expect("a live lease is no error");
+    // The loop pauses until the lease could have lapsed, then ticks again; the tick counts
+    // towards continue-as-new like any other.
+    assert_eq!(out.flow_control(), "wait");
+    assert!(
+        (5..=7).contains(&out.wait_seconds()),
+        "{}",
+        out.wait_seconds()
+    );
+    assert_eq!(out.execution_ticks, 4);
+    assert_eq!(out.status.as_str(), "running");
     assert!(executor.calls().is_empty());
+    // A lease that is released by then: the next tick does the work.
+    let (mut state, version) = run.load().await.expect("load");
+    edit(&mut state).driver(None);
+    run.save(&state, &version).await.expect("save");
+    let out = handle_run(&run, &executor, input(4), deadline(), &Config::default())
+        .await
+        .expect("tick");
+    assert_eq!(out.flow_control(), "success");
+}
+
+#[tokio::test]
+async fn a_lease_held_for_minutes_keeps_the_execution_waiting_in_bounded_pauses() {
+    let run = memory_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
+    let (mut state, version) = run.load().await.expect("load");
+    edit(&mut state).driver(Some(Lease {
+        holder: "baton pid 7 on elsewhere".into(),
+        until: chrono::Utc::now() + chrono::Duration::minutes(10),
+    }));
+    run.save(&state, &version).await.expect("save");
+    let out = handle_run(
+        &run,
+        &Arc::new(ScriptedExecutor::new()),
+        input(0),
+        deadline(),
+        &Config::default(),
+    )
+    .await
+    .expect("wait");
+    assert_eq!(out.flow_control(), "wait");
+    assert_eq!(
+        out.wait_seconds(),
+        10,
+        "looks again well within a lease's lifetime"
+    );
 }
 
 /// A store on which another driver ticks the run just before this tick's first save.
@@ -385,6 +443,14 @@ fn errors_say_whether_a_retry_can_help() {
             actual: "2".into()
         })),
         "Baton.Retryable"
+    );
+    assert_eq!(
+        class(RunError::Store(StoreError::Denied {
+            locator: locator(),
+            message: "GetObject state.json: AccessDenied".into()
+        })),
+        "Baton.Fatal",
+        "403 (a missing run without s3:ListBucket) needs an operator, not retries"
     );
     assert_eq!(
         class(RunError::Store(StoreError::Busy {
@@ -515,7 +581,7 @@ async fn ticks_a_run_in_s3_that_creates_a_stack() {
         aws.clone(),
         Input {
             run: locator.clone(),
-            execution_ticks: 0,
+            ..Input::default()
         },
         deadline(),
         &config,
@@ -567,7 +633,7 @@ async fn ticks_a_run_in_s3_that_creates_a_stack() {
         aws,
         Input {
             run: "s3://no-such-bucket-anywhere/baton/runs/x".into(),
-            execution_ticks: 0,
+            ..Input::default()
         },
         deadline(),
         &config,
@@ -608,12 +674,13 @@ fn the_state_machine_definition_matches_the_handler() {
         !retried.contains(&"Baton.Fatal"),
         "fatal errors must not be retried"
     );
-    let routes: Vec<(&str, &str)> = states["Route"]["Choices"]
+    let routes: Vec<(&str, &str, &str)> = states["Route"]["Choices"]
         .as_sequence()
         .expect("choices")
         .iter()
         .map(|c| {
             (
+                c["Variable"].as_str().unwrap_or_default(),
                 c["StringEquals"].as_str().unwrap_or_default(),
                 c["Next"].as_str().unwrap_or_default(),
             )
@@ -622,12 +689,15 @@ fn the_state_machine_definition_matches_the_handler() {
     assert_eq!(
         routes,
         vec![
-            ("execute", "Tick"),
-            ("wait", "Pause"),
-            ("success", "Succeeded"),
-            ("continue", "ContinueAsNew")
+            ("$.flow_control", "execute", "Tick"),
+            ("$.flow_control", "wait", "Pause"),
+            ("$.flow_control", "success", "Succeeded"),
+            ("$.flow_control", "continue", "ContinueAsNew"),
+            // An operator's abort ends the execution without failing it (no alarm).
+            ("$.status", "aborted", "RunAborted"),
         ]
     );
+    assert_eq!(states["RunAborted"]["Type"].as_str(), Some("Succeed"));
     assert_eq!(states["Route"]["Default"].as_str(), Some("RunFailed"));
     assert_eq!(
         states["Pause"]["SecondsPath"].as_str(),
@@ -635,20 +705,35 @@ fn the_state_machine_definition_matches_the_handler() {
     );
     assert_eq!(states["Pause"]["Next"].as_str(), Some("Tick"));
     assert_eq!(states["RunFailed"]["CausePath"].as_str(), Some("$.summary"));
+    let continue_as_new = &states["ContinueAsNew"];
     assert_eq!(
-        states["ContinueAsNew"]["Parameters"]["StateMachineArn.$"].as_str(),
+        continue_as_new["Parameters"]["StateMachineArn.$"].as_str(),
         Some("$$.StateMachine.Id")
+    );
+    // The next execution gets the run, its id and the chain's options.
+    let next_input = &continue_as_new["Parameters"]["Input"];
+    assert_eq!(next_input["run.$"].as_str(), Some("$.run"));
+    assert_eq!(next_input["run_id.$"].as_str(), Some("$.run_id"));
+    assert_eq!(next_input["options.$"].as_str(), Some("$.options"));
+    assert!(
+        continue_as_new["Retry"]
+            .as_sequence()
+            .is_some_and(|r| !r.is_empty()),
+        "a failed start of the next execution must not strand the run"
     );
     // Every field the definition reads exists in the handler's output.
     let output = serde_json::to_value(baton_lambda::Output {
-        run: String::new(),
-        run_id: String::new(),
-        state_version: String::new(),
-        next: baton_core::Next::Wait(Duration::from_secs(1)),
-        invocations: 0,
-        execution_ticks: 0,
-        status: baton_core::RunStatus::Waiting,
-        summary: "x".into(),
+        payload: baton_core::Payload {
+            run: String::new(),
+            run_id: String::new(),
+            state_version: String::new(),
+            next: baton_core::Next::Wait(Duration::from_secs(1)),
+            invocations: 0,
+            execution_ticks: 0,
+            status: baton_core::RunStatus::Waiting,
+            summary: "x".into(),
+        },
+        options: Default::default(),
     })
     .expect("json");
     for field in [
@@ -659,6 +744,7 @@ fn the_state_machine_definition_matches_the_handler() {
         "invocations",
         "status",
         "summary",
+        "options",
     ] {
         assert!(output.get(field).is_some(), "output lacks {field}");
     }

@@ -10,6 +10,17 @@ use crate::{locator, CommandResult, Failure};
 pub async fn run(args: RetryArgs) -> CommandResult {
     let run = locator::open(&args.run, &args.store).await?;
     let mode = selected(&run.plan, &args.selection)?;
+    // A remote run is re-executed by a new execution: refused, before anything is reset,
+    // while one drives it.
+    let (state, _) = run.load().await?;
+    let remote = match ops::remote_driver(&run, &state) {
+        Some(state_machine) if !args.no_run => {
+            let remote = ops::remote_run(&run, &state, state_machine).await;
+            remote.ensure_none_running().await?;
+            Some(remote)
+        }
+        _ => None,
+    };
     let planned = ops::plan_reexecute(&run, mode).await?;
     let preview = planned.preview();
     if preview.will_run.is_empty() {
@@ -19,18 +30,25 @@ pub async fn run(args: RetryArgs) -> CommandResult {
             "everything selected is still blocked"
         };
         eprintln!("nothing to re-execute: {why}");
+        if remote.is_some() && !state.status().is_finished() {
+            eprintln!(
+                "the run is {} and no execution drives it: continue it with `baton resume {} --remote`",
+                state.status(),
+                run.store.locator()
+            );
+        }
         return Err(Failure::RunFailed);
     }
     if !args.drive.json {
         print_preview(&run.plan, preview);
     }
-    let state = planned.reset().await?;
+    planned.reset().await?;
     if args.no_run {
         crate::out!("reset; drive it with: baton resume {}", run.store.locator());
         return Ok(());
     }
-    if let Some(state_machine) = ops::remote_driver(&run, &state) {
-        let started = ops::start_reexecution(&run, state_machine, state.run_id()).await?;
+    if let Some(remote) = remote {
+        let started = remote.start().await?;
         crate::out!("re-executing in a new execution: {}", started.execution_arn);
         return Ok(());
     }
@@ -114,8 +132,16 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
             "abort requested; the process driving run {run_id} will stop it on its next check"
         ),
         Honoured::ByExecution => crate::out!(
-            "abort requested; the run's execution honours it on its next tick (--hard stops it now)"
+            "abort requested; the tick in flight takes it within a second and the run's execution ends the run aborted (--hard stops the execution now)"
         ),
+        Honoured::StillHeld { holder, until } => {
+            return Err(Failure::Infra(format!(
+                "abort requested, but the stopped execution's last tick ({holder}) still holds run \
+                 {run_id} (lease until {}): it takes the request itself; once it lets go, \
+                 `baton abort {run_arg}` finishes the abort (`baton status {run_arg}` says when nothing drives the run)",
+                baton_core::state::ts::format(&until)
+            )))
+        }
     }
     Ok(())
 }

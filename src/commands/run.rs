@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use baton_core::driver::{Observer, Silent, TickOptions};
 use baton_core::run::new_run_id;
-use baton_core::{Run, RunState, RunStatus, RunStore};
+use baton_core::{Run, RunState, RunStatus, RunStore, StoreError};
 use chrono::Utc;
 use serde_json::{Map, Value};
 
@@ -15,6 +15,7 @@ use crate::args::{DriveArgs, RunArgs, StoreArgs};
 use crate::locator::{self, AnyStore};
 use crate::ops;
 use crate::output::{format_elapsed, plural, PlainPrinter};
+use crate::remote::{self, RemoteRun};
 use crate::tui::ConsoleOptions;
 use crate::{CommandResult, Failure};
 
@@ -56,13 +57,31 @@ pub async fn create(
     };
     check_vars(&loaded.plan, &vars)?;
     let store = locator::for_new_run(store, &run_id).await?;
+    refuse_existing(&store).await?;
     let mut plan = loaded.plan;
     let base_dir = file.parent().unwrap_or(std::path::Path::new("."));
     crate::templates::resolve(&mut plan, base_dir, &store).await?;
     Ok(Run::create(store, plan, &run_id, vars, now).await?)
 }
 
-/// `baton submit`: create the run in S3 and start a Step Functions execution to drive it.
+/// A run id already taken in S3 is refused before its template files are uploaded (they would
+/// land beside the existing run's). Creating the run refuses it again, atomically.
+async fn refuse_existing(store: &AnyStore) -> Result<(), Failure> {
+    if !store.is_remote() {
+        return Ok(());
+    }
+    match store.head().await {
+        Ok(_) => Err(StoreError::AlreadyExists {
+            locator: store.locator(),
+        }
+        .into()),
+        Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `baton submit`: check the state machine, create the run in S3 and start a Step Functions
+/// execution to drive it. Nothing is written when the state machine cannot be found.
 pub async fn submit(
     file: &std::path::Path,
     var_args: &[String],
@@ -76,16 +95,45 @@ pub async fn submit(
             store.store
         )));
     }
+    let sfn = remote::client().await;
+    let state_machine = remote::check_state_machine(&sfn, state_machine).await?;
     let (run, _, _) = create(file, var_args, run_id, store).await?;
-    let arn = state_machine.to_string();
+    let locator = run.store.locator();
+    let arn = state_machine.clone();
     let ((), state, _) = run
         .update(|_, state| state.set_state_machine(Some(arn.clone())))
         .await?;
-    let sfn = crate::remote::client().await;
-    let execution =
-        crate::remote::start(&sfn, state_machine, &run.store.locator(), state.run_id()).await?;
-    crate::out!("run {} submitted", run.store.locator());
-    crate::out!("execution {execution}");
+    let remote = RemoteRun::new(sfn, &state_machine, &locator, state.run_id());
+    let started = remote.start().await.map_err(|e| {
+        Failure::Infra(format!(
+            "{e}\nrun {locator} is created, but no execution drives it: start one with `baton resume {locator} --remote`"
+        ))
+    })?;
+    crate::out!("run {locator} submitted");
+    crate::out!("execution {}", started.execution_arn);
+    crate::out!("watch it: baton watch {locator}");
+    Ok(())
+}
+
+/// `baton resume RUN --remote`: a new Step Functions execution drives the run.
+pub async fn resume_remotely(
+    run: &str,
+    store: &StoreArgs,
+    state_machine: Option<&str>,
+) -> CommandResult {
+    let run = locator::open(run, store).await?;
+    let (state, _) = run.load().await?;
+    if state.status().is_finished() {
+        eprintln!(
+            "run {} has already finished ({}); re-execute actions with `baton retry {} --failed` (or --from/--only)",
+            state.run_id(),
+            state.status(),
+            run.store.locator()
+        );
+        return Err(Failure::RunFailed);
+    }
+    let started = ops::resume_remotely(&run, state_machine).await?;
+    crate::out!("resumed in a new execution: {}", started.execution_arn);
     crate::out!("watch it: baton watch {}", run.store.locator());
     Ok(())
 }

@@ -1,20 +1,23 @@
 //! `baton status RUN`
 
+use baton_core::state::Lease;
 use baton_core::{Plan, Run, RunState, RunStore};
+use chrono::Utc;
 use serde_json::json;
 
 use crate::args::StoreArgs;
 use crate::locator::{self, AnyStore};
 use crate::output::{elapsed, format_elapsed, symbol};
-use crate::CommandResult;
+use crate::{ops, CommandResult};
 
 pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) -> CommandResult {
     let run = locator::open(run, store).await?;
     let (state, version) = run.load().await?;
+    let driver = Driver::of(&run, &state).await;
     if as_json {
-        return print_json(&run, &state, &version, versions).await;
+        return print_json(&run, &state, &version, &driver, versions).await;
     }
-    print_summary(&run, &state, &version);
+    print_summary(&run, &state, &version, &driver);
     print_actions(&run.plan, &state);
     if versions {
         crate::out!("versions:");
@@ -25,10 +28,64 @@ pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) ->
     Ok(())
 }
 
+/// Who drives an unfinished run right now.
+enum Driver {
+    /// The run has finished.
+    Nobody,
+    /// A tick holds the run's lease (S3 stores).
+    Lease(Lease),
+    /// A Step Functions execution, between ticks.
+    Execution(String),
+    /// A process on this machine holds the run's lock (local stores).
+    Locked,
+    /// Nothing: the run waits for an operator.
+    Idle,
+    /// Step Functions did not answer, so whether an execution drives the run is unknown.
+    Unknown(String),
+}
+
+impl Driver {
+    async fn of(run: &Run<AnyStore>, state: &RunState) -> Driver {
+        if state.status().is_finished() {
+            return Driver::Nobody;
+        }
+        if let Some(lease) = state.driver().filter(|lease| lease.until > Utc::now()) {
+            return Driver::Lease(lease.clone());
+        }
+        if let Some(state_machine) = ops::remote_driver(run, state) {
+            let remote = ops::remote_run(run, state, state_machine).await;
+            return match remote.running().await {
+                Ok(running) => match running.into_iter().next() {
+                    Some(execution) => Driver::Execution(execution.name),
+                    None => Driver::Idle,
+                },
+                Err(e) => Driver::Unknown(e.to_string()),
+            };
+        }
+        if run.store.lock_driver().is_err() {
+            return Driver::Locked;
+        }
+        Driver::Idle
+    }
+
+    /// How to get an idle run going again (or finish its abort).
+    fn way_out(&self, run: &Run<AnyStore>, state: &RunState) -> String {
+        let locator = run.store.locator();
+        if state.abort_requested() {
+            format!("finish the abort with `baton abort {locator}`")
+        } else if ops::remote_driver(run, state).is_some() {
+            format!("continue with `baton resume {locator} --remote` (a new execution)")
+        } else {
+            format!("continue with `baton resume {locator}`")
+        }
+    }
+}
+
 async fn print_json(
     run: &Run<AnyStore>,
     state: &RunState,
     version: &str,
+    driver: &Driver,
     versions: bool,
 ) -> CommandResult {
     let plan = &run.plan;
@@ -51,7 +108,16 @@ async fn print_json(
         "created_at": baton_core::state::ts::format(&state.created_at()),
         "updated_at": baton_core::state::ts::format(&state.updated_at()),
         "counts": counts, "actions": actions,
+        "idle": matches!(driver, Driver::Idle),
     });
+    match driver {
+        Driver::Execution(name) => doc["execution"] = json!(name),
+        Driver::Idle => {
+            doc["idle_since"] = json!(baton_core::state::ts::format(&state.updated_at()))
+        }
+        Driver::Unknown(error) => doc["execution_error"] = json!(error),
+        Driver::Nobody | Driver::Lease(_) | Driver::Locked => {}
+    }
     if versions {
         let list = run.store.list_versions().await?;
         doc["versions"] = json!(list
@@ -64,33 +130,38 @@ async fn print_json(
 }
 
 /// The run's status (and who drives it, or how to continue it), its store and its counts.
-fn print_summary(run: &Run<AnyStore>, state: &RunState, version: &str) {
-    // A run that is not finished and that nobody drives is idle: say how to continue it.
-    let lease = state
-        .driver()
-        .filter(|lease| lease.until > chrono::Utc::now());
-    let idle = !state.status().is_finished()
-        && lease.is_none()
-        && state.state_machine().is_none()
-        && run.store.lock_driver().is_ok();
+fn print_summary(run: &Run<AnyStore>, state: &RunState, version: &str, driver: &Driver) {
     let age = elapsed(Some(state.created_at()), Some(state.updated_at()))
         .map(format_elapsed)
         .unwrap_or_default();
-    let note = if state.abort_requested() && !state.status().is_finished() {
-        " (abort requested)".to_string()
-    } else if let Some(lease) = lease {
-        format!(
-            " (driven by {}, lease until {})",
+    let abort = if state.abort_requested() {
+        "; abort requested"
+    } else {
+        ""
+    };
+    let note = match driver {
+        Driver::Nobody => String::new(),
+        Driver::Lease(lease) => format!(
+            " (driven by {}, lease until {}{abort})",
             lease.holder,
             baton_core::state::ts::format(&lease.until)
-        )
-    } else if idle {
-        format!(
-            " (idle: nothing is driving it; continue with `baton resume {}`)",
-            run.store.locator()
-        )
-    } else {
-        String::new()
+        ),
+        Driver::Execution(name) => format!(" (driven by execution {name}{abort})"),
+        Driver::Locked if state.abort_requested() => " (abort requested)".to_string(),
+        Driver::Locked => String::new(),
+        Driver::Idle => {
+            let since = state.updated_at();
+            let ago = (Utc::now() - since)
+                .to_std()
+                .map(format_elapsed)
+                .unwrap_or_default();
+            format!(
+                " (idle since {} ({ago} ago){abort}; nothing is driving it: {})",
+                baton_core::state::ts::format(&since),
+                driver.way_out(run, state)
+            )
+        }
+        Driver::Unknown(error) => format!(" (whether an execution drives it is unknown: {error})"),
     };
     crate::out!("run {}  {}{note}", state.run_id(), state.status());
     crate::out!(

@@ -208,6 +208,7 @@ impl Tasks {
         let remote = ops::remote_driver(&run, &app.state).map(|state_machine| {
             spawn_remote_poller(
                 state_machine.to_string(),
+                run.store.locator(),
                 app.state.run_id().to_string(),
                 tx.clone(),
             )
@@ -490,12 +491,20 @@ fn spawn_abort_hard(run: Arc<Run<AnyStore>>, tx: UnboundedSender<Msg>) {
     tokio::spawn(async move {
         let flash = match ops::abort_hard(&run, "from the console").await {
             Ok(Aborted::AlreadyFinished { status, .. }) => format!("the run has already {status}"),
-            Ok(Aborted::Requested { stopped, .. }) => {
+            Ok(Aborted::Requested {
+                stopped, honoured, ..
+            }) => {
                 let stopped = match stopped {
                     Stopped::Executions(n) => n,
                     Stopped::NotAsked | Stopped::NoExecution => 0,
                 };
-                format!("aborted; stopped {stopped} execution(s)")
+                match honoured {
+                    ops::Honoured::StillHeld { holder, until } => format!(
+                        "stopped {stopped} execution(s); its last tick ({holder}) still holds the run until {}: abort again once it lets go",
+                        baton_core::state::ts::format(&until)
+                    ),
+                    _ => format!("aborted; stopped {stopped} execution(s)"),
+                }
             }
             Err(e) => format!("abort failed: {e}"),
         };
@@ -506,21 +515,28 @@ fn spawn_abort_hard(run: Arc<Run<AnyStore>>, tx: UnboundedSender<Msg>) {
 /// Polls the run's newest execution; backs off while Step Functions throttles or fails.
 fn spawn_remote_poller(
     state_machine: String,
+    locator: String,
     run_id: String,
     tx: UnboundedSender<Msg>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let client = crate::remote::client().await;
+        let remote = crate::remote::RemoteRun::connect(&state_machine, &locator, &run_id).await;
         let mut delay = Duration::from_secs(2);
         loop {
-            match crate::remote::newest_execution(&client, &state_machine, &run_id).await {
+            match remote.newest().await {
                 Ok(Some(info)) => {
                     delay = Duration::from_secs(2);
                     if tx.send(Msg::Remote(Box::new(info))).is_err() {
                         return;
                     }
                 }
-                Ok(None) => {}
+                // No execution at all (its start failed): the header says the run is idle.
+                Ok(None) => {
+                    delay = Duration::from_secs(2);
+                    if tx.send(Msg::Remote(Box::default())).is_err() {
+                        return;
+                    }
+                }
                 Err(e) => {
                     delay = (delay * 2).min(Duration::from_secs(30));
                     let retrying =

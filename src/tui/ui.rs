@@ -201,11 +201,15 @@ fn store_line(app: &App) -> Line<'static> {
         .to_std()
         .map(format_elapsed)
         .unwrap_or_else(|_| "0.0s".into());
+    let lease = live_lease(app);
     let mode = match (app.driving, app.driver_active, app.read_only) {
-        (_, _, true) => "read-only",
-        (true, true, _) => "driving",
-        (true, false, _) => "driven here (stopped)",
-        (false, _, _) => "watching",
+        (_, _, true) => "read-only".to_string(),
+        (true, true, _) => "driving".to_string(),
+        (true, false, _) => "driven here (stopped)".to_string(),
+        (false, _, _) => match &lease {
+            Some(holder) => format!("watching · driven by {holder}"),
+            None => "watching".to_string(),
+        },
     };
     // S3 version ids are long; a prefix is enough to tell versions apart on screen.
     let version: String = app.version.chars().take(10).collect();
@@ -214,14 +218,48 @@ fn store_line(app: &App) -> Line<'static> {
         app.dim(),
     )];
     if let Some(remote) = &app.remote {
-        spans.push(execution_span(app, remote));
+        spans.push(execution_span(app, remote, lease.is_some()));
     }
     Line::from(spans)
 }
 
+/// The holder of the run's lease while it is live (a tick at work on an S3 run).
+fn live_lease(app: &App) -> Option<String> {
+    app.state
+        .driver()
+        .filter(|lease| lease.until > app.now)
+        .map(|lease| lease.holder.clone())
+}
+
 /// `│ <execution> RUNNING · history 212/25000 · 7 ticks · next tick in 3.0s`, in the failure
-/// style once most of the history budget is used.
-fn execution_span(app: &App, remote: &RemoteInfo) -> Span<'static> {
+/// style once most of the history budget is used; for an unfinished run that no execution and
+/// no tick drives, since when it is idle and how to continue it.
+fn execution_span(app: &App, remote: &RemoteInfo, leased: bool) -> Span<'static> {
+    let finished = app.state.status().is_finished();
+    if !remote.running() && !leased && !finished {
+        let since = app.state.updated_at();
+        let ago = (app.now - since)
+            .to_std()
+            .map(format_elapsed)
+            .unwrap_or_else(|_| "0.0s".into());
+        let last = if remote.execution.is_empty() {
+            "no execution".to_string()
+        } else {
+            format!("{} {}", remote.execution, remote.status)
+        };
+        let way_out = if app.state.abort_requested() {
+            format!("finish the abort: baton abort {}", app.locator)
+        } else {
+            format!("continue: baton resume {} --remote", app.locator)
+        };
+        return Span::styled(
+            format!(
+                "  │ {last} · idle since {} ({ago} ago); nothing is driving it · {way_out}",
+                since.format("%H:%M:%S")
+            ),
+            app.style(ActionStatus::Failed),
+        );
+    }
     let next = app
         .state
         .actions()

@@ -955,7 +955,6 @@ fn remote_runs_show_the_execution_and_its_history_budget() {
         execution: "demo-fixture".into(),
         status: "RUNNING".into(),
         events: 212,
-        executions: 1,
         recent: vec![
             (t(2.0), "#40 TaskSucceeded".into()),
             (t(8.0), "#211 WaitStateEntered".into()),
@@ -1197,4 +1196,38 @@ fn a_watching_console_shows_a_running_commands_lines_within_two_seconds() {
         samples.iter().all(|lag| *lag < 2200),
         "the watcher lagged: {samples:?} ms"
     );
+}
+
+#[test]
+fn a_remote_run_that_nothing_drives_says_idle_and_how_to_continue() {
+    let mut app = demo_app();
+    edit(&mut app.state).state_machine("arn:aws:states:us-east-1:1:stateMachine:baton-runner");
+    let stopped = baton::tui::app::RemoteInfo {
+        execution: "demo-fixture".into(),
+        status: "FAILED".into(),
+        events: 40,
+        recent: vec![],
+    };
+    update(&mut app, Msg::Remote(Box::new(stopped)));
+    let text = screen(&app, 200, 48);
+    assert!(
+        text.contains("demo-fixture FAILED · idle since")
+            && text.contains("nothing is driving it")
+            && text.contains("--remote"),
+        "{text}"
+    );
+    // A run with no execution at all (its start failed) is idle too.
+    update(&mut app, Msg::Remote(Box::default()));
+    let text = screen(&app, 200, 48);
+    assert!(text.contains("no execution · idle since"), "{text}");
+    // While a tick holds the lease, someone drives it; a watching console names it.
+    app.driving = false;
+    app.driver_active = false;
+    edit(&mut app.state).driver(Some(baton_core::state::Lease {
+        holder: "baton pid 9 on ops-box tick 3".into(),
+        until: app.now + chrono::Duration::seconds(20),
+    }));
+    let text = screen(&app, 200, 48);
+    assert!(!text.contains("idle since"), "{text}");
+    assert!(text.contains("driven by baton pid 9 on ops-box"), "{text}");
 }

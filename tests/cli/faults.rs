@@ -279,3 +279,28 @@ fn ticks_that_die_on_aws_errors_end_cleanly_and_the_run_resumes() {
         },
     );
 }
+
+#[test]
+fn access_denied_on_a_run_is_an_operator_error_and_not_retried() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    let bucket_name = unique("denied");
+    rt().block_on(bucket(&s3_client(&endpoint), &bucket_name, true));
+    let proxy = Proxy::start(&endpoint);
+    // What S3 answers for a missing run to a caller without s3:ListBucket.
+    proxy.faults(Some(
+        json!({"rate": 1.0, "modes": ["deny"], "services": ["s3"]}),
+    ));
+    let locator = format!("s3://{bucket_name}/baton/runs/nope");
+    let out = aws_cmd(&scratch, &proxy.endpoint())
+        .args(["status", &locator])
+        .output()
+        .expect("baton");
+    assert_eq!(code(&out), 3, "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("access denied") && err.contains("check the run id"),
+        "{err}"
+    );
+    assert_eq!(proxy.injected(), 1, "a 403 is answered once, not retried");
+}

@@ -24,6 +24,18 @@ pub enum StoreError {
         /// The run, as users address it.
         locator: String,
     },
+    /// The store refused to read the run (S3: 403). Without `s3:ListBucket` S3 answers a
+    /// missing key with 403 too, so this is also how a missing run looks there.
+    #[error(
+        "{locator}: access denied ({message}); check the run id, and that these credentials may \
+         read the run (S3 answers 403 for a missing run to callers that may not list the bucket)"
+    )]
+    Denied {
+        /// The run.
+        locator: String,
+        /// The request S3 refused, and its answer.
+        message: String,
+    },
     /// Creating a run found one already there.
     #[error("{locator}: a run with this id already exists")]
     AlreadyExists {

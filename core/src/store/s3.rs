@@ -101,6 +101,21 @@ impl S3Store {
         }
     }
 
+    fn denied<E, R>(
+        &self,
+        what: &str,
+        err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> StoreError
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        StoreError::Denied {
+            locator: self.locator(),
+            message: format!("{what}: {}", describe(err)),
+        }
+    }
+
     fn remember(&self, version: &str, etag: Option<&str>) {
         if let (Some(etag), Ok(mut etags)) = (etag, self.etags.lock()) {
             etags.insert(version.to_string(), etag.to_string());
@@ -152,18 +167,40 @@ impl S3Store {
         Ok(())
     }
 
-    /// Uploads a file next to the run (e.g. a CloudFormation template) and returns its key.
-    pub async fn put_artifact(&self, name: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
+    /// Uploads a file next to the run (e.g. a CloudFormation template); returns its key and
+    /// the S3 version written, so the run refers to exactly these bytes. The same bytes
+    /// already there are not uploaded again (their version is returned): creating a run again
+    /// after a failure part-way then writes the same plan.
+    pub async fn put_artifact(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(String, Option<String>), StoreError> {
         let key = self.key(&format!("artifacts/{name}"));
-        self.client
+        let sha = crate::util::sha256_hex(&bytes);
+        if let Ok(head) = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            if head.metadata().and_then(|m| m.get(META_SHA)) == Some(&sha) {
+                return Ok((key, head.version_id().map(str::to_string)));
+            }
+        }
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(&key)
+            .metadata(META_SHA, &sha)
             .body(ByteStream::from(bytes))
             .send()
             .await
             .map_err(|e| self.remote("PutObject", &e))?;
-        Ok(key)
+        Ok((key, out.version_id().map(str::to_string)))
     }
 
     async fn get(
@@ -186,6 +223,7 @@ impl S3Store {
                     locator: self.locator(),
                 })
             }
+            Err(e) if denied(&e) => return Err(self.denied(&format!("GetObject {name}"), &e)),
             Err(e)
                 if matches!(
                     code(&e).as_deref(),
@@ -337,6 +375,22 @@ impl S3Store {
             };
         }
     }
+}
+
+/// S3 refused the caller (403): retrying cannot help.
+fn denied<E>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    matches!(code(err).as_deref(), Some("AccessDenied" | "Forbidden"))
+        || err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 403)
 }
 
 fn precondition_failed(code: Option<&str>) -> bool {
@@ -512,6 +566,7 @@ impl RunStore for S3Store {
                     locator: self.locator(),
                 })
             }
+            Err(e) if denied(&e) => Err(self.denied("HeadObject state.json", &e)),
             Err(e) => Err(self.remote("HeadObject", &e)),
         }
     }
