@@ -69,11 +69,31 @@ pub mod ts {
         s.serialize_str(&format(t))
     }
 
-    /// Any RFC 3339 time, converted to UTC.
+    /// Any RFC 3339 time, converted to UTC and cut to the milliseconds this format keeps, so
+    /// a document read and written again says the same (a hand-edited `…:58.123456Z` would
+    /// otherwise come back as `…:58.123Z`).
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        use chrono::SubsecRound;
         let text = std::borrow::Cow::<str>::deserialize(d)?;
         chrono::DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&chrono::Utc))
+            .map(|t| t.with_timezone(&chrono::Utc).trunc_subsecs(3))
             .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_read_back_as_they_are_written() {
+        let entry: LogEntry = serde_json::from_str(
+            r#"{"t":"2026-11-28T09:04:58.1239999Z","level":"info","msg":"m"}"#,
+        )
+        .expect("parses");
+        assert_eq!(ts::format(&entry.t), "2026-11-28T09:04:58.123Z");
+        let again: LogEntry =
+            serde_json::from_slice(&serde_json::to_vec(&entry).expect("json")).expect("parses");
+        assert_eq!(again, entry);
     }
 }
