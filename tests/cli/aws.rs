@@ -297,10 +297,21 @@ fn baton_within(
     args: &[&str],
     limit: std::time::Duration,
 ) -> std::process::Output {
-    let mut child = std::process::Command::new(baton_bin())
-        .current_dir(dir)
-        .args(args)
-        .env_remove("BATON_STORE")
+    let mut cmd = std::process::Command::new(baton_bin());
+    cmd.current_dir(dir).args(args).env_remove("BATON_STORE");
+    baton_within_cmd(cmd, limit)
+}
+
+/// Runs `cmd`, killed after `limit`.
+fn baton_within_cmd(
+    mut cmd: std::process::Command,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -766,6 +777,85 @@ fn template_files_never_share_an_upload_and_each_stack_gets_its_own() {
         object.body.collect().await.expect("body").to_vec()
     });
     assert_eq!(kept, b"not the template");
+}
+
+/// `service_role_arn` is CloudFormation's `RoleARN` (the role it creates the resources with);
+/// `role_arn` stays the role baton assumes for the calls.
+#[test]
+fn a_service_role_is_passed_to_cloudformation_on_create_update_and_delete() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    let name = unique("svcrole");
+    let role = "arn:aws:iam::123456789012:role/baton-cfn-service";
+    scratch.write("stack.json", &tagged_template("Svc", &name));
+    let plan = json!([
+        {"label": "stack", "type": "aws.create_stack",
+         "params": {"stack_name": name, "template_file": "stack.json", "service_role_arn": role}}
+    ]);
+    scratch.write("plan.json", &plan.to_string());
+    let out = baton_aws(&scratch, &endpoint, &["run", "plan.json", "--json"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let created = rt()
+        .block_on(stack(&cfn_client(&endpoint), &name))
+        .expect("stack");
+    assert_eq!(created.role_arn(), Some(role));
+    let plan = json!([
+        {"label": "gone", "type": "aws.delete_stack",
+         "params": {"stack_name": name, "service_role_arn": role}}
+    ]);
+    scratch.write("teardown.json", &plan.to_string());
+    let out = baton_aws(&scratch, &endpoint, &["run", "teardown.json", "--json"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(rt()
+        .block_on(stack(&cfn_client(&endpoint), &name))
+        .is_none());
+}
+
+/// A template too big to inline with a local store is kept as its path and read again at start,
+/// bounded: replaced by a link to a device in between, it is refused without being read.
+#[test]
+fn a_template_file_read_at_start_is_bounded_too() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    scratch.write("big.yaml", &format!("# {}\n", "x".repeat(60_000)));
+    let plan = json!([
+        {"label": "swap", "type": "system.command",
+         "params": {"command": "rm big.yaml && ln -s /dev/zero big.yaml", "shell": true}},
+        {"label": "stack", "type": "aws.create_stack", "depends_on": ["swap"],
+         "params": {"stack_name": unique("big"), "template_file": "big.yaml"}}
+    ]);
+    scratch.write("plan.json", &plan.to_string());
+    let mut cmd = aws_cmd(&scratch, &endpoint);
+    cmd.args(["run", "plan.json", "--json"]);
+    let out = baton_within_cmd(cmd, QUICK);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let error = json(&out)["actions"]["stack"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.starts_with("params.template_file: ") && error.contains("is outside"),
+        "{error}"
+    );
+
+    // Unchanged, it fails saying how to deploy it.
+    std::fs::remove_file(scratch.path().join("big.yaml")).expect("rm link");
+    scratch.write("big.yaml", &format!("# {}\n", "x".repeat(60_000)));
+    let mut alone = plan[1].clone();
+    alone.as_object_mut().expect("action").remove("depends_on");
+    scratch.write("plan.json", &json!([alone]).to_string());
+    let mut cmd = aws_cmd(&scratch, &endpoint);
+    cmd.args(["run", "plan.json", "--json"]);
+    let out = baton_within_cmd(cmd, QUICK);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let error = json(&out)["actions"]["stack"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("big.yaml is larger than 51200 bytes, CloudFormation's limit for a template sent inline; run with an S3 store"),
+        "{error}"
+    );
 }
 
 #[test]
