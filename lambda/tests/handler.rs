@@ -804,6 +804,36 @@ fn the_functions_settings_follow_the_template_and_default_to_safe() {
                 && s["Effect"].as_str() == Some("Deny")),
         "the runner's own stack is denied"
     );
+    let stack_rights = statements
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("StackActions"))
+        .expect("StackActions");
+    let resource = match &stack_rights["Resource"] {
+        serde_yaml::Value::Tagged(tagged) => tagged.value.as_str().unwrap_or_default().to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        resource.ends_with(":stack/${StackNamePrefix}*"),
+        "{resource}"
+    );
+    // Service roles can be passed, and only to CloudFormation.
+    let pass = statements
+        .iter()
+        .filter_map(|s| match s {
+            serde_yaml::Value::Tagged(tagged) if tagged.tag == "!If" => tagged.value.get(1),
+            _ => None,
+        })
+        .find(|s| s["Sid"].as_str() == Some("PassServiceRoles"))
+        .expect("PassServiceRoles");
+    assert_eq!(pass["Action"].as_str(), Some("iam:PassRole"));
+    assert_eq!(
+        pass["Condition"]["StringEquals"]["iam:PassedToService"].as_str(),
+        Some("cloudformation.amazonaws.com")
+    );
+    assert_eq!(
+        reference(&pass["Resource"]).as_deref(),
+        Some("CloudFormationServiceRoleArns")
+    );
 
     let vars = |pairs: &'static [(&'static str, &'static str)]| {
         move |name: &str| {

@@ -782,7 +782,7 @@ fn template_files_never_share_an_upload_and_each_stack_gets_its_own() {
 /// `service_role_arn` is CloudFormation's `RoleARN` (the role it creates the resources with);
 /// `role_arn` stays the role baton assumes for the calls.
 #[test]
-fn a_service_role_is_passed_to_cloudformation_on_create_update_and_delete() {
+fn a_service_role_is_passed_to_cloudformation_on_create_and_delete() {
     let Some(endpoint) = endpoint() else { return };
     let scratch = Scratch::new();
     let name = unique("svcrole");

@@ -67,21 +67,18 @@ pub type Parameters = BTreeMap<String, Value>;
 /// here would otherwise surface as CloudFormation's "role is invalid or cannot be assumed"
 /// minutes into a deployment.
 fn check_service_role(arn: Option<&str>) -> Result<(), crate::actions::ParamsProblem> {
-    match arn {
-        Some(arn)
-            if !crate::template::is_template(arn)
-                && !(arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/")) =>
-        {
-            Err(crate::actions::ParamsProblem::new(
-                "service_role_arn",
-                format!(
-                    "\"{arn}\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>): the role \
-                     CloudFormation assumes to create, update and delete the stack's resources"
-                ),
-            ))
-        }
-        _ => Ok(()),
+    let Some(arn) = arn else { return Ok(()) };
+    let role = arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/");
+    if role || crate::template::is_template(arn) {
+        return Ok(());
     }
+    Err(crate::actions::ParamsProblem::new(
+        "service_role_arn",
+        format!(
+            "\"{arn}\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>): the role \
+             CloudFormation assumes to create, update and delete the stack's resources"
+        ),
+    ))
 }
 
 /// `Params::target`: where an action's calls go (its region, and the role for its account).
