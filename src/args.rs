@@ -65,6 +65,25 @@ pub struct DriveArgs {
     pub take_over: bool,
 }
 
+/// How a new run reads its `template_file`s.
+#[derive(Debug, Clone, Args)]
+pub struct TemplateArgs {
+    /// Read `template_file`s outside the action file's folder too (through `..`, absolute
+    /// paths or symlinks); by default they are refused.
+    #[arg(long)]
+    pub allow_template_outside: bool,
+}
+
+impl TemplateArgs {
+    pub fn reach(&self) -> crate::templates::TemplateReach {
+        if self.allow_template_outside {
+            crate::templates::TemplateReach::Anywhere
+        } else {
+            crate::templates::TemplateReach::BesideActionFile
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     pub file: PathBuf,
@@ -74,6 +93,8 @@ pub struct RunArgs {
     /// Use this run id instead of a generated one.
     #[arg(long)]
     pub run_id: Option<String>,
+    #[command(flatten)]
+    pub templates: TemplateArgs,
     #[command(flatten)]
     pub drive: DriveArgs,
     #[command(flatten)]

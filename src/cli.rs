@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::args::{AwsArgs, DriveArgs, PlanFormat, RetryArgs, RunArgs, StoreArgs};
+use crate::args::{AwsArgs, DriveArgs, PlanFormat, RetryArgs, RunArgs, StoreArgs, TemplateArgs};
 use crate::{commands, Failure};
 
 #[derive(Debug, Parser)]
@@ -100,6 +100,8 @@ pub enum Command {
         /// The runner's state machine (output StateMachineArn of cloudformation/runner.yaml).
         #[arg(long, env = "BATON_STATE_MACHINE")]
         state_machine: String,
+        #[command(flatten)]
+        templates: TemplateArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -215,8 +217,12 @@ async fn dispatch(command: Command) -> crate::CommandResult {
             vars,
             run_id,
             state_machine,
+            templates,
             store,
-        } => commands::run::submit(&file, &vars, run_id, &store, &state_machine).await,
+        } => {
+            let reach = templates.reach();
+            commands::run::submit(&file, &vars, run_id, reach, &store, &state_machine).await
+        }
         Command::Run(args) => commands::run::run(args).await,
         Command::Resume {
             run,

@@ -1,19 +1,42 @@
 //! `template_file` params: resolved when a run is created, so the stored plan is
 //! self-contained. With an S3 store the file is uploaded next to the run and referenced by URL;
-//! with a local store a small template is inlined as `template_body`.
+//! with a local store a small template is inlined as `template_body`. Only files in the action
+//! file's folder are read unless the operator allows others, and none beyond CloudFormation's
+//! size limits.
 
 use std::path::Path;
 
+use baton_core::actions::aws::template_file::{self, Reach};
 use baton_core::{ActionIdx, ActionType, Plan};
 use serde_json::Value;
 
 use crate::locator::AnyStore;
 use crate::Failure;
 
-/// CloudFormation's limit for an inline template body.
-const MAX_TEMPLATE_BODY: usize = 51_200;
+/// Which template files a run may read: those in the action file's folder (the default), or
+/// any (`--allow-template-outside`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateReach {
+    BesideActionFile,
+    Anywhere,
+}
 
-pub async fn resolve(plan: &mut Plan, base_dir: &Path, store: &AnyStore) -> Result<(), Failure> {
+pub async fn resolve(
+    plan: &mut Plan,
+    base_dir: &Path,
+    store: &AnyStore,
+    reach: TemplateReach,
+) -> Result<(), Failure> {
+    // `plan.json`'s parent is the empty path, which names no folder to compare with.
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base_dir
+    };
+    let reach = match reach {
+        TemplateReach::BesideActionFile => Reach::Within(base_dir),
+        TemplateReach::Anywhere => Reach::Anywhere,
+    };
     for i in 0..plan.len() as ActionIdx {
         let action = plan.action(i);
         if action.action_type != ActionType::CreateStack {
@@ -22,60 +45,49 @@ pub async fn resolve(plan: &mut Plan, base_dir: &Path, store: &AnyStore) -> Resu
         let Some(file) = action.params.get("template_file").and_then(Value::as_str) else {
             continue;
         };
-        if baton_core::template::is_template(file) {
-            continue;
-        }
         let field = format!(
             "{}: actions[{i}] \"{}\": params.template_file",
             plan.source(),
             action.label
         );
-        let path = base_dir.join(file);
-        let (new, value) = resolved(&path, &action.label, store, &field).await?;
+        let read = template_file::read(&base_dir.join(file), reach, template_file::MAX_BY_URL)
+            .map_err(|refused| Failure::Invalid(format!("{field}: {refused}")))?;
+        let (new, value) = resolved(read, store, &field).await?;
         plan.replace_param(i, "template_file", new, value);
     }
     Ok(())
 }
 
 /// Which param replaces `template_file`, and its value: an uploaded template's URL (S3
-/// stores), a small template's body (local stores), or an absolute path to a big one (the
+/// stores), a small template's body (local stores), or the canonical path of a big one (the
 /// action explains at start that it needs an S3 store).
 async fn resolved(
-    path: &Path,
-    label: &str,
+    read: template_file::TemplateFile,
     store: &AnyStore,
     field: &str,
 ) -> Result<(&'static str, String), Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Failure::Invalid(format!("{field}: cannot read {}: {e}", path.display())))?;
+    let path = read.path.display().to_string();
     match store {
         AnyStore::S3(s3) => {
-            let name = format!(
-                "{}-{}",
-                label.replace('/', "_"),
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("template")
-            );
+            let name = read
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("template");
             let (key, version) = s3
-                .put_artifact(&name, bytes)
+                .put_artifact(name, read.bytes)
                 .await
-                .map_err(|e| Failure::Infra(format!("{field}: uploading: {e}")))?;
+                .map_err(|e| Failure::Infra(format!("{field}: uploading {path}: {e}")))?;
             let url = object_url(s3.bucket(), &key).await;
-            // Pinned: a later upload under the same key (another run's, a retry's) cannot
-            // change what this run deploys.
+            // Pinned as well as content-addressed: the URL names exactly the bytes read here.
             Ok(("template_url", pinned(url, version.as_deref())))
         }
-        AnyStore::Local(_) if bytes.len() <= MAX_TEMPLATE_BODY => {
-            let body = String::from_utf8(bytes).map_err(|_| {
-                Failure::Invalid(format!("{field}: {} is not UTF-8 text", path.display()))
-            })?;
+        AnyStore::Local(_) if read.bytes.len() as u64 <= template_file::MAX_INLINE => {
+            let body = String::from_utf8(read.bytes)
+                .map_err(|_| Failure::Invalid(format!("{field}: {path} is not UTF-8 text")))?;
             Ok(("template_body", body))
         }
-        AnyStore::Local(_) => {
-            let absolute = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
-            Ok(("template_file", absolute.display().to_string()))
-        }
+        AnyStore::Local(_) => Ok(("template_file", path)),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::actions::{CancelError, CheckRequest, Env, Outcome, StartRequest};
+use crate::actions::{ActionType, CancelError, CheckRequest, Env, Outcome, StartRequest};
 
 /// Runs actions. The engine calls `start` once per attempt, `check` on running actions that
 /// are due, and `cancel` on abort or timeout for types that can cancel.
@@ -37,10 +37,30 @@ impl StandardExecutor {
             env: Env::with_aws(aws),
         }
     }
+
+    /// `system.command` actions fail with `reason` instead of running: a process whose
+    /// credentials reach further than those of whoever submits runs (the Lambda runner) runs
+    /// no programs unless its deployment enables them.
+    pub fn refusing_commands(mut self, reason: impl Into<String>) -> Self {
+        self.env.commands_refused = Some(reason.into());
+        self
+    }
+
+    /// Actions that would read a file of this machine when they start (an
+    /// `aws.create_stack` `template_file`) fail with `reason` instead.
+    pub fn refusing_local_files(mut self, reason: impl Into<String>) -> Self {
+        self.env.files_refused = Some(reason.into());
+        self
+    }
 }
 
 impl Executor for StandardExecutor {
     async fn start(&self, request: StartRequest) -> Outcome {
+        if let (ActionType::Command, Some(reason)) =
+            (request.action_type, &self.env.commands_refused)
+        {
+            return Outcome::failed(reason.clone());
+        }
         request.action_type.start(&self.env, &request).await
     }
 

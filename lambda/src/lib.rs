@@ -65,6 +65,12 @@ pub struct Config {
     /// Ticks per execution before continuing in a fresh one. Each loop adds about ten history
     /// events; 2,000 ticks stay well under the 25,000-event limit.
     pub continue_after: u64,
+    /// Whether `system.command` runs here. Off unless the deployment turns it on: a command
+    /// runs with the function's role, which reaches further than whoever submits runs should.
+    pub allow_commands: bool,
+    /// Role assumed in an account an action names without a `role_arn`; the runner's IAM
+    /// policy allows assuming exactly this name.
+    pub role_name: String,
 }
 
 impl Default for Config {
@@ -72,25 +78,33 @@ impl Default for Config {
         Config {
             safety_margin: Duration::from_secs(10),
             continue_after: 2_000,
+            allow_commands: false,
+            role_name: "baton-deployer".into(),
         }
     }
 }
 
 impl Config {
-    /// `BATON_SAFETY_MARGIN_SECONDS` and `BATON_CONTINUE_AFTER_TICKS` override the defaults.
+    /// [`Config::from_vars`] of this process's environment.
     pub fn from_env() -> Self {
+        Config::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// `BATON_SAFETY_MARGIN_SECONDS`, `BATON_CONTINUE_AFTER_TICKS`, `BATON_ALLOW_COMMANDS`
+    /// (`true` turns commands on; anything else leaves them off) and `BATON_ROLE_NAME` override
+    /// the defaults; `var` looks a variable up.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let mut config = Config::default();
-        if let Some(s) = std::env::var("BATON_SAFETY_MARGIN_SECONDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        if let Some(s) = var("BATON_SAFETY_MARGIN_SECONDS").and_then(|v| v.parse().ok()) {
             config.safety_margin = Duration::from_secs(s);
         }
-        if let Some(n) = std::env::var("BATON_CONTINUE_AFTER_TICKS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        if let Some(n) = var("BATON_CONTINUE_AFTER_TICKS").and_then(|v| v.parse().ok()) {
             config.continue_after = n;
+        }
+        config.allow_commands =
+            var("BATON_ALLOW_COMMANDS").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if let Some(name) = var("BATON_ROLE_NAME").filter(|name| !name.trim().is_empty()) {
+            config.role_name = name.trim().to_string();
         }
         config
     }

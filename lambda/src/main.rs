@@ -9,8 +9,12 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_logging();
-    let aws = Aws::load(&AwsSettings::default()).await;
     let config = Config::from_env();
+    let aws = Aws::load(&AwsSettings {
+        role_name: Some(config.role_name.clone()),
+        ..AwsSettings::default()
+    })
+    .await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Input>| {
         let aws = aws.clone();
         let config = config.clone();

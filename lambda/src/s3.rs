@@ -45,9 +45,23 @@ async fn handle_input(
     static PLANS: OnceLock<PlanCache> = OnceLock::new();
     let plans = PLANS.get_or_init(PlanCache::default);
     let run = Run::open_cached(S3Store::new(client, &bucket, &run_prefix), plans).await?;
-    let executor = Arc::new(StandardExecutor::with_aws(aws));
-    handle_run(&run, &executor, input, deadline, config).await
+    let mut executor = StandardExecutor::with_aws(aws).refusing_local_files(NO_LOCAL_FILES);
+    if !config.allow_commands {
+        executor = executor.refusing_commands(COMMANDS_OFF);
+    }
+    handle_run(&run, &Arc::new(executor), input, deadline, config).await
 }
+
+/// Why a `system.command` fails in a runner that was not deployed to run commands.
+const COMMANDS_OFF: &str = "system.command is turned off in this runner: a command runs with \
+    the runner's role, so commands must be enabled on purpose. Deploy cloudformation/runner.yaml \
+    with AllowCommands=true (it sets BATON_ALLOW_COMMANDS=true on the tick function), or run \
+    this action file with `baton run` on a machine";
+
+/// Why a `template_file` still in the plan fails here: the function's own files are nobody's
+/// templates, and `baton submit` uploads template files beside the run.
+const NO_LOCAL_FILES: &str = "the runner reads no files of its own machine; `baton submit` \
+    uploads template files beside the run, so submit the action file again, or use template_url";
 
 /// `s3://bucket/prefix/runs/<run-id>` split into the bucket and the run's prefix.
 pub fn parse_run_locator(locator: &str) -> Result<(String, String), HandlerError> {

@@ -749,3 +749,168 @@ fn the_state_machine_definition_matches_the_handler() {
         assert!(output.get(field).is_some(), "output lacks {field}");
     }
 }
+
+/// What the function's settings are in a deployment: the template maps its parameters onto the
+/// environment `Config::from_vars` reads, and its defaults are the safe ones.
+#[test]
+fn the_functions_settings_follow_the_template_and_default_to_safe() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cloudformation/runner.yaml"
+    ))
+    .expect("template");
+    let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+    let reference = |value: &serde_yaml::Value| match value {
+        serde_yaml::Value::Tagged(tagged) if tagged.tag == "!Ref" => {
+            tagged.value.as_str().map(str::to_string)
+        }
+        _ => None,
+    };
+    let variables =
+        &template["Resources"]["TickFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        reference(&variables["BATON_ALLOW_COMMANDS"]).as_deref(),
+        Some("AllowCommands")
+    );
+    assert_eq!(
+        reference(&variables["BATON_ROLE_NAME"]).as_deref(),
+        Some("DeployerRoleName")
+    );
+    let parameters = &template["Parameters"];
+    assert_eq!(
+        parameters["AllowCommands"]["Default"].as_str(),
+        Some("false")
+    );
+    let prefix = parameters["StackNamePrefix"]["Default"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!prefix.is_empty(), "the runner must not reach every stack");
+    // The documented runner stack name is not one the runner may touch.
+    assert!(!"baton-runner".starts_with(prefix));
+    // One letter at least: an empty prefix would allow every stack.
+    assert_eq!(
+        parameters["StackNamePrefix"]["AllowedPattern"].as_str(),
+        Some("[a-zA-Z][a-zA-Z0-9-]*")
+    );
+    let statements = template["Resources"]["TickFunctionRole"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .expect("statements")
+        .clone();
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Sid"].as_str() == Some("NotItsOwnStack")
+                && s["Effect"].as_str() == Some("Deny")),
+        "the runner's own stack is denied"
+    );
+    let stack_rights = statements
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("StackActions"))
+        .expect("StackActions");
+    let resource = match &stack_rights["Resource"] {
+        serde_yaml::Value::Tagged(tagged) => tagged.value.as_str().unwrap_or_default().to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        resource.ends_with(":stack/${StackNamePrefix}*"),
+        "{resource}"
+    );
+    // Service roles can be passed, and only to CloudFormation.
+    let pass = statements
+        .iter()
+        .filter_map(|s| match s {
+            serde_yaml::Value::Tagged(tagged) if tagged.tag == "!If" => tagged.value.get(1),
+            _ => None,
+        })
+        .find(|s| s["Sid"].as_str() == Some("PassServiceRoles"))
+        .expect("PassServiceRoles");
+    assert_eq!(pass["Action"].as_str(), Some("iam:PassRole"));
+    assert_eq!(
+        pass["Condition"]["StringEquals"]["iam:PassedToService"].as_str(),
+        Some("cloudformation.amazonaws.com")
+    );
+    assert_eq!(
+        reference(&pass["Resource"]).as_deref(),
+        Some("CloudFormationServiceRoleArns")
+    );
+
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let off = Config::from_vars(vars(&[
+        ("BATON_ALLOW_COMMANDS", "false"),
+        ("BATON_ROLE_NAME", "ops-deployer"),
+    ]));
+    assert!(!off.allow_commands);
+    assert_eq!(off.role_name, "ops-deployer");
+    assert!(Config::from_vars(vars(&[("BATON_ALLOW_COMMANDS", "true")])).allow_commands);
+    let unset = Config::from_vars(vars(&[]));
+    assert!(!unset.allow_commands, "commands are off unless enabled");
+    assert_eq!(unset.role_name, "baton-deployer");
+}
+
+/// One tick of the deployed wiring on a fresh S3 run of `plan_json`, with `config`.
+async fn tick_in_s3(endpoint: &str, plan_json: &str, config: &Config) -> baton_core::RunState {
+    let run = new_s3_run(&s3_client(endpoint), plan_json).await;
+    let out = handle(
+        aws(endpoint),
+        Input {
+            run: run.store.locator(),
+            ..Input::default()
+        },
+        deadline(),
+        config,
+    )
+    .await
+    .expect("tick");
+    assert_eq!(out.flow_control(), "failure", "{out:?}");
+    run.load().await.expect("load").0
+}
+
+#[tokio::test]
+async fn commands_run_in_the_function_only_when_the_deployment_enables_them() {
+    let Some(endpoint) = endpoint() else { return };
+    let plan_json = json!([
+        {"label": "cmd", "type": "system.command", "params": {"command": ["sh", "-c", "echo '{\"ran\": true}'"]}},
+        {"label": "stop", "type": "system.fail", "depends_on": ["cmd"], "params": {"message": "end"}}
+    ])
+    .to_string();
+    let state = tick_in_s3(&endpoint, &plan_json, &Config::default()).await;
+    let cmd = state.action(0);
+    assert_eq!(cmd.status, baton_core::ActionStatus::Failed);
+    let error = cmd.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("system.command is turned off in this runner")
+            && error.contains("AllowCommands=true"),
+        "{error}"
+    );
+    let enabled = Config {
+        allow_commands: true,
+        ..Config::default()
+    };
+    let state = tick_in_s3(&endpoint, &plan_json, &enabled).await;
+    assert_eq!(state.action(0).status, baton_core::ActionStatus::Complete);
+    assert_eq!(state.action(0).outputs["ran"], true);
+}
+
+#[tokio::test]
+async fn the_function_reads_no_files_of_its_own_machine() {
+    let Some(endpoint) = endpoint() else { return };
+    let plan_json = json!([
+        {"label": "stack", "type": "aws.create_stack",
+         "params": {"stack_name": unique("local"), "template_file": "/etc/hostname"}}
+    ])
+    .to_string();
+    let state = tick_in_s3(&endpoint, &plan_json, &Config::default()).await;
+    let error = state.action(0).error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("params.template_file: /etc/hostname: the runner reads no files"),
+        "{error}"
+    );
+}

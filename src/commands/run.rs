@@ -16,13 +16,16 @@ use crate::locator::{self, AnyStore};
 use crate::ops;
 use crate::output::{format_elapsed, plural, PlainPrinter};
 use crate::remote::{self, RemoteRun};
+use crate::templates::TemplateReach;
 use crate::tui::ConsoleOptions;
 use crate::{CommandResult, Failure};
 
 pub async fn run(args: RunArgs) -> CommandResult {
     // Everything the user typed is checked before the run exists.
     tick_options(&args.drive)?;
-    let (run, state, version) = create(&args.file, &args.vars, args.run_id, &args.store).await?;
+    let reach = args.templates.reach();
+    let (run, state, version) =
+        create(&args.file, &args.vars, args.run_id, reach, &args.store).await?;
     drive_from(run, Some((state, version)), &args.drive).await
 }
 
@@ -32,6 +35,7 @@ pub async fn create(
     file: &std::path::Path,
     var_args: &[String],
     run_id: Option<String>,
+    reach: TemplateReach,
     store: &StoreArgs,
 ) -> Result<(Run<AnyStore>, RunState, String), Failure> {
     let loaded = super::load_plan(file)?;
@@ -60,7 +64,7 @@ pub async fn create(
     refuse_existing(&store).await?;
     let mut plan = loaded.plan;
     let base_dir = file.parent().unwrap_or(std::path::Path::new("."));
-    crate::templates::resolve(&mut plan, base_dir, &store).await?;
+    crate::templates::resolve(&mut plan, base_dir, &store, reach).await?;
     Ok(Run::create(store, plan, &run_id, vars, now).await?)
 }
 
@@ -86,6 +90,7 @@ pub async fn submit(
     file: &std::path::Path,
     var_args: &[String],
     run_id: Option<String>,
+    reach: TemplateReach,
     store: &StoreArgs,
     state_machine: &str,
 ) -> CommandResult {
@@ -97,7 +102,7 @@ pub async fn submit(
     }
     let sfn = remote::client().await;
     let state_machine = remote::check_state_machine(&sfn, state_machine).await?;
-    let (run, _, _) = create(file, var_args, run_id, store).await?;
+    let (run, _, _) = create(file, var_args, run_id, reach, store).await?;
     let locator = run.store.locator();
     let arn = state_machine.clone();
     let ((), state, _) = run

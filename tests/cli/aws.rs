@@ -289,6 +289,178 @@ fn s3_store_refuses_an_unversioned_bucket() {
     });
 }
 
+// ---- template_file reading: bounded and beside the action file (no AWS reached) ----
+
+/// `baton ARGS` in `dir`, killed after `limit` (reading a device or a FIFO used to hang).
+fn baton_within(
+    dir: &std::path::Path,
+    args: &[&str],
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(baton_bin());
+    cmd.current_dir(dir).args(args).env_remove("BATON_STORE");
+    baton_within_cmd(cmd, limit)
+}
+
+/// Runs `cmd`, killed after `limit`.
+fn baton_within_cmd(
+    mut cmd: std::process::Command,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "baton {args:?} still running after {limit:?}: {}",
+                describe(&out)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// A plan in `project/` of one stack from `file`, skipped by its condition: creating the run
+/// reads the template, nothing reaches AWS.
+fn template_project(file: &str) -> (Scratch, std::path::PathBuf) {
+    let scratch = Scratch::new();
+    let project = scratch.path().join("project");
+    std::fs::create_dir_all(&project).expect("mkdir");
+    let plan = json!([{"label": "net", "type": "aws.create_stack", "condition": "{{ false }}",
+        "params": {"stack_name": "net", "template_file": file}}]);
+    std::fs::write(project.join("plan.json"), plan.to_string()).expect("plan");
+    (scratch, project)
+}
+
+const QUICK: std::time::Duration = std::time::Duration::from_secs(20);
+
+#[test]
+fn a_template_file_outside_the_action_files_folder_is_refused_unless_allowed() {
+    let (scratch, project) = template_project("../secret.yaml");
+    std::fs::write(scratch.path().join("secret.yaml"), "password: hunter2\n").expect("secret");
+    let store = scratch.path().join("store");
+    let store = store.to_str().expect("utf-8");
+    let out = baton_within(
+        &project,
+        &["run", "plan.json", "--store", store, "--plain"],
+        QUICK,
+    );
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("plan.json: actions[0] \"net\": params.template_file: ")
+            && err.contains("../secret.yaml is outside")
+            && err.contains("--allow-template-outside"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(store).exists(), "a run was created");
+
+    // A symlink inside the folder that leads out of it is refused the same way.
+    std::os::unix::fs::symlink(
+        scratch.path().join("secret.yaml"),
+        project.join("link.yaml"),
+    )
+    .expect("symlink");
+    let plan = std::fs::read_to_string(project.join("plan.json"))
+        .expect("plan")
+        .replace("../secret.yaml", "link.yaml");
+    std::fs::write(project.join("plan.json"), &plan).expect("plan");
+    let out = baton_within(
+        &project,
+        &["run", "plan.json", "--store", store, "--plain"],
+        QUICK,
+    );
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("link.yaml is outside"),
+        "{}",
+        describe(&out)
+    );
+
+    // Allowed explicitly, it is read (and inlined).
+    let out = baton_within(
+        &project,
+        &[
+            "run",
+            "plan.json",
+            "--store",
+            store,
+            "--json",
+            "--allow-template-outside",
+            "--run-id",
+            "allowed",
+        ],
+        QUICK,
+    );
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let stored =
+        std::fs::read_to_string(std::path::Path::new(store).join("runs/allowed/actions.json"))
+            .expect("stored plan");
+    assert!(stored.contains("hunter2"), "{stored}");
+}
+
+#[test]
+fn devices_fifos_and_huge_template_files_are_refused_without_reading_them() {
+    let (scratch, project) = template_project("zero.yaml");
+    let store = scratch.path().join("store");
+    let store = store.to_str().expect("utf-8");
+    let run = |file: &str, extra: &[&str]| {
+        let plan = json!([{"label": "net", "type": "aws.create_stack", "condition": "{{ false }}",
+            "params": {"stack_name": "net", "template_file": file}}]);
+        std::fs::write(project.join("plan.json"), plan.to_string()).expect("plan");
+        let mut args = vec!["run", "plan.json", "--store", store, "--plain"];
+        args.extend_from_slice(extra);
+        baton_within(&project, &args, QUICK)
+    };
+    // /dev/zero, even when reading outside the folder is allowed.
+    let out = run("/dev/zero", &["--allow-template-outside"]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("params.template_file: /dev/zero is not a regular file"),
+        "{}",
+        describe(&out)
+    );
+    // A FIFO would block whoever opens it.
+    let fifo = project.join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let out = run("pipe.yaml", &[]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("pipe.yaml is not a regular file"),
+        "{}",
+        describe(&out)
+    );
+    // Past CloudFormation's 1 MB for a template fetched from S3.
+    std::fs::write(project.join("huge.yaml"), vec![b'#'; 1_048_577]).expect("huge");
+    let out = run("huge.yaml", &[]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(
+        stderr(&out)
+            .contains("huge.yaml is larger than 1 MB (1048576 bytes), CloudFormation's limit"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        !std::path::Path::new(store).join("runs").exists(),
+        "a run was created"
+    );
+}
+
 // ---- whole runs through the CLI, against moto ----
 
 fn copy_examples(scratch: &Scratch) {
@@ -478,6 +650,212 @@ fn multi_stack_plan_deploys_through_an_s3_store_and_tears_down_in_reverse() {
             "network stack still exists"
         );
     });
+}
+
+/// A template whose one resource and output are named after `tag`.
+fn tagged_template(tag: &str, run: &str) -> String {
+    json!({
+        "Resources": {format!("Param{tag}"): {"Type": "AWS::SSM::Parameter", "Properties": {
+            "Name": format!("/baton-test/{run}/{tag}"), "Type": "String", "Value": tag}}},
+        "Outputs": {"Which": {"Value": tag}}
+    })
+    .to_string()
+}
+
+/// Template files whose label + file name used to map to one upload key (`a` + `b-t.yaml` and
+/// `a-b` + `t.yaml`; `net/a` and `net_a` with files both named `x.yaml`): each stack is created
+/// from its own template, with its own resource. Uploads are keyed by content, and an object
+/// already under such a key with other bytes is refused, never overwritten.
+#[test]
+fn template_files_never_share_an_upload_and_each_stack_gets_its_own() {
+    let Some(endpoint) = endpoint() else { return };
+    let (state_bucket, store, scratch) = s3_scratch(&endpoint, "tplkeys");
+    let run = unique("keys");
+    let cases = [
+        ("a", "b-t.yaml", "A"),
+        ("a-b", "t.yaml", "AB"),
+        ("net/a", "one/x.yaml", "NetSlashA"),
+        ("net_a", "two/x.yaml", "NetUnderscoreA"),
+    ];
+    let mut actions = Vec::new();
+    for (label, file, tag) in cases {
+        std::fs::create_dir_all(scratch.path().join(file).parent().expect("parent"))
+            .expect("mkdir");
+        scratch.write(file, &tagged_template(tag, &run));
+        actions.push(json!({"label": label, "type": "aws.create_stack",
+            "params": {"stack_name": format!("{run}-{tag}"), "template_file": file}}));
+    }
+    scratch.write("plan.json", &Value::Array(actions).to_string());
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &[
+            "run",
+            "plan.json",
+            "--store",
+            &store,
+            "--run-id",
+            "r1",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let s3c = s3_client(&endpoint);
+    let artifacts = |run_id: &str| -> Vec<String> {
+        rt().block_on(async {
+            let listed = s3c
+                .list_objects_v2()
+                .bucket(&state_bucket)
+                .prefix(format!("p/runs/{run_id}/artifacts/"))
+                .send()
+                .await
+                .expect("list");
+            listed
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect()
+        })
+    };
+    let uploaded = artifacts("r1");
+    assert_eq!(uploaded.len(), 4, "{uploaded:?}");
+    rt().block_on(async {
+        let cfn = cfn_client(&endpoint);
+        for (label, _, tag) in cases {
+            let name = format!("{run}-{tag}");
+            let created = stack(&cfn, &name).await.expect("stack exists");
+            assert_eq!(output(&created, "Which").as_deref(), Some(tag), "{label}");
+            let resources = cfn
+                .describe_stack_resources()
+                .stack_name(&name)
+                .send()
+                .await
+                .expect("resources");
+            let logical: Vec<&str> = resources
+                .stack_resources()
+                .iter()
+                .filter_map(|r| r.logical_resource_id())
+                .collect();
+            assert_eq!(logical, vec![format!("Param{tag}").as_str()], "{label}");
+        }
+    });
+
+    // Something other than baton left other bytes under the key this template maps to.
+    let key = uploaded
+        .iter()
+        .find(|k| k.ends_with("/b-t.yaml"))
+        .expect("a's upload")
+        .replace("/runs/r1/", "/runs/r2/");
+    rt().block_on(async {
+        s3c.put_object()
+            .bucket(&state_bucket)
+            .key(&key)
+            .body(b"not the template".to_vec().into())
+            .send()
+            .await
+            .expect("put");
+    });
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &["run", "plan.json", "--store", &store, "--run-id", "r2"],
+    );
+    assert_eq!(code(&out), 3, "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("does not overwrite"),
+        "{}",
+        describe(&out)
+    );
+    let kept = rt().block_on(async {
+        let object = s3c
+            .get_object()
+            .bucket(&state_bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("get");
+        object.body.collect().await.expect("body").to_vec()
+    });
+    assert_eq!(kept, b"not the template");
+}
+
+/// `service_role_arn` is CloudFormation's `RoleARN` (the role it creates the resources with);
+/// `role_arn` stays the role baton assumes for the calls.
+#[test]
+fn a_service_role_is_passed_to_cloudformation_on_create_and_delete() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    let name = unique("svcrole");
+    let role = "arn:aws:iam::123456789012:role/baton-cfn-service";
+    scratch.write("stack.json", &tagged_template("Svc", &name));
+    let plan = json!([
+        {"label": "stack", "type": "aws.create_stack",
+         "params": {"stack_name": name, "template_file": "stack.json", "service_role_arn": role}}
+    ]);
+    scratch.write("plan.json", &plan.to_string());
+    let out = baton_aws(&scratch, &endpoint, &["run", "plan.json", "--json"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let created = rt()
+        .block_on(stack(&cfn_client(&endpoint), &name))
+        .expect("stack");
+    assert_eq!(created.role_arn(), Some(role));
+    let plan = json!([
+        {"label": "gone", "type": "aws.delete_stack",
+         "params": {"stack_name": name, "service_role_arn": role}}
+    ]);
+    scratch.write("teardown.json", &plan.to_string());
+    let out = baton_aws(&scratch, &endpoint, &["run", "teardown.json", "--json"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(rt()
+        .block_on(stack(&cfn_client(&endpoint), &name))
+        .is_none());
+}
+
+/// A template too big to inline with a local store is kept as its path and read again at start,
+/// bounded: replaced by a link to a device in between, it is refused without being read.
+#[test]
+fn a_template_file_read_at_start_is_bounded_too() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    scratch.write("big.yaml", &format!("# {}\n", "x".repeat(60_000)));
+    let plan = json!([
+        {"label": "swap", "type": "system.command",
+         "params": {"command": "rm big.yaml && ln -s /dev/zero big.yaml", "shell": true}},
+        {"label": "stack", "type": "aws.create_stack", "depends_on": ["swap"],
+         "params": {"stack_name": unique("big"), "template_file": "big.yaml"}}
+    ]);
+    scratch.write("plan.json", &plan.to_string());
+    let mut cmd = aws_cmd(&scratch, &endpoint);
+    cmd.args(["run", "plan.json", "--json"]);
+    let out = baton_within_cmd(cmd, QUICK);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let error = json(&out)["actions"]["stack"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.starts_with("params.template_file: ") && error.contains("is outside"),
+        "{error}"
+    );
+
+    // Unchanged, it fails saying how to deploy it.
+    std::fs::remove_file(scratch.path().join("big.yaml")).expect("rm link");
+    scratch.write("big.yaml", &format!("# {}\n", "x".repeat(60_000)));
+    let mut alone = plan[1].clone();
+    alone.as_object_mut().expect("action").remove("depends_on");
+    scratch.write("plan.json", &json!([alone]).to_string());
+    let mut cmd = aws_cmd(&scratch, &endpoint);
+    cmd.args(["run", "plan.json", "--json"]);
+    let out = baton_within_cmd(cmd, QUICK);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let error = json(&out)["actions"]["stack"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("big.yaml is larger than 51200 bytes, CloudFormation's limit for a template sent inline; run with an S3 store"),
+        "{error}"
+    );
 }
 
 #[test]

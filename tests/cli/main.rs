@@ -11,3 +11,4 @@ mod e2e;
 mod faults;
 mod live;
 mod moto;
+mod runner;

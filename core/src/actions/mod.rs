@@ -139,18 +139,26 @@ pub(crate) trait Behaviour: Schema {
     }
 }
 
-/// What actions may reach while they run: AWS access when this process has it.
+/// What actions may reach while they run: AWS access when this process has it, and the local
+/// machine (programs, files) unless this process refuses it (the Lambda runner does).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Env {
     #[cfg(feature = "aws")]
     aws: Option<std::sync::Arc<crate::aws::Aws>>,
+    /// Why `system.command` is refused here, if it is.
+    pub(crate) commands_refused: Option<String>,
+    /// Why reading local files at start (a `template_file`) is refused here, if it is.
+    pub(crate) files_refused: Option<String>,
 }
 
 impl Env {
     /// Actions with AWS access.
     #[cfg(feature = "aws")]
     pub(crate) fn with_aws(aws: std::sync::Arc<crate::aws::Aws>) -> Self {
-        Env { aws: Some(aws) }
+        Env {
+            aws: Some(aws),
+            ..Env::default()
+        }
     }
 
     #[cfg(feature = "aws")]

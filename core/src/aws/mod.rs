@@ -186,6 +186,10 @@ impl Aws {
                 .configure(&self.base)
                 .build()
                 .await;
+            let provider = AssumedRole {
+                role_arn: role_arn.clone(),
+                provider,
+            };
             builder = builder.credentials_provider(SharedCredentialsProvider::new(provider));
         }
         let config = builder.build();
@@ -207,6 +211,105 @@ impl Aws {
     pub async fn s3(&self, target: &Target) -> s3::Client {
         self.clients(target).await.1
     }
+}
+
+/// The role an action's calls are made with: STS's refusal names the role and says why, where
+/// the SDK would report a transport error with STS's answer buried in it.
+#[derive(Debug)]
+struct AssumedRole {
+    role_arn: String,
+    provider: aws_config::sts::AssumeRoleProvider,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for AssumedRole {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            self.provider.provide_credentials().await.map_err(|err| {
+                aws_credential_types::provider::error::CredentialsError::provider_error(
+                    RoleRefused::from_error(&self.role_arn, &err),
+                )
+            })
+        })
+    }
+}
+
+/// STS would not give credentials for a role.
+#[derive(Debug)]
+struct RoleRefused {
+    role_arn: String,
+    /// STS's `Code: message`, or what went wrong on the way.
+    words: String,
+    retryable: bool,
+}
+
+impl RoleRefused {
+    fn from_error(role_arn: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        type AssumeRoleFailure = aws_smithy_runtime_api::client::result::SdkError<
+            aws_sdk_sts::operation::assume_role::AssumeRoleError,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >;
+        let sts = std::iter::successors(Some(err), |e| e.source())
+            .find_map(|e| e.downcast_ref::<AssumeRoleFailure>());
+        let (words, retryable) = match sts {
+            Some(sts) => (sts_words(sts), retryable(sts)),
+            None => (
+                aws_smithy_types::error::display::DisplayErrorContext(err).to_string(),
+                true,
+            ),
+        };
+        RoleRefused {
+            role_arn: role_arn.to_string(),
+            words,
+            retryable,
+        }
+    }
+}
+
+impl std::fmt::Display for RoleRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot assume role {} (sts:AssumeRole): {}",
+            self.role_arn, self.words
+        )
+    }
+}
+
+impl std::error::Error for RoleRefused {}
+
+/// STS's words, also when an emulator's error document is not the one the SDK parses: the
+/// `<Code>` and `<Message>` of the raw answer.
+fn sts_words<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    if let SdkError::ServiceError(service) = err {
+        if service.err().code().is_none() {
+            let body = format!("{:?}", service.raw());
+            let field = |name: &str| {
+                let open = format!("<{name}>");
+                let start = body.find(&open)? + open.len();
+                let end = body[start..].find(&format!("</{name}>"))?;
+                Some(body[start..start + end].to_string())
+            };
+            if let (Some(code), Some(message)) = (field("Code"), field("Message")) {
+                return format!("{code}: {message}");
+            }
+        }
+    }
+    describe(err)
+}
+
+/// A credentials failure somewhere in `err`'s causes: a role STS refused.
+fn role_refused<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a RoleRefused> {
+    std::iter::successors(Some(err), |e| e.source()).find_map(|e| e.downcast_ref::<RoleRefused>())
 }
 
 /// The service's own words for an SDK error: `Code: message`, or the transport problem.
@@ -232,6 +335,9 @@ where
         }
         SdkError::TimeoutError(_) => "the request timed out".into(),
         SdkError::DispatchFailure(failure) => match failure.as_connector_error() {
+            Some(e) if role_refused(e).is_some() => {
+                role_refused(e).map(ToString::to_string).unwrap_or_default()
+            }
             Some(e) => format!(
                 "cannot reach AWS: {}",
                 aws_smithy_types::error::display::DisplayErrorContext(e)
@@ -262,9 +368,11 @@ where
 {
     use aws_smithy_runtime_api::client::result::SdkError;
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
+        SdkError::DispatchFailure(failure) => failure
+            .as_connector_error()
+            .and_then(|e| role_refused(e))
+            .is_none_or(|refused| refused.retryable),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(_) => matches!(
             code(err).as_deref(),
             Some(

@@ -167,40 +167,80 @@ impl S3Store {
         Ok(())
     }
 
-    /// Uploads a file next to the run (e.g. a CloudFormation template); returns its key and
-    /// the S3 version written, so the run refers to exactly these bytes. The same bytes
-    /// already there are not uploaded again (their version is returned): creating a run again
-    /// after a failure part-way then writes the same plan.
+    /// Uploads a file next to the run (e.g. a CloudFormation template) under a key named by
+    /// the sha256 of its bytes, `artifacts/<sha256>/<name>`; returns the key and the S3 version
+    /// written, so the run refers to exactly these bytes. Keys of different bytes never collide
+    /// whatever the files and actions are called, and nothing is overwritten (`If-None-Match`):
+    /// the same bytes already there are not uploaded again (their version is returned), so
+    /// creating a run again after a failure part-way writes the same plan.
     pub async fn put_artifact(
         &self,
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<(String, Option<String>), StoreError> {
-        let key = self.key(&format!("artifacts/{name}"));
         let sha = crate::util::sha256_hex(&bytes);
-        if let Ok(head) = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            if head.metadata().and_then(|m| m.get(META_SHA)) == Some(&sha) {
-                return Ok((key, head.version_id().map(str::to_string)));
-            }
+        let key = self.key(&format!("artifacts/{sha}/{}", artifact_name(name)));
+        if let Some(version) = self.artifact_there(&key, &sha).await? {
+            return Ok((key, version));
         }
-        let out = self
+        let result = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(&key)
+            .if_none_match("*")
             .metadata(META_SHA, &sha)
             .body(ByteStream::from(bytes))
             .send()
-            .await
-            .map_err(|e| self.remote("PutObject", &e))?;
-        Ok((key, out.version_id().map(str::to_string)))
+            .await;
+        match result {
+            Ok(out) => Ok((key, out.version_id().map(str::to_string))),
+            // Another upload of these bytes won the race (or our own write's answer was lost).
+            Err(e) if precondition_failed(code(&e).as_deref()) => {
+                match self.artifact_there(&key, &sha).await? {
+                    Some(version) => Ok((key, version)),
+                    None => Err(self.remote("PutObject", &e)),
+                }
+            }
+            Err(e) => Err(self.remote("PutObject", &e)),
+        }
+    }
+
+    /// `Some(version)` when `key` holds the bytes whose sha256 is `sha`; `None` when it is
+    /// free. An object there with other bytes (written by something other than baton) is an
+    /// error: it is never overwritten.
+    async fn artifact_there(
+        &self,
+        key: &str,
+        sha: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        match head {
+            Ok(head)
+                if head
+                    .metadata()
+                    .and_then(|m| m.get(META_SHA))
+                    .map(String::as_str)
+                    == Some(sha) =>
+            {
+                Ok(Some(head.version_id().map(str::to_string)))
+            }
+            Ok(_) => Err(StoreError::Remote {
+                locator: self.locator(),
+                message: format!(
+                    "s3://{}/{key} already holds other bytes than its name says; baton does not \
+                     overwrite it (remove it, or create the run under another id)",
+                    self.bucket
+                ),
+            }),
+            Err(_) => Ok(None),
+        }
     }
 
     async fn get(
@@ -250,6 +290,27 @@ impl S3Store {
             .into_bytes();
         // Without a copy where the body arrived in one piece (a 12 MB state at 100k actions).
         Ok((Vec::from(bytes), version_id))
+    }
+}
+
+/// A file name as it may appear in an artifact's key and URL: letters, digits, `.`, `-` and
+/// `_` (anything else becomes `_`), at most 100 characters. Only a label for people: the
+/// sha256 before it is what tells artifacts apart.
+fn artifact_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    match cleaned.trim_start_matches('.') {
+        "" => "template".to_string(),
+        _ => cleaned,
     }
 }
 

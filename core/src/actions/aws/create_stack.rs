@@ -46,6 +46,7 @@ pub struct Params {
     pub region: Option<String>,
     pub account: Option<AccountId>,
     pub role_arn: Option<String>,
+    pub service_role_arn: Option<String>,
     pub on_failure: Option<String>,
     pub timeout_in_minutes: Option<u32>,
 }
@@ -62,6 +63,19 @@ impl Params {
                 "give exactly one of template_url, template_body or template_file",
             ));
         }
+        if self
+            .template_file
+            .as_deref()
+            .is_some_and(crate::template::is_template)
+        {
+            return Err(ParamsProblem::new(
+                "template_file",
+                "name the file as it is, without a template: baton reads it when the run is \
+                 created, before templates render; use template_url or template_body for a \
+                 template that depends on the run",
+            ));
+        }
+        super::check_service_role(self.service_role_arn.as_deref())?;
         if let Some(mode) = &self.on_failure {
             if !["DO_NOTHING", "ROLLBACK", "DELETE"].contains(&mode.as_str()) {
                 return Err(ParamsProblem::new(
@@ -83,6 +97,7 @@ mod calls {
 
     use super::{CreateStack, Params};
     use crate::actions::aws::stacks::{self, Class};
+    use crate::actions::aws::template_file::{self, Reach};
     use crate::actions::aws::Tags;
     use crate::actions::{
         Behaviour, CancelError, CheckRequest, Env, Outcome, Schema, StartRequest,
@@ -93,7 +108,7 @@ mod calls {
     impl Behaviour for CreateStack {
         async fn start(env: &Env, params: Params, request: &StartRequest) -> Outcome {
             match env.aws() {
-                Ok(aws) => start(aws, &params, request).await,
+                Ok(aws) => start(env, aws, &params, request).await,
                 Err(outcome) => outcome,
             }
         }
@@ -117,9 +132,6 @@ mod calls {
         }
     }
 
-    /// CloudFormation accepts template bodies up to this size; bigger ones need a URL.
-    const MAX_TEMPLATE_BODY: usize = 51_200;
-
     fn text(value: &Value) -> String {
         match value {
             Value::String(s) => s.clone(),
@@ -127,7 +139,7 @@ mod calls {
         }
     }
 
-    async fn start(aws: &Aws, p: &Params, request: &StartRequest) -> Outcome {
+    async fn start(env: &Env, aws: &Aws, p: &Params, request: &StartRequest) -> Outcome {
         let client = aws.cfn(&p.target(aws)).await;
         let token = request.idempotency_token();
         let since = chrono::Utc::now();
@@ -161,12 +173,15 @@ mod calls {
                             p.stack_name
                         ))
                     }
-                    _ => return update(&client, p, request, &token, &stack.id, since).await,
+                    _ => {
+                        let stack = (stack.id.as_str(), since);
+                        return update(env, &client, p, request, &token, stack).await;
+                    }
                 }
             }
             Ok(None) => {}
         }
-        let (template_url, template_body) = match template(p) {
+        let (template_url, template_body) = match template(env, p) {
             Ok(template) => template,
             Err(e) => return Outcome::failed(e),
         };
@@ -178,7 +193,8 @@ mod calls {
             .set_template_body(template_body)
             .set_parameters(parameters(p))
             .set_tags(Some(create_tags(p, &token)))
-            .set_capabilities(capabilities(p));
+            .set_capabilities(capabilities(p))
+            .set_role_arn(p.service_role_arn.clone());
         if let Some(mode) = &p.on_failure {
             call = call.on_failure(OnFailure::from(mode.as_str()));
         }
@@ -205,14 +221,14 @@ mod calls {
     }
 
     async fn update(
+        env: &Env,
         client: &aws_sdk_cloudformation::Client,
         p: &Params,
         request: &StartRequest,
         token: &str,
-        stack_id: &str,
-        since: chrono::DateTime<chrono::Utc>,
+        (stack_id, since): (&str, chrono::DateTime<chrono::Utc>),
     ) -> Outcome {
-        let (template_url, template_body) = match template(p) {
+        let (template_url, template_body) = match template(env, p) {
             Ok(template) => template,
             Err(e) => return Outcome::failed(e),
         };
@@ -224,7 +240,8 @@ mod calls {
             .set_template_body(template_body)
             .set_parameters(parameters(p))
             .set_tags(tags(p))
-            .set_capabilities(capabilities(p));
+            .set_capabilities(capabilities(p))
+            .set_role_arn(p.service_role_arn.clone());
         match call.send().await {
             Ok(_) => {
                 request
@@ -364,9 +381,11 @@ mod calls {
         })
     }
 
-    /// (template_url, template_body): exactly one is set. A `template_file` is read here when
-    /// the run was not given one uploaded next to it.
-    fn template(p: &Params) -> Result<(Option<String>, Option<String>), String> {
+    /// (template_url, template_body): exactly one is set. A `template_file` is still here
+    /// when the run was created with a local store and the template is too big to inline
+    /// (creation wrote its canonical path); it is read again, bounded, so the action fails
+    /// saying what to do, and where this process reads no local files it is refused.
+    fn template(env: &Env, p: &Params) -> Result<(Option<String>, Option<String>), String> {
         if let Some(url) = &p.template_url {
             return Ok((Some(url.clone()), None));
         }
@@ -374,16 +393,30 @@ mod calls {
             return Ok((None, Some(body.clone())));
         }
         if let Some(file) = &p.template_file {
-            let body = std::fs::read_to_string(file)
-                .map_err(|e| format!("params.template_file: cannot read {file}: {e}"))?;
-            if body.len() > MAX_TEMPLATE_BODY {
-                return Err(format!(
-                    "params.template_file: {file} is {} bytes; CloudFormation takes at most {MAX_TEMPLATE_BODY} inline. Run with an S3 store (--store s3://…) so baton uploads it, or use template_url",
-                    body.len()
-                ));
-            }
-            return Ok((None, Some(body)));
+            return read_at_start(env, file).map(|body| (None, Some(body)));
         }
         Err("params: give one of template_url, template_body or template_file".into())
+    }
+
+    fn read_at_start(env: &Env, file: &str) -> Result<String, String> {
+        let field = "params.template_file";
+        if let Some(reason) = &env.files_refused {
+            return Err(format!("{field}: {file}: {reason}"));
+        }
+        let path = std::path::Path::new(file);
+        // Creation writes the canonical path; anything else was not written by baton.
+        let folder = match path.parent() {
+            Some(folder) if path.is_absolute() => folder,
+            _ => {
+                return Err(format!(
+                    "{field}: {file} is not the absolute path baton writes when it creates a run; \
+                     name template files in the action file (read when the run is created) or \
+                     use template_url"
+                ))
+            }
+        };
+        let read = template_file::read(path, Reach::Within(folder), template_file::MAX_INLINE)
+            .map_err(|refused| format!("{field}: {refused}"))?;
+        String::from_utf8(read.bytes).map_err(|_| format!("{field}: {file} is not UTF-8 text"))
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::AccountId;
-use crate::actions::{Mode, Schema, TypeSpec};
+use crate::actions::{Mode, ParamsProblem, Schema, TypeSpec};
 
 /// The `aws.delete_stack` type.
 pub struct DeleteStack;
@@ -19,6 +19,10 @@ impl Schema for DeleteStack {
         replay_safe: true,
     };
     type Params = Params;
+
+    fn validate(params: &Params) -> Result<(), ParamsProblem> {
+        super::check_service_role(params.service_role_arn.as_deref())
+    }
 }
 
 /// Params of `aws.delete_stack`.
@@ -30,6 +34,7 @@ pub struct Params {
     pub region: Option<String>,
     pub account: Option<AccountId>,
     pub role_arn: Option<String>,
+    pub service_role_arn: Option<String>,
 }
 
 super::aws_target!(Params);
@@ -78,6 +83,7 @@ mod calls {
             .delete_stack()
             .stack_name(&stack.id)
             .client_request_token(request.idempotency_token())
+            .set_role_arn(p.service_role_arn.clone())
             .send()
             .await
         {

@@ -12,6 +12,7 @@ pub mod empty_bucket;
 pub mod get_stack_outputs;
 #[cfg(feature = "aws")]
 pub(crate) mod stacks;
+pub mod template_file;
 pub mod upload_context;
 
 /// An AWS account id, written as a string or (as in older action files) a number.
@@ -60,6 +61,25 @@ pub struct Tag {
 /// Stack parameters: values are strings in CloudFormation; numbers and booleans are accepted
 /// and turned into their text.
 pub type Parameters = BTreeMap<String, Value>;
+
+/// `service_role_arn`: the role CloudFormation itself assumes for the stack's resources
+/// (its `RoleARN`), as opposed to `role_arn`, the role baton assumes to make the calls. A typo
+/// here would otherwise surface as CloudFormation's "role is invalid or cannot be assumed"
+/// minutes into a deployment.
+fn check_service_role(arn: Option<&str>) -> Result<(), crate::actions::ParamsProblem> {
+    let Some(arn) = arn else { return Ok(()) };
+    let role = arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/");
+    if role || crate::template::is_template(arn) {
+        return Ok(());
+    }
+    Err(crate::actions::ParamsProblem::new(
+        "service_role_arn",
+        format!(
+            "\"{arn}\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>): the role \
+             CloudFormation assumes to create, update and delete the stack's resources"
+        ),
+    ))
+}
 
 /// `Params::target`: where an action's calls go (its region, and the role for its account).
 macro_rules! aws_target {
