@@ -18,6 +18,7 @@ pub mod log;
 pub(crate) mod merge;
 pub(crate) mod model;
 pub(crate) mod payload;
+pub mod process;
 pub mod redact;
 pub mod run;
 pub mod scheduler;
