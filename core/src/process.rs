@@ -432,6 +432,75 @@ mod tests {
         assert!(!group_exists(1));
     }
 
+    /// A shell in its own process group with a child, both ignoring SIGTERM; the pids of the
+    /// shell and its child.
+    fn stubborn_tree() -> (std::process::Child, u32) {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the sleeper's pid");
+        let sleeper = line.trim().parse().expect("pid");
+        (child, sleeper)
+    }
+
+    fn running(pid: u32) -> bool {
+        stat(pid).is_some_and(|s| !s.is_zombie())
+    }
+
+    #[tokio::test]
+    async fn a_group_that_ignores_sigterm_is_killed_after_its_grace_period() {
+        let (mut child, sleeper) = stubborn_tree();
+        let pgid = child.id();
+        let record = ProcessRecord::new(pgid, Duration::from_millis(200));
+        assert_eq!(record.whereabouts(), Whereabouts::Alive);
+        assert!(group_alive(pgid) && running(sleeper));
+        let result = stop_group(pgid, record.grace()).await;
+        let _ = child.wait();
+        assert!(result.killed && result.gone, "{result:?}");
+        assert!(result.took >= Duration::from_millis(200), "{result:?}");
+        assert!(!running(sleeper), "the grandchild survived");
+        assert!(!group_alive(pgid));
+        assert_eq!(record.whereabouts(), Whereabouts::Gone);
+        assert!(result
+            .describe()
+            .contains("SIGKILL after the 200ms grace period"));
+    }
+
+    #[tokio::test]
+    async fn a_group_that_obeys_sigterm_ends_without_sigkill() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh");
+        let pgid = child.id();
+        let result = stop_group(pgid, Duration::from_secs(5)).await;
+        let _ = child.wait();
+        assert!(!result.killed && result.gone, "{result:?}");
+        assert!(result.took < Duration::from_secs(2), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn kill_all_kills_every_listed_group_at_once() {
+        let (mut child, sleeper) = stubborn_tree();
+        let guard = GroupGuard::new(child.id(), false);
+        assert!(kill_all() >= 1);
+        assert!(wait_until_gone(child.id(), Duration::from_secs(2), STOP_POLL).await);
+        let _ = child.wait();
+        assert!(!running(sleeper));
+        drop(guard);
+    }
+
     #[test]
     fn this_process_is_found_alive_and_a_made_up_record_is_not() {
         let own = std::process::id();

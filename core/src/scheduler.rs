@@ -124,6 +124,7 @@ impl<'p> Scheduler<'p> {
             max_parallel: max_parallel.unwrap_or(usize::MAX).max(1),
             changed: Vec::new(),
         };
+        let aborting = state.abort_requested;
         for &idx in &plan.order {
             let adopt = adopted.contains(&idx);
             if state.action(idx).status == ActionStatus::Running
@@ -151,7 +152,8 @@ impl<'p> Scheduler<'p> {
             scheduler.unmet[idx as usize] = unmet;
             let entry = state.action_mut(idx);
             match (entry.status, blocker) {
-                (ActionStatus::Pending, Some(blocker)) => {
+                // Under an abort, what has not started is cancelled rather than blocked.
+                (ActionStatus::Pending, Some(blocker)) if !aborting => {
                     entry.block(blocker);
                     scheduler.changed.push(idx);
                 }
