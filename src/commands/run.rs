@@ -244,12 +244,12 @@ pub(crate) fn print_stopped(run: &Run<AnyStore>, state: &RunState, cause: StopCa
     let status = state.status();
     if status.is_finished() {
         say(&format!(
-            "run {} {status} after {cause}; re-run what did not finish: baton retry {locator} --failed",
+            "run {} {status} (stopped by {cause}); re-run what did not finish: baton retry {locator} --failed",
             state.run_id()
         ));
     } else {
         say(&format!(
-            "run paused ({status}) after {cause}; continue it with: baton resume {locator}"
+            "run paused ({status}, stopped by {cause}); continue it with: baton resume {locator}"
         ));
     }
 }
