@@ -120,6 +120,10 @@ const LEASE: Duration = Duration::from_secs(30);
 /// 128: deeper outputs would be saved fine and then never read back.
 const MAX_OUTPUT_NESTING: usize = 100;
 
+/// The longest grace period of a command stopped in a tick with a hard deadline (Lambda): the
+/// stop, the save and the answer must fit in the function's safety margin.
+const HARD_DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
 /// How often a tick with work in flight looks for changes made by operators (an abort stops
 /// running commands this soon): cheap on a local store, a request on S3.
 const WATCH_LOCAL: Duration = Duration::from_millis(250);
@@ -780,7 +784,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             (None, false) => None,
         };
         let started = self.started_tx.clone();
-        let control = Control::new(self.halt.subscribe(), move |record| {
+        let mut control = Control::new(self.halt.subscribe(), move |record| {
             // The receiver outlives every running action; a record after the tick ended is moot.
             let _ = started.send(Started {
                 idx,
@@ -788,6 +792,9 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
                 record,
             });
         });
+        if self.options.hard_deadline {
+            control = control.with_max_grace(HARD_DEADLINE_GRACE);
+        }
         StartRequest {
             run_id: self.state.run_id.clone(),
             label: action.label.clone(),

@@ -120,6 +120,7 @@ impl LogSink {
 pub struct Control {
     stop: Option<watch::Receiver<Option<StopCause>>>,
     started: Option<Arc<dyn Fn(ProcessRecord) + Send + Sync>>,
+    max_grace: Option<Duration>,
 }
 
 impl fmt::Debug for Control {
@@ -143,7 +144,20 @@ impl Control {
         Control {
             stop: Some(stop),
             started: Some(Arc::new(started)),
+            max_grace: None,
         }
+    }
+
+    /// Caps grace periods: a tick with a hard deadline (Lambda) must fit a stop into its
+    /// safety margin.
+    pub(crate) fn with_max_grace(mut self, max: Duration) -> Self {
+        self.max_grace = Some(max);
+        self
+    }
+
+    /// `grace`, within the cap.
+    pub(crate) fn grace(&self, grace: Duration) -> Duration {
+        self.max_grace.map_or(grace, |max| grace.min(max))
     }
 
     /// Resolves once a stop is asked for (at once if it already was); never without one.

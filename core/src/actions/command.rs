@@ -184,7 +184,7 @@ async fn run(params: &Params, request: &StartRequest) -> Outcome {
         Err(problem) => return problem.into_outcome(),
     };
     let grace = match params.grace() {
-        Ok(grace) => grace,
+        Ok(grace) => request.control.grace(grace),
         Err(problem) => return Outcome::failed(problem),
     };
     let mut child = match spawn(params, &argv) {
