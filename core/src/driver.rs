@@ -458,7 +458,8 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
     /// Starts what is ready and folds outcomes back in until nothing is in flight.
     async fn pump(&mut self) -> Result<(), RunError> {
         // While work is in flight, look for operator changes (an abort from another terminal,
-        // a re-execute) once a second, so they are merged now rather than at the next save.
+        // a re-execute) often, so they are merged, and an abort stops running commands, now
+        // rather than at the next save.
         let every = if self.run.store.needs_lease() {
             WATCH_REMOTE
         } else {

@@ -190,7 +190,7 @@ impl<'p> Scheduler<'p> {
             "interrupted: outcome unknown (baton stopped while it ran{whereabouts}); check its \
              effects, then re-execute it or mark it idempotent"
         );
-        self.fail(state, idx, now, error);
+        entry.fail(error, now);
     }
 
     /// An adopted command (see [`Scheduler::adopting`]) ended on its own while baton watched
@@ -198,8 +198,11 @@ impl<'p> Scheduler<'p> {
     pub(crate) fn orphan_ended(&mut self, state: &mut RunState, idx: ActionIdx, now: Timestamp) {
         self.release(idx);
         self.settle_interrupted(state, idx, now);
-        if state.action(idx).status == ActionStatus::Pending {
-            self.ready.push(Reverse(idx));
+        match state.action(idx).status {
+            ActionStatus::Pending => self.ready.push(Reverse(idx)),
+            // Under an abort, what has not started is cancelled rather than blocked.
+            ActionStatus::Failed if !state.abort_requested => self.block_descendants(state, idx),
+            _ => {}
         }
     }
 
