@@ -534,3 +534,45 @@ fn resume_after_sigkill_reports_a_command_interrupted_only_once_it_has_ended() {
     let error = error_of(&summary, "cmd");
     assert!(error.starts_with("interrupted: outcome unknown"), "{error}");
 }
+
+/// `baton abort` on a run whose driver was SIGKILLed while a command runs: nobody drives the
+/// run, so `abort` carries it out itself, and stops that command (it still runs on this host)
+/// rather than leaving it behind.
+#[test]
+fn abort_of_a_run_whose_driver_died_stops_its_still_running_command() {
+    let scratch = plan()
+        .shell("cmd", "sleep 30 & echo $! > sleeper; wait")
+        .no_op("after")
+        .after(&["cmd"])
+        .scratch();
+    let mut baton = Baton::spawn(
+        &scratch,
+        &["run", "plan.json", "--plain", "--run-id", "d"],
+        None,
+    );
+    recorded_pid(&scratch, "d", "cmd");
+    let sleeper = pids(&scratch, "sleeper", 1)[0];
+    let mut child = baton.0.take().expect("child");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        alive(sleeper),
+        "SIGKILL of baton must not reach the command"
+    );
+
+    let asked = Instant::now();
+    let out = scratch.exits(&["abort", "d"], 0);
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(!alive(sleeper), "the abort left the command running");
+    let text = stdout(&out);
+    assert!(text.starts_with("run d aborted\n"), "{text}");
+    assert!(
+        text.contains("stopped       cmd: SIGTERM to its process group; it ended after"),
+        "{text}"
+    );
+    assert!(text.contains("not started   after (1)"), "{text}");
+}
