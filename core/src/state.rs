@@ -399,6 +399,8 @@ impl ActionState {
     pub(crate) fn cancel_pending(&mut self) {
         self.status = ActionStatus::Cancelled;
         self.next_check_at = None;
+        // An earlier stop (a signal) of an attempt that was to run again is not this abort's.
+        self.stop = None;
         self.error = Some("aborted by an operator before it started".into());
     }
 
