@@ -386,7 +386,7 @@ impl ActionState {
             now,
             Level::Warn,
             format!(
-                "attempt {} was stopped by baton ({}: {}); it runs again when the run is \
+                "attempt {} was stopped by baton on {} ({}); it runs again when the run is \
                  resumed (idempotent)",
                 self.attempt, record.cause, record.detail
             ),
