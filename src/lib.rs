@@ -27,6 +27,7 @@ pub mod ops;
 pub mod output;
 pub mod params;
 pub mod remote;
+pub mod signals;
 pub mod templates;
 pub mod tui;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use baton_core::driver::{self, Observer, Silent, TickOptions, TickReport};
 use baton_core::scheduler::{apply_reexecute, preview_reexecute, Preview, Reexecute};
 use baton_core::store::DriverGuard;
-use baton_core::{Run, RunError, RunState, RunStatus, RunStore, StoreError};
+use baton_core::{ActionStatus, Run, RunError, RunState, RunStatus, RunStore, StoreError};
 use chrono::Utc;
 
 use crate::locator::AnyStore;
@@ -33,7 +33,7 @@ pub async fn tick(run: &Run<AnyStore>) -> Result<TickReport, RunError> {
 }
 
 /// What an abort did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Aborted {
     /// The run had already finished: nothing changed.
     AlreadyFinished { run_id: String, status: RunStatus },
@@ -42,6 +42,10 @@ pub enum Aborted {
         run_id: String,
         stopped: Stopped,
         honoured: Honoured,
+        /// The run's state once the abort was carried out (here, or by the process driving
+        /// the run while `abort` waited for it), for its stop report; `None` while that is
+        /// still under way.
+        settled: Option<Box<RunState>>,
     },
 }
 
@@ -111,18 +115,22 @@ async fn request_abort(
         None => Stopped::NotAsked,
         Some(_) => Stopped::NoExecution,
     };
-    let honoured = if driven_here {
-        Honoured::ByDriver
+    let (honoured, settled) = if driven_here {
+        (Honoured::ByDriver, None)
     } else {
-        match settle_abort(run).await? {
-            Some(status) => Honoured::Here(status),
-            None => Honoured::ByDriver,
+        match settle_abort_here(run).await? {
+            Some(state) => (Honoured::Here(state.status()), Some(Box::new(state))),
+            None => (
+                Honoured::ByDriver,
+                wait_for_driver(run).await?.map(Box::new),
+            ),
         }
     };
     Ok(Aborted::Requested {
         run_id: state.run_id().to_string(),
         stopped,
         honoured,
+        settled,
     })
 }
 
@@ -141,6 +149,7 @@ async fn abort_remote(
         run_id: run_id.to_string(),
         stopped,
         honoured,
+        settled: None,
     };
     if let Some(who) = hard {
         let cause = format!("run {run_id} aborted by an operator {who}");
@@ -194,16 +203,52 @@ async fn settle_once_released(run: &Run<AnyStore>) -> Result<Honoured, Failure> 
 /// driver has it after all (its lock, its S3 lease, or a save that raced this tick's): that
 /// driver honours the request itself.
 pub async fn settle_abort(run: &Run<AnyStore>) -> Result<Option<RunStatus>, Failure> {
+    Ok(settle_abort_here(run).await?.map(|state| state.status()))
+}
+
+async fn settle_abort_here(run: &Run<AnyStore>) -> Result<Option<RunState>, Failure> {
     let _guard = match run.store.lock_driver() {
         Ok(guard) => guard,
         Err(StoreError::Busy { .. }) => return Ok(None),
         Err(other) => return Err(other.into()),
     };
     match tick(run).await {
-        Ok(report) => Ok(Some(report.status())),
+        Ok(report) => Ok(Some(report.state)),
         Err(RunError::Store(StoreError::Busy { .. })) => Ok(None),
         Err(e) if e.is_conflict() => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Time for a driver to notice an abort (it looks once a second at most, and between ticks
+/// four times a second), stop what it runs and save, on top of its commands' grace periods.
+const ABORT_SLACK: Duration = Duration::from_secs(3);
+
+/// Waits for the process driving the run to carry out the abort: as long as the longest grace
+/// period of the commands it must stop, plus [`ABORT_SLACK`]. The run's state once it has
+/// finished, or `None` if it has not by then.
+async fn wait_for_driver(run: &Run<AnyStore>) -> Result<Option<RunState>, Failure> {
+    let (mut state, mut version) = run.load().await?;
+    let grace = state
+        .actions()
+        .iter()
+        .filter(|a| a.status == ActionStatus::Running)
+        .filter_map(|a| a.process.as_deref())
+        .map(|p| p.grace())
+        .max()
+        .unwrap_or_default();
+    let until = Instant::now() + grace + ABORT_SLACK;
+    loop {
+        if state.status().is_finished() {
+            return Ok(Some(state));
+        }
+        if Instant::now() >= until {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if run.store.head().await? != version {
+            (state, version) = run.load().await?;
+        }
     }
 }
 

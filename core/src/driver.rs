@@ -7,24 +7,25 @@
 //! effects) and `finish` (decide what next, save once more).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::actions::{CancelError, CheckRequest, LogSink, Mode, Outcome, StartRequest};
+use crate::actions::{CancelError, CheckRequest, Control, LogSink, Mode, Outcome, StartRequest};
 use crate::executor::Executor;
 use crate::log::{Level, LogEntry, Timestamp};
 use crate::log_stream::StreamWriter;
 use crate::merge::{merge_operator_change, Merged};
 use crate::model::{ActionIdx, Plan};
+use crate::process::{ProcessRecord, Whereabouts};
 use crate::redact::Secrets;
 use crate::run::{Run, RunError};
 use crate::scheduler::{rendered_params, CancelReason, Next, Scheduler, Step};
-use crate::state::{ActionState, Lease, RunState, RunStatus};
+use crate::state::{ActionState, ActionStatus, Lease, RunState, RunStatus, StopCause};
 use crate::store::{RunStore, StoreError};
 use crate::template::TemplateError;
 
@@ -38,8 +39,9 @@ pub struct TickOptions {
     pub hard_deadline: bool,
     /// Most actions running at once (instant actions do not count).
     pub max_parallel: Option<usize>,
-    /// Set (e.g. on Ctrl-C) to stop starting new work; running work finishes and is saved.
-    pub stop: Arc<AtomicBool>,
+    /// Set (a signal to baton, quitting the console) to stop: nothing new starts, running
+    /// commands are stopped (see [`StopSwitch`]), the state is saved and the tick returns.
+    pub stop: StopSwitch,
     /// Take the run over even if another driver's lease on it has not lapsed (the operator
     /// knows that driver is dead). Only stores without a driver lock use leases.
     pub take_over: bool,
@@ -47,7 +49,7 @@ pub struct TickOptions {
 
 impl TickOptions {
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.requested().is_some()
     }
 }
 
@@ -57,8 +59,56 @@ impl Default for TickOptions {
             budget: Duration::from_secs(60),
             hard_deadline: false,
             max_parallel: None,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: StopSwitch::default(),
             take_over: false,
+        }
+    }
+}
+
+/// Asks the drivers that share it to stop: they start nothing more, stop running commands
+/// (SIGTERM to each command's process group, its grace period, then SIGKILL), fold what that
+/// did into the state, save, and return. Waits and stacks are left as they are: a later
+/// `resume` picks them up. The first request's cause is the one recorded.
+#[derive(Debug, Clone)]
+pub struct StopSwitch {
+    tx: Arc<watch::Sender<Option<StopCause>>>,
+}
+
+impl Default for StopSwitch {
+    fn default() -> Self {
+        StopSwitch {
+            tx: Arc::new(watch::Sender::new(None)),
+        }
+    }
+}
+
+impl StopSwitch {
+    /// Asks for a stop; returns false when one was asked for already.
+    pub fn request(&self, cause: StopCause) -> bool {
+        self.tx.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(cause);
+            }
+            first
+        })
+    }
+
+    /// The cause of the stop asked for, if any.
+    pub fn requested(&self) -> Option<StopCause> {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once a stop is asked for.
+    async fn wait(&self) -> StopCause {
+        let mut rx = self.tx.subscribe();
+        loop {
+            if let Some(cause) = *rx.borrow_and_update() {
+                return cause;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
@@ -71,8 +121,14 @@ const LEASE: Duration = Duration::from_secs(30);
 /// 128: deeper outputs would be saved fine and then never read back.
 const MAX_OUTPUT_NESTING: usize = 100;
 
-/// How often a tick with work in flight looks for changes made by operators.
-const WATCH: Duration = Duration::from_secs(1);
+/// The longest grace period of a command stopped in a tick with a hard deadline (Lambda): the
+/// stop, the save and the answer must fit in the function's safety margin.
+const HARD_DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a tick with work in flight looks for changes made by operators (an abort stops
+/// running commands this soon): cheap on a local store, a request on S3.
+const WATCH_LOCAL: Duration = Duration::from_millis(250);
+const WATCH_REMOTE: Duration = Duration::from_secs(1);
 
 /// Names one tick in leases: readable in `baton status`, unique across machines and ticks
 /// (two drivers in one process — the console and a CLI call — must not share a lease).
@@ -151,6 +207,15 @@ struct LogLine {
 enum TaskResult {
     Outcome(Outcome),
     Cancelled(CancelReason, Result<(), CancelError>),
+    /// A command an earlier baton process started, watched until it ended by itself.
+    OrphanEnded,
+}
+
+/// A command's process record, on its way to the state.
+struct Started {
+    idx: ActionIdx,
+    attempt: u32,
+    record: ProcessRecord,
 }
 
 type Joined = Result<(tokio::task::Id, (ActionIdx, TaskResult)), tokio::task::JoinError>;
@@ -163,6 +228,10 @@ enum Event {
     RenewLease,
     /// Time to look for operator changes.
     Watch,
+    /// Someone asked this process to stop (a signal, quitting the console).
+    Stop,
+    /// A command started: where its processes are.
+    Started(Started),
     Log(LogLine),
     /// Log lines have waited long enough: append them to their live streams.
     FlushLogs,
@@ -273,6 +342,10 @@ struct Tick<'r, S, E> {
     streams: StreamWriter,
     tasks: JoinSet<(ActionIdx, TaskResult)>,
     task_actions: HashMap<tokio::task::Id, ActionIdx>,
+    started_tx: mpsc::UnboundedSender<Started>,
+    started_rx: mpsc::UnboundedReceiver<Started>,
+    /// Tells running commands to stop, and why; `Some` once the tick has asked.
+    halt: watch::Sender<Option<StopCause>>,
     /// Side effects whose start or end is not yet saved: a crash must not lose them.
     unsaved_effects: bool,
     /// An abort merged later in the tick is carried out by the next tick, with a fresh
@@ -290,11 +363,15 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
         saved: Saved,
     ) -> Self {
         let plan: &'r Plan = &run.plan;
-        let scheduler = Scheduler::new(plan, &mut state, Utc::now(), options.max_parallel);
+        let orphans = live_orphans(plan, &state);
+        let adopted: Vec<ActionIdx> = orphans.iter().map(|(idx, _)| *idx).collect();
+        let scheduler =
+            Scheduler::adopting(plan, &mut state, Utc::now(), options.max_parallel, &adopted);
         let secrets = Secrets::for_run(plan, &state);
         let (log_tx, log_rx) = mpsc::unbounded_channel();
+        let (started_tx, started_rx) = mpsc::unbounded_channel();
         let abort_handled = state.abort_requested;
-        Tick {
+        let mut tick = Tick {
             run,
             plan,
             executor,
@@ -310,8 +387,63 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             streams: StreamWriter::default(),
             tasks: JoinSet::new(),
             task_actions: HashMap::new(),
+            started_tx,
+            started_rx,
+            halt: watch::Sender::new(None),
             unsaved_effects: false,
             abort_handled,
+        };
+        for (idx, record) in orphans {
+            tick.watch_orphan(idx, record);
+        }
+        tick
+    }
+
+    /// Watches a command an earlier baton process started and that still runs on this host,
+    /// instead of reporting it interrupted (or replaying it beside itself).
+    fn watch_orphan(&mut self, idx: ActionIdx, record: ProcessRecord) {
+        let action = self.plan.action(idx);
+        let entry = self.state.action(idx);
+        let elapsed = entry
+            .started_at
+            .and_then(|t| (Utc::now() - t).to_std().ok())
+            .unwrap_or_default();
+        let timeout = action.timeout;
+        let limit = timeout.map(|t| t.saturating_sub(elapsed));
+        let log = self.log_sink(idx);
+        log.send(
+            Level::Warn,
+            format!(
+                "attempt {} is still running (pid {}, started by an earlier baton process); \
+                 waiting for it to end instead of starting a second copy",
+                entry.attempt, record.pid
+            ),
+        );
+        let mut control = Control::new(self.halt.subscribe(), |_| {});
+        let handle = self.tasks.spawn(async move {
+            let result =
+                match crate::process::watch_orphan(&record, limit, timeout, &mut control).await {
+                    Some(outcome) => TaskResult::Outcome(outcome),
+                    None => TaskResult::OrphanEnded,
+                };
+            (idx, result)
+        });
+        self.task_actions.insert(handle.id(), idx);
+    }
+
+    /// Tells running commands to stop, once, when an abort or a stop has been asked for.
+    fn halt_if_asked(&mut self) {
+        if self.halt.borrow().is_some() {
+            return;
+        }
+        let cause = if self.state.abort_requested {
+            Some(StopCause::Abort)
+        } else {
+            self.options.stop.requested()
+        };
+        if let Some(cause) = cause {
+            tracing::info!(%cause, "stopping running commands");
+            self.halt.send_replace(Some(cause));
         }
     }
 
@@ -335,10 +467,17 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
     /// Starts what is ready and folds outcomes back in until nothing is in flight.
     async fn pump(&mut self) -> Result<(), RunError> {
         // While work is in flight, look for operator changes (an abort from another terminal,
-        // a re-execute) once a second, so they are merged now rather than at the next save.
-        let mut watch = tokio::time::interval_at(tokio::time::Instant::now() + WATCH, WATCH);
+        // a re-execute) often, so they are merged, and an abort stops running commands, now
+        // rather than at the next save.
+        let every = if self.run.store.needs_lease() {
+            WATCH_REMOTE
+        } else {
+            WATCH_LOCAL
+        };
+        let mut watch = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.halt_if_asked();
             if !self.state.abort_requested {
                 self.start_ready().await?;
             }
@@ -346,7 +485,8 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
                 break;
             }
             match self.next_event(&mut watch).await {
-                Event::Due => {}
+                Event::Due | Event::Stop => {}
+                Event::Started(started) => self.on_started(started).await?,
                 Event::RenewLease => {
                     if let Some(lease) = self.state.driver.as_mut() {
                         lease.until = lease_until();
@@ -421,10 +561,13 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
         };
         let watching = !self.state.abort_requested;
         let flush = self.streams.due();
+        let halted = self.halt.borrow().is_some();
         tokio::select! {
             _ = tokio::time::sleep(due) => Event::Due,
             _ = tokio::time::sleep(renew.unwrap_or(Duration::MAX)), if renew.is_some() => Event::RenewLease,
             _ = watch.tick(), if watching => Event::Watch,
+            _ = self.options.stop.wait(), if !halted => Event::Stop,
+            Some(started) = self.started_rx.recv() => Event::Started(started),
             Some(line) = self.log_rx.recv() => Event::Log(line),
             _ = tokio::time::sleep_until(flush.unwrap_or_else(tokio::time::Instant::now)), if flush.is_some() => Event::FlushLogs,
             Some(joined) = self.tasks.join_next_with_id() => Event::Joined(joined),
@@ -448,6 +591,9 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
         while let Ok(line) = self.log_rx.try_recv() {
             self.record_log(line);
         }
+        while let Ok(started) = self.started_rx.try_recv() {
+            self.record_started(started);
+        }
         crate::fault::point("after_executor");
         let now = Utc::now();
         match result {
@@ -459,6 +605,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
                 self.scheduler
                     .apply_cancel(&mut self.state, idx, reason, result, now)
             }
+            TaskResult::OrphanEnded => self.scheduler.orphan_ended(&mut self.state, idx, now),
         }
         self.unsaved_effects |= has_side_effects(self.plan, idx);
         self.notify_changes();
@@ -545,6 +692,31 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             tracing::debug!(action = self.plan.label(idx), status = %action.status, attempt = action.attempt, "action changed");
             self.observer.action_changed(self.plan, idx, action);
         }
+    }
+
+    /// Saves a command's process record at once: a baton that dies from here on leaves enough
+    /// behind for `resume` to find the command still running.
+    async fn on_started(&mut self, started: Started) -> Result<(), RunError> {
+        let mut changed = self.record_started(started);
+        while let Ok(more) = self.started_rx.try_recv() {
+            changed |= self.record_started(more);
+        }
+        if changed {
+            self.saved.save(self.run, &mut self.state).await?;
+            self.observer
+                .saved(self.plan, &self.state, &self.saved.version);
+        }
+        Ok(())
+    }
+
+    /// Puts a process record in its action's state, unless that attempt is over already.
+    fn record_started(&mut self, started: Started) -> bool {
+        let entry = self.state.action_mut(started.idx);
+        let current = entry.status == ActionStatus::Running && entry.attempt == started.attempt;
+        if current {
+            entry.record_process(started.record);
+        }
+        current
     }
 
     fn record_log(&mut self, line: LogLine) {
@@ -640,6 +812,18 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             (None, true) => Some(budget_left),
             (None, false) => None,
         };
+        let started = self.started_tx.clone();
+        let mut control = Control::new(self.halt.subscribe(), move |record| {
+            // The receiver outlives every running action; a record after the tick ended is moot.
+            let _ = started.send(Started {
+                idx,
+                attempt,
+                record,
+            });
+        });
+        if self.options.hard_deadline {
+            control = control.with_max_grace(HARD_DEADLINE_GRACE);
+        }
         StartRequest {
             run_id: self.state.run_id.clone(),
             label: action.label.clone(),
@@ -648,6 +832,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             attempt,
             limit,
             log: self.log_sink(idx),
+            control,
         }
     }
 
@@ -669,6 +854,21 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             log: self.log_sink(idx),
         })
     }
+}
+
+/// Running commands without a handle whose process records say they still run on this host:
+/// an earlier baton process died while they ran.
+fn live_orphans(plan: &Plan, state: &RunState) -> Vec<(ActionIdx, ProcessRecord)> {
+    (0..plan.len() as ActionIdx)
+        .filter_map(|idx| {
+            let entry = state.action(idx);
+            if entry.status != ActionStatus::Running || entry.handle.is_some() {
+                return None;
+            }
+            let record = entry.process.as_deref()?;
+            (record.whereabouts() == Whereabouts::Alive).then(|| (idx, record.clone()))
+        })
+        .collect()
 }
 
 /// The version a tick last saved, and whether any of its saves merged an operator's change

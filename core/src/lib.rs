@@ -19,6 +19,7 @@ pub mod log_stream;
 pub(crate) mod merge;
 pub(crate) mod model;
 pub(crate) mod payload;
+pub mod process;
 pub mod redact;
 pub mod run;
 pub mod scheduler;

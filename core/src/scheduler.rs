@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::actions::{CancelError, Mode, Outcome, RunView};
 use crate::duration::format_duration;
 use crate::model::{ActionIdx, Plan};
-use crate::state::{ActionStatus, Level, RunState, Timestamp};
+use crate::state::{ActionStatus, Level, RunState, StopCause, StopFate, StopRecord, Timestamp};
 use crate::template::{self, Context, TemplateError};
 
 /// Work for the driver to hand to an executor.
@@ -118,6 +118,20 @@ impl<'p> Scheduler<'p> {
         now: Timestamp,
         max_parallel: Option<usize>,
     ) -> Self {
+        Self::adopting(plan, state, now, max_parallel, &[])
+    }
+
+    /// [`Scheduler::new`], except that the interrupted commands in `adopted` are still running
+    /// on this host (an earlier baton process died while they ran): they stay `running`, in
+    /// flight, while the driver watches them, and are settled by [`Scheduler::orphan_ended`]
+    /// or [`Scheduler::apply`].
+    pub(crate) fn adopting(
+        plan: &'p Plan,
+        state: &mut RunState,
+        now: Timestamp,
+        max_parallel: Option<usize>,
+        adopted: &[ActionIdx],
+    ) -> Self {
         let mut scheduler = Scheduler {
             plan,
             unmet: vec![0; plan.len()],
@@ -129,9 +143,12 @@ impl<'p> Scheduler<'p> {
             max_parallel: max_parallel.unwrap_or(usize::MAX).max(1),
             changed: Vec::new(),
         };
+        let aborting = state.abort_requested;
         for &idx in &plan.order {
+            let adopt = adopted.contains(&idx);
             if state.action(idx).status == ActionStatus::Running
                 && state.action(idx).handle.is_none()
+                && !adopt
             {
                 scheduler.settle_interrupted(state, idx, now);
             }
@@ -154,7 +171,8 @@ impl<'p> Scheduler<'p> {
             scheduler.unmet[idx as usize] = unmet;
             let entry = state.action_mut(idx);
             match (entry.status, blocker) {
-                (ActionStatus::Pending, Some(blocker)) => {
+                // Under an abort, what has not started is cancelled rather than blocked.
+                (ActionStatus::Pending, Some(blocker)) if !aborting => {
                     entry.block(blocker);
                     scheduler.changed.push(idx);
                 }
@@ -164,6 +182,10 @@ impl<'p> Scheduler<'p> {
                     } else {
                         scheduler.ready.push(Reverse(idx));
                     }
+                }
+                (ActionStatus::Running, _) if adopt => {
+                    scheduler.in_flight[idx as usize] = true;
+                    scheduler.in_flight_count += 1;
                 }
                 (ActionStatus::Running, _) => scheduler.running.push(idx),
                 _ => {}
@@ -178,13 +200,28 @@ impl<'p> Scheduler<'p> {
         let entry = state.action_mut(idx);
         if action.action_type.may_replay(&action.params) {
             entry.replay_interrupted(now);
-        } else {
-            entry.fail(
-                "interrupted: outcome unknown (baton stopped while it ran); check its \
-                 effects, then re-execute it or mark it idempotent"
-                    .into(),
-                now,
-            );
+            return;
+        }
+        let whereabouts = entry.process.as_deref().map_or_else(String::new, |p| {
+            format!("; it ran as pid {} on {}", p.pid, p.host)
+        });
+        let error = format!(
+            "interrupted: outcome unknown (baton stopped while it ran{whereabouts}); check its \
+             effects, then re-execute it or mark it idempotent"
+        );
+        entry.fail(error, now);
+    }
+
+    /// An adopted command (see [`Scheduler::adopting`]) ended on its own while baton watched
+    /// it: no exit status reached baton, so it is settled like any interrupted command.
+    pub(crate) fn orphan_ended(&mut self, state: &mut RunState, idx: ActionIdx, now: Timestamp) {
+        self.release(idx);
+        self.settle_interrupted(state, idx, now);
+        match state.action(idx).status {
+            ActionStatus::Pending => self.ready.push(Reverse(idx)),
+            // Under an abort, what has not started is cancelled rather than blocked.
+            ActionStatus::Failed if !state.abort_requested => self.block_descendants(state, idx),
+            _ => {}
         }
     }
 
@@ -371,12 +408,12 @@ impl<'p> Scheduler<'p> {
     ) {
         self.release(idx);
         self.changed.push(idx);
-        let note = match &result {
-            Ok(()) => "cancelled".to_string(),
-            Err(e) => format!("could not cancel: {e}"),
-        };
         match reason {
             CancelReason::Timeout => {
+                let note = match &result {
+                    Ok(()) => "cancelled".to_string(),
+                    Err(e) => format!("could not cancel: {e}"),
+                };
                 let timeout = self.plan.action(idx).timeout.unwrap_or_default();
                 self.fail(
                     state,
@@ -385,7 +422,18 @@ impl<'p> Scheduler<'p> {
                     format!("timed out after {} ({note})", format_duration(timeout)),
                 );
             }
-            CancelReason::Abort => state.action_mut(idx).cancel(&note, now),
+            CancelReason::Abort => {
+                let (fate, detail) = match result {
+                    Ok(()) => (StopFate::Stopped, "cancelled".to_string()),
+                    Err(e) => (StopFate::LeftRunning, format!("could not cancel: {e}")),
+                };
+                let record = StopRecord {
+                    cause: StopCause::Abort,
+                    fate,
+                    detail,
+                };
+                state.action_mut(idx).cancel(record, now);
+            }
         }
     }
 
@@ -430,6 +478,37 @@ impl<'p> Scheduler<'p> {
                     _ => self.fail(state, idx, now, error),
                 }
             }
+            Outcome::Stopped { cause, detail } => {
+                self.settle_stopped(state, idx, cause, detail, now)
+            }
+        }
+    }
+
+    /// baton stopped the action's work before it finished. An abort cancels it; any other stop
+    /// (a signal, quitting the console) leaves an unknown outcome: the action runs again on
+    /// resume if that is safe, and otherwise fails for the operator to decide.
+    fn settle_stopped(
+        &mut self,
+        state: &mut RunState,
+        idx: ActionIdx,
+        cause: StopCause,
+        detail: String,
+        now: Timestamp,
+    ) {
+        let record = StopRecord {
+            cause,
+            fate: StopFate::Stopped,
+            detail,
+        };
+        let action = self.plan.action(idx);
+        if cause == StopCause::Abort {
+            state.action_mut(idx).cancel(record, now);
+        } else if action.action_type.may_replay(&action.params) {
+            state.action_mut(idx).replay_stopped(record, now);
+            self.ready.push(Reverse(idx));
+        } else {
+            state.action_mut(idx).fail_stopped(record, now);
+            self.block_descendants(state, idx);
         }
     }
 
@@ -486,8 +565,12 @@ impl<'p> Scheduler<'p> {
                     });
                 }
                 _ => {
-                    let note = action.action_type.abort_note();
-                    state.action_mut(idx).cancel(&note, now);
+                    let record = StopRecord {
+                        cause: StopCause::Abort,
+                        fate: StopFate::LeftRunning,
+                        detail: action.action_type.abort_note(),
+                    };
+                    state.action_mut(idx).cancel(record, now);
                     self.changed.push(idx);
                 }
             }

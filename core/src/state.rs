@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::model::{ActionIdx, Plan};
+use crate::process::ProcessRecord;
 
 /// The state document format this baton reads and writes; documents in another format are
 /// refused ([`StateError::Format`]).
@@ -170,6 +171,95 @@ pub struct ActionState {
     /// The action's log thread, oldest first; only the newest 200 entries are kept.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub log: VecDeque<LogEntry>,
+    /// Where a running command's processes are (saved as soon as it has started). Boxed like
+    /// `handle`: only running commands have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Box<ProcessRecord>>,
+    /// What baton did to the action's running work when it stopped it (abort, signal, quit),
+    /// or why it left it running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Box<StopRecord>>,
+}
+
+/// Why baton stopped running work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StopCause {
+    /// An operator's abort.
+    #[serde(rename = "abort")]
+    Abort,
+    /// The operator quit the console that was driving the run.
+    #[serde(rename = "quit")]
+    Quit,
+    /// baton received SIGINT (Ctrl-C).
+    #[serde(rename = "SIGINT")]
+    Interrupt,
+    /// baton received SIGTERM.
+    #[serde(rename = "SIGTERM")]
+    Terminate,
+    /// baton received SIGHUP (its terminal went away).
+    #[serde(rename = "SIGHUP")]
+    Hangup,
+}
+
+impl StopCause {
+    /// As operators read it: "an operator's abort", "SIGTERM".
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopCause::Abort => "an operator's abort",
+            StopCause::Quit => "quitting the console",
+            StopCause::Interrupt => "SIGINT",
+            StopCause::Terminate => "SIGTERM",
+            StopCause::Hangup => "SIGHUP",
+        }
+    }
+}
+
+impl fmt::Display for StopCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// What became of an action's running work when baton stopped the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopFate {
+    /// baton stopped it (a command's process group, a wait, a stack update).
+    Stopped,
+    /// It keeps running where baton cannot stop it (a stack being created, a type that cannot
+    /// cancel, a command on another host).
+    LeftRunning,
+}
+
+/// What baton did to an action's running work when it stopped the run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopRecord {
+    /// What asked for the stop.
+    pub cause: StopCause,
+    /// Stopped, or left running.
+    pub fate: StopFate,
+    /// How it was stopped, or why it was left running.
+    pub detail: String,
+}
+
+/// What a stop did to each action of a run, from the actions' [`StopRecord`]s: what both the
+/// command line and the console show after an abort.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// Running work baton stopped, and how.
+    pub stopped: Vec<(ActionIdx, String)>,
+    /// Running work left running, and why.
+    pub left_running: Vec<(ActionIdx, String)>,
+    /// Actions an abort cancelled before they started.
+    pub not_started: Vec<ActionIdx>,
+}
+
+impl StopReport {
+    /// Nothing was running and nothing was waiting to start.
+    pub fn is_empty(&self) -> bool {
+        self.stopped.is_empty() && self.left_running.is_empty() && self.not_started.is_empty()
+    }
 }
 
 #[allow(clippy::borrowed_box)] // serde hands the field as it is declared
@@ -194,6 +284,8 @@ impl Default for ActionState {
             error: None,
             blocked_by: None,
             log: VecDeque::new(),
+            process: None,
+            stop: None,
         }
     }
 }
@@ -225,7 +317,14 @@ impl ActionState {
         self.next_check_at = None;
         self.handle = None;
         self.blocked_by = None;
+        self.process = None;
+        self.stop = None;
         self.attempt
+    }
+
+    /// The attempt's command has started: where its processes are.
+    pub(crate) fn record_process(&mut self, record: ProcessRecord) {
+        self.process = Some(Box::new(record));
     }
 
     /// The attempt succeeded with `outputs`.
@@ -234,6 +333,7 @@ impl ActionState {
         self.finished_at = Some(now);
         self.next_check_at = None;
         self.handle = None;
+        self.process = None;
         self.error = None;
         *self.outputs = outputs;
     }
@@ -255,6 +355,7 @@ impl ActionState {
     ) {
         self.status = ActionStatus::Pending;
         self.handle = None;
+        self.process = None;
         self.error = Some(error);
         self.next_check_at = Some(at);
         self.log(now, Level::Warn, note);
@@ -266,22 +367,73 @@ impl ActionState {
         self.finished_at = Some(now);
         self.next_check_at = None;
         self.handle = None;
+        self.process = None;
         self.log(now, Level::Error, error.clone());
         self.error = Some(error);
     }
 
-    /// An operator's abort stopped the action (or left it running: `note` says which).
-    pub(crate) fn cancel(&mut self, note: &str, now: Timestamp) {
+    /// An operator's abort stopped the action's running work, or left it running: `record`
+    /// says which, and how or why.
+    pub(crate) fn cancel(&mut self, record: StopRecord, now: Timestamp) {
+        let what = match record.fate {
+            StopFate::Stopped => "stopped",
+            StopFate::LeftRunning => "left running",
+        };
         self.status = ActionStatus::Cancelled;
         self.finished_at = Some(now);
-        self.error = Some(format!("aborted by an operator ({note})"));
-        self.log(now, Level::Warn, format!("aborted: {note}"));
+        self.next_check_at = None;
+        self.process = None;
+        self.error = Some(format!(
+            "aborted by an operator ({what}: {})",
+            record.detail
+        ));
+        self.log(
+            now,
+            Level::Warn,
+            format!("aborted: {what}: {}", record.detail),
+        );
+        self.stop = Some(Box::new(record));
+    }
+
+    /// baton stopped the action's command before it finished (a signal, quitting the console)
+    /// and its outcome is unknown: it fails for the operator to decide, like an interruption.
+    pub(crate) fn fail_stopped(&mut self, record: StopRecord, now: Timestamp) {
+        self.fail(
+            format!(
+                "stopped by baton ({}) before it finished; outcome unknown: check its effects, \
+                 then re-execute it (baton retry --failed) or mark it idempotent",
+                record.cause
+            ),
+            now,
+        );
+        self.stop = Some(Box::new(record));
+    }
+
+    /// baton stopped the action's command before it finished; it is safe to run again, so it
+    /// is pending again as the same attempt (like an interrupted replay).
+    pub(crate) fn replay_stopped(&mut self, record: StopRecord, now: Timestamp) {
+        self.status = ActionStatus::Pending;
+        self.started_at = None;
+        self.process = None;
+        self.log(
+            now,
+            Level::Warn,
+            format!(
+                "attempt {} was stopped by baton on {} ({}); it runs again when the run is \
+                 resumed (idempotent)",
+                self.attempt, record.cause, record.detail
+            ),
+        );
+        self.attempt = self.attempt.saturating_sub(1);
+        self.stop = Some(Box::new(record));
     }
 
     /// An operator's abort came before the action started.
     pub(crate) fn cancel_pending(&mut self) {
         self.status = ActionStatus::Cancelled;
         self.next_check_at = None;
+        // An earlier stop (a signal) of an attempt that was to run again is not this abort's.
+        self.stop = None;
         self.error = Some("aborted by an operator before it started".into());
     }
 
@@ -305,6 +457,7 @@ impl ActionState {
     pub(crate) fn replay_interrupted(&mut self, now: Timestamp) {
         self.status = ActionStatus::Pending;
         self.started_at = None;
+        self.process = None;
         self.log(
             now,
             Level::Warn,
@@ -328,6 +481,8 @@ impl ActionState {
         self.outputs.clear();
         self.error = None;
         self.blocked_by = None;
+        self.process = None;
+        self.stop = None;
         self.log(
             now,
             Level::Info,
@@ -468,6 +623,24 @@ impl RunState {
         }
     }
 
+    /// What stopping the run did to each action: from the actions' stop records, and the
+    /// actions an abort cancelled before they started.
+    pub fn stop_report(&self) -> StopReport {
+        let mut report = StopReport::default();
+        for (idx, action) in self.actions.iter().enumerate() {
+            let idx = idx as ActionIdx;
+            match action.stop.as_deref() {
+                Some(record) if record.fate == StopFate::Stopped => {
+                    report.stopped.push((idx, record.detail.clone()));
+                }
+                Some(record) => report.left_running.push((idx, record.detail.clone())),
+                None if action.status == ActionStatus::Cancelled => report.not_started.push(idx),
+                None => {}
+            }
+        }
+        report
+    }
+
     /// Records the Step Functions state machine that drives the run.
     pub fn set_state_machine(&mut self, arn: Option<String>) {
         self.state_machine = arn;
@@ -579,6 +752,8 @@ impl RunState {
                     + log(&action.log)
                     + action.error.as_ref().map_or(0, |e| e.len() + 16)
                     + action.blocked_by.as_ref().map_or(0, |b| b.len() + 16)
+                    + action.process.as_ref().map_or(0, |p| p.host.len() + 160)
+                    + action.stop.as_ref().map_or(0, |s| s.detail.len() + 64)
                     + if action.outputs.is_empty() && action.handle.is_none() {
                         0
                     } else {

@@ -1001,3 +1001,77 @@ fn a_quick_command_writes_no_stream() {
         assert!(bytes.is_empty(), "its lines reach watchers with the state, sooner than a stream");
     });
 }
+
+/// What a stopped command becomes (the executor reports `Outcome::Stopped`): after a signal an
+/// idempotent one is pending again as the same attempt (and, nothing stopping this tick, runs
+/// again at once) and any other fails with an unknown outcome, blocking its dependents; after
+/// an abort it is cancelled. Each keeps a stop record, and the run's stop report lists it.
+#[test]
+fn a_stopped_command_is_replayed_failed_or_cancelled_by_what_stopped_it() {
+    use baton_core::state::{StopCause, StopFate};
+    rt().block_on(async {
+        let run = new_run(
+            r#"[{"label": "again", "type": "system.command", "params": {"command": ["true"], "idempotent": true}},
+                {"label": "once", "type": "system.command", "params": {"command": ["true"]}},
+                {"label": "after", "type": "system.no_op", "depends_on": ["once"]},
+                {"label": "aborted", "type": "system.command", "params": {"command": ["true"]}}]"#,
+        )
+        .await;
+        let stopped = |cause| Outcome::Stopped {
+            cause,
+            detail: "SIGTERM to its process group; it ended after 1ms".into(),
+        };
+        let exec = Arc::new(
+            ScriptedExecutor::new()
+                .on_start("again", [stopped(StopCause::Terminate)])
+                .on_start("once", [stopped(StopCause::Terminate)])
+                .on_start("aborted", [stopped(StopCause::Abort)]),
+        );
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("tick");
+        let state = &report.state;
+        let find = |label| state.action(run.plan.find(label).expect("label"));
+        // Nothing stopped this tick itself, so the replay runs at once, as the same attempt.
+        assert_eq!(find("again").status, ActionStatus::Complete);
+        let starts: Vec<_> = exec
+            .calls()
+            .into_iter()
+            .filter(|(label, kind, _)| label == "again" && *kind == "start")
+            .map(|(_, _, attempt)| attempt)
+            .collect();
+        assert_eq!(starts, vec![1, 1], "a replay keeps its attempt");
+        assert!(find("again").log.iter().any(|e| e
+            .msg
+            .contains("was stopped by baton on SIGTERM (SIGTERM to its process group")));
+        let once = find("once");
+        assert_eq!(once.status, ActionStatus::Failed);
+        assert!(
+            once.error.as_deref().unwrap_or_default().starts_with(
+                "stopped by baton (SIGTERM) before it finished; outcome unknown"
+            ),
+            "{:?}",
+            once.error
+        );
+        assert_eq!(find("after").status, ActionStatus::Blocked);
+        let aborted = find("aborted");
+        assert_eq!(aborted.status, ActionStatus::Cancelled);
+        assert_eq!(
+            aborted.error.as_deref(),
+            Some("aborted by an operator (stopped: SIGTERM to its process group; it ended after 1ms)")
+        );
+        let once_record = find("once").stop.as_deref().expect("stop record");
+        assert_eq!(
+            (once_record.cause, once_record.fate),
+            (StopCause::Terminate, StopFate::Stopped)
+        );
+        let report = state.stop_report();
+        assert_eq!(report.stopped.len(), 2);
+        assert!(report.left_running.is_empty() && report.not_started.is_empty());
+        // The stop records survive the state document.
+        let (saved, _) = run.load().await.expect("load");
+        for (saved, held) in saved.actions().iter().zip(state.actions()) {
+            assert_eq!((saved.status, &saved.stop), (held.status, &held.stop));
+        }
+    });
+}

@@ -1,7 +1,7 @@
 //! `baton retry` and `baton abort`.
 
 use baton_core::scheduler::{Preview, Reexecute};
-use baton_core::{Plan, RunStore};
+use baton_core::{Plan, RunState, RunStore};
 
 use crate::args::{RetryArgs, Selection, StoreArgs};
 use crate::ops::{self, Aborted, Honoured, Stopped};
@@ -108,7 +108,7 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
     } else {
         ops::abort(&run, false).await?
     };
-    let (run_id, stopped, honoured) = match aborted {
+    let (run_id, stopped, honoured, settled) = match aborted {
         Aborted::AlreadyFinished { run_id, status } => {
             eprintln!("run {run_id} has already finished ({status}); nothing to abort");
             return Err(Failure::RunFailed);
@@ -117,7 +117,8 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
             run_id,
             stopped,
             honoured,
-        } => (run_id, stopped, honoured),
+            settled,
+        } => (run_id, stopped, honoured, settled),
     };
     match stopped {
         Stopped::NotAsked => {}
@@ -126,15 +127,25 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
         ),
         Stopped::Executions(n) => crate::out!("stopped {n} running execution(s)"),
     }
-    match honoured {
-        Honoured::Here(status) => crate::out!("run {run_id} {status}"),
-        Honoured::ByDriver => crate::out!(
-            "abort requested; the process driving run {run_id} will stop it on its next check"
+    match (honoured, settled) {
+        (Honoured::Here(status), settled) => {
+            crate::out!("run {run_id} {status}");
+            if let Some(state) = settled {
+                print_stop_report(&run.plan, &state);
+            }
+        }
+        (Honoured::ByDriver, Some(state)) => {
+            crate::out!("abort requested; the process driving run {run_id} carried it out");
+            crate::out!("run {run_id} {}", state.status());
+            print_stop_report(&run.plan, &state);
+        }
+        (Honoured::ByDriver, None) => crate::out!(
+            "abort requested; the process driving run {run_id} is still stopping it (see: baton status {run_arg})"
         ),
-        Honoured::ByExecution => crate::out!(
+        (Honoured::ByExecution, _) => crate::out!(
             "abort requested; the tick in flight takes it within a second and the run's execution ends the run aborted (--hard stops the execution now)"
         ),
-        Honoured::StillHeld { holder, until } => {
+        (Honoured::StillHeld { holder, until }, _) => {
             return Err(Failure::Infra(format!(
                 "abort requested, but the stopped execution's last tick ({holder}) still holds run \
                  {run_id} (lease until {}): it takes the request itself; once it lets go, \
@@ -144,4 +155,23 @@ pub async fn abort(run_arg: &str, store: &StoreArgs, hard: bool) -> CommandResul
         }
     }
     Ok(())
+}
+
+/// What the abort did to each action: stopped (how), left running (why), not started.
+fn print_stop_report(plan: &Plan, state: &RunState) {
+    let report = state.stop_report();
+    for (idx, how) in &report.stopped {
+        crate::out!("  stopped       {}: {how}", plan.label(*idx));
+    }
+    for (idx, why) in &report.left_running {
+        crate::out!("  left running  {}: {why}", plan.label(*idx));
+    }
+    if !report.not_started.is_empty() {
+        let names: Vec<&str> = report.not_started.iter().map(|&i| plan.label(i)).collect();
+        crate::out!(
+            "  not started   {} ({})",
+            names.join(", "),
+            report.not_started.len()
+        );
+    }
 }

@@ -1,12 +1,12 @@
 //! `baton run`, `baton resume` and `baton tick`.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_core::driver::{Observer, Silent, TickOptions};
 use baton_core::run::new_run_id;
+use baton_core::state::StopCause;
 use baton_core::{Run, RunState, RunStatus, RunStore, StoreError};
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -195,16 +195,17 @@ async fn drive_from(
             run.store.locator()
         );
     }
-    let interrupts = stop_on_ctrl_c(Arc::clone(&options.stop));
+    let signals = crate::signals::watch(options.stop.clone(), announce_stop);
     let report = ops::drive(&run, &options, observer).await;
-    interrupts.abort();
+    drop(signals);
     let state = report?.state;
     let status = state.status();
-    if options.stop.load(Ordering::Relaxed) && !status.is_finished() {
-        eprintln!(
-            "run paused ({status}); continue it with: baton resume {}",
-            run.store.locator()
-        );
+    if let Some(cause) = options
+        .stop
+        .requested()
+        .filter(|_| status != RunStatus::Succeeded)
+    {
+        print_stopped(&run, &state, cause);
         return Err(Failure::RunFailed);
     }
     if args.json {
@@ -239,12 +240,20 @@ async fn drive_in_console(
     started: Instant,
 ) -> CommandResult {
     let run = Arc::new(run);
+    let stop = options.stop.clone();
     let console = ConsoleOptions {
         drive: Some(options),
         read_only,
         known,
     };
     let state = crate::tui::console(Arc::clone(&run), console).await?;
+    if let Some(cause) = stop
+        .requested()
+        .filter(|_| state.status() != RunStatus::Succeeded)
+    {
+        print_stopped(&run, &state, cause);
+        return Err(Failure::RunFailed);
+    }
     crate::out!(
         "run {} {} after {} ({})",
         state.run_id(),
@@ -258,18 +267,44 @@ async fn drive_in_console(
     succeeded(state.status())
 }
 
-/// The first Ctrl-C stops the run gently (no new actions start); a second one quits at once.
-fn stop_on_ctrl_c(stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop.store(true, Ordering::Relaxed);
-            eprintln!("\nstopping: no new actions start; waiting for running commands (Ctrl-C again to quit now)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("quitting; running commands may be reported \"interrupted\" on resume");
-                std::process::exit(130);
-            }
+/// What the first signal does, said as it happens.
+fn announce_stop(cause: StopCause) {
+    crate::signals::say(&format!(
+        "\n{cause}: stopping; no new actions start, running commands get SIGTERM (their whole \
+         process group), then SIGKILL after their grace period, and the state is saved. \
+         Send it again to quit at once."
+    ));
+}
+
+/// After a stop: what was stopped and how to continue (on stderr: stdout may be a pipe
+/// expecting a summary, and the terminal may be gone).
+pub(crate) fn print_stopped(run: &Run<AnyStore>, state: &RunState, cause: StopCause) {
+    let say = crate::signals::say;
+    let locator = run.store.locator();
+    for (idx, how) in state.stop_report().stopped {
+        let action = state.action(idx);
+        let then = match action.status {
+            baton_core::ActionStatus::Pending => "it runs again on resume (idempotent)",
+            _ => "outcome unknown: it is marked failed",
+        };
+        if action.stop.as_ref().is_some_and(|s| s.cause == cause) {
+            say(&format!(
+                "  ■ {}: stopped ({how}); {then}",
+                run.plan.label(idx)
+            ));
         }
-    })
+    }
+    let status = state.status();
+    if status.is_finished() {
+        say(&format!(
+            "run {} {status} (stopped by {cause}); re-run what did not finish: baton retry {locator} --failed",
+            state.run_id()
+        ));
+    } else {
+        say(&format!(
+            "run paused ({status}, stopped by {cause}); continue it with: baton resume {locator}"
+        ));
+    }
 }
 
 /// Exit 1 unless the run succeeded.

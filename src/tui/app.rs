@@ -36,6 +36,9 @@ pub enum Msg {
     Flash(String),
     /// The Step Functions execution driving a remote run, polled in the background.
     Remote(Box<RemoteInfo>),
+    /// baton got a signal (SIGTERM, SIGHUP, …): close the console; the engine, if this
+    /// process runs one, is already stopping.
+    Stop(baton_core::state::StopCause),
 }
 
 /// Step Functions' history limit per execution.
@@ -80,6 +83,8 @@ pub enum Overlay {
     },
     ConfirmAbort,
     ConfirmQuit,
+    /// What the abort that just ended the run stopped, left running, and never started.
+    AbortReport,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -381,7 +386,13 @@ impl App {
 
 /// The only place app state changes.
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    let was_finished = app.state.status().is_finished();
     let effects = on_message(app, msg);
+    // An abort that ends the run while the console watches (from here or from anywhere) is
+    // followed by its report.
+    if !was_finished && app.state.status() == RunStatus::Aborted && app.overlay.is_none() {
+        app.overlay = Some(Overlay::AbortReport);
+    }
     app.refresh_params();
     effects
 }
@@ -415,6 +426,11 @@ fn on_message(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Flash(text) => app.flash = Some(text),
         Msg::Remote(info) => app.remote = Some(*info),
+        Msg::Stop(cause) => {
+            app.flash = Some(format!("{cause}: closing"));
+            app.quit = true;
+            return vec![Effect::Quit];
+        }
     }
     Vec::new()
 }
@@ -721,7 +737,7 @@ fn on_overlay_key(app: &mut App, overlay: Overlay, key: KeyEvent) -> Vec<Effect>
         KeyCode::Char('n') | KeyCode::Esc | KeyCode::Char('q')
     );
     match overlay {
-        Overlay::Help => {}
+        Overlay::Help | Overlay::AbortReport => {}
         Overlay::ConfirmAbort if yes => return vec![Effect::Abort],
         Overlay::ConfirmAbort if key.code == KeyCode::Char('h') && app.remote.is_some() => {
             return vec![Effect::AbortHard]

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::driver::{Observer, TickOptions};
+use baton_core::driver::{Observer, StopSwitch, TickOptions};
 use baton_core::scheduler::Reexecute;
-use baton_core::state::{ActionState, LogEntry};
+use baton_core::state::{ActionState, LogEntry, StopCause};
 use baton_core::{ActionIdx, Plan, Run, RunState, RunStore};
 use chrono::Utc;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
@@ -31,6 +31,18 @@ use crate::Failure;
 
 /// At most ~30 frames a second, and only when something changed.
 const FRAME: Duration = Duration::from_millis(33);
+
+/// The console has the terminal (raw mode, alternate screen): whoever ends the process must
+/// give it back.
+static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Gives the terminal back if the console has it (safe to call twice, and from a signal
+/// handler's task).
+pub fn restore_terminal() {
+    if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        ratatui::restore();
+    }
+}
 
 /// Whether the console should open: stdout is a terminal and no plain output was asked for.
 pub fn wanted(plain: bool, json: bool) -> bool {
@@ -95,13 +107,29 @@ pub async fn console(
     let mut app = App::new(plan, state, version, locator, Utc::now(), app_options);
     let mut terminal = ratatui::try_init()
         .map_err(|e| Failure::Infra(format!("cannot open the terminal: {e}")))?;
+    TERMINAL_TAKEN.store(true, Ordering::SeqCst);
     let size = terminal.size().unwrap_or_default();
     update(&mut app, Msg::Resize(size.width, size.height));
     let (tx, mut rx) = unbounded_channel::<Msg>();
-    let mut tasks = Tasks::start(run, options.drive, &app, tx);
+    // A console that only watches has nothing to stop, but a signal must still give the
+    // terminal back.
+    let stop = options
+        .drive
+        .as_ref()
+        .map(|o| o.stop.clone())
+        .unwrap_or_default();
+    let signals = crate::signals::watch(stop.clone(), {
+        let tx = tx.clone();
+        move |cause| {
+            let _ = tx.send(Msg::Stop(cause));
+        }
+    });
+    let mut tasks = Tasks::start(run, options.drive, stop, &app, tx);
     let result = event_loop(&mut terminal, &mut app, &mut rx, &mut tasks).await;
-    let run = tasks.stop();
-    ratatui::restore();
+    tasks.stop_watching();
+    restore_terminal();
+    let run = tasks.stop_engine(&app).await;
+    drop(signals);
     result?;
     final_state(&run, app).await
 }
@@ -180,6 +208,8 @@ struct Tasks {
     /// What the console shows, for the store poller to follow its live log.
     shown: watch::Sender<Shown>,
     drive: Option<TickOptions>,
+    /// Stops whatever engine this process runs (the one it was opened with, or a re-execute's).
+    stop: StopSwitch,
     stop_input: Arc<AtomicBool>,
     clock: JoinHandle<()>,
     poller: JoinHandle<()>,
@@ -191,6 +221,7 @@ impl Tasks {
     fn start(
         run: Arc<Run<AnyStore>>,
         drive: Option<TickOptions>,
+        stop: StopSwitch,
         app: &App,
         tx: UnboundedSender<Msg>,
     ) -> Self {
@@ -226,6 +257,7 @@ impl Tasks {
             seen,
             shown,
             drive,
+            stop,
             stop_input,
             remote,
             engine,
@@ -245,7 +277,8 @@ impl Tasks {
                     spawn_remote_reexecute(run, mode, state_machine.to_string(), tx);
                 }
                 None => {
-                    let options = self.drive.clone().unwrap_or_default();
+                    let mut options = self.drive.clone().unwrap_or_default();
+                    options.stop = self.stop.clone();
                     let observer = ChannelObserver {
                         tx,
                         seen: self.seen.clone(),
@@ -268,20 +301,37 @@ impl Tasks {
         });
     }
 
-    /// Stops everything; hands back the run.
-    fn stop(self) -> Arc<Run<AnyStore>> {
+    /// Stops what only served the console: input, clock, pollers.
+    fn stop_watching(&mut self) {
         self.stop_input.store(true, Ordering::Relaxed);
-        if let Some(options) = &self.drive {
-            options.stop.store(true, Ordering::Relaxed);
-        }
         self.clock.abort();
         self.poller.abort();
-        if let Some(remote) = self.remote {
+        if let Some(remote) = self.remote.take() {
             remote.abort();
         }
-        if let Some(engine) = self.engine {
-            engine.abort();
+    }
+
+    /// Stops the engine this process runs, if any, the documented way (no new starts; running
+    /// commands' process groups get SIGTERM, then SIGKILL after their grace period; the state
+    /// is saved) and waits for it; hands back the run. Called with the terminal restored, so
+    /// what it says is plain text, and a Ctrl-C now quits at once (see [`crate::signals`]).
+    async fn stop_engine(self, app: &App) -> Arc<Run<AnyStore>> {
+        let Some(engine) = self.engine else {
+            return self.run;
+        };
+        if !engine.is_finished() {
+            self.stop.request(StopCause::Quit);
         }
+        let running = app.state.count(baton_core::ActionStatus::Running);
+        if running > 0 && !engine.is_finished() {
+            let cause = self.stop.requested().unwrap_or(StopCause::Quit);
+            crate::signals::say(&format!(
+                "stopping ({cause}): {running} running action(s); commands get SIGTERM (their \
+                 whole process group), then SIGKILL after their grace period; waits and stacks \
+                 carry on. Ctrl-C to kill the commands at once."
+            ));
+        }
+        let _ = engine.await;
         self.run
     }
 }

@@ -723,7 +723,16 @@ fn render_overlay(app: &App, overlay: &Overlay, area: Rect, buf: &mut Buffer) {
             (" keys ", lines, 76, height)
         }
         Overlay::ConfirmAbort => (" abort the run? ", confirm_abort_lines(app), 72, 7),
-        Overlay::ConfirmQuit => (" quit? ", confirm_quit_lines(app), 76, 7),
+        Overlay::ConfirmQuit => {
+            let lines = confirm_quit_lines(app);
+            let height = lines.len() as u16 + 2;
+            (" quit? ", lines, 80, height)
+        }
+        Overlay::AbortReport => {
+            let lines = abort_report_lines(app);
+            let height = lines.len() as u16 + 2;
+            (" run aborted ", lines, 90, height)
+        }
         Overlay::Reexecute { choice, previews } => {
             let lines = reexecute_lines(app, *choice, &previews[*choice]);
             let height = lines.len() as u16 + 4;
@@ -775,12 +784,67 @@ fn confirm_abort_lines(app: &App) -> Vec<Line<'static>> {
 
 fn confirm_quit_lines(app: &App) -> Vec<Line<'static>> {
     vec![
-        Line::raw("This console is driving the run. If you quit now, running commands"),
-        Line::raw("stop and will be reported \"interrupted\"; waits and stacks carry on."),
+        Line::raw("This console is driving the run. If you quit now, nothing new starts and:"),
+        Line::raw(" · commands get SIGTERM (their whole process group), then SIGKILL after"),
+        Line::raw("   their grace period; an idempotent one runs again on resume, any other"),
+        Line::raw("   is marked failed (outcome unknown) for you to re-execute"),
+        Line::raw(" · waits and stacks carry on (a wait is a deadline; a stack keeps going"),
+        Line::raw("   in AWS); resume checks on them"),
         Line::raw(format!("Continue later with: baton resume {}", app.locator)),
         Line::raw(""),
         Line::styled("y quit · n stay", app.accent()),
     ]
+}
+
+/// What the abort stopped, left running and never started (from the actions' stop records).
+fn abort_report_lines(app: &App) -> Vec<Line<'static>> {
+    const SHOWN: usize = 12;
+    let report = app.state.stop_report();
+    let label = |idx| app.plan.label(idx).to_string();
+    let mut lines = Vec::new();
+    for (title, entries) in [
+        ("stopped", &report.stopped),
+        ("left running", &report.left_running),
+    ] {
+        if entries.is_empty() {
+            continue;
+        }
+        lines.push(Line::styled(
+            format!("{title} ({})", entries.len()),
+            app.accent(),
+        ));
+        for (idx, detail) in entries.iter().take(SHOWN) {
+            lines.push(Line::raw(format!("  {}: {detail}", label(*idx))));
+        }
+        if entries.len() > SHOWN {
+            lines.push(Line::raw(format!("  … and {} more", entries.len() - SHOWN)));
+        }
+    }
+    if !report.not_started.is_empty() {
+        let names: Vec<String> = report
+            .not_started
+            .iter()
+            .take(SHOWN)
+            .map(|&i| label(i))
+            .collect();
+        let more = report.not_started.len().saturating_sub(SHOWN);
+        let more = if more > 0 {
+            format!(", … and {more} more")
+        } else {
+            String::new()
+        };
+        lines.push(Line::styled(
+            format!("not started ({})", report.not_started.len()),
+            app.accent(),
+        ));
+        lines.push(Line::raw(format!("  {}{more}", names.join(", "))));
+    }
+    if report.is_empty() {
+        lines.push(Line::raw("nothing was running or waiting to start"));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("any key closes this report", app.dim()));
+    lines
 }
 
 /// The choices as tabs, then what the chosen one would do.

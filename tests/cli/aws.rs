@@ -4,7 +4,7 @@
 
 use aws_sdk_cloudformation as cfn;
 use aws_sdk_s3 as s3;
-use baton_core::actions::{CheckRequest, LogSink, Outcome, StartRequest};
+use baton_core::actions::{CheckRequest, Control, LogSink, Outcome, StartRequest};
 use baton_core::aws::Aws;
 use baton_core::store::s3::S3Store;
 use baton_core::{ActionType, RunStore, StoreError};
@@ -1047,6 +1047,7 @@ fn start_request(action_type: ActionType, params: Value) -> StartRequest {
         attempt: 1,
         limit: None,
         log: LogSink::discard(),
+        control: Control::none(),
     }
 }
 

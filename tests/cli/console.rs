@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use baton::tui::app::{update, App, AppOptions, Effect, Focus, Msg, Overlay, Row, View};
 use baton_core::scheduler::Reexecute;
-use baton_core::state::{Level, LogEntry, Timestamp};
+use baton_core::state::{Level, LogEntry, StopCause, StopFate, StopRecord, Timestamp};
 use baton_core::{load_path, ActionStatus, Plan, RunState, RunStatus};
 use chrono::TimeZone;
 use ratatui::backend::TestBackend;
@@ -419,6 +419,68 @@ fn abort_and_quit_ask_first() {
     assert_eq!(key(&mut watching, KeyCode::Char('q')), vec![Effect::Quit]);
 }
 
+/// SIGTERM or SIGHUP while the console is open closes it (the engine, if any, is told to stop
+/// by the same signal); the terminal is then given back.
+#[test]
+fn a_signal_closes_the_console() {
+    let mut app = demo_app();
+    let effects = update(&mut app, Msg::Stop(StopCause::Terminate));
+    assert_eq!(effects, vec![Effect::Quit]);
+    assert!(app.quit);
+}
+
+/// When an abort ends the run while the console is open, the console lists what it stopped,
+/// what it left running and what never started; any key closes the list.
+#[test]
+fn an_abort_that_ends_the_run_shows_what_it_did() {
+    let mut app = demo_app();
+    let mut state = app.state.clone();
+    edit(&mut state).status(RunStatus::Aborted);
+    let plan = Arc::clone(&app.plan);
+    let record = |fate, detail: &str| {
+        Some(Box::new(StopRecord {
+            cause: StopCause::Abort,
+            fate,
+            detail: detail.into(),
+        }))
+    };
+    let db = plan.find("provision-database").expect("label");
+    let tests = plan.find("unit-tests").expect("label");
+    let smoke = plan.find("smoke-test").expect("label");
+    let a = edit(&mut state).action_mut(db);
+    a.status = ActionStatus::Cancelled;
+    a.stop = record(
+        StopFate::LeftRunning,
+        "a stack that is being created cannot be cancelled",
+    );
+    let a = edit(&mut state).action_mut(tests);
+    a.status = ActionStatus::Cancelled;
+    a.stop = record(
+        StopFate::Stopped,
+        "SIGTERM to its process group; it ended after 0.1s",
+    );
+    edit(&mut state).action_mut(smoke).status = ActionStatus::Cancelled;
+    update(&mut app, Msg::Snapshot(Box::new(state), "9".into()));
+    assert_eq!(app.overlay, Some(Overlay::AbortReport));
+    let text = screen(&app, 120, 40);
+    for needle in [
+        "run aborted",
+        "stopped (1)",
+        "unit-tests: SIGTERM to its process group; it ended after 0.1s",
+        "left running (1)",
+        "provision-database: a stack that is being created cannot be cancelled",
+        "not started",
+        "smoke-test",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    key(&mut app, KeyCode::Char('x'));
+    assert_eq!(app.overlay, None);
+    // A run that was already aborted when the console opened does not pop the list up.
+    let reopened = update(&mut app, Msg::Tick(t(20.0)));
+    assert!(reopened.is_empty() && app.overlay.is_none());
+}
+
 #[test]
 fn read_only_has_no_controls() {
     let mut app = failing_app();
@@ -800,6 +862,102 @@ fn read_only_watch_in_tmux_changes_nothing() {
     wait_for(&session, "EXITED", Duration::from_secs(10));
     drop(guard);
     assert_eq!(versions(), before, "the read-only console changed the run");
+}
+
+/// A plan whose one command runs until stopped, writing its background child's pid.
+const LONG_COMMAND: &str = r#"[
+  {"label": "long", "type": "system.command",
+   "params": {"command": "sleep 30 & echo $! > sleeper; wait", "shell": true}},
+  {"label": "after", "type": "system.no_op", "depends_on": ["long"]}
+]"#;
+
+fn sleeper(scratch: &Scratch) -> u32 {
+    let path = scratch.path().join("sleeper");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sleeper pid");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next());
+        !matches!(state, Some("Z" | "X"))
+    })
+}
+
+/// Quitting a console that drives the run stops the running command's process group, gives
+/// the terminal back and says how to continue.
+#[test]
+fn quitting_a_driving_console_stops_its_commands_and_restores_the_terminal() {
+    let Some(scratch) = tmux_scratch() else {
+        return;
+    };
+    scratch.write("long.json", LONG_COMMAND);
+    let (session, guard) = tmux_session(&scratch, "quit", "run long.json --run-id quit");
+    wait_for(&session, "DAG · 2 actions", Duration::from_secs(10));
+    let sleeper = sleeper(&scratch);
+    tmux(&["send-keys", "-t", &session, "q"]);
+    wait_for(
+        &session,
+        "SIGTERM (their whole process group)",
+        Duration::from_secs(5),
+    );
+    tmux(&["send-keys", "-t", &session, "y"]);
+    let pane = wait_for(&session, "EXITED", Duration::from_secs(10));
+    drop(guard);
+    assert!(pane.contains("EXITED 1"), "{pane}");
+    assert!(pane.contains("stopping (quitting the console)"), "{pane}");
+    assert!(
+        pane.contains("long: stopped (SIGTERM to its process group"),
+        "{pane}"
+    );
+    assert!(
+        !pane.contains("DAG ·"),
+        "the console's screen is still up:\n{pane}"
+    );
+    assert!(!running(sleeper), "the command outlived the quit");
+}
+
+/// SIGTERM to a console that drives a run: the same stop as quitting, and the terminal is
+/// given back (not left in the alternate screen).
+#[test]
+fn sigterm_to_a_driving_console_stops_its_commands_and_restores_the_terminal() {
+    let Some(scratch) = tmux_scratch() else {
+        return;
+    };
+    scratch.write("long.json", LONG_COMMAND);
+    let (session, guard) = tmux_session(&scratch, "term", "run long.json --run-id term");
+    wait_for(&session, "DAG · 2 actions", Duration::from_secs(10));
+    let sleeper = sleeper(&scratch);
+    let lock = scratch.path().join(".baton/runs/term/driver.lock");
+    let pid = std::fs::read_to_string(lock).expect("driver.lock");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let pane = wait_for(&session, "EXITED", Duration::from_secs(10));
+    drop(guard);
+    assert!(pane.contains("EXITED 1"), "{pane}");
+    assert!(
+        pane.contains("run paused") || pane.contains("baton retry"),
+        "{pane}"
+    );
+    assert!(
+        !pane.contains("DAG ·"),
+        "the console's screen is still up:\n{pane}"
+    );
+    assert!(!running(sleeper), "the command outlived baton's stop");
 }
 
 /// A scratch folder holding examples/failing.json, or `None` (skip) without tmux outside CI.

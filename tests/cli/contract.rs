@@ -999,7 +999,8 @@ fn abort_of_an_undriven_run_finishes_it_as_aborted() {
     assert!(!["succeeded", "failed", "aborted"].contains(&doc["status"].as_str().unwrap_or("")));
 
     let out = scratch.exits(&["abort", "ab"], 0);
-    assert_eq!(stdout(&out), "run ab aborted\n");
+    // The abort reports what it did to each action: `long` had not started.
+    assert_eq!(stdout(&out), "run ab aborted\n  not started   long (1)\n");
     let doc = scratch.status("ab");
     assert_eq!(doc["status"], "aborted");
     assert_eq!(doc["actions"]["long"]["status"], "cancelled");

@@ -12,3 +12,4 @@ mod faults;
 mod live;
 mod moto;
 mod runner;
+mod stopping;

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 use super::ActionType;
 use crate::log::Level;
+use crate::process::ProcessRecord;
+use crate::state::StopCause;
 
 /// What an action reports about one attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +34,14 @@ pub enum Outcome {
         error: String,
         /// Whether another attempt may succeed (the action's retry policy decides).
         retryable: bool,
+    },
+    /// baton stopped the work before it finished, because `cause` asked it to (see
+    /// [`Control`]); its outcome is unknown.
+    Stopped {
+        /// What asked for the stop.
+        cause: StopCause,
+        /// How it was stopped (e.g. the signals its process group got).
+        detail: String,
     },
 }
 
@@ -102,6 +113,73 @@ impl LogSink {
     }
 }
 
+/// How the engine stays in control of an attempt while it runs: it can ask the attempt to
+/// stop (abort, a signal to baton, quitting the console), and a command tells it at once where
+/// its processes are, so the state records them before anything else happens.
+#[derive(Clone, Default)]
+pub struct Control {
+    stop: Option<watch::Receiver<Option<StopCause>>>,
+    started: Option<Arc<dyn Fn(ProcessRecord) + Send + Sync>>,
+    max_grace: Option<Duration>,
+}
+
+impl fmt::Debug for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Control")
+            .field("stop", &self.stop.as_ref().map(|rx| *rx.borrow()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Control that never asks for a stop and hears nothing (tests, one-off calls).
+    pub fn none() -> Self {
+        Control::default()
+    }
+
+    pub(crate) fn new(
+        stop: watch::Receiver<Option<StopCause>>,
+        started: impl Fn(ProcessRecord) + Send + Sync + 'static,
+    ) -> Self {
+        Control {
+            stop: Some(stop),
+            started: Some(Arc::new(started)),
+            max_grace: None,
+        }
+    }
+
+    /// Caps grace periods: a tick with a hard deadline (Lambda) must fit a stop into its
+    /// safety margin.
+    pub(crate) fn with_max_grace(mut self, max: Duration) -> Self {
+        self.max_grace = Some(max);
+        self
+    }
+
+    /// `grace`, within the cap.
+    pub(crate) fn grace(&self, grace: Duration) -> Duration {
+        self.max_grace.map_or(grace, |max| grace.min(max))
+    }
+
+    /// Resolves once a stop is asked for (at once if it already was); never without one.
+    pub(crate) async fn stop_requested(&mut self) -> StopCause {
+        if let Some(stop) = &mut self.stop {
+            if let Ok(cause) = stop.wait_for(Option::is_some).await {
+                if let Some(cause) = *cause {
+                    return cause;
+                }
+            }
+        }
+        std::future::pending().await
+    }
+
+    /// A command reports where its processes are.
+    pub(crate) fn started(&self, record: ProcessRecord) {
+        if let Some(started) = &self.started {
+            started(record);
+        }
+    }
+}
+
 /// Everything needed to start one attempt of an action.
 #[derive(Debug, Clone)]
 pub struct StartRequest {
@@ -119,6 +197,8 @@ pub struct StartRequest {
     pub limit: Option<Duration>,
     /// The action's log thread.
     pub log: LogSink,
+    /// Stop requests in, process records out.
+    pub control: Control,
 }
 
 impl StartRequest {

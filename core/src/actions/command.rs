@@ -1,19 +1,31 @@
-//! `system.command`: runs a program (argv, no shell unless `shell: true`), streams its stdout
-//! and stderr lines into the action's log thread, fails on a non-zero exit, and takes the last
-//! stdout line as outputs when it is a JSON object.
+//! `system.command`: runs a program (argv, no shell unless `shell: true`) in its own process
+//! group, streams its stdout and stderr lines into the action's log thread, fails on a non-zero
+//! exit, and takes the last stdout line as outputs when it is a JSON object.
+//!
+//! The action ends when its process group does, not when its pipes close: a background child
+//! keeps it running (within its timeout), and a daemon that left the group while holding the
+//! pipes does not hold up the run. A timeout, an abort, a signal to baton or quitting the
+//! console stops the whole group: SIGTERM, the grace period, then SIGKILL.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use super::{
-    Behaviour, Env, LogSink, Mode, Outcome, ParamsProblem, Schema, StartRequest, TypeSpec,
+    Behaviour, Control, Env, LogSink, Mode, Outcome, ParamsProblem, Schema, StartRequest, TypeSpec,
 };
+use crate::duration::{format_duration, parse_duration, seconds_to_duration};
 use crate::log::Level;
+use crate::process::{self, GroupGuard, ProcessRecord, StopResult};
+use crate::state::StopCause;
+use crate::template::is_template;
 
 /// The `system.command` type.
 pub struct Command;
@@ -29,18 +41,31 @@ impl Schema for Command {
     type Params = Params;
 
     fn validate(params: &Params) -> Result<(), ParamsProblem> {
-        params.argv().map(drop)
+        params.argv()?;
+        match &params.grace {
+            Some(Value::String(text)) if is_template(text) => Ok(()),
+            _ => params.grace_param().map(drop),
+        }
     }
 }
 
 impl Behaviour for Command {
     async fn start(_env: &Env, params: Params, request: &StartRequest) -> Outcome {
-        run(&params, request.limit, &request.log).await
+        run(&params, request).await
     }
 }
 
-/// Longest log line kept; longer lines are cut so one chatty command cannot bloat state.
+/// Longest log line kept; longer lines are cut (with a marker) so one chatty command cannot
+/// bloat state.
 const MAX_LINE: usize = 2000;
+
+/// Longest last stdout line read as the outputs object. Outputs live in the state document,
+/// which is saved whole: larger results belong in a file whose path the command outputs.
+const MAX_OUTPUTS: usize = 1024 * 1024;
+
+/// How long the pipes may stay open once the process group is gone: only a process that left
+/// the group (a daemon) can still hold them, and its output is not the command's.
+const DRAIN: Duration = Duration::from_millis(250);
 
 /// Params of `system.command`.
 #[derive(Debug, Deserialize)]
@@ -59,6 +84,9 @@ pub struct Params {
     /// Safe to run again if an earlier attempt was interrupted with an unknown outcome.
     #[serde(default)]
     pub idempotent: bool,
+    /// Time between SIGTERM and SIGKILL when baton stops the command (seconds or a duration
+    /// such as `"30s"`); default `BATON_KILL_GRACE`, else 10 s.
+    pub grace: Option<Value>,
 }
 
 impl Params {
@@ -88,14 +116,111 @@ impl Params {
             _ => Err(ParamsProblem::new("command", "must be a non-empty list of strings")),
         }
     }
+
+    /// The `grace` param, when given.
+    fn grace_param(&self) -> Result<Option<Duration>, ParamsProblem> {
+        let parsed = match &self.grace {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .ok_or_else(|| "is not a number".to_string())
+                .and_then(|s| seconds_to_duration(s).map_err(|e| e.to_string())),
+            Some(Value::String(text)) => parse_duration(text).map_err(|e| e.to_string()),
+            Some(other) => Err(format!(
+                "must be a number of seconds or a duration, not {other}"
+            )),
+        };
+        parsed
+            .map(Some)
+            .map_err(|message| ParamsProblem::new("grace", message))
+    }
+
+    /// Time between SIGTERM and SIGKILL: the param, else `BATON_KILL_GRACE`, else the default.
+    fn grace(&self) -> Result<Duration, String> {
+        match self.grace_param() {
+            Ok(Some(grace)) => Ok(grace),
+            Ok(None) => process::grace_from_env(),
+            Err(problem) => Err(format!("params.grace: {}", problem.message)),
+        }
+    }
 }
 
-/// Runs the command to completion or until `limit` passes (then it is killed).
-async fn run(params: &Params, limit: Option<Duration>, log: &LogSink) -> Outcome {
+/// How the command's process group ended.
+enum End {
+    /// Its first process exited (with this status) and no process is left in its group.
+    Exited(std::io::Result<ExitStatus>),
+    /// The time limit passed and baton stopped the group.
+    TimedOut(Duration, Stopping),
+    /// baton was asked to stop it.
+    Stopped(StopCause, Stopping),
+}
+
+/// A stop of the group, and whether its first process had already exited by then (only its
+/// background processes were left).
+struct Stopping {
+    result: StopResult,
+    first_exited: Option<ExitStatus>,
+}
+
+impl Stopping {
+    fn describe(&self) -> String {
+        match self.first_exited {
+            Some(status) => format!(
+                "{}; its first process had already exited ({}), so only what it left \
+                 running was stopped",
+                self.result.describe(),
+                exit_words(status)
+            ),
+            None => self.result.describe(),
+        }
+    }
+}
+
+/// Runs the command until its process group is gone, it runs out of time, or baton is asked
+/// to stop it.
+async fn run(params: &Params, request: &StartRequest) -> Outcome {
     let argv = match params.argv() {
         Ok(argv) => argv,
         Err(problem) => return problem.into_outcome(),
     };
+    let grace = match params.grace() {
+        Ok(grace) => request.control.grace(grace),
+        Err(problem) => return Outcome::failed(problem),
+    };
+    let mut child = match spawn(params, &argv) {
+        Ok(child) => child,
+        Err(outcome) => return outcome,
+    };
+    let Some(pgid) = child.id() else {
+        return Outcome::failed(format!("{:?} started but has no process id", argv[0]));
+    };
+    let guard = GroupGuard::new(pgid, true);
+    request.control.started(ProcessRecord::new(pgid, grace));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| Pump::start(out, request.log.clone(), Level::Info, MAX_OUTPUTS + 1));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| Pump::start(err, request.log.clone(), Level::Warn, MAX_LINE + 4));
+    let mut control = request.control.clone();
+    let end = supervise(
+        &mut child,
+        pgid,
+        request.limit,
+        grace,
+        &mut control,
+        &request.log,
+    )
+    .await;
+    let last_stdout = Pump::finish(stdout).await;
+    let last_stderr = Pump::finish(stderr).await;
+    drop(guard);
+    outcome(&argv[0], end, last_stdout, last_stderr)
+}
+
+fn spawn(params: &Params, argv: &[String]) -> Result<tokio::process::Child, Outcome> {
     let mut command = tokio::process::Command::new(&argv[0]);
     command
         .args(&argv[1..])
@@ -104,109 +229,264 @@ async fn run(params: &Params, limit: Option<Duration>, log: &LogSink) -> Outcome
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
-        // Its own process group: Ctrl-C in the operator's terminal reaches baton, which stops
-        // starting work and lets running commands finish, instead of killing them mid-way.
+        // Its own process group: baton stops the command and everything it started as one,
+        // and Ctrl-C in the operator's terminal reaches baton alone, which decides what stops.
         .process_group(0);
     if let Some(cwd) = &params.cwd {
         command.current_dir(cwd);
     }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) => {
-            let hint = if err.kind() == std::io::ErrorKind::NotFound {
-                " (is it installed and on PATH?)"
-            } else {
-                ""
-            };
-            return Outcome::failed(format!("cannot start {:?}: {err}{hint}", argv[0]));
-        }
-    };
-    let stdout = child
-        .stdout
-        .take()
-        .map(|out| tokio::spawn(pump(out, log.clone(), Level::Info)));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|err| tokio::spawn(pump(err, log.clone(), Level::Warn)));
+    command.spawn().map_err(|err| {
+        let hint = if err.kind() == std::io::ErrorKind::NotFound {
+            " (is it installed and on PATH?)"
+        } else {
+            ""
+        };
+        Outcome::failed(format!("cannot start {:?}: {err}{hint}", argv[0]))
+    })
+}
 
-    let status = match limit {
-        Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
-                // kill_on_drop would do it too, but an explicit kill lets the pumps finish.
-                let _ = child.kill().await;
-                return Outcome::Failed {
-                    error: format!(
-                        "timed out after {}; the command was killed",
-                        crate::duration::format_duration(limit)
-                    ),
-                    retryable: true,
-                };
-            }
-        },
-        None => child.wait().await,
-    };
-    let last_stdout = match stdout {
-        Some(task) => task.await.ok().flatten(),
-        None => None,
-    };
-    let last_stderr = match stderr {
-        Some(task) => task.await.ok().flatten(),
-        None => None,
-    };
-    match status {
-        Ok(status) if status.success() => {
-            let outputs = last_stdout
-                .and_then(|line| serde_json::from_str::<Map<String, Value>>(&line).ok())
-                .unwrap_or_default();
-            Outcome::Complete { outputs }
+/// Waits for the first process, then for whatever it left running in its group, within the
+/// time limit and until asked to stop.
+async fn supervise(
+    child: &mut tokio::process::Child,
+    pgid: u32,
+    limit: Option<Duration>,
+    grace: Duration,
+    control: &mut Control,
+    log: &LogSink,
+) -> End {
+    let deadline = async {
+        match limit {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
         }
-        Ok(status) => {
-            let code = status.code().map_or_else(
-                || "was killed by a signal".to_string(),
-                |c| format!("exited with status {c}"),
+    };
+    tokio::pin!(deadline);
+    let stop = |first_exited| async move {
+        let result = process::stop_group(pgid, grace).await;
+        Stopping {
+            result,
+            first_exited,
+        }
+    };
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = &mut deadline => {
+            let stopping = stop(None).await;
+            reap(child, &stopping).await;
+            return End::TimedOut(limit.unwrap_or_default(), stopping);
+        }
+        cause = control.stop_requested() => {
+            let stopping = stop(None).await;
+            reap(child, &stopping).await;
+            return End::Stopped(cause, stopping);
+        }
+    };
+    let first_exited = status.as_ref().ok().copied();
+    let mut said = false;
+    loop {
+        if !process::group_alive(pgid) {
+            return End::Exited(status);
+        }
+        if !said {
+            said = true;
+            let how = first_exited.map_or_else(|| "exited".to_string(), exit_words);
+            log.send(
+                Level::Info,
+                format!("its first process {how}; waiting for the processes it left running in its process group"),
             );
-            let detail = last_stderr
-                .or(last_stdout)
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default();
-            Outcome::Failed {
-                error: format!("{} {code}{detail}", argv[0]),
-                retryable: true,
-            }
         }
-        Err(err) => Outcome::failed(format!("waiting for {:?} failed: {err}", argv[0])),
+        tokio::select! {
+            () = tokio::time::sleep(process::IDLE_POLL) => {}
+            () = &mut deadline => {
+                return End::TimedOut(limit.unwrap_or_default(), stop(first_exited).await);
+            }
+            cause = control.stop_requested() => return End::Stopped(cause, stop(first_exited).await),
+        }
     }
 }
 
-/// Forwards each line to the log thread; returns the last non-empty line.
-async fn pump(stream: impl AsyncRead + Unpin, log: LogSink, level: Level) -> Option<String> {
-    let mut lines = BufReader::new(stream).lines();
-    let mut last = None;
-    loop {
-        match lines.next_line().await {
-            Ok(Some(mut line)) => {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                if line.len() > MAX_LINE {
-                    let mut cut = MAX_LINE;
-                    while !line.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    line.truncate(cut);
-                    line.push('…');
-                }
-                log.send(level, line.clone());
-                last = Some(line);
-            }
-            Ok(None) => return last,
-            Err(err) => {
-                // Non-UTF-8 output: say so once rather than dropping it silently.
-                log.send(Level::Warn, format!("unreadable output: {err}"));
-                return last;
+/// Collects the stopped first process's exit, so it does not linger as a zombie.
+async fn reap(child: &mut tokio::process::Child, stopping: &Stopping) {
+    if stopping.result.gone {
+        let _ = child.wait().await;
+    }
+}
+
+fn exit_words(status: ExitStatus) -> String {
+    status.code().map_or_else(
+        || "was killed by a signal".to_string(),
+        |c| format!("exited with status {c}"),
+    )
+}
+
+fn outcome(program: &str, end: End, stdout: LastLine, stderr: LastLine) -> Outcome {
+    match end {
+        End::Exited(Ok(status)) if status.success() => match stdout.outputs() {
+            Ok(outputs) => Outcome::Complete { outputs },
+            Err(error) => Outcome::failed(error),
+        },
+        End::Exited(Ok(status)) => {
+            let detail = stderr
+                .text()
+                .or_else(|| stdout.text())
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
+            Outcome::Failed {
+                error: format!("{program} {}{detail}", exit_words(status)),
+                retryable: true,
             }
         }
+        End::Exited(Err(err)) => Outcome::failed(format!("waiting for {program:?} failed: {err}")),
+        End::TimedOut(limit, stopping) => Outcome::Failed {
+            error: format!(
+                "timed out after {} ({})",
+                format_duration(limit),
+                stopping.describe()
+            ),
+            retryable: true,
+        },
+        End::Stopped(cause, stopping) => Outcome::Stopped {
+            cause,
+            detail: stopping.describe(),
+        },
     }
+}
+
+/// The last non-empty line of a stream: its first bytes (as many as the pump keeps) and its
+/// full length.
+#[derive(Debug, Default)]
+struct LastLine {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl LastLine {
+    /// For an error message: lossy UTF-8, cut like a log line.
+    fn text(&self) -> Option<String> {
+        (self.len > 0).then(|| cut_for_log(&String::from_utf8_lossy(&self.bytes), self.len))
+    }
+
+    /// The outputs object, when the line is one. A line that merely is not JSON is output
+    /// like any other; one that starts like an object but is too long to be read is an error
+    /// rather than outputs silently dropped.
+    fn outputs(&self) -> Result<Map<String, Value>, String> {
+        let starts_like_object = self.bytes.trim_ascii_start().first() == Some(&b'{');
+        if !starts_like_object {
+            return Ok(Map::new());
+        }
+        if self.len > MAX_OUTPUTS {
+            return Err(format!(
+                "its last output line ({} bytes) is longer than the 1 MiB ({MAX_OUTPUTS} bytes) \
+                 that may be read as outputs; write large results to a file and output its path",
+                self.len
+            ));
+        }
+        Ok(serde_json::from_slice(&self.bytes).unwrap_or_default())
+    }
+}
+
+/// Reads one output stream as bytes, line by line, forwarding each line to the log thread.
+struct Pump {
+    task: JoinHandle<LastLine>,
+    stop: Arc<Notify>,
+}
+
+impl Pump {
+    fn start(
+        stream: impl AsyncRead + Unpin + Send + 'static,
+        log: LogSink,
+        level: Level,
+        keep: usize,
+    ) -> Self {
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(pump(stream, log, level, keep, Arc::clone(&stop)));
+        Pump { task, stop }
+    }
+
+    /// The stream's last line, once it ends or, if something outside the process group keeps
+    /// it open, shortly after.
+    async fn finish(pump: Option<Pump>) -> LastLine {
+        let Some(mut pump) = pump else {
+            return LastLine::default();
+        };
+        if let Ok(done) = tokio::time::timeout(DRAIN, &mut pump.task).await {
+            return done.unwrap_or_default();
+        }
+        pump.stop.notify_one();
+        pump.task.await.unwrap_or_default()
+    }
+}
+
+/// Forwards each line (lossy UTF-8, cut at [`MAX_LINE`]) until the stream ends or `stop` is
+/// notified; returns the last non-empty line, keeping its first `keep` bytes.
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    log: LogSink,
+    level: Level,
+    keep: usize,
+    stop: Arc<Notify>,
+) -> LastLine {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = LastLine::default();
+    let mut last = LastLine::default();
+    loop {
+        let read = tokio::select! {
+            read = reader.fill_buf() => read,
+            () = stop.notified() => break,
+        };
+        let chunk = match read {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
+            Err(err) => {
+                log.send(Level::Warn, format!("reading its output failed: {err}"));
+                break;
+            }
+        };
+        let (used, ended) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(newline) => (newline + 1, true),
+            None => (chunk.len(), false),
+        };
+        let content = &chunk[..if ended { used - 1 } else { used }];
+        let room = keep.saturating_sub(line.bytes.len());
+        line.bytes
+            .extend_from_slice(&content[..content.len().min(room)]);
+        line.len += content.len();
+        reader.consume(used);
+        if ended {
+            emit(&mut line, &mut last, &log, level);
+        }
+    }
+    emit(&mut line, &mut last, &log, level);
+    last
+}
+
+/// Sends a complete line to the log and keeps it as the last one, unless it is blank.
+fn emit(line: &mut LastLine, last: &mut LastLine, log: &LogSink, level: Level) {
+    if line.bytes.last() == Some(&b'\r') && line.bytes.len() == line.len {
+        line.bytes.pop();
+        line.len -= 1;
+    }
+    let taken = std::mem::take(line);
+    if taken.bytes.trim_ascii().is_empty() {
+        return;
+    }
+    log.send(
+        level,
+        cut_for_log(&String::from_utf8_lossy(&taken.bytes), taken.len),
+    );
+    *last = taken;
+}
+
+/// A line as the log keeps it: at most [`MAX_LINE`] bytes, with a marker saying how long it
+/// was when it is cut.
+fn cut_for_log(text: &str, full_len: usize) -> String {
+    if text.len() <= MAX_LINE && full_len <= MAX_LINE {
+        return text.to_string();
+    }
+    let mut cut = MAX_LINE.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… [line cut: {full_len} bytes]", &text[..cut])
 }

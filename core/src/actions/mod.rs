@@ -17,7 +17,7 @@ pub mod no_op;
 pub mod set_variables;
 pub mod wait;
 
-pub use attempt::{CancelError, CheckRequest, LogSink, Outcome, StartRequest};
+pub use attempt::{CancelError, CheckRequest, Control, LogSink, Outcome, StartRequest};
 
 /// How an action type runs, which decides what the engine must persist around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
