@@ -5,10 +5,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use baton_core::driver::Observer;
-use baton_core::redact::redact_value;
+use baton_core::redact::Secrets;
 use baton_core::state::{ActionState, LogEntry, Timestamp};
 use baton_core::{ActionIdx, ActionStatus, Plan, RunState};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// A symbol per status, readable without colour.
 pub fn symbol(status: ActionStatus) -> &'static str {
@@ -139,13 +139,11 @@ impl serde::Serialize for SummaryActions<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let Summary { plan, state, .. } = self.0;
+        let secrets = Secrets::for_run(plan, state);
         let mut map = serializer.serialize_map(Some(plan.len()))?;
         for (def, action) in plan.actions().iter().zip(state.actions()) {
-            let outputs = if action.outputs.is_empty() {
-                Value::Object(Map::new())
-            } else {
-                redact_value(&Value::Object((*action.outputs).clone()))
-            };
+            let action = &secrets.shown_action(action);
+            let outputs = Value::Object((*action.outputs).clone());
             map.serialize_entry(
                 &def.label,
                 &json!({

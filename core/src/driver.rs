@@ -688,6 +688,9 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
         let mut changed = self.scheduler.take_changes();
         changed.dedup();
         for idx in changed {
+            // Errors the scheduler wrote itself (an inline `system.fail`, a template or condition
+            // error) can quote a secret: masked before any observer or save sees them.
+            self.secrets.mask_written(self.state.action_mut(idx));
             let action = self.state.action(idx);
             tracing::debug!(action = self.plan.label(idx), status = %action.status, attempt = action.attempt, "action changed");
             self.observer.action_changed(self.plan, idx, action);

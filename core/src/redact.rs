@@ -158,9 +158,40 @@ impl Secrets {
         }
     }
 
+    /// Masks what the engine writes into an action's state itself — its error (the message of
+    /// an inline `system.fail`, a template or condition error), its log lines and its stop
+    /// record — so no version ever stores a secret there. Outputs stay as they are: later
+    /// templates read them.
+    pub(crate) fn mask_written(&self, action: &mut crate::state::ActionState) {
+        if let Some(error) = &mut action.error {
+            *error = self.redact(error);
+        }
+        for entry in &mut action.log {
+            entry.msg = self.redact(&entry.msg);
+        }
+        if let Some(stop) = &mut action.stop {
+            stop.detail = self.redact(&stop.detail);
+        }
+    }
+
+    /// A copy of `action` as operators may see it: what [`Secrets::mask_written`] masks, and
+    /// its outputs and handle too.
+    pub fn shown_action(&self, action: &crate::state::ActionState) -> crate::state::ActionState {
+        let mut shown = action.clone();
+        self.mask_written(&mut shown);
+        if let Value::Object(outputs) = self.redact_value(&Value::Object((*action.outputs).clone()))
+        {
+            *shown.outputs = outputs;
+        }
+        if let Some(handle) = &action.handle {
+            shown.handle = Some(Box::new(self.redact_value(handle)));
+        }
+        shown
+    }
+
     /// Every secret a run knows of so far: in params as written, vars and outputs. (Params
     /// rendered from templates are learnt as their actions start.)
-    pub(crate) fn for_run(plan: &crate::model::Plan, state: &crate::state::RunState) -> Self {
+    pub fn for_run(plan: &crate::model::Plan, state: &crate::state::RunState) -> Self {
         let mut secrets = Secrets::default();
         secrets.learn_map(&state.vars);
         for (action, def) in state.actions.iter().zip(&plan.actions) {
@@ -224,6 +255,26 @@ impl Secrets {
         }
         out
     }
+}
+
+/// The run's state as operators may see it, for every command and view that shows one: each
+/// known secret value (under a secret-looking name in params, vars or outputs) masked wherever
+/// it ended up — errors, log threads, stop records, outputs under ordinary names, handles,
+/// vars, the run's own log. The stored state keeps outputs as they are (later templates read
+/// them); this copy is for display only.
+pub fn shown(plan: &crate::model::Plan, state: &crate::state::RunState) -> crate::state::RunState {
+    let secrets = Secrets::for_run(plan, state);
+    let mut shown = state.clone();
+    for action in &mut shown.actions {
+        *action = secrets.shown_action(action);
+    }
+    if let Value::Object(vars) = secrets.redact_value(&Value::Object(state.vars.clone())) {
+        shown.vars = vars;
+    }
+    for entry in &mut shown.log {
+        entry.msg = secrets.redact(&entry.msg);
+    }
+    shown
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `baton inspect RUN LABEL`
 
-use baton_core::redact::redact_value;
+use baton_core::redact::Secrets;
 use baton_core::state::{ts, ActionState};
 use baton_core::{Action, ActionIdx, Plan, RunState};
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use crate::{locator, CommandResult};
 /// One action as `inspect` shows it: secrets masked, neighbours by label.
 struct Inspected<'a> {
     def: &'a Action,
-    action: &'a ActionState,
+    action: ActionState,
     params: Value,
     /// Why the params are shown unrendered.
     render_note: Option<String>,
@@ -23,19 +23,20 @@ struct Inspected<'a> {
 }
 
 impl<'a> Inspected<'a> {
-    fn new(plan: &'a Plan, state: &'a RunState, idx: ActionIdx) -> Self {
-        let action = state.action(idx);
+    fn new(plan: &'a Plan, state: &RunState, idx: ActionIdx) -> Self {
+        // Secrets masked wherever they ended up; params render from the state as stored.
+        let action = Secrets::for_run(plan, state).shown_action(state.action(idx));
         // Params as they were (or would be) rendered now.
         let params = shown_params(plan, state, idx);
         let labels = |list: &[ActionIdx]| list.iter().map(|&d| plan.label(d)).collect();
         Inspected {
             def: plan.action(idx),
-            action,
             params: params.value,
             render_note: params
                 .not_rendered
                 .map(|e| format!("not rendered yet: {e}")),
-            outputs: redact_value(&Value::Object((*action.outputs).clone())),
+            outputs: Value::Object((*action.outputs).clone()),
+            action,
             deps: labels(plan.deps(idx)),
             dependents: labels(plan.dependents(idx)),
         }
@@ -59,7 +60,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
 }
 
 fn print_json(inspected: &Inspected<'_>) {
-    let (def, a) = (inspected.def, inspected.action);
+    let (def, a) = (inspected.def, &inspected.action);
     let doc = json!({
         "label": def.label, "type": def.action_type.name(), "description": def.description,
         "status": a.status, "attempts": a.attempt,
@@ -72,7 +73,7 @@ fn print_json(inspected: &Inspected<'_>) {
 }
 
 fn print_text(inspected: &Inspected<'_>) {
-    let (def, a) = (inspected.def, inspected.action);
+    let (def, a) = (inspected.def, &inspected.action);
     crate::out!(
         "{} {}  ({})",
         symbol(a.status),

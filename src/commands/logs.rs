@@ -22,7 +22,8 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
         ),
         None => None,
     };
-    let (mut state, mut version) = run.load().await?;
+    let (state, mut version) = run.load().await?;
+    let mut state = baton_core::redact::shown(&run.plan, &state);
     let mut printed = Printed::default();
     let mut tails = Tails::default();
     let mut new_state = true;
@@ -62,7 +63,8 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
         tokio::time::sleep(live::POLL).await;
         new_state = run.store.head().await? != version;
         if new_state {
-            (state, version) = run.load().await?;
+            let (stored, saved) = run.load().await?;
+            (state, version) = (baton_core::redact::shown(&run.plan, &stored), saved);
         }
     }
 }

@@ -377,20 +377,36 @@ fn check_vars(plan: &baton_core::Plan, vars: &Map<String, Value>) -> Result<(), 
 
 fn parse_vars(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
     let mut vars = Map::new();
-    for pair in pairs {
+    // Messages name the variable, never its value: it may be a secret.
+    for (i, pair) in pairs.iter().enumerate() {
         let Some((name, value)) = pair.split_once('=') else {
             return Err(Failure::Invalid(format!(
-                "--var {pair:?}: write NAME=VALUE"
+                "--var (the {} one): write NAME=VALUE (there is no '='; its text is not shown, \
+                 in case it is a secret)",
+                ordinal(i + 1)
             )));
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(Failure::Invalid(format!(
-                "--var {pair:?}: the name must be letters, digits and '_' (it is read as vars.NAME)"
+                "--var {}=…: the name must be letters, digits and '_' (it is read as vars.NAME)",
+                name.escape_debug()
             )));
         }
         vars.insert(name.to_string(), Value::String(value.to_string()));
     }
     Ok(vars)
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, … `11th`, `21st`.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 pub async fn tick(run: &str, store: &StoreArgs) -> CommandResult {

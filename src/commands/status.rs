@@ -13,6 +13,7 @@ use crate::{ops, CommandResult};
 pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) -> CommandResult {
     let run = locator::open(run, store).await?;
     let (state, version) = run.load().await?;
+    let state = baton_core::redact::shown(&run.plan, &state);
     let driver = Driver::of(&run, &state).await;
     if as_json {
         return print_json(&run, &state, &version, &driver, versions).await;

@@ -12,4 +12,5 @@ mod faults;
 mod live;
 mod moto;
 mod runner;
+mod secrets;
 mod stopping;
