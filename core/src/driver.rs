@@ -117,10 +117,6 @@ impl StopSwitch {
 /// command runs); a dead one's lapses soon enough for Step Functions' retries to get past it.
 const LEASE: Duration = Duration::from_secs(30);
 
-/// Outputs sit 4 levels deep in the state document, which is read with serde_json's limit of
-/// 128: deeper outputs would be saved fine and then never read back.
-const MAX_OUTPUT_NESTING: usize = 100;
-
 /// The longest grace period of a command stopped in a tick with a hard deadline (Lambda): the
 /// stop, the save and the answer must fit in the function's safety margin.
 const HARD_DEADLINE_GRACE: Duration = Duration::from_secs(2);
@@ -611,24 +607,14 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
         self.notify_changes();
     }
 
-    /// Masks known secrets in errors, learns secrets from outputs, and refuses outputs the
-    /// state document could not hold.
+    /// Masks known secrets in errors and learns secrets from outputs (whether outputs can be
+    /// kept is the scheduler's call).
     fn vet(&mut self, outcome: Outcome) -> Outcome {
         match outcome {
             Outcome::Failed { error, retryable } => Outcome::Failed {
                 error: self.secrets.redact(&error),
                 retryable,
             },
-            // The outputs map itself is the first level.
-            Outcome::Complete { outputs }
-                if 1 + outputs.values().map(crate::load::depth).max().unwrap_or(0)
-                    > MAX_OUTPUT_NESTING =>
-            {
-                Outcome::failed(format!(
-                    "its outputs nest more than {MAX_OUTPUT_NESTING} levels deep; the state \
-                     document would become unreadable (flatten them, or write them to a file)"
-                ))
-            }
             Outcome::Complete { outputs } => {
                 self.secrets.learn_map(&outputs);
                 Outcome::Complete { outputs }

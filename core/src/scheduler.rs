@@ -107,7 +107,21 @@ pub struct Scheduler<'p> {
     max_parallel: usize,
     /// Actions whose status changed since the last `take_changes`, for observers.
     changed: Vec<ActionIdx>,
+    /// The compact-JSON size of every action's outputs together (see [`MAX_RUN_OUTPUTS`]).
+    outputs_bytes: usize,
 }
+
+/// The most an action's outputs may weigh (compact JSON). Outputs live in the state document,
+/// which is written whole on every save: a bigger value makes every later version big.
+pub const MAX_ACTION_OUTPUTS: usize = 1024 * 1024;
+
+/// The most every action's outputs may weigh together. Kept well inside what one tick can read,
+/// change and write within a 128 MB Lambda at 100,000 actions.
+pub const MAX_RUN_OUTPUTS: usize = 8 * 1024 * 1024;
+
+/// Outputs sit 4 levels deep in the state document, which is read with serde_json's limit of
+/// 128: deeper outputs would be saved fine and then never read back.
+pub const MAX_OUTPUT_NESTING: usize = 100;
 
 impl<'p> Scheduler<'p> {
     /// Builds the scheduler's indices from the state, settling anything the state implies:
@@ -142,6 +156,12 @@ impl<'p> Scheduler<'p> {
             in_flight_count: 0,
             max_parallel: max_parallel.unwrap_or(usize::MAX).max(1),
             changed: Vec::new(),
+            outputs_bytes: state
+                .actions
+                .iter()
+                .filter(|a| !a.outputs.is_empty())
+                .map(|a| crate::util::json_size(&*a.outputs))
+                .sum(),
         };
         let aborting = state.abort_requested;
         for &idx in &plan.order {
@@ -446,10 +466,14 @@ impl<'p> Scheduler<'p> {
     fn settle(&mut self, state: &mut RunState, idx: ActionIdx, outcome: Outcome, now: Timestamp) {
         self.changed.push(idx);
         match outcome {
-            Outcome::Complete { outputs } => {
-                state.action_mut(idx).complete(outputs, now);
-                self.satisfy_dependents(state, idx);
-            }
+            Outcome::Complete { outputs } => match self.refuse_outputs(&outputs) {
+                Some(error) => self.fail(state, idx, now, error),
+                None => {
+                    self.outputs_bytes += crate::util::json_size(&outputs);
+                    state.action_mut(idx).complete(outputs, now);
+                    self.satisfy_dependents(state, idx);
+                }
+            },
             Outcome::Running {
                 handle,
                 check_after,
@@ -510,6 +534,35 @@ impl<'p> Scheduler<'p> {
             state.action_mut(idx).fail_stopped(record, now);
             self.block_descendants(state, idx);
         }
+    }
+
+    /// Why outputs cannot be kept: too big for the action or for the run, or nested deeper
+    /// than the state document can be read back. Every written state stays readable.
+    fn refuse_outputs(&self, outputs: &Map<String, Value>) -> Option<String> {
+        // The outputs map itself is the first level.
+        if 1 + outputs.values().map(crate::load::depth).max().unwrap_or(0) > MAX_OUTPUT_NESTING {
+            return Some(format!(
+                "its outputs nest more than {MAX_OUTPUT_NESTING} levels deep; the state \
+                 document would become unreadable (flatten them, or write them to a file)"
+            ));
+        }
+        let size = crate::util::json_size(outputs);
+        if size > MAX_ACTION_OUTPUTS {
+            return Some(format!(
+                "its outputs are {size} bytes, over the {MAX_ACTION_OUTPUTS}-byte limit for one \
+                 action: they are kept in the run's state, which every save writes whole; put big \
+                 data in a file or an S3 object and output its location"
+            ));
+        }
+        if self.outputs_bytes + size > MAX_RUN_OUTPUTS {
+            return Some(format!(
+                "its outputs ({size} bytes) would take the run's outputs past the \
+                 {MAX_RUN_OUTPUTS}-byte limit for all actions together ({} bytes kept so far); \
+                 put big data in files or S3 objects and output their locations",
+                self.outputs_bytes
+            ));
+        }
+        None
     }
 
     fn fail(&mut self, state: &mut RunState, idx: ActionIdx, now: Timestamp, error: String) {

@@ -1076,3 +1076,60 @@ fn a_stopped_command_is_replayed_failed_or_cancelled_by_what_stopped_it() {
         }
     });
 }
+
+/// Outputs are refused when they are produced if the state could not hold them: over 1 MiB for
+/// one action, over 8 MiB for the run, or nested too deeply. The action fails saying so, and
+/// every version written stays readable.
+#[test]
+fn outputs_too_big_for_the_state_fail_their_action() {
+    use baton_core::scheduler::{MAX_ACTION_OUTPUTS, MAX_RUN_OUTPUTS};
+    let big = |bytes: usize| {
+        let mut outputs = Map::new();
+        outputs.insert("blob".into(), serde_json::Value::String("x".repeat(bytes)));
+        Outcome::Complete { outputs }
+    };
+    rt().block_on(async {
+        // Nine actions of 0.9 MiB: the first eight fit the run's 8 MiB, the ninth does not.
+        let labels: Vec<String> = (0..9).map(|i| format!("a{i}")).collect();
+        let plan_json = serde_json::to_string(
+            &labels
+                .iter()
+                .map(|l| json!({"label": l, "type": "system.command", "params": {"command": ["true"], "idempotent": true}}))
+                .chain([json!({"label": "huge", "type": "system.command", "params": {"command": ["true"]}})])
+                .collect::<Vec<_>>(),
+        )
+        .expect("json");
+        let run = new_run(&plan_json).await;
+        let mut exec = ScriptedExecutor::new().on_start("huge", [big(MAX_ACTION_OUTPUTS + 1)]);
+        for l in &labels {
+            exec = exec.on_start(l, [big(MAX_RUN_OUTPUTS / 9 + 4096)]);
+        }
+        let exec = Arc::new(exec);
+        let report = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect("tick");
+        let state = &report.state;
+        let huge = state.action(run.plan.find("huge").expect("huge"));
+        assert_eq!(huge.status, ActionStatus::Failed);
+        assert!(
+            huge.error.as_deref().unwrap_or_default().contains("over the 1048576-byte limit for one action"),
+            "{huge:?}"
+        );
+        let failed: Vec<_> = labels
+            .iter()
+            .filter(|l| state.action(run.plan.find(l).expect("label")).status == ActionStatus::Failed)
+            .collect();
+        assert_eq!(failed.len(), 1, "exactly one small action passes the run's limit: {failed:?}");
+        let error = state
+            .action(run.plan.find(failed[0]).expect("label"))
+            .error
+            .clone()
+            .unwrap_or_default();
+        assert!(error.contains("limit for all actions together"), "{error}");
+        // Every version stays readable, and the newest stays within what the run allows.
+        for info in run.store.list_versions().await.expect("versions") {
+            run.load_version(&info.version).await.expect("readable");
+            assert!(info.size < (MAX_RUN_OUTPUTS + MAX_ACTION_OUTPUTS) as u64, "{info:?}");
+        }
+    });
+}

@@ -335,9 +335,10 @@ fn run_id_of(run: &Run<AnyStore>) -> String {
 }
 
 pub fn tick_options(args: &DriveArgs) -> Result<TickOptions, Failure> {
-    if !(args.budget.is_finite() && args.budget > 0.0) {
+    // A day is far more than any tick needs; bigger numbers would overflow the deadline.
+    if !(args.budget.is_finite() && args.budget > 0.0 && args.budget <= 86_400.0) {
         return Err(Failure::Invalid(format!(
-            "--budget {}: must be a positive number of seconds",
+            "--budget {}: must be a positive number of seconds, at most 86400 (a day)",
             args.budget
         )));
     }
@@ -392,10 +393,21 @@ fn parse_vars(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
                 name.escape_debug()
             )));
         }
+        if value.len() > MAX_VAR_BYTES {
+            return Err(Failure::Invalid(format!(
+                "--var {name}=…: the value is {} bytes, over the {MAX_VAR_BYTES}-byte limit \
+                 (run variables live in the run's state, written whole on every save; pass a file \
+                 path or an S3 location instead)",
+                value.len()
+            )));
+        }
         vars.insert(name.to_string(), Value::String(value.to_string()));
     }
     Ok(vars)
 }
+
+/// The most one `--var` value may weigh.
+const MAX_VAR_BYTES: usize = 64 * 1024;
 
 /// `1st`, `2nd`, `3rd`, `4th`, … `11th`, `21st`.
 fn ordinal(n: usize) -> String {

@@ -414,6 +414,8 @@ fn run_rejects_malformed_vars_and_options_with_exit_2() {
         (vec!["--var", "bad name=x"], "letters, digits"),
         (vec!["--max-parallel", "0"], "at least 1"),
         (vec!["--budget", "0"], "positive number"),
+        (vec!["--budget", "1e20"], "at most 86400"),
+        (vec!["--budget", "inf"], "positive number"),
         (vec!["--run-id", "has space"], "--run-id"),
         (vec!["--run-id", "../escape"], "--run-id"),
     ] {
@@ -426,6 +428,30 @@ fn run_rejects_malformed_vars_and_options_with_exit_2() {
             describe(&out)
         );
     }
+    // Values are never echoed (they may be secrets), and their size is bounded.
+    let out = scratch.exits(
+        &["run", "plan.json", "--var", "db-password=hunter2-sekret"],
+        2,
+    );
+    assert!(stderr(&out).contains("db-password=…"), "{}", describe(&out));
+    assert!(
+        !describe(&out).contains("hunter2-sekret"),
+        "{}",
+        describe(&out)
+    );
+    let out = scratch.exits(&["run", "plan.json", "--var", "hunter2-sekret"], 2);
+    assert!(
+        !describe(&out).contains("hunter2-sekret"),
+        "{}",
+        describe(&out)
+    );
+    let big = format!("blob={}", "x".repeat(70_000));
+    let out = scratch.exits(&["run", "plan.json", "--var", &big], 2);
+    assert!(
+        stderr(&out).contains("65536-byte limit"),
+        "{}",
+        describe(&out)
+    );
     // Bad input is refused before any state is written: no orphan run is left behind.
     assert!(
         scratch.runs().is_empty(),
