@@ -263,7 +263,17 @@ pub async fn tick<S: RunStore, E: Executor>(
                 version,
             });
         }
-        state.invocations += 1;
+        state.invocations =
+            state
+                .invocations
+                .checked_add(1)
+                .ok_or_else(|| RunError::Damaged {
+                    locator: run.store.locator(),
+                    message: format!(
+                        "state version {version}: the tick count is at its maximum ({}); the state was tampered with",
+                        u64::MAX
+                    ),
+                })?;
         tracing::Span::current()
             .record("run_id", state.run_id.as_str())
             .record("invocation", state.invocations);

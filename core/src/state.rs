@@ -794,7 +794,66 @@ impl RunState {
                 found: state.format,
             });
         }
+        state.check(plan)?;
         Ok(state)
+    }
+}
+
+impl RunState {
+    /// Refuses states no run can reach, which a tampered or hand-edited document can hold and
+    /// which would otherwise be acted on: a finished run with unfinished actions (`resume`
+    /// would exit 0 and run nothing), an action that started before a dependency ever ran.
+    fn check(&self, plan: &Plan) -> Result<(), StateError> {
+        let impossible = |what: String| Err(StateError::Inconsistent(what));
+        if self.status.is_finished() {
+            if let Some((idx, action)) = self
+                .actions
+                .iter()
+                .enumerate()
+                .find(|(_, a)| !a.status.is_terminal())
+            {
+                return impossible(format!(
+                    "the run is {} but action \"{}\" is {}",
+                    self.status,
+                    plan.label(idx as ActionIdx),
+                    action.status
+                ));
+            }
+        }
+        if self.status == RunStatus::Succeeded {
+            if let Some((idx, action)) = self
+                .actions
+                .iter()
+                .enumerate()
+                .find(|(_, a)| !a.status.satisfies_dependents())
+            {
+                return impossible(format!(
+                    "the run succeeded but action \"{}\" is {}",
+                    plan.label(idx as ActionIdx),
+                    action.status
+                ));
+            }
+        }
+        for (idx, action) in self.actions.iter().enumerate() {
+            if action.attempt == 0 {
+                continue;
+            }
+            // A dependency still waiting for its first attempt cannot have let it start.
+            let never_ran = plan.deps[idx].iter().find(|&&dep| {
+                let dep = &self.actions[dep as usize];
+                dep.attempt == 0
+                    && matches!(dep.status, ActionStatus::Pending | ActionStatus::Blocked)
+            });
+            if let Some(&dep) = never_ran {
+                return impossible(format!(
+                    "action \"{}\" ran (attempt {}) before its dependency \"{}\" ever did",
+                    plan.label(idx as ActionIdx),
+                    action.attempt,
+                    plan.label(dep)
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -822,6 +881,9 @@ pub enum StateError {
     /// Not JSON, or not a state document for this plan.
     #[error("the state document is not valid: {0}")]
     Invalid(String),
+    /// Parts that contradict each other: no run reaches such a state.
+    #[error("the state document is not valid: it describes what no run can reach ({0})")]
+    Inconsistent(String),
     /// Written by a newer baton.
     #[error("state format {found} is not supported by this baton (it reads format {FORMAT}); upgrade baton")]
     Format {

@@ -1133,3 +1133,79 @@ fn outputs_too_big_for_the_state_fail_their_action() {
         }
     });
 }
+
+/// States no run can reach are refused on load, naming what contradicts what; counters at
+/// their maximum are refused instead of wrapping.
+#[test]
+fn impossible_states_are_refused_and_counters_never_wrap() {
+    let plan = plan(
+        r#"[{"label": "a", "type": "system.no_op"},
+            {"label": "b", "type": "system.no_op", "depends_on": ["a"]}]"#,
+    );
+    let doc = |state: &RunState| state.to_json(&plan);
+    let fresh = || RunState::new("r", &plan, "sha", Map::new(), Utc::now());
+    // Succeeded with an action pending: `resume` would exit 0 and run nothing.
+    let mut state = fresh();
+    edit(&mut state).status(RunStatus::Succeeded);
+    let err = RunState::from_json(&doc(&state), &plan).expect_err("succeeded with pending");
+    assert!(
+        err.to_string()
+            .contains("the run is succeeded but action \"a\" is pending"),
+        "{err}"
+    );
+    // Failed with an action running.
+    let mut state = fresh();
+    edit(&mut state)
+        .status(RunStatus::Failed)
+        .action_mut(0)
+        .status = ActionStatus::Running;
+    assert!(RunState::from_json(&doc(&state), &plan).is_err());
+    // An action that ran before its dependency ever did.
+    let mut state = fresh();
+    let b = edit(&mut state).action_mut(1);
+    b.status = ActionStatus::Complete;
+    b.attempt = 1;
+    let err = RunState::from_json(&doc(&state), &plan).expect_err("b before a");
+    assert!(
+        err.to_string()
+            .contains("\"b\" ran (attempt 1) before its dependency \"a\""),
+        "{err}"
+    );
+
+    rt().block_on(async {
+        // The tick count at its maximum: the tick refuses rather than wrap to 0.
+        let run = new_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
+        let (mut state, version) = run.load().await.expect("load");
+        edit(&mut state).invocations(u64::MAX);
+        run.save(&state, &version).await.expect("save");
+        let exec = Arc::new(ScriptedExecutor::new());
+        let err = tick(&run, &exec, &TickOptions::default(), &Silent)
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("tick count is at its maximum"),
+            "{err}"
+        );
+    });
+    rt().block_on(async {
+        // A local version file named u64::MAX: the next save refuses instead of writing 0.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = baton_core::LocalStore::new(dir.path().join("run"));
+        let plan = plan_of(&["a"]);
+        let (run, state, _) = Run::create(store, plan, "run", Map::new(), Utc::now())
+            .await
+            .expect("create");
+        let state_dir = dir.path().join("run/state");
+        std::fs::rename(
+            state_dir.join("00000001.json"),
+            state_dir.join(format!("{}.json", u64::MAX)),
+        )
+        .expect("rename");
+        let err = run
+            .save(&state, &u64::MAX.to_string())
+            .await
+            .expect_err("no wrap");
+        assert!(err.to_string().contains("last version number"), "{err}");
+        assert_eq!(std::fs::read_dir(&state_dir).expect("dir").count(), 1);
+    });
+}

@@ -347,3 +347,63 @@ fn sigkill_at_arbitrary_moments_is_survived() {
         );
     }
 }
+
+/// A crash while a run is being created leaves only a staging folder: never a run that `last`,
+/// `status` or `resume` pick up (and run), and the next creation removes it.
+#[test]
+fn a_half_created_run_is_never_a_run_and_is_cleaned() {
+    let scratch = Scratch::new();
+    plan(&scratch);
+    let out = scratch
+        .cmd()
+        .args(["run", "plan.json", "--plain", "--run-id", "half"])
+        .env("BATON_FAULT", "before_link@2")
+        .output()
+        .expect("run");
+    assert_ne!(out.status.code(), Some(0), "the fault must kill it");
+    let runs = scratch.path().join(".baton/runs");
+    let staging: Vec<_> = std::fs::read_dir(&runs)
+        .expect("runs folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".creating-"))
+        })
+        .collect();
+    assert_eq!(
+        staging.len(),
+        1,
+        "the crash left its staging folder: {staging:?}"
+    );
+    let staged = staging[0].to_string_lossy().to_string();
+    for args in [
+        vec!["status", "last"],
+        vec!["resume", "last", "--plain"],
+        vec!["status", staged.as_str()],
+        vec!["resume", staged.as_str(), "--plain"],
+    ] {
+        let out = scratch.baton(&args);
+        assert_eq!(
+            code(&out),
+            3,
+            "{args:?} must not find a run: {}",
+            stdout(&out)
+        );
+    }
+    assert!(
+        witness(&scratch).is_empty(),
+        "nothing ran: {:?}",
+        witness(&scratch)
+    );
+    // The next creation cleans up after the dead one and runs the plan once.
+    let out = scratch.baton(&["run", "plan.json", "--plain", "--run-id", "half"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(!staging[0].exists(), "the stale staging folder is gone");
+    assert!(
+        witness(&scratch).values().all(|&n| n == 1),
+        "{:?}",
+        witness(&scratch)
+    );
+}

@@ -46,9 +46,15 @@ impl LocalStore {
         &self.dir
     }
 
-    /// Whether `dir` looks like a run folder.
+    /// Whether `dir` looks like a run folder. A folder whose name starts with `.` never is: a
+    /// run being created is built in `.creating-…` and renamed into place when whole, so a
+    /// crash mid-way must not leave something `last`, `status` or `resume` would pick up.
     pub fn is_run_dir(dir: &Path) -> bool {
-        dir.join(PLAN_FILE).is_file()
+        let hidden = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        !hidden && dir.join(PLAN_FILE).is_file()
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -128,6 +134,29 @@ impl LocalStore {
     }
 }
 
+/// Where a run is built before it is renamed into place: `.creating-<run-id>-<pid>`.
+const STAGING: &str = ".creating-";
+
+/// Removes what runs that crashed while being created left behind: staging folders whose
+/// creating process is gone. (A live process's folder is its own business.)
+fn remove_stale_staging(runs: &Path) {
+    let Ok(entries) = fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING)) else {
+            continue;
+        };
+        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            tracing::info!(folder = %entry.path().display(), "removing a half-created run");
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Writes `bytes` to `target` atomically; fails with `AlreadyExists` if `target` exists.
 fn write_new(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -179,7 +208,8 @@ impl RunStore for LocalStore {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("run");
-        let staging = parent.join(format!(".creating-{name}-{}", std::process::id()));
+        remove_stale_staging(parent);
+        let staging = parent.join(format!("{STAGING}{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&staging);
         let result = (|| {
             fs::create_dir_all(staging.join(STATE_DIR))?;
@@ -257,9 +287,14 @@ impl RunStore for LocalStore {
         if self.head_seq()? != seq {
             return Err(conflict(self));
         }
-        let target = self.state_path(seq + 1);
+        // A version file named 18446744073709551615 (nothing baton writes) must not wrap to 0.
+        let next = seq.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+            locator: self.locator(),
+            message: format!("state version {seq} is the last version number there can be; the run's state folder was tampered with"),
+        })?;
+        let target = self.state_path(next);
         match write_new(&target, &state) {
-            Ok(()) => Ok((seq + 1).to_string()),
+            Ok(()) => Ok(next.to_string()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(conflict(self)),
             Err(e) => Err(StoreError::io(target, e)),
         }
