@@ -1260,3 +1260,21 @@ fn a_closed_stdout_does_not_panic() {
         assert_ne!(code(&out), 101, "{args:?}");
     }
 }
+
+#[test]
+fn a_missing_cwd_is_blamed_on_the_cwd_not_the_program() {
+    let scratch = plan()
+        .command("build", &["true"])
+        .param("cwd", json!("/nonexistent/folder"))
+        .scratch();
+    let summary = scratch.summary(&["run", "plan.json"], 1);
+    let error = action(&summary, "build")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("params.cwd") && error.contains("is not a folder"),
+        "{error}"
+    );
+    assert!(!error.contains("is it installed"), "{error}");
+}

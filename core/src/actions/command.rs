@@ -42,6 +42,10 @@ impl Schema for Command {
 
     fn validate(params: &Params) -> Result<(), ParamsProblem> {
         params.argv()?;
+        params.check_env()?;
+        if params.cwd.as_deref().is_some_and(|cwd| cwd.contains('\0')) {
+            return Err(ParamsProblem::new("cwd", "contains a NUL byte"));
+        }
         match &params.grace {
             Some(Value::String(text)) if is_template(text) => Ok(()),
             _ => params.grace_param().map(drop),
@@ -93,6 +97,10 @@ impl Params {
     /// The program and its arguments.
     pub fn argv(&self) -> Result<Vec<String>, ParamsProblem> {
         match (&self.command, self.shell) {
+            (Value::String(script), true) if script.contains('\0') => Err(ParamsProblem::new(
+                "command",
+                "contains a NUL byte, which no program can receive",
+            )),
             (Value::String(script), true) if !script.trim().is_empty() => {
                 Ok(vec!["sh".into(), "-c".into(), script.clone()])
             }
@@ -103,10 +111,13 @@ impl Params {
             (Value::Array(items), false) if !items.is_empty() => items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| {
-                    item.as_str().map(str::to_string).ok_or_else(|| {
-                        ParamsProblem::new(format!("command[{i}]"), "must be a string")
-                    })
+                .map(|(i, item)| match item.as_str() {
+                    Some(arg) if arg.contains('\0') => Err(ParamsProblem::new(
+                        format!("command[{i}]"),
+                        "contains a NUL byte, which no program can receive",
+                    )),
+                    Some(arg) => Ok(arg.to_string()),
+                    None => Err(ParamsProblem::new(format!("command[{i}]"), "must be a string")),
                 })
                 .collect(),
             (Value::Array(_), true) => Err(ParamsProblem::new(
@@ -115,6 +126,24 @@ impl Params {
             )),
             _ => Err(ParamsProblem::new("command", "must be a non-empty list of strings")),
         }
+    }
+
+    /// Environment names must be names: no `=` (it would split into another variable), no NUL
+    /// (no program can receive it), not empty; values no NUL.
+    fn check_env(&self) -> Result<(), ParamsProblem> {
+        for (name, value) in &self.env {
+            let path = format!("env.{name}");
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(ParamsProblem::new(
+                    path.escape_debug().to_string(),
+                    "is not a variable name (it must be non-empty, without '=' or NUL bytes)",
+                ));
+            }
+            if value.contains('\0') {
+                return Err(ParamsProblem::new(path, "contains a NUL byte"));
+            }
+        }
+        Ok(())
     }
 
     /// The `grace` param, when given.
@@ -233,6 +262,13 @@ fn spawn(params: &Params, argv: &[String]) -> Result<tokio::process::Child, Outc
         // and Ctrl-C in the operator's terminal reaches baton alone, which decides what stops.
         .process_group(0);
     if let Some(cwd) = &params.cwd {
+        // A missing folder fails the spawn with the same "not found" as a missing program:
+        // tell them apart before blaming the program.
+        if !std::path::Path::new(cwd).is_dir() {
+            return Err(Outcome::failed(format!(
+                "params.cwd: {cwd:?} is not a folder (does it exist on this machine?)"
+            )));
+        }
         command.current_dir(cwd);
     }
     command.spawn().map_err(|err| {
