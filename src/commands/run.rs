@@ -1,6 +1,5 @@
 //! `baton run`, `baton resume` and `baton tick`.
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -141,26 +140,6 @@ pub async fn resume_remotely(
 pub async fn resume(run: &str, store: &StoreArgs, drive_args: &DriveArgs) -> CommandResult {
     let run = locator::open(run, store).await?;
     drive(run, drive_args).await
-}
-
-pub async fn watch(run: &str, store: &StoreArgs, read_only: bool) -> CommandResult {
-    let run = Arc::new(locator::open(run, store).await?);
-    if !std::io::stdout().is_terminal() {
-        return Err(Failure::Invalid(
-            "watch needs a terminal; use `baton status` or `baton logs --follow` in scripts".into(),
-        ));
-    }
-    let state = crate::tui::console(
-        Arc::clone(&run),
-        ConsoleOptions {
-            drive: None,
-            known: None,
-            read_only,
-        },
-    )
-    .await?;
-    crate::out!("run {} {}", run.store.locator(), state.status());
-    Ok(())
 }
 
 /// Drives a run to its end in the console (on a terminal), with plain progress, or with a JSON

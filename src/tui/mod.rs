@@ -3,12 +3,22 @@
 //! the engine and the store each run in the background and only send messages.
 
 pub mod app;
+pub mod cmdline;
+pub mod eta;
+pub mod header;
+pub mod inspect;
 pub mod keymap;
+pub mod logview;
+pub mod mouse;
+pub mod overlay;
+pub mod probe;
+pub mod runs;
+pub mod session;
 pub mod timeline;
 pub mod ui;
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +27,6 @@ use baton_core::scheduler::Reexecute;
 use baton_core::state::{ActionState, LogEntry};
 use baton_core::{ActionIdx, Plan, Run, RunState, RunStore};
 use chrono::Utc;
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
@@ -32,9 +41,12 @@ use crate::Failure;
 /// At most ~30 frames a second, and only when something changed.
 const FRAME: Duration = Duration::from_millis(33);
 
-/// Whether the console should open: stdout is a terminal and no plain output was asked for.
+/// Whether the console should open: stdout is a terminal, no plain output was asked for, and
+/// the terminal can show it (when it cannot, says why once on stderr).
 pub fn wanted(plain: bool, json: bool) -> bool {
-    !plain && !json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+    let terminal =
+        !plain && !json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    terminal && session::unusable_terminal().is_none()
 }
 
 /// Colour unless `NO_COLOR` is set (<https://no-color.org>).
@@ -91,19 +103,43 @@ pub async fn console(
         driving: options.drive.is_some(),
     };
     let locator = run.store.locator();
+    let store = session::store_of(&locator);
     let plan = Arc::clone(&run.plan);
-    let mut app = App::new(plan, state, version, locator, Utc::now(), app_options);
-    let mut terminal = ratatui::try_init()
-        .map_err(|e| Failure::Infra(format!("cannot open the terminal: {e}")))?;
-    let size = terminal.size().unwrap_or_default();
+    let app = App::new(plan, state, version, locator, Utc::now(), app_options);
+    let mut term = session::Term::open()?;
+    let result = run_console(&mut term, run, app, options.drive).await;
+    let result = match result {
+        Ok((next, state)) => session::navigate(&mut term, next, &store, options.read_only)
+            .await
+            .map(|_| state),
+        Err(e) => Err(e),
+    };
+    term.close();
+    result
+}
+
+/// The console on one run, in a terminal the session holds, until it closes. Returns what
+/// the session shows next and the run's state as it closed.
+async fn run_console(
+    term: &mut session::Term,
+    run: Arc<Run<AnyStore>>,
+    mut app: App,
+    drive: Option<TickOptions>,
+) -> Result<(app::Next, RunState), Failure> {
+    let size = term.terminal.size().unwrap_or_default();
     update(&mut app, Msg::Resize(size.width, size.height));
     let (tx, mut rx) = unbounded_channel::<Msg>();
-    let mut tasks = Tasks::start(run, options.drive, &app, tx);
-    let result = event_loop(&mut terminal, &mut app, &mut rx, &mut tasks).await;
+    term.input.attach(tx.clone());
+    let extra = probe::start(&run, &tx);
+    let mut tasks = Tasks::start(run, drive, &app, tx);
+    let result = event_loop(&mut term.terminal, &mut app, &mut rx, &mut tasks).await;
+    for task in extra {
+        task.abort();
+    }
     let run = tasks.stop();
-    ratatui::restore();
     result?;
-    final_state(&run, app).await
+    let next = std::mem::take(&mut app.next);
+    Ok((next, final_state(&run, app).await?))
 }
 
 /// The run's state as the console closes: the console's own unless the store holds a newer
@@ -180,7 +216,6 @@ struct Tasks {
     /// What the console shows, for the store poller to follow its live log.
     shown: watch::Sender<Shown>,
     drive: Option<TickOptions>,
-    stop_input: Arc<AtomicBool>,
     clock: JoinHandle<()>,
     poller: JoinHandle<()>,
     remote: Option<JoinHandle<()>>,
@@ -194,8 +229,6 @@ impl Tasks {
         app: &App,
         tx: UnboundedSender<Msg>,
     ) -> Self {
-        let stop_input = Arc::new(AtomicBool::new(false));
-        spawn_input(tx.clone(), Arc::clone(&stop_input));
         let (seen, _) = watch::channel(app.version.clone());
         let (shown, shown_rx) = watch::channel(Shown::of(app));
         let engine = drive.clone().map(|options| {
@@ -226,7 +259,6 @@ impl Tasks {
             seen,
             shown,
             drive,
-            stop_input,
             remote,
             engine,
         }
@@ -240,6 +272,18 @@ impl Tasks {
             Effect::Quit => {}
             Effect::Abort => spawn_abort(run, app.driver_active, tx),
             Effect::AbortHard => spawn_abort_hard(run, tx),
+            Effect::Resume if ops::remote_driver(&run, &app.state).is_some() => {
+                probe::spawn_remote_resume(run, tx);
+            }
+            Effect::Resume => {
+                let options = self.drive.clone().unwrap_or_default();
+                let observer = ChannelObserver {
+                    tx,
+                    seen: self.seen.clone(),
+                };
+                self.engine = Some(tokio::spawn(drive_into_console(run, options, observer)));
+                return Some(Msg::DriverStarted);
+            }
             Effect::Reexecute(mode) => match ops::remote_driver(&run, &app.state) {
                 Some(state_machine) => {
                     spawn_remote_reexecute(run, mode, state_machine.to_string(), tx);
@@ -270,7 +314,6 @@ impl Tasks {
 
     /// Stops everything; hands back the run.
     fn stop(self) -> Arc<Run<AnyStore>> {
-        self.stop_input.store(true, Ordering::Relaxed);
         if let Some(options) = &self.drive {
             options.stop.store(true, Ordering::Relaxed);
         }
@@ -284,28 +327,6 @@ impl Tasks {
         }
         self.run
     }
-}
-
-fn spawn_input(tx: UnboundedSender<Msg>, stop: Arc<AtomicBool>) {
-    // crossterm's reader blocks: give it a thread that polls so it can notice `stop`.
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match event::poll(Duration::from_millis(100)) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(_) => break,
-            }
-            let msg = match event::read() {
-                Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => Msg::Key(key),
-                Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
-                Ok(_) => continue,
-                Err(_) => break,
-            };
-            if tx.send(msg).is_err() {
-                break;
-            }
-        }
-    });
 }
 
 fn spawn_clock(tx: UnboundedSender<Msg>) -> JoinHandle<()> {
