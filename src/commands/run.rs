@@ -199,7 +199,7 @@ async fn drive_from(
             plural(state.invocations() as usize, "invocation")
         );
         if state.status() != RunStatus::Succeeded {
-            print_next_steps(&run, &state);
+            crate::output::print_next_steps(&run.plan, &state, &run.store.locator());
         }
     }
     succeeded(status)
@@ -219,16 +219,7 @@ async fn drive_in_console(
         known,
     };
     let state = crate::tui::console(Arc::clone(&run), console).await?;
-    crate::out!(
-        "run {} {} after {} ({})",
-        state.run_id(),
-        state.status(),
-        format_elapsed(started.elapsed()),
-        state.count_summary()
-    );
-    if !state.status().is_finished() {
-        crate::out!("continue it with: baton resume {}", run.store.locator());
-    }
+    crate::output::print_console_outcome(&run.plan, &state, &run.store.locator(), started);
     succeeded(state.status())
 }
 
@@ -252,20 +243,6 @@ fn succeeded(status: RunStatus) -> CommandResult {
         RunStatus::Succeeded => Ok(()),
         _ => Err(Failure::RunFailed),
     }
-}
-
-fn print_next_steps(run: &Run<AnyStore>, state: &baton_core::RunState) {
-    let locator = run.store.locator();
-    for (def, action) in run.plan.actions().iter().zip(state.actions()) {
-        if action.status == baton_core::ActionStatus::Failed {
-            crate::out!(
-                "  ✖ {}: {}",
-                def.label,
-                action.error.as_deref().unwrap_or("failed")
-            );
-        }
-    }
-    crate::out!("inspect: baton inspect {locator} <label>    re-run failures: baton retry {locator} --failed");
 }
 
 fn run_id_of(run: &Run<AnyStore>) -> String {

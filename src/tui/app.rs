@@ -477,26 +477,18 @@ impl App {
     }
 
     /// Failures in the order `f` visits them: the root cause (the earliest failed action)
-    /// first. Blocked actions are consequences, not causes; cancelled ones count only when
-    /// nothing failed (an aborted run).
+    /// first. Blocked and cancelled actions are consequences (of a failure, of an abort), not
+    /// causes.
     pub fn failures(&self) -> Vec<ActionIdx> {
-        let of = |status: ActionStatus| {
-            let mut list: Vec<ActionIdx> = self
-                .plan
-                .order()
-                .iter()
-                .copied()
-                .filter(|&i| self.state.action(i).status == status)
-                .collect();
-            list.sort_by_key(|&i| (self.state.action(i).finished_at, i));
-            list
-        };
-        let failed = of(ActionStatus::Failed);
-        if failed.is_empty() {
-            of(ActionStatus::Cancelled)
-        } else {
-            failed
-        }
+        let mut failed: Vec<ActionIdx> = self
+            .plan
+            .order()
+            .iter()
+            .copied()
+            .filter(|&i| self.state.action(i).status == ActionStatus::Failed)
+            .collect();
+        failed.sort_by_key(|&i| (self.state.action(i).finished_at, i));
+        failed
     }
 
     /// The failure to look at first.
@@ -1006,7 +998,12 @@ fn fold(app: &mut App, command: Command) {
 fn jump_to_failure(app: &mut App, forward: bool) {
     let failures = app.failures();
     if failures.is_empty() {
-        app.say("no failures");
+        let cancelled = app.state.count(ActionStatus::Cancelled);
+        app.say(if cancelled > 0 {
+            format!("no failures ({cancelled} cancelled by the abort)")
+        } else {
+            "no failures".to_string()
+        });
         return;
     }
     let at = app
@@ -1022,8 +1019,7 @@ fn jump_to_failure(app: &mut App, forward: bool) {
     let target = failures[next];
     app.reveal(target);
     app.center_cursor();
-    let kind = app.state.action(target).status;
-    app.say(format!("{kind} {} of {n}", next + 1));
+    app.say(format!("failure {} of {n}", next + 1));
 }
 
 /// Selects the next running action after the cursor, wrapping around.

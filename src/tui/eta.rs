@@ -1,7 +1,8 @@
 //! The header's ETA: the longest chain of work still to do (the remaining critical path),
 //! each action's length estimated from the measured durations of finished actions of its type
-//! in this run. No estimate when any action on the way has no measure (or has run past it),
-//! and none for a finished run or during an abort.
+//! in this run (of any type when none of its own has finished). No estimate before anything
+//! finished, while a running action is past its estimate, for a finished run, or during an
+//! abort.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,17 +32,21 @@ fn estimates(app: &App) -> Vec<Option<f64>> {
                 .push(seconds);
         }
     }
+    let median = |list: &mut Vec<f64>| {
+        list.sort_by(f64::total_cmp);
+        list[list.len() / 2]
+    };
+    let mut all: Vec<f64> = by_type.values().flatten().copied().collect();
+    // A type nothing has measured yet counts as the run's typical action.
+    let overall = (!all.is_empty()).then(|| median(&mut all));
     let medians: HashMap<&str, f64> = by_type
         .into_iter()
-        .map(|(name, mut list)| {
-            list.sort_by(f64::total_cmp);
-            (name, list[list.len() / 2])
-        })
+        .map(|(name, mut list)| (name, median(&mut list)))
         .collect();
     app.plan
         .actions()
         .iter()
-        .map(|def| medians.get(def.action_type.name()).copied())
+        .map(|def| medians.get(def.action_type.name()).copied().or(overall))
         .collect()
 }
 

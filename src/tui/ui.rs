@@ -124,7 +124,11 @@ impl MainAreas {
 
 /// The main screen's layout for the app's terminal size.
 pub fn main_areas(app: &App) -> MainAreas {
-    let area = Rect::new(0, 0, app.size.0, app.size.1);
+    layout(app, Rect::new(0, 0, app.size.0, app.size.1))
+}
+
+/// The main screen's layout in `area`.
+pub fn layout(app: &App, area: Rect) -> MainAreas {
     let status_rows = u16::from(app.flash.is_some());
     let [header, body, status, footer] = Layout::vertical([
         Constraint::Length(3),
@@ -184,7 +188,7 @@ impl Widget for &App {
             .render(area, buf);
             return;
         }
-        let areas = main_areas(self);
+        let areas = layout(self, area);
         super::header::render(self, areas.header, buf);
         match (self.screen, self.view) {
             (Screen::Inspect, _) => super::inspect::render(self, areas.body, buf),

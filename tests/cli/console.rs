@@ -143,6 +143,7 @@ fn demo_app() -> App {
     {
         log(&plan, &mut state, "build-api", 0.1 + i as f64, line);
     }
+    edit(&mut state).updated_at(t(8.5));
     let mut app = App::new(
         Arc::new(plan),
         state,
@@ -155,7 +156,6 @@ fn demo_app() -> App {
             ..AppOptions::default()
         },
     );
-    app.last_updated = t(8.5);
     app
 }
 
@@ -227,7 +227,6 @@ fn failing_app() -> App {
     );
     // Driven here, and its engine has stopped.
     app.driver_active = false;
-    app.last_updated = t(4.0);
     app
 }
 
@@ -310,11 +309,19 @@ fn filter_narrows_rows_and_escape_clears_it() {
         .collect();
     assert_eq!(actions, vec!["deploy-api", "deploy-web"]);
     key(&mut app, KeyCode::Enter);
-    assert!(!app.filter_editing);
+    assert!(app.filter_editing.is_none());
     assert_eq!(app.filter, "deploy");
-    // Status names filter too.
+    // Status names filter too (by a prefix); `/` edits the filter, Ctrl-U clears it.
     key(&mut app, KeyCode::Char('/'));
-    for c in "running".chars() {
+    assert_eq!(app.filter, "deploy");
+    update(
+        &mut app,
+        Msg::Key(KeyEvent::new(
+            KeyCode::Char('u'),
+            ratatui::crossterm::event::KeyModifiers::CONTROL,
+        )),
+    );
+    for c in "runn".chars() {
         key(&mut app, KeyCode::Char(c));
     }
     key(&mut app, KeyCode::Enter);
@@ -351,7 +358,10 @@ fn reexecute_previews_then_confirms() {
     let mut app = failing_app();
     key(&mut app, KeyCode::Char('f'));
     assert!(key(&mut app, KeyCode::Char('r')).is_empty());
-    let Some(Overlay::Reexecute { choice, previews }) = &app.overlay else {
+    let Some(Overlay::Reexecute {
+        choice, previews, ..
+    }) = &app.overlay
+    else {
         panic!("no preview: {:?}", app.overlay)
     };
     assert_eq!(*choice, 0);
@@ -556,10 +566,10 @@ fn log_pane_scrolls_and_follows() {
     assert_eq!(app.focus, Focus::Log);
     key(&mut app, KeyCode::Up);
     key(&mut app, KeyCode::Up);
-    assert_eq!(app.log.back, 2);
-    assert!(screen(&app, 160, 48).contains("2 back · End follows"));
+    assert_eq!(app.log.top, Some(0));
+    assert!(screen(&app, 160, 48).contains("lines 1-4 of 4 · End follows"));
     key(&mut app, KeyCode::End);
-    assert_eq!(app.log.back, 0);
+    assert_eq!(app.log.top, None);
     key(&mut app, KeyCode::Char('t'));
     assert_eq!(app.view, View::Timeline);
 }
@@ -742,7 +752,7 @@ fn real_terminal_session_in_tmux() {
     tmux(&["send-keys", "-t", &session, "?"]);
     wait_for(
         &session,
-        "jump to the first (root-cause) failure",
+        "next failure, root cause first",
         Duration::from_secs(5),
     );
     tmux(&["send-keys", "-t", &session, "Escape"]);
@@ -919,7 +929,7 @@ fn real_terminal_demo_help_navigation_and_quit() {
     tmux(&["send-keys", "-t", &session, "?"]);
     wait_for(
         &session,
-        "jump to the next running action",
+        "next running action",
         Duration::from_secs(5),
     );
     tmux(&["send-keys", "-t", &session, "q"]);
