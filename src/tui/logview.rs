@@ -185,7 +185,7 @@ fn jump_to_match(app: &mut App, forward: bool, from_here: bool) {
     });
     match (found, nth) {
         (Some(i), Some(nth)) => {
-            app.log.top = Some(base + i.saturating_sub(1) as u64);
+            app.log.top = Some(base + i as u64);
             app.say(format!("match {nth} of {count} for \"{}\"", app.log.search));
         }
         _ if count == 0 => app.say(format!("no match for \"{}\"", app.log.search)),

@@ -415,10 +415,14 @@ fn render_header(view: &RunsView, area: Rect, buf: &mut Buffer) {
             Span::styled(count, view.dim()),
         ]),
         Line::styled(
-            format!(
-                " {:<32} {:<10} {:<19} {:>8}  {:<22} DRIVER",
-                "RUN", "STATUS", "STARTED", "DURATION", "ACTIONS"
-            ),
+            if area.width < super::ui::COMPACT_BELOW {
+                format!(" {:<28} {:<11} {:>8}  {:<14} DRIVER", "RUN", "STATUS", "DURATION", "ACTIONS")
+            } else {
+                format!(
+                    " {:<32} {:<11} {:<19} {:>8}  {:<22} DRIVER",
+                    "RUN", "STATUS", "STARTED", "DURATION", "ACTIONS"
+                )
+            },
             view.dim(),
         ),
     ];
@@ -455,14 +459,20 @@ fn render_table(view: &RunsView, area: Rect, buf: &mut Buffer) {
             RunStatus::Failed => symbol(ActionStatus::Failed),
             RunStatus::Aborted => symbol(ActionStatus::Cancelled),
         };
+        let compact = area.width < super::ui::COMPACT_BELOW;
+        let (id_width, counts_width) = if compact { (28, 14) } else { (32, 22) };
+        let started = if compact {
+            String::new()
+        } else {
+            format!("{} ", row.started.format("%Y-%m-%d %H:%M:%S"))
+        };
         let line = Line::from(vec![
-            Span::raw(format!(" {:<32} ", super::ui::shorten(&row.id, 32))),
-            Span::styled(format!("{symbol} {:<8} ", status.as_str()), view.style(status)),
+            Span::raw(format!(" {:<id_width$} ", super::ui::shorten(&row.id, id_width))),
+            Span::styled(format!("{symbol} {:<9} ", status.as_str()), view.style(status)),
             Span::raw(format!(
-                "{:<19} {:>8}  {:<22} {}",
-                row.started.format("%Y-%m-%d %H:%M:%S"),
+                "{started}{:>8}  {:<counts_width$} {}",
                 format_elapsed(row.duration),
-                super::ui::shorten(&format!("{} {}", row.actions, row.counts_text()), 22),
+                super::ui::shorten(&format!("{} {}", row.actions, row.counts_text()), counts_width),
                 row.driver_text()
             )),
         ]);
