@@ -175,6 +175,18 @@ fn jump_to_match(app: &mut App, forward: bool, from_here: bool) {
             .find(|(_, e)| is_match(e, &needle))
             .map(|(i, _)| i)
     };
+    // Past the last (first) match, the search wraps around.
+    let wrapped = if found.is_none() {
+        let mut all = entries.iter().enumerate().filter(|(_, e)| is_match(e, &needle));
+        if forward {
+            all.next().map(|(i, _)| i)
+        } else {
+            all.last().map(|(i, _)| i)
+        }
+    } else {
+        None
+    };
+    let found = found.or(wrapped);
     let count = entries.iter().filter(|e| is_match(e, &needle)).count();
     let nth = found.map(|i| {
         entries
@@ -186,14 +198,13 @@ fn jump_to_match(app: &mut App, forward: bool, from_here: bool) {
     match (found, nth) {
         (Some(i), Some(nth)) => {
             app.log.top = Some(base + i as u64);
-            app.say(format!("match {nth} of {count} for \"{}\"", app.log.search));
+            let note = if wrapped.is_some() { " (wrapped)" } else { "" };
+            app.say(format!(
+                "match {nth} of {count} for \"{}\"{note}",
+                app.log.search
+            ));
         }
-        _ if count == 0 => app.say(format!("no match for \"{}\"", app.log.search)),
-        _ => app.say(format!(
-            "no more matches {}; {} in all",
-            if forward { "below" } else { "above" },
-            count
-        )),
+        _ => app.say(format!("no match for \"{}\"", app.log.search)),
     }
 }
 

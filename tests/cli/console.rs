@@ -1819,3 +1819,80 @@ fn key_to_screen_latency_in_tmux() {
     eprintln!("key-to-screen in tmux, ms (sorted): {samples:?}; median {median}");
     assert!(median < 100, "key-to-screen median {median} ms: {samples:?}");
 }
+
+// ---- the operator guide ----
+
+/// The screens the operator guide shows, by name.
+fn guide_captures() -> Vec<(&'static str, String)> {
+    let mut main = demo_app();
+    main.reveal(main.plan.find("build-api").expect("label"));
+    let mut compact = demo_app();
+    let mut inspect = failing_app();
+    key(&mut inspect, KeyCode::Char('f'));
+    key(&mut inspect, KeyCode::Enter);
+    inspect.flash = None;
+    let mut log = demo_app();
+    log.reveal(log.plan.find("provision-database").expect("label"));
+    push_lines(&mut log, "provision-database", 0, 40);
+    key(&mut log, KeyCode::Char('v'));
+    update(&mut log, Msg::Resize(120, 24));
+    key(&mut log, KeyCode::Char('g'));
+    key(&mut log, KeyCode::Char('/'));
+    for c in "line 1".chars() {
+        key(&mut log, KeyCode::Char(c));
+    }
+    key(&mut log, KeyCode::Enter);
+    let mut reexecute = failing_app();
+    key(&mut reexecute, KeyCode::Char('f'));
+    key(&mut reexecute, KeyCode::Char('r'));
+    reexecute.flash = None;
+    let mut timeline = failing_app();
+    key(&mut timeline, KeyCode::Char('t'));
+    let mut help = demo_app();
+    key(&mut help, KeyCode::Char('?'));
+    vec![
+        ("runs", runs_screen(&mut runs_view(), 120, 10)),
+        ("main", sized(&mut main, 120, 30)),
+        ("main-80x24", sized(&mut compact, 80, 24)),
+        ("inspect", sized(&mut inspect, 120, 30)),
+        ("log", screen(&log, 120, 24)),
+        ("reexecute", sized(&mut reexecute, 120, 30)),
+        ("timeline", sized(&mut timeline, 120, 16)),
+        ("help", sized(&mut help, 120, 40)),
+    ]
+}
+
+/// Replaces what follows `start` up to `end` in `doc`.
+fn fill(doc: &str, start: &str, end: &str, with: &str) -> String {
+    let Some(from) = doc.find(start).map(|i| i + start.len()) else {
+        panic!("the guide has no {start:?}");
+    };
+    let to = from + doc[from..].find(end).expect("end marker");
+    format!("{}{with}{}", &doc[..from], &doc[to..])
+}
+
+/// docs/operator-guide.md shows each view as the console draws it and the full key table
+/// from the keymap. `BATON_UPDATE_DOCS=1` rewrites them.
+#[test]
+fn the_operator_guide_matches_the_console() {
+    let path = repo().join("docs/operator-guide.md");
+    let doc = std::fs::read_to_string(&path).expect("guide");
+    let mut expected = fill(
+        &doc,
+        "<!-- keys:begin -->\n",
+        "<!-- keys:end -->",
+        &baton::tui::keymap::markdown_table(),
+    );
+    for (name, capture) in guide_captures() {
+        let start = format!("<!-- capture:{name} -->\n```\n");
+        expected = fill(&expected, &start, "```\n", &capture);
+    }
+    if std::env::var_os("BATON_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &expected).expect("write the guide");
+        return;
+    }
+    assert!(
+        doc == expected,
+        "docs/operator-guide.md is out of date: run BATON_UPDATE_DOCS=1 cargo test -p baton --test cli operator_guide"
+    );
+}
