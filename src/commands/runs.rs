@@ -276,11 +276,17 @@ pub async fn run(store: &StoreArgs, as_json: bool) -> CommandResult {
     }
     if as_json {
         let list: Vec<Value> = rows.iter().map(RunRow::to_json).collect();
-        crate::out!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        crate::out!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
         return Ok(());
     }
     if rows.is_empty() {
-        crate::out!("no runs in {} (start one with `baton run FILE`)", store.store);
+        crate::out!(
+            "no runs in {} (start one with `baton run FILE`)",
+            store.store
+        );
         return Ok(());
     }
     for line in table(&rows) {

@@ -99,7 +99,10 @@ impl CommandLine {
             Span::raw(format!("{}█", self.text)),
         ];
         if self.offered.is_empty() {
-            spans.push(Span::styled("   Tab completes · Enter runs · Esc cancels", dim));
+            spans.push(Span::styled(
+                "   Tab completes · Enter runs · Esc cancels",
+                dim,
+            ));
         } else {
             spans.push(Span::styled(format!("   {}", self.offered.join("  ")), dim));
         }
@@ -189,7 +192,12 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         context: app.context(),
         read_only: app.read_only,
         run_ids: &app.run_ids,
-        labels: app.plan.actions().iter().map(|a| a.label.as_str()).collect(),
+        labels: app
+            .plan
+            .actions()
+            .iter()
+            .map(|a| a.label.as_str())
+            .collect(),
     };
     match line.on_key(key, &words) {
         Outcome::Editing => app.command_line = Some(line),

@@ -80,7 +80,11 @@ fn counts_line(app: &App, width: u16) -> Line<'static> {
             spans.push(Span::raw("  "));
         }
     }
-    let bar_width = if width < super::ui::COMPACT_BELOW { 10 } else { 20 };
+    let bar_width = if width < super::ui::COMPACT_BELOW {
+        10
+    } else {
+        20
+    };
     spans.push(Span::raw("["));
     let mut used = 0;
     for (status, fill) in SEGMENTS {
@@ -98,10 +102,7 @@ fn counts_line(app: &App, width: u16) -> Line<'static> {
         ));
         used += cells;
     }
-    spans.push(Span::styled(
-        "░".repeat(bar_width - used),
-        app.dim(),
-    ));
+    spans.push(Span::styled("░".repeat(bar_width - used), app.dim()));
     let done = counts[ActionStatus::Complete as usize] + counts[ActionStatus::Skipped as usize];
     spans.push(Span::raw(format!(
         "] {:>3.0}% done",

@@ -171,10 +171,8 @@ fn on_tree_command(app: &mut App, command: Command) {
         Command::Expand => {
             state.open(selected);
         }
-        Command::Collapse => {
-            if !state.close(&selected) && selected.len() > 1 {
-                app.inspect.selected.pop();
-            }
+        Command::Collapse if !state.close(&selected) && selected.len() > 1 => {
+            app.inspect.selected.pop();
         }
         _ => {}
     }
@@ -247,8 +245,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let wide = inner.width >= 100;
-    let [top, log] = Layout::vertical([Constraint::Percentage(70), Constraint::Percentage(30)])
-        .areas(inner);
+    let [top, log] =
+        Layout::vertical([Constraint::Percentage(70), Constraint::Percentage(30)]).areas(inner);
     let (facts, tree) = if wide {
         let [a, b] =
             Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
@@ -337,9 +335,8 @@ fn fact_lines(app: &App, idx: ActionIdx) -> Vec<Line<'static>> {
                 .unwrap_or_default(),
         ),
     ]));
-    let time = |t: &Option<baton_core::state::Timestamp>| {
-        t.map(|t| t.format("%H:%M:%S%.3f").to_string())
-    };
+    let time =
+        |t: &Option<baton_core::state::Timestamp>| t.map(|t| t.format("%H:%M:%S%.3f").to_string());
     for (name, at) in [
         ("started", &a.started_at),
         ("finished", &a.finished_at),
@@ -387,10 +384,7 @@ fn push_links(app: &App, idx: ActionIdx, lines: &mut Vec<Line<'static>>) {
             }
             lines.push(Line::from(vec![
                 Span::styled(format!("{head:<11}"), app.dim()),
-                Span::styled(
-                    format!("→ {} {}", symbol(status), app.plan.label(i)),
-                    style,
-                ),
+                Span::styled(format!("→ {} {}", symbol(status), app.plan.label(i)), style),
             ]));
             n += 1;
         }

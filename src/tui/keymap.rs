@@ -394,23 +394,8 @@ pub const KEYMAP: &[Binding] = &[
     )
     .mutating()
     .hint(4, "abort"),
-    binding(
-        &[],
-        "",
-        Command::Runs,
-        "runs",
-        "the runs in the store",
-        ALL,
-    ),
-    binding(
-        &[],
-        "",
-        Command::OpenRun,
-        "run",
-        "open another run",
-        ALL,
-    )
-    .args("<id>"),
+    binding(&[], "", Command::Runs, "runs", "the runs in the store", ALL),
+    binding(&[], "", Command::OpenRun, "run", "open another run", ALL).args("<id>"),
     binding(
         &[ch(':')],
         ":",
@@ -420,15 +405,7 @@ pub const KEYMAP: &[Binding] = &[
         ALL,
     )
     .hint(1, "command"),
-    binding(
-        &[ch('?')],
-        "?",
-        Command::Help,
-        "help",
-        "this help",
-        ALL,
-    )
-    .hint(0, "help"),
+    binding(&[ch('?')], "?", Command::Help, "help", "this help", ALL).hint(0, "help"),
     binding(
         &[key(KeyCode::Esc)],
         "Esc",
@@ -505,9 +482,15 @@ pub fn markdown_table() -> String {
         } else {
             places.join(", ")
         };
-        let note = if b.mutates { " (not with `--read-only`)" } else { "" };
+        let note = if b.mutates {
+            " (not with `--read-only`)"
+        } else {
+            ""
+        };
         let help = b.help.replace('|', "\\|");
-        out.push_str(&format!("| {keys} | {command} | {places} | {help}{note} |\n"));
+        out.push_str(&format!(
+            "| {keys} | {command} | {places} | {help}{note} |\n"
+        ));
     }
     let aliases: Vec<String> = ALIASES
         .iter()
@@ -536,7 +519,11 @@ mod tests {
 
     #[test]
     fn command_names_are_unique() {
-        let mut names: Vec<&str> = KEYMAP.iter().map(|b| b.name).filter(|n| !n.is_empty()).collect();
+        let mut names: Vec<&str> = KEYMAP
+            .iter()
+            .map(|b| b.name)
+            .filter(|n| !n.is_empty())
+            .collect();
         let all = names.len();
         names.sort_unstable();
         names.dedup();

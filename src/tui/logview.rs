@@ -156,7 +156,12 @@ fn jump_to_match(app: &mut App, forward: bool, from_here: bool) {
     let needle = app.log.search.to_lowercase();
     let height = super::ui::log_screen_rows(app);
     let base = app.log_dropped();
-    let current = (app.log.top.unwrap_or_else(|| first_shown(app, height)).max(base) - base) as usize;
+    let current = (app
+        .log
+        .top
+        .unwrap_or_else(|| first_shown(app, height))
+        .max(base)
+        - base) as usize;
     let entries = app.log_entries();
     let found = if forward {
         let start = if from_here { current } else { current + 1 };
@@ -177,11 +182,14 @@ fn jump_to_match(app: &mut App, forward: bool, from_here: bool) {
     };
     // Past the last (first) match, the search wraps around.
     let wrapped = if found.is_none() {
-        let mut all = entries.iter().enumerate().filter(|(_, e)| is_match(e, &needle));
+        let mut all = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| is_match(e, &needle));
         if forward {
             all.next().map(|(i, _)| i)
         } else {
-            all.last().map(|(i, _)| i)
+            all.next_back().map(|(i, _)| i)
         }
     } else {
         None
@@ -334,7 +342,11 @@ fn entry_rows(app: &App, entry: &LogEntry, width: usize, needle: &str) -> Vec<Li
     };
     if !app.log.wrap {
         let cut = text.len() > width;
-        let end = if cut { width.saturating_sub(1) } else { text.len() };
+        let end = if cut {
+            width.saturating_sub(1)
+        } else {
+            text.len()
+        };
         return vec![row(0, end, cut)];
     }
     if text.is_empty() {

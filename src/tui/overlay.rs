@@ -25,8 +25,7 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 pub fn render(app: &App, overlay: &Overlay, area: Rect, buf: &mut Buffer) {
-    let (title, lines, scroll, keys, width): (String, Vec<Line>, usize, &str, u16) = match overlay
-    {
+    let (title, lines, scroll, keys, width): (String, Vec<Line>, usize, &str, u16) = match overlay {
         Overlay::Help { scroll } => (
             format!(" keys · {} ", app.context().name()),
             help_lines(app.accent(), app.dim(), app.context(), app.read_only),
@@ -111,7 +110,11 @@ pub fn dialog(
         let mut spans = vec![Span::styled(keys.to_string(), accent)];
         if more || scroll > 0 {
             spans.push(Span::styled(
-                format!("  ({}{})", if scroll > 0 { "↑" } else { "" }, if more { "↓ more" } else { "" }),
+                format!(
+                    "  ({}{})",
+                    if scroll > 0 { "↑" } else { "" },
+                    if more { "↓ more" } else { "" }
+                ),
                 dim,
             ));
         }
@@ -214,7 +217,13 @@ fn push_preview(
         lines.push(Line::raw(format!("nothing to re-execute: {why}")));
     } else {
         section(app, lines, "will run", &p.will_run, ActionStatus::Running);
-        section(app, lines, "reusing the outputs of", &p.reused, ActionStatus::Complete);
+        section(
+            app,
+            lines,
+            "reusing the outputs of",
+            &p.reused,
+            ActionStatus::Complete,
+        );
     }
     if !p.stays_blocked.is_empty() {
         lines.push(Line::styled(
@@ -223,7 +232,10 @@ fn push_preview(
         ));
         for &idx in &p.stays_blocked {
             lines.push(Line::from(vec![
-                Span::styled(format!("  ⊘ {}", app.plan.label(idx)), app.style(ActionStatus::Blocked)),
+                Span::styled(
+                    format!("  ⊘ {}", app.plan.label(idx)),
+                    app.style(ActionStatus::Blocked),
+                ),
                 Span::styled(format!("  {}", why_blocked(app, p, idx)), app.dim()),
             ]));
         }

@@ -186,7 +186,8 @@ impl RunsView {
     }
 
     fn on_key(&mut self, key: KeyEvent) -> Option<Next> {
-        let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+        let ctrl_c =
+            key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
         if let Some(mut line) = self.command_line.take() {
             let ids: Vec<String> = self.rows.iter().map(|r| r.id.clone()).collect();
             let words = Words {
@@ -252,12 +253,7 @@ impl RunsView {
             Command::PageDown => self.select(at + page),
             Command::Top => self.select(0),
             Command::Bottom => self.select(usize::MAX),
-            Command::Open => {
-                return self
-                    .shown()
-                    .get(at)
-                    .map(|r| Next::Run(r.run.clone()))
-            }
+            Command::Open => return self.shown().get(at).map(|r| Next::Run(r.run.clone())),
             Command::OpenRun => match arg {
                 Some(id) => return Some(Next::Run(id.trim().to_string())),
                 None => self.flash = Some("which run? :run <id> (Tab completes)".into()),
@@ -329,10 +325,7 @@ pub async fn show(
     Ok(next)
 }
 
-fn spawn_lister(
-    store: StoreArgs,
-    tx: UnboundedSender<Listed>,
-) -> tokio::task::JoinHandle<()> {
+fn spawn_lister(store: StoreArgs, tx: UnboundedSender<Listed>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let listed = match crate::commands::runs::list(&store).await {
@@ -416,7 +409,10 @@ fn render_header(view: &RunsView, area: Rect, buf: &mut Buffer) {
         ]),
         Line::styled(
             if area.width < super::ui::COMPACT_BELOW {
-                format!(" {:<28} {:<11} {:>8}  {:<14} DRIVER", "RUN", "STATUS", "DURATION", "ACTIONS")
+                format!(
+                    " {:<28} {:<11} {:>8}  {:<14} DRIVER",
+                    "RUN", "STATUS", "DURATION", "ACTIONS"
+                )
             } else {
                 format!(
                     " {:<32} {:<11} {:<19} {:>8}  {:<22} DRIVER",
@@ -435,7 +431,10 @@ fn render_table(view: &RunsView, area: Rect, buf: &mut Buffer) {
         let text = if !view.loaded {
             "reading the runs…".to_string()
         } else if view.rows.is_empty() {
-            format!("no runs in {} yet (start one with `baton run FILE`)", view.store)
+            format!(
+                "no runs in {} yet (start one with `baton run FILE`)",
+                view.store
+            )
         } else {
             format!("no matches for /{} (Esc clears the filter)", view.filter)
         };
@@ -467,12 +466,21 @@ fn render_table(view: &RunsView, area: Rect, buf: &mut Buffer) {
             format!("{} ", row.started.format("%Y-%m-%d %H:%M:%S"))
         };
         let line = Line::from(vec![
-            Span::raw(format!(" {:<id_width$} ", super::ui::shorten(&row.id, id_width))),
-            Span::styled(format!("{symbol} {:<9} ", status.as_str()), view.style(status)),
+            Span::raw(format!(
+                " {:<id_width$} ",
+                super::ui::shorten(&row.id, id_width)
+            )),
+            Span::styled(
+                format!("{symbol} {:<9} ", status.as_str()),
+                view.style(status),
+            ),
             Span::raw(format!(
                 "{started}{:>8}  {:<counts_width$} {}",
                 format_elapsed(row.duration),
-                super::ui::shorten(&format!("{} {}", row.actions, row.counts_text()), counts_width),
+                super::ui::shorten(
+                    &format!("{} {}", row.actions, row.counts_text()),
+                    counts_width
+                ),
                 row.driver_text()
             )),
         ]);

@@ -158,7 +158,7 @@ impl Term {
 /// The store a run's locator lives in: `<root>/runs/<id>` or `s3://…/<prefix>/runs/<id>`.
 pub fn store_of(locator: &str) -> StoreArgs {
     let root = match locator.rsplit_once("/runs/") {
-        Some((root, _)) if root.is_empty() => ".".to_string(),
+        Some(("", _)) => ".".to_string(),
         Some((root, _)) => root.to_string(),
         None => ".baton".to_string(),
     };

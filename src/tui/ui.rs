@@ -300,7 +300,11 @@ fn render_dag(app: &App, area: Rect, buf: &mut Buffer) {
         Scrollbar::new(ScrollbarOrientation::VerticalRight)
             .begin_symbol(None)
             .end_symbol(None)
-            .render(area.inner(ratatui::layout::Margin::new(0, 1)), buf, &mut state);
+            .render(
+                area.inner(ratatui::layout::Margin::new(0, 1)),
+                buf,
+                &mut state,
+            );
     }
 }
 
@@ -473,9 +477,8 @@ fn push_progress(app: &App, idx: ActionIdx, a: &ActionState, lines: &mut Vec<Lin
                 .unwrap_or_default(),
         ),
     ]));
-    let time = |t: &Option<baton_core::state::Timestamp>| {
-        t.map(|t| t.format("%H:%M:%S%.3f").to_string())
-    };
+    let time =
+        |t: &Option<baton_core::state::Timestamp>| t.map(|t| t.format("%H:%M:%S%.3f").to_string());
     if let Some(started) = time(&a.started_at) {
         let finished = time(&a.finished_at)
             .map(|f| format!("  finished {f}"))
@@ -557,7 +560,10 @@ fn render_log(app: &App, area: Rect, buf: &mut Buffer, full: bool) {
         None => "run".to_string(),
     };
     let height = usize::from(area.height.saturating_sub(2));
-    let mut title = format!(" log · {thread} · {} ", super::logview::position(app, height));
+    let mut title = format!(
+        " log · {thread} · {} ",
+        super::logview::position(app, height)
+    );
     if full {
         if !app.log.search.is_empty() {
             title.push_str(&format!("· /{} ", app.log.search));
@@ -615,14 +621,15 @@ fn render_history(app: &App, remote: &RemoteInfo, area: Rect, buf: &mut Buffer) 
 
 /// The key hints that fit `width`, by priority (`? help` and `q quit` always), in keymap order.
 pub fn hints(context: Context, read_only: bool, width: usize) -> Vec<(&'static str, &'static str)> {
-    let mut offered: Vec<(u8, usize, &'static str, &'static str)> = keymap::visible(context, read_only)
-        .enumerate()
-        .filter_map(|(order, b)| {
-            let (priority, word) = b.hint?;
-            let key = b.label.split(' ').next().unwrap_or(b.label);
-            Some((priority, order, key, word))
-        })
-        .collect();
+    let mut offered: Vec<(u8, usize, &'static str, &'static str)> =
+        keymap::visible(context, read_only)
+            .enumerate()
+            .filter_map(|(order, b)| {
+                let (priority, word) = b.hint?;
+                let key = b.label.split(' ').next().unwrap_or(b.label);
+                Some((priority, order, key, word))
+            })
+            .collect();
     offered.sort_by_key(|&(priority, order, _, _)| (priority, order));
     let mut used = 0;
     let mut kept = Vec::new();
@@ -664,7 +671,10 @@ fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
             Span::styled("   Enter finds · Esc restores", app.dim()),
         ])
     } else {
-        hint_line(app, hints(app.context(), app.read_only, area.width as usize))
+        hint_line(
+            app,
+            hints(app.context(), app.read_only, area.width as usize),
+        )
     };
     buf.set_line(area.x, area.y, &line, area.width);
 }

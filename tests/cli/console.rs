@@ -596,7 +596,6 @@ fn snapshot_main_screen_160x48() {
     insta::assert_snapshot!(screen(&app, 160, 48));
 }
 
-
 #[test]
 fn snapshot_timeline() {
     let mut app = failing_app();
@@ -912,11 +911,7 @@ fn real_terminal_demo_help_navigation_and_quit() {
         "{pane}"
     );
     tmux(&["send-keys", "-t", &session, "?"]);
-    wait_for(
-        &session,
-        "next running action",
-        Duration::from_secs(5),
-    );
+    wait_for(&session, "next running action", Duration::from_secs(5));
     tmux(&["send-keys", "-t", &session, "q"]);
     tmux(&["send-keys", "-t", &session, "j", "j", "j"]);
     wait_for(
@@ -1237,7 +1232,12 @@ fn sized(app: &mut App, width: u16, height: u16) -> String {
 
 fn runs_view() -> baton::tui::runs::RunsView {
     use baton::commands::runs::RunRow;
-    let row = |id: &str, status: RunStatus, start: f64, took: f64, counts: [usize; 7], driver: Option<&str>| RunRow {
+    let row = |id: &str,
+               status: RunStatus,
+               start: f64,
+               took: f64,
+               counts: [usize; 7],
+               driver: Option<&str>| RunRow {
         id: id.into(),
         run: format!(".baton/runs/{id}"),
         status,
@@ -1251,10 +1251,38 @@ fn runs_view() -> baton::tui::runs::RunsView {
     let mut view = baton::tui::runs::RunsView::new(".baton", false, None);
     view.listed(baton::tui::runs::Listed::Rows(
         vec![
-            row("demo-20261128-094203-f962", RunStatus::Running, 600.0, 9.8, [7, 1, 7, 0, 0, 0, 0], Some("pid 4242")),
-            row("failing-20261128-094216-ce4e", RunStatus::Failed, 300.0, 4.0, [0, 0, 4, 1, 0, 3, 0], None),
-            row("deploy-20261127-170002-1a2b", RunStatus::Waiting, 100.0, 3600.0, [2, 0, 5, 0, 1, 0, 0], Some("idle")),
-            row("demo-20261127-120000-0001", RunStatus::Succeeded, 0.0, 21.7, [0, 0, 15, 0, 0, 0, 0], None),
+            row(
+                "demo-20261128-094203-f962",
+                RunStatus::Running,
+                600.0,
+                9.8,
+                [7, 1, 7, 0, 0, 0, 0],
+                Some("pid 4242"),
+            ),
+            row(
+                "failing-20261128-094216-ce4e",
+                RunStatus::Failed,
+                300.0,
+                4.0,
+                [0, 0, 4, 1, 0, 3, 0],
+                None,
+            ),
+            row(
+                "deploy-20261127-170002-1a2b",
+                RunStatus::Waiting,
+                100.0,
+                3600.0,
+                [2, 0, 5, 0, 1, 0, 0],
+                Some("idle"),
+            ),
+            row(
+                "demo-20261127-120000-0001",
+                RunStatus::Succeeded,
+                0.0,
+                21.7,
+                [0, 0, 15, 0, 0, 0, 0],
+                None,
+            ),
         ],
         Vec::new(),
     ));
@@ -1270,7 +1298,9 @@ fn runs_screen(view: &mut baton::tui::runs::RunsView, width: u16, height: u16) -
     let buffer = terminal.backend().buffer();
     (0..buffer.area.height)
         .map(|y| {
-            let line: String = (0..buffer.area.width).map(|x| buffer[(x, y)].symbol()).collect();
+            let line: String = (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect();
             format!("{}\n", line.trim_end())
         })
         .collect()
@@ -1325,7 +1355,10 @@ fn snapshot_help() {
 // ---- the views' behaviour ----
 
 fn ctrl(c: char) -> KeyEvent {
-    KeyEvent::new(KeyCode::Char(c), ratatui::crossterm::event::KeyModifiers::CONTROL)
+    KeyEvent::new(
+        KeyCode::Char(c),
+        ratatui::crossterm::event::KeyModifiers::CONTROL,
+    )
 }
 
 fn is_main(app: &App) -> bool {
@@ -1374,7 +1407,10 @@ fn push_lines(app: &mut App, label: &str, from: usize, to: usize) {
     for i in from..to {
         update(
             app,
-            Msg::Log(Some(idx), line(10.0 + i as f64 / 1000.0, &format!("line {i}"))),
+            Msg::Log(
+                Some(idx),
+                line(10.0 + i as f64 / 1000.0, &format!("line {i}")),
+            ),
         );
     }
 }
@@ -1389,7 +1425,10 @@ fn a_held_log_stays_on_its_line_while_lines_arrive_and_marks_dropped_ones() {
     key(&mut app, KeyCode::Char('g'));
     // g shows the first line at the top and a full page below it.
     let text = screen(&app, 80, 24);
-    assert!(text.contains("│line 0 ") && text.contains("│line 10 "), "{text}");
+    assert!(
+        text.contains("│line 0 ") && text.contains("│line 10 "),
+        "{text}"
+    );
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Down);
     let top = app.log.top;
@@ -1430,7 +1469,10 @@ fn log_search_wrap_and_follow() {
     let idx = app.plan.find("provision-database").expect("label");
     update(
         &mut app,
-        Msg::Log(Some(idx), line(20.0, &format!("long {} END", "x".repeat(200)))),
+        Msg::Log(
+            Some(idx),
+            line(20.0, &format!("long {} END", "x".repeat(200))),
+        ),
     );
     key(&mut app, KeyCode::Char('G'));
     assert!(screen(&app, 80, 24).contains("END"));
@@ -1450,7 +1492,10 @@ fn the_command_line_runs_every_command_and_completes() {
     };
     type_line(&mut app, "time");
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.command_line.as_ref().map(|l| l.text.as_str()), Some("timeline"));
+    assert_eq!(
+        app.command_line.as_ref().map(|l| l.text.as_str()),
+        Some("timeline")
+    );
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.view, View::Timeline);
     key(&mut app, KeyCode::Esc);
@@ -1469,12 +1514,19 @@ fn the_command_line_runs_every_command_and_completes() {
     let Some(Overlay::Reexecute { choice, action, .. }) = &app.overlay else {
         panic!("no dialog: {:?}", app.overlay)
     };
-    assert_eq!((*choice, action.map(|i| app.plan.label(i))), (1, Some("test")));
+    assert_eq!(
+        (*choice, action.map(|i| app.plan.label(i))),
+        (1, Some("test"))
+    );
     assert!(sized(&mut app, 160, 48).contains("2 from test"));
     key(&mut app, KeyCode::Esc);
     type_line(&mut app, "nonsense");
     key(&mut app, KeyCode::Enter);
-    assert!(app.flash.as_deref().unwrap_or_default().contains("unknown command :nonsense"));
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap_or_default()
+        .contains("unknown command :nonsense"));
     type_line(&mut app, "q");
     assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::Quit]);
 }
@@ -1488,8 +1540,14 @@ fn filters_match_prefixes_count_and_say_no_matches() {
     }
     assert_eq!(app.matched, 3, "blocked, by a prefix of the status");
     let text = sized(&mut app, 160, 48);
-    assert!(text.contains("/bl 3 of 8") && text.contains("3 matches"), "{text}");
-    assert!(text.contains("layer 2 · 1 of 2"), "layer counts are filtered: {text}");
+    assert!(
+        text.contains("/bl 3 of 8") && text.contains("3 matches"),
+        "{text}"
+    );
+    assert!(
+        text.contains("layer 2 · 1 of 2"),
+        "layer counts are filtered: {text}"
+    );
     key(&mut app, KeyCode::Char('z'));
     let text = sized(&mut app, 160, 48);
     assert!(text.contains("no matches for /blz"), "{text}");
@@ -1558,7 +1616,10 @@ fn the_header_tells_who_drives_and_stops_the_clock_of_an_idle_run() {
     update(&mut app, Msg::LocalDriver(None));
     update(&mut app, Msg::Tick(t(60.0)));
     let text = sized(&mut app, 160, 48);
-    assert!(text.contains("idle since 09:00:08") && text.contains("R resumes it"), "{text}");
+    assert!(
+        text.contains("idle since 09:00:08") && text.contains("R resumes it"),
+        "{text}"
+    );
     assert!(text.contains("elapsed 8.5s"), "{text}");
     assert!(text.contains("saved 51.5s ago"), "{text}");
     assert_eq!(key(&mut app, KeyCode::Char('R')), vec![Effect::Resume]);
@@ -1574,7 +1635,10 @@ fn progress_counts_only_what_is_done_and_the_eta_follows_the_remaining_path() {
     let text = sized(&mut app, 160, 48);
     assert!(!text.contains("ETA"), "no ETA during an abort: {text}");
     let failing = sized(&mut failing_app(), 160, 48);
-    assert!(failing.contains("50% done") && !failing.contains("ETA"), "{failing}");
+    assert!(
+        failing.contains("50% done") && !failing.contains("ETA"),
+        "{failing}"
+    );
 }
 
 #[test]
@@ -1584,7 +1648,10 @@ fn footer_hints_keep_help_and_quit_at_any_width_and_messages_take_their_own_line
         key(&mut app, KeyCode::Char('f'));
         let text = sized(&mut app, width, 24);
         let footer = text.lines().last().unwrap_or_default();
-        assert!(footer.contains("? help") && footer.contains("q quit"), "{width}: {footer}");
+        assert!(
+            footer.contains("? help") && footer.contains("q quit"),
+            "{width}: {footer}"
+        );
         assert!(text.contains("no failures"), "{text}");
         // The message goes after a few seconds.
         update(&mut app, Msg::Tick(t(30.0)));
@@ -1598,7 +1665,10 @@ fn narrow_terminals_get_one_pane_and_distinct_labels() {
     app.reveal(app.plan.find("build-api").expect("label"));
     let text = sized(&mut app, 40, 10);
     assert!(!text.contains("too small"), "{text}");
-    assert!(text.contains("✔ build-api") && !text.contains("detail"), "{text}");
+    assert!(
+        text.contains("✔ build-api") && !text.contains("detail"),
+        "{text}"
+    );
     assert_eq!(baton::tui::ui::shorten("build-api", 7), "bui…api");
     assert_eq!(baton::tui::ui::shorten("build-web", 7), "bui…web");
     let small = screen(&app, 30, 8);
@@ -1620,7 +1690,11 @@ fn mouse_clicks_select_and_the_wheel_scrolls() {
     update(&mut app, Msg::Mouse(click(6)));
     assert_eq!(label_of(&app), "preflight");
     update(&mut app, Msg::Mouse(click(6)));
-    assert_eq!(app.screen, baton::tui::app::Screen::Inspect, "a second click opens it");
+    assert_eq!(
+        app.screen,
+        baton::tui::app::Screen::Inspect,
+        "a second click opens it"
+    );
     key(&mut app, KeyCode::Esc);
     let wheel = MouseEvent {
         kind: MouseEventKind::ScrollDown,
@@ -1677,15 +1751,21 @@ proptest::proptest! {
 #[test]
 fn runs_lists_the_store_plain_and_as_json() {
     let scratch = Scratch::new();
-    std::fs::copy(repo().join("examples/failing.json"), scratch.path().join("failing.json"))
-        .expect("copy");
+    std::fs::copy(
+        repo().join("examples/failing.json"),
+        scratch.path().join("failing.json"),
+    )
+    .expect("copy");
     let out = scratch.baton(&["run", "failing.json", "--run-id", "one", "--plain"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let out = scratch.baton(&["runs"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.starts_with("ID "), "{text}");
-    assert!(text.contains("one  ") && text.contains("failed") && text.contains("8 ✔4 ✖1 ⊘3"), "{text}");
+    assert!(
+        text.contains("one  ") && text.contains("failed") && text.contains("8 ✔4 ✖1 ⊘3"),
+        "{text}"
+    );
     let out = scratch.baton(&["runs", "--json"]);
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
     assert_eq!(list[0]["id"], "one");
@@ -1708,15 +1788,28 @@ fn runs_lists_the_store_plain_and_as_json() {
 // ---- real terminals: the runs view, commands, the filter, TERM=dumb ----
 
 /// A tmux session of `width` x `height` running `command` in `scratch`.
-fn tmux_sized(scratch: &Scratch, name: &str, command: &str, width: u16, height: u16) -> (String, KillSession) {
+fn tmux_sized(
+    scratch: &Scratch,
+    name: &str,
+    command: &str,
+    width: u16,
+    height: u16,
+) -> (String, KillSession) {
     let session = format!("baton-{name}-{}", std::process::id());
     let command = format!(
         "cd {} && NO_COLOR=1 {command}; echo EXITED $?; sleep 30",
         scratch.path().display()
     );
     tmux(&[
-        "new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y",
-        &height.to_string(), &command,
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        &width.to_string(),
+        "-y",
+        &height.to_string(),
+        &command,
     ]);
     let guard = KillSession(session.clone());
     (session, guard)
@@ -1777,7 +1870,10 @@ fn term_dumb_and_tiny_terminals_print_plain_lines_and_say_why() {
     let command = format!("TERM=dumb {} run failing.json --run-id dumb", baton_bin());
     let (session, guard) = tmux_sized(&scratch, "dumb", &command, 120, 36);
     let pane = wait_for(&session, "EXITED", Duration::from_secs(30));
-    assert!(pane.contains("TERM=dumb: this terminal cannot draw the console"), "{pane}");
+    assert!(
+        pane.contains("TERM=dumb: this terminal cannot draw the console"),
+        "{pane}"
+    );
     assert!(pane.contains("run dumb failed in"), "{pane}");
     assert!(pane.contains("EXITED 1"), "{pane}");
     drop(guard);
@@ -1785,7 +1881,10 @@ fn term_dumb_and_tiny_terminals_print_plain_lines_and_say_why() {
     let (session, guard) = tmux_sized(&scratch, "tiny", &command, 30, 8);
     let pane = wait_for(&session, "EXITED", Duration::from_secs(30));
     let wide = tmux(&["capture-pane", "-t", &session, "-p", "-J", "-S", "-100"]);
-    assert!(wide.contains("the console needs at least 40x10"), "{pane}\n{wide}");
+    assert!(
+        wide.contains("the console needs at least 40x10"),
+        "{pane}\n{wide}"
+    );
     assert!(wide.contains("EXITED 0"), "{wide}");
     drop(guard);
 }
@@ -1803,7 +1902,11 @@ fn key_to_screen_latency_in_tmux() {
     wait_for(&session, "DAG · 8 actions", Duration::from_secs(10));
     let mut samples = Vec::new();
     for i in 0..20 {
-        let needle = if i % 2 == 0 { "critical path" } else { "DAG · 8" };
+        let needle = if i % 2 == 0 {
+            "critical path"
+        } else {
+            "DAG · 8"
+        };
         let sent = std::time::Instant::now();
         tmux(&["send-keys", "-t", &session, "t"]);
         // Polls every 2 ms (wait_for's 100 ms would hide the figure).
@@ -1817,7 +1920,10 @@ fn key_to_screen_latency_in_tmux() {
     samples.sort_unstable();
     let median = samples[samples.len() / 2];
     eprintln!("key-to-screen in tmux, ms (sorted): {samples:?}; median {median}");
-    assert!(median < 100, "key-to-screen median {median} ms: {samples:?}");
+    assert!(
+        median < 100,
+        "key-to-screen median {median} ms: {samples:?}"
+    );
 }
 
 // ---- the operator guide ----
