@@ -17,6 +17,9 @@ use crate::{commands, Failure};
 pub struct Cli {
     #[command(flatten)]
     pub aws: AwsArgs,
+    /// The console ignores the mouse (clicks and the wheel are the terminal's again).
+    #[arg(long, global = true)]
+    pub no_mouse: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -105,9 +108,17 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Open the console on an existing run (it keeps running wherever it runs).
+    /// List the runs in the store: status, start, duration, counts, who drives each.
+    Runs {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Open the console on an existing run (it keeps running wherever it runs), or without
+    /// RUN on the list of runs.
     Watch {
-        run: String,
+        run: Option<String>,
         /// Hide every control that changes the run.
         #[arg(long)]
         read_only: bool,
@@ -132,6 +143,9 @@ pub fn main() -> ExitCode {
         region: cli.aws.region.clone(),
         endpoint_url: cli.aws.endpoint_url.clone(),
         role_name: Some(cli.aws.role_name.clone()),
+    });
+    crate::tui::session::configure(crate::tui::session::Settings {
+        mouse: !cli.no_mouse,
     });
     // Readable panic reports; the console adds its own hook that restores the terminal first.
     let _ = color_eyre::install();
@@ -180,14 +194,12 @@ fn init_tracing(command: &Command) {
         Command::Retry(args) if crate::tui::wanted(args.drive.plain, args.drive.json) => {
             Some(&args.store)
         }
-        Command::Watch { store, .. } => Some(store),
+        Command::Watch { store, .. } if crate::tui::wanted(false, false) => Some(store),
         _ => None,
     };
     let file = std::env::var_os("BATON_LOG_FILE")
         .map(std::path::PathBuf::from)
-        .or_else(|| {
-            console_store.map(|store| std::path::Path::new(&store.store).join("baton.log"))
-        });
+        .or_else(|| console_store.map(console_log_file));
     let file = file.and_then(|path| {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
@@ -206,6 +218,15 @@ fn init_tracing(command: &Command) {
             .try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
+}
+
+/// Where a console's diagnostics go: `<store>/baton.log` for a local store; for an S3 store
+/// (there is no folder to write into) `.baton/baton.log` here.
+fn console_log_file(store: &StoreArgs) -> std::path::PathBuf {
+    if store.store.starts_with("s3://") {
+        return std::path::Path::new(".baton").join("baton.log");
+    }
+    std::path::Path::new(&store.store).join("baton.log")
 }
 
 async fn dispatch(command: Command) -> crate::CommandResult {
@@ -254,11 +275,12 @@ async fn dispatch(command: Command) -> crate::CommandResult {
             store,
         } => commands::inspect::run(&run, &store, &label, json).await,
         Command::Retry(args) => commands::retry::run(args).await,
+        Command::Runs { json, store } => commands::runs::run(&store, json).await,
         Command::Watch {
             run,
             read_only,
             store,
-        } => commands::run::watch(&run, &store, read_only).await,
+        } => commands::watch::run(run.as_deref(), &store, read_only).await,
         Command::Abort { run, hard, store } => commands::retry::abort(&run, &store, hard).await,
     }
 }

@@ -188,3 +188,51 @@ impl Summary<'_> {
         }
     }
 }
+
+/// What failed and how to go on, after a run that did not succeed (plain output and the
+/// console's last words alike).
+pub fn print_next_steps(plan: &Plan, state: &RunState, locator: &str) {
+    for (def, action) in plan.actions().iter().zip(state.actions()) {
+        if action.status == ActionStatus::Failed {
+            crate::out!(
+                "  ✖ {}: {}",
+                def.label,
+                action.error.as_deref().unwrap_or("failed")
+            );
+        }
+    }
+    crate::out!(
+        "inspect: baton inspect {locator} <label>    re-run failures: baton retry {locator} --failed"
+    );
+}
+
+/// What the console prints as it closes on a run it drove: the run's own duration (not how
+/// long the console was open) and, unless it succeeded, the same summary and next steps as
+/// plain output; for an unfinished run, how to continue it.
+pub fn print_console_outcome(plan: &Plan, state: &RunState, locator: &str, opened: Instant) {
+    if !state.status().is_finished() {
+        crate::out!(
+            "run {} {} after {} ({})",
+            state.run_id(),
+            state.status(),
+            format_elapsed(opened.elapsed()),
+            state.count_summary()
+        );
+        crate::out!("continue it with: baton resume {locator}");
+        return;
+    }
+    let took = (state.updated_at() - state.created_at())
+        .to_std()
+        .unwrap_or_default();
+    crate::out!(
+        "run {} {} in {} ({}; {})",
+        state.run_id(),
+        state.status(),
+        format_elapsed(took),
+        state.count_summary(),
+        plural(state.invocations() as usize, "invocation")
+    );
+    if state.status() != baton_core::RunStatus::Succeeded {
+        print_next_steps(plan, state, locator);
+    }
+}

@@ -5,8 +5,10 @@ pub mod logs;
 pub mod plan;
 pub mod retry;
 pub mod run;
+pub mod runs;
 pub mod status;
 pub mod validate;
+pub mod watch;
 
 use std::path::Path;
 

@@ -1,6 +1,5 @@
 //! `baton run`, `baton resume` and `baton tick`.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -148,26 +147,6 @@ pub async fn resume(run: &str, store: &StoreArgs, drive_args: &DriveArgs) -> Com
     drive(run, drive_args).await
 }
 
-pub async fn watch(run: &str, store: &StoreArgs, read_only: bool) -> CommandResult {
-    let run = Arc::new(locator::open(run, store).await?);
-    if !std::io::stdout().is_terminal() {
-        return Err(Failure::Invalid(
-            "watch needs a terminal; use `baton status` or `baton logs --follow` in scripts".into(),
-        ));
-    }
-    let state = crate::tui::console(
-        Arc::clone(&run),
-        ConsoleOptions {
-            drive: None,
-            known: None,
-            read_only,
-        },
-    )
-    .await?;
-    crate::out!("run {} {}", run.store.locator(), state.status());
-    Ok(())
-}
-
 /// Drives a run to its end in the console (on a terminal), with plain progress, or with a JSON
 /// summary; exit 1 unless it succeeded.
 pub async fn drive(run: Run<AnyStore>, args: &DriveArgs) -> CommandResult {
@@ -226,7 +205,7 @@ async fn drive_from(
             plural(state.invocations() as usize, "invocation")
         );
         if state.status() != RunStatus::Succeeded {
-            print_next_steps(&run, &state);
+            crate::output::print_next_steps(&run.plan, &state, &run.store.locator());
         }
     }
     succeeded(status)
@@ -254,16 +233,7 @@ async fn drive_in_console(
         print_stopped(&run, &state, cause);
         return Err(Failure::RunFailed);
     }
-    crate::out!(
-        "run {} {} after {} ({})",
-        state.run_id(),
-        state.status(),
-        format_elapsed(started.elapsed()),
-        state.count_summary()
-    );
-    if !state.status().is_finished() {
-        crate::out!("continue it with: baton resume {}", run.store.locator());
-    }
+    crate::output::print_console_outcome(&run.plan, &state, &run.store.locator(), started);
     succeeded(state.status())
 }
 
@@ -313,20 +283,6 @@ fn succeeded(status: RunStatus) -> CommandResult {
         RunStatus::Succeeded => Ok(()),
         _ => Err(Failure::RunFailed),
     }
-}
-
-fn print_next_steps(run: &Run<AnyStore>, state: &baton_core::RunState) {
-    let locator = run.store.locator();
-    for (def, action) in run.plan.actions().iter().zip(state.actions()) {
-        if action.status == baton_core::ActionStatus::Failed {
-            crate::out!(
-                "  ✖ {}: {}",
-                def.label,
-                action.error.as_deref().unwrap_or("failed")
-            );
-        }
-    }
-    crate::out!("inspect: baton inspect {locator} <label>    re-run failures: baton retry {locator} --failed");
 }
 
 fn run_id_of(run: &Run<AnyStore>) -> String {

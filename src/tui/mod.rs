@@ -3,7 +3,17 @@
 //! the engine and the store each run in the background and only send messages.
 
 pub mod app;
+pub mod cmdline;
+pub mod eta;
+pub mod header;
+pub mod inspect;
 pub mod keymap;
+pub mod logview;
+pub mod mouse;
+pub mod overlay;
+pub mod probe;
+pub mod runs;
+pub mod session;
 pub mod timeline;
 pub mod ui;
 
@@ -17,7 +27,6 @@ use baton_core::scheduler::Reexecute;
 use baton_core::state::{ActionState, LogEntry, StopCause};
 use baton_core::{ActionIdx, Plan, Run, RunState, RunStore};
 use chrono::Utc;
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
@@ -36,17 +45,29 @@ const FRAME: Duration = Duration::from_millis(33);
 /// give it back.
 static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
 
+/// Records that the console has taken the terminal.
+fn terminal_taken() {
+    TERMINAL_TAKEN.store(true, Ordering::SeqCst);
+}
+
 /// Gives the terminal back if the console has it (safe to call twice, and from a signal
-/// handler's task).
+/// handler's task): mouse reporting off, raw mode off, the main screen back.
 pub fn restore_terminal() {
     if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        let _ = ratatui::crossterm::execute!(
+            std::io::stdout(),
+            ratatui::crossterm::event::DisableMouseCapture
+        );
         ratatui::restore();
     }
 }
 
-/// Whether the console should open: stdout is a terminal and no plain output was asked for.
+/// Whether the console should open: stdout is a terminal, no plain output was asked for, and
+/// the terminal can show it (when it cannot, says why once on stderr).
 pub fn wanted(plain: bool, json: bool) -> bool {
-    !plain && !json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+    let terminal =
+        !plain && !json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    terminal && session::unusable_terminal().is_none()
 }
 
 /// Colour unless `NO_COLOR` is set (<https://no-color.org>).
@@ -103,35 +124,60 @@ pub async fn console(
         driving: options.drive.is_some(),
     };
     let locator = run.store.locator();
+    let store = session::store_of(&locator);
     let plan = Arc::clone(&run.plan);
-    let mut app = App::new(plan, state, version, locator, Utc::now(), app_options);
-    let mut terminal = ratatui::try_init()
-        .map_err(|e| Failure::Infra(format!("cannot open the terminal: {e}")))?;
-    TERMINAL_TAKEN.store(true, Ordering::SeqCst);
-    let size = terminal.size().unwrap_or_default();
+    let app = App::new(plan, state, version, locator, Utc::now(), app_options);
+    let mut term = session::Term::open()?;
+    let result = run_console(&mut term, run, app, options.drive).await;
+    let result = match result {
+        Ok((next, state)) => session::navigate(&mut term, next, &store, options.read_only)
+            .await
+            .map(|_| state),
+        Err(e) => Err(e),
+    };
+    term.close();
+    result
+}
+
+/// The console on one run, in a terminal the session holds, until it closes. Returns what
+/// the session shows next and the run's state as it closed. A signal closes it (and stops the
+/// engine this process runs); an engine still running as it closes is stopped the documented
+/// way, with the terminal already given back so what stopping says is plain text.
+async fn run_console(
+    term: &mut session::Term,
+    run: Arc<Run<AnyStore>>,
+    mut app: App,
+    drive: Option<TickOptions>,
+) -> Result<(app::Next, RunState), Failure> {
+    let size = term.terminal.size().unwrap_or_default();
     update(&mut app, Msg::Resize(size.width, size.height));
     let (tx, mut rx) = unbounded_channel::<Msg>();
+    term.input.attach(tx.clone());
     // A console that only watches has nothing to stop, but a signal must still give the
     // terminal back.
-    let stop = options
-        .drive
-        .as_ref()
-        .map(|o| o.stop.clone())
-        .unwrap_or_default();
+    let stop = drive.as_ref().map(|o| o.stop.clone()).unwrap_or_default();
     let signals = crate::signals::watch(stop.clone(), {
         let tx = tx.clone();
         move |cause| {
             let _ = tx.send(Msg::Stop(cause));
         }
     });
-    let mut tasks = Tasks::start(run, options.drive, stop, &app, tx);
-    let result = event_loop(&mut terminal, &mut app, &mut rx, &mut tasks).await;
+    let extra = probe::start(&run, &tx);
+    let mut tasks = Tasks::start(run, drive, stop, &app, tx);
+    let result = event_loop(&mut term.terminal, &mut app, &mut rx, &mut tasks).await;
+    for task in extra {
+        task.abort();
+    }
     tasks.stop_watching();
-    restore_terminal();
+    if tasks.engine_running() {
+        restore_terminal();
+        app.next = app::Next::Exit;
+    }
     let run = tasks.stop_engine(&app).await;
     drop(signals);
     result?;
-    final_state(&run, app).await
+    let next = std::mem::take(&mut app.next);
+    Ok((next, final_state(&run, app).await?))
 }
 
 /// The run's state as the console closes: the console's own unless the store holds a newer
@@ -210,7 +256,6 @@ struct Tasks {
     drive: Option<TickOptions>,
     /// Stops whatever engine this process runs (the one it was opened with, or a re-execute's).
     stop: StopSwitch,
-    stop_input: Arc<AtomicBool>,
     clock: JoinHandle<()>,
     poller: JoinHandle<()>,
     remote: Option<JoinHandle<()>>,
@@ -225,8 +270,6 @@ impl Tasks {
         app: &App,
         tx: UnboundedSender<Msg>,
     ) -> Self {
-        let stop_input = Arc::new(AtomicBool::new(false));
-        spawn_input(tx.clone(), Arc::clone(&stop_input));
         let (seen, _) = watch::channel(app.version.clone());
         let (shown, shown_rx) = watch::channel(Shown::of(app));
         let engine = drive.clone().map(|options| {
@@ -258,7 +301,6 @@ impl Tasks {
             shown,
             drive,
             stop,
-            stop_input,
             remote,
             engine,
         }
@@ -272,6 +314,18 @@ impl Tasks {
             Effect::Quit => {}
             Effect::Abort => spawn_abort(run, app.driver_active, tx),
             Effect::AbortHard => spawn_abort_hard(run, tx),
+            Effect::Resume if ops::remote_driver(&run, &app.state).is_some() => {
+                probe::spawn_remote_resume(run, tx);
+            }
+            Effect::Resume => {
+                let options = self.drive.clone().unwrap_or_default();
+                let observer = ChannelObserver {
+                    tx,
+                    seen: self.seen.clone(),
+                };
+                self.engine = Some(tokio::spawn(drive_into_console(run, options, observer)));
+                return Some(Msg::DriverStarted);
+            }
             Effect::Reexecute(mode) => match ops::remote_driver(&run, &app.state) {
                 Some(state_machine) => {
                     spawn_remote_reexecute(run, mode, state_machine.to_string(), tx);
@@ -301,14 +355,20 @@ impl Tasks {
         });
     }
 
-    /// Stops what only served the console: input, clock, pollers.
+    /// Stops what only served the console: clock, pollers.
     fn stop_watching(&mut self) {
-        self.stop_input.store(true, Ordering::Relaxed);
         self.clock.abort();
         self.poller.abort();
         if let Some(remote) = self.remote.take() {
             remote.abort();
         }
+    }
+
+    /// Whether an engine this process runs is still at work.
+    fn engine_running(&self) -> bool {
+        self.engine
+            .as_ref()
+            .is_some_and(|engine| !engine.is_finished())
     }
 
     /// Stops the engine this process runs, if any, the documented way (no new starts; running
@@ -334,28 +394,6 @@ impl Tasks {
         let _ = engine.await;
         self.run
     }
-}
-
-fn spawn_input(tx: UnboundedSender<Msg>, stop: Arc<AtomicBool>) {
-    // crossterm's reader blocks: give it a thread that polls so it can notice `stop`.
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match event::poll(Duration::from_millis(100)) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(_) => break,
-            }
-            let msg = match event::read() {
-                Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => Msg::Key(key),
-                Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
-                Ok(_) => continue,
-                Err(_) => break,
-            };
-            if tx.send(msg).is_err() {
-                break;
-            }
-        }
-    });
 }
 
 fn spawn_clock(tx: UnboundedSender<Msg>) -> JoinHandle<()> {

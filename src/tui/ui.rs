@@ -1,19 +1,29 @@
 //! Rendering: a pure function of [`App`]. No IO, no mutation.
 
 use baton_core::redact::redact_value;
-use baton_core::scheduler::Preview;
-use baton_core::state::{ActionState, Level, LogEntry, Timestamp};
+use baton_core::state::ActionState;
 use baton_core::{Action, ActionIdx, ActionStatus, RunStatus};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
+use ratatui::widgets::{
+    Block, Borders, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState, StatefulWidget,
+    Widget, Wrap,
+};
 
-use super::app::{App, Focus, Overlay, RemoteInfo, Row, View, REEXECUTE_CHOICES};
-use super::keymap;
+use super::app::{App, Focus, RemoteInfo, Row, Screen, View};
+use super::keymap::{self, Context};
 use super::timeline::Timeline;
-use crate::output::{format_elapsed, symbol};
+use crate::output::{format_elapsed, plural, symbol};
+
+/// The smallest terminal the console draws in; below it, it says so (and a new console
+/// prints plain lines instead).
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 10;
+
+/// Below this width the main screen shows one pane at a time.
+pub const COMPACT_BELOW: u16 = 100;
 
 impl App {
     pub fn style(&self, status: ActionStatus) -> Style {
@@ -35,7 +45,7 @@ impl App {
         Style::new().fg(color)
     }
 
-    fn run_style(&self) -> Style {
+    pub fn run_style(&self) -> Style {
         let status = match self.state.status() {
             RunStatus::Running | RunStatus::Waiting => ActionStatus::Running,
             RunStatus::Succeeded => ActionStatus::Complete,
@@ -45,7 +55,7 @@ impl App {
         self.style(status).add_modifier(Modifier::BOLD)
     }
 
-    fn accent(&self) -> Style {
+    pub fn accent(&self) -> Style {
         if self.color {
             Style::new().fg(Color::Cyan)
         } else {
@@ -53,7 +63,7 @@ impl App {
         }
     }
 
-    fn dim(&self) -> Style {
+    pub fn dim(&self) -> Style {
         if self.color {
             Style::new().fg(Color::DarkGray)
         } else {
@@ -61,234 +71,157 @@ impl App {
         }
     }
 
-    /// Elapsed time of an action: finished, or so far.
+    /// Elapsed time of an action: finished, or so far (until the run's clock stopped).
     pub fn action_elapsed(&self, idx: ActionIdx) -> Option<std::time::Duration> {
         let a = self.state.action(idx);
         let end = match a.status {
-            ActionStatus::Running => Some(self.now),
+            ActionStatus::Running => Some(self.clock()),
             _ => a.finished_at,
         };
         (end? - a.started_at?).to_std().ok()
     }
 
+    /// How long the run has taken: from its creation to its last save once finished (or
+    /// while nothing drives it), to now while it runs.
     pub fn run_elapsed(&self) -> std::time::Duration {
         let end = if self.state.status().is_finished() {
             self.state.updated_at()
         } else {
-            self.now
+            self.clock()
         };
         (end - self.state.created_at()).to_std().unwrap_or_default()
     }
 }
 
+/// Where the main screen's parts are, for rendering and for mouse clicks.
+#[derive(Debug, Clone, Copy)]
+pub struct MainAreas {
+    pub header: Rect,
+    pub body: Rect,
+    /// The DAG pane (with borders), when shown.
+    pub dag: Option<Rect>,
+    pub detail: Option<Rect>,
+    pub log: Option<Rect>,
+    pub status: Option<Rect>,
+    pub footer: Rect,
+}
+
+impl MainAreas {
+    pub fn dag_rows(&self) -> usize {
+        self.dag
+            .map(|r| usize::from(r.height.saturating_sub(2)))
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    pub fn log_rows(&self) -> usize {
+        self.log
+            .map(|r| usize::from(r.height.saturating_sub(2)))
+            .unwrap_or(1)
+            .max(1)
+    }
+}
+
+/// The main screen's layout for the app's terminal size.
+pub fn main_areas(app: &App) -> MainAreas {
+    layout(app, Rect::new(0, 0, app.size.0, app.size.1))
+}
+
+/// The main screen's layout in `area`.
+pub fn layout(app: &App, area: Rect) -> MainAreas {
+    let status_rows = u16::from(app.flash.is_some());
+    let [header, body, status, footer] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Min(1),
+        Constraint::Length(status_rows),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let status = (status_rows > 0).then_some(status);
+    let (mut dag, mut detail, mut log) = (None, None, None);
+    if app.screen == Screen::Main && app.view == View::Dag {
+        if area.width < COMPACT_BELOW {
+            if app.focus == Focus::Log {
+                log = Some(body);
+            } else {
+                dag = Some(body);
+            }
+        } else {
+            let [left, right] =
+                Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)])
+                    .areas(body);
+            let [top, bottom] =
+                Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)])
+                    .areas(right);
+            dag = Some(left);
+            detail = Some(top);
+            log = Some(bottom);
+        }
+    }
+    MainAreas {
+        header,
+        body,
+        dag,
+        detail,
+        log,
+        status,
+        footer,
+    }
+}
+
+/// Rows of the full-screen log.
+pub fn log_screen_rows(app: &App) -> usize {
+    match app.screen {
+        Screen::Log => usize::from(main_areas(app).body.height.saturating_sub(2)).max(1),
+        _ => main_areas(app).log_rows(),
+    }
+}
+
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        if area.width < 24 || area.height < 8 {
-            Paragraph::new("terminal too small for baton; enlarge it")
-                .wrap(Wrap { trim: true })
-                .render(area, buf);
+        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+            Paragraph::new(format!(
+                "terminal too small: baton needs at least {MIN_WIDTH}x{MIN_HEIGHT} (this one is {}x{}); enlarge it",
+                area.width, area.height
+            ))
+            .wrap(Wrap { trim: true })
+            .render(area, buf);
             return;
         }
-        let [header, body, footer] = Layout::vertical([
-            Constraint::Length(3),
-            Constraint::Min(3),
-            Constraint::Length(1),
-        ])
-        .areas(area);
-        render_header(self, header, buf);
-        match self.view {
-            View::Dag => {
-                let [left, right] =
-                    Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)])
-                        .areas(body);
-                render_dag(self, left, buf);
-                let [detail, log] =
-                    Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)])
-                        .areas(right);
-                render_detail(self, detail, buf);
-                render_log(self, log, buf);
+        let areas = layout(self, area);
+        super::header::render(self, areas.header, buf);
+        match (self.screen, self.view) {
+            (Screen::Inspect, _) => super::inspect::render(self, areas.body, buf),
+            (Screen::Log, _) => render_log(self, areas.body, buf, true),
+            (Screen::Main, View::Timeline) => Timeline { app: self }.render(areas.body, buf),
+            (Screen::Main, View::Dag) => {
+                if let Some(dag) = areas.dag {
+                    render_dag(self, dag, buf);
+                }
+                if let Some(detail) = areas.detail {
+                    render_detail(self, detail, buf);
+                }
+                if let Some(log) = areas.log {
+                    render_log(self, log, buf, false);
+                }
             }
-            View::Timeline => Timeline { app: self }.render(body, buf),
         }
-        render_footer(self, footer, buf);
+        if let (Some(status), Some(flash)) = (areas.status, &self.flash) {
+            buf.set_line(
+                status.x,
+                status.y,
+                &Line::styled(format!(" {flash}"), self.accent()),
+                status.width,
+            );
+        }
+        render_footer(self, areas.footer, buf);
         if let Some(overlay) = &self.overlay {
-            render_overlay(self, overlay, area, buf);
+            super::overlay::render(self, overlay, area, buf);
         }
     }
 }
 
-fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
-    let counts = app.counts();
-    let done = counts[ActionStatus::Complete as usize]
-        + counts[ActionStatus::Skipped as usize]
-        + counts[ActionStatus::Failed as usize]
-        + counts[ActionStatus::Blocked as usize]
-        + counts[ActionStatus::Cancelled as usize];
-    let fraction = done as f64 / app.plan.len().max(1) as f64;
-    let lines = vec![
-        run_line(app, done, fraction),
-        counts_line(app, &counts, fraction),
-        store_line(app),
-    ];
-    Paragraph::new(lines).render(area, buf);
-}
-
-/// ` baton <run id>  ▶ running  elapsed 9.0s  ETA ~3.0s`
-fn run_line(app: &App, done: usize, fraction: f64) -> Line<'static> {
-    let elapsed = app.run_elapsed();
-    let eta = if !app.state.status().is_finished() && done > 0 && fraction < 1.0 {
-        let left = elapsed.as_secs_f64() / fraction - elapsed.as_secs_f64();
-        format!(
-            "  ETA ~{}",
-            format_elapsed(std::time::Duration::from_secs_f64(left))
-        )
-    } else {
-        String::new()
-    };
-    let status_symbol = match app.state.status() {
-        RunStatus::Running | RunStatus::Waiting => "▶",
-        RunStatus::Succeeded => "✔",
-        RunStatus::Failed => "✖",
-        RunStatus::Aborted => "■",
-    };
-    let abort = if app.state.abort_requested() && !app.state.status().is_finished() {
-        "  (abort requested)"
-    } else {
-        ""
-    };
-    Line::from(vec![
-        Span::styled(" baton ", app.accent().add_modifier(Modifier::BOLD)),
-        Span::raw(app.state.run_id().to_string()),
-        Span::raw("  "),
-        Span::styled(
-            format!("{status_symbol} {}{abort}", app.state.status()),
-            app.run_style(),
-        ),
-        Span::raw(format!("  elapsed {}{eta}", format_elapsed(elapsed))),
-    ])
-}
-
-/// Counts per status and a progress bar.
-fn counts_line(app: &App, counts: &[usize; 7], fraction: f64) -> Line<'static> {
-    let mut spans = vec![Span::raw(" ")];
-    for status in ActionStatus::ALL {
-        let n = counts[status as usize];
-        if n > 0 {
-            spans.push(Span::styled(
-                format!("{} {n} {status}", symbol(status)),
-                app.style(status),
-            ));
-            spans.push(Span::raw("  "));
-        }
-    }
-    let bar_width = 20usize;
-    let filled = ((fraction * bar_width as f64).round() as usize).min(bar_width);
-    spans.push(Span::styled(
-        format!(
-            "[{}{}] {:>3.0}%",
-            "█".repeat(filled),
-            "░".repeat(bar_width - filled),
-            fraction * 100.0
-        ),
-        app.accent(),
-    ));
-    Line::from(spans)
-}
-
-/// Where the run is, how fresh the view is, who drives it; the execution of a remote run.
-fn store_line(app: &App) -> Line<'static> {
-    let ago = (app.now - app.last_updated)
-        .to_std()
-        .map(format_elapsed)
-        .unwrap_or_else(|_| "0.0s".into());
-    let lease = live_lease(app);
-    let mode = match (app.driving, app.driver_active, app.read_only) {
-        (_, _, true) => "read-only".to_string(),
-        (true, true, _) => "driving".to_string(),
-        (true, false, _) => "driven here (stopped)".to_string(),
-        (false, _, _) => match &lease {
-            Some(holder) => format!("watching · driven by {holder}"),
-            None => "watching".to_string(),
-        },
-    };
-    // S3 version ids are long; a prefix is enough to tell versions apart on screen.
-    let version: String = app.version.chars().take(10).collect();
-    let mut spans = vec![Span::styled(
-        format!(" {}  v{version}  updated {ago} ago  {mode}", app.locator),
-        app.dim(),
-    )];
-    if let Some(remote) = &app.remote {
-        spans.push(execution_span(app, remote, lease.is_some()));
-    }
-    Line::from(spans)
-}
-
-/// The holder of the run's lease while it is live (a tick at work on an S3 run).
-fn live_lease(app: &App) -> Option<String> {
-    app.state
-        .driver()
-        .filter(|lease| lease.until > app.now)
-        .map(|lease| lease.holder.clone())
-}
-
-/// `│ <execution> RUNNING · history 212/25000 · 7 ticks · next tick in 3.0s`, in the failure
-/// style once most of the history budget is used; for an unfinished run that no execution and
-/// no tick drives, since when it is idle and how to continue it.
-fn execution_span(app: &App, remote: &RemoteInfo, leased: bool) -> Span<'static> {
-    let finished = app.state.status().is_finished();
-    if !remote.running() && !leased && !finished {
-        let since = app.state.updated_at();
-        let ago = (app.now - since)
-            .to_std()
-            .map(format_elapsed)
-            .unwrap_or_else(|_| "0.0s".into());
-        let last = if remote.execution.is_empty() {
-            "no execution".to_string()
-        } else {
-            format!("{} {}", remote.execution, remote.status)
-        };
-        let way_out = if app.state.abort_requested() {
-            format!("finish the abort: baton abort {}", app.locator)
-        } else {
-            format!("continue: baton resume {} --remote", app.locator)
-        };
-        return Span::styled(
-            format!(
-                "  │ {last} · idle since {} ({ago} ago); nothing is driving it · {way_out}",
-                since.format("%H:%M:%S")
-            ),
-            app.style(ActionStatus::Failed),
-        );
-    }
-    let next = app
-        .state
-        .actions()
-        .iter()
-        .filter_map(|a| a.next_check_at)
-        .min()
-        .and_then(|t| (t - app.now).to_std().ok())
-        .map(|d| format!(" · next tick in {}", format_elapsed(d)))
-        .unwrap_or_default();
-    let share = remote.events as f64 / super::app::HISTORY_LIMIT as f64;
-    let style = if share > 0.8 {
-        app.style(ActionStatus::Failed)
-    } else {
-        app.accent()
-    };
-    Span::styled(
-        format!(
-            "  │ {} {} · history {}/{} · {} ticks{next}",
-            remote.execution,
-            remote.status,
-            remote.events,
-            super::app::HISTORY_LIMIT,
-            app.state.invocations()
-        ),
-        style,
-    )
-}
-
-fn pane_block(app: &App, title: String, focused: bool) -> Block<'static> {
+pub fn pane_block(app: &App, title: String, focused: bool) -> Block<'static> {
     let style = if focused { app.accent() } else { app.dim() };
     Block::new()
         .borders(Borders::ALL)
@@ -296,60 +229,105 @@ fn pane_block(app: &App, title: String, focused: bool) -> Block<'static> {
         .title(Span::styled(title, style))
 }
 
-fn render_dag(app: &App, area: Rect, buf: &mut Buffer) {
-    let mut title = format!(" DAG · {} actions ", app.plan.len());
-    if !app.filter.is_empty() {
-        title.push_str(&format!("· /{} ", app.filter));
+fn dag_title(app: &App) -> String {
+    let mut title = format!(" DAG · {} ", plural(app.plan.len(), "action"));
+    if !app.filter.is_empty() || app.filter_editing.is_some() {
+        let matched = if app.matched == 0 {
+            "no matches".to_string()
+        } else {
+            format!("{} of {}", app.matched, app.plan.len())
+        };
+        title.push_str(&format!("· /{} {matched} ", app.filter));
     }
     if app.hide_complete {
-        title.push_str("· hiding complete ");
+        title.push_str("· hiding done ");
     }
-    let block = pane_block(app, title, app.focus == Focus::Dag);
+    title
+}
+
+fn render_dag(app: &App, area: Rect, buf: &mut Buffer) {
+    let block = pane_block(app, dag_title(app), app.focus == Focus::Dag);
     let inner = block.inner(area);
+    let height = inner.height as usize;
+    let total = app.rows.len();
+    let block = if total > height {
+        let last = (app.offset + height).min(total);
+        block.title_bottom(Span::styled(
+            format!(" {}-{last} of {total} ", app.offset + 1),
+            app.dim(),
+        ))
+    } else {
+        block
+    };
     block.render(area, buf);
     if inner.height == 0 || inner.width == 0 {
         return;
     }
-    let height = inner.height as usize;
-    let offset = app.offset.min(app.rows.len().saturating_sub(height));
+    if app.rows.is_empty() {
+        let text = if app.filter.is_empty() {
+            "nothing to show (c shows complete actions again)".to_string()
+        } else {
+            format!("no matches for /{} (Esc clears the filter)", app.filter)
+        };
+        Paragraph::new(Line::styled(text, app.dim()))
+            .wrap(Wrap { trim: true })
+            .render(inner, buf);
+        return;
+    }
+    // The cursor stays in view even when the pane just shrank.
+    let offset = app
+        .offset
+        .max((app.cursor + 1).saturating_sub(height))
+        .min(app.cursor)
+        .min(total.saturating_sub(height));
     let width = inner.width as usize;
     for (line, row) in app.rows.iter().enumerate().skip(offset).take(height) {
         let y = inner.y + (line - offset) as u16;
-        let selected = line == app.cursor;
         let spans = match *row {
             Row::Layer(depth) => layer_spans(app, depth),
             Row::Action(idx) => action_spans(app, idx, width),
         };
-        let mut style = Style::new();
-        if selected {
-            style = style.add_modifier(Modifier::REVERSED);
-        }
-        buf.set_line(inner.x, y, &Line::from(spans).style(style), inner.width);
-        if selected {
+        buf.set_line(inner.x, y, &Line::from(spans), inner.width);
+        if line == app.cursor {
             buf.set_style(
-                Rect {
-                    x: inner.x,
-                    y,
-                    width: inner.width,
-                    height: 1,
-                },
+                Rect::new(inner.x, y, inner.width, 1),
                 Style::new().add_modifier(Modifier::REVERSED),
             );
         }
     }
+    if total > height {
+        let mut state = ScrollbarState::new(total.saturating_sub(height)).position(offset);
+        Scrollbar::new(ScrollbarOrientation::VerticalRight)
+            .begin_symbol(None)
+            .end_symbol(None)
+            .render(
+                area.inner(ratatui::layout::Margin::new(0, 1)),
+                buf,
+                &mut state,
+            );
+    }
 }
 
-/// `▾ layer 2 · 4 ✔3 ▶1`: the fold, the size, and how many are in each status but pending.
+/// `▾ layer 2 · 4 ✔3 ▶1`: the fold, how many it shows (of how many, under a filter), and how
+/// many of those are in each status but pending.
 fn layer_spans(app: &App, depth: usize) -> Vec<Span<'static>> {
     let members = &app.layers[depth];
     let fold = if app.collapsed[depth] { "▸" } else { "▾" };
+    let filtered = !app.filter.is_empty() || app.hide_complete;
+    let size = if filtered {
+        format!("{} of {}", app.layer_shown[depth], members.len())
+    } else {
+        members.len().to_string()
+    };
     let mut spans = vec![Span::styled(
-        format!("{fold} layer {depth} · {} ", members.len()),
+        format!("{fold} layer {depth} · {size} "),
         app.dim(),
     )];
     let mut per = [0usize; 7];
     for &i in members {
-        per[app.state.action(i).status as usize] += 1;
+        if !filtered || app.matches(i) {
+            per[app.state.action(i).status as usize] += 1;
+        }
     }
     for status in ActionStatus::ALL {
         if per[status as usize] > 0 && status != ActionStatus::Pending {
@@ -362,41 +340,64 @@ fn layer_spans(app: &App, depth: usize) -> Vec<Span<'static>> {
     spans
 }
 
-/// `  ✔ build-api        4.0s`, the label cut to the pane's `width`.
+/// `  ✔ build-api        4.0s`, the label shortened in its middle to fit `width`.
 fn action_spans(app: &App, idx: ActionIdx, width: usize) -> Vec<Span<'static>> {
     let a = app.state.action(idx);
-    let elapsed = app
-        .action_elapsed(idx)
-        .map(format_elapsed)
-        .unwrap_or_default();
-    let label_room = width.saturating_sub(4 + 8).max(4);
-    let label = truncate(app.plan.label(idx), label_room);
-    vec![
+    let timed = width >= 24;
+    let elapsed = if timed {
+        app.action_elapsed(idx)
+            .map(format_elapsed)
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let label_room = width.saturating_sub(4 + if timed { 8 } else { 0 }).max(4);
+    let label = shorten(app.plan.label(idx), label_room);
+    let mut spans = vec![
         Span::raw("  "),
         Span::styled(format!("{} ", symbol(a.status)), app.style(a.status)),
         Span::styled(format!("{label:<label_room$}"), app.style(a.status)),
-        Span::styled(format!("{elapsed:>7}"), app.dim()),
-    ]
+    ];
+    if timed {
+        spans.push(Span::styled(format!("{elapsed:>7}"), app.dim()));
+    }
+    spans
 }
 
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+/// `text` cut to `width` in its middle, so labels that differ only at the end stay apart.
+pub fn shorten(text: &str, width: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= width {
         return text.to_string();
     }
-    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    if width < 2 {
+        return chars.iter().take(width).collect();
+    }
+    let tail = (width - 1) / 2;
+    let head = width - 1 - tail;
+    let mut out: String = chars[..head].iter().collect();
     out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
     out
 }
 
+fn layer_text(app: &App, depth: usize) -> String {
+    let n = plural(app.layers[depth].len(), "action");
+    if depth == 0 {
+        format!("layer 0: {n} that need nothing; they start first, in parallel")
+    } else {
+        format!(
+            "layer {depth}: {n} that can run in parallel once what they need (in layers 0-{}) is done",
+            depth - 1
+        )
+    }
+}
+
 fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
-    let Some(idx) = app.selected_action() else {
+    let Some(idx) = app.selected_action().filter(|_| !app.rows.is_empty()) else {
         let block = pane_block(app, " detail ".into(), false);
         let text = match app.selected {
-            Some(Row::Layer(depth)) => format!(
-                "layer {depth}: {} actions that can run in parallel once layer {} is done",
-                app.layers[depth].len(),
-                depth.saturating_sub(1)
-            ),
+            Some(Row::Layer(depth)) if !app.rows.is_empty() => layer_text(app, depth),
             _ => "nothing selected".into(),
         };
         Paragraph::new(text)
@@ -409,16 +410,16 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     let a = app.state.action(idx);
     let block = pane_block(
         app,
-        format!(" {} · {} ", def.label, def.action_type.name()),
+        format!(" {} · {} · ⏎ inspect ", def.label, def.action_type.name()),
         false,
     );
     let mut lines = Vec::new();
-    if let Some(description) = &def.description {
-        lines.push(Line::from(description.clone()));
-    }
     push_progress(app, idx, a, &mut lines);
     push_neighbours(app, idx, &mut lines);
     push_definition(app, def, &mut lines);
+    if let Some(description) = &def.description {
+        lines.push(Line::from(description.clone()));
+    }
     if let Some(params) = app.selected_params() {
         lines.push(Line::from(detail_key(app, "params")));
         push_json(&mut lines, &params.value);
@@ -440,9 +441,25 @@ fn detail_key(app: &App, key: &str) -> Span<'static> {
     Span::styled(format!("{key:<11}"), app.dim())
 }
 
-/// Status, attempt, what blocks it, its error and its times.
+/// Its error first (a long description must not push it out of view), what blocks it, its
+/// status and attempt, and its times.
 fn push_progress(app: &App, idx: ActionIdx, a: &ActionState, lines: &mut Vec<Line<'static>>) {
     let key = |k: &str| detail_key(app, k);
+    if let Some(error) = &a.error {
+        lines.push(Line::from(vec![
+            key("error"),
+            Span::styled(error.clone(), app.style(ActionStatus::Failed)),
+        ]));
+    }
+    if let Some(by) = &a.blocked_by {
+        lines.push(Line::from(vec![
+            key("blocked by"),
+            Span::styled(
+                format!("{by} (failed or cancelled upstream)"),
+                app.style(ActionStatus::Blocked),
+            ),
+        ]));
+    }
     let attempts = if a.attempt > 1 {
         format!("  attempt {}", a.attempt)
     } else {
@@ -460,22 +477,8 @@ fn push_progress(app: &App, idx: ActionIdx, a: &ActionState, lines: &mut Vec<Lin
                 .unwrap_or_default(),
         ),
     ]));
-    if let Some(by) = &a.blocked_by {
-        lines.push(Line::from(vec![
-            key("blocked by"),
-            Span::styled(
-                format!("{by} (failed or cancelled upstream)"),
-                app.style(ActionStatus::Blocked),
-            ),
-        ]));
-    }
-    if let Some(error) = &a.error {
-        lines.push(Line::from(vec![
-            key("error"),
-            Span::styled(error.clone(), app.style(ActionStatus::Failed)),
-        ]));
-    }
-    let time = |t: &Option<Timestamp>| t.map(|t| t.format("%H:%M:%S%.3f").to_string());
+    let time =
+        |t: &Option<baton_core::state::Timestamp>| t.map(|t| t.format("%H:%M:%S%.3f").to_string());
     if let Some(started) = time(&a.started_at) {
         let finished = time(&a.finished_at)
             .map(|f| format!("  finished {f}"))
@@ -518,7 +521,7 @@ fn push_neighbours(app: &App, idx: ActionIdx, lines: &mut Vec<Line<'static>>) {
 }
 
 /// The action's condition and timeout, as written.
-fn push_definition(app: &App, def: &Action, lines: &mut Vec<Line<'static>>) {
+pub fn push_definition(app: &App, def: &Action, lines: &mut Vec<Line<'static>>) {
     if let Some(condition) = &def.condition {
         lines.push(Line::from(vec![
             detail_key(app, "condition"),
@@ -535,63 +538,50 @@ fn push_definition(app: &App, def: &Action, lines: &mut Vec<Line<'static>>) {
 
 fn push_json(lines: &mut Vec<Line<'static>>, value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let total = text.lines().count();
     for line in text.lines().take(40) {
         lines.push(Line::from(format!("  {line}")));
     }
+    if total > 40 {
+        lines.push(Line::from(format!(
+            "  … {} more lines: ⏎ inspects",
+            total - 40
+        )));
+    }
 }
 
-fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_log(app: &App, area: Rect, buf: &mut Buffer, full: bool) {
     if let (true, Some(remote)) = (app.log.history, &app.remote) {
         render_history(app, remote, area, buf);
         return;
     }
-    let thread = match (app.log.run_thread, app.selected_action()) {
-        (false, Some(idx)) => app.plan.label(idx).to_string(),
-        _ => "run".to_string(),
+    let thread = match app.log_thread() {
+        Some(idx) => app.plan.label(idx).to_string(),
+        None => "run".to_string(),
     };
-    let mode = if app.log.back == 0 {
-        "following".to_string()
-    } else {
-        format!("{} back · End follows", app.log.back)
-    };
-    let block = pane_block(
-        app,
-        format!(" log · {thread} · {mode} "),
-        app.focus == Focus::Log,
+    let height = usize::from(area.height.saturating_sub(2));
+    let mut title = format!(
+        " log · {thread} · {} ",
+        super::logview::position(app, height)
     );
+    if full {
+        if !app.log.search.is_empty() {
+            title.push_str(&format!("· /{} ", app.log.search));
+        }
+        title.push_str(if app.log.wrap { "· wrap " } else { "· cut " });
+    } else if app.focus == Focus::Log {
+        title.push_str("· ⏎ full screen ");
+    }
+    let block = pane_block(app, title, full || app.focus == Focus::Log);
     let inner = block.inner(area);
     block.render(area, buf);
-    let height = inner.height as usize;
-    let width = (inner.width as usize).max(1);
-    let entries: Vec<_> = app.log_entries().collect();
-    let end = entries.len().saturating_sub(app.log.back);
-    // Long lines wrap (errors are often long); fill the pane from the newest entry upwards.
-    let mut rows: Vec<Line> = Vec::with_capacity(height);
-    for entry in entries[..end].iter().rev() {
-        rows.extend(log_rows(app, entry, width).into_iter().rev());
-        if rows.len() >= height {
-            break;
-        }
-    }
-    rows.truncate(height);
-    rows.reverse();
-    for (y, line) in rows.iter().enumerate() {
-        buf.set_line(inner.x, inner.y + y as u16, line, inner.width);
-    }
-    if entries.is_empty() && inner.height > 0 {
-        buf.set_line(
-            inner.x,
-            inner.y,
-            &Line::styled("(no log entries yet)", app.dim()),
-            inner.width,
-        );
-    }
+    super::logview::render_lines(app, inner, buf);
 }
 
-/// A remote run's execution history: the events of the selected action's ticks (from a second
-/// before it started until it finished, or now), or with no action selected the newest events.
+/// A remote run's execution history: the events of the shown action's ticks (from a second
+/// before it started until it finished, or now), or with no action shown the newest events.
 fn render_history(app: &App, remote: &RemoteInfo, area: Rect, buf: &mut Buffer) {
-    let window = app.selected_action().and_then(|idx| {
+    let window = app.shown_action().and_then(|idx| {
         let a = app.state.action(idx);
         let start = a.started_at? - chrono::Duration::seconds(1);
         let end = match a.status {
@@ -600,8 +590,9 @@ fn render_history(app: &App, remote: &RemoteInfo, area: Rect, buf: &mut Buffer) 
         } + chrono::Duration::seconds(1);
         Some((app.plan.label(idx), start, end))
     });
-    let event_line =
-        |(t, e): &(Timestamp, String)| Line::raw(format!("{} {e}", t.format("%H:%M:%S")));
+    let event_line = |(t, e): &(baton_core::state::Timestamp, String)| {
+        Line::raw(format!("{} {e}", t.format("%H:%M:%S")))
+    };
     let (title, lines): (String, Vec<Line>) = match window {
         Some((label, start, end)) => (
             format!(
@@ -628,144 +619,79 @@ fn render_history(app: &App, remote: &RemoteInfo, area: Rect, buf: &mut Buffer) 
         .render(area, buf);
 }
 
-/// One log entry wrapped to `width`: its time and level (dimmed) lead the first row.
-fn log_rows(app: &App, entry: &LogEntry, width: usize) -> Vec<Line<'static>> {
-    let style = match entry.level {
-        Level::Error => app.style(ActionStatus::Failed),
-        Level::Warn => app.style(ActionStatus::Running),
-        _ => Style::new(),
-    };
-    let mut prefix = String::new();
-    if app.log.timestamps {
-        prefix.push_str(&format!("{} ", entry.t.format("%H:%M:%S%.3f")));
+/// The key hints that fit `width`, by priority (`? help` and `q quit` always), in keymap order.
+pub fn hints(context: Context, read_only: bool, width: usize) -> Vec<(&'static str, &'static str)> {
+    let mut offered: Vec<(u8, usize, &'static str, &'static str)> =
+        keymap::visible(context, read_only)
+            .enumerate()
+            .filter_map(|(order, b)| {
+                let (priority, word) = b.hint?;
+                let key = b.label.split(' ').next().unwrap_or(b.label);
+                Some((priority, order, key, word))
+            })
+            .collect();
+    offered.sort_by_key(|&(priority, order, _, _)| (priority, order));
+    let mut used = 0;
+    let mut kept = Vec::new();
+    for (priority, order, key, word) in offered {
+        let cost = key.chars().count() + word.chars().count() + 3;
+        if priority > 0 && used + cost > width {
+            continue;
+        }
+        used += cost;
+        kept.push((order, key, word));
     }
-    if matches!(entry.level, Level::Warn | Level::Error) {
-        prefix.push_str(entry.level.as_str());
-        prefix.push(' ');
-    }
-    let text: Vec<char> = prefix.chars().chain(entry.msg.chars()).collect();
-    let prefix_len = prefix.chars().count();
-    text.chunks(width)
-        .enumerate()
-        .map(|(i, chunk)| {
-            let chunk: String = chunk.iter().collect();
-            if i == 0 && prefix_len > 0 && prefix_len <= chunk.chars().count() {
-                let (head, tail) = chunk.split_at(
-                    chunk
-                        .char_indices()
-                        .nth(prefix_len)
-                        .map_or(chunk.len(), |(b, _)| b),
-                );
-                Line::from(vec![
-                    Span::styled(head.to_string(), app.dim()),
-                    Span::styled(tail.to_string(), style),
-                ])
-            } else {
-                Line::styled(chunk, style)
-            }
-        })
-        .collect()
+    kept.sort_by_key(|&(order, _, _)| order);
+    kept.into_iter().map(|(_, key, word)| (key, word)).collect()
 }
 
 fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
-    let line = if app.filter_editing {
+    let line = if let Some(command_line) = &app.command_line {
+        command_line.line(app.accent(), app.dim())
+    } else if app.filter_editing.is_some() {
         Line::from(vec![
             Span::styled("/", app.accent()),
             Span::raw(format!("{}█", app.filter)),
-            Span::styled("   Enter keeps the filter · Esc clears it", app.dim()),
+            Span::styled(
+                format!(
+                    "   {} · Enter keeps · Esc restores",
+                    if app.matched == 0 {
+                        "no matches".to_string()
+                    } else {
+                        plural(app.matched, "match").replace("matchs", "matches")
+                    }
+                ),
+                app.dim(),
+            ),
         ])
-    } else if let Some(flash) = &app.flash {
-        Line::from(Span::styled(format!(" {flash}"), app.accent()))
+    } else if app.log.search_editing.is_some() {
+        Line::from(vec![
+            Span::styled("search /", app.accent()),
+            Span::raw(format!("{}█", app.log.search)),
+            Span::styled("   Enter finds · Esc restores", app.dim()),
+        ])
     } else {
-        // The footer names the most used keys; `?` lists them all.
-        let footer: [(&str, &str); 9] = [
-            ("?", "help"),
-            ("/", "filter"),
-            ("f", "failure"),
-            ("n", "running"),
-            ("r", "re-execute"),
-            ("a", "abort"),
-            ("t", "timeline"),
-            ("c", "hide done"),
-            ("q", "quit"),
-        ];
-        let mut spans = Vec::new();
-        for binding in keymap::visible(app.read_only) {
-            if let Some((label, short)) = footer.iter().find(|(label, _)| *label == binding.label) {
-                spans.push(Span::styled(
-                    format!(" {label} "),
-                    app.accent().add_modifier(Modifier::BOLD),
-                ));
-                spans.push(Span::raw(format!("{short} ")));
-            }
-        }
-        Line::from(spans)
+        hint_line(
+            app,
+            hints(app.context(), app.read_only, area.width as usize),
+        )
     };
     buf.set_line(area.x, area.y, &line, area.width);
 }
 
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
-    let width = width.min(area.width);
-    let height = height.min(area.height);
-    Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
+pub fn hint_line(app: &App, hints: Vec<(&str, &str)>) -> Line<'static> {
+    let mut spans = Vec::new();
+    for (key, word) in hints {
+        spans.push(Span::styled(
+            format!(" {key} "),
+            app.accent().add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::raw(format!("{word} ")));
     }
+    Line::from(spans)
 }
 
-fn render_overlay(app: &App, overlay: &Overlay, area: Rect, buf: &mut Buffer) {
-    let (title, lines, width, height): (&str, Vec<Line>, u16, u16) = match overlay {
-        Overlay::Help => {
-            let lines = help_lines(app);
-            let height = lines.len() as u16 + 2;
-            (" keys ", lines, 76, height)
-        }
-        Overlay::ConfirmAbort => (" abort the run? ", confirm_abort_lines(app), 72, 7),
-        Overlay::ConfirmQuit => {
-            let lines = confirm_quit_lines(app);
-            let height = lines.len() as u16 + 2;
-            (" quit? ", lines, 80, height)
-        }
-        Overlay::AbortReport => {
-            let lines = abort_report_lines(app);
-            let height = lines.len() as u16 + 2;
-            (" run aborted ", lines, 90, height)
-        }
-        Overlay::Reexecute { choice, previews } => {
-            let lines = reexecute_lines(app, *choice, &previews[*choice]);
-            let height = lines.len() as u16 + 4;
-            (" re-execute ", lines, 80, height)
-        }
-    };
-    let rect = centered(area, width, height);
-    Clear.render(rect, buf);
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .border_style(app.accent())
-        .title(title);
-    Paragraph::new(lines)
-        .block(block)
-        .wrap(Wrap { trim: false })
-        .render(rect, buf);
-}
-
-fn help_lines(app: &App) -> Vec<Line<'static>> {
-    let mut lines: Vec<Line> = keymap::visible(app.read_only)
-        .map(|b| {
-            Line::from(vec![
-                Span::styled(format!("{:<8}", b.label), app.accent()),
-                Span::raw(b.help),
-            ])
-        })
-        .collect();
-    lines.push(Line::raw(""));
-    lines.push(Line::styled("any key closes this help", app.dim()));
-    lines
-}
-
-fn confirm_abort_lines(app: &App) -> Vec<Line<'static>> {
+pub(super) fn confirm_abort_lines(app: &App) -> Vec<Line<'static>> {
     vec![
         Line::raw(format!("Abort run {}?", app.state.run_id())),
         Line::raw("Running actions are cancelled where their type can cancel (a stack"),
@@ -781,8 +707,7 @@ fn confirm_abort_lines(app: &App) -> Vec<Line<'static>> {
         ),
     ]
 }
-
-fn confirm_quit_lines(app: &App) -> Vec<Line<'static>> {
+pub(super) fn confirm_quit_lines(app: &App) -> Vec<Line<'static>> {
     vec![
         Line::raw("This console is driving the run. If you quit now, nothing new starts and:"),
         Line::raw(" · commands get SIGTERM (their whole process group), then SIGKILL after"),
@@ -797,7 +722,7 @@ fn confirm_quit_lines(app: &App) -> Vec<Line<'static>> {
 }
 
 /// What the abort stopped, left running and never started (from the actions' stop records).
-fn abort_report_lines(app: &App) -> Vec<Line<'static>> {
+pub(super) fn abort_report_lines(app: &App) -> Vec<Line<'static>> {
     const SHOWN: usize = 12;
     let report = app.state.stop_report();
     let label = |idx| app.plan.label(idx).to_string();
@@ -845,68 +770,4 @@ fn abort_report_lines(app: &App) -> Vec<Line<'static>> {
     lines.push(Line::raw(""));
     lines.push(Line::styled("any key closes this report", app.dim()));
     lines
-}
-
-/// The choices as tabs, then what the chosen one would do.
-fn reexecute_lines(app: &App, choice: usize, preview: &Option<Preview>) -> Vec<Line<'static>> {
-    let mut tabs = Vec::new();
-    for (i, name) in REEXECUTE_CHOICES.iter().enumerate() {
-        let style = if i == choice {
-            app.accent().add_modifier(Modifier::REVERSED)
-        } else {
-            app.dim()
-        };
-        tabs.push(Span::styled(format!(" {} {name} ", i + 1), style));
-        tabs.push(Span::raw(" "));
-    }
-    let mut lines = vec![Line::from(tabs), Line::raw("")];
-    match preview {
-        None => lines.push(Line::raw("select an action first")),
-        Some(p) if p.will_run.is_empty() => {
-            lines.push(Line::raw("nothing to re-execute with this choice"))
-        }
-        Some(p) => push_preview(app, p, &mut lines),
-    }
-    lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        "←/→ or 1-3 choose · y/Enter re-execute · n/Esc cancel",
-        app.accent(),
-    ));
-    lines
-}
-
-fn push_preview(app: &App, p: &Preview, lines: &mut Vec<Line<'static>>) {
-    let names = |list: &[ActionIdx]| {
-        let shown: Vec<&str> = list.iter().take(12).map(|&i| app.plan.label(i)).collect();
-        let more = if list.len() > 12 {
-            format!(" … and {} more", list.len() - 12)
-        } else {
-            String::new()
-        };
-        format!("{}{more}", shown.join(", "))
-    };
-    lines.push(Line::styled(
-        format!("will run ({}):", p.will_run.len()),
-        app.style(ActionStatus::Running),
-    ));
-    lines.push(Line::raw(format!("  {}", names(&p.will_run))));
-    lines.push(Line::styled(
-        format!("reusing outputs of ({}):", p.reused.len()),
-        app.style(ActionStatus::Complete),
-    ));
-    lines.push(Line::raw(format!(
-        "  {}",
-        if p.reused.is_empty() {
-            "-".into()
-        } else {
-            names(&p.reused)
-        }
-    )));
-    if !p.stays_blocked.is_empty() {
-        lines.push(Line::styled(
-            format!("still blocked ({}):", p.stays_blocked.len()),
-            app.style(ActionStatus::Blocked),
-        ));
-        lines.push(Line::raw(format!("  {}", names(&p.stays_blocked))));
-    }
 }
