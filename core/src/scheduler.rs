@@ -804,10 +804,13 @@ pub fn preview_reexecute(plan: &Plan, state: &RunState, mode: Reexecute) -> Prev
         }
         Reexecute::Only(idx) => reset[idx as usize] = true,
     }
-    // Blocked actions never ran; once their blocker is reset they get their chance again.
-    for (i, entry) in state.actions.iter().enumerate() {
-        if entry.status == ActionStatus::Blocked {
-            reset[i] = true;
+    // Re-executing what failed gives every blocked action its chance again (the others
+    // choose exactly: `From` includes the descendants, `Only` is that action alone).
+    if mode == Reexecute::Failed {
+        for (i, entry) in state.actions.iter().enumerate() {
+            if entry.status == ActionStatus::Blocked {
+                reset[i] = true;
+            }
         }
     }
     let mut doomed = vec![false; plan.len()];
