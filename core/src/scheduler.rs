@@ -514,7 +514,9 @@ impl<'p> Scheduler<'p> {
                 let entry = state.action(idx);
                 let timeout_at = match (self.plan.action(idx).timeout, entry.started_at) {
                     (Some(t), Some(s)) if entry.status == ActionStatus::Running => {
-                        chrono::Duration::from_std(t).ok().map(|t| s + t)
+                        chrono::Duration::from_std(t)
+                            .ok()
+                            .and_then(|t| s.checked_add_signed(t))
                     }
                     _ => None,
                 };
@@ -553,8 +555,14 @@ impl<'p> Scheduler<'p> {
     }
 }
 
+/// `now + delay`. Delays are at most a year (`duration::MAX_DURATION`, or a day for retries),
+/// so this never saturates in practice; checked all the same, as time arithmetic that panics
+/// would stop the run for good.
 fn after(now: Timestamp, delay: Duration) -> Timestamp {
-    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero())
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| now.checked_add_signed(delay))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 /// The run as the action at `idx` sees it when its type fills in defaults.
