@@ -92,7 +92,12 @@ pub(crate) fn seconds_to_duration(seconds: f64) -> Result<Duration, DurationErro
         return Err(DurationError::Negative(seconds.to_string()));
     }
     if seconds > MAX_DURATION.as_secs_f64() {
-        return Err(DurationError::TooLong(format!("{seconds} seconds")));
+        let shown = if seconds < 1e12 {
+            format!("{seconds}")
+        } else {
+            format!("{seconds:e}")
+        };
+        return Err(DurationError::TooLong(format!("{shown} seconds")));
     }
     Ok(Duration::from_secs_f64(seconds))
 }

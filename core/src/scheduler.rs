@@ -603,20 +603,22 @@ fn prepared_params(plan: &Plan, state: &RunState, idx: ActionIdx, params: Value)
 }
 
 /// The template context for an action: run id, vars and the outputs it reads.
+/// The context of action `idx`'s templates: the run's vars and the outputs of the actions they
+/// read, which validation proved are ancestors. Nothing else is offered, so a template can see
+/// only what finished before it, whatever it does at run time.
 pub(crate) fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Context {
     let action = plan.action(idx);
     let finished = |i: &ActionIdx| state.action(*i).status == ActionStatus::Complete;
-    let outputs: Vec<(&str, &Map<String, Value>)> = match &action.reads_outputs {
-        Some(reads) => reads
-            .iter()
-            .filter(|i| finished(i))
-            .map(|&i| (plan.label(i), &*state.action(i).outputs))
-            .collect(),
-        None => (0..plan.len() as ActionIdx)
-            .filter(finished)
-            .map(|i| (plan.label(i), &*state.action(i).outputs))
-            .collect(),
+    let readable = match &action.reads_outputs {
+        Some(reads) => reads.clone(),
+        // Validated plans always say; a plan that did not is given the ancestors alone.
+        None => plan.ancestors(idx),
     };
+    let outputs: Vec<(&str, &Map<String, Value>)> = readable
+        .iter()
+        .filter(|i| finished(i))
+        .map(|&i| (plan.label(i), &*state.action(i).outputs))
+        .collect();
     Context::new(&state.run_id, &state.vars, outputs.into_iter())
 }
 

@@ -270,11 +270,15 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
     // Editors on Windows like to start files with a byte-order mark; it carries no meaning.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut validator = Validator::new(file);
-    let mut drafts = Vec::new();
-    read::read_actions(file, text, format, &mut |index, item| {
+    let mut drafts: Vec<Draft> = Vec::new();
+    let findings = read::read_actions(file, text, format, &mut |index, item| {
         drafts.push(validator.read_action(index, item));
     })
     .map_err(one_problem)?;
+    for (index, field, message) in findings {
+        let label = drafts.get(index).and_then(|d| d.label.clone());
+        validator.error(index, label.as_deref(), &field, message);
+    }
     validator.finish_drafts(drafts)
 }
 
@@ -969,13 +973,24 @@ impl<'f> Validator<'f> {
                 target: ActionIdx,
             },
         }
-        let mut reads: Vec<(Vec<Read>, bool)> = Vec::with_capacity(read_labels.len());
+        let mut reads: Vec<Vec<Read>> = Vec::with_capacity(read_labels.len());
         let mut queries = Vec::new();
         for (idx, refs) in read_labels.into_iter().enumerate() {
             let mut found = Vec::new();
-            let mut dynamic = false;
             for (field, refs) in refs {
-                dynamic |= refs.dynamic;
+                for read in refs.dynamic {
+                    let label = plan.actions[idx].label.clone();
+                    self.error(
+                        idx,
+                        Some(&label),
+                        &field,
+                        format!(
+                            "template reads outputs without naming the action: `{read}`; read \
+                             each action's outputs as outputs.LABEL or outputs[\"LABEL\"], so \
+                             that only actions that finished first can be read"
+                        ),
+                    );
+                }
                 for name in refs.labels {
                     match plan.find(&name) {
                         Some(target) => {
@@ -993,11 +1008,11 @@ impl<'f> Validator<'f> {
                     }
                 }
             }
-            reads.push((found, dynamic));
+            reads.push(found);
         }
         let answers = transitive_dependencies(&plan.deps, &plan.order, &queries);
         let mut answers = answers.into_iter();
-        for (idx, (found, dynamic)) in reads.into_iter().enumerate() {
+        for (idx, found) in reads.into_iter().enumerate() {
             let label = plan.actions[idx].label.clone();
             let mut targets = Vec::new();
             for read in found {
@@ -1040,7 +1055,7 @@ impl<'f> Validator<'f> {
             }
             targets.sort_unstable();
             targets.dedup();
-            plan.actions[idx].reads_outputs = (!dynamic).then_some(targets);
+            plan.actions[idx].reads_outputs = Some(targets);
         }
     }
 }
@@ -1492,7 +1507,7 @@ mod tests {
             let text = deep_yaml(&[], &[inner], 20);
             assert_eq!(yaml_verdict(&text), A_MAPPING, "{text:?}");
         }
-        let text = format!("a: 1\nb: {}", "[".repeat(200));
+        let text = format!("a: 1\nb: {}{}", "[".repeat(200), "]".repeat(200));
         assert!(yaml_verdict(&text).contains("nested too deeply"));
     }
 

@@ -36,7 +36,6 @@ enum Segment {
 #[derive(Debug)]
 enum Stop {
     DuplicateKey(String),
-    NotFinite(f64),
     KeyNotText(&'static str),
     TooManyActions,
     TooManyValues,
@@ -56,6 +55,8 @@ struct Reader<'e> {
     /// The label of the action being read, once its `label` field has been read.
     label: Option<String>,
     stop: Option<Stop>,
+    /// Problems that do not stop the reading: (action, field, message).
+    found: Vec<(usize, String, String)>,
     each: &'e mut (dyn FnMut(usize, Value) + Send),
 }
 
@@ -79,6 +80,22 @@ impl Reader<'_> {
         }
         self.text_left -= text;
         Ok(())
+    }
+
+    /// `.nan`, `.inf` or a number too large for a double: JSON (what a plan is stored as) has
+    /// no such numbers, and the parser would make it `null` without a word.
+    fn not_finite(&mut self, v: f64) {
+        let what = if v.is_nan() {
+            ".nan is not a number"
+        } else {
+            "an infinite number (.inf, or one too large such as 1e400) is not a number"
+        };
+        let message = format!(
+            "{what} JSON can hold, and action files are stored as JSON; quote it to pass text"
+        );
+        let field = self.field();
+        self.found
+            .push((self.action.unwrap_or_default(), field, message));
     }
 
     fn open<E: serde::de::Error>(&mut self) -> Result<(), E> {
@@ -145,7 +162,11 @@ impl<'de> Visitor<'de> for Bounded<'_, '_> {
         self.0.charge(0)?;
         match Number::from_f64(v) {
             Some(n) => Ok(Value::Number(n)),
-            None => Err(self.0.stop(Stop::NotFinite(v))),
+            None => {
+                // Refused, but the reading goes on so the file's other problems are listed.
+                self.0.not_finite(v);
+                Ok(Value::Null)
+            }
         }
     }
 
@@ -338,8 +359,7 @@ impl<'de> Visitor<'de> for Document<'_, '_> {
         Ok(Top::Other("a number"))
     }
 
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Top, E> {
-        Bounded(self.0).visit_f64::<E>(v)?;
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Top, E> {
         Ok(Top::Other("a number"))
     }
 
@@ -368,6 +388,9 @@ impl<'de> DeserializeSeed<'de> for Skip<'_, '_> {
     }
 }
 
+/// A problem inside an action that did not stop the reading: (action, field, message).
+pub(super) type Finding = (usize, String, String);
+
 /// Reads the document, handing each action (with its index) to `each` as soon as it is read.
 /// Refuses, with one problem that has the position where reading stopped: a syntax error, a
 /// repeated key, a number JSON cannot hold, a YAML tag baton does not know, and input past
@@ -379,7 +402,7 @@ pub(super) fn read_actions(
     text: &str,
     format: Format,
     each: &mut (dyn FnMut(usize, Value) + Send),
-) -> Result<(), Problem> {
+) -> Result<Vec<Finding>, Problem> {
     // The parsers recurse once per level of nesting, with frames of several kilobytes in a
     // debug build: 127 levels need more than the 2 MiB a test or tokio thread has. The read
     // runs on a thread of its own with room to spare (the stack is reserved, not used).
@@ -410,7 +433,7 @@ fn read_on_this_thread(
     text: &str,
     format: Format,
     each: &mut (dyn FnMut(usize, Value) + Send),
-) -> Result<(), Problem> {
+) -> Result<Vec<Finding>, Problem> {
     if text.trim().is_empty() {
         return Err(Problem::file_level(
             file,
@@ -436,6 +459,7 @@ fn read_on_this_thread(
         path: Vec::new(),
         label: None,
         stop: None,
+        found: Vec::new(),
         each,
     };
     let (top, failure) = if use_json {
@@ -451,7 +475,7 @@ fn read_on_this_thread(
             file,
             format!("expected a list of actions (an array), found {kind}"),
         )),
-        _ => Ok(()),
+        _ => Ok(reader.found),
     }
 }
 
@@ -525,6 +549,12 @@ fn yaml_message(err: &serde_saphyr::Error) -> String {
     if lower.contains("depth") || lower.contains("nesting") || lower.contains("recursion") {
         return super::nested_too_deeply();
     }
+    if lower.contains("unsupported tag") {
+        return format!(
+            "{first}: baton reads only YAML's standard tags (!!str, !!int, !!float, !!bool, \
+             !!null, !!seq, !!map); remove it, or quote the value"
+        );
+    }
     if lower.contains("alias") || lower.contains("anchor") || lower.contains("replay") {
         return format!(
             "aliases expand to too much data ({first}); write the values out instead of \
@@ -555,26 +585,21 @@ impl Reader<'_> {
     ) -> Problem {
         let syntax = if json { "invalid JSON" } else { "invalid YAML" };
         let Some(stop) = &self.stop else {
-            return Problem {
+            let mut problem = Problem {
                 position,
                 ..Problem::file_level(file, format!("{syntax}: {message}"))
             };
+            // A tag is refused where it stands, which the reader knows.
+            if message.starts_with("unsupported tag") {
+                problem.message = message;
+                self.place(&mut problem);
+            }
+            return problem;
         };
         let message = match stop {
             Stop::DuplicateKey(key) => format!(
                 "duplicate key {}: a key may appear only once in an object",
                 super::quoted(key)
-            ),
-            Stop::NotFinite(v) => format!(
-                "{} is not a number JSON can hold: action files are stored as JSON; quote it \
-                 to pass text",
-                if v.is_nan() {
-                    ".nan"
-                } else if *v > 0.0 {
-                    ".inf"
-                } else {
-                    "-.inf"
-                }
             ),
             Stop::KeyNotText(kind) => format!("a key must be text, not {kind}"),
             Stop::TooDeep => format!("{syntax}: {}", super::nested_too_deeply()),
@@ -592,25 +617,27 @@ impl Reader<'_> {
                 super::human_size(MAX_TEXT_BYTES as u64)
             ),
         };
-        let in_action = matches!(
-            stop,
-            Stop::DuplicateKey(_) | Stop::NotFinite(_) | Stop::KeyNotText(_)
-        );
+        let in_action = matches!(stop, Stop::DuplicateKey(_) | Stop::KeyNotText(_));
         let mut problem = Problem {
             position,
             ..Problem::file_level(file, message)
         };
         if in_action {
-            if let Some(index) = self.action {
-                problem.index = Some(index);
-                problem.label = self
-                    .label
-                    .clone()
-                    .filter(|l| super::label_problem(l).is_none());
-                let field = self.field();
-                problem.field = (!field.is_empty()).then_some(field);
-            }
+            self.place(&mut problem);
         }
         problem
+    }
+
+    /// Names the action and field being read in `problem`.
+    fn place(&self, problem: &mut Problem) {
+        if let Some(index) = self.action {
+            problem.index = Some(index);
+            problem.label = self
+                .label
+                .clone()
+                .filter(|l| super::label_problem(l).is_none());
+            let field = self.field();
+            problem.field = (!field.is_empty()).then_some(field);
+        }
     }
 }
