@@ -754,3 +754,41 @@ pub fn apply_reexecute(
     );
     preview
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ActionState;
+    use crate::testutil::{edit, plan};
+    use serde_json::json;
+
+    /// A template sees the outputs of the actions it reads, which validation proved are
+    /// ancestors; a plan that does not say what its templates read (none validated does) is
+    /// given its ancestors alone, never every finished action.
+    #[test]
+    fn templates_see_only_ancestors_outputs() {
+        let mut plan = plan(
+            r#"[
+            {"label": "up", "type": "system.no_op"},
+            {"label": "side", "type": "system.no_op"},
+            {"label": "me", "type": "system.set_variables", "depends_on": ["up"],
+             "params": {"variables": {"x": "{{ outputs.up.v }}"}}}
+        ]"#,
+        );
+        assert_eq!(plan.action(2).reads_outputs, Some(vec![0]));
+        let now = chrono::Utc::now();
+        let mut state = RunState::new("r", &plan, "sha", Map::new(), now);
+        for (idx, value) in [(0, "from up"), (1, "from side")] {
+            let mut done = ActionState::default();
+            let outputs = json!({ "v": value });
+            done.complete(outputs.as_object().cloned().unwrap_or_default(), now);
+            edit(&mut state).action(idx, done);
+        }
+        let all = json!({"whole": "{{ outputs }}"});
+        let seen = template::render_params(&all, &context_for(&plan, &state, 2));
+        assert_eq!(seen, Ok(json!({"whole": {"up": {"v": "from up"}}})));
+        plan.actions[2].reads_outputs = None;
+        let seen = template::render_params(&all, &context_for(&plan, &state, 2));
+        assert_eq!(seen, Ok(json!({"whole": {"up": {"v": "from up"}}})));
+    }
+}

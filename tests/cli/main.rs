@@ -9,4 +9,5 @@ mod corpus;
 mod crash;
 mod e2e;
 mod faults;
+mod hostile;
 mod moto;

@@ -17,9 +17,9 @@ use super::{describe_kind, too_large, Format, Problem, MAX_NESTING, MAX_YAML_BYT
 /// The most actions one file may hold; also what one file can cost in validation work.
 pub const MAX_ACTIONS: usize = 100_000;
 /// The most values (lists, objects, strings, numbers, booleans and nulls, counted alike) in one
-/// file. A realistic action holds 10 to 30; a file made of tiny values would otherwise cost
-/// about 100 bytes of memory per byte of text.
-pub const MAX_VALUES: usize = 4_000_000;
+/// file: 20 for each of [`MAX_ACTIONS`] (a realistic action holds 10 to 20). A file made of tiny
+/// values would otherwise cost about 100 bytes of memory per byte of text.
+pub const MAX_VALUES: usize = 2_000_000;
 /// The most bytes of text (keys and strings) in one file once YAML aliases are expanded: a
 /// short file of aliases to one long string could otherwise expand to gigabytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024 * 1024;
@@ -425,7 +425,7 @@ pub(super) fn read_actions(
 }
 
 /// The reader thread's stack: far more than 127 levels of nesting take in a debug build.
-const READER_STACK: usize = 256 * 1024 * 1024;
+const READER_STACK: usize = 64 * 1024 * 1024;
 
 #[allow(clippy::result_large_err)]
 fn read_on_this_thread(
@@ -514,6 +514,9 @@ fn read_yaml(text: &str, reader: &mut Reader<'_>) -> (Option<Top>, Option<Failur
             max_depth: PARSER_NESTING,
             flow_nesting_limit: PARSER_NESTING,
             max_documents: 1,
+            // Many aliases of one anchor are fine: what they expand to is counted as it is
+            // built.
+            enforce_alias_anchor_ratio: false,
         },
         alias_limits: serde_saphyr::alias_limits! {
             max_total_replayed_events: MAX_VALUES,
