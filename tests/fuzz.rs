@@ -43,11 +43,16 @@ fn seed() -> u64 {
 
 /// Draws cases from `strategy` until the budget is spent, checking each; a failure is shrunk
 /// and reported with the seed. Returns how many cases ran.
-fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(&S::Value) -> Result<(), String>) -> u64
+fn fuzz<S: Strategy>(
+    name: &str,
+    salt: u64,
+    strategy: S,
+    check: impl Fn(&S::Value) -> Result<(), String>,
+) -> u64
 where
     S::Value: std::fmt::Debug,
 {
-    let seed = seed();
+    let seed = seed().wrapping_add(salt);
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
@@ -81,7 +86,10 @@ where
             failure.1, failure.0
         );
     }
-    eprintln!("fuzz {name}: {cases} cases in {:?}, seed {seed}, nothing found", budget());
+    eprintln!(
+        "fuzz {name}: {cases} cases in {:?}, seed {seed}, nothing found",
+        budget()
+    );
     cases
 }
 
@@ -132,16 +140,35 @@ impl Node {
 /// JSON file invalid: also a case worth having).
 fn atom() -> impl Strategy<Value = Node> {
     prop::sample::select(vec![
-        "null", "true", "false", "0", "-1", "1.5", "1e308", "1e400", "18446744073709551616",
-        ".nan", ".inf", "-.inf", "!!python/object:os.system x", "!custom 1", "!!str 5",
-        "&a 1", "*a", "&b [1, 2]", "*b", "~",
+        "null",
+        "true",
+        "false",
+        "0",
+        "-1",
+        "1.5",
+        "1e308",
+        "1e400",
+        "18446744073709551616",
+        ".nan",
+        ".inf",
+        "-.inf",
+        "!!python/object:os.system x",
+        "!custom 1",
+        "!!str 5",
+        "&a 1",
+        "*a",
+        "&b [1, 2]",
+        "*b",
+        "~",
     ])
     .prop_map(|a| Node::Atom(a.to_string()))
 }
 
 fn duration_text() -> impl Strategy<Value = String> {
     prop::collection::vec(
-        prop::sample::select(vec!["366d", "200d", "1d", "23h", "59m", "30s", "500ms", "1.5h", "0s", "x", "-5s", "1e3s"]),
+        prop::sample::select(vec![
+            "366d", "200d", "1d", "23h", "59m", "30s", "500ms", "1.5h", "0s", "x", "-5s", "1e3s",
+        ]),
         0..6,
     )
     .prop_map(|pieces| pieces.concat())
@@ -159,21 +186,73 @@ fn label_text() -> impl Strategy<Value = String> {
 /// `outputs`, arithmetic, repetition by large constants, filters that iterate, loops, `set`.
 fn expression() -> impl Strategy<Value = String> {
     let leaf = prop::sample::select(vec![
-        "vars.n", "vars.s", "vars.list", "vars.map", "(vars.n|int)", "outputs.up.x",
-        "outputs['up'].list", "outputs", "1", "7", "1000000000000", "'x'", "'xxxxxxxxxx'",
-        "[1]", "[1, 2, 3]", "range(10)", "range(1000000)", "none", "true", "vars.missing",
-        "2", "3", "'ab'", "vars.s", "outputs.up.x", "[vars.s]",
+        "vars.n",
+        "vars.s",
+        "vars.list",
+        "vars.map",
+        "(vars.n|int)",
+        "outputs.up.x",
+        "outputs['up'].list",
+        "outputs",
+        "1",
+        "7",
+        "1000000000000",
+        "'x'",
+        "'xxxxxxxxxx'",
+        "[1]",
+        "[1, 2, 3]",
+        "range(10)",
+        "range(1000000)",
+        "none",
+        "true",
+        "vars.missing",
+        "2",
+        "3",
+        "'ab'",
+        "vars.s",
+        "outputs.up.x",
+        "[vars.s]",
     ])
     .prop_map(String::from);
     leaf.prop_recursive(4, 24, 3, |inner| {
         prop_oneof![
-            (inner.clone(), prop::sample::select(vec!["+", "-", "*", "/", "//", "%", "**", "~", "and", "or", "==", "!=", "<", "in"]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(vec![
+                    "+", "-", "*", "/", "//", "%", "**", "~", "and", "or", "==", "!=", "<", "in"
+                ]),
+                inner.clone()
+            )
                 .prop_map(|(a, op, b)| format!("({a} {op} {b})")),
-            (inner.clone(), prop::sample::select(vec!["sum", "join", "list", "length", "first", "last", "unique", "sort", "reverse", "upper", "default('d')", "int", "string", "tojson", "map('string')", "attr('x')", "batch(3)", "items", "dictsort"]))
+            (
+                inner.clone(),
+                prop::sample::select(vec![
+                    "sum",
+                    "join",
+                    "list",
+                    "length",
+                    "first",
+                    "last",
+                    "unique",
+                    "sort",
+                    "reverse",
+                    "upper",
+                    "default('d')",
+                    "int",
+                    "string",
+                    "tojson",
+                    "map('string')",
+                    "attr('x')",
+                    "batch(3)",
+                    "items",
+                    "dictsort"
+                ])
+            )
                 .prop_map(|(a, f)| format!("({a})|{f}")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a}[{b}]")),
             inner.clone().prop_map(|a| format!("{a}.x")),
-            (inner.clone(), inner.clone(), inner.clone()).prop_map(|(a, b, c)| format!("({a} if {b} else {c})")),
+            (inner.clone(), inner.clone(), inner.clone())
+                .prop_map(|(a, b, c)| format!("({a} if {b} else {c})")),
             inner.clone().prop_map(|a| format!("not {a}")),
             inner.clone().prop_map(|a| format!("({a} is defined)")),
         ]
@@ -255,7 +334,11 @@ fn check_plan(loaded: &Loaded) -> Result<(), String> {
         if action.timeout.is_some_and(|t| t > MAX_DURATION) {
             return Err(format!("{}: timeout over the limit", action.label));
         }
-        if action.retry.as_ref().is_some_and(|r| r.delay > MAX_DURATION) {
+        if action
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.delay > MAX_DURATION)
+        {
             return Err(format!("{}: delay over the limit", action.label));
         }
         let Some(reads) = &action.reads_outputs else {
@@ -270,17 +353,23 @@ fn check_plan(loaded: &Loaded) -> Result<(), String> {
     match load_str("actions.json", &stored, Format::Json) {
         Ok(again) if again.plan.to_json() == plan.to_json() => Ok(()),
         Ok(_) => Err("the stored plan reads back differently".into()),
-        Err(problems) => Err(format!("the stored plan does not read back:\n{problems}\n{stored}")),
+        Err(problems) => Err(format!(
+            "the stored plan does not read back:\n{problems}\n{stored}"
+        )),
     }
 }
 
 #[test]
 fn fuzz_action_files() {
-    let cases = fuzz("action files", document(), |(actions, yaml)| {
+    let cases = fuzz("action files", 0, document(), |(actions, yaml)| {
         let mut text = String::new();
         Node::List(actions.clone()).json(&mut text);
         // JSON flow text is YAML too; as YAML, the YAML-only atoms are legal.
-        let (file, format) = if *yaml { ("plan.yaml", Format::Yaml) } else { ("plan.json", Format::Json) };
+        let (file, format) = if *yaml {
+            ("plan.yaml", Format::Yaml)
+        } else {
+            ("plan.json", Format::Json)
+        };
         let started = Instant::now();
         let result = load_str(file, &text, format);
         if started.elapsed() > Duration::from_secs(10) {
@@ -309,7 +398,8 @@ fn fuzz_templates() {
     baton_core::template::worker::use_program(PathBuf::from(env!("CARGO_BIN_EXE_baton")));
     let context = context();
     let limit = baton_core::template::worker::WALL_LIMIT + Duration::from_secs(5);
-    let cases = fuzz("templates", template(), |template| {
+    // Most cases that compute run a worker to one of its limits, seconds each: four at a time.
+    let check = |template: &String| -> Result<(), String> {
         // Validated as an action that may read `up`, the way a plan would be.
         let doc = json!([
             {"label": "up", "type": "system.no_op"},
@@ -334,6 +424,12 @@ fn fuzz_templates() {
             }
         }
         Ok(())
+    };
+    let cases: u64 = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4)
+            .map(|salt| scope.spawn(move || fuzz("templates", salt, template(), check)))
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap_or(0)).sum()
     });
     assert!(cases > 0);
 }
@@ -358,7 +454,12 @@ fn a_state(plan: &baton_core::Plan) -> Vec<u8> {
         attempt: 1,
         started_at: Some(now),
         finished_at: Some(now),
-        outputs: Box::new(json!({"env": "prod", "n": [1, 2.5]}).as_object().cloned().unwrap_or_default()),
+        outputs: Box::new(
+            json!({"env": "prod", "n": [1, 2.5]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        ),
         ..ActionState::default()
     };
     *edit(&mut state).action_mut(2) = ActionState {
@@ -381,15 +482,34 @@ fn fuzz_state_documents() {
             any::<prop::sample::Index>(),
             0usize..16,
             prop::sample::select(vec![
-                "", "\"", "{", "}", "[", "]", ",", ":", "null", "0", "-1", "1e400",
-                "18446744073709551615", "\"running\"", "\"complete\"", "\"x\":1",
-                "\"2262-04-11T23:47:16Z\"", "\"-262144-01-01T00:00:00Z\"", "\\u0000", "\u{feff}",
-                "\"format\":1", "\"actions\":{}", "[[[[[[[[[[",
+                "",
+                "\"",
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                ":",
+                "null",
+                "0",
+                "-1",
+                "1e400",
+                "18446744073709551615",
+                "\"running\"",
+                "\"complete\"",
+                "\"x\":1",
+                "\"2262-04-11T23:47:16Z\"",
+                "\"-262144-01-01T00:00:00Z\"",
+                "\\u0000",
+                "\u{feff}",
+                "\"format\":1",
+                "\"actions\":{}",
+                "[[[[[[[[[[",
             ]),
         ),
         1..5,
     );
-    let cases = fuzz("state documents", edits, |edits| {
+    let cases = fuzz("state documents", 0, edits, |edits| {
         let mut bytes = doc.clone();
         for (at, cut, insert) in edits {
             let at = at.index(bytes.len() + 1);

@@ -14,12 +14,14 @@ use serde_json::{Map, Number, Value};
 
 use super::{describe_kind, too_large, Format, Problem, MAX_NESTING, MAX_YAML_BYTES};
 
-/// The most actions one file may hold; also what one file can cost in validation work.
-pub const MAX_ACTIONS: usize = 100_000;
-/// The most values (lists, objects, strings, numbers, booleans and nulls, counted alike) in one
-/// file: 20 for each of [`MAX_ACTIONS`] (a realistic action holds 10 to 20). A file made of tiny
-/// values would otherwise cost about 100 bytes of memory per byte of text.
-pub const MAX_VALUES: usize = 2_000_000;
+/// The most actions one file may hold: twice the largest plan baton is built for (100,000), so
+/// no plan that fits the size limit with realistic actions comes near it.
+pub const MAX_ACTIONS: usize = 200_000;
+/// The most values (lists, objects, strings, numbers, booleans and nulls, counted alike; keys
+/// are not values) in one file: 20 for each of [`MAX_ACTIONS`], where a realistic action holds
+/// 10. A file made of tiny values would otherwise cost about 100 bytes of memory per byte of
+/// text.
+pub const MAX_VALUES: usize = 4_000_000;
 /// The most bytes of text (keys and strings) in one file once YAML aliases are expanded: a
 /// short file of aliases to one long string could otherwise expand to gigabytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024 * 1024;
@@ -75,6 +77,11 @@ impl Reader<'_> {
             return Err(self.stop(Stop::TooManyValues));
         }
         self.values_left -= 1;
+        self.charge_text(text)
+    }
+
+    /// Accounts for `text` bytes of text (a key's, or a value's).
+    fn charge_text<E: serde::de::Error>(&mut self, text: usize) -> Result<(), E> {
         if text > self.text_left {
             return Err(self.stop(Stop::TooMuchText));
         }
@@ -216,7 +223,7 @@ impl<'de> Visitor<'de> for Bounded<'_, '_> {
         let action_level = reader.path.is_empty();
         let mut object = Map::new();
         while let Some(key) = map.next_key_seed(Key(reader))? {
-            reader.charge(key.len())?;
+            reader.charge_text(key.len())?;
             let duplicate = object.contains_key(&key);
             reader.path.push(Segment::Key(key.clone()));
             if duplicate {

@@ -149,7 +149,12 @@ impl<'s> Analyzer<'s> {
     }
 
     fn stmts(&mut self, stmts: &[Stmt<'_>]) -> bool {
-        stmts.iter().fold(true, |plain, s| self.stmt(s) && plain)
+        // Every statement is walked, plain or not, so that every read is recorded.
+        let mut plain = true;
+        for stmt in stmts {
+            plain &= self.stmt(stmt);
+        }
+        plain
     }
 
     /// An assignment target names locals; it reads nothing (a target of `outputs` only hides
@@ -229,10 +234,10 @@ impl<'s> Analyzer<'s> {
                 let no = i.false_expr.as_ref().is_none_or(|e| self.expr(e));
                 test && yes && no
             }
-            Expr::List(l) => l.items.iter().fold(true, |plain, e| self.expr(e) && plain),
+            Expr::List(l) => self.every(&l.items),
             Expr::Map(m) => {
-                let keys = m.keys.iter().fold(true, |plain, e| self.expr(e) && plain);
-                let values = m.values.iter().fold(true, |plain, e| self.expr(e) && plain);
+                let keys = self.every(&m.keys);
+                let values = self.every(&m.values);
                 keys && values
             }
             Expr::Slice(s) => {
@@ -247,6 +252,15 @@ impl<'s> Analyzer<'s> {
                 false
             }
         }
+    }
+
+    /// Whether all of `exprs` are plain; each is walked, so that every read is recorded.
+    fn every(&mut self, exprs: &[Expr<'_>]) -> bool {
+        let mut plain = true;
+        for expr in exprs {
+            plain &= self.expr(expr);
+        }
+        plain
     }
 
     /// A value handed whole to a filter, test or call: bare `outputs` there is shown with it.

@@ -5,7 +5,7 @@
 //! Rendering is bounded in time and memory whatever the template does. The engine's fuel counts
 //! its instructions but not the work inside one (`([1] * 10**12)|sum` is one filter call that
 //! never ends; `s ~ s` doubles a string per instruction), so templates are sorted by their
-//! syntax tree ([`analysis`]): one that only looks values up renders in-process, its output
+//! syntax tree (`analysis`): one that only looks values up renders in-process, its output
 //! capped at [`MAX_RENDERED_BYTES`]; any other renders in a worker process with limits on its
 //! memory, CPU time and wall-clock time ([`worker`]), when the program has enabled one.
 

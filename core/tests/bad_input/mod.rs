@@ -1870,7 +1870,11 @@ fn files_past_the_counts_are_refused_with_the_limit() {
     // One action fewer is read (and refused for what the actions lack, not for their number).
     let fewer = format!("[{}{{}}]", "{},".repeat(MAX_ACTIONS - 1));
     let errors = refused(load_str("fewer", &fewer, Format::Json));
-    assert!(errors.iter().all(|p| !p.message.contains("more than")), "{}", errors[0]);
+    assert!(
+        errors.iter().all(|p| !p.message.contains("more than")),
+        "{}",
+        errors[0]
+    );
 
     let values = format!(
         "[{{\"label\": \"a\", \"type\": \"system.set_variables\", \"params\": {{\"variables\": {{\"x\": [{}1]}}}}}}]",
@@ -1894,7 +1898,11 @@ fn files_past_the_counts_are_refused_with_the_limit() {
     assert!(
         text.contains(&format!(
             "more than {} once YAML aliases are expanded",
-            if MAX_TEXT_BYTES == 64 * 1024 * 1024 { "64 MiB" } else { "?" }
+            if MAX_TEXT_BYTES == 64 * 1024 * 1024 {
+                "64 MiB"
+            } else {
+                "?"
+            }
         )),
         "{text}"
     );
