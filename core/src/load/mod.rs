@@ -24,11 +24,12 @@ pub use read::{MAX_ACTIONS, MAX_TEXT_BYTES, MAX_VALUES};
 // input, and each refusal names the file, the action and the field, and says what to do.
 
 /// Action files larger than this are refused before they are read. 32 MiB holds 100,000
-/// realistic actions (~300 bytes each, the largest plan baton is built for); reading one takes
-/// about 7× its size in memory (up to ~25× for files made of tiny values).
+/// realistic actions (~300 bytes each, the largest plan baton is built for). What reading one
+/// may cost in memory is bounded by the counts in `read` ([`MAX_ACTIONS`], [`MAX_VALUES`],
+/// [`MAX_TEXT_BYTES`]), whatever the file is made of.
 pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
-/// YAML files have a lower limit: the YAML parser holds the whole document as events, ~15× its
-/// size in memory (~90× for tiny values). Larger plans are generated, and belong in JSON.
+/// YAML files have a lower limit: the YAML parser is several times slower than JSON's, and
+/// larger plans are generated, so they belong in JSON.
 pub const MAX_YAML_BYTES: u64 = 8 * 1024 * 1024;
 /// One action's params, measured as compact JSON. Params are rendered into requests, outputs
 /// and state documents that every tick reads and writes (a Lambda has 128 MB); large content
