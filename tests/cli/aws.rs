@@ -1310,3 +1310,64 @@ fn cross_account_actions_assume_a_role_through_sts() {
         }
     });
 }
+
+/// `baton runs` lists an S3 prefix as it lists a folder: newest first, with status, counts
+/// and "idle" for a run left unfinished with nothing driving it; a run elsewhere in the bucket
+/// is not listed.
+#[test]
+fn runs_lists_an_s3_prefix() {
+    let Some(endpoint) = endpoint() else { return };
+    let (name, store, scratch) = s3_scratch(&endpoint, "runs");
+    scratch.write(
+        "ok.json",
+        &json!([{"label": "a", "type": "system.no_op"}]).to_string(),
+    );
+    scratch.write(
+        "bad.json",
+        &json!([
+            {"label": "a", "type": "system.no_op"},
+            {"label": "boom", "type": "system.fail", "params": {"message": "no"}},
+            {"label": "after", "type": "system.no_op", "depends_on": ["boom"]}
+        ])
+        .to_string(),
+    );
+    let run = |file: &str, id: &str, store: &str| {
+        baton_aws(
+            &scratch,
+            &endpoint,
+            &["run", file, "--run-id", id, "--plain", "--store", store],
+        )
+    };
+    assert_eq!(code(&run("ok.json", "first", &store)), 0);
+    assert_eq!(code(&run("bad.json", "second", &store)), 1);
+    let elsewhere = format!("s3://{name}/other");
+    assert_eq!(code(&run("ok.json", "elsewhere", &elsewhere)), 0);
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &["retry", "second", "--failed", "--no-run", "--store", &store],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let out = baton_aws(&scratch, &endpoint, &["runs", "--json", "--store", &store]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows = json(&out);
+    let rows = rows.as_array().expect("a list");
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["second", "first"], "newest first, this prefix only");
+    assert_eq!(rows[0]["status"], "running");
+    assert_eq!(
+        rows[0]["driver"], "idle",
+        "reset and left: nothing drives it"
+    );
+    assert_eq!(rows[0]["counts"]["complete"], 1);
+    assert_eq!(rows[0]["counts"]["pending"], 2);
+    assert_eq!(rows[1]["status"], "succeeded");
+    assert_eq!(rows[1]["run"], format!("{store}/runs/first"));
+
+    let out = baton_aws(&scratch, &endpoint, &["runs", "--store", &store]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("second") && text.contains("idle"), "{text}");
+    assert!(!text.contains("elsewhere"), "{text}");
+}
