@@ -120,7 +120,7 @@ pub async fn console(
     };
     let app_options = AppOptions {
         read_only: options.read_only,
-        color: color_enabled(),
+        color: session::color_wanted(),
         driving: options.drive.is_some(),
     };
     let locator = run.store.locator();

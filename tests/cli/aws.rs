@@ -1353,7 +1353,7 @@ fn runs_lists_an_s3_prefix() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let rows = json(&out);
     let rows = rows.as_array().expect("a list");
-    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().expect("ok")).collect();
     assert_eq!(ids, ["second", "first"], "newest first, this prefix only");
     assert_eq!(rows[0]["status"], "running");
     assert_eq!(

@@ -1299,3 +1299,81 @@ fn retry_only_reruns_that_action_alone_and_failed_then_the_rest() {
     let summary = scratch.summary(&["retry", "only", "--failed"], 0);
     assert_eq!(status_of(&summary, "after"), "complete");
 }
+
+/// Defaults from the config file apply where neither a flag nor the environment gave one:
+/// flag > environment > file > built-in default.
+#[test]
+fn the_config_file_fills_defaults_below_flags_and_the_environment() {
+    let scratch = plan().no_op("a").scratch();
+    let config = scratch.path().join(".config/baton");
+    std::fs::create_dir_all(&config).expect("ok");
+    std::fs::write(config.join("config.toml"), "store = \"from-file\"\n").expect("ok");
+    let run = |id: &str, extra: &[&str], env: Option<&str>| {
+        let mut cmd = scratch.cmd();
+        cmd.args(["run", "plan.json", "--plain", "--run-id", id])
+            .args(extra);
+        if let Some(store) = env {
+            cmd.env("BATON_STORE", store);
+        }
+        let out = cmd.output().expect("ok");
+        assert_eq!(code(&out), 0, "{}", describe(&out));
+    };
+    run("f", &[], None);
+    run("e", &[], Some("from-env"));
+    run("c", &["--store", "from-flag"], Some("from-env"));
+    assert!(scratch.path().join("from-file/runs/f").is_dir());
+    assert!(scratch.path().join("from-env/runs/e").is_dir());
+    assert!(scratch.path().join("from-flag/runs/c").is_dir());
+    assert!(
+        !scratch.path().join(".baton").exists(),
+        "the built-in default lost to the file"
+    );
+    // Reading commands see the same default.
+    let out = scratch.exits(&["status", "f"], 0);
+    assert!(stdout(&out).contains("succeeded"), "{}", describe(&out));
+
+    // A named file must exist; a bad one is invalid input naming the file, line and key.
+    let missing = scratch.path().join("nope.toml");
+    let out = scratch
+        .cmd()
+        .args(["status", "f"])
+        .env("BATON_CONFIG", &missing)
+        .output()
+        .expect("ok");
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(stderr(&out).contains("nope.toml"), "{}", describe(&out));
+    std::fs::write(
+        config.join("config.toml"),
+        "store = \"x\"\nmouse = \"no\"\n",
+    )
+    .expect("ok");
+    let out = scratch.exits(&["status", "f"], 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.toml") && err.contains("line 2: mouse = \"no\""),
+        "{err}"
+    );
+}
+
+/// Shell completions and the manual page come from the same definitions as `--help`.
+#[test]
+fn completions_and_the_manual_page_are_generated() {
+    let scratch = Scratch::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = scratch.exits(&["completions", shell], 0);
+        let text = stdout(&out);
+        assert!(
+            text.contains("retry") && text.contains("store"),
+            "{shell}: {text}"
+        );
+    }
+    let out = scratch.exits(&["completions", "tcsh"], 2);
+    assert!(stderr(&out).contains("tcsh"), "{}", describe(&out));
+    let out = scratch.exits(&["man"], 0);
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH baton 1"),
+        "{page}"
+    );
+    assert!(page.contains("submit") && page.contains("watch"), "{page}");
+}
