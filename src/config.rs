@@ -56,10 +56,12 @@ pub fn load() -> Result<Config, Failure> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => {
             return Ok(Config::default())
         }
-        Err(err) => return Err(Failure::Invalid(format!(
+        Err(err) => {
+            return Err(Failure::Invalid(format!(
             "{}: cannot read the config file: {err} (BATON_CONFIG names it; unset it to use none)",
             path.display()
-        ))),
+        )))
+        }
     };
     parse(&path, &text)
 }

@@ -166,15 +166,20 @@ async fn drive_from(
     }
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
+    // Refuse a run another process drives before announcing it (the tick would refuse it
+    // too, after the header had promised a run).
+    if !run.store.needs_lease() {
+        drop(run.store.lock_driver()?);
+    }
     if !args.json {
         crate::out!(
-            "run {} ({} actions) in {}",
+            "run {} ({}) in {}",
             run_id_of(&run),
-            run.plan.len(),
+            crate::output::plural(run.plan.len(), "action"),
             run.store.locator()
         );
     }
-    let signals = crate::signals::watch(options.stop.clone(), announce_stop);
+    let signals = crate::signals::watch(options.stop.clone(), run.store.locator(), announce_stop);
     let report = ops::drive(&run, &options, observer).await;
     drop(signals);
     let state = report?.state;

@@ -1371,3 +1371,32 @@ fn runs_lists_an_s3_prefix() {
     assert!(text.contains("second") && text.contains("idle"), "{text}");
     assert!(!text.contains("elsewhere"), "{text}");
 }
+
+/// A missing state bucket is blamed on the store, not on the action whose template_file was
+/// being uploaded to it.
+#[test]
+fn a_missing_state_bucket_is_the_stores_fault_not_the_actions() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    scratch.write("t.yaml", "Resources: {}\n");
+    scratch.write(
+        "plan.json",
+        &json!([{"label": "net", "type": "aws.create_stack",
+                 "params": {"stack_name": "n1", "template_file": "t.yaml"}}])
+        .to_string(),
+    );
+    let store = format!("s3://{}/p", unique("absent"));
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &["run", "plan.json", "--plain", "--store", &store],
+    );
+    assert_eq!(code(&out), 3, "{}", describe(&out));
+    let err = stderr(&out);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&store) && first.contains("NoSuchBucket"),
+        "{err}"
+    );
+    assert!(err.contains("check --store"), "{err}");
+}

@@ -7,6 +7,7 @@ mod console;
 mod contract;
 mod corpus;
 mod crash;
+mod docs;
 mod e2e;
 mod faults;
 mod hostile;
