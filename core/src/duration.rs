@@ -12,10 +12,16 @@ pub(crate) enum DurationError {
     /// Negative, infinite or not a number.
     #[error("{0} is not a non-negative number of seconds")]
     Negative(String),
-    /// More than a year.
-    #[error("{0} seconds is longer than a year")]
+    /// More than [`MAX_DURATION`]: what was written, in words.
+    #[error("{0} is longer than a year (the limit is 366 days)")]
     TooLong(String),
 }
+
+/// The longest duration anywhere in an action file (timeouts, waits, retry delays): a year,
+/// leap day included. One limit, checked on the total of `"200d200d"` as on `"400d"`, at
+/// validation and when a stored plan is read back alike, so every duration a plan holds can be
+/// added to any time baton will see without overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86400);
 
 /// Parses `"1h30m"`-style text.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
@@ -29,7 +35,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if let Ok(seconds) = text.parse::<f64>() {
         return seconds_to_duration(seconds);
     }
-    let mut total = Duration::ZERO;
+    // Seconds as f64: every piece is checked to be finite and not negative, and the total
+    // against the limit, before anything becomes a `Duration` (whose `+` panics on overflow).
+    let mut total = 0.0f64;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest
@@ -64,18 +72,32 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             }
         };
         rest = &rest[unit_len..];
-        total += seconds_to_duration(value * factor)?;
+        total += value * factor;
+        if total.is_nan() || total > MAX_DURATION.as_secs_f64() {
+            let shown: String = text.chars().take(40).collect();
+            let shown = if shown.len() < text.len() {
+                format!("\"{shown}…\"")
+            } else {
+                format!("\"{shown}\"")
+            };
+            return Err(DurationError::TooLong(shown));
+        }
     }
-    Ok(total)
+    Ok(Duration::from_secs_f64(total))
 }
 
-/// A number of seconds as a duration: finite, not negative, at most a year.
+/// A number of seconds as a duration: finite, not negative, at most [`MAX_DURATION`].
 pub(crate) fn seconds_to_duration(seconds: f64) -> Result<Duration, DurationError> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(DurationError::Negative(seconds.to_string()));
     }
-    if seconds > 366.0 * 86400.0 {
-        return Err(DurationError::TooLong(seconds.to_string()));
+    if seconds > MAX_DURATION.as_secs_f64() {
+        let shown = if seconds < 1e12 {
+            format!("{seconds}")
+        } else {
+            format!("{seconds:e}")
+        };
+        return Err(DurationError::TooLong(format!("{shown} seconds")));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -123,6 +145,24 @@ mod tests {
         for bad in ["", "abc", "10x", "-5", "5 m", "m5", "1e400"] {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn the_limit_applies_to_the_total() {
+        assert_eq!(parse_duration("366d"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("8784h"), Ok(MAX_DURATION));
+        let huge = format!("{}d", "9".repeat(400));
+        for long in ["200d200d", "367d", "366d1ms", "31622401", &huge] {
+            let err = parse_duration(long).expect_err(long).to_string();
+            assert!(err.contains("longer than a year"), "{long}: {err}");
+        }
+        // A hundred thousand pieces, each within the limit: refused at the first excess.
+        let repeated = "366d".repeat(100_000);
+        let err = parse_duration(&repeated).expect_err("too long").to_string();
+        assert!(err.starts_with("\"366d366d"), "{err}");
+        assert!(err.len() < 200, "{err}");
+        assert!(seconds_to_duration(1e20).is_err());
+        assert_eq!(seconds_to_duration(366.0 * 86400.0), Ok(MAX_DURATION));
     }
 
     #[test]

@@ -7,9 +7,19 @@ use std::collections::BinaryHeap;
 
 use crate::model::ActionIdx;
 
+/// The cycles that stop a plan from being ordered: the first [`MAX_CYCLES`] as paths, and how
+/// many more there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cycles {
+    /// Each cycle as a path whose last element depends on the first.
+    pub found: Vec<Vec<ActionIdx>>,
+    /// Further cycles found but not listed (one per dependency that closes a loop).
+    pub more: usize,
+}
+
 /// Kahn's algorithm with file order as the tie-break (a min-heap), so the order is stable.
 /// On failure returns the cycles found among the actions that could not be ordered.
-pub fn topological_order(deps: &[Vec<ActionIdx>]) -> Result<Vec<ActionIdx>, Vec<Vec<ActionIdx>>> {
+pub fn topological_order(deps: &[Vec<ActionIdx>]) -> Result<Vec<ActionIdx>, Cycles> {
     let n = deps.len();
     let mut remaining: Vec<u32> = deps.iter().map(|d| d.len() as u32).collect();
     let mut dependents = vec![Vec::new(); n];
@@ -42,10 +52,10 @@ pub fn topological_order(deps: &[Vec<ActionIdx>]) -> Result<Vec<ActionIdx>, Vec<
 /// long as the plan, and the first few are what an author needs to start fixing.
 pub const MAX_CYCLES: usize = 10;
 
-/// Finds distinct cycles among the unordered actions (`remaining > 0`) with an iterative DFS,
-/// stopping after [`MAX_CYCLES`]. Each cycle is returned as a path whose last element depends
-/// on the first.
-fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Vec<Vec<ActionIdx>> {
+/// Finds distinct cycles among the unordered actions (`remaining > 0`) with an iterative DFS:
+/// one per dependency that leads back onto the path. The first [`MAX_CYCLES`] are returned as
+/// paths; the rest are only counted (in the same linear walk: no path is built for them).
+fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Cycles {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -53,7 +63,10 @@ fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Vec<Vec<ActionIdx>
         Done,
     }
     let mut mark = vec![Mark::New; deps.len()];
-    let mut cycles = Vec::new();
+    let mut cycles = Cycles {
+        found: Vec::new(),
+        more: 0,
+    };
     for start in 0..deps.len() {
         if remaining[start] == 0 || mark[start] != Mark::New {
             continue;
@@ -73,6 +86,7 @@ fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Vec<Vec<ActionIdx>
                         mark[dep] = Mark::OnPath;
                         stack.push((dep, 0));
                     }
+                    Mark::OnPath if cycles.found.len() >= MAX_CYCLES => cycles.more += 1,
                     Mark::OnPath => {
                         let from = stack.iter().position(|&(n, _)| n == dep).unwrap_or(0);
                         // Edges point at dependencies; reverse so the path reads a → b
@@ -80,10 +94,7 @@ fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Vec<Vec<ActionIdx>
                         let mut cycle: Vec<ActionIdx> =
                             stack[from..].iter().map(|&(n, _)| n as ActionIdx).collect();
                         cycle.reverse();
-                        cycles.push(cycle);
-                        if cycles.len() >= MAX_CYCLES {
-                            return cycles;
-                        }
+                        cycles.found.push(cycle);
                     }
                     Mark::Done => {}
                 }
@@ -194,8 +205,9 @@ mod tests {
         // 0 depends on 2, 1 on 0, 2 on 1: 0 → 1 → 2 → 0 in "needed by" terms.
         let deps = vec![vec![2], vec![0], vec![1], vec![]];
         let cycles = topological_order(&deps).expect_err("cyclic");
-        assert_eq!(cycles.len(), 1);
-        let cycle = &cycles[0];
+        assert_eq!(cycles.found.len(), 1);
+        assert_eq!(cycles.more, 0);
+        let cycle = &cycles.found[0];
         assert_eq!(cycle.len(), 3);
         for (i, &node) in cycle.iter().enumerate() {
             let next = cycle[(i + 1) % cycle.len()];
@@ -213,7 +225,8 @@ mod tests {
         let mut deps: Vec<Vec<ActionIdx>> = (0..n - 1).map(|k| vec![k + 1]).collect();
         deps.push((0..n - 1).collect());
         let cycles = topological_order(&deps).expect_err("cyclic");
-        assert_eq!(cycles.len(), MAX_CYCLES);
+        assert_eq!(cycles.found.len(), MAX_CYCLES);
+        assert_eq!(cycles.more, n as usize - 1 - MAX_CYCLES);
     }
 
     #[test]
@@ -254,6 +267,6 @@ mod tests {
     #[test]
     fn self_loop_is_a_cycle() {
         let cycles = topological_order(&[vec![0]]).expect_err("cyclic");
-        assert_eq!(cycles, vec![vec![0]]);
+        assert_eq!(cycles.found, vec![vec![0]]);
     }
 }

@@ -148,7 +148,7 @@ impl Secrets {
 
     /// Learns the secret values in a map such as an action's outputs (see [`redact_value`]
     /// for what counts).
-    pub(crate) fn learn_map(&mut self, map: &serde_json::Map<String, Value>) {
+    pub fn learn_map(&mut self, map: &serde_json::Map<String, Value>) {
         for (k, v) in map {
             if is_secret_name(k) {
                 self.learn_all(v);
@@ -174,7 +174,7 @@ impl Secrets {
         }
     }
 
-    /// A copy of `action` as operators may see it: what [`Secrets::mask_written`] masks, and
+    /// A copy of `action` as operators may see it: its error, log lines and stop record masked, and
     /// its outputs and handle too.
     pub fn shown_action(&self, action: &crate::state::ActionState) -> crate::state::ActionState {
         let mut shown = action.clone();

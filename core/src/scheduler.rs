@@ -650,7 +650,9 @@ impl<'p> Scheduler<'p> {
                 let entry = state.action(idx);
                 let timeout_at = match (self.plan.action(idx).timeout, entry.started_at) {
                     (Some(t), Some(s)) if entry.status == ActionStatus::Running => {
-                        chrono::Duration::from_std(t).ok().map(|t| s + t)
+                        chrono::Duration::from_std(t)
+                            .ok()
+                            .and_then(|t| s.checked_add_signed(t))
                     }
                     _ => None,
                 };
@@ -689,8 +691,14 @@ impl<'p> Scheduler<'p> {
     }
 }
 
+/// `now + delay`. Delays are at most a year (`duration::MAX_DURATION`, or a day for retries),
+/// so this never saturates in practice; checked all the same, as time arithmetic that panics
+/// would stop the run for good.
 fn after(now: Timestamp, delay: Duration) -> Timestamp {
-    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero())
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| now.checked_add_signed(delay))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 /// The run as the action at `idx` sees it when its type fills in defaults.
@@ -731,20 +739,22 @@ fn prepared_params(plan: &Plan, state: &RunState, idx: ActionIdx, params: Value)
 }
 
 /// The template context for an action: run id, vars and the outputs it reads.
+/// The context of action `idx`'s templates: the run's vars and the outputs of the actions they
+/// read, which validation proved are ancestors. Nothing else is offered, so a template can see
+/// only what finished before it, whatever it does at run time.
 pub(crate) fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Context {
     let action = plan.action(idx);
     let finished = |i: &ActionIdx| state.action(*i).status == ActionStatus::Complete;
-    let outputs: Vec<(&str, &Map<String, Value>)> = match &action.reads_outputs {
-        Some(reads) => reads
-            .iter()
-            .filter(|i| finished(i))
-            .map(|&i| (plan.label(i), &*state.action(i).outputs))
-            .collect(),
-        None => (0..plan.len() as ActionIdx)
-            .filter(finished)
-            .map(|i| (plan.label(i), &*state.action(i).outputs))
-            .collect(),
+    let readable = match &action.reads_outputs {
+        Some(reads) => reads.clone(),
+        // Validated plans always say; a plan that did not is given the ancestors alone.
+        None => plan.ancestors(idx),
     };
+    let outputs: Vec<(&str, &Map<String, Value>)> = readable
+        .iter()
+        .filter(|i| finished(i))
+        .map(|&i| (plan.label(i), &*state.action(i).outputs))
+        .collect();
     Context::new(&state.run_id, &state.vars, outputs.into_iter())
 }
 
@@ -804,10 +814,13 @@ pub fn preview_reexecute(plan: &Plan, state: &RunState, mode: Reexecute) -> Prev
         }
         Reexecute::Only(idx) => reset[idx as usize] = true,
     }
-    // Blocked actions never ran; once their blocker is reset they get their chance again.
-    for (i, entry) in state.actions.iter().enumerate() {
-        if entry.status == ActionStatus::Blocked {
-            reset[i] = true;
+    // Re-executing what failed gives every blocked action its chance again (the others
+    // choose exactly: `From` includes the descendants, `Only` is that action alone).
+    if mode == Reexecute::Failed {
+        for (i, entry) in state.actions.iter().enumerate() {
+            if entry.status == ActionStatus::Blocked {
+                reset[i] = true;
+            }
         }
     }
     let mut doomed = vec![false; plan.len()];
@@ -879,4 +892,42 @@ pub fn apply_reexecute(
         ),
     );
     preview
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ActionState;
+    use crate::testutil::{edit, plan};
+    use serde_json::json;
+
+    /// A template sees the outputs of the actions it reads, which validation proved are
+    /// ancestors; a plan that does not say what its templates read (none validated does) is
+    /// given its ancestors alone, never every finished action.
+    #[test]
+    fn templates_see_only_ancestors_outputs() {
+        let mut plan = plan(
+            r#"[
+            {"label": "up", "type": "system.no_op"},
+            {"label": "side", "type": "system.no_op"},
+            {"label": "me", "type": "system.set_variables", "depends_on": ["up"],
+             "params": {"variables": {"x": "{{ outputs.up.v }}"}}}
+        ]"#,
+        );
+        assert_eq!(plan.action(2).reads_outputs, Some(vec![0]));
+        let now = chrono::Utc::now();
+        let mut state = RunState::new("r", &plan, "sha", Map::new(), now);
+        for (idx, value) in [(0, "from up"), (1, "from side")] {
+            let mut done = ActionState::default();
+            let outputs = json!({ "v": value });
+            done.complete(outputs.as_object().cloned().unwrap_or_default(), now);
+            edit(&mut state).action(idx, done);
+        }
+        let all = json!({"whole": "{{ outputs }}"});
+        let seen = template::render_params(&all, &context_for(&plan, &state, 2));
+        assert_eq!(seen, Ok(json!({"whole": {"up": {"v": "from up"}}})));
+        plan.actions[2].reads_outputs = None;
+        let seen = template::render_params(&all, &context_for(&plan, &state, 2));
+        assert_eq!(seen, Ok(json!({"whole": {"up": {"v": "from up"}}})));
+    }
 }

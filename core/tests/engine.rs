@@ -212,8 +212,8 @@ proptest! {
             }
             Err(cycles) => {
                 prop_assert!(cyclic);
-                prop_assert!(!cycles.is_empty());
-                for cycle in cycles {
+                prop_assert!(!cycles.found.is_empty());
+                for cycle in cycles.found {
                     for (i, &node) in cycle.iter().enumerate() {
                         let next = cycle[(i + 1) % cycle.len()];
                         prop_assert!(deps[next as usize].contains(&node), "not a real cycle");

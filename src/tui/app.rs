@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use baton_core::redact::Secrets;
 use baton_core::scheduler::{preview_reexecute, Preview, Reexecute};
 use baton_core::state::{ActionState, LogEntry, Timestamp};
 use baton_core::{ActionIdx, ActionStatus, Plan, RunState, RunStatus};
@@ -150,6 +151,9 @@ pub enum Driver {
 pub struct App {
     pub plan: Arc<Plan>,
     pub state: RunState,
+    /// The secret values the run knows of, masked wherever the console shows a value (an
+    /// output with an ordinary name can hold one).
+    pub secrets: Secrets,
     pub version: String,
     pub locator: String,
     /// This process drives the run (as opposed to watching it).
@@ -249,7 +253,9 @@ impl App {
         let layers = plan.layers();
         let collapsed = vec![false; layers.len()];
         let threads = plan.len() + 1;
+        let secrets = Secrets::for_run(&plan, &state);
         let mut app = App {
+            secrets,
             plan,
             state,
             version,
@@ -667,6 +673,7 @@ fn on_snapshot(app: &mut App, mut state: RunState, version: String) {
     }
     let kept = keep_shown_lines(&app.state, &mut state);
     count_dropped(app, &state);
+    app.secrets = Secrets::for_run(&app.plan, &state);
     app.state = state;
     app.version = version;
     app.unsaved_progress = kept;
@@ -770,6 +777,7 @@ fn on_action_changed(app: &mut App, idx: ActionIdx, action: ActionState) {
     // Params render from statuses and outputs only.
     if status_changed || before.outputs != action.outputs {
         app.state_generation += 1;
+        app.secrets.learn_map(&action.outputs);
     }
     if before.attempt != action.attempt {
         app.dropped[idx as usize] = 0;

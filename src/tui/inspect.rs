@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 
-use baton_core::redact::redact_value;
 use baton_core::{ActionIdx, ActionStatus};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -200,7 +199,8 @@ fn tree_items(app: &App, idx: ActionIdx) -> Vec<TreeItem<'static, String>> {
     let outputs = if outputs.is_empty() {
         Value::Null
     } else {
-        redact_value(&Value::Object((**outputs).clone()))
+        app.secrets
+            .redact_value(&Value::Object((**outputs).clone()))
     };
     items.push(json_item("outputs".into(), "outputs", &outputs));
     items

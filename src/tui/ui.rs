@@ -1,6 +1,5 @@
 //! Rendering: a pure function of [`App`]. No IO, no mutation.
 
-use baton_core::redact::redact_value;
 use baton_core::state::ActionState;
 use baton_core::{Action, ActionIdx, ActionStatus, RunStatus};
 use ratatui::buffer::Buffer;
@@ -428,7 +427,8 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         lines.push(Line::from(detail_key(app, "outputs")));
         push_json(
             &mut lines,
-            &redact_value(&serde_json::Value::Object((*a.outputs).clone())),
+            &app.secrets
+                .redact_value(&serde_json::Value::Object((*a.outputs).clone())),
         );
     }
     Paragraph::new(lines)

@@ -1278,3 +1278,24 @@ fn a_missing_cwd_is_blamed_on_the_cwd_not_the_program() {
     );
     assert!(!error.contains("is it installed"), "{error}");
 }
+
+#[test]
+fn retry_only_reruns_that_action_alone_and_failed_then_the_rest() {
+    let scratch = plan()
+        .command("gate", &["test", "-f", "ok"])
+        .no_op("after")
+        .after(&["gate"])
+        .scratch();
+    let summary = scratch.summary(&["run", "plan.json", "--run-id", "only"], 1);
+    assert_eq!(status_of(&summary, "after"), "blocked");
+    scratch.write("ok", "");
+    let summary = scratch.summary(&["retry", "only", "--only", "gate"], 1);
+    assert_eq!(status_of(&summary, "gate"), "complete");
+    assert_eq!(
+        status_of(&summary, "after"),
+        "blocked",
+        "--only runs that action alone"
+    );
+    let summary = scratch.summary(&["retry", "only", "--failed"], 0);
+    assert_eq!(status_of(&summary, "after"), "complete");
+}

@@ -645,7 +645,7 @@ fn deep_nesting_is_refused_with_its_position() {
         ("objects.json", "objects.json:1:"),
         (
             "flow.yaml",
-            "flow.yaml:3:152: invalid YAML: nested too deeply",
+            "flow.yaml:3:150: invalid YAML: nested too deeply",
         ),
         ("block.yaml", "block.yaml:"),
     ] {

@@ -571,6 +571,9 @@ fn abort_hard_of_a_run_leaves_the_run_named_like_its_re_execution_alone() {
         stdout(&out)
     );
     assert_eq!(setup.execution_status(&sibling).as_deref(), Some("RUNNING"));
+    // Once the re-execution's first tick has ended (a tick in flight would take the abort
+    // itself and end its execution cleanly, SUCCEEDED with the run aborted).
+    setup.wait_until(&scratch, &run_id, "waiting", |s| s["status"] == "waiting");
     for id in [&run_id, &sibling] {
         let out = setup.baton(&scratch, &["abort", &setup.locator(id), "--hard"]);
         assert_eq!(code(&out), 0, "{}", describe(&out));

@@ -9,6 +9,7 @@ mod corpus;
 mod crash;
 mod e2e;
 mod faults;
+mod hostile;
 mod live;
 mod moto;
 mod runner;

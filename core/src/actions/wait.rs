@@ -66,7 +66,13 @@ impl Behaviour for Wait {
             Ok(duration) => duration,
             Err(problem) => return problem.into_outcome(),
         };
-        let until = Utc::now() + chrono::Duration::from_std(duration).unwrap_or_default();
+        // A duration is at most a year, so this cannot overflow; checked all the same.
+        let until = chrono::Duration::from_std(duration)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d));
+        let Some(until) = until else {
+            return ParamsProblem::new("seconds", "is too long to wait").into_outcome();
+        };
         request.log.send(
             Level::Info,
             format!("waiting {}", format_duration(duration)),

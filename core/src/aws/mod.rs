@@ -61,15 +61,37 @@ impl Target {
 /// each attempt gets `BATON_AWS_ATTEMPT_TIMEOUT_SECONDS` (default 30 s, room for a large state
 /// document), connecting gets 5 s.
 fn timeouts() -> aws_config::timeout::TimeoutConfig {
-    let attempt = std::env::var("BATON_AWS_ATTEMPT_TIMEOUT_SECONDS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .unwrap_or(30.0);
+    let setting = std::env::var("BATON_AWS_ATTEMPT_TIMEOUT_SECONDS").ok();
+    let attempt = setting
+        .as_deref()
+        .map_or(Ok(DEFAULT_ATTEMPT_TIMEOUT), attempt_timeout)
+        .unwrap_or_else(|why| {
+            tracing::warn!(
+                "BATON_AWS_ATTEMPT_TIMEOUT_SECONDS={:?} {why}; using {} s",
+                setting.unwrap_or_default(),
+                DEFAULT_ATTEMPT_TIMEOUT.as_secs()
+            );
+            DEFAULT_ATTEMPT_TIMEOUT
+        });
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
-        .operation_attempt_timeout(std::time::Duration::from_secs_f64(attempt))
+        .operation_attempt_timeout(attempt)
         .build()
+}
+
+const DEFAULT_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A number of seconds, more than zero and at most an hour (a longer attempt would outlast
+/// any tick; `1e30` would overflow a `Duration`).
+fn attempt_timeout(text: &str) -> Result<std::time::Duration, &'static str> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "is not a number of seconds")?;
+    if !(seconds > 0.0 && seconds <= 3600.0) {
+        return Err("is not a number of seconds from 0 to 3600");
+    }
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| "is out of range")
 }
 
 /// Attempts per AWS call, the first included: `BATON_AWS_MAX_ATTEMPTS` (default 5). Throttling,
@@ -423,6 +445,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_timeouts_out_of_range_are_refused_not_a_panic() {
+        assert_eq!(
+            attempt_timeout("12.5"),
+            Ok(std::time::Duration::from_millis(12_500))
+        );
+        for bad in ["1e30", "inf", "NaN", "-1", "0", "3601", "x", ""] {
+            assert!(attempt_timeout(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn targets_name_the_role_to_assume() {

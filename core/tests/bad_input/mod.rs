@@ -1238,15 +1238,21 @@ fn hostile_graphs_stay_bounded() {
         &Value::Array(actions).to_string(),
         Format::Json,
     ));
-    assert_eq!(
-        errors.len(),
-        baton_core::graph::MAX_CYCLES,
-        "{}",
-        lines(&errors)
-    );
-    assert!(errors
+    // The first few are listed, and the rest counted: 9,999 in all, one per dependency of the
+    // last action.
+    let max = baton_core::graph::MAX_CYCLES;
+    assert_eq!(errors.len(), max + 1, "{}", lines(&errors));
+    assert!(errors[..max]
         .iter()
         .all(|p| p.message.starts_with("dependency cycle: ")));
+    assert_eq!(
+        errors[max].to_string(),
+        format!(
+            "cycles.json: {} more dependency cycles not listed (only the first {max} are); \
+             break these and validate again",
+            n - 1 - max
+        )
+    );
 }
 
 #[test]
@@ -1837,4 +1843,287 @@ fn state_labels_are_matched_exactly() {
             "{near:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What one file may hold (actions, values, text once YAML aliases expand), duplicate keys,
+// durations, and reads of outputs that do not name their action.
+
+use baton_core::duration::MAX_DURATION;
+use baton_core::load::{MAX_ACTIONS, MAX_TEXT_BYTES, MAX_VALUES};
+
+#[test]
+fn files_past_the_counts_are_refused_with_the_limit() {
+    let many = format!("[{}{{}}]", "{},".repeat(MAX_ACTIONS));
+    for format in [Format::Json, Format::Yaml] {
+        let errors = refused(load_str("many", &many, format));
+        assert_eq!(errors.len(), 1, "{format:?}: {}", lines(&errors));
+        assert!(errors[0].position.is_some(), "{format:?}: {}", errors[0]);
+        assert!(
+            errors[0]
+                .message
+                .starts_with(&format!("the file holds more than {MAX_ACTIONS} actions")),
+            "{format:?}: {}",
+            errors[0]
+        );
+    }
+    // One action fewer is read (and refused for what the actions lack, not for their number).
+    let fewer = format!("[{}{{}}]", "{},".repeat(MAX_ACTIONS - 1));
+    let errors = refused(load_str("fewer", &fewer, Format::Json));
+    assert!(
+        errors.iter().all(|p| !p.message.contains("more than")),
+        "{}",
+        errors[0]
+    );
+
+    let values = format!(
+        "[{{\"label\": \"a\", \"type\": \"system.set_variables\", \"params\": {{\"variables\": {{\"x\": [{}1]}}}}}}]",
+        "1,".repeat(MAX_VALUES)
+    );
+    let text = errors_for(&values, Format::Json);
+    assert!(
+        text.contains(&format!("the file holds more than {MAX_VALUES} values")),
+        "{text}"
+    );
+
+    // A YAML file of 2,000 aliases to a 100 kB string: 200 MB once expanded.
+    let mut aliases = format!(
+        "- label: a\n  type: system.set_variables\n  params:\n    variables:\n      big: &big \"{}\"\n      copies:\n",
+        "x".repeat(100_000)
+    );
+    for _ in 0..2_000 {
+        aliases.push_str("        - *big\n");
+    }
+    let text = errors_for(&aliases, Format::Yaml);
+    assert!(
+        text.contains(&format!(
+            "more than {} once YAML aliases are expanded",
+            if MAX_TEXT_BYTES == 64 * 1024 * 1024 {
+                "64 MiB"
+            } else {
+                "?"
+            }
+        )),
+        "{text}"
+    );
+}
+
+/// A path to an object in a document, and the key of it to write twice.
+fn with_duplicate(value: &Value, at: &[String], key: &str, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            out.push('{');
+            let mut first = true;
+            for (k, v) in map {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&json!(k).to_string());
+                out.push(':');
+                match at.split_first() {
+                    Some((next, rest)) if next == k => with_duplicate(v, rest, key, out),
+                    _ => out.push_str(&v.to_string()),
+                }
+            }
+            if at.is_empty() {
+                out.push_str(&format!(",{}:\"again\"", json!(key)));
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                match at.split_first() {
+                    Some((next, rest)) if *next == i.to_string() => {
+                        with_duplicate(item, rest, key, out)
+                    }
+                    _ => out.push_str(&item.to_string()),
+                }
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Every object in `value` with its path (list indices as numbers) and one of its keys.
+fn objects(value: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(key) = map.keys().next() {
+                out.push((path.clone(), key.clone()));
+            }
+            for (k, v) in map {
+                path.push(k.clone());
+                objects(v, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                path.push(i.to_string());
+                objects(v, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `params.variables.list[1].k` for the path inside an action.
+fn field_of(path: &[String], key: &str) -> String {
+    let mut field = String::new();
+    for step in path.iter().map(String::as_str).chain([key]) {
+        if step.parse::<usize>().is_ok() {
+            field.push_str(&format!("[{step}]"));
+        } else {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(step);
+        }
+    }
+    field
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A key written twice in any object of any action, as JSON or YAML: refused with the
+    /// action and the key's path, never read with one of the values silently dropped.
+    #[test]
+    fn duplicate_keys_anywhere_are_refused_with_the_action_and_field(
+        base in base_plan(),
+        pick in any::<prop::sample::Index>(),
+        yaml in any::<bool>(),
+    ) {
+        let doc = Value::Array(base.document());
+        let mut found = Vec::new();
+        objects(&doc, &mut Vec::new(), &mut found);
+        let (path, key) = &found[pick.index(found.len())];
+        let mut text = String::new();
+        with_duplicate(&doc, path, key, &mut text);
+        let format = if yaml { Format::Yaml } else { Format::Json };
+        let errors = refused(load_str("dup", &text, format));
+        prop_assert_eq!(errors.len(), 1, "{}", lines(&errors));
+        let problem = &errors[0];
+        prop_assert!(problem.message.starts_with(&format!("duplicate key \"{key}\"")), "{}", problem);
+        let action: usize = path[0].parse().unwrap_or(usize::MAX);
+        prop_assert_eq!(problem.index, Some(action), "{}", problem);
+        prop_assert_eq!(problem.field.clone(), Some(field_of(&path[1..], key)), "{}", problem);
+    }
+
+    /// Durations in timeouts, retry delays and waits: accepted exactly when their total is at
+    /// most a year, however they are split into pieces; and what is accepted reads back from
+    /// the stored plan (a run can always be reopened).
+    #[test]
+    fn durations_are_limited_on_their_total_at_validation_and_reopen_alike(
+        pieces in prop::collection::vec(
+            prop::sample::select(vec![("366d", 366.0 * 86400.0), ("200d", 200.0 * 86400.0), ("1d", 86400.0), ("23h", 82800.0), ("59m", 3540.0), ("30s", 30.0), ("500ms", 0.5), ("1.5h", 5400.0)]),
+            1..6,
+        ),
+        field in 0usize..3,
+    ) {
+        let text: String = pieces.iter().map(|(p, _)| *p).collect();
+        let total: f64 = pieces.iter().map(|(_, s)| s).sum();
+        let action = match field {
+            0 => json!({"label": "a", "type": "system.no_op", "timeout": text}),
+            1 => json!({"label": "a", "type": "system.no_op", "retry": {"attempts": 2, "delay": text}}),
+            _ => json!({"label": "a", "type": "system.wait", "params": {"seconds": text}}),
+        };
+        let doc = Value::Array(vec![action]).to_string();
+        let result = load_str("d.json", &doc, Format::Json);
+        check_load("d.json", &result)?;
+        let within = total <= MAX_DURATION.as_secs_f64() && total > 0.0;
+        prop_assert_eq!(result.is_ok(), within, "{} ({} s)", text, total);
+        if let Err(problems) = &result {
+            if total > 0.0 {
+                prop_assert!(lines(&problems.errors).contains("is longer than a year"), "{}", problems);
+            }
+        }
+    }
+
+    /// A template may read an action's outputs only by naming it (`outputs.x`,
+    /// `outputs["x"]`, `(outputs).x`), and only an ancestor's; every other use of `outputs`,
+    /// in params or a condition, is refused naming the action, the field and what it read.
+    #[test]
+    fn reads_of_outputs_must_name_an_ancestor(
+        form in prop::sample::select(vec![
+            ("{{ outputs[vars.k].x }}", false),
+            ("{{ outputs|attr('up') }}", false),
+            ("{% set o = outputs %}{{ o.up.x }}", false),
+            ("{% for k, v in outputs|items %}{{ v }}{% endfor %}", false),
+            ("{{ outputs }}", false),
+            ("{{ outputs['u' ~ 'p'].x }}", false),
+            ("{{ debug(outputs) }}", false),
+            ("{% with o = outputs %}{{ o.up.x }}{% endwith %}", false),
+            ("{{ TARGET.x }}", true),
+            ("{{ outputs['TARGET'].x }}", true),
+            ("{{ (outputs).TARGET.x }}", true),
+            ("{{ outputs.TARGET.x | default('none') }}", true),
+        ]),
+        target_is_ancestor in any::<bool>(),
+        in_condition in any::<bool>(),
+    ) {
+        let (template, names) = form;
+        let target = if target_is_ancestor { "up" } else { "side" };
+        let template = template.replace("TARGET", target).replace("{{ up.x }}", "{{ outputs.up.x }}");
+        let template = if template.starts_with("{{ up.") || template.starts_with("{{ side.") {
+            template.replacen("{{ ", "{{ outputs.", 1)
+        } else {
+            template
+        };
+        let reader = if in_condition {
+            let expression = template.trim_start_matches("{{ ").trim_end_matches(" }}").to_string();
+            json!({"label": "reader", "type": "system.no_op", "depends_on": ["up"], "condition": format!("{expression} is defined")})
+        } else {
+            json!({"label": "reader", "type": "system.set_variables", "depends_on": ["up"], "params": {"variables": {"x": template}}})
+        };
+        let doc = json!([
+            {"label": "up", "type": "system.set_variables", "params": {"variables": {"x": "1"}}},
+            {"label": "side", "type": "system.set_variables", "params": {"variables": {"x": "2"}}},
+            reader,
+        ]);
+        let result = load_str("reads.json", &doc.to_string(), Format::Json);
+        check_load("reads.json", &result)?;
+        let blocks = template.contains("{%");
+        if in_condition && blocks {
+            // Not an expression: refused as such.
+            prop_assert!(result.is_err());
+            return Ok(());
+        }
+        match (names, target_is_ancestor) {
+            (true, true) => prop_assert!(result.is_ok(), "{:?}", result.err().map(|p| p.to_string())),
+            (true, false) => {
+                let errors = refused(result);
+                prop_assert!(lines(&errors).contains("\"side\" is not a dependency"), "{}", lines(&errors));
+            }
+            (false, _) => {
+                let errors = refused(result);
+                let text = lines(&errors);
+                prop_assert!(text.contains("actions[2] \"reader\""), "{}", text);
+                prop_assert!(text.contains("template reads outputs without naming the action"), "{}", text);
+            }
+        }
+    }
+}
+
+/// Found by the fuzz target: a number in outputs such as 118446744073709551615.5 was read back
+/// one unit in the last place off (serde_json's fast float parsing), so each write of the state
+/// changed it. Floats now read back exactly.
+#[test]
+fn large_floats_in_a_state_read_back_exactly() {
+    let plan = state_plan();
+    let state = rich_state(&plan);
+    let doc = String::from_utf8(state.to_json(&plan)).expect("utf-8");
+    let tampered = doc.replacen("2.5", "118446744073709551615.5", 1);
+    assert_ne!(tampered, doc);
+    let state = RunState::from_json(tampered.as_bytes(), &plan).expect("valid");
+    let written = state.to_json(&plan);
+    let again = RunState::from_json(&written, &plan).expect("valid");
+    assert_eq!(again.to_json(&plan), written);
 }

@@ -16,15 +16,20 @@ use crate::hints::did_you_mean;
 use crate::model::{Action, ActionIdx, Plan, RetryPolicy};
 use crate::template::{self, OutputRefs};
 
+mod read;
+
+pub use read::{MAX_ACTIONS, MAX_TEXT_BYTES, MAX_VALUES};
+
 // Limits (docs/action-files.md, "Limits"). Each keeps memory and time bounded on hostile
 // input, and each refusal names the file, the action and the field, and says what to do.
 
 /// Action files larger than this are refused before they are read. 32 MiB holds 100,000
-/// realistic actions (~300 bytes each, the largest plan baton is built for); reading one takes
-/// about 7× its size in memory (up to ~25× for files made of tiny values).
+/// realistic actions (~300 bytes each, the largest plan baton is built for). What reading one
+/// may cost in memory is bounded by the counts in `read` ([`MAX_ACTIONS`], [`MAX_VALUES`],
+/// [`MAX_TEXT_BYTES`]), whatever the file is made of.
 pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
-/// YAML files have a lower limit: the YAML parser holds the whole document as events, ~15× its
-/// size in memory (~90× for tiny values). Larger plans are generated, and belong in JSON.
+/// YAML files have a lower limit: the YAML parser is several times slower than JSON's, and
+/// larger plans are generated, so they belong in JSON.
 pub const MAX_YAML_BYTES: u64 = 8 * 1024 * 1024;
 /// One action's params, measured as compact JSON. Params are rendered into requests, outputs
 /// and state documents that every tick reads and writes (a Lambda has 128 MB); large content
@@ -63,9 +68,34 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Text from the file as it may be printed on a terminal: control characters (a newline, an
+/// escape sequence) and the marks that reorder text are written as escapes, so a hostile label
+/// can neither forge a line of the report nor repaint the terminal.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let hostile =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hostile(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `"text"` with what a terminal would act on escaped (see [`printable`]).
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", printable(text))
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        write!(f, "{}", printable(&self.file))?;
         if let Some((line, column)) = self.position {
             write!(f, ":{line}:{column}")?;
         }
@@ -73,14 +103,14 @@ impl fmt::Display for Problem {
         if let Some(index) = self.index {
             write!(f, " actions[{index}]")?;
             if let Some(label) = &self.label {
-                write!(f, " \"{label}\"")?;
+                write!(f, " {}", quoted(label))?;
             }
             write!(f, ":")?;
         }
         if let Some(field) = &self.field {
-            write!(f, " {field}:")?;
+            write!(f, " {}:", printable(field))?;
         }
-        write!(f, " {}", self.message)
+        write!(f, " {}", printable(&self.message))
     }
 }
 
@@ -240,30 +270,17 @@ pub fn load_bytes(file: &str, bytes: &[u8], format: Format) -> Result<Loaded, Pr
 pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Problems> {
     // Editors on Windows like to start files with a byte-order mark; it carries no meaning.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let streamable = format != Format::Yaml && text.trim_start().starts_with('[');
-    if streamable {
-        return stream_json(file, text);
+    let mut validator = Validator::new(file);
+    let mut drafts: Vec<Draft> = Vec::new();
+    let findings = read::read_actions(file, text, format, &mut |index, item| {
+        drafts.push(validator.read_action(index, item));
+    })
+    .map_err(one_problem)?;
+    for (index, field, message) in findings {
+        let label = drafts.get(index).and_then(|d| d.label.clone());
+        validator.error(index, label.as_deref(), &field, message);
     }
-    let document = parse_document(file, text, format).map_err(|p| Problems {
-        errors: vec![p],
-        warnings: Vec::new(),
-    })?;
-    let items = match document {
-        Value::Array(items) => items,
-        other => {
-            return Err(Problems {
-                errors: vec![Problem::file_level(
-                    file,
-                    format!(
-                        "expected a list of actions (an array), found {}",
-                        describe_kind(&other)
-                    ),
-                )],
-                warnings: Vec::new(),
-            })
-        }
-    };
-    Validator::new(file).run(items)
+    validator.finish_drafts(drafts)
 }
 
 /// How deeply lists and objects may nest in an action file: serde_json's limit, which YAML
@@ -272,681 +289,6 @@ pub const MAX_NESTING: usize = 127;
 
 fn nested_too_deeply() -> String {
     format!("nested too deeply: lists and objects may be nested at most {MAX_NESTING} levels deep")
-}
-
-/// A parser's message without its " at line L column C" tail (the position is reported apart),
-/// with the parsers' guards against hostile nesting and aliases said plainly.
-fn without_position(message: &str) -> String {
-    let message = message.split(" at line ").next().unwrap_or(message);
-    if message.starts_with("recursion limit exceeded") {
-        return nested_too_deeply();
-    }
-    if message.starts_with("repetition limit exceeded") {
-        return "aliases expand to too much data (repetition limit exceeded); write the values \
-                out instead of repeating anchors"
-            .to_string();
-    }
-    message.to_string()
-}
-
-/// A JSON syntax error with its 1-based position (serde_json reports column 0 at the very start
-/// of a line).
-fn json_problem(file: &str, err: &serde_json::Error) -> Problem {
-    Problem {
-        position: Some((err.line(), err.column().max(1))),
-        ..Problem::file_level(
-            file,
-            format!("invalid JSON: {}", without_position(&err.to_string())),
-        )
-    }
-}
-
-/// Reads a JSON array one action at a time, so only the current action's JSON tree is held in
-/// memory (at 100k actions the whole tree was ~77 MB).
-fn stream_json(file: &str, text: &str) -> Result<Loaded, Problems> {
-    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
-
-    struct Actions<'v, 'f> {
-        validator: &'v mut Validator<'f>,
-        drafts: Vec<Draft>,
-    }
-
-    impl<'de> Visitor<'de> for &mut Actions<'_, '_> {
-        type Value = ();
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of actions")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(item) = seq.next_element::<Value>()? {
-                let index = self.drafts.len();
-                let draft = self.validator.read_action(index, item);
-                self.drafts.push(draft);
-            }
-            Ok(())
-        }
-    }
-
-    impl<'de> DeserializeSeed<'de> for &mut Actions<'_, '_> {
-        type Value = ();
-
-        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-            deserializer.deserialize_seq(self)
-        }
-    }
-
-    let mut validator = Validator::new(file);
-    let mut actions = Actions {
-        validator: &mut validator,
-        drafts: Vec::new(),
-    };
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let parsed = (&mut actions)
-        .deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end());
-    let drafts = std::mem::take(&mut actions.drafts);
-    if let Err(err) = parsed {
-        return Err(Problems {
-            errors: vec![json_problem(file, &err)],
-            warnings: Vec::new(),
-        });
-    }
-    validator.finish_drafts(drafts)
-}
-
-// A cold path that runs once per file: the large error costs nothing worth boxing for.
-#[allow(clippy::result_large_err)]
-fn parse_document(file: &str, text: &str, format: Format) -> Result<Value, Problem> {
-    let looks_like_json = text.trim_start().starts_with(['[', '{']);
-    let use_json = match format {
-        Format::Json => true,
-        Format::Yaml => false,
-        Format::Detect => looks_like_json,
-    };
-    if text.trim().is_empty() {
-        return Err(Problem::file_level(
-            file,
-            "the file is empty; expected a list of actions",
-        ));
-    }
-    if use_json {
-        serde_json::from_str(text).map_err(|err| json_problem(file, &err))
-    } else if text.len() as u64 > MAX_YAML_BYTES {
-        Err(Problem::file_level(
-            file,
-            too_large(Some(text.len() as u64), MAX_YAML_BYTES),
-        ))
-    } else {
-        if let Some(position) = yaml_flow_too_deep(text) {
-            return Err(Problem {
-                position: Some(position),
-                ..Problem::file_level(file, format!("invalid YAML: {}", nested_too_deeply()))
-            });
-        }
-        let value: Value = serde_yaml::from_str(text).map_err(|err| {
-            let position = err.location().map(|l| (l.line(), l.column()));
-            Problem {
-                position,
-                ..Problem::file_level(
-                    file,
-                    format!("invalid YAML: {}", without_position(&err.to_string())),
-                )
-            }
-        })?;
-        // The YAML parser allows one level more than JSON; the plan is stored as JSON.
-        if depth(&value) > MAX_NESTING {
-            return Err(Problem::file_level(
-                file,
-                format!("invalid YAML: {}", nested_too_deeply()),
-            ));
-        }
-        Ok(value)
-    }
-}
-
-/// Where a YAML flow collection (`[`, `{`) first nests deeper than [`MAX_NESTING`], if it does.
-///
-/// libyaml (under serde_yaml) walks a list as long as the flow depth on every token, so
-/// 100,000 nested `[` in a 200 KB file take minutes before serde_yaml's depth limit applies.
-/// This mirrors libyaml's scanner just enough to know the flow depth: where each token starts
-/// and ends (quoted, plain and block scalars, comments, tags, anchors) and the indentation
-/// that decides how far plain and block scalars reach. It stops where libyaml would stop with
-/// an error. One pass, no recursion.
-fn yaml_flow_too_deep(text: &str) -> Option<(usize, usize)> {
-    YamlScan::new(text).run()
-}
-
-/// The parts of libyaml's scanner state that decide token boundaries (scanner.rs in
-/// unsafe-libyaml, the Rust translation of libyaml 0.2.5).
-struct YamlScan<'t> {
-    b: &'t [u8],
-    i: usize,
-    line: usize,
-    column: usize,
-    /// Characters read, for libyaml's 1024-character limit on simple keys.
-    index: usize,
-    flow: usize,
-    /// The block indentation (`parser.indent`, -1 at the top) and the enclosing ones.
-    indent: isize,
-    indents: Vec<isize>,
-    key_allowed: bool,
-    /// The possible simple key of the block level: (line, index, column).
-    block_key: Option<(usize, usize, usize)>,
-}
-
-/// libyaml stopped (a scanner error, or a character its reader refuses).
-struct Stop;
-
-impl<'t> YamlScan<'t> {
-    fn new(text: &'t str) -> Self {
-        YamlScan {
-            b: text.as_bytes(),
-            i: 0,
-            line: 0,
-            column: 0,
-            index: 0,
-            flow: 0,
-            indent: -1,
-            indents: Vec::new(),
-            key_allowed: true,
-            block_key: None,
-        }
-    }
-
-    fn run(mut self) -> Option<(usize, usize)> {
-        // Where libyaml stops, so does the scan: nothing after that point costs anything.
-        self.tokens().unwrap_or_default()
-    }
-
-    fn at(&self, k: usize) -> u8 {
-        self.b.get(self.i + k).copied().unwrap_or(0)
-    }
-
-    fn is_break(&self, k: usize) -> bool {
-        match self.at(k) {
-            b'\r' | b'\n' => true,
-            0xC2 => self.at(k + 1) == 0x85,
-            0xE2 => self.at(k + 1) == 0x80 && matches!(self.at(k + 2), 0xA8 | 0xA9),
-            _ => false,
-        }
-    }
-
-    fn is_blank(&self, k: usize) -> bool {
-        matches!(self.at(k), b' ' | b'\t')
-    }
-
-    /// Blank, line break, or the end (libyaml's NUL).
-    fn is_blankz(&self, k: usize) -> bool {
-        self.is_blank(k) || self.is_break(k) || self.at(k) == 0
-    }
-
-    fn is_breakz(&self, k: usize) -> bool {
-        self.is_break(k) || self.at(k) == 0
-    }
-
-    fn is_alpha(&self, k: usize) -> bool {
-        matches!(self.at(k), b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z' | b'_' | b'-')
-    }
-
-    fn document_marker(&self) -> bool {
-        self.column == 0
-            && ((self.at(0) == b'-' && self.at(1) == b'-' && self.at(2) == b'-')
-                || (self.at(0) == b'.' && self.at(1) == b'.' && self.at(2) == b'.'))
-            && self.is_blankz(3)
-    }
-
-    /// One character forward; a character libyaml's reader refuses stops the scan.
-    fn skip(&mut self) -> Result<(), Stop> {
-        let len = match self.at(0) {
-            0x00..=0x7F => 1,
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            _ => 4,
-        };
-        let next = self.b.get(self.i..self.i + len);
-        let Some(c) = next
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .and_then(|text| text.chars().next())
-        else {
-            return Err(Stop);
-        };
-        let allowed = matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}')
-            || ('\u{a0}'..='\u{d7ff}').contains(&c)
-            || ('\u{e000}'..='\u{fffd}').contains(&c)
-            || c >= '\u{10000}';
-        if !allowed {
-            return Err(Stop);
-        }
-        self.i += c.len_utf8();
-        self.column += 1;
-        self.index += 1;
-        Ok(())
-    }
-
-    fn skip_break(&mut self) {
-        self.i += match self.at(0) {
-            b'\r' if self.at(1) == b'\n' => 2,
-            b'\r' | b'\n' => 1,
-            0xC2 => 2,
-            _ => 3,
-        };
-        self.line += 1;
-        self.column = 0;
-        self.index += 1;
-    }
-
-    fn save_key(&mut self) {
-        if self.flow == 0 && self.key_allowed {
-            self.block_key = Some((self.line, self.index, self.column));
-        }
-    }
-
-    fn remove_key(&mut self) {
-        if self.flow == 0 {
-            self.block_key = None;
-        }
-    }
-
-    fn roll(&mut self, column: usize) {
-        if self.flow == 0 && self.indent < column as isize {
-            self.indents.push(self.indent);
-            self.indent = column as isize;
-        }
-    }
-
-    fn unroll(&mut self, column: isize) {
-        if self.flow == 0 {
-            while self.indent > column {
-                self.indent = self.indents.pop().unwrap_or(-1);
-            }
-        }
-    }
-
-    fn tokens(&mut self) -> Result<Option<(usize, usize)>, Stop> {
-        loop {
-            self.skip_to_next_token()?;
-            if let Some((line, index, _)) = self.block_key {
-                if line < self.line || index + 1024 < self.index {
-                    self.block_key = None;
-                }
-            }
-            self.unroll(self.column as isize);
-            let c = self.at(0);
-            if self.i >= self.b.len() || c == 0 {
-                return Ok(None);
-            }
-            if self.line_marker(c)? {
-                continue;
-            }
-            if let Some(position) = self.token(c)? {
-                return Ok(Some(position));
-            }
-        }
-    }
-
-    /// A directive (`%...`) or document marker (`---`, `...`), skipped; false when neither.
-    fn line_marker(&mut self, c: u8) -> Result<bool, Stop> {
-        let directive = self.column == 0 && c == b'%';
-        if !directive && !self.document_marker() {
-            return Ok(false);
-        }
-        self.unroll(-1);
-        self.remove_key();
-        self.key_allowed = false;
-        if directive {
-            while !self.is_breakz(0) {
-                self.skip()?;
-            }
-        } else {
-            for _ in 0..3 {
-                self.skip()?;
-            }
-        }
-        Ok(true)
-    }
-
-    /// One token starting with `c`; the position of a flow collection nested too deeply.
-    fn token(&mut self, c: u8) -> Result<Option<(usize, usize)>, Stop> {
-        match c {
-            b'[' | b'{' => {
-                self.save_key();
-                self.flow += 1;
-                if self.flow > MAX_NESTING {
-                    return Ok(Some((self.line + 1, self.column + 1)));
-                }
-                self.key_allowed = true;
-                self.skip()?;
-            }
-            b']' | b'}' => {
-                self.remove_key();
-                self.flow = self.flow.saturating_sub(1);
-                self.key_allowed = false;
-                self.skip()?;
-            }
-            b',' => {
-                self.remove_key();
-                self.key_allowed = true;
-                self.skip()?;
-            }
-            b'-' if self.is_blankz(1) => {
-                self.roll(self.column);
-                self.remove_key();
-                self.key_allowed = true;
-                self.skip()?;
-            }
-            b'?' if self.flow > 0 || self.is_blankz(1) => {
-                self.roll(self.column);
-                self.remove_key();
-                self.key_allowed = self.flow == 0;
-                self.skip()?;
-            }
-            b':' if self.flow > 0 || self.is_blankz(1) => {
-                match self.block_key.take().filter(|_| self.flow == 0) {
-                    Some((_, _, column)) => {
-                        self.roll(column);
-                        self.key_allowed = false;
-                    }
-                    None => {
-                        self.roll(self.column);
-                        self.key_allowed = self.flow == 0;
-                    }
-                }
-                self.skip()?;
-            }
-            b'*' | b'&' => {
-                self.save_key();
-                self.key_allowed = false;
-                self.anchor_or_alias()?;
-            }
-            b'!' => {
-                self.save_key();
-                self.key_allowed = false;
-                self.tag()?;
-            }
-            b'|' | b'>' if self.flow == 0 => {
-                self.remove_key();
-                self.key_allowed = true;
-                self.block_scalar()?;
-            }
-            b'\'' | b'"' => {
-                self.save_key();
-                self.key_allowed = false;
-                self.quoted(c == b'\'')?;
-            }
-            _ => {
-                let indicator = self.is_blankz(0) || b"-?:,[]{}#&*!|>'\"%@`".contains(&c);
-                let plain = !indicator
-                    || (c == b'-' && !self.is_blank(1))
-                    || (self.flow == 0 && matches!(c, b'?' | b':') && !self.is_blankz(1));
-                if !plain {
-                    return Err(Stop);
-                }
-                self.save_key();
-                self.key_allowed = false;
-                self.plain()?;
-            }
-        }
-        Ok(None)
-    }
-
-    fn anchor_or_alias(&mut self) -> Result<(), Stop> {
-        self.skip()?;
-        let start = self.i;
-        while self.is_alpha(0) {
-            self.skip()?;
-        }
-        let next_ok = self.is_blankz(0)
-            || matches!(
-                self.at(0),
-                b'?' | b':' | b',' | b']' | b'}' | b'%' | b'@' | b'`'
-            );
-        if self.i == start || !next_ok {
-            return Err(Stop);
-        }
-        Ok(())
-    }
-
-    /// Blanks, comments and line breaks before the next token.
-    fn skip_to_next_token(&mut self) -> Result<(), Stop> {
-        loop {
-            if self.column == 0 && self.b[self.i..].starts_with("\u{feff}".as_bytes()) {
-                self.skip()?;
-            }
-            while self.at(0) == b' '
-                || ((self.flow > 0 || !self.key_allowed) && self.at(0) == b'\t')
-            {
-                self.skip()?;
-            }
-            if self.at(0) == b'#' {
-                while !self.is_breakz(0) {
-                    self.skip()?;
-                }
-            }
-            if !self.is_break(0) {
-                return Ok(());
-            }
-            self.skip_break();
-            if self.flow == 0 {
-                self.key_allowed = true;
-            }
-        }
-    }
-
-    fn uri_char(&self, verbatim: bool) -> bool {
-        self.is_alpha(0)
-            || b";/?:@&=+$.%!~*'()".contains(&self.at(0))
-            || (verbatim && matches!(self.at(0), b',' | b'[' | b']'))
-    }
-
-    fn uri(&mut self, verbatim: bool) -> Result<(), Stop> {
-        while self.at(0) != 0 && self.uri_char(verbatim) {
-            if self.at(0) == b'%' {
-                if !(self.at(1).is_ascii_hexdigit() && self.at(2).is_ascii_hexdigit()) {
-                    return Err(Stop);
-                }
-                self.skip()?;
-                self.skip()?;
-            }
-            self.skip()?;
-        }
-        Ok(())
-    }
-
-    fn tag(&mut self) -> Result<(), Stop> {
-        self.skip()?;
-        if self.at(0) == b'<' {
-            self.skip()?;
-            self.uri(true)?;
-            if self.at(0) != b'>' {
-                return Err(Stop);
-            }
-            self.skip()?;
-        } else {
-            self.uri(false)?;
-        }
-        if self.is_blankz(0) || (self.flow > 0 && self.at(0) == b',') {
-            Ok(())
-        } else {
-            Err(Stop)
-        }
-    }
-
-    fn quoted(&mut self, single: bool) -> Result<(), Stop> {
-        let quote = if single { b'\'' } else { b'"' };
-        self.skip()?;
-        loop {
-            if self.document_marker() || self.i >= self.b.len() || self.at(0) == 0 {
-                return Err(Stop);
-            }
-            while !self.is_blankz(0) {
-                let c = self.at(0);
-                if single && c == b'\'' && self.at(1) == b'\'' {
-                    self.skip()?;
-                    self.skip()?;
-                } else if c == quote {
-                    break;
-                } else if !single && c == b'\\' && self.is_break(1) {
-                    self.skip()?;
-                    self.skip_break();
-                    break;
-                } else if !single && c == b'\\' {
-                    self.skip()?;
-                    let digits = match self.at(0) {
-                        b'x' => 2,
-                        b'u' => 4,
-                        b'U' => 8,
-                        b'0' | b'a' | b'b' | b't' | b'\t' | b'n' | b'v' | b'f' | b'r' | b'e'
-                        | b' ' | b'"' | b'/' | b'\'' | b'\\' | b'N' | b'_' | b'L' | b'P' => 0,
-                        _ => return Err(Stop),
-                    };
-                    self.skip()?;
-                    for _ in 0..digits {
-                        if !self.at(0).is_ascii_hexdigit() {
-                            return Err(Stop);
-                        }
-                        self.skip()?;
-                    }
-                } else {
-                    self.skip()?;
-                }
-            }
-            if self.at(0) == quote {
-                return self.skip();
-            }
-            while self.is_blank(0) || self.is_break(0) {
-                if self.is_blank(0) {
-                    self.skip()?;
-                } else {
-                    self.skip_break();
-                }
-            }
-        }
-    }
-
-    fn plain(&mut self) -> Result<(), Stop> {
-        let min_column = self.indent + 1;
-        let mut leading_blanks = false;
-        loop {
-            if self.document_marker() || self.at(0) == b'#' {
-                break;
-            }
-            while !self.is_blankz(0) {
-                let c = self.at(0);
-                if self.flow > 0 && c == b':' && b",?[]{}".contains(&self.at(1)) {
-                    return Err(Stop);
-                }
-                if (c == b':' && self.is_blankz(1)) || (self.flow > 0 && b",[]{}".contains(&c)) {
-                    break;
-                }
-                self.skip()?;
-            }
-            if !(self.is_blank(0) || self.is_break(0)) {
-                break;
-            }
-            while self.is_blank(0) || self.is_break(0) {
-                if self.is_blank(0) {
-                    if leading_blanks && (self.column as isize) < min_column && self.at(0) == b'\t'
-                    {
-                        return Err(Stop);
-                    }
-                    self.skip()?;
-                } else {
-                    self.skip_break();
-                    leading_blanks = true;
-                }
-            }
-            if self.flow == 0 && (self.column as isize) < min_column {
-                break;
-            }
-        }
-        if leading_blanks {
-            self.key_allowed = true;
-        }
-        Ok(())
-    }
-
-    fn block_scalar(&mut self) -> Result<(), Stop> {
-        self.skip()?;
-        // Chomping (+ -) and an indentation digit, in either order; 0 is an error.
-        let mut increment = 0isize;
-        let chomping = |scan: &Self| matches!(scan.at(0), b'+' | b'-');
-        let mut digit = |scan: &mut Self| -> Result<(), Stop> {
-            match scan.at(0) {
-                b'0' => Err(Stop),
-                d @ b'1'..=b'9' => {
-                    increment = (d - b'0') as isize;
-                    scan.skip()
-                }
-                _ => Ok(()),
-            }
-        };
-        if chomping(self) {
-            self.skip()?;
-            digit(self)?;
-        } else if self.at(0).is_ascii_digit() {
-            digit(self)?;
-            if chomping(self) {
-                self.skip()?;
-            }
-        }
-        while self.is_blank(0) {
-            self.skip()?;
-        }
-        if self.at(0) == b'#' {
-            while !self.is_breakz(0) {
-                self.skip()?;
-            }
-        }
-        if !self.is_breakz(0) {
-            return Err(Stop);
-        }
-        if self.is_break(0) {
-            self.skip_break();
-        }
-        let mut indent = if increment > 0 {
-            if self.indent >= 0 {
-                self.indent + increment
-            } else {
-                increment
-            }
-        } else {
-            0
-        };
-        self.block_breaks(&mut indent)?;
-        while self.column as isize == indent && self.i < self.b.len() && self.at(0) != 0 {
-            while !self.is_breakz(0) {
-                self.skip()?;
-            }
-            if !self.is_break(0) {
-                break;
-            }
-            self.skip_break();
-            self.block_breaks(&mut indent)?;
-        }
-        Ok(())
-    }
-
-    fn block_breaks(&mut self, indent: &mut isize) -> Result<(), Stop> {
-        let mut max_indent = 0isize;
-        loop {
-            while (*indent == 0 || (self.column as isize) < *indent) && self.at(0) == b' ' {
-                self.skip()?;
-            }
-            max_indent = max_indent.max(self.column as isize);
-            if (*indent == 0 || (self.column as isize) < *indent) && self.at(0) == b'\t' {
-                return Err(Stop);
-            }
-            if !self.is_break(0) {
-                break;
-            }
-            self.skip_break();
-        }
-        if *indent == 0 {
-            *indent = max_indent.max(self.indent + 1).max(1);
-        }
-        Ok(())
-    }
 }
 
 /// Levels of lists and objects (a scalar is 0). Recursion is bounded by the parser's limit.
@@ -1012,6 +354,8 @@ struct Validator<'f> {
     /// Problems past [`MAX_PROBLEMS`], counted but not kept.
     unlisted_errors: usize,
     unlisted_warnings: usize,
+    /// Cycles past [`crate::graph::MAX_CYCLES`], counted but not listed.
+    unlisted_cycles: usize,
     /// What is left of [`HINT_COMPARISONS`].
     hint_budget: usize,
 }
@@ -1023,6 +367,7 @@ impl<'f> Validator<'f> {
             problems: Problems::default(),
             unlisted_errors: 0,
             unlisted_warnings: 0,
+            unlisted_cycles: 0,
             hint_budget: HINT_COMPARISONS,
         }
     }
@@ -1080,15 +425,6 @@ impl<'f> Validator<'f> {
         });
     }
 
-    fn run(mut self, items: Vec<Value>) -> Result<Loaded, Problems> {
-        let drafts: Vec<Draft> = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| self.read_action(i, item))
-            .collect();
-        self.finish_drafts(drafts)
-    }
-
     /// Everything after reading each action: labels, dependencies, cycles, template reads.
     fn finish_drafts(mut self, drafts: Vec<Draft>) -> Result<Loaded, Problems> {
         if drafts.is_empty() {
@@ -1105,7 +441,8 @@ impl<'f> Validator<'f> {
         let order = match topological_order(&deps) {
             Ok(order) => order,
             Err(cycles) => {
-                for mut cycle in cycles {
+                let more = cycles.more;
+                for mut cycle in cycles.found {
                     // Start at the first action in file order, so the message is stable.
                     let start = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
                     cycle.rotate_left(start);
@@ -1118,6 +455,7 @@ impl<'f> Validator<'f> {
                         format!("dependency cycle: {path}"),
                     );
                 }
+                self.unlisted_cycles = more;
                 return Err(self.finish());
             }
         };
@@ -1196,6 +534,18 @@ impl<'f> Validator<'f> {
                 format!("{n} more {what} not listed (only the first {MAX_PROBLEMS} are)"),
             )
         };
+        if self.unlisted_cycles > 0 {
+            let note = Problem::file_level(
+                self.file,
+                format!(
+                    "{} more dependency cycles not listed (only the first {} are); break these \
+                     and validate again",
+                    self.unlisted_cycles,
+                    crate::graph::MAX_CYCLES
+                ),
+            );
+            self.problems.errors.push(note);
+        }
         if self.unlisted_errors > 0 {
             let note = unlisted(self.unlisted_errors, "problems");
             self.problems.errors.push(note);
@@ -1343,6 +693,12 @@ impl<'f> Validator<'f> {
                 for (j, item) in items.into_iter().enumerate() {
                     match item {
                         Value::String(dep) if !dep.is_empty() => depends_on.push(dep),
+                        Value::String(_) => self.error(
+                            i,
+                            label,
+                            &format!("depends_on[{j}]"),
+                            "empty label: name an action, or a pattern such as \"build-*\"",
+                        ),
                         other => self.error(
                             i,
                             label,
@@ -1618,13 +974,24 @@ impl<'f> Validator<'f> {
                 target: ActionIdx,
             },
         }
-        let mut reads: Vec<(Vec<Read>, bool)> = Vec::with_capacity(read_labels.len());
+        let mut reads: Vec<Vec<Read>> = Vec::with_capacity(read_labels.len());
         let mut queries = Vec::new();
         for (idx, refs) in read_labels.into_iter().enumerate() {
             let mut found = Vec::new();
-            let mut dynamic = false;
             for (field, refs) in refs {
-                dynamic |= refs.dynamic;
+                for read in refs.dynamic {
+                    let label = plan.actions[idx].label.clone();
+                    self.error(
+                        idx,
+                        Some(&label),
+                        &field,
+                        format!(
+                            "template reads outputs without naming the action: `{read}`; read \
+                             each action's outputs as outputs.LABEL or outputs[\"LABEL\"], so \
+                             that only actions that finished first can be read"
+                        ),
+                    );
+                }
                 for name in refs.labels {
                     match plan.find(&name) {
                         Some(target) => {
@@ -1642,11 +1009,11 @@ impl<'f> Validator<'f> {
                     }
                 }
             }
-            reads.push((found, dynamic));
+            reads.push(found);
         }
         let answers = transitive_dependencies(&plan.deps, &plan.order, &queries);
         let mut answers = answers.into_iter();
-        for (idx, (found, dynamic)) in reads.into_iter().enumerate() {
+        for (idx, found) in reads.into_iter().enumerate() {
             let label = plan.actions[idx].label.clone();
             let mut targets = Vec::new();
             for read in found {
@@ -1689,7 +1056,7 @@ impl<'f> Validator<'f> {
             }
             targets.sort_unstable();
             targets.dedup();
-            plan.actions[idx].reads_outputs = (!dynamic).then_some(targets);
+            plan.actions[idx].reads_outputs = Some(targets);
         }
     }
 }
@@ -2074,8 +1441,8 @@ mod tests {
 
     /// Valid YAML lines whose brackets are not flow collections: quoted, commented, in block
     /// scalars, plain scalars (also continued on a line that starts with a quote), tags and
-    /// anchors. A pre-scan that counted them would refuse good files; one that took a quote
-    /// where libyaml sees none would miss the deep nesting after it.
+    /// anchors. A reader that counted them would refuse good files; one that took a quote
+    /// where the parser sees none would miss the deep nesting after it.
     const YAML_NOISE: &[&str] = &[
         "q1: \"]]]}}\\\"[[ \\\" ]\"\n",
         "q2: ']]'']] [[ '''\n",
@@ -2099,7 +1466,7 @@ mod tests {
         "",
         "\"]]\", ",
         "']]', ",
-        "# ]]] '\n",
+        " # ]]] '\n",
         "!!str \"]\", ",
         "&y ']]', ",
         "{\"]\": 1}, ",
@@ -2117,21 +1484,32 @@ mod tests {
         text
     }
 
+    /// The one problem a YAML document that is a mapping gets: what it is, or why it could not
+    /// be read.
+    fn yaml_verdict(text: &str) -> String {
+        match load_str("t.yaml", text, Format::Yaml) {
+            Ok(_) => "accepted".into(),
+            Err(problems) => problems.errors[0].message.clone(),
+        }
+    }
+
+    const A_MAPPING: &str = "expected a list of actions (an array), found an object";
+
     #[test]
     fn yaml_noise_is_valid_and_not_flow() {
         for noise in YAML_NOISE {
-            serde_yaml::from_str::<serde_yaml::Value>(noise)
-                .unwrap_or_else(|e| panic!("{noise:?}: {e}"));
-            assert_eq!(yaml_flow_too_deep(noise), None, "{noise:?}");
+            assert_eq!(
+                yaml_verdict(&format!("{noise}z: 1\n")),
+                A_MAPPING,
+                "{noise:?}"
+            );
         }
         for inner in YAML_INNER {
             let text = deep_yaml(&[], &[inner], 20);
-            serde_yaml::from_str::<serde_yaml::Value>(&text)
-                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(yaml_verdict(&text), A_MAPPING, "{text:?}");
         }
-        // The position is that of the first bracket too deep.
-        let text = format!("a: 1\nb: {}", "[".repeat(200));
-        assert_eq!(yaml_flow_too_deep(&text), Some((2, 4 + MAX_NESTING)));
+        let text = format!("a: 1\nb: {}{}", "[".repeat(200), "]".repeat(200));
+        assert!(yaml_verdict(&text).contains("nested too deeply"));
     }
 
     proptest::proptest! {
@@ -2146,16 +1524,17 @@ mod tests {
             depth in 90usize..200,
         ) {
             let text = deep_yaml(&noise, &inner, depth);
-            // A flow mapping put between the brackets nests one level deeper where it stands.
+            // A flow mapping put between the brackets nests one level deeper where it stands;
+            // the document's own mapping is one level more.
             let deepest = (0..depth)
-                .map(|level| level + 1 + usize::from(inner[level % inner.len()].contains('{')))
+                .map(|level| level + 2 + usize::from(inner[level % inner.len()].contains('{')))
                 .max()
                 .unwrap_or(0);
-            let found = yaml_flow_too_deep(&text);
-            proptest::prop_assert_eq!(found.is_some(), deepest > MAX_NESTING, "{}", text);
-            if depth <= 100 {
-                let parsed = serde_yaml::from_str::<serde_yaml::Value>(&text);
-                proptest::prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed, text);
+            let verdict = yaml_verdict(&text);
+            if deepest > MAX_NESTING {
+                proptest::prop_assert!(verdict.contains("nested too deeply"), "{}\n{}", verdict, text);
+            } else {
+                proptest::prop_assert_eq!(verdict, A_MAPPING, "{}", text);
             }
         }
     }

@@ -1,19 +1,35 @@
 //! Jinja templates (minijinja) in params and conditions. The context is
 //! `outputs["<label>"]`, `vars.<name>` and `run.id`; a missing name is an error, never an empty
 //! string, so a typo cannot deploy a stack with a blank parameter.
+//!
+//! Rendering is bounded in time and memory whatever the template does. The engine's fuel counts
+//! its instructions but not the work inside one (`([1] * 10**12)|sum` is one filter call that
+//! never ends; `s ~ s` doubles a string per instruction), so templates are sorted by their
+//! syntax tree (`analysis`): one that only looks values up renders in-process, its output
+//! capped at [`MAX_RENDERED_BYTES`]; any other renders in a worker process with limits on its
+//! memory, CPU time and wall-clock time ([`worker`]), when the program has enabled one.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
+
+pub(crate) mod analysis;
+pub mod worker;
+
+pub use analysis::MAX_BUILT_ITEMS;
 
 /// True when a string would be rendered as a template.
 pub fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 
-/// Bounds template work so a hostile or careless plan cannot spin the engine.
+/// Bounds the engine's instructions per render (loops, tags), so a template cannot spin it.
 const FUEL: u64 = 1_000_000;
+
+/// The most one action's rendered params (or one rendered string) may hold, as JSON text. Params
+/// as written are limited to 1 MiB; rendering may add the values it reads, within reason.
+pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most operators (`.`, `[`, `(`, `|`, `+`, `-`, `not`, `and`, …) one `{{ }}` / `{% %}` tag or
 /// one condition may hold. minijinja parses and evaluates chains of them recursively without a
@@ -29,7 +45,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 });
 
 /// Why a template could not be checked, rendered or evaluated.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TemplateError {
     /// A tag with more operators than [`MAX_TAG_OPERATORS`].
     #[error(
@@ -41,6 +57,19 @@ pub enum TemplateError {
         /// Operators counted (at least).
         count: usize,
     },
+    /// A constant expression that builds more than a template may (`[1] * 10**12`).
+    #[error("{0}")]
+    BuildsTooMuch(String),
+    /// The rendered text or value is larger than [`MAX_RENDERED_BYTES`].
+    #[error(
+        "renders to more than {limit} bytes; an action's rendered params may hold at most that \
+         much: pass large content by reference (a file, an S3 object)",
+        limit = MAX_RENDERED_BYTES
+    )]
+    TooLarge,
+    /// The worker rendering the template ran out of memory or time, or failed.
+    #[error("{0}")]
+    Limit(String),
     /// Jinja's own error: syntax, a missing name, a type mismatch, spent fuel.
     #[error("{0}")]
     Jinja(String),
@@ -68,8 +97,8 @@ pub enum TemplateError {
 pub(crate) struct OutputRefs {
     /// Labels read by name: `outputs["x"]`, `outputs['x']`, `outputs.x`.
     pub labels: Vec<String>,
-    /// `outputs` was indexed by something other than a literal.
-    pub dynamic: bool,
+    /// Reads of `outputs` that do not name their action, as written (`outputs[vars.k]`).
+    pub dynamic: Vec<String>,
     /// Run variables read by name: `vars.x`, `vars["x"]`.
     pub vars: Vec<String>,
 }
@@ -78,7 +107,7 @@ pub(crate) struct OutputRefs {
 pub(crate) fn check_template(source: &str) -> Result<OutputRefs, TemplateError> {
     check_complexity(source, false)?;
     ENV.template_from_str(source).map_err(describe)?;
-    Ok(scan_output_refs(source))
+    refs(source, analysis::analyse_template(source)?)
 }
 
 /// Checks a condition (bare expression, or wrapped in `{{ }}`).
@@ -86,7 +115,18 @@ pub(crate) fn check_expression(expression: &str) -> Result<OutputRefs, TemplateE
     let bare = unwrap_braces(expression);
     check_complexity(bare, true)?;
     ENV.compile_expression(bare).map_err(describe)?;
-    Ok(scan_output_refs(expression))
+    refs(expression, analysis::analyse_expression(bare)?)
+}
+
+fn refs(source: &str, analysis: analysis::Analysis) -> Result<OutputRefs, TemplateError> {
+    if let Some(what) = analysis.too_big {
+        return Err(TemplateError::BuildsTooMuch(what));
+    }
+    Ok(OutputRefs {
+        labels: analysis.labels,
+        dynamic: analysis.dynamic,
+        vars: scan_vars(source),
+    })
 }
 
 /// Refuses a template (or, with `bare`, an expression) with a tag of more than
@@ -233,7 +273,13 @@ fn walk_strings(value: &Value, path: &mut String, visit: &mut dyn FnMut(&str, &s
 }
 
 /// The values a template can see.
-pub struct Context(minijinja::Value);
+pub struct Context {
+    run_id: String,
+    vars: Map<String, Value>,
+    outputs: Map<String, Value>,
+    /// The same, as the engine holds it; built on first use (a worker needs only the JSON).
+    jinja: OnceLock<minijinja::Value>,
+}
 
 impl Context {
     /// Templates see `run.id`, `vars.NAME` and `outputs.LABEL.NAME` for each `(label, outputs)`
@@ -243,31 +289,89 @@ impl Context {
         vars: &Map<String, Value>,
         outputs: impl Iterator<Item = (&'a str, &'a Map<String, Value>)>,
     ) -> Self {
-        let outputs: Map<String, Value> = outputs
-            .map(|(label, out)| (label.to_string(), Value::Object(out.clone())))
-            .collect();
-        Context(minijinja::context! {
-            outputs => minijinja::Value::from_serialize(&outputs),
-            vars => minijinja::Value::from_serialize(vars),
-            run => minijinja::context! { id => run_id },
+        Context {
+            run_id: run_id.to_string(),
+            vars: vars.clone(),
+            outputs: outputs
+                .map(|(label, out)| (label.to_string(), Value::Object(out.clone())))
+                .collect(),
+            jinja: OnceLock::new(),
+        }
+    }
+
+    fn jinja(&self) -> &minijinja::Value {
+        self.jinja.get_or_init(|| {
+            minijinja::context! {
+                outputs => minijinja::Value::from_serialize(&self.outputs),
+                vars => minijinja::Value::from_serialize(&self.vars),
+                run => minijinja::context! { id => self.run_id.as_str() },
+            }
         })
+    }
+}
+
+/// Where a render runs.
+enum Route {
+    /// In this process: every template only looks values up (or cannot be parsed, which fails
+    /// as fast here as anywhere), or no worker is enabled.
+    Here,
+    /// In a worker process, under its limits.
+    Worker(&'static std::path::Path),
+}
+
+fn route<'t>(templates: impl IntoIterator<Item = &'t str>, bare: bool) -> Route {
+    let Some(program) = worker::program() else {
+        return Route::Here;
+    };
+    let needs_worker = |text: &str| {
+        let analysis = if bare {
+            analysis::analyse_expression(unwrap_braces(text))
+        } else if let Some(expression) = single_expression(text) {
+            analysis::analyse_expression(expression)
+        } else {
+            analysis::analyse_template(text)
+        };
+        check_complexity(text, bare).is_ok() && analysis.is_ok_and(|a| !a.plain)
+    };
+    if templates.into_iter().any(needs_worker) {
+        Route::Worker(program)
+    } else {
+        Route::Here
     }
 }
 
 /// Renders every template string in `params`. A string that is exactly one `{{ expression }}`
 /// keeps the expression's type (a number stays a number, an object stays an object).
 pub fn render_params(params: &Value, context: &Context) -> Result<Value, TemplateError> {
-    render_value(params, context, &mut String::new())
+    let mut templates = Vec::new();
+    walk_strings(params, &mut String::new(), &mut |_, text| {
+        if is_template(text) {
+            templates.push(text.to_string());
+        }
+    });
+    match route(templates.iter().map(String::as_str), false) {
+        Route::Here => render_params_here(params, context),
+        Route::Worker(program) => {
+            worker::render(program, worker::Job::Params(params.clone()), context)
+        }
+    }
+}
+
+/// [`render_params`] in this process.
+fn render_params_here(params: &Value, context: &Context) -> Result<Value, TemplateError> {
+    let mut left = MAX_RENDERED_BYTES;
+    render_value(params, context, &mut String::new(), &mut left)
 }
 
 fn render_value(
     value: &Value,
     context: &Context,
     path: &mut String,
+    left: &mut usize,
 ) -> Result<Value, TemplateError> {
     Ok(match value {
         Value::String(text) if is_template(text) => {
-            render_string(text, context).map_err(|e| TemplateError::InParam {
+            render_string(text, context, left).map_err(|e| TemplateError::InParam {
                 path: path.clone(),
                 source: Box::new(e),
             })?
@@ -277,7 +381,7 @@ fn render_value(
             for (i, item) in items.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                out.push(render_value(item, context, path)?);
+                out.push(render_value(item, context, path, left)?);
                 path.truncate(len);
             }
             Value::Array(out)
@@ -290,7 +394,7 @@ fn render_value(
                     path.push('.');
                 }
                 path.push_str(key);
-                out.insert(key.clone(), render_value(item, context, path)?);
+                out.insert(key.clone(), render_value(item, context, path, left)?);
                 path.truncate(len);
             }
             Value::Object(out)
@@ -299,31 +403,99 @@ fn render_value(
     })
 }
 
-fn render_string(text: &str, context: &Context) -> Result<Value, TemplateError> {
+fn render_string(text: &str, context: &Context, left: &mut usize) -> Result<Value, TemplateError> {
     // Validation refused these already; a plan that skipped it must not crash the engine.
     check_complexity(text, false)?;
     if let Some(expression) = single_expression(text) {
         let compiled = ENV.compile_expression(expression).map_err(describe)?;
-        let value = compiled.eval(&context.0).map_err(describe)?;
+        let value = compiled.eval(context.jinja()).map_err(describe)?;
         if value.is_undefined() {
             return Err(TemplateError::Undefined {
                 expression: expression.to_string(),
             });
         }
+        // Measured before it is copied: a value read from the context may be large.
+        let mut size = Capped::counting(left);
+        if serde_json::to_writer(&mut size, &value).is_err() && size.over {
+            return Err(TemplateError::TooLarge);
+        }
         return serde_json::to_value(&value).map_err(|e| TemplateError::NotJson(e.to_string()));
     }
-    ENV.render_str(text, &context.0)
-        .map(Value::String)
-        .map_err(describe)
+    let template = ENV.template_from_str(text).map_err(describe)?;
+    let mut out = Capped::collecting(left);
+    let rendered = template.render_captured_to(context.jinja(), &mut out);
+    if out.over {
+        return Err(TemplateError::TooLarge);
+    }
+    rendered.map_err(describe)?;
+    Ok(Value::String(
+        String::from_utf8_lossy(&out.bytes).into_owned(),
+    ))
+}
+
+/// A writer that stops once `left` bytes are spent, remembering that it did; it keeps what it
+/// was given, or only counts.
+struct Capped<'l> {
+    bytes: Vec<u8>,
+    keep: bool,
+    left: &'l mut usize,
+    over: bool,
+}
+
+impl<'l> Capped<'l> {
+    fn collecting(left: &'l mut usize) -> Self {
+        Capped {
+            bytes: Vec::new(),
+            keep: true,
+            left,
+            over: false,
+        }
+    }
+
+    fn counting(left: &'l mut usize) -> Self {
+        Capped {
+            keep: false,
+            ..Capped::collecting(left)
+        }
+    }
+}
+
+impl std::io::Write for Capped<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > *self.left {
+            self.over = true;
+            return Err(std::io::Error::other("the rendered text is too large"));
+        }
+        *self.left -= buf.len();
+        if self.keep {
+            self.bytes.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Evaluates a condition to a boolean (Jinja truthiness).
 pub(crate) fn eval_condition(expression: &str, context: &Context) -> Result<bool, TemplateError> {
+    match route([expression], true) {
+        Route::Here => eval_condition_here(expression, context),
+        Route::Worker(program) => {
+            let job = worker::Job::Condition(expression.to_string());
+            worker::render(program, job, context).map(|v| v.as_bool().unwrap_or(false))
+        }
+    }
+}
+
+/// [`eval_condition`] in this process.
+fn eval_condition_here(expression: &str, context: &Context) -> Result<bool, TemplateError> {
     let bare = unwrap_braces(expression);
     check_complexity(bare, true)?;
     let compiled = ENV.compile_expression(bare).map_err(describe)?;
     compiled
-        .eval(&context.0)
+        .eval(context.jinja())
         .map(|v| v.is_true())
         .map_err(describe)
 }
@@ -355,28 +527,14 @@ fn describe(err: minijinja::Error) -> TemplateError {
     TemplateError::Jinja(text)
 }
 
-/// Finds `outputs["label"]`, `outputs['label']` and `outputs.label` (and the same for `vars`)
-/// in template text.
-fn scan_output_refs(source: &str) -> OutputRefs {
-    let (labels, dynamic) = scan_name(source, "outputs");
-    // A template that tests for a variable (`is defined`, `| default(…)`) makes it optional.
-    let optional = source.contains("defined") || source.contains("default");
-    let vars = if optional {
-        Vec::new()
-    } else {
-        scan_name(source, "vars").0
-    };
-    OutputRefs {
-        labels,
-        dynamic,
-        vars,
+/// Run variables read by name: `vars.x`, `vars["x"]`, `vars['x']`. A template that tests for a
+/// variable (`is defined`, `| default(…)`) makes it optional, so then none are listed.
+fn scan_vars(source: &str) -> Vec<String> {
+    if source.contains("defined") || source.contains("default") {
+        return Vec::new();
     }
-}
-
-/// Names read from `name` by literal index or attribute; `true` if it is also used otherwise.
-fn scan_name(source: &str, name: &str) -> (Vec<String>, bool) {
+    let name = "vars";
     let mut names = Vec::new();
-    let mut dynamic = false;
     let bytes = source.as_bytes();
     let mut from = 0;
     while let Some(pos) = source[from..].find(name) {
@@ -390,14 +548,11 @@ fn scan_name(source: &str, name: &str) -> (Vec<String>, bool) {
         let rest = source[end..].trim_start();
         if let Some(after) = rest.strip_prefix('[') {
             let after = after.trim_start();
-            let quote = after.chars().next();
-            if let Some(q @ ('"' | '\'')) = quote {
+            if let Some(q @ ('"' | '\'')) = after.chars().next() {
                 if let Some(close) = after[1..].find(q) {
                     names.push(after[1..1 + close].to_string());
-                    continue;
                 }
             }
-            dynamic = true;
         } else if let Some(after) = rest.strip_prefix('.') {
             let ident: String = after
                 .bytes()
@@ -407,12 +562,9 @@ fn scan_name(source: &str, name: &str) -> (Vec<String>, bool) {
             if !ident.is_empty() {
                 names.push(ident);
             }
-        } else {
-            // Used whole (e.g. iterated): anything may be read.
-            dynamic = true;
         }
     }
-    (names, dynamic)
+    names
 }
 
 fn is_ident(b: u8) -> bool {
@@ -436,17 +588,126 @@ mod tests {
 
     #[test]
     fn finds_output_references() {
-        let refs = scan_output_refs(
-            r#"{{ outputs["net-work"].VpcId }}-{{ outputs['b'].x }}{{ outputs.c }}"#,
-        );
-        assert_eq!(refs.labels, vec!["net-work", "b", "c"]);
-        assert!(!refs.dynamic);
-        assert!(scan_output_refs("{{ outputs[vars.x] }}").dynamic);
-        assert!(scan_output_refs("{{ myoutputs.x }}").labels.is_empty());
+        let refs = check_template(
+            r#"{{ outputs["net-work"].VpcId }}-{{ outputs['b'].x }}{{ outputs.c }}{{ (outputs).d }}"#,
+        )
+        .expect("valid");
+        assert_eq!(refs.labels, vec!["net-work", "b", "c", "d"]);
+        assert!(refs.dynamic.is_empty());
+        assert!(check_template("{{ myoutputs.x }}")
+            .expect("valid")
+            .labels
+            .is_empty());
+        assert!(check_template("{{ 'outputs.x' }}")
+            .expect("valid")
+            .labels
+            .is_empty());
         assert_eq!(
-            scan_output_refs("{{ vars.env }}-{{ vars['region'] }}").vars,
+            check_template("{{ vars.env }}-{{ vars['region'] }}")
+                .expect("valid")
+                .vars,
             vec!["env", "region"]
         );
+    }
+
+    #[test]
+    fn reads_of_outputs_that_do_not_name_the_action_are_found() {
+        for (template, shown) in [
+            ("{{ outputs[vars.x] }}", "outputs[vars.x]"),
+            ("{{ outputs|attr('x') }}", "outputs"),
+            ("{% set o = outputs %}{{ o.x }}", "set o = outputs"),
+            ("{% for k in outputs %}{{ k }}{% endfor %}", "outputs"),
+            ("{{ outputs }}", "outputs"),
+            ("{{ outputs[1] }}", "outputs[1]"),
+            (
+                "{% with o = outputs %}{{ o.x }}{% endwith %}",
+                "with o = outputs",
+            ),
+            ("{{ debug(outputs) }}", "outputs"),
+        ] {
+            let refs = check_template(template).expect(template);
+            assert_eq!(refs.dynamic.len(), 1, "{template}: {refs:?}");
+            assert!(refs.dynamic[0].contains(shown), "{template}: {refs:?}");
+        }
+        let refs = check_expression("outputs[vars.k].x == 1").expect("valid");
+        assert_eq!(refs.dynamic, vec!["outputs[vars.k]"]);
+    }
+
+    #[test]
+    fn constant_expressions_that_build_too_much_are_refused() {
+        for template in [
+            "{{ ([1] * 1000000000000)|sum }}",
+            "{{ (['xxxxxxxxxx'] * 1000000000)|join }}",
+            "{{ 'x' * 100000000 }}",
+            "{% set s = 'ab' * 10000000 %}{{ s }}",
+            "{{ ([1, 2] * 1000) * 1000 }}",
+        ] {
+            let err = check_template(template).expect_err(template).to_string();
+            assert!(err.contains("builds"), "{template}: {err}");
+        }
+        let err = check_expression("([1] * 1000000000000)|sum > 0")
+            .expect_err("too big")
+            .to_string();
+        assert!(err.contains("a list of 1000000000000 items"), "{err}");
+        for fine in [
+            "{{ [1] * 1000 }}",
+            "{{ 'ab' * 1000 }}",
+            "{{ vars.n * 1000000000 }}",
+        ] {
+            check_template(fine).expect(fine);
+        }
+    }
+
+    #[test]
+    fn plain_templates_are_told_apart_from_computing_ones() {
+        let plain = |t: &str| analysis::analyse_template(t).expect(t).plain;
+        for t in [
+            "x-{{ vars.env }}-{{ outputs.net.VpcId }}",
+            "{{ outputs['a-b'].x | default('none') }}",
+            "{% if vars.env == 'prod' and vars.x is defined %}a{% else %}b{% endif %}",
+            "{{ vars.a if vars.b else [vars.c, {'k': vars.d}] }}",
+            "{{ vars.env in ['a', 'b'] }}",
+            "{{ not vars.x }}",
+        ] {
+            assert!(plain(t), "{t}");
+        }
+        for t in [
+            "{{ vars.a ~ vars.b }}",
+            "{{ vars.a + 1 }}",
+            "{{ vars.list|join(',') }}",
+            "{{ range(10) }}",
+            "{% for x in vars.l %}{{ x }}{% endfor %}",
+            "{% set y = 1 %}{{ y }}",
+            "{{ vars.a == vars.b }}",
+            "{{ 'x' in vars.s }}",
+            "{{ vars.s[1:] }}",
+            "{{ vars.x is divisibleby(3) }}",
+        ] {
+            assert!(!plain(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn rendered_output_is_capped() {
+        let big = "y".repeat(MAX_RENDERED_BYTES / 4 + 1);
+        let vars = json!({ "big": big });
+        let context = Context::new(
+            "run-1",
+            vars.as_object().expect("object"),
+            std::iter::empty(),
+        );
+        // Four copies of a value a quarter of the limit, by lookups alone.
+        let err = render_params(
+            &json!({"x": "{{ vars.big }}{{ vars.big }}{{ vars.big }}{{ vars.big }}"}),
+            &context,
+        )
+        .expect_err("too large");
+        assert!(err.to_string().contains("renders to more than"), "{err}");
+        // The limit is per action: four params of one copy each.
+        let each = json!({"a": "{{ vars.big }}", "b": "{{ vars.big }}", "c": "{{ vars.big }}", "d": "x{{ vars.big }}"});
+        assert!(render_params(&each, &context).is_err());
+        let fine = json!({"a": "{{ vars.big }}", "b": "{{ vars.big }}"});
+        assert!(render_params(&fine, &context).is_ok());
     }
 
     #[test]
