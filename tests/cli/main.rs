@@ -10,6 +10,7 @@ mod crash;
 mod e2e;
 mod faults;
 mod hostile;
+mod kinds;
 mod live;
 mod moto;
 mod runner;

@@ -201,6 +201,7 @@ pub(crate) fn required(field: &str, value: &str) -> Result<(), crate::actions::P
 /// `Behaviour` for a type whose service this build leaves out: every step fails naming the
 /// feature the build lacks.
 #[cfg(feature = "aws")]
+#[allow(unused_macros)] // a build with every service feature has no use for it
 macro_rules! needs_feature {
     ($kind:ty) => {
         impl crate::actions::Behaviour for $kind {
@@ -234,6 +235,7 @@ macro_rules! needs_feature {
     };
 }
 #[cfg(feature = "aws")]
+#[allow(unused_imports)]
 pub(crate) use needs_feature;
 
 /// The failure of a type whose service this build leaves out.
