@@ -79,7 +79,7 @@ mod calls {
             let client = aws.ec2(&params.target(aws)).await;
             let mut outputs = Map::new();
             outputs.insert("SourceImageName".into(), json!(params.image_name));
-            if let Some(id) = request.handle.get("source_image_id") {
+            if let Some(id) = request.handle.get("source_image_id").filter(|id| id.is_string()) {
                 outputs.insert("SourceImageId".into(), id.clone());
             }
             outputs.insert(
@@ -106,11 +106,21 @@ mod calls {
             }
         }
         let target = p.target(aws);
-        let Some(region) = target.region.clone().or_else(|| aws.region()) else {
-            return Outcome::failed("params.region: no region given and none configured");
-        };
         let client = aws.ec2(&target).await;
+        // The copy stays in the region it is made in: the client's.
+        let region = client.config().region().map(|r| r.to_string());
+        let Some(region) = region.or(target.region.clone()).or_else(|| aws.region()) else {
+            return Outcome::failed(
+                "params.region: no region given and none configured; give region (or set \
+                 AWS_REGION)",
+            );
+        };
         let token = request.idempotency_token();
+        let source = match images::by_name(&client, &p.image_name).await {
+            Ok(source) => source,
+            Err(outcome) => return outcome,
+        };
+        let source_id = source.as_ref().and_then(|i| i.image_id()).map(str::to_string);
         match images::by_name(&client, &p.destination_image_name).await {
             Err(outcome) => return outcome,
             Ok(Some(image)) if images::create_token(&image) == Some(token.as_str()) => {
@@ -121,22 +131,18 @@ mod calls {
                         p.destination_image_name
                     ),
                 );
-                return images::running(image.image_id().unwrap_or_default());
+                let source_id = source_id.as_deref().or(image.source_image_id());
+                return copying(image.image_id().unwrap_or_default(), source_id);
             }
             Ok(Some(image)) => return images::taken(&p.destination_image_name, &image),
             Ok(None) => {}
         }
-        let source = match images::by_name(&client, &p.image_name).await {
-            Ok(Some(image)) => image,
-            Ok(None) => {
-                return Outcome::failed(format!(
-                    "no image named {} in this account and region",
-                    p.image_name
-                ))
-            }
-            Err(outcome) => return outcome,
+        let Some(source_id) = source_id else {
+            return Outcome::failed(format!(
+                "no image named {} in this account and region; make it first (aws.create_image)",
+                p.image_name
+            ));
         };
-        let source_id = source.image_id().unwrap_or_default().to_string();
         copy(&client, p, request, (&source_id, &region), &token).await
     }
 
@@ -187,8 +193,13 @@ mod calls {
                 p.image_name, p.destination_image_name
             ),
         );
+        copying(&id, Some(source_id))
+    }
+
+    /// The handle of a copy being made (and of the image it copies, for the outputs).
+    fn copying(image_id: &str, source_id: Option<&str>) -> Outcome {
         Outcome::Running {
-            handle: json!({"image_id": id, "source_image_id": source_id}),
+            handle: json!({"image_id": image_id, "source_image_id": source_id}),
             check_after: std::time::Duration::ZERO,
         }
     }
