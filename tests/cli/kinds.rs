@@ -48,7 +48,10 @@ async fn drive(exec: &StandardExecutor, request: &StartRequest) -> Outcome {
         };
         outcome = exec.check(check_request(request, handle.clone())).await;
     }
-    panic!("{:?} still running after 20 checks: {outcome:?}", request.action_type)
+    panic!(
+        "{:?} still running after 20 checks: {outcome:?}",
+        request.action_type
+    )
 }
 
 fn outputs(outcome: &Outcome) -> &serde_json::Map<String, Value> {
@@ -101,7 +104,12 @@ async fn images_named(client: &ec2::Client, name: &str) -> Vec<ec2::types::Image
     client
         .describe_images()
         .owners("self")
-        .filters(ec2::types::Filter::builder().name("name").values(name).build())
+        .filters(
+            ec2::types::Filter::builder()
+                .name("name")
+                .values(name)
+                .build(),
+        )
         .send()
         .await
         .expect("describe images")
@@ -166,6 +174,21 @@ fn images_are_made_copied_shared_and_deleted_once_each() {
         );
         let failed = exec.start(no_source).await;
         assert!(error(&failed).contains("no image named"), "{failed:?}");
+        // A copy that is cancelled (abort, timeout) is deregistered, which stops EC2 copying.
+        let doomed_name = unique("img-doomed");
+        let doomed = start_request(
+            ActionType::CopyImage,
+            "doomed",
+            json!({"image_name": name, "destination_image_name": doomed_name}),
+        );
+        let Outcome::Running { handle, .. } = exec.start(doomed.clone()).await else {
+            panic!("the copy did not start")
+        };
+        assert_eq!(images_named(&client, &doomed_name).await.len(), 1);
+        exec.cancel(check_request(&doomed, handle.clone())).await.expect("cancelled");
+        assert!(images_named(&client, &doomed_name).await.is_empty());
+        // Cancelling again (a replayed tick) finds nothing left to stop.
+        exec.cancel(check_request(&doomed, handle)).await.expect("cancelled twice");
 
         let share = start_request(
             ActionType::ShareImage,
@@ -212,59 +235,119 @@ fn images_are_made_copied_shared_and_deleted_once_each() {
     });
 }
 
+/// A security group with two network interfaces, one of them attached to an instance.
+async fn group_with_interfaces(client: &ec2::Client, octet: u8) -> (String, Vec<String>) {
+    let vpc = client
+        .create_vpc()
+        .cidr_block(format!("10.{octet}.0.0/16"))
+        .send()
+        .await
+        .expect("vpc");
+    let vpc = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
+    let subnet = client
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block(format!("10.{octet}.0.0/24"))
+        .send()
+        .await
+        .expect("subnet");
+    let subnet = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("subnet id")
+        .to_string();
+    let group = client
+        .create_security_group()
+        .group_name(unique("sg"))
+        .description("lambda")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("group")
+        .group_id()
+        .expect("group id")
+        .to_string();
+    let mut interfaces = Vec::new();
+    for _ in 0..2 {
+        let eni = client
+            .create_network_interface()
+            .subnet_id(&subnet)
+            .groups(&group)
+            .send()
+            .await
+            .expect("eni");
+        interfaces.push(
+            eni.network_interface()
+                .and_then(|n| n.network_interface_id())
+                .expect("eni id")
+                .to_string(),
+        );
+    }
+    let host = instance(client).await;
+    client
+        .attach_network_interface()
+        .network_interface_id(&interfaces[0])
+        .instance_id(&host)
+        .device_index(1)
+        .send()
+        .await
+        .expect("attach");
+    interfaces.sort();
+    (group, interfaces)
+}
+
+async fn interfaces_of(client: &ec2::Client, group: &str) -> usize {
+    let left = client
+        .describe_network_interfaces()
+        .filters(
+            ec2::types::Filter::builder()
+                .name("group-id")
+                .values(group)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe");
+    left.network_interfaces().len()
+}
+
 #[test]
 fn a_security_groups_interfaces_are_detached_and_deleted() {
     let Some(endpoint) = endpoint() else { return };
     rt().block_on(async {
         let client = ec2_client(&endpoint);
         let exec = moto_exec(&endpoint);
-        let vpc = client.create_vpc().cidr_block("10.9.0.0/16").send().await.expect("vpc");
-        let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
-        let subnet = client.create_subnet().vpc_id(&vpc).cidr_block("10.9.0.0/24").send().await.expect("subnet");
-        let subnet = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string();
-        let group = client
-            .create_security_group()
-            .group_name(unique("sg"))
-            .description("lambda")
-            .vpc_id(&vpc)
-            .send()
-            .await
-            .expect("group")
-            .group_id()
-            .expect("group id")
-            .to_string();
-        let mut interfaces = Vec::new();
-        for _ in 0..2 {
-            let eni = client.create_network_interface().subnet_id(&subnet).groups(&group).send().await.expect("eni");
-            interfaces.push(eni.network_interface().and_then(|n| n.network_interface_id()).expect("eni id").to_string());
-        }
-        let host = instance(&client).await;
-        client
-            .attach_network_interface()
-            .network_interface_id(&interfaces[0])
-            .instance_id(&host)
-            .device_index(1)
-            .send()
-            .await
-            .expect("attach");
+        let (group, interfaces) = group_with_interfaces(&client, 9).await;
 
-        let delete = start_request(ActionType::DeleteSecurityGroupEnis, "enis", json!({"security_group_id": group}));
+        let delete = start_request(
+            ActionType::DeleteSecurityGroupEnis,
+            "enis",
+            json!({"security_group_id": group}),
+        );
         let done = drive(&exec, &delete).await;
-        let mut deleted: Vec<String> = serde_json::from_value(outputs(&done)["DeletedEnis"].clone()).expect("ids");
+        let mut deleted: Vec<String> =
+            serde_json::from_value(outputs(&done)["DeletedEnis"].clone()).expect("ids");
         deleted.sort();
-        interfaces.sort();
         assert_eq!(deleted, interfaces);
-        let left = client
-            .describe_network_interfaces()
-            .filters(ec2::types::Filter::builder().name("group-id").values(&group).build())
-            .send()
-            .await
-            .expect("describe");
-        assert!(left.network_interfaces().is_empty());
+        assert_eq!(interfaces_of(&client, &group).await, 0);
         // Replayed: nothing left to do.
-        assert_eq!(outputs(&drive(&exec, &delete).await)["DeletedEnis"], json!([]));
-        let empty = start_request(ActionType::DeleteSecurityGroupEnis, "enis", json!({"security_group_id": ""}));
-        assert_eq!(error(&exec.start(empty).await), "params.security_group_id: is empty");
+        assert_eq!(
+            outputs(&drive(&exec, &delete).await)["DeletedEnis"],
+            json!([])
+        );
+        let empty = start_request(
+            ActionType::DeleteSecurityGroupEnis,
+            "enis",
+            json!({"security_group_id": ""}),
+        );
+        assert_eq!(
+            error(&exec.start(empty).await),
+            "params.security_group_id: is empty"
+        );
     });
 }
 
@@ -376,9 +459,16 @@ fn a_cloudfront_invalidation_is_made_once_and_followed() {
             json!({"distribution_id": distribution, "paths": ["/*"]}),
         );
         let done = drive(&exec, &invalidate).await;
-        assert!(outputs(&done)["InvalidationStatus"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("completed")));
+        assert!(outputs(&done)["InvalidationStatus"]
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("completed")));
         assert_eq!(drive(&exec, &invalidate).await, done);
-        let listed = client.list_invalidations().distribution_id(&distribution).send().await.expect("list");
+        let listed = client
+            .list_invalidations()
+            .distribution_id(&distribution)
+            .send()
+            .await
+            .expect("list");
         assert_eq!(listed.invalidation_list().map(|l| l.items().len()), Some(1));
         let nowhere = start_request(
             ActionType::CreateCloudFrontInvalidation,
@@ -390,47 +480,134 @@ fn a_cloudfront_invalidation_is_made_once_and_followed() {
     });
 }
 
+/// An application load balancer with deletion protection on.
+async fn protected_load_balancer(endpoint: &str, octet: u8) -> String {
+    use aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute;
+    let ec2 = ec2_client(endpoint);
+    let elb = elbv2_client(endpoint);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(format!("10.{octet}.0.0/16"))
+        .send()
+        .await
+        .expect("vpc");
+    let vpc = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
+    let mut subnets = Vec::new();
+    for (i, zone) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.{octet}.{i}.0/24"))
+            .availability_zone(*zone)
+            .send()
+            .await
+            .expect("subnet");
+        subnets.push(
+            subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("subnet id")
+                .to_string(),
+        );
+    }
+    let name: String = unique("lb").replace('_', "-").chars().take(32).collect();
+    let lb = elb
+        .create_load_balancer()
+        .name(name.trim_end_matches('-'))
+        .set_subnets(Some(subnets))
+        .send()
+        .await
+        .expect("load balancer");
+    let arn = lb.load_balancers()[0]
+        .load_balancer_arn()
+        .expect("arn")
+        .to_string();
+    let protect = LoadBalancerAttribute::builder()
+        .key("deletion_protection.enabled")
+        .value("true")
+        .build();
+    elb.modify_load_balancer_attributes()
+        .load_balancer_arn(&arn)
+        .attributes(protect)
+        .send()
+        .await
+        .expect("protect");
+    arn
+}
+
+async fn deletion_protection(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arn: &str,
+) -> Option<String> {
+    let attributes = elb
+        .describe_load_balancer_attributes()
+        .load_balancer_arn(arn)
+        .send()
+        .await
+        .expect("attributes");
+    let protection = attributes
+        .attributes()
+        .iter()
+        .find(|a| a.key() == Some("deletion_protection.enabled"));
+    protection.and_then(|a| a.value()).map(str::to_string)
+}
+
 #[test]
 fn a_load_balancer_loses_its_deletion_protection() {
     let Some(endpoint) = endpoint() else { return };
     rt().block_on(async {
-        use aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute;
-        let ec2 = ec2_client(&endpoint);
         let elb = elbv2_client(&endpoint);
         let exec = moto_exec(&endpoint);
-        let vpc = ec2.create_vpc().cidr_block("10.8.0.0/16").send().await.expect("vpc");
-        let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
-        let mut subnets = Vec::new();
-        for (i, zone) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
-            let subnet = ec2
-                .create_subnet()
-                .vpc_id(&vpc)
-                .cidr_block(format!("10.8.{i}.0/24"))
-                .availability_zone(*zone)
-                .send()
-                .await
-                .expect("subnet");
-            subnets.push(subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string());
-        }
-        let lb = elb.create_load_balancer().name(unique("lb").replace('_', "-").chars().take(32).collect::<String>()).set_subnets(Some(subnets)).send().await.expect("load balancer");
-        let arn = lb.load_balancers()[0].load_balancer_arn().expect("arn").to_string();
-        let protect = LoadBalancerAttribute::builder().key("deletion_protection.enabled").value("true").build();
-        elb.modify_load_balancer_attributes().load_balancer_arn(&arn).attributes(protect).send().await.expect("protect");
+        let arn = protected_load_balancer(&endpoint, 8).await;
+        assert_eq!(
+            deletion_protection(&elb, &arn).await.as_deref(),
+            Some("true")
+        );
 
-        let unprotect = start_request(ActionType::UnprotectElb, "unprotect", json!({"load_balancer": arn}));
+        let unprotect = start_request(
+            ActionType::UnprotectElb,
+            "unprotect",
+            json!({"load_balancer": arn}),
+        );
         for _ in 0..2 {
-            assert_eq!(outputs(&drive(&exec, &unprotect).await)["DeletionProtection"], "false");
+            assert_eq!(
+                outputs(&drive(&exec, &unprotect).await)["DeletionProtection"],
+                "false"
+            );
         }
-        let attributes = elb.describe_load_balancer_attributes().load_balancer_arn(&arn).send().await.expect("attributes");
-        let protection = attributes.attributes().iter().find(|a| a.key() == Some("deletion_protection.enabled")).and_then(|a| a.value());
-        assert_eq!(protection, Some("false"));
-        let none = start_request(ActionType::UnprotectElb, "unprotect", json!({"load_balancer": "None"}));
+        assert_eq!(
+            deletion_protection(&elb, &arn).await.as_deref(),
+            Some("false")
+        );
+        let none = start_request(
+            ActionType::UnprotectElb,
+            "unprotect",
+            json!({"load_balancer": "None"}),
+        );
         assert_eq!(drive(&exec, &none).await, Outcome::complete());
         let gone = arn.replace("/app/", "/app/gone-");
-        let gone = start_request(ActionType::UnprotectElb, "unprotect", json!({"load_balancer": gone}));
-        assert!(matches!(drive(&exec, &gone).await, Outcome::Complete { .. }));
-        let empty = start_request(ActionType::UnprotectElb, "unprotect", json!({"load_balancer": ""}));
-        assert_eq!(error(&exec.start(empty).await), "params.load_balancer: is empty");
+        let gone = start_request(
+            ActionType::UnprotectElb,
+            "unprotect",
+            json!({"load_balancer": gone}),
+        );
+        assert!(matches!(
+            drive(&exec, &gone).await,
+            Outcome::Complete { .. }
+        ));
+        let empty = start_request(
+            ActionType::UnprotectElb,
+            "unprotect",
+            json!({"load_balancer": ""}),
+        );
+        assert_eq!(
+            error(&exec.start(empty).await),
+            "params.load_balancer: is empty"
+        );
     });
 }
 
@@ -447,7 +624,9 @@ async fn user_policy(iam: &aws_sdk_iam::Client, user: &str) -> Value {
     let mut bytes = Vec::new();
     let mut rest = text.as_bytes();
     while let Some((&b, tail)) = rest.split_first() {
-        let hex = tail.get(..2).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        let hex = tail
+            .get(..2)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
         match (b, hex) {
             (b'%', Some(decoded)) => {
                 bytes.push(decoded);
@@ -459,8 +638,7 @@ async fn user_policy(iam: &aws_sdk_iam::Client, user: &str) -> Value {
             }
         }
     }
-    serde_json::from_slice(&bytes)
-        .expect("policy JSON")
+    serde_json::from_slice(&bytes).expect("policy JSON")
 }
 
 #[test]
@@ -542,7 +720,13 @@ fn stack_references_count_the_stacks_importing_an_output() {
         let exec = moto_exec(&endpoint);
         let (resources, user) = (unique("res"), unique("user"));
         let export = format!("{resources}:Name");
-        client.create_stack().stack_name(&resources).template_body(EXPORTING.replace("EXPORT", &export)).send().await.expect("resources");
+        client
+            .create_stack()
+            .stack_name(&resources)
+            .template_body(EXPORTING.replace("EXPORT", &export))
+            .send()
+            .await
+            .expect("resources");
         let references = start_request(
             ActionType::GetStackReferences,
             "refs",
@@ -551,7 +735,13 @@ fn stack_references_count_the_stacks_importing_an_output() {
         let unused = drive(&exec, &references).await;
         assert_eq!(outputs(&unused)["NumReferences"], 0);
         assert_eq!(outputs(&unused)["ExportName"], export.as_str());
-        client.create_stack().stack_name(&user).template_body(importing(&export)).send().await.expect("user");
+        client
+            .create_stack()
+            .stack_name(&user)
+            .template_body(importing(&export))
+            .send()
+            .await
+            .expect("user");
         let used = drive(&exec, &references).await;
         assert_eq!(outputs(&used)["NumReferences"], 1);
         assert_eq!(outputs(&used)["HasReferences"], true);
@@ -570,7 +760,10 @@ async fn stacks_named(client: &cfn::Client, name: &str) -> usize {
     listed
         .stack_summaries()
         .iter()
-        .filter(|s| s.stack_name() == Some(name) && s.stack_status() != Some(&cfn::types::StackStatus::DeleteComplete))
+        .filter(|s| {
+            s.stack_name() == Some(name)
+                && s.stack_status() != Some(&cfn::types::StackStatus::DeleteComplete)
+        })
         .count()
 }
 
@@ -648,7 +841,7 @@ const PIPELINE: &str = r#"
     kms_key_arn: "{{ vars.key }}"
     grantee_principals: ["arn:aws:iam::123456789012:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS"]
     operations: [Encrypt, Decrypt]
-    ignore_failed_grants: true
+    ignore_failed_grants: "True"
 - label: enis
   type: AWS::DeleteSecurityGroupEnis
   params: {security_group_id: "{{ vars.group }}"}
@@ -660,14 +853,14 @@ const PIPELINE: &str = r#"
   params: {distribution_id: "{{ vars.distribution }}", paths: ["/index.html"]}
 - label: unprotect
   type: AWS::UnprotectELB
-  params: {load_balancer: none}
-- label: user
+  params: {load_balancer: "{{ vars.lb }}"}
+- label: users
   type: AWS::CreateUser
-  params: {user_names: "{{ vars.user }}"}
-- label: no-user
+  params: {user_names: ["{{ vars.user }}", "{{ vars.user }}-tmp"], roles: deployer, account: "123456789012"}
+- label: no-tmp-user
   type: AWS::DeleteUser
-  depends_on: [user]
-  params: {user_name: "{{ vars.user }}"}
+  depends_on: [users]
+  params: {user_names: "{{ vars.user }}-tmp"}
 - label: plan
   type: AWS::CreateChangeSet
   params: {stack_name: "{{ vars.stack }}", change_set_name: plan, template_body: '{"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}, "Outputs": {"Name": {"Value": "q", "Export": {"Name": "{{ vars.stack }}:Name"}}}}'}
@@ -679,64 +872,123 @@ const PIPELINE: &str = r#"
   type: AWS::GetStackReferences
   depends_on: [apply]
   params: {stack_name: "{{ vars.stack }}", output_name: Name}
+- label: spare
+  type: create-change-set
+  params: {stack_name: "{{ vars.stack }}-spare", change_set_name: spare, template_body: '{"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}'}
+- label: drop-spare
+  type: AWS::DeleteChangeSet
+  depends_on: [spare]
+  params: {stack_name: "{{ vars.stack }}-spare", change_set_name: spare}
 "#;
+
+/// What the run is given: moto resources made beforehand, by variable name.
+async fn pipeline_setup(endpoint: &str) -> Vec<(&'static str, String)> {
+    let ec2 = ec2_client(endpoint);
+    let key = kms_client(endpoint).create_key().send().await.expect("key");
+    let key = key
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("key arn")
+        .to_string();
+    let (group, _) = group_with_interfaces(&ec2, 7).await;
+    let db = unique("db");
+    rds_client(endpoint)
+        .create_db_instance()
+        .db_instance_identifier(&db)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .allocated_storage(20)
+        .send()
+        .await
+        .expect("db");
+    vec![
+        ("image", unique("pipeline")),
+        ("instance", instance(&ec2).await),
+        ("key", key),
+        ("group", group),
+        ("db", db),
+        ("distribution", distribution(endpoint).await),
+        ("lb", protected_load_balancer(endpoint, 6).await),
+        ("user", unique("ci")),
+        ("stack", unique("cs")),
+    ]
+}
 
 #[test]
 fn every_kind_runs_through_baton_against_moto() {
     let Some(endpoint) = endpoint() else { return };
-    let setup = rt().block_on(async {
-        let ec2 = ec2_client(&endpoint);
-        let instance = instance(&ec2).await;
-        let key = kms_client(&endpoint).create_key().send().await.expect("key");
-        let key = key.key_metadata().and_then(|m| m.arn()).expect("key arn").to_string();
-        let group = ec2.create_security_group().group_name(unique("sg")).description("d").send().await.expect("sg");
-        let group = group.group_id().expect("group id").to_string();
-        let db = unique("db");
-        rds_client(&endpoint)
-            .create_db_instance()
-            .db_instance_identifier(&db)
-            .db_instance_class("db.t3.micro")
-            .engine("postgres")
-            .master_username("admin")
-            .master_user_password("not-a-secret-1")
-            .allocated_storage(20)
-            .send()
-            .await
-            .expect("db");
-        (instance, key, group, db)
-    });
-    let (instance, key, group, db) = setup;
-    let distribution = rt().block_on(distribution(&endpoint));
+    let setup = rt().block_on(pipeline_setup(&endpoint));
+    let var = |name: &str| {
+        setup
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .expect("var")
+    };
     let scratch = Scratch::new();
     scratch.write("kinds.yaml", PIPELINE);
-    let vars = [
-        format!("image={}", unique("pipeline")),
-        format!("instance={instance}"),
-        format!("key={key}"),
-        format!("group={group}"),
-        format!("db={db}"),
-        format!("distribution={distribution}"),
-        format!("user={}", unique("ci")),
-        format!("stack={}", unique("cs")),
-    ];
     let run_id = unique("kinds");
+    let vars: Vec<String> = setup
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
     let mut args = vec!["run", "kinds.yaml", "--json", "--run-id", run_id.as_str()];
-    for var in &vars {
-        args.extend(["--var", var.as_str()]);
+    for v in &vars {
+        args.extend(["--var", v.as_str()]);
     }
     let out = baton_aws(&scratch, &endpoint, &args);
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let summary = json(&out);
     assert_eq!(summary["status"], "succeeded", "{summary:#}");
     let actions = &summary["actions"];
-    assert!(actions["bake"]["outputs"]["ImageId"].as_str().is_some_and(|id| id.starts_with("ami-")));
-    assert_eq!(actions["drop-image"]["outputs"]["DeletionResult"], "SUCCESS");
-    assert_eq!(actions["grants"]["outputs"]["TotalGrantsCreated"], 1);
-    assert_eq!(actions["db"]["outputs"]["DBInstanceStatus"], "available");
-    assert!(actions["cache"]["outputs"]["InvalidationId"].is_string());
-    assert_eq!(actions["no-user"]["outputs"]["DeletedUsers"].as_array().map(Vec::len), Some(1));
-    assert_eq!(actions["apply"]["outputs"]["Name"], "q");
-    assert_eq!(actions["references"]["outputs"]["NumReferences"], 0);
+    // What each action did, as moto has it now.
+    rt().block_on(async {
+        let ec2 = ec2_client(&endpoint);
+        let image = var("image");
+        assert!(actions["bake"]["outputs"]["ImageId"].as_str().is_some_and(|id| id.starts_with("ami-")));
+        assert!(images_named(&ec2, &image).await.is_empty(), "the image is deregistered");
+        assert!(images_named(&ec2, &format!("{image}-enc")).await.is_empty(), "the copy is deregistered");
+        assert_eq!(actions["share"]["outputs"]["SharedAccounts"], json!(["111111111111"]));
+
+        let grants = kms_client(&endpoint).list_grants().key_id(var("key")).send().await.expect("grants");
+        let principals: Vec<_> = grants.grants().iter().filter_map(|g| g.grantee_principal()).collect();
+        assert_eq!(principals, ["arn:aws:iam::123456789012:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS"]);
+
+        assert_eq!(interfaces_of(&ec2, &var("group")).await, 0, "the group's interfaces are deleted");
+        assert_eq!(actions["enis"]["outputs"]["DeletedEnis"].as_array().map(Vec::len), Some(2));
+
+        let db = rds_client(&endpoint).describe_db_instances().db_instance_identifier(var("db")).send().await.expect("db");
+        assert_eq!(db.db_instances()[0].backup_retention_period(), Some(3));
+
+        let invalidation = actions["cache"]["outputs"]["InvalidationId"].as_str().expect("invalidation id");
+        let got = cloudfront_client(&endpoint)
+            .get_invalidation()
+            .distribution_id(var("distribution"))
+            .id(invalidation)
+            .send()
+            .await
+            .expect("the invalidation exists");
+        let paths = got.invalidation().and_then(|i| i.invalidation_batch()).and_then(|b| b.paths()).map(|p| p.items().to_vec());
+        assert_eq!(paths, Some(vec!["/index.html".to_string()]));
+
+        let elb = elbv2_client(&endpoint);
+        assert_eq!(deletion_protection(&elb, &var("lb")).await.as_deref(), Some("false"));
+
+        let iam = iam_client(&endpoint);
+        let user = var("user");
+        assert_eq!(user_policy(&iam, &user).await["Statement"][0]["Resource"], json!(["arn:aws:iam::123456789012:role/deployer"]));
+        assert!(iam.get_user().user_name(format!("{user}-tmp")).send().await.is_err(), "the temporary user is deleted");
+
+        let cfn = cfn_client(&endpoint);
+        let stack = cfn.describe_stacks().stack_name(var("stack")).send().await.expect("stack");
+        assert_eq!(stack.stacks()[0].stack_status(), Some(&cfn::types::StackStatus::CreateComplete));
+        assert_eq!(actions["apply"]["outputs"]["Name"], "q");
+        assert_eq!(actions["references"]["outputs"]["NumReferences"], 0);
+        let spare = cfn.describe_change_set().stack_name(format!("{}-spare", var("stack"))).change_set_name("spare").send().await;
+        assert!(spare.is_err(), "the spare change set is deleted");
+    });
 }
 
 /// A CloudFront distribution in moto (the legacy cache settings moto understands).
@@ -746,7 +998,11 @@ async fn distribution(endpoint: &str) -> String {
     let origin = cf::Origin::builder()
         .id("site")
         .domain_name("site.s3.amazonaws.com")
-        .s3_origin_config(cf::S3OriginConfig::builder().origin_access_identity("").build())
+        .s3_origin_config(
+            cf::S3OriginConfig::builder()
+                .origin_access_identity("")
+                .build(),
+        )
         .build()
         .expect("origin");
     let behaviour = cf::DefaultCacheBehavior::builder()
@@ -756,16 +1012,33 @@ async fn distribution(endpoint: &str) -> String {
         .forwarded_values(
             cf::ForwardedValues::builder()
                 .query_string(false)
-                .cookies(cf::CookiePreference::builder().forward(cf::ItemSelection::None).build().expect("cookies"))
+                .cookies(
+                    cf::CookiePreference::builder()
+                        .forward(cf::ItemSelection::None)
+                        .build()
+                        .expect("cookies"),
+                )
                 .build()
                 .expect("forwarded"),
         )
-        .trusted_signers(cf::TrustedSigners::builder().enabled(false).quantity(0).build().expect("signers"))
+        .trusted_signers(
+            cf::TrustedSigners::builder()
+                .enabled(false)
+                .quantity(0)
+                .build()
+                .expect("signers"),
+        )
         .build()
         .expect("behaviour");
     let config = cf::DistributionConfig::builder()
         .caller_reference(unique("dist"))
-        .origins(cf::Origins::builder().quantity(1).items(origin).build().expect("origins"))
+        .origins(
+            cf::Origins::builder()
+                .quantity(1)
+                .items(origin)
+                .build()
+                .expect("origins"),
+        )
         .default_cache_behavior(behaviour)
         .comment("")
         .enabled(true)
@@ -777,5 +1050,7 @@ async fn distribution(endpoint: &str) -> String {
         .send()
         .await
         .expect("distribution");
-    made.distribution().map(|d| d.id().to_string()).expect("distribution id")
+    made.distribution()
+        .map(|d| d.id().to_string())
+        .expect("distribution id")
 }

@@ -413,7 +413,10 @@ impl ActionType {
             return Some(exact);
         }
         let suffix = format!(".{canonical}");
-        let mut matches = Self::ALL.iter().copied().filter(|t| t.name().ends_with(&suffix));
+        let mut matches = Self::ALL
+            .iter()
+            .copied()
+            .filter(|t| t.name().ends_with(&suffix));
         let only = matches.next()?;
         matches.next().is_none().then_some(only)
     }
@@ -431,7 +434,10 @@ impl ActionType {
 /// Other names of a type (the part after its namespaces), as other runners spell them.
 const TYPE_ALIASES: &[(&str, &str)] = &[
     ("execute_change_set", "apply_change_set"),
-    ("create_cloudfront_invalidation", "create_cloud_front_invalidation"),
+    (
+        "create_cloudfront_invalidation",
+        "create_cloud_front_invalidation",
+    ),
 ];
 
 /// `AWS::CreateStack` → `aws.create_stack`, `AWS::KMS::CreateGrants` → `aws.kms.create_grants`,
@@ -547,12 +553,21 @@ mod tests {
             ("create-image", ActionType::CreateImage),
             ("aws.create_image", ActionType::CreateImage),
             ("AWS::UnprotectELB", ActionType::UnprotectElb),
-            ("AWS::CreateCloudFrontInvalidation", ActionType::CreateCloudFrontInvalidation),
-            ("create-cloudfront-invalidation", ActionType::CreateCloudFrontInvalidation),
+            (
+                "AWS::CreateCloudFrontInvalidation",
+                ActionType::CreateCloudFrontInvalidation,
+            ),
+            (
+                "create-cloudfront-invalidation",
+                ActionType::CreateCloudFrontInvalidation,
+            ),
             ("AWS::ApplyChangeSet", ActionType::ApplyChangeSet),
             ("AWS::ExecuteChangeSet", ActionType::ApplyChangeSet),
             ("execute-change-set", ActionType::ApplyChangeSet),
-            ("AWS::DeleteSecurityGroupEnis", ActionType::DeleteSecurityGroupEnis),
+            (
+                "AWS::DeleteSecurityGroupEnis",
+                ActionType::DeleteSecurityGroupEnis,
+            ),
             ("create-stack", ActionType::CreateStack),
             ("create_stack", ActionType::CreateStack),
             ("System::NoOp", ActionType::NoOp),
@@ -567,10 +582,19 @@ mod tests {
 
     #[test]
     fn canonical_names_split_words_as_sck_does() {
-        assert_eq!(canonical_type_name("AWS::UnprotectELB"), "aws.unprotect_elb");
-        assert_eq!(canonical_type_name("AWS::KMS::CreateGrants"), "aws.kms.create_grants");
+        assert_eq!(
+            canonical_type_name("AWS::UnprotectELB"),
+            "aws.unprotect_elb"
+        );
+        assert_eq!(
+            canonical_type_name("AWS::KMS::CreateGrants"),
+            "aws.kms.create_grants"
+        );
         assert_eq!(canonical_type_name("SYSTEM::NoOp"), "system.no_op");
-        assert_eq!(canonical_type_name("AWS::S3BucketPolicy"), "aws.s3_bucket_policy");
+        assert_eq!(
+            canonical_type_name("AWS::S3BucketPolicy"),
+            "aws.s3_bucket_policy"
+        );
         assert_eq!(canonical_type_name("aws.create_stack"), "aws.create_stack");
         for t in ActionType::ALL {
             assert_eq!(canonical_type_name(t.name()), t.name());

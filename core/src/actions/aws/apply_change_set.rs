@@ -25,7 +25,7 @@ impl Schema for ApplyChangeSet {
     fn abort_note() -> String {
         "a stack that is being created from a change set cannot be cancelled; it keeps going in \
          AWS"
-            .into()
+        .into()
     }
 }
 

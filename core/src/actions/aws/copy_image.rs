@@ -16,17 +16,12 @@ impl Schema for CopyImage {
         name: "aws.copy_image",
         mode: Mode::Async,
         poll_interval: Duration::from_secs(15),
-        can_cancel: false,
+        // EC2 stops a pending copy when the copy is deregistered.
+        can_cancel: true,
         replay_safe: true,
     };
     const FEATURE: &'static str = "aws-ec2";
     type Params = Params;
-
-    fn abort_note() -> String {
-        "an image being copied cannot be cancelled; it keeps going in AWS (delete it afterwards \
-         with aws.delete_image if needed)"
-            .into()
-    }
 }
 
 /// Params of `aws.copy_image`.
@@ -59,8 +54,10 @@ mod calls {
 
     use super::{CopyImage, Params};
     use crate::actions::aws::{call_failed, images, required, tag_pairs};
-    use crate::actions::{Behaviour, CheckRequest, Env, Outcome, Schema, StartRequest};
-    use crate::aws::Aws;
+    use crate::actions::{
+        Behaviour, CancelError, CheckRequest, Env, Outcome, Schema, StartRequest,
+    };
+    use crate::aws::{describe, Aws};
     use crate::log::Level;
 
     impl Behaviour for CopyImage {
@@ -79,7 +76,11 @@ mod calls {
             let client = aws.ec2(&params.target(aws)).await;
             let mut outputs = Map::new();
             outputs.insert("SourceImageName".into(), json!(params.image_name));
-            if let Some(id) = request.handle.get("source_image_id").filter(|id| id.is_string()) {
+            if let Some(id) = request
+                .handle
+                .get("source_image_id")
+                .filter(|id| id.is_string())
+            {
                 outputs.insert("SourceImageId".into(), id.clone());
             }
             outputs.insert(
@@ -92,6 +93,42 @@ mod calls {
             let tags = tag_pairs(params.tags.as_ref());
             let poll = CopyImage::SPEC.poll_interval;
             images::follow(&client, request, poll, &tags, outputs).await
+        }
+
+        async fn cancel(
+            env: &Env,
+            params: Params,
+            request: &CheckRequest,
+        ) -> Result<(), CancelError> {
+            let aws = env
+                .aws()
+                .map_err(|_| CancelError::Refused("no AWS configuration".into()))?;
+            let Some(id) = request.handle.get("image_id").and_then(|id| id.as_str()) else {
+                return Err(CancelError::Refused(
+                    "the running action's handle names no image".into(),
+                ));
+            };
+            let client = aws.ec2(&params.target(aws)).await;
+            let deregistered = client
+                .deregister_image()
+                .image_id(id)
+                .delete_associated_snapshots(true)
+                .send()
+                .await;
+            match deregistered {
+                Ok(_) => {
+                    request.log.send(
+                        Level::Info,
+                        format!("copy {id} deregistered: EC2 stops copying it"),
+                    );
+                    Ok(())
+                }
+                Err(e) if images::gone(&e) => Ok(()),
+                Err(e) => Err(CancelError::Refused(format!(
+                    "DeregisterImage {id}: {}",
+                    describe(&e)
+                ))),
+            }
         }
     }
 
@@ -120,7 +157,10 @@ mod calls {
             Ok(source) => source,
             Err(outcome) => return outcome,
         };
-        let source_id = source.as_ref().and_then(|i| i.image_id()).map(str::to_string);
+        let source_id = source
+            .as_ref()
+            .and_then(|i| i.image_id())
+            .map(str::to_string);
         match images::by_name(&client, &p.destination_image_name).await {
             Err(outcome) => return outcome,
             Ok(Some(image)) if images::create_token(&image) == Some(token.as_str()) => {

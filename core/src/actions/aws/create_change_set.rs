@@ -119,7 +119,10 @@ mod calls {
             if out.description() == Some(made_by(&token).as_str()) {
                 request.log.send(
                     Level::Info,
-                    format!("change set {} already created by this attempt", p.change_set_name),
+                    format!(
+                        "change set {} already created by this attempt",
+                        p.change_set_name
+                    ),
                 );
                 return Outcome::Running {
                     handle: json!({"change_set_id": out.change_set_id(), "stack_id": out.stack_id()}),
@@ -234,7 +237,10 @@ mod calls {
                 outputs.insert("ChangesCount".into(), json!(count));
                 request.log.send(
                     Level::Info,
-                    format!("change set {} is ready: {count} change(s)", p.change_set_name),
+                    format!(
+                        "change set {} is ready: {count} change(s)",
+                        p.change_set_name
+                    ),
                 );
                 Outcome::Complete { outputs }
             }

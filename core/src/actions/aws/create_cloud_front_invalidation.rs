@@ -193,7 +193,10 @@ mod calls {
             let reference = got
                 .ok()
                 .and_then(|out| out.invalidation().cloned())
-                .and_then(|i| i.invalidation_batch().map(|b| b.caller_reference().to_string()));
+                .and_then(|i| {
+                    i.invalidation_batch()
+                        .map(|b| b.caller_reference().to_string())
+                });
             if reference.as_deref() == Some(token) {
                 return Ok(Some(summary.id().to_string()));
             }
@@ -202,7 +205,11 @@ mod calls {
     }
 
     async fn check(client: &Client, p: &Params, request: &CheckRequest) -> Outcome {
-        let Some(id) = request.handle.get("invalidation_id").and_then(Value::as_str) else {
+        let Some(id) = request
+            .handle
+            .get("invalidation_id")
+            .and_then(Value::as_str)
+        else {
             return Outcome::failed("the running action's handle names no invalidation");
         };
         let got = client

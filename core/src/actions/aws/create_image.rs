@@ -82,7 +82,10 @@ mod calls {
     }
 
     async fn start(client: &Client, p: &Params, request: &StartRequest) -> Outcome {
-        for (field, value) in [("image_name", &p.image_name), ("instance_id", &p.instance_id)] {
+        for (field, value) in [
+            ("image_name", &p.image_name),
+            ("instance_id", &p.instance_id),
+        ] {
             if let Err(problem) = required(field, value) {
                 return problem.into_outcome();
             }

@@ -274,7 +274,13 @@ mod calls {
 
     async fn check(aws: &Aws, p: &Params, request: &CheckRequest) -> Outcome {
         let client = aws.cfn(&p.target(aws)).await;
-        stacks::follow(&client, &p.stack_name, request, CreateStack::SPEC.poll_interval).await
+        stacks::follow(
+            &client,
+            &p.stack_name,
+            request,
+            CreateStack::SPEC.poll_interval,
+        )
+        .await
     }
 
     async fn cancel(aws: &Aws, p: &Params, request: &CheckRequest) -> Result<(), CancelError> {

@@ -199,7 +199,9 @@ mod calls {
                             return call_failed(&format!("CreateUser {user}"), &e);
                         }
                     }
-                    request.log.send(Level::Info, format!("created user {user}"));
+                    request
+                        .log
+                        .send(Level::Info, format!("created user {user}"));
                     created.push(user.clone());
                 }
                 Err(e) => return call_failed(&format!("GetUser {user}"), &e),
@@ -220,7 +222,11 @@ mod calls {
     }
 
     /// Puts the user's assume-role policy, keeping its other statements.
-    async fn allow_roles(client: &Client, user: &str, roles: &BTreeSet<String>) -> Result<(), Outcome> {
+    async fn allow_roles(
+        client: &Client,
+        user: &str,
+        roles: &BTreeSet<String>,
+    ) -> Result<(), Outcome> {
         let name = policy_name(user);
         let existing = match client
             .get_user_policy()
@@ -265,7 +271,10 @@ mod tests {
         });
         let policy = assume_role_policy(Some(&existing), &roles(&["arn:b", "arn:a"]));
         assert_eq!(policy["Statement"][0], existing["Statement"][0]);
-        assert_eq!(policy["Statement"][1]["Resource"], json!(["arn:a", "arn:b"]));
+        assert_eq!(
+            policy["Statement"][1]["Resource"],
+            json!(["arn:a", "arn:b"])
+        );
         assert_eq!(policy["Statement"].as_array().map(Vec::len), Some(2));
     }
 

@@ -74,9 +74,10 @@ mod calls {
         {
             Ok(_) => {}
             Err(e) if stacks::change_set_missing(&e) => {
-                request
-                    .log
-                    .send(Level::Info, format!("{what} does not exist; nothing to delete"));
+                request.log.send(
+                    Level::Info,
+                    format!("{what} does not exist; nothing to delete"),
+                );
                 return done("NOT_FOUND");
             }
             Err(e) => return call_failed(&format!("DescribeChangeSet {}", p.change_set_name), &e),

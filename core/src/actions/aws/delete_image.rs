@@ -91,7 +91,7 @@ mod calls {
             .await;
         match deregistered {
             Ok(_) => {}
-            Err(e) if code(&e).as_deref() == Some("InvalidAMIID.NotFound") => {}
+            Err(e) if images::gone(&e) => {}
             Err(e) => return call_failed(&format!("DeregisterImage {id}"), &e),
         }
         for snapshot in &snapshots {

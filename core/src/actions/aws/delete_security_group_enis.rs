@@ -49,9 +49,7 @@ super::needs_feature!(DeleteSecurityGroupEnis);
 
 #[cfg(feature = "aws-ec2")]
 mod calls {
-    use aws_sdk_ec2::types::{
-        AttachmentStatus, Filter, NetworkInterface, NetworkInterfaceStatus,
-    };
+    use aws_sdk_ec2::types::{AttachmentStatus, Filter, NetworkInterface, NetworkInterfaceStatus};
     use aws_sdk_ec2::Client;
     use serde_json::{json, Map, Value};
 
@@ -123,7 +121,9 @@ mod calls {
         let interfaces = match described {
             Ok(interfaces) => interfaces,
             Err(e) if code(&e).as_deref() == Some("InvalidGroup.NotFound") => Vec::new(),
-            Err(e) => return call_failed(&format!("DescribeNetworkInterfaces (group {group})"), &e),
+            Err(e) => {
+                return call_failed(&format!("DescribeNetworkInterfaces (group {group})"), &e)
+            }
         };
         let mut this = Pass {
             deleted: listed(handle, "deleted"),
@@ -163,14 +163,23 @@ mod calls {
         log: &LogSink,
         this: &mut Pass,
     ) -> Result<(), Outcome> {
-        let id = interface.network_interface_id().unwrap_or_default().to_string();
+        let id = interface
+            .network_interface_id()
+            .unwrap_or_default()
+            .to_string();
         let attachment = interface.attachment();
         let managed = attachment.and_then(|a| a.instance_owner_id()) == Some(AWS_MANAGED);
         match interface.status() {
             Some(NetworkInterfaceStatus::Available) => {
-                match client.delete_network_interface().network_interface_id(&id).send().await {
+                match client
+                    .delete_network_interface()
+                    .network_interface_id(&id)
+                    .send()
+                    .await
+                {
                     Ok(_) => {}
-                    Err(e) if code(&e).as_deref() == Some("InvalidNetworkInterfaceID.NotFound") => {}
+                    Err(e) if code(&e).as_deref() == Some("InvalidNetworkInterfaceID.NotFound") => {
+                    }
                     Err(e) => return Err(call_failed(&format!("DeleteNetworkInterface {id}"), &e)),
                 }
                 log.send(Level::Info, format!("deleted network interface {id}"));

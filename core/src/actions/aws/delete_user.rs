@@ -108,7 +108,9 @@ mod calls {
                 Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => {}
                 Err(e) => return call_failed(&format!("DeleteUser {user}"), &e),
             }
-            request.log.send(Level::Info, format!("deleted user {user}"));
+            request
+                .log
+                .send(Level::Info, format!("deleted user {user}"));
             deleted.push(user);
         }
         let mut outputs = Map::new();
@@ -138,27 +140,63 @@ mod calls {
     async fn detach_everything(client: &Client, user: &str, log: &LogSink) -> Result<(), Outcome> {
         let listed = |call: &str| format!("{call} {user}");
         let keys = client.list_access_keys().user_name(user).send().await;
-        for key in keys.map_err(|e| call_failed(&listed("ListAccessKeys"), &e))?.access_key_metadata() {
+        for key in keys
+            .map_err(|e| call_failed(&listed("ListAccessKeys"), &e))?
+            .access_key_metadata()
+        {
             let id = key.access_key_id().unwrap_or_default();
-            let done = client.delete_access_key().user_name(user).access_key_id(id).send().await;
+            let done = client
+                .delete_access_key()
+                .user_name(user)
+                .access_key_id(id)
+                .send()
+                .await;
             gone_or(done, &format!("DeleteAccessKey {user} {id}"))?;
         }
-        let certs = client.list_signing_certificates().user_name(user).send().await;
-        for cert in certs.map_err(|e| call_failed(&listed("ListSigningCertificates"), &e))?.certificates() {
+        let certs = client
+            .list_signing_certificates()
+            .user_name(user)
+            .send()
+            .await;
+        for cert in certs
+            .map_err(|e| call_failed(&listed("ListSigningCertificates"), &e))?
+            .certificates()
+        {
             let id = cert.certificate_id();
-            let done = client.delete_signing_certificate().user_name(user).certificate_id(id).send().await;
+            let done = client
+                .delete_signing_certificate()
+                .user_name(user)
+                .certificate_id(id)
+                .send()
+                .await;
             gone_or(done, &format!("DeleteSigningCertificate {user} {id}"))?;
         }
         let keys = client.list_ssh_public_keys().user_name(user).send().await;
-        for key in keys.map_err(|e| call_failed(&listed("ListSSHPublicKeys"), &e))?.ssh_public_keys() {
+        for key in keys
+            .map_err(|e| call_failed(&listed("ListSSHPublicKeys"), &e))?
+            .ssh_public_keys()
+        {
             let id = key.ssh_public_key_id();
-            let done = client.delete_ssh_public_key().user_name(user).ssh_public_key_id(id).send().await;
+            let done = client
+                .delete_ssh_public_key()
+                .user_name(user)
+                .ssh_public_key_id(id)
+                .send()
+                .await;
             gone_or(done, &format!("DeleteSSHPublicKey {user} {id}"))?;
         }
         let devices = client.list_mfa_devices().user_name(user).send().await;
-        for device in devices.map_err(|e| call_failed(&listed("ListMFADevices"), &e))?.mfa_devices() {
+        for device in devices
+            .map_err(|e| call_failed(&listed("ListMFADevices"), &e))?
+            .mfa_devices()
+        {
             let serial = device.serial_number();
-            let done = client.deactivate_mfa_device().user_name(user).serial_number(serial).send().await;
+            let done = client
+                .deactivate_mfa_device()
+                .user_name(user)
+                .serial_number(serial)
+                .send()
+                .await;
             gone_or(done, &format!("DeactivateMFADevice {user} {serial}"))?;
         }
         gone_or(
@@ -172,20 +210,48 @@ mod calls {
     async fn detach_policies(client: &Client, user: &str) -> Result<(), Outcome> {
         let listed = |call: &str| format!("{call} {user}");
         let inline = client.list_user_policies().user_name(user).send().await;
-        for name in inline.map_err(|e| call_failed(&listed("ListUserPolicies"), &e))?.policy_names() {
-            let done = client.delete_user_policy().user_name(user).policy_name(name).send().await;
+        for name in inline
+            .map_err(|e| call_failed(&listed("ListUserPolicies"), &e))?
+            .policy_names()
+        {
+            let done = client
+                .delete_user_policy()
+                .user_name(user)
+                .policy_name(name)
+                .send()
+                .await;
             gone_or(done, &format!("DeleteUserPolicy {user} {name}"))?;
         }
-        let attached = client.list_attached_user_policies().user_name(user).send().await;
-        for policy in attached.map_err(|e| call_failed(&listed("ListAttachedUserPolicies"), &e))?.attached_policies() {
+        let attached = client
+            .list_attached_user_policies()
+            .user_name(user)
+            .send()
+            .await;
+        for policy in attached
+            .map_err(|e| call_failed(&listed("ListAttachedUserPolicies"), &e))?
+            .attached_policies()
+        {
             let arn = policy.policy_arn().unwrap_or_default();
-            let done = client.detach_user_policy().user_name(user).policy_arn(arn).send().await;
+            let done = client
+                .detach_user_policy()
+                .user_name(user)
+                .policy_arn(arn)
+                .send()
+                .await;
             gone_or(done, &format!("DetachUserPolicy {user} {arn}"))?;
         }
         let groups = client.list_groups_for_user().user_name(user).send().await;
-        for group in groups.map_err(|e| call_failed(&listed("ListGroupsForUser"), &e))?.groups() {
+        for group in groups
+            .map_err(|e| call_failed(&listed("ListGroupsForUser"), &e))?
+            .groups()
+        {
             let name = group.group_name();
-            let done = client.remove_user_from_group().user_name(user).group_name(name).send().await;
+            let done = client
+                .remove_user_from_group()
+                .user_name(user)
+                .group_name(name)
+                .send()
+                .await;
             gone_or(done, &format!("RemoveUserFromGroup {user} {name}"))?;
         }
         Ok(())
@@ -193,13 +259,25 @@ mod calls {
 
     /// Service-specific credentials (CodeCommit, Keyspaces): some endpoints cannot list them,
     /// which is only worth a warning; DeleteUser says so if one is left.
-    async fn service_credentials(client: &Client, user: &str, log: &LogSink) -> Result<(), Outcome> {
-        let listed = match client.list_service_specific_credentials().user_name(user).send().await {
+    async fn service_credentials(
+        client: &Client,
+        user: &str,
+        log: &LogSink,
+    ) -> Result<(), Outcome> {
+        let listed = match client
+            .list_service_specific_credentials()
+            .user_name(user)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 log.send(
                     Level::Warn,
-                    format!("cannot list the service-specific credentials of {user}: {}", describe(&e)),
+                    format!(
+                        "cannot list the service-specific credentials of {user}: {}",
+                        describe(&e)
+                    ),
                 );
                 return Ok(());
             }
@@ -212,7 +290,10 @@ mod calls {
                 .service_specific_credential_id(id)
                 .send()
                 .await;
-            gone_or(done, &format!("DeleteServiceSpecificCredential {user} {id}"))?;
+            gone_or(
+                done,
+                &format!("DeleteServiceSpecificCredential {user} {id}"),
+            )?;
         }
         Ok(())
     }

@@ -87,10 +87,9 @@ mod calls {
                             .iter()
                             .any(|words| describe(&e).contains(words)) =>
                 {
-                    request.log.send(
-                        Level::Info,
-                        format!("export {export}: {}", describe(&e)),
-                    );
+                    request
+                        .log
+                        .send(Level::Info, format!("export {export}: {}", describe(&e)));
                     break;
                 }
                 Err(e) => return call_failed(&format!("ListImports {export}"), &e),
@@ -98,7 +97,10 @@ mod calls {
         }
         request.log.send(
             Level::Info,
-            format!("export {export} is imported by {} stack(s)", importers.len()),
+            format!(
+                "export {export} is imported by {} stack(s)",
+                importers.len()
+            ),
         );
         let mut outputs = Map::new();
         outputs.insert("ExportName".into(), json!(export));

@@ -32,9 +32,21 @@ pub(crate) async fn by_name(client: &Client, name: &str) -> Result<Option<Image>
 pub(crate) async fn by_id(client: &Client, id: &str) -> Result<Option<Image>, Outcome> {
     match client.describe_images().image_ids(id).send().await {
         Ok(out) => Ok(out.images().first().cloned()),
-        Err(e) if code(&e).as_deref() == Some("InvalidAMIID.NotFound") => Ok(None),
+        Err(e) if gone(&e) => Ok(None),
         Err(e) => Err(call_failed(&format!("DescribeImages {id}"), &e)),
     }
+}
+
+/// EC2's answer for an image that does not exist, or no longer does (deregistered).
+pub(crate) fn gone<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    matches!(
+        code(err).as_deref(),
+        Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable")
+    )
 }
 
 /// The attempt that made the image, if baton made it.
@@ -80,7 +92,10 @@ pub(crate) fn taken(name: &str, image: &Image) -> Outcome {
         "an image named {name} already exists ({}, {}); delete it (aws.delete_image) or choose \
          another name",
         image.image_id().unwrap_or("?"),
-        image.state().map(ImageState::as_str).unwrap_or("unknown state")
+        image
+            .state()
+            .map(ImageState::as_str)
+            .unwrap_or("unknown state")
     ))
 }
 
@@ -148,7 +163,9 @@ pub(crate) async fn follow(
                 .unwrap_or_default();
             Outcome::failed(format!(
                 "image {id} is {}{reason}",
-                state.map(ImageState::as_str).unwrap_or("in an unknown state")
+                state
+                    .map(ImageState::as_str)
+                    .unwrap_or("in an unknown state")
             ))
         }
     }

@@ -49,10 +49,16 @@ impl Schema for CreateGrants {
             return Err(ParamsProblem::new("", "give kms_key_arn or kms_key_id"));
         }
         if p.grantee_principals.is_empty() {
-            return Err(ParamsProblem::new("grantee_principals", "name at least one principal"));
+            return Err(ParamsProblem::new(
+                "grantee_principals",
+                "name at least one principal",
+            ));
         }
         if p.operations.is_empty() {
-            return Err(ParamsProblem::new("operations", "name at least one operation"));
+            return Err(ParamsProblem::new(
+                "operations",
+                "name at least one operation",
+            ));
         }
         for (i, op) in p.operations.iter().enumerate() {
             if !OPERATIONS.contains(&op.as_str()) && !crate::template::is_template(op) {
@@ -154,7 +160,15 @@ mod calls {
             },
             None => false,
         };
-        let existing = match client.list_grants().key_id(key).into_paginator().items().send().collect::<Result<Vec<_>, _>>().await {
+        let existing = match client
+            .list_grants()
+            .key_id(key)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+        {
             Ok(grants) => grants,
             Err(e) => return call_failed(&format!("ListGrants {key}"), &e),
         };
@@ -186,7 +200,10 @@ mod calls {
                 Err(e) if ignore_failures => {
                     request.log.send(
                         Level::Warn,
-                        format!("could not grant {principal} the use of {key} (ignored): {}", describe(&e)),
+                        format!(
+                            "could not grant {principal} the use of {key} (ignored): {}",
+                            describe(&e)
+                        ),
                     );
                     granted.failed.push(principal.clone());
                 }
@@ -222,7 +239,8 @@ mod calls {
         existing
             .iter()
             .find(|g| {
-                let has: BTreeSet<&str> = g.operations().iter().map(GrantOperation::as_str).collect();
+                let has: BTreeSet<&str> =
+                    g.operations().iter().map(GrantOperation::as_str).collect();
                 g.name() == Some(name) && g.grantee_principal() == Some(principal) && has == wanted
             })
             .and_then(|g| g.grant_id().map(str::to_string))

@@ -112,7 +112,10 @@ mod calls {
                 .send()
                 .await;
             if let Err(e) = shared {
-                return call_failed(&format!("ModifyImageAttribute {id} (launch permission)"), &e);
+                return call_failed(
+                    &format!("ModifyImageAttribute {id} (launch permission)"),
+                    &e,
+                );
             }
         }
         request.log.send(

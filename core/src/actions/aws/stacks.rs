@@ -269,7 +269,9 @@ pub(crate) async fn cancel_update(
 
 /// CloudFormation's answer for a change set that does not exist (emulators say it as a
 /// ValidationError).
-pub(crate) fn change_set_missing<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
+pub(crate) fn change_set_missing<E, R>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> bool
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

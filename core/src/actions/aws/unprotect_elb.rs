@@ -87,10 +87,9 @@ mod calls {
             .await;
         match changed {
             Ok(_) => {
-                request.log.send(
-                    Level::Info,
-                    format!("deletion protection of {arn} is off"),
-                );
+                request
+                    .log
+                    .send(Level::Info, format!("deletion protection of {arn} is off"));
             }
             Err(e) if code(&e).as_deref() == Some("LoadBalancerNotFound") => {
                 request.log.send(
