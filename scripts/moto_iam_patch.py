@@ -4,7 +4,8 @@ used with moto's IAM enforcement on:
   parsed objects, while moto's enforcement (and GetRolePolicy) expect the JSON text PutRolePolicy
   stores: they are stored as JSON text, as AWS does;
 - moto's CloudFormation leaves a list element that is !Ref AWS::NoValue (directly or through !If)
-  as null, where CloudFormation removes it: such elements are removed."""
+  as null, where CloudFormation removes it: such elements are removed;
+- ListServiceSpecificCredentials is not implemented: it answers that a user has none."""
 import json
 from moto.cloudformation import parsing as _cfn
 from moto.iam import models as _iam
@@ -23,3 +24,16 @@ def _clean_json(resource_json, resources_map):
         return [c for c, v in cleaned if c is not None or v is None]
     return _orig_clean_json(resource_json, resources_map)
 _cfn.clean_json = _clean_json
+
+# moto does not implement ListServiceSpecificCredentials (aws.delete_user lists them before it
+# deletes a user); it cannot create any either, so every user has none.
+from moto.core.responses import ActionResult as _ActionResult  # noqa: E402
+from moto.iam import responses as _iam_responses  # noqa: E402
+
+
+def _list_service_specific_credentials(self):
+    self.backend.get_user(self._get_param("UserName"))  # NoSuchEntity for an unknown user
+    return _ActionResult({"ServiceSpecificCredentials": []})
+
+
+_iam_responses.IamResponse.list_service_specific_credentials = _list_service_specific_credentials

@@ -11,6 +11,7 @@ mod docs;
 mod e2e;
 mod faults;
 mod hostile;
+mod kinds;
 mod live;
 mod moto;
 mod runner;

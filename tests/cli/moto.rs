@@ -174,3 +174,42 @@ pub fn wait_for_status(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// `$name(endpoint)`: a `$sdk` client for moto with the test credentials.
+macro_rules! moto_client {
+    ($name:ident, $sdk:ident) => {
+        pub fn $name(endpoint: &str) -> $sdk::Client {
+            $sdk::Client::from_conf(
+                $sdk::Config::builder()
+                    .behavior_version($sdk::config::BehaviorVersion::latest())
+                    .endpoint_url(endpoint)
+                    .region($sdk::config::Region::new("us-east-1"))
+                    .credentials_provider(creds())
+                    .build(),
+            )
+        }
+    };
+}
+
+moto_client!(ec2_client, aws_sdk_ec2);
+moto_client!(kms_client, aws_sdk_kms);
+moto_client!(rds_client, aws_sdk_rds);
+moto_client!(cloudfront_client, aws_sdk_cloudfront);
+moto_client!(elbv2_client, aws_sdk_elasticloadbalancingv2);
+moto_client!(iam_client, aws_sdk_iam);
+
+/// AWS access for an executor in this process: every service's client goes to moto.
+pub fn moto_aws(endpoint: &str) -> std::sync::Arc<baton_core::aws::Aws> {
+    baton_core::aws::Aws::fixed_with(
+        cfn_client(endpoint),
+        s3_client(endpoint),
+        baton_core::aws::Services {
+            ec2: Some(ec2_client(endpoint)),
+            kms: Some(kms_client(endpoint)),
+            rds: Some(rds_client(endpoint)),
+            cloudfront: Some(cloudfront_client(endpoint)),
+            elbv2: Some(elbv2_client(endpoint)),
+            iam: Some(iam_client(endpoint)),
+        },
+    )
+}

@@ -83,6 +83,9 @@ pub(crate) trait RunView {
 pub(crate) trait Schema {
     const SPEC: TypeSpec;
     type Params: DeserializeOwned + Send;
+    /// The baton-core feature a build needs to run this type (AWS types: `aws`, or the
+    /// feature of the service they call).
+    const FEATURE: &'static str = "aws";
 
     /// Checks beyond the schema (string fields may still hold templates).
     fn validate(_params: &Self::Params) -> Result<(), ParamsProblem> {
@@ -241,8 +244,9 @@ mod with_aws {
     fn no_aws<K: Schema>() -> Outcome {
         Outcome::failed(format!(
             "{} needs AWS support, which this baton build does not include; \
-             install a build with the `aws` feature",
-            K::SPEC.name
+             install a build with the `{}` feature",
+            K::SPEC.name,
+            K::FEATURE
         ))
     }
     pub(super) fn run_inline<K: Schema>(_params: &serde_json::Value) -> Outcome {
@@ -368,6 +372,21 @@ catalogue! {
         GetStackOutputs => aws::get_stack_outputs::GetStackOutputs,
         UploadContext => aws::upload_context::UploadContext,
         EmptyBucket => aws::empty_bucket::EmptyBucket,
+        GetStackReferences => aws::get_stack_references::GetStackReferences,
+        CreateChangeSet => aws::create_change_set::CreateChangeSet,
+        ApplyChangeSet => aws::apply_change_set::ApplyChangeSet,
+        DeleteChangeSet => aws::delete_change_set::DeleteChangeSet,
+        CreateGrants => aws::kms_create_grants::CreateGrants,
+        CreateImage => aws::create_image::CreateImage,
+        CopyImage => aws::copy_image::CopyImage,
+        ShareImage => aws::share_image::ShareImage,
+        DeleteImage => aws::delete_image::DeleteImage,
+        DeleteSecurityGroupEnis => aws::delete_security_group_enis::DeleteSecurityGroupEnis,
+        ModifyDbInstance => aws::rds_modify_db_instance::ModifyDbInstance,
+        CreateCloudFrontInvalidation => aws::create_cloud_front_invalidation::CreateCloudFrontInvalidation,
+        UnprotectElb => aws::unprotect_elb::UnprotectElb,
+        CreateUser => aws::create_user::CreateUser,
+        DeleteUser => aws::delete_user::DeleteUser,
     }
 }
 
@@ -377,10 +396,29 @@ impl ActionType {
         self.spec().name
     }
 
-    /// Accepts `aws.create_stack` and the legacy `AWS::CreateStack` spelling.
+    /// Accepts the canonical name (`aws.create_stack`), the legacy `AWS::CreateStack` and
+    /// `AWS::KMS::CreateGrants` spellings, and a name without its namespace (`create_stack`,
+    /// `create-stack`, `kms.create_grants`) when exactly one type has it.
     pub(crate) fn from_name(name: &str) -> Option<Self> {
         let canonical = canonical_type_name(name);
-        Self::ALL.iter().copied().find(|t| t.name() == canonical)
+        let canonical = TYPE_ALIASES
+            .iter()
+            .find_map(|(alias, name)| {
+                let namespace = canonical.strip_suffix(alias)?;
+                (namespace.is_empty() || namespace.ends_with('.'))
+                    .then(|| format!("{namespace}{name}"))
+            })
+            .unwrap_or(canonical);
+        if let Some(exact) = Self::ALL.iter().copied().find(|t| t.name() == canonical) {
+            return Some(exact);
+        }
+        let suffix = format!(".{canonical}");
+        let mut matches = Self::ALL
+            .iter()
+            .copied()
+            .filter(|t| t.name().ends_with(&suffix));
+        let only = matches.next()?;
+        matches.next().is_none().then_some(only)
     }
 
     /// Whether re-running this action after an interrupted attempt is allowed.
@@ -393,23 +431,44 @@ impl ActionType {
     }
 }
 
-/// `AWS::CreateStack` → `aws.create_stack`; canonical names pass through unchanged.
+/// Other names of a type (the part after its namespaces), as other runners spell them.
+const TYPE_ALIASES: &[(&str, &str)] = &[
+    ("execute_change_set", "apply_change_set"),
+    (
+        "create_cloudfront_invalidation",
+        "create_cloud_front_invalidation",
+    ),
+];
+
+/// `AWS::CreateStack` → `aws.create_stack`, `AWS::KMS::CreateGrants` → `aws.kms.create_grants`,
+/// `UnprotectELB` → `unprotect_elb`, `create-stack` → `create_stack`; canonical names pass
+/// through unchanged. Words split where a capital follows a lower-case letter or a digit, as
+/// the Simple Cloud Kit runner splits them.
 pub(crate) fn canonical_type_name(name: &str) -> String {
-    let Some((namespace, kind)) = name.split_once("::") else {
-        return name.to_string();
-    };
-    let mut snake = String::with_capacity(kind.len() + 4);
-    for (i, c) in kind.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                snake.push('_');
-            }
-            snake.push(c.to_ascii_lowercase());
-        } else {
-            snake.push(c);
+    let mut canonical = String::with_capacity(name.len() + 4);
+    let mut previous: Option<char> = None;
+    let mut rest = name;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("::") {
+            canonical.push('.');
+            previous = None;
+            rest = after;
+            continue;
         }
+        let Some(c) = rest.chars().next() else { break };
+        rest = &rest[c.len_utf8()..];
+        if c.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+        {
+            canonical.push('_');
+        }
+        canonical.push(match c {
+            '-' => '_',
+            c => c.to_ascii_lowercase(),
+        });
+        previous = Some(c);
     }
-    format!("{}.{}", namespace.to_ascii_lowercase(), snake)
+    canonical
 }
 
 /// Turns serde's wording into baton's: the field goes into the path, names get quotes, and an
@@ -479,6 +538,75 @@ mod tests {
             Some(ActionType::GetStackOutputs)
         );
         assert_eq!(ActionType::from_name("system.nope"), None);
+    }
+
+    #[test]
+    fn sck_kind_spellings_map_to_canonical() {
+        let cases = [
+            ("AWS::KMS::CreateGrants", ActionType::CreateGrants),
+            ("aws.kms.create_grants", ActionType::CreateGrants),
+            ("kms.create_grants", ActionType::CreateGrants),
+            ("create_grants", ActionType::CreateGrants),
+            ("AWS::RDS::ModifyDbInstance", ActionType::ModifyDbInstance),
+            ("AWS::CreateImage", ActionType::CreateImage),
+            ("create_image", ActionType::CreateImage),
+            ("create-image", ActionType::CreateImage),
+            ("aws.create_image", ActionType::CreateImage),
+            ("AWS::UnprotectELB", ActionType::UnprotectElb),
+            (
+                "AWS::CreateCloudFrontInvalidation",
+                ActionType::CreateCloudFrontInvalidation,
+            ),
+            (
+                "create-cloudfront-invalidation",
+                ActionType::CreateCloudFrontInvalidation,
+            ),
+            ("AWS::ApplyChangeSet", ActionType::ApplyChangeSet),
+            ("AWS::ExecuteChangeSet", ActionType::ApplyChangeSet),
+            ("execute-change-set", ActionType::ApplyChangeSet),
+            (
+                "AWS::DeleteSecurityGroupEnis",
+                ActionType::DeleteSecurityGroupEnis,
+            ),
+            ("create-stack", ActionType::CreateStack),
+            ("create_stack", ActionType::CreateStack),
+            ("System::NoOp", ActionType::NoOp),
+            ("no-op", ActionType::NoOp),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(ActionType::from_name(name), Some(expected), "{name}");
+        }
+        assert_eq!(ActionType::from_name("AWS::CreateGrants"), None);
+        assert_eq!(ActionType::from_name("image"), None);
+    }
+
+    #[test]
+    fn canonical_names_split_words_as_sck_does() {
+        assert_eq!(
+            canonical_type_name("AWS::UnprotectELB"),
+            "aws.unprotect_elb"
+        );
+        assert_eq!(
+            canonical_type_name("AWS::KMS::CreateGrants"),
+            "aws.kms.create_grants"
+        );
+        assert_eq!(canonical_type_name("SYSTEM::NoOp"), "system.no_op");
+        assert_eq!(
+            canonical_type_name("AWS::S3BucketPolicy"),
+            "aws.s3_bucket_policy"
+        );
+        assert_eq!(canonical_type_name("aws.create_stack"), "aws.create_stack");
+        for t in ActionType::ALL {
+            assert_eq!(canonical_type_name(t.name()), t.name());
+        }
+    }
+
+    #[test]
+    fn no_two_types_share_the_name_after_their_namespace() {
+        for t in ActionType::ALL {
+            let short = t.name().rsplit('.').next().unwrap_or_default();
+            assert_eq!(ActionType::from_name(short), Some(*t), "{short}");
+        }
     }
 
     #[test]

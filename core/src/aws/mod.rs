@@ -11,6 +11,9 @@ use aws_sdk_cloudformation as cfn;
 use aws_sdk_s3 as s3;
 use tokio::sync::Mutex;
 
+mod services;
+pub use services::Services;
+
 /// How to reach AWS, as the AWS CLI takes it.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
@@ -106,9 +109,23 @@ pub struct Aws {
     base: SdkConfig,
     endpoint_url: Option<String>,
     role_name: String,
-    clients: Mutex<HashMap<Target, (cfn::Client, s3::Client)>>,
+    clients: Mutex<HashMap<Target, Clients>>,
     /// Tests pin every target to given clients (SDK-level mocks).
     fixed: Option<(cfn::Client, s3::Client)>,
+    /// Clients of the other services, pinned the same way.
+    #[cfg_attr(not(feature = "sck"), allow(dead_code))]
+    services: Services,
+}
+
+/// One target's configuration (region, assumed role) and the clients baton-core always uses;
+/// the other services' clients are made from the configuration when an action needs one.
+#[derive(Clone)]
+struct Clients {
+    // Read by the other services' clients (services.rs), which a build may leave out.
+    #[cfg_attr(not(feature = "sck"), allow(dead_code))]
+    config: SdkConfig,
+    cfn: cfn::Client,
+    s3: s3::Client,
 }
 
 impl std::fmt::Debug for Aws {
@@ -153,11 +170,17 @@ impl Aws {
                 .unwrap_or_else(|| "baton-deployer".into()),
             clients: Mutex::new(HashMap::new()),
             fixed: None,
+            services: Services::default(),
         })
     }
 
     /// Every target uses these clients (for tests with mocked SDK clients).
     pub fn fixed(cfn: cfn::Client, s3: s3::Client) -> Arc<Self> {
+        Self::fixed_with(cfn, s3, Services::default())
+    }
+
+    /// Every target uses these clients, and `services`' clients where given.
+    pub fn fixed_with(cfn: cfn::Client, s3: s3::Client, services: Services) -> Arc<Self> {
         Arc::new(Aws {
             base: SdkConfig::builder()
                 .behavior_version(BehaviorVersion::latest())
@@ -166,6 +189,7 @@ impl Aws {
             role_name: "baton-deployer".into(),
             clients: Mutex::new(HashMap::new()),
             fixed: Some((cfn, s3)),
+            services,
         })
     }
 
@@ -190,9 +214,13 @@ impl Aws {
         self.base.region().map(|r| r.to_string())
     }
 
-    async fn clients(&self, target: &Target) -> (cfn::Client, s3::Client) {
-        if let Some(fixed) = &self.fixed {
-            return fixed.clone();
+    async fn clients(&self, target: &Target) -> Clients {
+        if let Some((cfn, s3)) = &self.fixed {
+            return Clients {
+                config: self.base.clone(),
+                cfn: cfn.clone(),
+                s3: s3.clone(),
+            };
         }
         let mut cache = self.clients.lock().await;
         if let Some(clients) = cache.get(target) {
@@ -219,19 +247,23 @@ impl Aws {
             // Path-style addressing works with every endpoint override (moto, MinIO).
             .force_path_style(self.endpoint_url.is_some())
             .build();
-        let clients = (cfn::Client::new(&config), s3::Client::from_conf(s3_config));
+        let clients = Clients {
+            cfn: cfn::Client::new(&config),
+            s3: s3::Client::from_conf(s3_config),
+            config,
+        };
         cache.insert(target.clone(), clients.clone());
         clients
     }
 
     /// A CloudFormation client for `target` (cached; credentials are fetched on first use).
     pub async fn cfn(&self, target: &Target) -> cfn::Client {
-        self.clients(target).await.0
+        self.clients(target).await.cfn
     }
 
     /// An S3 client for `target` (cached; credentials are fetched on first use).
     pub async fn s3(&self, target: &Target) -> s3::Client {
-        self.clients(target).await.1
+        self.clients(target).await.s3
     }
 }
 

@@ -274,60 +274,18 @@ mod calls {
 
     async fn check(aws: &Aws, p: &Params, request: &CheckRequest) -> Outcome {
         let client = aws.cfn(&p.target(aws)).await;
-        let stack_id = stacks::handle_stack_id(&request.handle, &p.stack_name);
-        let since = stacks::since(&request.handle);
-        let stack = match stacks::find(&client, &stack_id).await {
-            Ok(Some(stack)) => stack,
-            Ok(None) => return Outcome::failed(format!("stack {} no longer exists", p.stack_name)),
-            Err(outcome) => return outcome,
-        };
-        match stacks::classify(&stack.status) {
-            Class::Complete => {
-                request.log.send(
-                    Level::Info,
-                    format!("stack {} {}", p.stack_name, stack.status),
-                );
-                Outcome::Complete {
-                    outputs: stack.outputs,
-                }
-            }
-            Class::InProgress | Class::RollingBack => Outcome::Running {
-                handle: request.handle.clone(),
-                check_after: CreateStack::SPEC.poll_interval,
-            },
-            Class::Failed => {
-                let cause = stacks::first_failure(&client, &stack_id, since).await;
-                let error = match cause {
-                    Some(cause) => format!("stack {} {}: {cause}", p.stack_name, stack.status),
-                    None => format!(
-                        "stack {} {}{}",
-                        p.stack_name,
-                        stack.status,
-                        stack.reason.map(|r| format!(": {r}")).unwrap_or_default()
-                    ),
-                };
-                Outcome::failed(error)
-            }
-        }
+        stacks::follow(
+            &client,
+            &p.stack_name,
+            request,
+            CreateStack::SPEC.poll_interval,
+        )
+        .await
     }
 
     async fn cancel(aws: &Aws, p: &Params, request: &CheckRequest) -> Result<(), CancelError> {
-        if request.handle.get("operation").and_then(Value::as_str) != Some("update") {
-            return Err(CancelError::Refused("a stack that is being created cannot be cancelled; it keeps going in AWS (delete it afterwards if needed)".into()));
-        }
         let client = aws.cfn(&p.target(aws)).await;
-        let stack_id = request
-            .handle
-            .get("stack_id")
-            .and_then(Value::as_str)
-            .unwrap_or(&p.stack_name);
-        client
-            .cancel_update_stack()
-            .stack_name(stack_id)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| CancelError::Refused(format!("CancelUpdateStack: {}", describe(&e))))
+        stacks::cancel_update(&client, &p.stack_name, &request.handle).await
     }
 
     fn parameters(p: &Params) -> Option<Vec<Parameter>> {

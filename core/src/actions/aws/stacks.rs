@@ -4,9 +4,9 @@
 use aws_sdk_cloudformation::Client;
 use serde_json::{Map, Value};
 
-use crate::actions::Outcome;
+use crate::actions::{CancelError, CheckRequest, Outcome};
 use crate::aws::{code, describe};
-use crate::log::Timestamp;
+use crate::log::{Level, Timestamp};
 
 /// What a stack status means for the action waiting on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +199,88 @@ pub(crate) async fn failures(
     }
     found.reverse();
     found
+}
+
+/// One check of a stack operation a running action follows (create, update, or a change set
+/// being executed): complete with the stack's outputs, running, or failed naming the first
+/// resource that failed.
+pub(crate) async fn follow(
+    client: &Client,
+    stack_name: &str,
+    request: &CheckRequest,
+    poll: std::time::Duration,
+) -> Outcome {
+    let stack_id = handle_stack_id(&request.handle, stack_name);
+    let since = since(&request.handle);
+    let stack = match find(client, &stack_id).await {
+        Ok(Some(stack)) => stack,
+        Ok(None) => return Outcome::failed(format!("stack {stack_name} no longer exists")),
+        Err(outcome) => return outcome,
+    };
+    match classify(&stack.status) {
+        Class::Complete => {
+            request
+                .log
+                .send(Level::Info, format!("stack {stack_name} {}", stack.status));
+            Outcome::Complete {
+                outputs: stack.outputs,
+            }
+        }
+        Class::InProgress | Class::RollingBack => Outcome::Running {
+            handle: request.handle.clone(),
+            check_after: poll,
+        },
+        Class::Failed => {
+            let cause = first_failure(client, &stack_id, since).await;
+            let error = match cause {
+                Some(cause) => format!("stack {stack_name} {}: {cause}", stack.status),
+                None => format!(
+                    "stack {stack_name} {}{}",
+                    stack.status,
+                    stack.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+            };
+            Outcome::failed(error)
+        }
+    }
+}
+
+/// Cancels the update a running action's handle records; a create cannot be cancelled.
+pub(crate) async fn cancel_update(
+    client: &Client,
+    stack_name: &str,
+    handle: &Value,
+) -> Result<(), CancelError> {
+    if handle.get("operation").and_then(Value::as_str) != Some("update") {
+        return Err(CancelError::Refused("a stack that is being created cannot be cancelled; it keeps going in AWS (delete it afterwards if needed)".into()));
+    }
+    let stack_id = handle
+        .get("stack_id")
+        .and_then(Value::as_str)
+        .unwrap_or(stack_name);
+    client
+        .cancel_update_stack()
+        .stack_name(stack_id)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| CancelError::Refused(format!("CancelUpdateStack: {}", describe(&e))))
+}
+
+/// CloudFormation's answer for a change set that does not exist (emulators say it as a
+/// ValidationError).
+pub(crate) fn change_set_missing<E, R>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match code(err).as_deref() {
+        Some("ChangeSetNotFound" | "ChangeSetNotFoundException") => true,
+        Some("ValidationError") => describe(err).contains("does not exist"),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
