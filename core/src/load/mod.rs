@@ -17,7 +17,7 @@ use crate::model::{Action, ActionIdx, Dialect, LifecycleHook, Plan, RetryPolicy}
 use crate::template::{self, OutputRefs};
 
 mod read;
-mod sck;
+pub(crate) mod sck;
 
 pub use read::{MAX_ACTIONS, MAX_TEXT_BYTES, MAX_VALUES};
 
@@ -557,7 +557,9 @@ impl<'f> Validator<'f> {
             read_labels.push(draft.refs);
         }
         let mut plan = Plan::new(self.file.to_string(), self.dialect, actions, deps, order);
+        let lookups: Vec<sck::Lookups> = read_labels.iter().map(|refs| sck::Lookups::of(refs)).collect();
         self.check_output_refs(&mut plan, read_labels);
+        self.check_state_reads(&mut plan, lookups);
         if self.problems.errors.is_empty() {
             Ok(Loaded {
                 plan,
@@ -840,13 +842,18 @@ impl<'f> Validator<'f> {
     /// The draft's params against its action type and as templates.
     fn check_params(&mut self, i: usize, label: Option<&str>, draft: &mut Draft) {
         if let Some(action_type) = draft.action_type {
-            if let Err(problem) = action_type.check_params(&draft.params) {
+            for problem in schema_problems(action_type, &draft.params) {
                 let field = if problem.path.is_empty() {
                     "params".to_string()
                 } else {
                     format!("params.{}", problem.path)
                 };
-                self.error(i, label, &field, problem.message);
+                let message = if self.dialect.is_sck() {
+                    sck::in_sck_words(action_type.name(), &problem.message)
+                } else {
+                    problem.message
+                };
+                self.error(i, label, &field, message);
             }
         }
         for (path, message) in template::check_params(&draft.params, &mut draft.refs) {
@@ -1378,6 +1385,46 @@ fn weigh<'v>(value: &'v Value) -> (usize, Vec<String>, usize) {
         }
         _ => (total, Vec::new(), total),
     }
+}
+
+/// The most problems one action's params report; past them the first ones are worth fixing.
+const MAX_PARAMS_PROBLEMS: usize = 20;
+
+/// Every problem a type's schema finds in `params`, not only the first one the parser stops
+/// at: after each, the top-level param it is about is left out and the rest is checked again.
+fn schema_problems(action_type: ActionType, params: &Value) -> Vec<crate::actions::ParamsProblem> {
+    let first = match action_type.check_params(params) {
+        Ok(()) => return Vec::new(),
+        Err(problem) => problem,
+    };
+    let Value::Object(map) = params else {
+        return vec![first];
+    };
+    let mut rest = map.clone();
+    let mut problems = Vec::new();
+    // Params left out because their value was wrong (not because they are unknown): a check of
+    // the params as a whole, or a "missing" one of them, would then blame what is not so.
+    let mut left_out: Vec<String> = Vec::new();
+    let mut next = Some(first);
+    while let Some(problem) = next.take() {
+        let top = problem.path[..problem.path.find(['.', '[']).unwrap_or(problem.path.len())].to_string();
+        let spurious = (problem.message == "missing required field" && left_out.contains(&top))
+            || (top.is_empty() && !left_out.is_empty());
+        if spurious {
+            break;
+        }
+        let unknown = problem.message.starts_with("unknown field");
+        problems.push(problem);
+        if top.is_empty() || !rest.contains_key(&top) || problems.len() >= MAX_PARAMS_PROBLEMS {
+            break;
+        }
+        rest.remove(&top);
+        if !unknown {
+            left_out.push(top);
+        }
+        next = action_type.check_params(&Value::Object(rest.clone())).err();
+    }
+    problems
 }
 
 fn params_have_templates(value: &Value) -> bool {

@@ -934,3 +934,179 @@ fn collect_strings(value: &Value, path: &mut String, out: &mut Vec<(String, Stri
         _ => {}
     }
 }
+
+/// What an action's templates read with `lookup`.
+#[derive(Default)]
+pub(super) struct Lookups {
+    /// (field, key, whether a default is given).
+    keys: Vec<(String, String, bool)>,
+    /// A key is computed: every ancestor's state is offered.
+    dynamic: bool,
+}
+
+impl Lookups {
+    pub(super) fn of(refs: &[(String, crate::template::OutputRefs)]) -> Self {
+        let mut lookups = Lookups::default();
+        for (field, read) in refs {
+            for (key, has_default) in &read.lookups {
+                lookups.keys.push((field.clone(), key.clone(), *has_default));
+            }
+            lookups.dynamic |= !read.dynamic_lookups.is_empty();
+        }
+        lookups
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && !self.dynamic
+    }
+}
+
+/// One `lookup` key and the actions that could write it.
+struct KeyRead {
+    field: String,
+    key: String,
+    has_default: bool,
+    writers: Vec<ActionIdx>,
+}
+
+use crate::model::{ActionIdx, Plan};
+
+impl super::Validator<'_> {
+    /// Which actions each action's `lookup`s may read (`Action::reads_state`): the ancestors
+    /// that write its keys, known from the keys' names. A key no ancestor writes is a warning:
+    /// it renders its default, or fails without one.
+    pub(super) fn check_state_reads(&mut self, plan: &mut Plan, lookups: Vec<Lookups>) {
+        let mut namespaces: std::collections::HashMap<&str, Vec<ActionIdx>> = Default::default();
+        for (i, action) in plan.actions.iter().enumerate() {
+            if let (Some(name), true) = (StateName::of_label(&action.label), action.save_outputs) {
+                namespaces.entry(name.namespace).or_default().push(i as ActionIdx);
+            }
+        }
+        let mut reads: Vec<(ActionIdx, Vec<KeyRead>, bool)> = Vec::new();
+        let mut queries = Vec::new();
+        for (idx, found) in lookups.into_iter().enumerate() {
+            if found.is_empty() {
+                continue;
+            }
+            let idx = idx as ActionIdx;
+            let mut keys = Vec::new();
+            for (field, key, has_default) in found.keys {
+                let writers = match StateKey::parse(&key) {
+                    Some(StateKey::Var { action, .. }) => plan.find(&action).into_iter().collect(),
+                    Some(StateKey::Output { namespace, .. }) => {
+                        namespaces.get(namespace).cloned().unwrap_or_default()
+                    }
+                    None => Vec::new(),
+                };
+                queries.extend(writers.iter().map(|&w| (idx, w)));
+                keys.push(KeyRead { field, key, has_default, writers });
+            }
+            reads.push((idx, keys, found.dynamic));
+        }
+        let answers = crate::graph::transitive_dependencies(&plan.deps, &plan.order, &queries);
+        let mut answers = answers.into_iter();
+        for (idx, keys, dynamic) in reads {
+            let mut readable: Vec<ActionIdx> = if dynamic {
+                plan.ancestors(idx)
+                    .into_iter()
+                    .filter(|&a| StateName::of_label(plan.label(a)).is_some())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for read in keys {
+                let ancestors: Vec<ActionIdx> = read
+                    .writers
+                    .iter()
+                    .copied()
+                    .filter(|_| answers.next().unwrap_or(false))
+                    .collect();
+                self.warn_unwritten(plan, idx, &read, &ancestors);
+                readable.extend(ancestors);
+            }
+            readable.sort_unstable();
+            readable.dedup();
+            plan.actions[idx as usize].reads_state = Some(readable);
+        }
+    }
+
+    /// Warns when no ancestor of `idx` can write `read.key`.
+    fn warn_unwritten(&mut self, plan: &Plan, idx: ActionIdx, read: &KeyRead, ancestors: &[ActionIdx]) {
+        let outcome = if read.has_default {
+            "it always renders its default"
+        } else {
+            "it fails when it renders"
+        };
+        let key = &read.key;
+        let problem = match StateKey::parse(key) {
+            None => format!(
+                "lookup reads \"{key}\", which no action writes (actions write \
+                 <namespace>:var/<path>/<name> and <namespace>:output/<name>); {outcome}"
+            ),
+            Some(StateKey::Var { action, name }) => match (read.writers.first(), ancestors.first()) {
+                (None, _) => format!(
+                    "lookup reads \"{key}\", but no action is named \"{action}\"; {outcome}"
+                ),
+                (Some(_), None) => format!(
+                    "lookup reads \"{key}\", written by \"{action}\", which this action does not \
+                     depend on: an action reads only what finished before it; add it to \
+                     DependsOn, or {outcome}"
+                ),
+                (_, Some(&writer)) if !writes_variable(plan, writer, name) => format!(
+                    "lookup reads \"{key}\", but \"{action}\" sets no variable \"{name}\"; {outcome}"
+                ),
+                _ => return,
+            },
+            Some(StateKey::Output { namespace, name }) => {
+                if ancestors.is_empty() {
+                    format!(
+                        "lookup reads \"{key}\", but no action of \"{namespace}\" that saves its \
+                         outputs comes before this one; {outcome}"
+                    )
+                } else if !ancestors.iter().any(|&w| writes_variable(plan, w, name)) {
+                    format!(
+                        "lookup reads \"{key}\", but the actions before it that save outputs \
+                         to \"{namespace}\" set no variable \"{name}\"; {outcome}"
+                    )
+                } else {
+                    return;
+                }
+            }
+        };
+        let label = plan.label(idx).to_string();
+        self.warning(idx as usize, &label, &read.field, problem);
+    }
+}
+
+/// Whether action `writer` may write output `name`. Only `system.set_variables` says in its
+/// params which outputs it has (its variables); any other type may write any.
+fn writes_variable(plan: &Plan, writer: ActionIdx, name: &str) -> bool {
+    let action = plan.action(writer);
+    if action.action_type != ActionType::SetVariables {
+        return true;
+    }
+    match action.params.get("variables") {
+        Some(Value::Object(variables)) => {
+            variables.contains_key(name) || variables.keys().any(|k| crate::template::is_template(k))
+        }
+        _ => true,
+    }
+}
+
+/// A schema message in SCK's spelling: the params it suggests or lists (`did you mean
+/// "stack_name"?`, `allowed: stack_name, region`) as an SCK file names them.
+pub(super) fn in_sck_words(type_name: &str, message: &str) -> String {
+    let rename = |name: &str| sck_param_name(Some(type_name), name);
+    if let Some((before, rest)) = message.split_once("did you mean \"") {
+        if let Some((name, after)) = rest.split_once('"') {
+            return format!("{before}did you mean \"{}\"{after}", rename(name));
+        }
+    }
+    if let Some((before, rest)) = message.split_once("(allowed: ") {
+        if let Some((list, after)) = rest.split_once(')') {
+            let names: Vec<String> = list.split(", ").map(rename).collect();
+            return format!("{before}(allowed: {}){after}", names.join(", "));
+        }
+    }
+    message.to_string()
+}
