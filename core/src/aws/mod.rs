@@ -280,7 +280,7 @@ impl RoleRefused {
         let (words, retryable) = match sts {
             Some(sts) => (sts_words(sts), retryable(sts)),
             None => (
-                aws_smithy_types::error::display::DisplayErrorContext(err).to_string(),
+                crate::util::error_chain(err),
                 true,
             ),
         };
@@ -348,10 +348,7 @@ where
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.to_string(),
                 _ => {
-                    format!(
-                        "{}",
-                        aws_smithy_types::error::display::DisplayErrorContext(e)
-                    )
+                    crate::util::error_chain(e)
                 }
             }
         }
@@ -360,16 +357,10 @@ where
             Some(e) if role_refused(e).is_some() => {
                 role_refused(e).map(ToString::to_string).unwrap_or_default()
             }
-            Some(e) => format!(
-                "cannot reach AWS: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(e)
-            ),
+            Some(e) => format!("cannot reach AWS: {}", crate::util::error_chain(e)),
             None => format!("cannot reach AWS: {failure:?}"),
         },
-        other => format!(
-            "{}",
-            aws_smithy_types::error::display::DisplayErrorContext(other)
-        ),
+        other => crate::util::error_chain(other),
     }
 }
 

@@ -736,6 +736,10 @@ impl<'f> Validator<'f> {
         match value {
             Some(Value::String(name)) => match ActionType::from_name(&name) {
                 Some(t) => return Some(t),
+                None if template::is_template(&name) => {
+                    let message = unrendered_template(&name).unwrap_or_default();
+                    self.error(i, label, "type", format!("\"{name}\" {message}"));
+                }
                 None => {
                     let canonical = crate::actions::canonical_type_name(&name);
                     let hint = did_you_mean(&canonical, ActionType::ALL.iter().map(|t| t.name()))
@@ -1147,7 +1151,10 @@ impl<'f> Validator<'f> {
                         let hint = self.hint(
                             &name,
                             plan.len(),
-                            plan.actions.iter().map(|a| a.label.as_str()),
+                            plan.actions
+                                .iter()
+                                .map(|a| a.label.as_str())
+                                .filter(|&l| l != label),
                         );
                         self.error(
                             idx,
@@ -1446,10 +1453,24 @@ fn label_problem(label: &str) -> Option<String> {
             label.len()
         ));
     }
+    if let Some(tag) = unrendered_template(label) {
+        return Some(tag);
+    }
     label
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "_.:/-".contains(*c)))
         .map(|c| format!("contains {c:?}; labels may use only A-Z a-z 0-9 _ . : / -"))
+}
+
+/// Labels and types are never rendered: a template there is one a compile stage (SCK's, or
+/// a generator's) should have rendered before baton reads the file.
+fn unrendered_template(text: &str) -> Option<String> {
+    template::is_template(text).then(|| {
+        "is an unrendered template (`{{ … }}` or `{% … %}`): labels and types are not \
+         rendered; render the file first (an SCK action template is rendered by SCK's compile \
+         stage), or write the value out"
+            .to_string()
+    })
 }
 
 fn duration_value(value: &Value) -> Result<Duration, DurationError> {

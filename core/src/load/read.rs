@@ -340,9 +340,7 @@ impl<'de> Visitor<'de> for Document<'_> {
     /// is read (within the same bounds) only to say what it is.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
         let reader = self.0;
-        // The wrapper is not a level of the actions' nesting: a stored plan nests exactly as
-        // deep as the file it was made from.
-        reader.charge(0)?;
+        reader.open()?;
         let mut wrapper = true;
         let mut has_actions = false;
         while let Some(key) = map.next_key_seed(Key(reader))? {
@@ -350,7 +348,11 @@ impl<'de> Visitor<'de> for Document<'_> {
             match key.as_str() {
                 "actions" if !has_actions => {
                     has_actions = true;
+                    // The wrapper is not a level of the actions' nesting: a stored plan nests
+                    // exactly as deep as the file it was made from.
+                    reader.depth -= 1;
                     map.next_value_seed(ActionList(reader))?;
+                    reader.depth += 1;
                 }
                 "format" if reader.format.is_none() => {
                     let value = map.next_value_seed(Bounded(reader))?;

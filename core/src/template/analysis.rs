@@ -290,7 +290,8 @@ impl<'s> Analyzer<'s> {
         })
     }
 
-    /// Whether a filter is plain: `default`, or `lookup` (one look in a table).
+    /// Whether a filter is plain: `default`, `lookup` (one look in a table) or `rstrip` (a
+    /// shorter copy of its text).
     fn filter(&mut self, f: &ast::Filter<'_>, span: Span) -> bool {
         self.analysis.filters.push(f.name.to_string());
         if f.name == "lookup" {
@@ -304,7 +305,7 @@ impl<'s> Analyzer<'s> {
         }
         let value = f.expr.as_ref().is_none_or(|e| self.in_call(e, span));
         let args = self.args(&f.args, span);
-        value && args && matches!(f.name, "default" | "d" | "lookup")
+        value && args && matches!(f.name, "default" | "d" | "lookup" | "rstrip")
     }
 
     fn call(&mut self, call: &ast::Call<'_>) {

@@ -64,6 +64,7 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.add_filter("lookup", state::lookup);
+    env.add_filter("rstrip", state::rstrip);
     env
 }
 

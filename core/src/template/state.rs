@@ -67,6 +67,15 @@ fn why_missing(state: &State, key: &str) -> String {
     }
 }
 
+/// `{{ text | rstrip('.') }}`: the text without trailing characters of the set given (white
+/// space when none is), as SCK's renderer has it.
+pub(super) fn rstrip(value: &str, chars: Option<&str>) -> String {
+    match chars {
+        Some(chars) => value.trim_end_matches(|c| chars.contains(c)).to_string(),
+        None => value.trim_end().to_string(),
+    }
+}
+
 /// What a name in a template is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Kind {
@@ -110,7 +119,7 @@ pub(super) fn known(kind: Kind, name: &str) -> bool {
 
 /// Names for "did you mean" hints: the engine's filters and tests, and baton's `lookup`.
 const FILTERS: &[&str] = &[
-    "lookup", "default", "d", "lower", "upper", "title", "capitalize", "replace", "length",
+    "lookup", "rstrip", "default", "d", "lower", "upper", "title", "capitalize", "replace", "length",
     "count", "dictsort", "items", "reverse", "trim", "join", "split", "lines", "round", "abs",
     "int", "float", "attr", "first", "last", "min", "max", "sort", "list", "string", "bool",
     "batch", "slice", "sum", "indent", "select", "reject", "selectattr", "rejectattr", "map",

@@ -315,9 +315,7 @@ mod tests {
     fn requests_and_answers_round_trip() {
         let request = json!({
             "job": {"Params": {"x": "{{ vars.a ~ outputs.b.c }}", "n": "{{ vars.n + 1 }}"}},
-            "run_id": "r",
-            "vars": {"a": "A", "n": 2},
-            "outputs": {"b": {"c": "C"}},
+            "values": {"run_id": "r", "vars": {"a": "A", "n": 2}, "outputs": {"b": {"c": "C"}}},
         });
         match served(&request) {
             Answer::Rendered(value) => assert_eq!(value, json!({"x": "AC", "n": 3})),
@@ -325,7 +323,7 @@ mod tests {
         }
         let request = json!({
             "job": {"Condition": "vars.n > 1"},
-            "run_id": "r", "vars": {"n": 2}, "outputs": {},
+            "values": {"run_id": "r", "vars": {"n": 2}, "outputs": {}},
         });
         assert!(matches!(
             served(&request),
@@ -333,11 +331,20 @@ mod tests {
         ));
         let request = json!({
             "job": {"Params": {"x": "{{ vars.nope }}"}},
-            "run_id": "r", "vars": {}, "outputs": {},
+            "values": {"run_id": "r", "vars": {}, "outputs": {}},
         });
         match served(&request) {
             Answer::Failed(e) => assert!(e.to_string().starts_with("params.x: "), "{e}"),
             Answer::Rendered(v) => panic!("{v}"),
+        }
+        // SCK's state and rules travel too: its text rendering, and `lookup`.
+        let request = json!({
+            "job": {"Params": {"x": "{{ ('ns:var/a/V' | lookup) ~ '!' }}", "y": "{{ 1 == 1 }}"}},
+            "values": {"run_id": "r", "vars": {}, "outputs": {}, "state": {"ns:var/a/V": "v"}, "sck": true},
+        });
+        match served(&request) {
+            Answer::Rendered(value) => assert_eq!(value, json!({"x": "v!", "y": "True"})),
+            Answer::Failed(e) => panic!("{e}"),
         }
     }
 }
