@@ -158,7 +158,8 @@ pub enum Format {
     Detect,
 }
 
-/// Reads and validates an action file; `.yaml`/`.yml` files are read as YAML.
+/// Reads and validates an action file; `.yaml`, `.yml` and `.actions` files are read as YAML,
+/// `.json` files as JSON, and any other as JSON or, if it is not JSON, as YAML.
 ///
 /// A regular file over the size limit is refused before anything is read; anything else (a
 /// pipe, `/dev/zero`) is read only up to the limit.
@@ -166,7 +167,8 @@ pub fn load_path(path: &Path) -> Result<Loaded, Problems> {
     let file = path.display().to_string();
     let fail = |message: String| one_problem(Problem::file_level(&file, message));
     let format = match path.extension().and_then(|e| e.to_str()) {
-        Some("yaml" | "yml") => Format::Yaml,
+        // `.actions` is the Simple Cloud Kit's extension, whose files are YAML.
+        Some("yaml" | "yml" | "actions") => Format::Yaml,
         Some("json") => Format::Json,
         _ => Format::Detect,
     };
@@ -313,7 +315,11 @@ fn compile_stage_note(mut problem: Problem, text: &str) -> Problem {
         line.starts_with("{%") || line.starts_with("{{")
     });
     if let Some((n, line)) = tag {
-        let shown: String = line.trim().chars().take(40).collect();
+        let line = line.trim();
+        let mut shown: String = line.chars().take(60).collect();
+        if shown.len() < line.len() {
+            shown.push('…');
+        }
         problem.message = format!(
             "{}; line {} holds an unrendered template tag (`{}`): this is an SCK action \
              template, which SCK's compile stage renders before the runner reads it; give baton \

@@ -101,6 +101,8 @@ pub(super) struct Spelling {
     params: Vec<(String, String)>,
     /// Each `depends_on` entry's field as written (`DependsOn[0]`, `After[1]`).
     depends_on: Vec<String>,
+    /// The action's type, to name params the file did not write (a missing one) as SCK would.
+    type_name: Option<&'static str>,
 }
 
 impl Spelling {
@@ -142,7 +144,7 @@ impl Spelling {
             .params
             .iter()
             .find(|(name, _)| name == key)
-            .map_or(key, |(_, written)| written.as_str());
+            .map_or_else(|| sck_param_name(self.type_name, key), |(_, written)| written.clone());
         format!("{written}.{key}{tail}")
     }
 }
@@ -197,6 +199,7 @@ pub(super) fn normalise(object: Map<String, Value>, problems: &mut Vec<(String, 
         .and_then(Value::as_str)
         .and_then(ActionType::from_name)
         .map(ActionType::name);
+    spelling.type_name = type_name;
     match fields.remove("params") {
         Some(Value::Object(params)) => {
             let (params, names) = rename_params(type_name, params, problems, &spelling);

@@ -922,6 +922,109 @@ mod tests {
         assert!(check_template(&dict).is_err());
     }
 
+    fn sck_ctx(state: Value) -> Context {
+        Context::new("run-1", &Map::new(), std::iter::empty())
+            .with_state(state.as_object().cloned().unwrap_or_default())
+            .sck(true)
+    }
+
+    #[test]
+    fn lookup_reads_the_state_with_or_without_a_default() {
+        let context = sck_ctx(json!({"ns:var/a/Persist": "False", "ns:output/N": 0}));
+        let rendered = render_params(
+            &json!({
+                "found": "{{ 'ns:var/a/Persist' | lookup }}",
+                "default": "{{ 'ns:var/a/Missing' | lookup('dflt') }}",
+                "number": "{{ 'ns:output/N' | lookup == 0 }}",
+            }),
+            &context,
+        )
+        .expect("renders");
+        assert_eq!(
+            rendered,
+            json!({"found": "False", "default": "dflt", "number": "True"})
+        );
+        let err = render_params(&json!({"x": "{{ 'ns:var/a/Missing' | lookup }}"}), &context)
+            .expect_err("no default")
+            .to_string();
+        assert!(err.starts_with("params.x: "), "{err}");
+        assert!(err.contains("\"ns:var/a/Missing\""), "{err}");
+        assert!(err.contains("give a default"), "{err}");
+    }
+
+    #[test]
+    fn sck_values_compare_as_the_text_sck_renders() {
+        // A set_variables value rendered from a comparison is the text "False", and a later
+        // condition compares it with 'False', as in SCK's runner.
+        let context = sck_ctx(json!({}));
+        let persist = render_params(&json!({"Persist": "{{ '' != '' }}"}), &context)
+            .expect("renders");
+        assert_eq!(persist, json!({"Persist": "False"}));
+        let context = sck_ctx(json!({"ns:var/g/Persist": "False"}));
+        for (condition, runs) in [
+            ("('ns:var/g/Persist' | lookup) == 'False'", true),
+            ("('ns:var/g/Persist' | lookup) == 'True'", false),
+            ("True", true),
+            ("False", false),
+            ("False and ('ns:var/g/Persist' | lookup) == 'False'", false),
+            ("'TRUE'", true),
+            ("'yes'", false),
+        ] {
+            assert_eq!(
+                eval_condition(condition, &context).expect(condition),
+                runs,
+                "{condition}"
+            );
+        }
+        // baton's own files keep types: the same comparison is a boolean.
+        let native = Context::new("run-1", &Map::new(), std::iter::empty());
+        assert_eq!(
+            render_params(&json!({"p": "{{ '' != '' }}"}), &native).expect("renders"),
+            json!({"p": false})
+        );
+    }
+
+    #[test]
+    fn a_skipped_action_reads_as_absent_outputs() {
+        let context =
+            Context::new("run-1", &Map::new(), std::iter::empty()).with_skipped(vec!["gather".into()]);
+        let rendered = render_params(
+            &json!({
+                "d": "{{ outputs.gather.Name | default('none') }}",
+                "t": "{{ outputs.gather.Name is defined }}",
+            }),
+            &context,
+        )
+        .expect("renders");
+        assert_eq!(rendered, json!({"d": "none", "t": false}));
+        let err = render_params(&json!({"x": "{{ outputs.gather.Name }}"}), &context)
+            .expect_err("absent")
+            .to_string();
+        assert!(err.contains("\"gather\" was skipped"), "{err}");
+        let context = sck_ctx(json!({})).with_skipped(vec!["ns:action/g".into()]);
+        let err = render_params(&json!({"x": "{{ 'ns:var/g/V' | lookup }}"}), &context)
+            .expect_err("absent")
+            .to_string();
+        assert!(err.contains("\"ns:action/g\" was skipped"), "{err}");
+    }
+
+    #[test]
+    fn unknown_filters_and_tests_are_refused_when_checked() {
+        let err = check_template("{{ 'k' | lookpu('x') }}").expect_err("unknown").to_string();
+        assert!(err.contains("unknown filter \"lookpu\" (did you mean \"lookup\"?)"), "{err}");
+        let err = check_expression("vars.x is definde").expect_err("unknown").to_string();
+        assert!(err.contains("unknown test \"definde\""), "{err}");
+        let refs = check_template("{{ 'a:var/b/C' | lookup('') }}{{ 'a:output/D' | lookup }}")
+            .expect("known");
+        assert_eq!(
+            refs.lookups,
+            vec![("a:var/b/C".to_string(), true), ("a:output/D".to_string(), false)]
+        );
+        for known in ["{{ 'x' | rstrip('.') }}", "{{ [1] | join(',') }}", "{{ 1 is odd }}"] {
+            check_template(known).expect(known);
+        }
+    }
+
     #[test]
     fn syntax_errors_are_reported() {
         assert!(check_template("{{ oops ").is_err());
