@@ -13,5 +13,6 @@ mod hostile;
 mod live;
 mod moto;
 mod runner;
+mod sck;
 mod secrets;
 mod stopping;
