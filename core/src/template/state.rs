@@ -139,8 +139,5 @@ pub(super) fn unknown_message(kind: Kind, name: &str) -> String {
         Kind::Test => ("test", TESTS),
     };
     let hint = crate::hints::did_you_mean(name, names.iter().copied()).unwrap_or_default();
-    format!(
-        "unknown {what} \"{name}\"{hint}: the template would fail when it renders; see \
-         docs/action-files.md, \"Templates\", for the filters and tests there are"
-    )
+    format!("unknown {what} \"{name}\"{hint}: the template would fail when it renders")
 }
