@@ -330,7 +330,10 @@ mod tests {
             "an error occurred while loading credentials: dispatch failure"
         );
         assert_eq!(redact_text("credentials=abcd1234"), "credentials=********");
-        assert_eq!(redact_text("db_password: hunter22"), "db_password: ********");
+        assert_eq!(
+            redact_text("db_password: hunter22"),
+            "db_password: ********"
+        );
     }
 
     #[test]

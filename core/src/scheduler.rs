@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 
 use crate::actions::{CancelError, Mode, Outcome, RunView};
 use crate::duration::format_duration;
+use crate::load::sck::StateName;
 use crate::model::{ActionIdx, Plan};
 use crate::state::{ActionStatus, Level, RunState, StopCause, StopFate, StopRecord, Timestamp};
-use crate::load::sck::StateName;
 use crate::template::{self, Context, TemplateError};
 
 /// Work for the driver to hand to an executor.
@@ -781,7 +781,11 @@ pub(crate) fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Cont
 /// SCK's flat state as `writers` left it: each completed action's outputs under
 /// `<namespace>:var/<path>/<name>` and, when it saves them, `<namespace>:output/<name>`, where
 /// the action that finished last wins (as in SCK, whose state is one table).
-pub(crate) fn state_table(plan: &Plan, state: &RunState, writers: &[ActionIdx]) -> Map<String, Value> {
+pub(crate) fn state_table(
+    plan: &Plan,
+    state: &RunState,
+    writers: &[ActionIdx],
+) -> Map<String, Value> {
     let mut finished: Vec<ActionIdx> = writers
         .iter()
         .copied()

@@ -63,7 +63,9 @@ mod tests {
 
     impl std::error::Error for Layer {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            self.1.as_deref().map(|l| l as &(dyn std::error::Error + 'static))
+            self.1
+                .as_deref()
+                .map(|l| l as &(dyn std::error::Error + 'static))
         }
     }
 
@@ -75,7 +77,10 @@ mod tests {
                 "other",
                 Some(Box::new(Layer(
                     "an error occurred while loading credentials",
-                    Some(Box::new(Layer("an error occurred while loading credentials", None))),
+                    Some(Box::new(Layer(
+                        "an error occurred while loading credentials",
+                        None,
+                    ))),
                 ))),
             ))),
         );

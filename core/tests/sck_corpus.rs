@@ -157,7 +157,9 @@ fn sck_graph(actions: &[serde_yaml::Value]) -> BTreeMap<String, BTreeSet<String>
     let mut graph: BTreeMap<String, BTreeSet<String>> =
         names.iter().map(|n| (n.clone(), BTreeSet::new())).collect();
     for action in actions {
-        let Some(own) = sck_name(action) else { continue };
+        let Some(own) = sck_name(action) else {
+            continue;
+        };
         let mut waits = text_list(action.get("DependsOn").or_else(|| action.get("depends_on")));
         waits.extend(text_list(action.get("After")));
         for entry in waits {
@@ -177,7 +179,11 @@ fn baton_graph(loaded: &Loaded) -> BTreeMap<String, BTreeSet<String>> {
     let plan = &loaded.plan;
     (0..plan.len() as u32)
         .map(|i| {
-            let deps = plan.deps(i).iter().map(|&d| plan.label(d).to_string()).collect();
+            let deps = plan
+                .deps(i)
+                .iter()
+                .map(|&d| plan.label(d).to_string())
+                .collect();
             (plan.label(i).to_string(), deps)
         })
         .collect()
@@ -200,14 +206,18 @@ fn pending_kind(problem: &baton_core::Problem) -> Option<String> {
     }
     let rest = problem.message.strip_prefix("unknown action type \"")?;
     let kind = rest.split('"').next()?;
-    NOT_YET_KNOWN_KINDS.contains(&kind).then(|| kind.to_string())
+    NOT_YET_KNOWN_KINDS
+        .contains(&kind)
+        .then(|| kind.to_string())
 }
 
 /// The file with not-yet-known kinds replaced by no-ops, as JSON.
 fn shimmed(actions: &[serde_yaml::Value]) -> String {
     let mut actions = actions.to_vec();
     for action in &mut actions {
-        let Some(map) = action.as_mapping_mut() else { continue };
+        let Some(map) = action.as_mapping_mut() else {
+            continue;
+        };
         let kind_key = ["Type", "Kind", "kind"]
             .into_iter()
             .find(|k| map.contains_key(*k));
@@ -232,22 +242,33 @@ struct Checked {
 }
 
 fn check(root: &Path, file: &Path) -> Checked {
-    let name = file.strip_prefix(root).unwrap_or(file).display().to_string();
+    let name = file
+        .strip_prefix(root)
+        .unwrap_or(file)
+        .display()
+        .to_string();
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let raw: Vec<serde_yaml::Value> = serde_yaml::from_str(&text).unwrap_or_default();
     let (verdict, loaded) = match load_str(&name, &text, Format::Yaml) {
         Ok(loaded) => (Verdict::Valid, Some(loaded)),
         Err(problems) => {
-            let pending: Option<BTreeSet<String>> = problems.errors.iter().map(pending_kind).collect();
+            let pending: Option<BTreeSet<String>> =
+                problems.errors.iter().map(pending_kind).collect();
             match pending {
                 Some(kinds) => {
                     let again = load_str(&name, &shimmed(&raw), Format::Json);
                     match again {
                         Ok(loaded) => (Verdict::PendingKinds(kinds), Some(loaded)),
-                        Err(more) => (Verdict::Invalid(more.errors.iter().map(ToString::to_string).collect()), None),
+                        Err(more) => (
+                            Verdict::Invalid(more.errors.iter().map(ToString::to_string).collect()),
+                            None,
+                        ),
                     }
                 }
-                None => (Verdict::Invalid(problems.errors.iter().map(ToString::to_string).collect()), None),
+                None => (
+                    Verdict::Invalid(problems.errors.iter().map(ToString::to_string).collect()),
+                    None,
+                ),
             }
         }
     };
@@ -263,7 +284,10 @@ fn check(root: &Path, file: &Path) -> Checked {
             }
         }
     }
-    Checked { verdict, graph_problems }
+    Checked {
+        verdict,
+        graph_problems,
+    }
 }
 
 #[test]
@@ -284,7 +308,11 @@ fn every_sck_file_validates_and_its_graph_is_sck_s() {
         let (mut valid, mut pending, mut invalid) = (0, 0, 0);
         let mut kinds = BTreeSet::new();
         for file in &files {
-            let name = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+            let name = file
+                .strip_prefix(&root)
+                .unwrap_or(file)
+                .display()
+                .to_string();
             let checked = check(&root, file);
             match checked.verdict {
                 Verdict::Valid => valid += 1,
@@ -297,7 +325,10 @@ fn every_sck_file_validates_and_its_graph_is_sck_s() {
                     let listed = GENUINELY_INVALID.iter().any(|(f, _)| *f == name);
                     // Files outside per-app/ and per-consumable/ are informative only.
                     if !listed && folder != "other" {
-                        failures.push(format!("{name} does not validate:\n  {}", errors.join("\n  ")));
+                        failures.push(format!(
+                            "{name} does not validate:\n  {}",
+                            errors.join("\n  ")
+                        ));
                     }
                 }
             }
@@ -311,7 +342,11 @@ fn every_sck_file_validates_and_its_graph_is_sck_s() {
             kinds.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
-    eprintln!("SCK corpus at {}:\n  {}", root.display(), figures.join("\n  "));
+    eprintln!(
+        "SCK corpus at {}:\n  {}",
+        root.display(),
+        figures.join("\n  ")
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -12,8 +12,8 @@ const NS: &str = "prn:demo:web:main:7";
 
 fn scratch_with(fixture: &str) -> Scratch {
     let scratch = Scratch::new();
-    let text = std::fs::read_to_string(repo().join("tests/corpus/good").join(fixture))
-        .expect("fixture");
+    let text =
+        std::fs::read_to_string(repo().join("tests/corpus/good").join(fixture)).expect("fixture");
     scratch.write(fixture, &text);
     scratch
 }
@@ -28,7 +28,10 @@ fn an_sck_file_runs_by_sck_rules() {
     let summary = scratch.summary(&["run", PERSISTENCE, "--run-id", "sck"], 0);
     let db = format!("{NS}:db:action/deploy");
     // No released build: its facts are skipped, and persistence takes the defaults.
-    assert_eq!(action(&summary, &format!("{db}/gather-facts/release"))["status"], "skipped");
+    assert_eq!(
+        action(&summary, &format!("{db}/gather-facts/release"))["status"],
+        "skipped"
+    );
     let persistence = action(&summary, &format!("{db}/gather-facts/persistence"));
     assert_eq!(
         persistence["outputs"],
@@ -45,7 +48,10 @@ fn an_sck_file_runs_by_sck_rules() {
             "KmsKeyArn": "arn:aws:kms:ap-southeast-2:111111111111:key/demo"
         })
     );
-    assert_eq!(action(&summary, &format!("{db}/main/persisted"))["status"], "skipped");
+    assert_eq!(
+        action(&summary, &format!("{db}/main/persisted"))["status"],
+        "skipped"
+    );
     assert_eq!(
         action(&summary, &format!("{NS}:action/post-deploy/status"))["status"],
         "complete"
@@ -53,21 +59,38 @@ fn an_sck_file_runs_by_sck_rules() {
     // The stored plan keeps its dialect, so the rules hold when the run is opened again.
     let stored = std::fs::read_to_string(scratch.path().join(".baton/runs/sck/actions.json"))
         .expect("stored plan");
-    assert!(stored.starts_with("{\"format\":\"sck-v2\",\"actions\":["), "{stored}");
+    assert!(
+        stored.starts_with("{\"format\":\"sck-v2\",\"actions\":["),
+        "{stored}"
+    );
     let status = scratch.status("sck");
     assert_eq!(status["status"], "succeeded", "{status}");
     let text = stdout(&scratch.exits(&["inspect", "sck", &format!("{db}/main/resources")], 0));
-    assert!(text.contains("format      SCK V2 (Simple Cloud Kit)"), "{text}");
+    assert!(
+        text.contains("format      SCK V2 (Simple Cloud Kit)"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "status hook Running → DEPLOY_IN_PROGRESS, Complete → DEPLOY_IN_PROGRESS, Failed → DEPLOY_FAILED for {NS}:db"
         )),
         "{text}"
     );
-    let doc = json(&scratch.exits(&["inspect", "sck", &format!("{NS}:action/pre-deploy/status"), "--json"], 0));
+    let doc = json(&scratch.exits(
+        &[
+            "inspect",
+            "sck",
+            &format!("{NS}:action/pre-deploy/status"),
+            "--json",
+        ],
+        0,
+    ));
     assert_eq!(doc["format"], "SCK V2 (Simple Cloud Kit)");
     assert_eq!(doc["scope"], "build");
-    assert_eq!(doc["lifecycle_hooks"][0]["Parameters"]["OnComplete"]["Status"], "DEPLOY_IN_PROGRESS");
+    assert_eq!(
+        doc["lifecycle_hooks"][0]["Parameters"]["OnComplete"]["Status"],
+        "DEPLOY_IN_PROGRESS"
+    );
 }
 
 #[test]
@@ -75,10 +98,20 @@ fn plan_states_the_format_the_failure_rule_and_sck_dependencies() {
     let scratch = scratch_with(PERSISTENCE);
     let out = scratch.exits(&["plan", PERSISTENCE], 0);
     let text = stdout(&out);
-    assert!(text.contains("\nformat: SCK V2 (Simple Cloud Kit)\n"), "{text}");
-    assert!(text.contains("on failure: baton blocks only what depends on the failed action"), "{text}");
+    assert!(
+        text.contains("\nformat: SCK V2 (Simple Cloud Kit)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("on failure: baton blocks only what depends on the failed action"),
+        "{text}"
+    );
     // The absent optional part is a warning, not an error.
-    assert!(stderr(&out).contains("DependsOn[1]: no action is named"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("DependsOn[1]: no action is named"),
+        "{}",
+        stderr(&out)
+    );
     let doc = json(&scratch.exits(&["plan", PERSISTENCE, "--format", "json"], 0));
     assert_eq!(doc["format"], "SCK V2 (Simple Cloud Kit)");
     let by_label = |label: &str| -> Value {
@@ -106,7 +139,12 @@ fn plan_states_the_format_the_failure_rule_and_sck_dependencies() {
     let post = by_label(&format!("{NS}:action/post-deploy/status"));
     let deps = post["depends_on"].as_array().cloned().unwrap_or_default();
     assert_eq!(deps.len(), 5, "{post}");
-    assert!(deps.iter().all(|d| d.as_str().is_some_and(|d| d.starts_with(&format!("{NS}:db:action/deploy/")))), "{post}");
+    assert!(
+        deps.iter().all(|d| d
+            .as_str()
+            .is_some_and(|d| d.starts_with(&format!("{NS}:db:action/deploy/")))),
+        "{post}"
+    );
 }
 
 #[test]
@@ -119,7 +157,11 @@ fn the_third_format_runs_too() {
         "the output key of the namespace holds the fact: {summary}"
     );
     let out = scratch.exits(&["plan", "sck_v3.actions"], 0);
-    assert!(stdout(&out).contains("format: SCK V3 (Simple Cloud Kit)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("format: SCK V3 (Simple Cloud Kit)"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// A failure blocks what depends on it and independent branches go on (baton's rule, which
@@ -150,7 +192,10 @@ fn failures_block_dependents_and_missing_keys_say_why() {
     let summary = scratch.summary(&["run", "f.actions"], 1);
     assert_eq!(action(&summary, "ns:action/fails")["status"], "failed");
     assert_eq!(action(&summary, "ns:action/after-it")["status"], "blocked");
-    assert_eq!(action(&summary, "ns:action/independent")["status"], "complete");
+    assert_eq!(
+        action(&summary, "ns:action/independent")["status"],
+        "complete"
+    );
     let error = action(&summary, "ns:action/reads")["error"]
         .as_str()
         .unwrap_or_default()

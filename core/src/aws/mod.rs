@@ -279,10 +279,7 @@ impl RoleRefused {
             .find_map(|e| e.downcast_ref::<AssumeRoleFailure>());
         let (words, retryable) = match sts {
             Some(sts) => (sts_words(sts), retryable(sts)),
-            None => (
-                crate::util::error_chain(err),
-                true,
-            ),
+            None => (crate::util::error_chain(err), true),
         };
         RoleRefused {
             role_arn: role_arn.to_string(),
@@ -347,9 +344,7 @@ where
             match (e.code(), e.message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.to_string(),
-                _ => {
-                    crate::util::error_chain(e)
-                }
+                _ => crate::util::error_chain(e),
             }
         }
         SdkError::TimeoutError(_) => "the request timed out".into(),

@@ -306,7 +306,8 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
 /// template that SCK's compile stage renders before its runner reads it; the parser's words
 /// alone ("did not find expected node content") would not say so.
 fn compile_stage_note(mut problem: Problem, text: &str) -> Problem {
-    let syntax = problem.message.starts_with("invalid YAML") || problem.message.starts_with("invalid JSON");
+    let syntax =
+        problem.message.starts_with("invalid YAML") || problem.message.starts_with("invalid JSON");
     if !syntax {
         return problem;
     }
@@ -563,7 +564,10 @@ impl<'f> Validator<'f> {
             read_labels.push(draft.refs);
         }
         let mut plan = Plan::new(self.file.to_string(), self.dialect, actions, deps, order);
-        let lookups: Vec<sck::Lookups> = read_labels.iter().map(|refs| sck::Lookups::of(refs)).collect();
+        let lookups: Vec<sck::Lookups> = read_labels
+            .iter()
+            .map(|refs| sck::Lookups::of(refs))
+            .collect();
         self.check_output_refs(&mut plan, read_labels);
         self.check_state_reads(&mut plan, lookups);
         if self.problems.errors.is_empty() {
@@ -658,7 +662,8 @@ impl<'f> Validator<'f> {
         let label = draft.label.clone();
         let label = label.as_deref();
         draft.action_type = self.read_type(i, label, fields.remove("type"));
-        draft.depends_on = self.read_depends_on(i, label, "depends_on", fields.remove("depends_on"));
+        draft.depends_on =
+            self.read_depends_on(i, label, "depends_on", fields.remove("depends_on"));
         // Oversized params are neither kept nor checked further: that error is the one worth reading.
         if let Some(params) = self.read_params(i, label, fields.remove("params")) {
             draft.params = params;
@@ -1420,7 +1425,8 @@ fn schema_problems(action_type: ActionType, params: &Value) -> Vec<crate::action
     let mut left_out: Vec<String> = Vec::new();
     let mut next = Some(first);
     while let Some(problem) = next.take() {
-        let top = problem.path[..problem.path.find(['.', '[']).unwrap_or(problem.path.len())].to_string();
+        let top =
+            problem.path[..problem.path.find(['.', '[']).unwrap_or(problem.path.len())].to_string();
         let spurious = (problem.message == "missing required field" && left_out.contains(&top))
             || (top.is_empty() && !left_out.is_empty());
         if spurious {

@@ -442,7 +442,10 @@ impl<'de> Visitor<'de> for ActionList<'_> {
 }
 
 /// Reads a list of actions one at a time, up to [`MAX_ACTIONS`]; its level is already open.
-fn read_action_list<'de, A: SeqAccess<'de>>(reader: &mut Reader, mut seq: A) -> Result<(), A::Error> {
+fn read_action_list<'de, A: SeqAccess<'de>>(
+    reader: &mut Reader,
+    mut seq: A,
+) -> Result<(), A::Error> {
     let mut index = 0;
     loop {
         if index == MAX_ACTIONS {

@@ -42,19 +42,19 @@ pub(crate) fn detect(file: &str, actions: &[Value], stored: Option<Dialect>) -> 
     }
     let sck_file = file.ends_with(".actions");
     let speaks_sck = |o: &Map<String, Value>| {
-        let pascal = o.keys().all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()));
+        let pascal = o
+            .keys()
+            .all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()));
         if !pascal {
             return false;
         }
         let params = o.get("Params").or_else(|| o.get("Spec"));
-        let pascal_params = params
-            .and_then(Value::as_object)
-            .is_some_and(|p| p.keys().any(|k| k.starts_with(|c: char| c.is_ascii_uppercase())));
+        let pascal_params = params.and_then(Value::as_object).is_some_and(|p| {
+            p.keys()
+                .any(|k| k.starts_with(|c: char| c.is_ascii_uppercase()))
+        });
         let loose_depends_on = o.get("DependsOn").is_some_and(|d| !d.is_array());
-        sck_file
-            || pascal_params
-            || loose_depends_on
-            || SCK_ONLY.iter().any(|k| o.contains_key(*k))
+        sck_file || pascal_params || loose_depends_on || SCK_ONLY.iter().any(|k| o.contains_key(*k))
     };
     if !objects().any(speaks_sck) {
         return Dialect::Native;
@@ -86,7 +86,10 @@ const FIELDS: &[(&str, &[&str])] = &[
     ("retry", &["Retry", "retry"]),
     ("description", &["Description", "description"]),
     // The document version of V3 actions: nothing to do with the run.
-    ("version", &["version", "apiVersion", "ApiVersion", "Version"]),
+    (
+        "version",
+        &["version", "apiVersion", "ApiVersion", "Version"],
+    ),
 ];
 
 /// Where SCK keeps state: its four scopes.
@@ -144,7 +147,10 @@ impl Spelling {
             .params
             .iter()
             .find(|(name, _)| name == key)
-            .map_or_else(|| sck_param_name(self.type_name, key), |(_, written)| written.clone());
+            .map_or_else(
+                || sck_param_name(self.type_name, key),
+                |(_, written)| written.clone(),
+            );
         format!("{written}.{key}{tail}")
     }
 }
@@ -158,25 +164,36 @@ pub(super) struct Normalised {
 /// Rewrites one SCK action into baton's field names. Problems (field as written, message) are
 /// pushed to `problems`; what cannot be read is left out, for the validator to report as
 /// missing where it matters.
-pub(super) fn normalise(object: Map<String, Value>, problems: &mut Vec<(String, String)>) -> Normalised {
+pub(super) fn normalise(
+    object: Map<String, Value>,
+    problems: &mut Vec<(String, String)>,
+) -> Normalised {
     let mut fields = Map::new();
     let mut spelling = Spelling::default();
     for (key, value) in object {
         let Some(canonical) = canonical_field(&key) else {
-            let names = FIELDS.iter().flat_map(|(_, spellings)| spellings.iter().copied());
-            let hint = did_you_mean(&key, names.filter(|n| n.starts_with(|c: char| c.is_ascii_uppercase())))
-                .unwrap_or_else(|| {
-                    " (allowed: Name, Kind, Spec, DependsOn, After, Before, Condition, Scope, \
+            let names = FIELDS
+                .iter()
+                .flat_map(|(_, spellings)| spellings.iter().copied());
+            let hint = did_you_mean(
+                &key,
+                names.filter(|n| n.starts_with(|c: char| c.is_ascii_uppercase())),
+            )
+            .unwrap_or_else(|| {
+                " (allowed: Name, Kind, Spec, DependsOn, After, Before, Condition, Scope, \
                      SaveOutputs, LifecycleHooks, and baton's Timeout, Retry, Description)"
-                        .to_string()
-                });
+                    .to_string()
+            });
             problems.push((key, format!("unknown field{hint}")));
             continue;
         };
         if let Some(previous) = spelling.written(canonical) {
             problems.push((
                 key.clone(),
-                format!("duplicates field \"{previous}\" (both mean {})", written_meaning(canonical)),
+                format!(
+                    "duplicates field \"{previous}\" (both mean {})",
+                    written_meaning(canonical)
+                ),
             ));
             continue;
         }
@@ -235,13 +252,23 @@ fn canonical_field(key: &str) -> Option<&'static str> {
 
 /// V3's `metadata {name, namespace}` names the action `<namespace>:action/<name>`, as SCK
 /// does; its `description` and `SaveOutputs` count as the action's own.
-fn metadata(fields: &mut Map<String, Value>, spelling: &mut Spelling, problems: &mut Vec<(String, String)>) {
+fn metadata(
+    fields: &mut Map<String, Value>,
+    spelling: &mut Spelling,
+    problems: &mut Vec<(String, String)>,
+) {
     let Some(metadata) = fields.remove("metadata") else {
         return;
     };
-    let written = spelling.written("metadata").unwrap_or("metadata").to_string();
+    let written = spelling
+        .written("metadata")
+        .unwrap_or("metadata")
+        .to_string();
     let Value::Object(metadata) = metadata else {
-        problems.push((written, "must be an object like {name: deploy-db, namespace: core}".into()));
+        problems.push((
+            written,
+            "must be an object like {name: deploy-db, namespace: core}".into(),
+        ));
         return;
     };
     let text = |key: &str, other: &str| {
@@ -270,21 +297,41 @@ fn metadata(fields: &mut Map<String, Value>, spelling: &mut Spelling, problems: 
             spelling.fields.push(("label", format!("{written}.name")));
         }
         (None, true) => {}
-        (None, false) => problems.push((format!("{written}.name"), "missing required field".into())),
+        (None, false) => {
+            problems.push((format!("{written}.name"), "missing required field".into()))
+        }
     }
-    if let (Some(description), false) = (metadata.get("description").or_else(|| metadata.get("Description")), fields.contains_key("description")) {
+    if let (Some(description), false) = (
+        metadata
+            .get("description")
+            .or_else(|| metadata.get("Description")),
+        fields.contains_key("description"),
+    ) {
         fields.insert("description".into(), description.clone());
-        spelling.fields.push(("description", format!("{written}.description")));
+        spelling
+            .fields
+            .push(("description", format!("{written}.description")));
     }
-    if let (Some(save), false) = (metadata.get("SaveOutputs").or_else(|| metadata.get("save_outputs")), fields.contains_key("save_outputs")) {
+    if let (Some(save), false) = (
+        metadata
+            .get("SaveOutputs")
+            .or_else(|| metadata.get("save_outputs")),
+        fields.contains_key("save_outputs"),
+    ) {
         fields.insert("save_outputs".into(), save.clone());
-        spelling.fields.push(("save_outputs", format!("{written}.SaveOutputs")));
+        spelling
+            .fields
+            .push(("save_outputs", format!("{written}.SaveOutputs")));
     }
 }
 
 /// `DependsOn` and `After` (each a label, a list of them, or `"null"`) become one list, and
 /// `Before` a list; each entry remembers the field it came from.
-fn dependencies(fields: &mut Map<String, Value>, spelling: &mut Spelling, problems: &mut Vec<(String, String)>) {
+fn dependencies(
+    fields: &mut Map<String, Value>,
+    spelling: &mut Spelling,
+    problems: &mut Vec<(String, String)>,
+) {
     let mut depends_on = Vec::new();
     for canonical in ["depends_on", "after"] {
         let written = spelling.written(canonical).unwrap_or(canonical).to_string();
@@ -308,7 +355,11 @@ fn dependencies(fields: &mut Map<String, Value>, spelling: &mut Spelling, proble
 
 /// A label, a list of labels, nothing, or SCK's `"null"`, as a list (entries that are not text
 /// are kept, for the validator to report where they stand).
-fn label_list(value: Option<Value>, written: &str, problems: &mut Vec<(String, String)>) -> Vec<Value> {
+fn label_list(
+    value: Option<Value>,
+    written: &str,
+    problems: &mut Vec<(String, String)>,
+) -> Vec<Value> {
     match value {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) if s == "null" || s.is_empty() => Vec::new(),
@@ -348,7 +399,8 @@ pub(crate) fn snake_case(name: &str) -> String {
         if c.is_ascii_uppercase() {
             let previous = i.checked_sub(1).map(|p| chars[p]);
             let next = chars.get(i + 1).copied();
-            let starts_word = previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+            let starts_word = previous
+                .is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
                 || (previous.is_some_and(|p| p.is_ascii_uppercase())
                     && next.is_some_and(|n| n.is_ascii_lowercase()));
             if starts_word && !out.ends_with('_') {
@@ -486,10 +538,7 @@ impl<'l> StateName<'l> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StateKey<'k> {
     /// `<namespace>:var/<path>/<name>`: a variable of the action `<namespace>:action/<path>`.
-    Var {
-        action: String,
-        name: &'k str,
-    },
+    Var { action: String, name: &'k str },
     /// `<namespace>:output/<name>`: an output of any action of the namespace that saves them.
     Output { namespace: &'k str, name: &'k str },
 }
@@ -498,7 +547,8 @@ impl<'k> StateKey<'k> {
     /// What `key` names, if it has one of the two forms actions write.
     pub(crate) fn parse(key: &'k str) -> Option<Self> {
         if let Some((namespace, name)) = key.split_once(":output/") {
-            return (!name.is_empty() && !name.contains('/')).then_some(StateKey::Output { namespace, name });
+            return (!name.is_empty() && !name.contains('/'))
+                .then_some(StateKey::Output { namespace, name });
         }
         let (namespace, rest) = key.split_once(":var/")?;
         let (path, name) = rest.rsplit_once('/')?;
@@ -529,7 +579,10 @@ mod tests {
             assert_eq!(snake_case(pascal), snake, "{pascal}");
         }
         assert_eq!(pascal_case("stack_name"), "StackName");
-        assert_eq!(sck_param_name(Some("aws.create_stack"), "parameters"), "StackParameters");
+        assert_eq!(
+            sck_param_name(Some("aws.create_stack"), "parameters"),
+            "StackParameters"
+        );
     }
 
     #[test]
@@ -577,7 +630,8 @@ mod tests {
         assert_eq!(detect("f.yaml", &spec, None), Dialect::SckV2);
         let v3 = [json!({"kind": "create_stack", "metadata": {"name": "a"}, "spec": {}})];
         assert_eq!(detect("f.yaml", &v3, None), Dialect::SckV3);
-        let legacy = [json!({"Label": "a", "Type": "AWS::CreateStack", "Params": {"stack_name": "s"}})];
+        let legacy =
+            [json!({"Label": "a", "Type": "AWS::CreateStack", "Params": {"stack_name": "s"}})];
         assert_eq!(detect("f.json", &legacy, None), Dialect::Native);
         assert_eq!(detect("f.actions", &legacy, None), Dialect::SckV1);
         let native = [json!({"label": "a", "type": "system.no_op"})];
@@ -594,13 +648,24 @@ mod tests {
             "DependsOn": ["x:action/c"],
             "Spec": {"StackName": "s", "StackParameters": {"KeyName": "k"}}
         });
-        let Value::Object(object) = action else { unreachable!() };
+        let Value::Object(object) = action else {
+            unreachable!()
+        };
         let normalised = normalise(object, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(normalised.fields["params"], json!({"stack_name": "s", "parameters": {"KeyName": "k"}}));
-        assert_eq!(normalised.fields["depends_on"], json!(["x:action/c", "x:action/b"]));
+        assert_eq!(
+            normalised.fields["params"],
+            json!({"stack_name": "s", "parameters": {"KeyName": "k"}})
+        );
+        assert_eq!(
+            normalised.fields["depends_on"],
+            json!(["x:action/c", "x:action/b"])
+        );
         let s = &normalised.spelling;
-        assert_eq!(s.translate("params.parameters.KeyName"), "Spec.StackParameters.KeyName");
+        assert_eq!(
+            s.translate("params.parameters.KeyName"),
+            "Spec.StackParameters.KeyName"
+        );
         assert_eq!(s.translate("params"), "Spec");
         assert_eq!(s.translate("depends_on[1]"), "After[0]");
         assert_eq!(s.translate("type"), "Kind");
@@ -611,7 +676,11 @@ mod tests {
 impl super::Validator<'_> {
     /// An SCK action's fields in baton's names. Problems found on the way name the fields as
     /// written; later ones are translated back through the action's [`Spelling`].
-    pub(super) fn sck_fields(&mut self, i: usize, object: Map<String, Value>) -> Map<String, Value> {
+    pub(super) fn sck_fields(
+        &mut self,
+        i: usize,
+        object: Map<String, Value>,
+    ) -> Map<String, Value> {
         let mut problems = Vec::new();
         let normalised = normalise(object, &mut problems);
         let label = normalised
@@ -642,7 +711,9 @@ impl super::Validator<'_> {
         draft.before = self.read_depends_on(i, label, "before", fields.remove("before"));
         match fields.remove("scope") {
             None | Some(Value::Null) => {}
-            Some(Value::String(scope)) if SCOPES.contains(&scope.as_str()) => draft.scope = Some(scope),
+            Some(Value::String(scope)) if SCOPES.contains(&scope.as_str()) => {
+                draft.scope = Some(scope)
+            }
             Some(other) => self.error(
                 i,
                 label,
@@ -660,13 +731,20 @@ impl super::Validator<'_> {
         match fields.remove("save_outputs") {
             None | Some(Value::Null) => {}
             Some(Value::Bool(save)) => draft.save_outputs = Some(save),
-            Some(Value::String(text)) if text.eq_ignore_ascii_case("true") => draft.save_outputs = Some(true),
-            Some(Value::String(text)) if text.eq_ignore_ascii_case("false") => draft.save_outputs = Some(false),
+            Some(Value::String(text)) if text.eq_ignore_ascii_case("true") => {
+                draft.save_outputs = Some(true)
+            }
+            Some(Value::String(text)) if text.eq_ignore_ascii_case("false") => {
+                draft.save_outputs = Some(false)
+            }
             Some(other) => self.error(
                 i,
                 label,
                 "save_outputs",
-                format!("must be true or false, not {}", super::describe_kind(&other)),
+                format!(
+                    "must be true or false, not {}",
+                    super::describe_kind(&other)
+                ),
             ),
         }
         if let Some(hooks) = fields.remove("lifecycle_hooks") {
@@ -690,7 +768,10 @@ impl super::Validator<'_> {
                     i,
                     label,
                     "lifecycle_hooks",
-                    format!("must be a list of hooks, not {}", super::describe_kind(&other)),
+                    format!(
+                        "must be a list of hooks, not {}",
+                        super::describe_kind(&other)
+                    ),
                 );
                 return Vec::new();
             }
@@ -746,19 +827,21 @@ fn hook_field<'v>(map: &'v Map<String, Value>, name: &str) -> Option<(&'static s
         ("Message", "message"),
     ];
     let (pascal, snake) = NAMES.iter().find(|(p, _)| *p == name)?;
-    map.get(*pascal).or_else(|| map.get(*snake)).map(|v| (*pascal, v))
+    map.get(*pascal)
+        .or_else(|| map.get(*snake))
+        .map(|v| (*pascal, v))
 }
 
 /// Keys of `map` that are none of `allowed` (in either spelling), reported as unknown.
 fn unknown_keys(map: &Map<String, Value>, allowed: &[&str], at: &str, found: &mut HookProblems) {
     for key in map.keys() {
-        let known = allowed
-            .iter()
-            .any(|a| a == key || snake_case(a) == *key);
+        let known = allowed.iter().any(|a| a == key || snake_case(a) == *key);
         if !known {
             let hint = did_you_mean(key, allowed.iter().copied())
                 .unwrap_or_else(|| format!(" (allowed: {})", allowed.join(", ")));
-            found.errors.push((format!("{at}.{key}"), format!("unknown field{hint}")));
+            found
+                .errors
+                .push((format!("{at}.{key}"), format!("unknown field{hint}")));
         }
     }
 }
@@ -766,7 +849,10 @@ fn unknown_keys(map: &Map<String, Value>, allowed: &[&str], at: &str, found: &mu
 /// One `LifecycleHooks` entry; `None` when it is wrong, or can never fire (no `Identity`).
 fn parse_hook(at: &str, item: Value, found: &mut HookProblems) -> Option<LifecycleHook> {
     let Value::Object(map) = item else {
-        found.errors.push((at.into(), format!("must be a hook object, not {}", super::describe_kind(&item))));
+        found.errors.push((
+            at.into(),
+            format!("must be a hook object, not {}", super::describe_kind(&item)),
+        ));
         return None;
     };
     unknown_keys(&map, &["Type", "States", "Parameters"], at, found);
@@ -774,26 +860,46 @@ fn parse_hook(at: &str, item: Value, found: &mut HookProblems) -> Option<Lifecyc
         Some(Value::String(kind)) if kind == "status" => {}
         Some(Value::String(kind)) => found.errors.push((
             format!("{at}.Type"),
-            format!("unknown hook type \"{kind}\": SCK's runner has status hooks only (Type: status)"),
+            format!(
+                "unknown hook type \"{kind}\": SCK's runner has status hooks only (Type: status)"
+            ),
         )),
-        Some(other) => found.errors.push((format!("{at}.Type"), format!("must be \"status\", not {}", super::describe_kind(other)))),
-        None => found.errors.push((format!("{at}.Type"), "missing required field (Type: status)".into())),
+        Some(other) => found.errors.push((
+            format!("{at}.Type"),
+            format!("must be \"status\", not {}", super::describe_kind(other)),
+        )),
+        None => found.errors.push((
+            format!("{at}.Type"),
+            "missing required field (Type: status)".into(),
+        )),
     }
     let states = hook_states(at, hook_field(&map, "States").map(|(_, v)| v), found);
     let empty = Map::new();
     let parameters = match hook_field(&map, "Parameters").map(|(_, v)| v) {
         Some(Value::Object(p)) => p,
         Some(other) => {
-            found.errors.push((format!("{at}.Parameters"), format!("must be an object, not {}", super::describe_kind(other))));
+            found.errors.push((
+                format!("{at}.Parameters"),
+                format!("must be an object, not {}", super::describe_kind(other)),
+            ));
             &empty
         }
         None => &empty,
     };
     let at_parameters = format!("{at}.Parameters");
-    unknown_keys(parameters, &["OnRunning", "OnComplete", "OnFailed", "Identity", "Details"], &at_parameters, found);
+    unknown_keys(
+        parameters,
+        &["OnRunning", "OnComplete", "OnFailed", "Identity", "Details"],
+        &at_parameters,
+        found,
+    );
     let message = |state: HookState, found: &mut HookProblems| {
         let key = format!("On{}", state.as_str());
-        hook_message(&format!("{at_parameters}.{key}"), hook_field(parameters, &key).map(|(_, v)| v), found)
+        hook_message(
+            &format!("{at_parameters}.{key}"),
+            hook_field(parameters, &key).map(|(_, v)| v),
+            found,
+        )
     };
     let on_running = message(HookState::Running, found);
     let on_complete = message(HookState::Complete, found);
@@ -802,7 +908,10 @@ fn parse_hook(at: &str, item: Value, found: &mut HookProblems) -> Option<Lifecyc
         Some(Value::String(identity)) if !identity.is_empty() => Some(identity.clone()),
         Some(Value::String(_)) | None | Some(Value::Null) => None,
         Some(other) => {
-            found.errors.push((format!("{at_parameters}.Identity"), format!("must be text (a PRN), not {}", super::describe_kind(other))));
+            found.errors.push((
+                format!("{at_parameters}.Identity"),
+                format!("must be text (a PRN), not {}", super::describe_kind(other)),
+            ));
             None
         }
     };
@@ -841,7 +950,13 @@ fn hook_states(at: &str, value: Option<&Value>, found: &mut HookProblems) -> Vec
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
         Some(other) => {
-            found.errors.push((format!("{at}.States"), format!("must be a list such as [Running, Complete, Failed], not {}", super::describe_kind(other))));
+            found.errors.push((
+                format!("{at}.States"),
+                format!(
+                    "must be a list such as [Running, Complete, Failed], not {}",
+                    super::describe_kind(other)
+                ),
+            ));
             return Vec::new();
         }
     };
@@ -861,8 +976,14 @@ fn hook_states(at: &str, value: Option<&Value>, found: &mut HookProblems) -> Vec
                 "SCK's runner never fires a hook on Pending; ignored".into(),
             )),
             (None, _) => {
-                let shown = item.as_str().map_or_else(|| super::describe_kind(item).to_string(), |s| format!("\"{s}\""));
-                found.errors.push((format!("{at}.States[{j}]"), format!("{shown} is not one of Running, Complete, Failed")));
+                let shown = item.as_str().map_or_else(
+                    || super::describe_kind(item).to_string(),
+                    |s| format!("\"{s}\""),
+                );
+                found.errors.push((
+                    format!("{at}.States[{j}]"),
+                    format!("{shown} is not one of Running, Complete, Failed"),
+                ));
             }
         }
     }
@@ -875,7 +996,13 @@ fn hook_message(at: &str, value: Option<&Value>, found: &mut HookProblems) -> Op
         Value::Object(map) => map,
         Value::Null => return None,
         other => {
-            found.errors.push((at.into(), format!("must be an object like {{Status: DEPLOY_IN_PROGRESS, Message: …}}, not {}", super::describe_kind(other))));
+            found.errors.push((
+                at.into(),
+                format!(
+                    "must be an object like {{Status: DEPLOY_IN_PROGRESS, Message: …}}, not {}",
+                    super::describe_kind(other)
+                ),
+            ));
             return None;
         }
     };
@@ -884,13 +1011,19 @@ fn hook_message(at: &str, value: Option<&Value>, found: &mut HookProblems) -> Op
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(text.clone()),
         Some(other) => {
-            found.errors.push((format!("{at}.{name}"), format!("must be text, not {}", super::describe_kind(other))));
+            found.errors.push((
+                format!("{at}.{name}"),
+                format!("must be text, not {}", super::describe_kind(other)),
+            ));
             None
         }
     };
     let status = text("Status", found);
     let message = text("Message", found);
-    Some(HookMessage { status: status?, message })
+    Some(HookMessage {
+        status: status?,
+        message,
+    })
 }
 
 /// Every text of a hook that is rendered when it fires, with its field path.
@@ -910,7 +1043,11 @@ fn hook_texts(at: &str, hook: &LifecycleHook) -> Vec<(String, String)> {
             }
         }
     }
-    collect_strings(&hook.details, &mut format!("{at}.Parameters.Details"), &mut texts);
+    collect_strings(
+        &hook.details,
+        &mut format!("{at}.Parameters.Details"),
+        &mut texts,
+    );
     texts
 }
 
@@ -952,7 +1089,9 @@ impl Lookups {
         let mut lookups = Lookups::default();
         for (field, read) in refs {
             for (key, has_default) in &read.lookups {
-                lookups.keys.push((field.clone(), key.clone(), *has_default));
+                lookups
+                    .keys
+                    .push((field.clone(), key.clone(), *has_default));
             }
             lookups.dynamic |= !read.dynamic_lookups.is_empty();
         }
@@ -982,7 +1121,10 @@ impl super::Validator<'_> {
         let mut namespaces: std::collections::HashMap<&str, Vec<ActionIdx>> = Default::default();
         for (i, action) in plan.actions.iter().enumerate() {
             if let (Some(name), true) = (StateName::of_label(&action.label), action.save_outputs) {
-                namespaces.entry(name.namespace).or_default().push(i as ActionIdx);
+                namespaces
+                    .entry(name.namespace)
+                    .or_default()
+                    .push(i as ActionIdx);
             }
         }
         let mut reads: Vec<(ActionIdx, Vec<KeyRead>, bool)> = Vec::new();
@@ -1002,7 +1144,12 @@ impl super::Validator<'_> {
                     None => Vec::new(),
                 };
                 queries.extend(writers.iter().map(|&w| (idx, w)));
-                keys.push(KeyRead { field, key, has_default, writers });
+                keys.push(KeyRead {
+                    field,
+                    key,
+                    has_default,
+                    writers,
+                });
             }
             reads.push((idx, keys, found.dynamic));
         }
@@ -1034,7 +1181,13 @@ impl super::Validator<'_> {
     }
 
     /// Warns when no ancestor of `idx` can write `read.key`.
-    fn warn_unwritten(&mut self, plan: &Plan, idx: ActionIdx, read: &KeyRead, ancestors: &[ActionIdx]) {
+    fn warn_unwritten(
+        &mut self,
+        plan: &Plan,
+        idx: ActionIdx,
+        read: &KeyRead,
+        ancestors: &[ActionIdx],
+    ) {
         let outcome = if read.has_default {
             "it always renders its default"
         } else {
@@ -1090,7 +1243,8 @@ fn writes_variable(plan: &Plan, writer: ActionIdx, name: &str) -> bool {
     }
     match action.params.get("variables") {
         Some(Value::Object(variables)) => {
-            variables.contains_key(name) || variables.keys().any(|k| crate::template::is_template(k))
+            variables.contains_key(name)
+                || variables.keys().any(|k| crate::template::is_template(k))
         }
         _ => true,
     }

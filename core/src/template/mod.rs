@@ -168,12 +168,18 @@ fn refs(source: &str, analysis: analysis::Analysis) -> Result<OutputRefs, Templa
     // An unknown filter or test fails only when the template renders; validation says so.
     for name in &analysis.filters {
         if !state::known(state::Kind::Filter, name) {
-            return Err(TemplateError::Unknown(state::unknown_message(state::Kind::Filter, name)));
+            return Err(TemplateError::Unknown(state::unknown_message(
+                state::Kind::Filter,
+                name,
+            )));
         }
     }
     for name in &analysis.tests {
         if !state::known(state::Kind::Test, name) {
-            return Err(TemplateError::Unknown(state::unknown_message(state::Kind::Test, name)));
+            return Err(TemplateError::Unknown(state::unknown_message(
+                state::Kind::Test,
+                name,
+            )));
         }
     }
     Ok(OutputRefs {
@@ -415,7 +421,12 @@ impl Context {
 
     /// `: "x" was skipped …` when `text` reads an action that was skipped.
     fn skipped_note(&self, text: &str) -> String {
-        match self.values.skipped.iter().find(|label| text.contains(label.as_str())) {
+        match self
+            .values
+            .skipped
+            .iter()
+            .find(|label| text.contains(label.as_str()))
+        {
             Some(label) => format!(
                 " (\"{label}\" was skipped: its condition was false, so it has no outputs; \
                  give a default with `| default(…)`, or test `is defined`)"
@@ -957,8 +968,8 @@ mod tests {
         // A set_variables value rendered from a comparison is the text "False", and a later
         // condition compares it with 'False', as in SCK's runner.
         let context = sck_ctx(json!({}));
-        let persist = render_params(&json!({"Persist": "{{ '' != '' }}"}), &context)
-            .expect("renders");
+        let persist =
+            render_params(&json!({"Persist": "{{ '' != '' }}"}), &context).expect("renders");
         assert_eq!(persist, json!({"Persist": "False"}));
         let context = sck_ctx(json!({"ns:var/g/Persist": "False"}));
         for (condition, runs) in [
@@ -986,8 +997,8 @@ mod tests {
 
     #[test]
     fn a_skipped_action_reads_as_absent_outputs() {
-        let context =
-            Context::new("run-1", &Map::new(), std::iter::empty()).with_skipped(vec!["gather".into()]);
+        let context = Context::new("run-1", &Map::new(), std::iter::empty())
+            .with_skipped(vec!["gather".into()]);
         let rendered = render_params(
             &json!({
                 "d": "{{ outputs.gather.Name | default('none') }}",
@@ -1010,17 +1021,31 @@ mod tests {
 
     #[test]
     fn unknown_filters_and_tests_are_refused_when_checked() {
-        let err = check_template("{{ 'k' | lookpu('x') }}").expect_err("unknown").to_string();
-        assert!(err.contains("unknown filter \"lookpu\" (did you mean \"lookup\"?)"), "{err}");
-        let err = check_expression("vars.x is definde").expect_err("unknown").to_string();
+        let err = check_template("{{ 'k' | lookpu('x') }}")
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            err.contains("unknown filter \"lookpu\" (did you mean \"lookup\"?)"),
+            "{err}"
+        );
+        let err = check_expression("vars.x is definde")
+            .expect_err("unknown")
+            .to_string();
         assert!(err.contains("unknown test \"definde\""), "{err}");
         let refs = check_template("{{ 'a:var/b/C' | lookup('') }}{{ 'a:output/D' | lookup }}")
             .expect("known");
         assert_eq!(
             refs.lookups,
-            vec![("a:var/b/C".to_string(), true), ("a:output/D".to_string(), false)]
+            vec![
+                ("a:var/b/C".to_string(), true),
+                ("a:output/D".to_string(), false)
+            ]
         );
-        for known in ["{{ 'x' | rstrip('.') }}", "{{ [1] | join(',') }}", "{{ 1 is odd }}"] {
+        for known in [
+            "{{ 'x' | rstrip('.') }}",
+            "{{ [1] | join(',') }}",
+            "{{ 1 is odd }}",
+        ] {
             check_template(known).expect(known);
         }
     }

@@ -26,7 +26,9 @@ impl Schema for DeleteStack {
         super::check_service_role(params.service_role_arn.as_deref())?;
         for (i, status) in params.success_statuses.iter().enumerate() {
             let word = |c: char| c.is_ascii_uppercase() || c == '_';
-            if !(status.chars().all(word) || crate::template::is_template(status)) || status.is_empty() {
+            if !(status.chars().all(word) || crate::template::is_template(status))
+                || status.is_empty()
+            {
                 return Err(ParamsProblem::new(
                     format!("success_statuses[{i}]"),
                     format!(
@@ -143,7 +145,10 @@ mod calls {
     /// Complete, with the stack's last status as the output SCK files read (`StackStatus`).
     fn status_outcome(status: &str) -> Outcome {
         let mut outputs = serde_json::Map::new();
-        outputs.insert("StackStatus".into(), serde_json::Value::String(status.to_string()));
+        outputs.insert(
+            "StackStatus".into(),
+            serde_json::Value::String(status.to_string()),
+        );
         Outcome::Complete { outputs }
     }
 
