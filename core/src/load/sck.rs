@@ -638,6 +638,54 @@ mod tests {
         assert_eq!(detect("f.actions", &native, None), Dialect::Native);
     }
 
+    /// A stored SCK plan reads back to the same plan, under the same rules.
+    #[test]
+    fn stored_sck_plans_keep_their_dialect_and_read_back_the_same() {
+        let text = r#"
+- Name: ns:action/facts
+  Kind: System::SetVariables
+  Scope: build
+  SaveOutputs: false
+  Spec: { Variables: { Persist: "{{ 1 == 2 }}" } }
+  LifecycleHooks:
+    - Type: status
+      States: [ Running, Complete ]
+      Parameters:
+        OnComplete: { Status: DEPLOY_IN_PROGRESS, Message: "Facts for {{ run.id }}" }
+        Identity: prn:a:b
+        Details: { Scope: build }
+- Name: ns:action/deploy/a
+  Kind: System::NoOp
+  After: ns:action/facts
+  Condition: "('ns:var/facts/Persist' | lookup('False')) == 'False'"
+- Name: ns:action/first
+  Kind: System::NoOp
+  Before: [ "ns:action/deploy/*" ]
+- apiVersion: v1
+  kind: aws.upload_context
+  metadata: { name: upload, namespace: ns, description: context }
+  spec: { Bucket: b, Prefix: files/ctx/ }
+"#;
+        let loaded = crate::load::load_str("f.actions", text, crate::load::Format::Yaml)
+            .expect("valid");
+        let plan = loaded.plan;
+        assert_eq!(plan.dialect(), Dialect::SckV3);
+        assert_eq!(plan.deps(1), &[0, 2]);
+        let upload = plan.action(3);
+        assert_eq!(upload.label, "ns:action/upload");
+        assert_eq!(upload.params["key"], "files/ctx/context.json");
+        assert_eq!(plan.action(0).hooks.len(), 1);
+        assert!(!plan.action(0).save_outputs);
+        let stored = plan.to_json();
+        let text = String::from_utf8(stored.clone()).expect("utf-8");
+        let again = crate::load::load_str("actions.json", &text, crate::load::Format::Json)
+            .expect("stored plan reads back");
+        assert_eq!(again.plan.dialect(), Dialect::SckV3);
+        assert_eq!(again.plan.to_json(), stored);
+        assert_eq!(again.plan.action(0).hooks, plan.action(0).hooks);
+        assert_eq!(again.plan.action(1).reads_state, Some(vec![0]));
+    }
+
     #[test]
     fn problems_name_fields_as_written() {
         let mut problems = Vec::new();
