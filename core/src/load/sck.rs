@@ -666,8 +666,8 @@ mod tests {
   metadata: { name: upload, namespace: ns, description: context }
   spec: { Bucket: b, Prefix: files/ctx/ }
 "#;
-        let loaded = crate::load::load_str("f.actions", text, crate::load::Format::Yaml)
-            .expect("valid");
+        let loaded =
+            crate::load::load_str("f.actions", text, crate::load::Format::Yaml).expect("valid");
         let plan = loaded.plan;
         assert_eq!(plan.dialect(), Dialect::SckV3);
         assert_eq!(plan.deps(1), &[0, 2]);
@@ -684,6 +684,66 @@ mod tests {
         assert_eq!(again.plan.to_json(), stored);
         assert_eq!(again.plan.action(0).hooks, plan.action(0).hooks);
         assert_eq!(again.plan.action(1).reads_state, Some(vec![0]));
+    }
+
+    /// Which action writes a key is known from its name, so a computed key is refused, as a
+    /// read of `outputs` that does not name its action is; a written-out key that no ancestor
+    /// writes is a warning.
+    #[test]
+    fn lookup_keys_are_written_out_and_written_by_ancestors() {
+        let text = r#"
+- Name: ns:action/a
+  Kind: System::SetVariables
+  Spec: { Variables: { X: "1" } }
+- Name: ns:action/b
+  Kind: System::NoOp
+  Condition: "('ns:var/' ~ 'a/X') | lookup == '1'"
+  DependsOn: ns:action/a
+"#;
+        let problems = crate::load::load_str("f.actions", text, crate::load::Format::Yaml)
+            .expect_err("computed key");
+        let message = problems.errors[0].to_string();
+        assert!(
+            message.contains("Condition: lookup reads a key that is computed"),
+            "{message}"
+        );
+        let text = r#"
+- Name: ns:action/a
+  Kind: System::SetVariables
+  Spec: { Variables: { X: "1" } }
+- Name: ns:action/b
+  Kind: System::NoOp
+  Condition: "'ns:var/a/Y' | lookup('') == '1' and 'ns:var/a/X' | lookup == '1'"
+- Name: ns:action/c
+  Kind: System::NoOp
+  DependsOn: ns:action/a
+  Condition: "'ns:var/a/Y' | lookup('') == '1'"
+"#;
+        let loaded = crate::load::load_str("f.actions", text, crate::load::Format::Yaml)
+            .expect("warnings only");
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        assert!(
+            warnings[0].contains("which this action does not depend on"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[0].contains("it always renders its default"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].contains("it fails when it renders"),
+            "{}",
+            warnings[1]
+        );
+        assert!(
+            warnings[2].contains("\"ns:action/a\" sets no variable \"Y\""),
+            "{}",
+            warnings[2]
+        );
+        assert_eq!(loaded.plan.action(2).reads_state, Some(vec![0]));
     }
 
     #[test]
@@ -1128,8 +1188,8 @@ fn collect_strings(value: &Value, path: &mut String, out: &mut Vec<(String, Stri
 pub(super) struct Lookups {
     /// (field, key, whether a default is given).
     keys: Vec<(String, String, bool)>,
-    /// A key is computed: every ancestor's state is offered.
-    dynamic: bool,
+    /// (field, the lookup as written) of each whose key is computed.
+    dynamic: Vec<(String, String)>,
 }
 
 impl Lookups {
@@ -1141,13 +1201,15 @@ impl Lookups {
                     .keys
                     .push((field.clone(), key.clone(), *has_default));
             }
-            lookups.dynamic |= !read.dynamic_lookups.is_empty();
+            for written in &read.dynamic_lookups {
+                lookups.dynamic.push((field.clone(), written.clone()));
+            }
         }
         lookups
     }
 
     fn is_empty(&self) -> bool {
-        self.keys.is_empty() && !self.dynamic
+        self.keys.is_empty() && self.dynamic.is_empty()
     }
 }
 
@@ -1175,13 +1237,27 @@ impl super::Validator<'_> {
                     .push(i as ActionIdx);
             }
         }
-        let mut reads: Vec<(ActionIdx, Vec<KeyRead>, bool)> = Vec::new();
+        let mut reads: Vec<(ActionIdx, Vec<KeyRead>)> = Vec::new();
         let mut queries = Vec::new();
         for (idx, found) in lookups.into_iter().enumerate() {
             if found.is_empty() {
                 continue;
             }
             let idx = idx as ActionIdx;
+            for (field, written) in found.dynamic {
+                let label = plan.label(idx).to_string();
+                self.error(
+                    idx as usize,
+                    Some(&label),
+                    &field,
+                    format!(
+                        "lookup reads a key that is computed: `{written}`; write the key out \
+                         ('<namespace>:var/<path>/<name>' or '<namespace>:output/<name>'), so \
+                         that which action writes it is known and only actions that finished \
+                         first can be read"
+                    ),
+                );
+            }
             let mut keys = Vec::new();
             for (field, key, has_default) in found.keys {
                 let writers = match StateKey::parse(&key) {
@@ -1199,19 +1275,12 @@ impl super::Validator<'_> {
                     writers,
                 });
             }
-            reads.push((idx, keys, found.dynamic));
+            reads.push((idx, keys));
         }
         let answers = crate::graph::transitive_dependencies(&plan.deps, &plan.order, &queries);
         let mut answers = answers.into_iter();
-        for (idx, keys, dynamic) in reads {
-            let mut readable: Vec<ActionIdx> = if dynamic {
-                plan.ancestors(idx)
-                    .into_iter()
-                    .filter(|&a| StateName::of_label(plan.label(a)).is_some())
-                    .collect()
-            } else {
-                Vec::new()
-            };
+        for (idx, keys) in reads {
+            let mut readable: Vec<ActionIdx> = Vec::new();
             for read in keys {
                 let ancestors: Vec<ActionIdx> = read
                     .writers
