@@ -34,7 +34,7 @@ pub use actions::{ActionType, Outcome};
 pub use driver::{drive, tick, Observer, Silent, TickOptions, TickReport};
 pub use executor::{Executor, StandardExecutor};
 pub use load::{load_path, load_str, Format, Loaded, Problem, Problems};
-pub use model::{Action, ActionIdx, Plan};
+pub use model::{Action, ActionIdx, Dialect, HookMessage, HookState, LifecycleHook, Plan};
 pub use payload::Payload;
 pub use run::{Run, RunError};
 pub use scheduler::{rendered_params, Next, Reexecute, Scheduler};

@@ -1253,7 +1253,7 @@ fn delete_stack_reports_the_resources_that_failed() {
         let outcome = aws
             .check(check_request(ActionType::DeleteStack, handle("delete")))
             .await;
-        assert_eq!(outcome, Outcome::complete());
+        assert_eq!(outcome, stack_status("DELETE_COMPLETE"));
         // An absent stack is already deleted.
         let absent = mock!(cfn::Client::describe_stacks).then_error(|| {
             cfn::operation::describe_stacks::DescribeStacksError::generic(
@@ -1270,7 +1270,45 @@ fn delete_stack_reports_the_resources_that_failed() {
                 json!({"stack_name": "app"}),
             ))
             .await;
-        assert_eq!(outcome, Outcome::complete());
+        assert_eq!(outcome, stack_status("DELETE_COMPLETE"));
+    });
+}
+
+/// A deleted stack's last status is its `StackStatus` output, which SCK teardown conditions
+/// read.
+fn stack_status(status: &str) -> Outcome {
+    let mut outputs = serde_json::Map::new();
+    outputs.insert("StackStatus".into(), json!(status));
+    Outcome::Complete { outputs }
+}
+
+/// `success_statuses`: a stack still in one of them after the delete request (CloudFormation
+/// would not delete it) counts as deleted, once the status has had time to change; any other
+/// status keeps the action waiting.
+#[test]
+fn delete_stack_success_statuses_count_as_deleted() {
+    rt().block_on(async {
+        let check = |params: Value, handle: Value| CheckRequest {
+            params,
+            ..check_request(ActionType::DeleteStack, handle)
+        };
+        let listed = json!({"stack_name": "app", "success_statuses": ["CREATE_COMPLETE", "UPDATE_COMPLETE"]});
+        let aws = mocked(&[&describe_returns(StackStatus::UpdateComplete)]);
+        let outcome = aws.check(check(listed.clone(), handle("delete"))).await;
+        assert_eq!(outcome, stack_status("UPDATE_COMPLETE"));
+        // Not listed: still waiting for the delete.
+        let outcome = aws
+            .check(check(json!({"stack_name": "app"}), handle("delete")))
+            .await;
+        assert!(matches!(outcome, Outcome::Running { .. }), "{outcome:?}");
+        // Right after the request, the old status may not have changed yet.
+        let now = json!({"stack_id": "arn:stack/app/1", "operation": "delete",
+                         "since": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+        let outcome = aws.check(check(listed, now)).await;
+        let Outcome::Running { check_after, .. } = outcome else {
+            panic!("must wait: {outcome:?}")
+        };
+        assert!(check_after <= std::time::Duration::from_secs(5), "{check_after:?}");
     });
 }
 

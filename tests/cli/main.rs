@@ -15,5 +15,6 @@ mod kinds;
 mod live;
 mod moto;
 mod runner;
+mod sck;
 mod secrets;
 mod stopping;
