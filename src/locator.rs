@@ -63,6 +63,10 @@ impl RunStore for AnyStore {
         each!(self, s => s.lock_driver())
     }
 
+    fn is_locked(&self) -> bool {
+        each!(self, s => s.is_locked())
+    }
+
     fn needs_lease(&self) -> bool {
         each!(self, s => s.needs_lease())
     }

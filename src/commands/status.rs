@@ -63,7 +63,7 @@ impl Driver {
                 Err(e) => Driver::Unknown(e.to_string()),
             };
         }
-        if run.store.lock_driver().is_err() {
+        if run.store.is_locked() {
             return Driver::Locked;
         }
         Driver::Idle

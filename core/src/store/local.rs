@@ -367,7 +367,7 @@ impl RunStore for LocalStore {
             .truncate(false)
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
-        match file.try_lock() {
+        match try_lock_patiently(&file) {
             Ok(()) => {
                 let _ = file.set_len(0);
                 let _ = write!(file, "{}", std::process::id());
@@ -387,6 +387,35 @@ impl RunStore for LocalStore {
                 })
             }
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    fn is_locked(&self) -> bool {
+        held_elsewhere(&self.dir.join(LOCK_FILE))
+    }
+}
+
+/// Whether another open file holds the lock: one quick try that writes nothing.
+fn held_elsewhere(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).open(path) else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+}
+
+/// Takes the lock, waiting out a momentary holder: `status`, `watch` and `logs --follow` ask
+/// whether a run is driven by taking the lock for an instant, and a driver starting in that
+/// instant must not be told the run is busy. A real driver holds it far longer than this.
+fn try_lock_patiently(file: &File) -> Result<(), fs::TryLockError> {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+    const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match file.try_lock() {
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(POLL);
+            }
+            other => return other,
         }
     }
 }
@@ -443,6 +472,34 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    /// Watchers ask "is it driven?" all the time; a driver starting meanwhile still gets the
+    /// run, and a held run reads as locked.
+    #[test]
+    fn asking_whether_a_run_is_driven_never_keeps_a_driver_out() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::in_root(tmp.path(), "probe");
+        block_on(store.create(b"[]", b"s1")).expect("create");
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let prober = store.clone();
+            let stop = &stop;
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = prober.is_locked();
+                }
+            });
+            for _ in 0..200 {
+                let guard = store
+                    .lock_driver()
+                    .expect("a probe never makes the run busy");
+                assert!(store.is_locked());
+                drop(guard);
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert!(!store.is_locked());
     }
 
     #[test]
