@@ -22,12 +22,13 @@ pub async fn aws() -> Arc<Aws> {
         .clone()
 }
 
-/// The executor for a plan: with AWS access only if the plan has `aws.*` actions.
+/// The executor for a plan: with AWS access only if the plan has `aws.*` actions or status
+/// hooks (which publish to SNS or EventBridge when the run has a sink).
 pub async fn executor(plan: &baton_core::Plan) -> baton_core::StandardExecutor {
     if plan
         .actions()
         .iter()
-        .any(|a| a.action_type.name().starts_with("aws."))
+        .any(|a| a.action_type.name().starts_with("aws.") || !a.hooks.is_empty())
     {
         baton_core::StandardExecutor::with_aws(aws().await)
     } else {

@@ -10,6 +10,7 @@ mod crash;
 mod docs;
 mod e2e;
 mod faults;
+mod hooks;
 mod hostile;
 mod kinds;
 mod live;
