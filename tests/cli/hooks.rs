@@ -51,7 +51,7 @@ const FAILING: &str = r#"
 "#;
 
 /// A topic and a queue subscribed to it (raw delivery: the body is the hook's JSON).
-async fn topic_with_queue(endpoint: &str) -> (String, String) {
+pub(crate) async fn topic_with_queue(endpoint: &str) -> (String, String) {
     let name = unique("hooks");
     let topic = sns_client(endpoint)
         .create_topic()

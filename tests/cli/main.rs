@@ -17,5 +17,6 @@ mod live;
 mod moto;
 mod runner;
 mod sck;
+mod sck_apps;
 mod secrets;
 mod stopping;
