@@ -197,14 +197,13 @@ fn status_hooks_are_published_to_an_sns_topic() {
         "every hook has its own dedupe id"
     );
     // Recorded in the action's log thread and the run's.
-    let status = scratch.status(&run_id);
-    let paint = &status["actions"]["prn:shop:web:main:9:action/deploy/main/paint"];
-    let log = paint["log"].to_string();
+    let paint = "prn:shop:web:main:9:action/deploy/main/paint";
+    let log = stdout(&scratch.exits(&["logs", &run_id, paint], 0));
     assert!(
         log.contains("hook status DEPLOY_COMPLETE for prn:shop:web:main:9: Painted teal"),
-        "{paint:#}"
+        "{log}"
     );
-    let run_log = status["log"].to_string();
+    let run_log = stdout(&scratch.exits(&["logs", &run_id], 0));
     assert!(
         run_log.contains("status hooks publish to sns:"),
         "{run_log}"
@@ -273,8 +272,8 @@ fn a_failed_publish_is_logged_and_the_run_goes_on() {
     let out = baton_aws(&scratch, &endpoint, &args);
     assert_eq!(code(&out), 0, "{}", describe(&out));
     assert_eq!(json(&out)["status"], "succeeded");
-    let status = scratch.status(&run_id);
-    let log = status["actions"]["prn:shop:web:main:9:action/deploy/main/paint"]["log"].to_string();
+    let paint = "prn:shop:web:main:9:action/deploy/main/paint";
+    let log = stdout(&scratch.exits(&["logs", &run_id, paint], 0));
     assert!(
         log.contains("hook status DEPLOY_COMPLETE was not published: sns:Publish to"),
         "{log}"

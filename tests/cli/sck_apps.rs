@@ -54,7 +54,11 @@ fn read_actions(path: &std::path::Path) -> Vec<SckAction> {
             SckAction {
                 label: text("Label", "Name"),
                 kind: text("Type", "Kind"),
-                spec: a.get("Spec").or_else(|| a.get("Params")).cloned().unwrap_or(Value::Null),
+                spec: a
+                    .get("Spec")
+                    .or_else(|| a.get("Params"))
+                    .cloned()
+                    .unwrap_or(Value::Null),
             }
         })
         .collect()
@@ -80,7 +84,10 @@ fn lookups(text: &str) -> BTreeSet<String> {
 /// has the output's name; the build for `Build`; otherwise a literal).
 fn stand_in(params: &BTreeSet<String>, outputs: &BTreeSet<String>, build: &str) -> String {
     let mut resources = serde_json::Map::new();
-    resources.insert("Handle".into(), json!({"Type": "AWS::CloudFormation::WaitConditionHandle"}));
+    resources.insert(
+        "Handle".into(),
+        json!({"Type": "AWS::CloudFormation::WaitConditionHandle"}),
+    );
     let mut outs = serde_json::Map::new();
     for name in outputs {
         let value = if name == "KmsKeyArn" {
@@ -122,29 +129,46 @@ fn templates(actions: &[SckAction], texts: &str) -> (BTreeMap<String, String>, B
     let mut buckets = BTreeSet::new();
     let mut build = String::new();
     for a in actions.iter().filter(|a| a.kind == "AWS::CreateStack") {
-        let url = a.spec["TemplateUrl"].as_str().expect("TemplateUrl").to_string();
+        let url = a.spec["TemplateUrl"]
+            .as_str()
+            .expect("TemplateUrl")
+            .to_string();
         let entry = params.entry(url.clone()).or_default();
         if let Some(given) = a.spec["StackParameters"].as_object() {
             entry.extend(given.keys().cloned());
         }
         outputs.entry(url.clone()).or_default();
         by_stack.insert(a.spec["StackName"].as_str().unwrap_or_default().into(), url);
-        build = namespace(&a.label).split(':').nth(4).unwrap_or_default().to_string();
+        build = namespace(&a.label)
+            .split(':')
+            .nth(4)
+            .unwrap_or_default()
+            .to_string();
     }
     for a in actions {
-        if let Some(bucket) = a.spec.get("Bucket").or_else(|| a.spec.get("BucketName")).and_then(Value::as_str) {
+        if let Some(bucket) = a
+            .spec
+            .get("Bucket")
+            .or_else(|| a.spec.get("BucketName"))
+            .and_then(Value::as_str)
+        {
             buckets.insert(bucket.to_string());
         }
     }
     for key in lookups(texts) {
         if let Some((ns, name)) = key.split_once(":output/") {
             // Outputs saved by the namespace's stacks.
-            for a in actions.iter().filter(|a| a.kind == "AWS::CreateStack" && namespace(&a.label) == ns) {
+            for a in actions
+                .iter()
+                .filter(|a| a.kind == "AWS::CreateStack" && namespace(&a.label) == ns)
+            {
                 let url = a.spec["TemplateUrl"].as_str().unwrap_or_default();
                 outputs.entry(url.into()).or_default().insert(name.into());
             }
         } else if let Some((ns, rest)) = key.split_once(":var/") {
-            let Some((path, name)) = rest.rsplit_once('/') else { continue };
+            let Some((path, name)) = rest.rsplit_once('/') else {
+                continue;
+            };
             let reader = format!("{ns}:action/{path}");
             let stack = actions
                 .iter()
@@ -166,7 +190,9 @@ async fn stage(endpoint: &str, bodies: &BTreeMap<String, String>, buckets: &BTre
     let s3 = s3_client(endpoint);
     let mut all: BTreeSet<String> = buckets.clone();
     for url in bodies.keys() {
-        let (bucket, _) = url["s3://".len()..].split_once('/').expect("s3://bucket/key");
+        let (bucket, _) = url["s3://".len()..]
+            .split_once('/')
+            .expect("s3://bucket/key");
         all.insert(bucket.into());
     }
     for bucket in &all {
@@ -174,7 +200,9 @@ async fn stage(endpoint: &str, bodies: &BTreeMap<String, String>, buckets: &BTre
         let _ = s3.create_bucket().bucket(bucket).send().await;
     }
     for (url, body) in bodies {
-        let (bucket, key) = url["s3://".len()..].split_once('/').expect("s3://bucket/key");
+        let (bucket, key) = url["s3://".len()..]
+            .split_once('/')
+            .expect("s3://bucket/key");
         s3.put_object()
             .bucket(bucket)
             .key(key)
@@ -191,7 +219,9 @@ async fn stack_status(endpoint: &str, region: &str, name: &str) -> Option<String
         aws_sdk_cloudformation::Config::builder()
             .behavior_version(aws_sdk_cloudformation::config::BehaviorVersion::latest())
             .endpoint_url(endpoint)
-            .region(aws_sdk_cloudformation::config::Region::new(region.to_string()))
+            .region(aws_sdk_cloudformation::config::Region::new(
+                region.to_string(),
+            ))
             .credentials_provider(creds())
             .build(),
     );
@@ -214,8 +244,14 @@ fn sample_applications_deploy_release_and_tear_down() {
     let mut published = 0;
     for app in APPS {
         let dir = corpus.join("per-app").join(app);
-        let files: Vec<PathBuf> = PHASES.iter().map(|p| dir.join(format!("{p}.actions"))).collect();
-        let texts: String = files.iter().map(|f| std::fs::read_to_string(f).expect("read")).collect();
+        let files: Vec<PathBuf> = PHASES
+            .iter()
+            .map(|p| dir.join(format!("{p}.actions")))
+            .collect();
+        let texts: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).expect("read"))
+            .collect();
         let actions: Vec<SckAction> = files.iter().flat_map(|f| read_actions(f)).collect();
         let (bodies, buckets) = templates(&actions, &texts);
         rt().block_on(stage(&endpoint, &bodies, &buckets));
@@ -224,7 +260,12 @@ fn sample_applications_deploy_release_and_tear_down() {
             read_actions(&dir.join(format!("{phase}.actions")))
                 .into_iter()
                 .filter(|a| a.kind == "AWS::CreateStack" && a.spec["Account"] == ACCOUNT)
-                .map(|a| (a.spec["Region"].as_str().unwrap_or("us-east-1").to_string(), a.spec["StackName"].as_str().unwrap_or_default().to_string()))
+                .map(|a| {
+                    (
+                        a.spec["Region"].as_str().unwrap_or("us-east-1").to_string(),
+                        a.spec["StackName"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
                 .collect()
         };
         for (phase, file) in PHASES.iter().zip(&files) {
@@ -236,10 +277,16 @@ fn sample_applications_deploy_release_and_tear_down() {
             let summary = json(&out);
             assert_eq!(summary["status"], "succeeded", "{app} {phase}: {summary:#}");
             let messages = rt().block_on(drain(&endpoint, &queue));
-            let statuses: BTreeSet<&str> = messages.iter().filter_map(|m| m["status"].as_str()).collect();
+            let statuses: BTreeSet<&str> = messages
+                .iter()
+                .filter_map(|m| m["status"].as_str())
+                .collect();
             let upper = phase.to_uppercase();
             for want in [format!("{upper}_IN_PROGRESS"), format!("{upper}_COMPLETE")] {
-                assert!(statuses.contains(want.as_str()), "{app} {phase}: no {want} among {statuses:?}");
+                assert!(
+                    statuses.contains(want.as_str()),
+                    "{app} {phase}: no {want} among {statuses:?}"
+                );
             }
             assert!(messages.iter().all(|m| m["run_id"] == run_id.as_str()));
             published += messages.len();
@@ -253,7 +300,10 @@ fn sample_applications_deploy_release_and_tear_down() {
         for phase in ["deploy", "release"] {
             for (region, name) in stacks(phase) {
                 let status = rt().block_on(stack_status(&endpoint, &region, &name));
-                assert_eq!(status, None, "{app}: stack {name} is still there after teardown");
+                assert_eq!(
+                    status, None,
+                    "{app}: stack {name} is still there after teardown"
+                );
             }
         }
     }

@@ -359,7 +359,10 @@ mod calls {
     /// CloudFormation takes a template only by its HTTPS address; SCK files name it
     /// `s3://bucket/key`.
     fn https_template_url(url: &str) -> String {
-        match url.strip_prefix("s3://").and_then(|rest| rest.split_once('/')) {
+        match url
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+        {
             Some((bucket, key)) if !bucket.is_empty() => {
                 format!("https://{bucket}.s3.amazonaws.com/{key}")
             }
