@@ -80,9 +80,14 @@ fn lookups(text: &str) -> BTreeSet<String> {
 }
 
 /// A stand-in template: the parameters its stacks are given, and the outputs later lookups
-/// read (a real KMS key for `KmsKeyArn`, which the grants use; a parameter's value when one
+/// read (`key`, a real KMS key, for `KmsKeyArn`, which the grants use; a parameter's value when one
 /// has the output's name; the build for `Build`; otherwise a literal).
-fn stand_in(params: &BTreeSet<String>, outputs: &BTreeSet<String>, build: &str) -> String {
+fn stand_in(
+    params: &BTreeSet<String>,
+    outputs: &BTreeSet<String>,
+    build: &str,
+    key: &str,
+) -> String {
     let mut resources = serde_json::Map::new();
     resources.insert(
         "Handle".into(),
@@ -91,14 +96,7 @@ fn stand_in(params: &BTreeSet<String>, outputs: &BTreeSet<String>, build: &str) 
     let mut outs = serde_json::Map::new();
     for name in outputs {
         let value = if name == "KmsKeyArn" {
-            resources.insert(
-                "Key".into(),
-                json!({"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": {
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]
-                }}}),
-            );
-            json!({"Fn::GetAtt": ["Key", "Arn"]})
+            json!(key)
         } else if params.contains(name) {
             json!({"Ref": name})
         } else if name == "Build" {
@@ -122,7 +120,11 @@ fn stand_in(params: &BTreeSet<String>, outputs: &BTreeSet<String>, build: &str) 
 }
 
 /// The app's templates (`s3://bucket/key` → body) and the buckets its actions write to.
-fn templates(actions: &[SckAction], texts: &str) -> (BTreeMap<String, String>, BTreeSet<String>) {
+fn templates(
+    actions: &[SckAction],
+    texts: &str,
+    key: &str,
+) -> (BTreeMap<String, String>, BTreeSet<String>) {
     let mut params: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut outputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut by_stack: BTreeMap<String, String> = BTreeMap::new();
@@ -181,7 +183,7 @@ fn templates(actions: &[SckAction], texts: &str) -> (BTreeMap<String, String>, B
     }
     let bodies = params
         .iter()
-        .map(|(url, p)| (url.clone(), stand_in(p, &outputs[url], &build)))
+        .map(|(url, p)| (url.clone(), stand_in(p, &outputs[url], &build, key)))
         .collect();
     (bodies, buckets)
 }
@@ -211,6 +213,42 @@ async fn stage(endpoint: &str, bodies: &BTreeMap<String, String>, buckets: &BTre
             .await
             .expect("upload a stand-in template");
     }
+}
+
+/// A KMS key where the app's grants are made (moto keeps keys per account): created with the
+/// deployer role assumed there, as baton does.
+async fn grants_key(endpoint: &str, actions: &[SckAction]) -> String {
+    let grants = actions
+        .iter()
+        .find(|a| a.kind == "AWS::KMS::CreateGrants")
+        .expect("a KMS::CreateGrants action");
+    let account = grants.spec["Account"].as_str().expect("Account");
+    let region = grants.spec["Region"].as_str().expect("Region").to_string();
+    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(creds())
+        .load()
+        .await;
+    let role = format!("arn:aws:iam::{account}:role/baton-deployer");
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name("sck-apps")
+        .configure(&base)
+        .build()
+        .await;
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_kms::config::Region::new(region))
+            .credentials_provider(provider)
+            .build(),
+    );
+    let key = kms.create_key().send().await.expect("create a key");
+    key.key_metadata()
+        .and_then(|k| k.arn())
+        .expect("key arn")
+        .to_string()
 }
 
 /// The stack's status in the test account, `None` when it does not exist (or is deleted).
@@ -253,7 +291,8 @@ fn sample_applications_deploy_release_and_tear_down() {
             .map(|f| std::fs::read_to_string(f).expect("read"))
             .collect();
         let actions: Vec<SckAction> = files.iter().flat_map(|f| read_actions(f)).collect();
-        let (bodies, buckets) = templates(&actions, &texts);
+        let key = rt().block_on(grants_key(&endpoint, &actions));
+        let (bodies, buckets) = templates(&actions, &texts, &key);
         rt().block_on(stage(&endpoint, &bodies, &buckets));
         // The stacks each phase leaves, in the test account.
         let stacks = |phase: &str| -> Vec<(String, String)> {
