@@ -258,10 +258,10 @@ mod tests {
     #[test]
     fn sinks_parse_and_print_back() {
         let sns = "sns:arn:aws:sns:eu-west-1:123456789012:deployments";
-        let sink = HookSink::parse(sns).unwrap();
+        let sink = HookSink::parse(sns).expect("an SNS sink");
         assert_eq!(sink.to_string(), sns);
         assert_eq!(sink.region(), Some("eu-west-1"));
-        let events = HookSink::parse("events:default").unwrap();
+        let events = HookSink::parse("events:default").expect("a bus");
         assert_eq!(events.region(), None);
         assert_eq!(events.to_string(), "events:default");
         for bad in ["sns:topic", "events:", "sqs:x", "arn:aws:sns:eu-west-1:1:t"] {
