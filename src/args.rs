@@ -132,6 +132,11 @@ impl TemplateArgs {
     }
 }
 
+/// `--hooks`: where status hooks are published.
+pub const HOOKS_HELP: &str =
+    "Publish the actions' status hooks (LifecycleHooks) to sns:<topic ARN> \
+or events:<bus name or ARN>; kept with the run, so every driver of it publishes there";
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[arg(help = FILE_HELP)]
@@ -142,6 +147,8 @@ pub struct RunArgs {
     /// Use this run id instead of a generated one.
     #[arg(long)]
     pub run_id: Option<String>,
+    #[arg(long, value_name = "SINK", help = HOOKS_HELP)]
+    pub hooks: Option<String>,
     #[command(flatten)]
     pub templates: TemplateArgs,
     #[command(flatten)]

@@ -113,6 +113,8 @@ pub enum Command {
         /// Use this run id instead of a generated one (submitting it again is refused).
         #[arg(long)]
         run_id: Option<String>,
+        #[arg(long, value_name = "SINK", help = crate::args::HOOKS_HELP)]
+        hooks: Option<String>,
         /// The runner's state machine (output StateMachineArn of cloudformation/runner.yaml).
         #[arg(long, env = "BATON_STATE_MACHINE")]
         state_machine: String,
@@ -318,13 +320,21 @@ async fn dispatch(command: Command) -> crate::CommandResult {
             file,
             vars,
             run_id,
+            hooks,
             state_machine,
             templates,
             store,
         } => {
             let reach = templates.reach();
             let store = store.as_store_args()?;
-            commands::run::submit(&file, &vars, run_id, reach, &store, &state_machine).await
+            let new_run = commands::run::NewRun {
+                file: &file,
+                vars: &vars,
+                run_id,
+                hooks: hooks.as_deref(),
+                reach,
+            };
+            commands::run::submit(new_run, &store, &state_machine).await
         }
         Command::Run(args) => commands::run::run(args).await,
         Command::Resume {

@@ -13,6 +13,7 @@ pub mod executor;
 pub(crate) mod fault;
 pub mod graph;
 pub mod hints;
+pub mod hooks;
 pub mod load;
 pub mod log;
 pub mod log_stream;

@@ -11,6 +11,7 @@ use aws_sdk_cloudformation as cfn;
 use aws_sdk_s3 as s3;
 use tokio::sync::Mutex;
 
+mod publish;
 mod services;
 pub use services::Services;
 
