@@ -1054,3 +1054,230 @@ async fn distribution(endpoint: &str) -> String {
         .map(|d| d.id().to_string())
         .expect("distribution id")
 }
+
+// ---- what moto never shows (it finishes everything at once), with SDK-level mocks ----
+
+/// A client of `$sdk` answered by `$rules` (any rule that matches, in order).
+macro_rules! mocked {
+    ($sdk:ident, $rules:expr) => {{
+        let mut interceptor = aws_smithy_mocks::MockResponseInterceptor::new()
+            .rule_mode(aws_smithy_mocks::RuleMode::MatchAny);
+        for rule in $rules {
+            interceptor = interceptor.with_rule(rule);
+        }
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .region($sdk::config::Region::new("us-east-1"))
+                .credentials_provider(creds())
+                .http_client(aws_smithy_mocks::create_mock_http_client())
+                .interceptor(interceptor)
+                .build(),
+        )
+    }};
+}
+
+/// An executor whose AWS is the given service clients (CloudFormation and S3 answer nothing).
+fn mocked_exec(services: baton_core::aws::Services) -> StandardExecutor {
+    let cfn = mocked!(cfn, &Vec::<aws_smithy_mocks::Rule>::new());
+    let s3 = mocked!(aws_sdk_s3, &Vec::<aws_smithy_mocks::Rule>::new());
+    StandardExecutor::with_aws(baton_core::aws::Aws::fixed_with(cfn, s3, services))
+}
+
+fn image(id: &str, state: ec2::types::ImageState, reason: Option<&str>) -> ec2::types::Image {
+    let snapshot = ec2::types::BlockDeviceMapping::builder()
+        .device_name("/dev/xvda")
+        .ebs(
+            ec2::types::EbsBlockDevice::builder()
+                .snapshot_id("snap-1")
+                .build(),
+        )
+        .build();
+    ec2::types::Image::builder()
+        .image_id(id)
+        .name("baked")
+        .state(state)
+        .block_device_mappings(snapshot)
+        .set_state_reason(reason.map(|r| ec2::types::StateReason::builder().message(r).build()))
+        .build()
+}
+
+#[test]
+fn an_image_is_checked_until_available_and_a_failed_one_says_why() {
+    use aws_smithy_mocks::mock;
+    use ec2::types::ImageState;
+    rt().block_on(async {
+        let describe = mock!(ec2::Client::describe_images)
+            .match_requests(|r| r.image_ids() == ["ami-1"])
+            .sequence()
+            .output(|| {
+                ec2::operation::describe_images::DescribeImagesOutput::builder()
+                    .images(image("ami-1", ImageState::Pending, None))
+                    .build()
+            })
+            .output(|| {
+                ec2::operation::describe_images::DescribeImagesOutput::builder()
+                    .images(image("ami-1", ImageState::Available, None))
+                    .build()
+            })
+            .build();
+        let failed = mock!(ec2::Client::describe_images)
+            .match_requests(|r| r.image_ids() == ["ami-2"])
+            .then_output(|| {
+                ec2::operation::describe_images::DescribeImagesOutput::builder()
+                    .images(image(
+                        "ami-2",
+                        ImageState::Failed,
+                        Some("Client.InternalError: the snapshot failed"),
+                    ))
+                    .build()
+            });
+        let tagged = mock!(ec2::Client::create_tags)
+            .then_output(|| ec2::operation::create_tags::CreateTagsOutput::builder().build());
+        let services = baton_core::aws::Services {
+            ec2: Some(mocked!(ec2, [&describe, &failed, &tagged])),
+            ..Default::default()
+        };
+        let exec = mocked_exec(services);
+        let create = start_request(
+            ActionType::CreateImage,
+            "bake",
+            json!({"image_name": "baked", "instance_id": "i-1", "tags": {"App": "web"}}),
+        );
+        let check = check_request(&create, json!({"image_id": "ami-1"}));
+        match exec.check(check.clone()).await {
+            Outcome::Running {
+                handle,
+                check_after,
+            } => {
+                assert_eq!(handle, json!({"image_id": "ami-1"}));
+                assert_eq!(check_after, std::time::Duration::from_secs(15));
+            }
+            other => panic!("a pending image is still running: {other:?}"),
+        }
+        let done = exec.check(check).await;
+        assert_eq!(outputs(&done)["ImageState"], "available");
+        assert_eq!(outputs(&done)["SnapshotIds"], json!(["snap-1"]));
+        assert_eq!(tagged.num_calls(), 1, "the snapshots get the image's tags");
+        let broken = exec
+            .check(check_request(&create, json!({"image_id": "ami-2"})))
+            .await;
+        assert_eq!(
+            error(&broken),
+            "image ami-2 is failed: Client.InternalError: the snapshot failed"
+        );
+    });
+}
+
+#[test]
+fn an_invalidation_in_progress_is_checked_again() {
+    use aws_sdk_cloudfront as cf;
+    use aws_smithy_mocks::mock;
+    fn invalidation(
+        status: &'static str,
+    ) -> cf::operation::get_invalidation::GetInvalidationOutput {
+        let paths = cf::types::Paths::builder()
+            .quantity(1)
+            .items("/*")
+            .build()
+            .expect("paths");
+        let batch = cf::types::InvalidationBatch::builder()
+            .paths(paths)
+            .caller_reference("ref")
+            .build()
+            .expect("batch");
+        let invalidation = cf::types::Invalidation::builder()
+            .id("I1")
+            .status(status)
+            .create_time(aws_smithy_types::DateTime::from_secs(0))
+            .invalidation_batch(batch)
+            .build()
+            .expect("invalidation");
+        cf::operation::get_invalidation::GetInvalidationOutput::builder()
+            .invalidation(invalidation)
+            .build()
+    }
+    rt().block_on(async {
+        let got = mock!(cf::Client::get_invalidation)
+            .sequence()
+            .output(|| invalidation("InProgress"))
+            .output(|| invalidation("Completed"))
+            .build();
+        let services = baton_core::aws::Services {
+            cloudfront: Some(mocked!(cf, [&got])),
+            ..Default::default()
+        };
+        let exec = mocked_exec(services);
+        let invalidate = start_request(ActionType::CreateCloudFrontInvalidation, "cache", json!({"distribution_id": "E1", "paths": ["/*"]}));
+        let check = check_request(&invalidate, json!({"invalidation_id": "I1"}));
+        assert!(
+            matches!(exec.check(check.clone()).await, Outcome::Running { check_after, .. } if check_after == std::time::Duration::from_secs(20))
+        );
+        assert_eq!(outputs(&exec.check(check).await)["InvalidationStatus"], "Completed");
+    });
+}
+
+#[test]
+fn a_busy_db_instance_is_modified_once_available_and_followed_until_nothing_is_pending() {
+    use aws_sdk_rds as rds;
+    use aws_smithy_mocks::mock;
+    fn instance(
+        status: &str,
+        pending: bool,
+    ) -> rds::operation::describe_db_instances::DescribeDbInstancesOutput {
+        let values = rds::types::PendingModifiedValues::builder()
+            .set_backup_retention_period(pending.then_some(3))
+            .build();
+        let instance = rds::types::DbInstance::builder()
+            .db_instance_identifier("db-1")
+            .db_instance_status(status)
+            .pending_modified_values(values)
+            .build();
+        rds::operation::describe_db_instances::DescribeDbInstancesOutput::builder()
+            .db_instances(instance)
+            .build()
+    }
+    rt().block_on(async {
+        let modify = mock!(rds::Client::modify_db_instance)
+            .sequence()
+            .error(|| {
+                rds::operation::modify_db_instance::ModifyDBInstanceError::generic(
+                    rds::error::ErrorMetadata::builder()
+                        .code("InvalidDBInstanceState")
+                        .message("Database instance is not in available state.")
+                        .build(),
+                )
+            })
+            .output(|| rds::operation::modify_db_instance::ModifyDbInstanceOutput::builder().build())
+            .build();
+        let describe = mock!(rds::Client::describe_db_instances)
+            .sequence()
+            .output(|| instance("backing-up", false))
+            .output(|| instance("available", false))
+            .output(|| instance("modifying", true))
+            .output(|| instance("available", false))
+            .build();
+        let services = baton_core::aws::Services {
+            rds: Some(mocked!(rds, [&modify, &describe])),
+            ..Default::default()
+        };
+        let exec = mocked_exec(services);
+        let request = start_request(
+            ActionType::ModifyDbInstance,
+            "db",
+            json!({"api_params": {"DBInstanceIdentifier": "db-1", "ApplyImmediately": true, "BackupRetentionPeriod": 3}}),
+        );
+        let Outcome::Running { handle, .. } = exec.start(request.clone()).await else { panic!("a busy instance is waited for") };
+        assert_eq!(handle, json!({"waiting_to_modify": true}));
+        // Still backing up: nothing sent.
+        let Outcome::Running { handle, .. } = exec.check(check_request(&request, handle)).await else { panic!("still waiting") };
+        assert_eq!(modify.num_calls(), 1);
+        // Available: the change is sent, and then followed.
+        let Outcome::Running { handle, .. } = exec.check(check_request(&request, handle)).await else { panic!("sent") };
+        assert_eq!(modify.num_calls(), 2);
+        let Outcome::Running { handle, .. } = exec.check(check_request(&request, handle)).await else { panic!("modifying") };
+        let done = exec.check(check_request(&request, handle)).await;
+        assert_eq!(outputs(&done)["DBInstanceStatus"], "available");
+        assert_eq!(modify.num_calls(), 2, "sent once it could be");
+    });
+}

@@ -186,35 +186,52 @@ mod calls {
         if let Err(problem) = required("api_params.DBInstanceIdentifier", id) {
             return problem.into_outcome();
         }
+        modify(client, p, &request.log).await
+    }
+
+    /// The handle of a modification RDS refused to take yet (the instance is busy).
+    fn waiting() -> Outcome {
+        Outcome::Running {
+            handle: json!({"waiting_to_modify": true}),
+            check_after: ModifyDbInstance::SPEC.poll_interval,
+        }
+    }
+
+    /// Sends the request. Sending it again (a replayed start) is harmless: the settings are
+    /// the same, and RDS answers "no modifications" or changes nothing.
+    async fn modify(client: &Client, p: &Params, log: &LogSink) -> Outcome {
+        let id = &p.api_params.db_instance_identifier;
         let modified = p.api_params.fill(client.modify_db_instance()).send().await;
         let instance = match modified {
             Ok(out) => out.db_instance().cloned(),
-            // Asking again for what is already so (a replayed start) changes nothing.
             Err(e) if describe(&e).contains("No modifications were requested") => {
-                request.log.send(
+                log.send(
                     Level::Info,
                     format!("DB instance {id} already has these settings"),
                 );
                 None
             }
+            // Busy (being created, backed up, already modifying): tried again once it is
+            // available.
+            Err(e) if crate::aws::code(&e).as_deref() == Some("InvalidDBInstanceState") => {
+                log.send(
+                    Level::Info,
+                    format!("DB instance {id} is busy; the change waits until it is available"),
+                );
+                return waiting();
+            }
             Err(e) => return call_failed(&format!("ModifyDBInstance {id}"), &e),
         };
         if p.api_params.apply_immediately != Some(true) {
-            let pending = instance.as_ref().and_then(|i| i.pending_modified_values());
-            request.log.send(
+            log.send(
                 Level::Info,
-                format!(
-                    "DB instance {id}: changes wait for the maintenance window{}",
-                    pending.map(|v| format!(" ({v:?})")).unwrap_or_default()
-                ),
+                format!("DB instance {id}: the change waits for the maintenance window"),
             );
             return Outcome::Complete {
                 outputs: outputs(p, instance.as_ref()),
             };
         }
-        request
-            .log
-            .send(Level::Info, format!("modifying DB instance {id}"));
+        log.send(Level::Info, format!("modifying DB instance {id}"));
         // Checked at once: the answer already lists what is pending, so a change that has not
         // begun yet is never taken for one that has finished.
         Outcome::Running {
@@ -260,6 +277,15 @@ mod calls {
             }
             Err(e) => return call_failed(&format!("DescribeDBInstances {id}"), &e),
         };
+        if request.handle.get("waiting_to_modify").is_some() {
+            return match instance.db_instance_status() {
+                Some("available") => modify(client, p, &request.log).await,
+                Some(status) if failing(status) => Outcome::failed(format!(
+                    "DB instance {id} is {status}; it cannot be modified"
+                )),
+                _ => waiting(),
+            };
+        }
         settled(p, &instance, &request.log).unwrap_or_else(|| Outcome::Running {
             handle: request.handle.clone(),
             check_after: ModifyDbInstance::SPEC.poll_interval,
@@ -284,19 +310,27 @@ mod calls {
                     outputs: outputs(p, Some(instance)),
                 })
             }
-            "failed"
-            | "incompatible-network"
-            | "incompatible-option-group"
-            | "incompatible-parameters"
-            | "incompatible-restore"
-            | "inaccessible-encryption-credentials"
-            | "restore-error"
-            | "storage-full"
-            | "stopped"
-            | "deleting" => Some(Outcome::failed(format!(
+            status if failing(status) => Some(Outcome::failed(format!(
                 "DB instance {id} is {status}; the modification cannot finish"
             ))),
             _ => None,
         }
+    }
+
+    /// Statuses an instance does not leave by itself.
+    fn failing(status: &str) -> bool {
+        matches!(
+            status,
+            "failed"
+                | "incompatible-network"
+                | "incompatible-option-group"
+                | "incompatible-parameters"
+                | "incompatible-restore"
+                | "inaccessible-encryption-credentials"
+                | "restore-error"
+                | "storage-full"
+                | "stopped"
+                | "deleting"
+        )
     }
 }
