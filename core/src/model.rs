@@ -135,7 +135,8 @@ impl Dialect {
 /// A moment of an action's life a hook can fire on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HookState {
-    /// The action started (its first attempt).
+    /// An attempt of the action started (an inline action passes through it on its way to
+    /// Complete or Failed).
     Running,
     /// It completed.
     Complete,
