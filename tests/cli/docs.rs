@@ -101,9 +101,15 @@ fn every_command_line_in_the_docs_is_one_baton_accepts() {
         flags
     };
     // Other tools' flags the docs explain next to baton's.
-    let mut all_flags: BTreeSet<String> = ["--locked", "--release", "--no-build", "--s3"]
-        .map(String::from)
-        .into();
+    let mut all_flags: BTreeSet<String> = [
+        "--locked",
+        "--release",
+        "--no-build",
+        "--s3",
+        "--no-default-features",
+    ]
+    .map(String::from)
+    .into();
     for sub in cli.get_subcommands() {
         all_flags.extend(flags_of(sub));
     }
