@@ -122,16 +122,6 @@ pub struct TemplateArgs {
     pub allow_template_outside: bool,
 }
 
-impl TemplateArgs {
-    pub fn reach(&self) -> crate::templates::TemplateReach {
-        if self.allow_template_outside {
-            crate::templates::TemplateReach::Anywhere
-        } else {
-            crate::templates::TemplateReach::BesideActionFile
-        }
-    }
-}
-
 /// `--hooks`: where status hooks are published.
 pub const HOOKS_HELP: &str =
     "Publish the actions' status hooks (LifecycleHooks) to sns:<topic ARN> \

@@ -64,7 +64,7 @@ async fn next(int: &mut Signal, term: &mut Signal, hup: &mut Signal) -> (StopCau
 /// A signal during a stop: kill what is left, give the terminal back, exit.
 fn quit_now(cause: StopCause, number: i32, locator: &str) -> ! {
     let killed = baton_core::process::kill_all();
-    crate::tui::restore_terminal();
+    crate::tui::terminal::restore_terminal();
     say(&format!(
         "{cause} during the stop: quitting at once; SIGKILL to {killed} running command \
          process group(s). Their ends are not saved: resume reports them interrupted.\n\

@@ -10,6 +10,7 @@ use baton_core::actions::aws::template_file::{self, Reach};
 use baton_core::{ActionIdx, ActionType, Plan};
 use serde_json::Value;
 
+use crate::args::TemplateArgs;
 use crate::locator::AnyStore;
 use crate::Failure;
 
@@ -132,6 +133,16 @@ async fn object_url(bucket: &str, key: &str) -> String {
             }
             _ => format!("https://{bucket}.s3.amazonaws.com/{key}"),
         },
+    }
+}
+
+impl TemplateArgs {
+    pub fn reach(&self) -> TemplateReach {
+        if self.allow_template_outside {
+            TemplateReach::Anywhere
+        } else {
+            TemplateReach::BesideActionFile
+        }
     }
 }
 

@@ -444,7 +444,9 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
         let mut control = Control::new(self.halt.subscribe(), |_| {});
         let handle = self.tasks.spawn(async move {
             let result =
-                match crate::process::watch_orphan(&record, limit, timeout, &mut control).await {
+                match crate::actions::command::watch_orphan(&record, limit, timeout, &mut control)
+                    .await
+                {
                     Some(outcome) => TaskResult::Outcome(outcome),
                     None => TaskResult::OrphanEnded,
                 };
@@ -792,7 +794,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             let publish = self.executor.publish(&sink, &redacted);
             let failure = match tokio::time::timeout(HOOK_PUBLISH_TIMEOUT, publish).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(why)) => why,
+                Ok(Err(why)) => why.to_string(),
                 Err(_) => format!(
                     "no answer from {sink} within {} s",
                     HOOK_PUBLISH_TIMEOUT.as_secs()

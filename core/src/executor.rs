@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use crate::actions::{ActionType, CancelError, CheckRequest, Env, Outcome, StartRequest};
-use crate::hooks::{HookEvent, HookSink};
+use crate::hooks::{HookEvent, HookSink, PublishError};
 
 /// Runs actions. The engine calls `start` once per attempt, `check` on running actions that
 /// are due, and `cancel` on abort or timeout for types that can cancel.
@@ -22,9 +22,9 @@ pub trait Executor: Send + Sync + 'static {
         &self,
         sink: &HookSink,
         event: &HookEvent,
-    ) -> impl Future<Output = Result<(), String>> + Send {
+    ) -> impl Future<Output = Result<(), PublishError>> + Send {
         let _ = event;
-        let why = format!("this baton process cannot publish to {sink}");
+        let why = PublishError(format!("this baton process cannot publish to {sink}"));
         async move { Err(why) }
     }
 }
@@ -84,14 +84,14 @@ impl Executor for StandardExecutor {
         request.action_type.cancel(&self.env, &request).await
     }
 
-    async fn publish(&self, sink: &HookSink, event: &HookEvent) -> Result<(), String> {
+    async fn publish(&self, sink: &HookSink, event: &HookEvent) -> Result<(), PublishError> {
         #[cfg(feature = "aws")]
         if let Ok(aws) = self.env.aws() {
             return aws.publish_hook(sink, event).await;
         }
         let _ = event;
-        Err(format!(
+        Err(PublishError(format!(
             "no AWS configuration was given to this baton process, so nothing is published to {sink}"
-        ))
+        )))
     }
 }

@@ -16,6 +16,45 @@ use rustix::io::Errno;
 use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
 use serde::{Deserialize, Serialize};
 
+/// Why baton stopped running work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StopCause {
+    /// An operator's abort.
+    #[serde(rename = "abort")]
+    Abort,
+    /// The operator quit the console that was driving the run.
+    #[serde(rename = "quit")]
+    Quit,
+    /// baton received SIGINT (Ctrl-C).
+    #[serde(rename = "SIGINT")]
+    Interrupt,
+    /// baton received SIGTERM.
+    #[serde(rename = "SIGTERM")]
+    Terminate,
+    /// baton received SIGHUP (its terminal went away).
+    #[serde(rename = "SIGHUP")]
+    Hangup,
+}
+
+impl StopCause {
+    /// As operators read it: "an operator's abort", "SIGTERM".
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopCause::Abort => "an operator's abort",
+            StopCause::Quit => "quitting the console",
+            StopCause::Interrupt => "SIGINT",
+            StopCause::Terminate => "SIGTERM",
+            StopCause::Hangup => "SIGHUP",
+        }
+    }
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 /// How long a stopped command's process group has between SIGTERM and SIGKILL, unless the
 /// command's `grace` param or [`GRACE_ENV`] says otherwise.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -345,51 +384,6 @@ pub fn kill_all() -> usize {
         }
     }
     killed
-}
-
-/// Watches a group an earlier baton process started (it died while the command ran) until the
-/// group ends by itself — `None`: no exit status reaches baton, the outcome is unknown — or
-/// until its time runs out or a stop is asked for, when the group is stopped like a command
-/// this process started. `limit` is what is left of the action's `timeout`.
-pub(crate) async fn watch_orphan(
-    record: &ProcessRecord,
-    limit: Option<Duration>,
-    timeout: Option<Duration>,
-    control: &mut crate::actions::Control,
-) -> Option<crate::actions::Outcome> {
-    use crate::actions::Outcome;
-    let _listed = GroupGuard::new(record.pgid, false);
-    let deadline = async {
-        match limit {
-            Some(limit) => tokio::time::sleep(limit).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(deadline);
-    loop {
-        if record.whereabouts() != Whereabouts::Alive {
-            return None;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(IDLE_POLL) => {}
-            () = &mut deadline => {
-                let stopped = stop_group(record.pgid, record.grace()).await;
-                let timeout = crate::duration::format_duration(timeout.unwrap_or_default());
-                return Some(Outcome::Failed {
-                    error: format!(
-                        "timed out after {timeout} while an earlier baton process's attempt \
-                         still ran ({})",
-                        stopped.describe()
-                    ),
-                    retryable: true,
-                });
-            }
-            cause = control.stop_requested() => {
-                let stopped = stop_group(record.pgid, record.grace()).await;
-                return Some(Outcome::Stopped { cause, detail: stopped.describe() });
-            }
-        }
-    }
 }
 
 /// The grace period `BATON_KILL_GRACE` sets, or the default; an unreadable value is an error

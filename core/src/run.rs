@@ -121,7 +121,7 @@ impl<S: RunStore> Run<S> {
         run_id: &str,
         vars: Map<String, Value>,
         now: Timestamp,
-        hook_sink: Option<crate::hooks::HookSink>,
+        hook_sink: Option<crate::hooks::sink::HookSink>,
     ) -> Result<(Self, RunState, String), RunError> {
         let plan_json = plan.to_json();
         let plan_sha256 = sha256_hex(&plan_json);

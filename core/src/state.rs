@@ -181,44 +181,7 @@ pub struct ActionState {
     pub stop: Option<Box<StopRecord>>,
 }
 
-/// Why baton stopped running work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum StopCause {
-    /// An operator's abort.
-    #[serde(rename = "abort")]
-    Abort,
-    /// The operator quit the console that was driving the run.
-    #[serde(rename = "quit")]
-    Quit,
-    /// baton received SIGINT (Ctrl-C).
-    #[serde(rename = "SIGINT")]
-    Interrupt,
-    /// baton received SIGTERM.
-    #[serde(rename = "SIGTERM")]
-    Terminate,
-    /// baton received SIGHUP (its terminal went away).
-    #[serde(rename = "SIGHUP")]
-    Hangup,
-}
-
-impl StopCause {
-    /// As operators read it: "an operator's abort", "SIGTERM".
-    pub fn describe(self) -> &'static str {
-        match self {
-            StopCause::Abort => "an operator's abort",
-            StopCause::Quit => "quitting the console",
-            StopCause::Interrupt => "SIGINT",
-            StopCause::Terminate => "SIGTERM",
-            StopCause::Hangup => "SIGHUP",
-        }
-    }
-}
-
-impl fmt::Display for StopCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.describe())
-    }
-}
+pub use crate::process::StopCause;
 
 /// What became of an action's running work when baton stopped the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -528,7 +491,7 @@ pub struct RunState {
     /// --hard` and `retry` find its executions.
     pub(crate) state_machine: Option<String>,
     /// Where status hooks are published (`--hooks`); `None`: they are only logged.
-    pub(crate) hook_sink: Option<crate::hooks::HookSink>,
+    pub(crate) hook_sink: Option<crate::hooks::sink::HookSink>,
     /// Who is driving the run right now, on stores that cannot lock (S3): a tick claims the
     /// lease with a compare-and-swap save before doing anything and clears it when it ends.
     pub(crate) driver: Option<Lease>,
@@ -644,12 +607,12 @@ impl RunState {
     }
 
     /// Where the run's status hooks are published, if anywhere.
-    pub fn hook_sink(&self) -> Option<&crate::hooks::HookSink> {
+    pub fn hook_sink(&self) -> Option<&crate::hooks::sink::HookSink> {
         self.hook_sink.as_ref()
     }
 
     /// Records where the run's status hooks are published.
-    pub fn set_hook_sink(&mut self, sink: Option<crate::hooks::HookSink>) {
+    pub fn set_hook_sink(&mut self, sink: Option<crate::hooks::sink::HookSink>) {
         self.hook_sink = sink;
     }
 
@@ -998,7 +961,7 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
             vars,
             state_machine,
             hook_sink: hook_sink
-                .map(|text| crate::hooks::HookSink::parse(&text).map_err(A::Error::custom))
+                .map(|text| crate::hooks::sink::HookSink::parse(&text).map_err(A::Error::custom))
                 .transpose()?,
             driver,
             created_at: created_at

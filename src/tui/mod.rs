@@ -14,11 +14,11 @@ pub mod overlay;
 pub mod probe;
 pub mod runs;
 pub mod session;
+pub mod terminal;
 pub mod timeline;
 pub mod ui;
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,30 +37,11 @@ use crate::live::{self, Tails};
 use crate::locator::AnyStore;
 use crate::ops::{self, Aborted, Stopped};
 use crate::Failure;
+pub use terminal::restore_terminal;
+use terminal::terminal_taken;
 
 /// At most ~30 frames a second, and only when something changed.
 const FRAME: Duration = Duration::from_millis(33);
-
-/// The console has the terminal (raw mode, alternate screen): whoever ends the process must
-/// give it back.
-static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
-
-/// Records that the console has taken the terminal.
-fn terminal_taken() {
-    TERMINAL_TAKEN.store(true, Ordering::SeqCst);
-}
-
-/// Gives the terminal back if the console has it (safe to call twice, and from a signal
-/// handler's task): mouse reporting off, raw mode off, the main screen back.
-pub fn restore_terminal() {
-    if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
-        let _ = ratatui::crossterm::execute!(
-            std::io::stdout(),
-            ratatui::crossterm::event::DisableMouseCapture
-        );
-        ratatui::restore();
-    }
-}
 
 /// Whether the console should open: stdout is a terminal, no plain output was asked for, and
 /// the terminal can show it (when it cannot, says why once on stderr).

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::ActionType;
 use crate::log::Level;
 use crate::process::ProcessRecord;
-use crate::state::StopCause;
+use crate::process::StopCause;
 
 /// What an action reports about one attempt.
 #[derive(Debug, Clone, PartialEq)]

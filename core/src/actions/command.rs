@@ -23,8 +23,8 @@ use super::{
 };
 use crate::duration::{format_duration, parse_duration, seconds_to_duration};
 use crate::log::Level;
+use crate::process::StopCause;
 use crate::process::{self, GroupGuard, ProcessRecord, StopResult};
-use crate::state::StopCause;
 use crate::template::is_template;
 
 /// The `system.command` type.
@@ -525,4 +525,48 @@ fn cut_for_log(text: &str, full_len: usize) -> String {
         cut -= 1;
     }
     format!("{}… [line cut: {full_len} bytes]", &text[..cut])
+}
+
+/// Watches a group an earlier baton process started (it died while the command ran) until the
+/// group ends by itself — `None`: no exit status reaches baton, the outcome is unknown — or
+/// until its time runs out or a stop is asked for, when the group is stopped like a command
+/// this process started. `limit` is what is left of the action's `timeout`.
+pub(crate) async fn watch_orphan(
+    record: &ProcessRecord,
+    limit: Option<Duration>,
+    timeout: Option<Duration>,
+    control: &mut Control,
+) -> Option<Outcome> {
+    let _listed = GroupGuard::new(record.pgid, false);
+    let deadline = async {
+        match limit {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        if record.whereabouts() != process::Whereabouts::Alive {
+            return None;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(process::IDLE_POLL) => {}
+            () = &mut deadline => {
+                let stopped = process::stop_group(record.pgid, record.grace()).await;
+                let timeout = crate::duration::format_duration(timeout.unwrap_or_default());
+                return Some(Outcome::Failed {
+                    error: format!(
+                        "timed out after {timeout} while an earlier baton process's attempt \
+                         still ran ({})",
+                        stopped.describe()
+                    ),
+                    retryable: true,
+                });
+            }
+            cause = control.stop_requested() => {
+                let stopped = process::stop_group(record.pgid, record.grace()).await;
+                return Some(Outcome::Stopped { cause, detail: stopped.describe() });
+            }
+        }
+    }
 }

@@ -1,16 +1,17 @@
 //! Status hooks published to an SNS topic or an EventBridge bus.
 
 use super::{describe, Aws, Target};
+use crate::hooks::sink::PublishError;
 
 impl Aws {
     /// Publishes a status hook to an SNS topic or an EventBridge bus, in the sink's region
     /// (from its ARN) or the default one, with the configured credentials.
     pub(crate) async fn publish_hook(
         &self,
-        sink: &crate::hooks::HookSink,
+        sink: &crate::hooks::sink::HookSink,
         event: &crate::hooks::HookEvent,
-    ) -> Result<(), String> {
-        use crate::hooks::HookSink;
+    ) -> Result<(), PublishError> {
+        use crate::hooks::sink::HookSink;
         let target = Target {
             region: sink.region().map(str::to_string),
             role_arn: None,
@@ -26,7 +27,7 @@ impl Aws {
                         .data_type("String")
                         .string_value(value.as_str().unwrap_or_default())
                         .build()
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| PublishError(e.to_string()))?;
                     request = request.message_attributes(key, value);
                 }
                 // A FIFO topic drops the duplicates a replayed tick publishes by itself.
@@ -35,11 +36,9 @@ impl Aws {
                         .message_group_id(&event.run_id)
                         .message_deduplication_id(&event.dedupe_id);
                 }
-                request
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("sns:Publish to {topic_arn}: {}", describe(&e)))
+                request.send().await.map(|_| ()).map_err(|e| {
+                    PublishError(format!("sns:Publish to {topic_arn}: {}", describe(&e)))
+                })
             }
             HookSink::Events { bus } => {
                 let client = aws_sdk_eventbridge::Client::new(&config);
@@ -54,13 +53,15 @@ impl Aws {
                     .entries(entry)
                     .send()
                     .await
-                    .map_err(|e| format!("events:PutEvents to {bus}: {}", describe(&e)))?;
+                    .map_err(|e| {
+                        PublishError(format!("events:PutEvents to {bus}: {}", describe(&e)))
+                    })?;
                 match answer.entries().first() {
-                    Some(failed) if failed.error_code().is_some() => Err(format!(
+                    Some(failed) if failed.error_code().is_some() => Err(PublishError(format!(
                         "events:PutEvents to {bus}: {}: {}",
                         failed.error_code().unwrap_or_default(),
                         failed.error_message().unwrap_or_default()
-                    )),
+                    ))),
                     _ => Ok(()),
                 }
             }

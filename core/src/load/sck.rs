@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::actions::ActionType;
 use crate::hints::did_you_mean;
 use crate::model::Dialect;
+pub(crate) use crate::template::state::StateKey;
 
 /// Action fields only SCK files have.
 const SCK_ONLY: &[&str] = &[
@@ -301,27 +302,21 @@ fn metadata(
             problems.push((format!("{written}.name"), "missing required field".into()))
         }
     }
-    if let (Some(description), false) = (
-        metadata
-            .get("description")
-            .or_else(|| metadata.get("Description")),
-        fields.contains_key("description"),
-    ) {
-        fields.insert("description".into(), description.clone());
-        spelling
-            .fields
-            .push(("description", format!("{written}.description")));
-    }
-    if let (Some(save), false) = (
-        metadata
-            .get("SaveOutputs")
-            .or_else(|| metadata.get("save_outputs")),
-        fields.contains_key("save_outputs"),
-    ) {
-        fields.insert("save_outputs".into(), save.clone());
-        spelling
-            .fields
-            .push(("save_outputs", format!("{written}.SaveOutputs")));
+    // Metadata fields the action itself does not give: (baton's field, spellings looked for,
+    // the spelling problems name).
+    for (field, spellings, shown) in [
+        ("description", ["description", "Description"], "description"),
+        (
+            "save_outputs",
+            ["SaveOutputs", "save_outputs"],
+            "SaveOutputs",
+        ),
+    ] {
+        let value = spellings.iter().find_map(|key| metadata.get(*key));
+        if let (Some(value), false) = (value, fields.contains_key(field)) {
+            fields.insert(field.into(), value.clone());
+            spelling.fields.push((field, format!("{written}.{shown}")));
+        }
     }
 }
 
@@ -535,31 +530,6 @@ impl<'l> StateName<'l> {
     /// The key of output `name` in this action's namespace.
     pub(crate) fn output_key(&self, name: &str) -> String {
         format!("{}:output/{name}", self.namespace)
-    }
-}
-
-/// What a `lookup` key names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StateKey<'k> {
-    /// `<namespace>:var/<path>/<name>`: a variable of the action `<namespace>:action/<path>`.
-    Var { action: String, name: &'k str },
-    /// `<namespace>:output/<name>`: an output of any action of the namespace that saves them.
-    Output { namespace: &'k str, name: &'k str },
-}
-
-impl<'k> StateKey<'k> {
-    /// What `key` names, if it has one of the two forms actions write.
-    pub(crate) fn parse(key: &'k str) -> Option<Self> {
-        if let Some((namespace, name)) = key.split_once(":output/") {
-            return (!name.is_empty() && !name.contains('/'))
-                .then_some(StateKey::Output { namespace, name });
-        }
-        let (namespace, rest) = key.split_once(":var/")?;
-        let (path, name) = rest.rsplit_once('/')?;
-        (!path.is_empty() && !name.is_empty()).then(|| StateKey::Var {
-            action: format!("{namespace}:action/{path}"),
-            name,
-        })
     }
 }
 

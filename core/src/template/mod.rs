@@ -15,7 +15,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 
 pub(crate) mod analysis;
-mod state;
+pub(crate) mod state;
 pub mod worker;
 
 pub use analysis::MAX_BUILT_ITEMS;

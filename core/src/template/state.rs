@@ -6,8 +6,6 @@ use std::sync::{LazyLock, Mutex};
 
 use minijinja::{Error, ErrorKind, State, Value};
 
-use crate::load::sck::StateKey;
-
 /// The context's name for SCK's flat state (`Context::with_state`).
 pub(super) const STATE: &str = "__baton_state__";
 /// The context's name for the labels of skipped actions it reads.
@@ -213,4 +211,29 @@ pub(super) fn unknown_message(kind: Kind, name: &str) -> String {
     };
     let hint = crate::hints::did_you_mean(name, names.iter().copied()).unwrap_or_default();
     format!("unknown {what} \"{name}\"{hint}: the template would fail when it renders")
+}
+
+/// What a `lookup` key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StateKey<'k> {
+    /// `<namespace>:var/<path>/<name>`: a variable of the action `<namespace>:action/<path>`.
+    Var { action: String, name: &'k str },
+    /// `<namespace>:output/<name>`: an output of any action of the namespace that saves them.
+    Output { namespace: &'k str, name: &'k str },
+}
+
+impl<'k> StateKey<'k> {
+    /// What `key` names, if it has one of the two forms actions write.
+    pub(crate) fn parse(key: &'k str) -> Option<Self> {
+        if let Some((namespace, name)) = key.split_once(":output/") {
+            return (!name.is_empty() && !name.contains('/'))
+                .then_some(StateKey::Output { namespace, name });
+        }
+        let (namespace, rest) = key.split_once(":var/")?;
+        let (path, name) = rest.rsplit_once('/')?;
+        (!path.is_empty() && !name.is_empty()).then(|| StateKey::Var {
+            action: format!("{namespace}:action/{path}"),
+            name,
+        })
+    }
 }

@@ -46,13 +46,7 @@ pub struct Params {
 impl Params {
     /// Every user named, `user_names` first.
     pub(crate) fn names(&self) -> Vec<String> {
-        let mut names = self
-            .user_names
-            .as_ref()
-            .map(OneOrMany::to_vec)
-            .unwrap_or_default();
-        names.extend(self.user_name.clone());
-        names
+        OneOrMany::with_single(self.user_names.as_ref(), self.user_name.as_ref())
     }
 }
 

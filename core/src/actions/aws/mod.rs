@@ -173,6 +173,14 @@ impl OneOrMany {
             OneOrMany::Many(many) => many.clone(),
         }
     }
+
+    /// Every value a plural field and its singular twin name (`user_names`, then
+    /// `user_name`).
+    pub(crate) fn with_single(many: Option<&OneOrMany>, one: Option<&String>) -> Vec<String> {
+        let mut values = many.map(OneOrMany::to_vec).unwrap_or_default();
+        values.extend(one.cloned());
+        values
+    }
 }
 
 /// Tags as `(key, value)` pairs, in the order written.
