@@ -22,12 +22,17 @@ pub async fn aws() -> Arc<Aws> {
         .clone()
 }
 
-/// The executor for a plan: with AWS access only if the plan has `aws.*` actions.
-pub async fn executor(plan: &baton_core::Plan) -> baton_core::StandardExecutor {
-    if plan
-        .actions()
-        .iter()
-        .any(|a| a.action_type.name().starts_with("aws."))
+/// The executor for a plan: with AWS access only if the plan has `aws.*` actions or the run
+/// publishes status hooks (to SNS or EventBridge).
+pub async fn executor(
+    plan: &baton_core::Plan,
+    publishes_hooks: bool,
+) -> baton_core::StandardExecutor {
+    if publishes_hooks
+        || plan
+            .actions()
+            .iter()
+            .any(|a| a.action_type.name().starts_with("aws."))
     {
         baton_core::StandardExecutor::with_aws(aws().await)
     } else {

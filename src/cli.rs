@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::args::{AwsArgs, DriveArgs, PlanFormat, RetryArgs, RunArgs, StoreArgs, TemplateArgs};
+use crate::args::{
+    AwsArgs, DriveArgs, PlanFormat, RetryArgs, RunArgs, S3StoreArgs, StoreArgs, TemplateArgs,
+    FILE_HELP, RUN_HELP,
+};
 use crate::{commands, Failure};
 
 #[derive(Debug, Parser)]
@@ -15,10 +18,8 @@ use crate::{commands, Failure};
     about = "Run action lists (JSON/YAML DAGs) and watch them run"
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub aws: AwsArgs,
     /// The console ignores the mouse (clicks and the wheel are the terminal's again).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Console")]
     pub no_mouse: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -28,11 +29,12 @@ pub struct Cli {
 pub enum Command {
     /// Check action files; print every problem, one per line.
     Validate {
-        #[arg(required = true)]
+        #[arg(required = true, value_name = "FILE", help = FILE_HELP)]
         files: Vec<PathBuf>,
     },
     /// Show the order actions will run in.
     Plan {
+        #[arg(help = FILE_HELP)]
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
@@ -41,6 +43,7 @@ pub enum Command {
     Run(RunArgs),
     /// Drive an existing run (after a crash, or after `retry --no-run`).
     Resume {
+        #[arg(help = RUN_HELP)]
         run: String,
         /// Start a new Step Functions execution to drive it (a submitted run that nothing
         /// drives) instead of driving it here.
@@ -56,13 +59,16 @@ pub enum Command {
     },
     /// Perform exactly one engine tick and print the payload it returns.
     Tick {
+        #[arg(help = RUN_HELP)]
         run: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Summarise a run: counts per status and each action's status.
     Status {
+        #[arg(help = RUN_HELP)]
         run: String,
+        /// Print the run's state as JSON (secrets masked) instead of the summary.
         #[arg(long)]
         json: bool,
         /// List the stored state versions.
@@ -73,7 +79,9 @@ pub enum Command {
     },
     /// Print log threads: the run's and each action's, or one action's.
     Logs {
+        #[arg(help = RUN_HELP)]
         run: String,
+        /// Only this action's log thread (default: the run's and every action's).
         label: Option<String>,
         /// Keep printing new entries until the run finishes.
         #[arg(long, short)]
@@ -83,8 +91,11 @@ pub enum Command {
     },
     /// Show one action: rendered params, outputs, error, timings, log.
     Inspect {
+        #[arg(help = RUN_HELP)]
         run: String,
+        /// The action's label.
         label: String,
+        /// Print the action as JSON (secrets masked).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -94,22 +105,27 @@ pub enum Command {
     Retry(RetryArgs),
     /// Create a run in S3 and start a Step Functions execution that drives it.
     Submit {
+        #[arg(help = FILE_HELP)]
         file: PathBuf,
         /// A run variable, readable as `vars.NAME` in templates (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
+        /// Use this run id instead of a generated one (submitting it again is refused).
         #[arg(long)]
         run_id: Option<String>,
+        #[arg(long, value_name = "SINK", help = crate::args::HOOKS_HELP)]
+        hooks: Option<String>,
         /// The runner's state machine (output StateMachineArn of cloudformation/runner.yaml).
         #[arg(long, env = "BATON_STATE_MACHINE")]
         state_machine: String,
         #[command(flatten)]
         templates: TemplateArgs,
         #[command(flatten)]
-        store: StoreArgs,
+        store: S3StoreArgs,
     },
     /// List the runs in the store: status, start, duration, counts, who drives each.
     Runs {
+        /// One JSON list of the runs on stdout.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -118,6 +134,7 @@ pub enum Command {
     /// Open the console on an existing run (it keeps running wherever it runs), or without
     /// RUN on the list of runs.
     Watch {
+        #[arg(help = RUN_HELP)]
         run: Option<String>,
         /// Hide every control that changes the run.
         #[arg(long)]
@@ -127,6 +144,7 @@ pub enum Command {
     },
     /// Ask a run to stop: running actions are cancelled where their type can cancel.
     Abort {
+        #[arg(help = RUN_HELP)]
         run: String,
         /// Also stop the Step Functions execution (remote runs).
         #[arg(long)]
@@ -134,18 +152,60 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Print a shell completion script (e.g. `baton completions bash > /etc/bash_completion.d/baton`).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print baton's manual page (roff) on stdout, e.g. `baton man > baton.1`.
+    Man,
+}
+
+impl Command {
+    /// The AWS options of a command that can reach AWS.
+    fn aws(&mut self) -> Option<&AwsArgs> {
+        match self {
+            Command::Submit { store, .. } => Some(&store.aws),
+            other => other.store_mut().map(|store| &store.aws),
+        }
+    }
+
+    /// The store and AWS options of a command that takes them.
+    fn store_mut(&mut self) -> Option<&mut StoreArgs> {
+        match self {
+            Command::Run(args) => Some(&mut args.store),
+            Command::Retry(args) => Some(&mut args.store),
+            Command::Resume { store, .. }
+            | Command::Tick { store, .. }
+            | Command::Status { store, .. }
+            | Command::Logs { store, .. }
+            | Command::Inspect { store, .. }
+            | Command::Runs { store, .. }
+            | Command::Watch { store, .. }
+            | Command::Abort { store, .. } => Some(store),
+            Command::Validate { .. }
+            | Command::Plan { .. }
+            | Command::Submit { .. }
+            | Command::Completions { .. }
+            | Command::Man => None,
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = match parse() {
+        Ok(cli) => cli,
+        Err(failure) => {
+            eprintln!("baton: error: {failure}");
+            return ExitCode::from(failure.exit_code());
+        }
+    };
+    let aws = cli.command.aws().cloned().unwrap_or_default();
     crate::aws::configure(baton_core::aws::AwsSettings {
-        profile: cli.aws.profile.clone(),
-        region: cli.aws.region.clone(),
-        endpoint_url: cli.aws.endpoint_url.clone(),
-        role_name: Some(cli.aws.role_name.clone()),
-    });
-    crate::tui::session::configure(crate::tui::session::Settings {
-        mouse: !cli.no_mouse,
+        profile: aws.profile,
+        region: aws.region,
+        endpoint_url: aws.endpoint_url,
+        role_name: Some(aws.role_name).filter(|name| !name.is_empty()),
     });
     // Readable panic reports; the console adds its own hook that restores the terminal first.
     let _ = color_eyre::install();
@@ -174,6 +234,29 @@ pub fn main() -> ExitCode {
             ExitCode::from(failure.exit_code())
         }
     }
+}
+
+/// The command line, with what the config file fills in where flags and the environment left
+/// defaults. Bad arguments exit 2 through clap; a bad config file is invalid input too.
+fn parse() -> Result<Cli, Failure> {
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    let config = crate::config::load()?;
+    if let Some((_, sub)) = matches.subcommand() {
+        if let Command::Submit { store, .. } = &mut cli.command {
+            config.apply_to_s3_store(store, sub);
+        } else if let Some(store) = cli.command.store_mut() {
+            config.apply_to_store(store, sub);
+        }
+    }
+    crate::tui::session::configure(crate::tui::session::Settings {
+        mouse: config.mouse(cli.no_mouse),
+        color: config.color(),
+    });
+    Ok(cli)
 }
 
 /// Diagnostics go to stderr, except while the console owns the terminal: then to
@@ -237,12 +320,21 @@ async fn dispatch(command: Command) -> crate::CommandResult {
             file,
             vars,
             run_id,
+            hooks,
             state_machine,
             templates,
             store,
         } => {
             let reach = templates.reach();
-            commands::run::submit(&file, &vars, run_id, reach, &store, &state_machine).await
+            let store = store.as_store_args()?;
+            let new_run = commands::run::NewRun {
+                file: &file,
+                vars: &vars,
+                run_id,
+                hooks: hooks.as_deref(),
+                reach,
+            };
+            commands::run::submit(new_run, &store, &state_machine).await
         }
         Command::Run(args) => commands::run::run(args).await,
         Command::Resume {
@@ -282,5 +374,28 @@ async fn dispatch(command: Command) -> crate::CommandResult {
             store,
         } => commands::watch::run(run.as_deref(), &store, read_only).await,
         Command::Abort { run, hard, store } => commands::retry::abort(&run, &store, hard).await,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "baton", &mut script);
+            print_bytes(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|err| Failure::Infra(format!("cannot render the manual page: {err}")))?;
+            print_bytes(&page)
+        }
+    }
+}
+
+/// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> crate::CommandResult {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(err) => Err(Failure::Infra(format!("cannot write to stdout: {err}"))),
     }
 }

@@ -21,6 +21,7 @@ pub mod args;
 pub mod aws;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod live;
 pub mod locator;
 pub mod ops;

@@ -63,6 +63,10 @@ impl RunStore for AnyStore {
         each!(self, s => s.lock_driver())
     }
 
+    fn is_locked(&self) -> bool {
+        each!(self, s => s.is_locked())
+    }
+
     fn needs_lease(&self) -> bool {
         each!(self, s => s.needs_lease())
     }
@@ -154,9 +158,9 @@ pub async fn resolve(run: &str, store: &StoreArgs) -> Result<AnyStore, Failure> 
         return Ok(AnyStore::Local(LocalStore::new(dir)));
     }
     Err(Failure::Infra(format!(
-        "{run}: no such run (looked for a run folder, and for {}); `ls {}/runs` lists the runs",
+        "{run}: no such run (looked for a run folder, and for {}); `baton runs{}` lists the runs",
         dir.display(),
-        root.display()
+        store_flag(root)
     )))
 }
 
@@ -183,4 +187,13 @@ fn latest_run(root: &Path) -> Result<PathBuf, Failure> {
 /// Opens an existing run (reads and re-validates its plan).
 pub async fn open(run: &str, store: &StoreArgs) -> Result<Run<AnyStore>, Failure> {
     Ok(Run::open(resolve(run, store).await?).await?)
+}
+
+/// ` --store DIR` when the store is not the default one.
+fn store_flag(root: &Path) -> String {
+    if root == Path::new(".baton") {
+        String::new()
+    } else {
+        format!(" --store {}", root.display())
+    }
 }

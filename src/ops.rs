@@ -22,13 +22,23 @@ pub async fn drive(
     options: &TickOptions,
     observer: &dyn Observer,
 ) -> Result<TickReport, RunError> {
-    let executor = Arc::new(crate::aws::executor(&run.plan).await);
+    let executor = Arc::new(crate::aws::executor(&run.plan, publishes_hooks(run).await).await);
     driver::drive(run, &executor, options, observer).await
+}
+
+/// Whether the run has a sink for its status hooks (set when it was created).
+async fn publishes_hooks(run: &Run<AnyStore>) -> bool {
+    let hooked = run.plan.actions().iter().any(|a| !a.hooks.is_empty());
+    hooked
+        && run
+            .load()
+            .await
+            .is_ok_and(|(state, _)| state.hook_sink().is_some())
 }
 
 /// One engine tick with default options, for a caller holding the run's driver lock.
 pub async fn tick(run: &Run<AnyStore>) -> Result<TickReport, RunError> {
-    let executor = Arc::new(crate::aws::executor(&run.plan).await);
+    let executor = Arc::new(crate::aws::executor(&run.plan, publishes_hooks(run).await).await);
     driver::tick(run, &executor, &TickOptions::default(), &Silent).await
 }
 

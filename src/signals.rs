@@ -26,7 +26,12 @@ impl Drop for Signals {
 
 /// Handles the three signals for a driver stopped through `stop`; `on_first` tells the
 /// operator (or the console) what the first one does.
-pub fn watch(stop: StopSwitch, on_first: impl Fn(StopCause) + Send + 'static) -> Signals {
+/// `locator` names the run for the way to continue after quitting at once.
+pub fn watch(
+    stop: StopSwitch,
+    locator: String,
+    on_first: impl Fn(StopCause) + Send + 'static,
+) -> Signals {
     let task = tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
@@ -41,7 +46,7 @@ pub fn watch(stop: StopSwitch, on_first: impl Fn(StopCause) + Send + 'static) ->
             if stop.request(cause) {
                 on_first(cause);
             } else {
-                quit_now(cause, number);
+                quit_now(cause, number, &locator);
             }
         }
     });
@@ -57,12 +62,13 @@ async fn next(int: &mut Signal, term: &mut Signal, hup: &mut Signal) -> (StopCau
 }
 
 /// A signal during a stop: kill what is left, give the terminal back, exit.
-fn quit_now(cause: StopCause, number: i32) -> ! {
+fn quit_now(cause: StopCause, number: i32, locator: &str) -> ! {
     let killed = baton_core::process::kill_all();
     crate::tui::restore_terminal();
     say(&format!(
         "{cause} during the stop: quitting at once; SIGKILL to {killed} running command \
-         process group(s). Their ends are not saved: resume reports them interrupted."
+         process group(s). Their ends are not saved: resume reports them interrupted.\n\
+         continue with: baton resume {locator}"
     ));
     std::process::exit(128 + number)
 }

@@ -74,10 +74,14 @@ async fn resolved(
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("template");
-            let (key, version) = s3
-                .put_artifact(name, read.bytes)
-                .await
-                .map_err(|e| Failure::Infra(format!("{field}: uploading {path}: {e}")))?;
+            let (key, version) = s3.put_artifact(name, read.bytes).await.map_err(|e| {
+                // The store refused, not the action: say so first, then what was uploading.
+                Failure::Infra(format!(
+                    "{e}\nthe run's store could not be written while uploading {path} for \
+                         {field}: check --store (does the bucket exist, and may these \
+                         credentials write to it?)"
+                ))
+            })?;
             let url = object_url(s3.bucket(), &key).await;
             // Pinned as well as content-addressed: the URL names exactly the bytes read here.
             Ok(("template_url", pinned(url, version.as_deref())))

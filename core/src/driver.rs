@@ -17,10 +17,11 @@ use tokio::task::JoinSet;
 
 use crate::actions::{CancelError, CheckRequest, Control, LogSink, Mode, Outcome, StartRequest};
 use crate::executor::Executor;
+use crate::hooks::HookEvent;
 use crate::log::{Level, LogEntry, Timestamp};
 use crate::log_stream::StreamWriter;
 use crate::merge::{merge_operator_change, Merged};
-use crate::model::{ActionIdx, Plan};
+use crate::model::{ActionIdx, HookState, Plan};
 use crate::process::{ProcessRecord, Whereabouts};
 use crate::redact::Secrets;
 use crate::run::{Run, RunError};
@@ -116,6 +117,9 @@ impl StopSwitch {
 /// How long a lease lasts without renewal. A live driver renews it halfway (while a long
 /// command runs); a dead one's lapses soon enough for Step Functions' retries to get past it.
 const LEASE: Duration = Duration::from_secs(30);
+
+/// How long one status hook's publication may hold the tick up.
+const HOOK_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest grace period of a command stopped in a tick with a hard deadline (Lambda): the
 /// stop, the save and the answer must fit in the function's safety margin.
@@ -357,6 +361,11 @@ struct Tick<'r, S, E> {
     /// An abort merged later in the tick is carried out by the next tick, with a fresh
     /// scheduler.
     abort_handled: bool,
+    /// Each action's status and attempt when its status hooks were last considered: a hook
+    /// fires when the action enters a state, not each time it is looked at.
+    hook_seen: Vec<(ActionStatus, u32)>,
+    /// Hooks that fired, on their way to the run's sink.
+    hooks_pending: Vec<(ActionIdx, HookEvent)>,
 }
 
 impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
@@ -369,6 +378,11 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
         saved: Saved,
     ) -> Self {
         let plan: &'r Plan = &run.plan;
+        let hook_seen = state
+            .actions
+            .iter()
+            .map(|a| (a.status, a.attempt))
+            .collect();
         let orphans = live_orphans(plan, &state);
         let adopted: Vec<ActionIdx> = orphans.iter().map(|(idx, _)| *idx).collect();
         let scheduler =
@@ -398,6 +412,8 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             halt: watch::Sender::new(None),
             unsaved_effects: false,
             abort_handled,
+            hook_seen,
+            hooks_pending: Vec::new(),
         };
         for (idx, record) in orphans {
             tick.watch_orphan(idx, record);
@@ -487,6 +503,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             if !self.state.abort_requested {
                 self.start_ready().await?;
             }
+            self.publish_hooks().await;
             if self.tasks.is_empty() {
                 break;
             }
@@ -514,6 +531,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
         while let Ok(line) = self.log_rx.try_recv() {
             self.record_log(line);
         }
+        self.publish_hooks().await;
         Ok(())
     }
 
@@ -690,6 +708,102 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             let action = self.state.action(idx);
             tracing::debug!(action = self.plan.label(idx), status = %action.status, attempt = action.attempt, "action changed");
             self.observer.action_changed(self.plan, idx, action);
+            self.fire_hooks(idx);
+        }
+    }
+
+    /// Fires action `idx`'s status hooks when it has just entered Running, Complete or
+    /// Failed: each is recorded in the action's and the run's log threads, and queued for the
+    /// run's sink.
+    fn fire_hooks(&mut self, idx: ActionIdx) {
+        if self.plan.action(idx).hooks.is_empty() {
+            return;
+        }
+        let entry = self.state.action(idx);
+        let now_seen = (entry.status, entry.attempt);
+        let before = std::mem::replace(&mut self.hook_seen[idx as usize], now_seen);
+        let entered = match now_seen.0 {
+            _ if before == now_seen => return,
+            ActionStatus::Running => HookState::Running,
+            ActionStatus::Complete => HookState::Complete,
+            ActionStatus::Failed => HookState::Failed,
+            _ => return,
+        };
+        // An inline action (a no-op, variables) starts and ends within one step: it was
+        // running all the same, and its Running hooks say so first.
+        let passed_running = entered != HookState::Running && now_seen.1 != before.1;
+        let states = if passed_running {
+            vec![HookState::Running, entered]
+        } else {
+            vec![entered]
+        };
+        let now = Utc::now();
+        let fired = states
+            .into_iter()
+            .flat_map(|state| crate::hooks::fire(self.plan, &self.state, idx, state, now));
+        for fired in fired.collect::<Vec<_>>() {
+            match fired {
+                Ok(event) => {
+                    let line = self.secrets.redact(&event.log_line());
+                    self.record_hook_line(idx, Level::Info, line);
+                    if self.state.hook_sink.is_some() {
+                        self.hooks_pending.push((idx, event));
+                    }
+                }
+                Err(why) => {
+                    let line = self.secrets.redact(&why);
+                    self.record_hook_line(idx, Level::Warn, line);
+                }
+            }
+        }
+    }
+
+    /// A hook's line, in the action's log thread and the run's.
+    fn record_hook_line(&mut self, idx: ActionIdx, level: Level, msg: String) {
+        let t = Utc::now();
+        let entry = LogEntry {
+            t,
+            level,
+            msg: msg.clone(),
+        };
+        self.observer.log(self.plan, Some(idx), &entry);
+        self.state.action_mut(idx).push_log(entry);
+        let run_line = LogEntry {
+            t,
+            level,
+            msg: format!("{}: {msg}", self.plan.label(idx)),
+        };
+        self.observer.log(self.plan, None, &run_line);
+        self.state.log_run(t, level, run_line.msg);
+    }
+
+    /// Publishes the hooks that fired to the run's sink. A failure is logged and the action
+    /// goes on; a replayed tick may publish a hook again, under the same dedupe id.
+    async fn publish_hooks(&mut self) {
+        let Some(sink) = self.state.hook_sink.clone() else {
+            self.hooks_pending.clear();
+            return;
+        };
+        for (idx, event) in std::mem::take(&mut self.hooks_pending) {
+            let redacted = HookEvent {
+                message: self.secrets.redact(&event.message),
+                ..event
+            };
+            let publish = self.executor.publish(&sink, &redacted);
+            let failure = match tokio::time::timeout(HOOK_PUBLISH_TIMEOUT, publish).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(why)) => why,
+                Err(_) => format!(
+                    "no answer from {sink} within {} s",
+                    HOOK_PUBLISH_TIMEOUT.as_secs()
+                ),
+            };
+            let line = format!(
+                "hook status {} was not published: {}",
+                redacted.status,
+                self.secrets.redact(&failure)
+            );
+            self.record_hook_line(idx, Level::Warn, line);
         }
     }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use crate::actions::{ActionType, CancelError, CheckRequest, Env, Outcome, StartRequest};
+use crate::hooks::{HookEvent, HookSink};
 
 /// Runs actions. The engine calls `start` once per attempt, `check` on running actions that
 /// are due, and `cancel` on abort or timeout for types that can cancel.
@@ -15,6 +16,17 @@ pub trait Executor: Send + Sync + 'static {
     /// Stops running work.
     fn cancel(&self, request: CheckRequest)
         -> impl Future<Output = Result<(), CancelError>> + Send;
+    /// Publishes a status hook that fired to the run's sink; `Err` says why it was not
+    /// (logged by the driver, never failing the action).
+    fn publish(
+        &self,
+        sink: &HookSink,
+        event: &HookEvent,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = event;
+        let why = format!("this baton process cannot publish to {sink}");
+        async move { Err(why) }
+    }
 }
 
 /// The standard executor: every type in the catalogue. `aws.*` types need AWS access
@@ -70,5 +82,16 @@ impl Executor for StandardExecutor {
 
     async fn cancel(&self, request: CheckRequest) -> Result<(), CancelError> {
         request.action_type.cancel(&self.env, &request).await
+    }
+
+    async fn publish(&self, sink: &HookSink, event: &HookEvent) -> Result<(), String> {
+        #[cfg(feature = "aws")]
+        if let Ok(aws) = self.env.aws() {
+            return aws.publish_hook(sink, event).await;
+        }
+        let _ = event;
+        Err(format!(
+            "no AWS configuration was given to this baton process, so nothing is published to {sink}"
+        ))
     }
 }

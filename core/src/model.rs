@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::actions::ActionType;
 use crate::duration::format_duration;
@@ -63,6 +63,169 @@ pub struct Action {
     /// Run variables its templates read, with the field that reads each (`params.command[1]`,
     /// `condition`), so a missing `--var` is caught before the run starts.
     pub reads_vars: Vec<(String, String)>,
+    /// Actions whose state its `lookup`s may read (ancestors, by the keys' names); `None` when
+    /// its templates use no `lookup`.
+    pub reads_state: Option<Vec<ActionIdx>>,
+    /// Actions that run after this one (`Before` in SCK files): each of them depends on it.
+    /// As written: labels and patterns.
+    pub before: Vec<String>,
+    /// Where SCK keeps the action's state (`build`, `branch`, `app`, `portfolio`); recorded and
+    /// shown, it changes nothing in a run.
+    pub scope: Option<String>,
+    /// Whether its outputs are also written to its namespace's `output` keys for `lookup`
+    /// (SCK's `SaveOutputs`, on unless turned off).
+    pub save_outputs: bool,
+    /// Status hooks to fire as the action runs, completes or fails (SCK's `LifecycleHooks`).
+    pub hooks: Vec<LifecycleHook>,
+}
+
+/// The spelling an action file is written in, which also decides a few rules (see
+/// docs/action-files.md, "SCK files").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// baton's own action files.
+    #[default]
+    Native,
+    /// Simple Cloud Kit, first version: `Label`, `Type`, `Params`.
+    SckV1,
+    /// Simple Cloud Kit, second version: `Name`/`Label`, `Kind`/`Type`, `Spec`/`Params`.
+    SckV2,
+    /// Simple Cloud Kit, third version: `kind`, `metadata {name, namespace}`, `spec`.
+    SckV3,
+}
+
+impl Dialect {
+    /// Whether the file follows the Simple Cloud Kit runner's rules.
+    pub fn is_sck(self) -> bool {
+        self != Dialect::Native
+    }
+
+    /// How `plan` and `inspect` name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Dialect::Native => "baton",
+            Dialect::SckV1 => "SCK V1 (Simple Cloud Kit)",
+            Dialect::SckV2 => "SCK V2 (Simple Cloud Kit)",
+            Dialect::SckV3 => "SCK V3 (Simple Cloud Kit)",
+        }
+    }
+
+    /// Its name in a stored plan (`{"format": "sck-v2", "actions": [...]}`).
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            Dialect::Native => "baton",
+            Dialect::SckV1 => "sck-v1",
+            Dialect::SckV2 => "sck-v2",
+            Dialect::SckV3 => "sck-v3",
+        }
+    }
+
+    pub(crate) fn from_tag(tag: &str) -> Option<Self> {
+        [
+            Dialect::Native,
+            Dialect::SckV1,
+            Dialect::SckV2,
+            Dialect::SckV3,
+        ]
+        .into_iter()
+        .find(|d| d.tag() == tag)
+    }
+}
+
+/// A moment of an action's life a hook can fire on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookState {
+    /// An attempt of the action started (an inline action passes through it on its way to
+    /// Complete or Failed).
+    Running,
+    /// It completed.
+    Complete,
+    /// It failed for good.
+    Failed,
+}
+
+impl HookState {
+    /// Every state, in the order an action goes through them.
+    pub const ALL: [HookState; 3] = [HookState::Running, HookState::Complete, HookState::Failed];
+
+    /// As SCK writes it in `States` (`Running`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookState::Running => "Running",
+            HookState::Complete => "Complete",
+            HookState::Failed => "Failed",
+        }
+    }
+}
+
+/// What a status hook says for one state: templates, rendered when it fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookMessage {
+    /// The status to record (`DEPLOY_IN_PROGRESS`).
+    pub status: String,
+    /// Words for people; the action's own reason is appended when it fires.
+    pub message: Option<String>,
+}
+
+/// One status hook (SCK's `LifecycleHooks` entry of `Type: status`). Its texts are templates,
+/// rendered with the action's context when it fires; a hook's failure never fails the action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleHook {
+    /// The states it fires on (`States`).
+    pub states: Vec<HookState>,
+    /// `Parameters.OnRunning`.
+    pub on_running: Option<HookMessage>,
+    /// `Parameters.OnComplete`.
+    pub on_complete: Option<HookMessage>,
+    /// `Parameters.OnFailed`.
+    pub on_failed: Option<HookMessage>,
+    /// Whose status it is (`Parameters.Identity`, a PRN such as `prn:portfolio:app:branch:build`).
+    pub identity: String,
+    /// Anything else to record with it (`Parameters.Details`), as written.
+    pub details: Value,
+}
+
+impl LifecycleHook {
+    /// What the hook says when the action enters `state`: `None` when it does not fire then
+    /// (not among its states, or no status for it).
+    pub fn message(&self, state: HookState) -> Option<&HookMessage> {
+        if !self.states.contains(&state) {
+            return None;
+        }
+        match state {
+            HookState::Running => self.on_running.as_ref(),
+            HookState::Complete => self.on_complete.as_ref(),
+            HookState::Failed => self.on_failed.as_ref(),
+        }
+    }
+
+    /// The hook as an SCK file writes it (and as a stored plan keeps it).
+    pub fn to_value(&self) -> Value {
+        let mut parameters = Map::new();
+        for (key, message) in [
+            ("OnRunning", &self.on_running),
+            ("OnComplete", &self.on_complete),
+            ("OnFailed", &self.on_failed),
+        ] {
+            if let Some(message) = message {
+                let mut words = Map::new();
+                words.insert("Status".into(), Value::String(message.status.clone()));
+                if let Some(text) = &message.message {
+                    words.insert("Message".into(), Value::String(text.clone()));
+                }
+                parameters.insert(key.into(), Value::Object(words));
+            }
+        }
+        parameters.insert("Identity".into(), Value::String(self.identity.clone()));
+        if !self.details.is_null() {
+            parameters.insert("Details".into(), self.details.clone());
+        }
+        serde_json::json!({
+            "Type": "status",
+            "States": self.states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "Parameters": parameters,
+        })
+    }
 }
 
 /// A validated plan. Its parts stay consistent with each other (indices, dependents, order,
@@ -71,6 +234,8 @@ pub struct Action {
 pub struct Plan {
     /// The file the plan came from, for messages.
     pub(crate) source: String,
+    /// The spelling and rules of the file it came from.
+    pub(crate) dialect: Dialect,
     pub(crate) actions: Vec<Action>,
     pub(crate) deps: Vec<Vec<ActionIdx>>,
     pub(crate) dependents: Vec<Vec<ActionIdx>>,
@@ -82,6 +247,7 @@ pub struct Plan {
 impl Plan {
     pub(crate) fn new(
         source: String,
+        dialect: Dialect,
         actions: Vec<Action>,
         deps: Vec<Vec<ActionIdx>>,
         order: Vec<ActionIdx>,
@@ -99,6 +265,7 @@ impl Plan {
             .collect();
         Plan {
             source,
+            dialect,
             actions,
             deps,
             dependents,
@@ -110,6 +277,11 @@ impl Plan {
     /// The file the plan came from, for messages.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The spelling and rules of the file the plan came from.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// The actions in file order (indexed by [`ActionIdx`]).
@@ -221,11 +393,27 @@ impl Plan {
         layers
     }
 
-    /// The canonical JSON of the plan (what the store keeps as `actions.json`).
+    /// The canonical JSON of the plan (what the store keeps as `actions.json`): the list of
+    /// actions, wrapped as `{"format": …, "actions": [...]}` when the file followed another
+    /// runner's rules, so that they still apply when the run is opened again.
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing a plan of plain data into a Vec cannot fail.
+        if self.dialect.is_sck() {
+            let wrapped = StoredPlan {
+                format: self.dialect.tag(),
+                actions: self,
+            };
+            return serde_json::to_vec(&wrapped).unwrap_or_default();
+        }
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// A stored plan in another dialect: the format first, so a reader knows it before the actions.
+#[derive(Serialize)]
+struct StoredPlan<'p> {
+    format: &'static str,
+    actions: &'p Plan,
 }
 
 impl Serialize for Plan {
@@ -267,6 +455,19 @@ impl Serialize for Action {
         }
         if let Some(description) = &self.description {
             map.serialize_entry("description", description)?;
+        }
+        if !self.before.is_empty() {
+            map.serialize_entry("before", &self.before)?;
+        }
+        if let Some(scope) = &self.scope {
+            map.serialize_entry("scope", scope)?;
+        }
+        if !self.save_outputs {
+            map.serialize_entry("save_outputs", &false)?;
+        }
+        if !self.hooks.is_empty() {
+            let hooks: Vec<Value> = self.hooks.iter().map(LifecycleHook::to_value).collect();
+            map.serialize_entry("lifecycle_hooks", &hooks)?;
         }
         map.end()
     }

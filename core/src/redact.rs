@@ -60,6 +60,14 @@ pub fn redact_value(value: &Value) -> Value {
     }
 }
 
+/// A plural such as "credentials" before a colon is prose ("error loading credentials:
+/// dispatch failure"), not a name with its value: masking the word after it hides the cause
+/// and protects nothing. (`credentials=…` is still masked.)
+fn is_prose(key: &str) -> bool {
+    const PLURALS: &[&str] = &["credentials", "secrets", "tokens", "passwords"];
+    PLURALS.iter().any(|p| key.eq_ignore_ascii_case(p))
+}
+
 /// Masks the value in `secret_name=value` and `secret_name: value` inside free text.
 pub(crate) fn redact_text(text: &str) -> String {
     if !SECRET_WORDS
@@ -79,7 +87,7 @@ pub(crate) fn redact_text(text: &str) -> String {
         out.push_str(before);
         out.push_str(&after[..1]);
         rest = &after[1..];
-        if is_secret_name(key) {
+        if is_secret_name(key) && !(after.starts_with(':') && is_prose(key)) {
             let trimmed = rest.trim_start();
             out.push_str(&rest[..rest.len() - trimmed.len()]);
             let quoted = trimmed.starts_with('"');
@@ -215,6 +223,7 @@ impl Secrets {
         match &action.reads_outputs {
             Some(reads) => reads
                 .iter()
+                .chain(action.reads_state.iter().flatten())
                 .for_each(|&i| secrets.learn_map(&state.action(i).outputs)),
             None => state
                 .actions
@@ -311,6 +320,19 @@ mod tests {
             secrets.redact("pin 1"),
             "pin 1",
             "short values are not masked"
+        );
+    }
+
+    #[test]
+    fn prose_about_credentials_is_not_masked() {
+        assert_eq!(
+            redact_text("an error occurred while loading credentials: dispatch failure"),
+            "an error occurred while loading credentials: dispatch failure"
+        );
+        assert_eq!(redact_text("credentials=abcd1234"), "credentials=********");
+        assert_eq!(
+            redact_text("db_password: hunter22"),
+            "db_password: ********"
         );
     }
 

@@ -111,9 +111,29 @@ impl<S: RunStore> Run<S> {
         vars: Map<String, Value>,
         now: Timestamp,
     ) -> Result<(Self, RunState, String), RunError> {
+        Self::create_with_hooks(store, plan, run_id, vars, now, None).await
+    }
+
+    /// Like [`Run::create`], publishing the run's status hooks to `hook_sink`.
+    pub async fn create_with_hooks(
+        store: S,
+        plan: Plan,
+        run_id: &str,
+        vars: Map<String, Value>,
+        now: Timestamp,
+        hook_sink: Option<crate::hooks::HookSink>,
+    ) -> Result<(Self, RunState, String), RunError> {
         let plan_json = plan.to_json();
         let plan_sha256 = sha256_hex(&plan_json);
-        let state = RunState::new(run_id, &plan, &plan_sha256, vars, now);
+        let mut state = RunState::new(run_id, &plan, &plan_sha256, vars, now);
+        if let Some(sink) = &hook_sink {
+            state.log_run(
+                now,
+                crate::log::Level::Info,
+                format!("status hooks publish to {sink}"),
+            );
+        }
+        state.set_hook_sink(hook_sink);
         let version = store.create(&plan_json, &state.to_json(&plan)).await?;
         Ok((
             Run {

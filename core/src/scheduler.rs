@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::actions::{CancelError, Mode, Outcome, RunView};
 use crate::duration::format_duration;
+use crate::load::sck::StateName;
 use crate::model::{ActionIdx, Plan};
 use crate::state::{ActionStatus, Level, RunState, StopCause, StopFate, StopRecord, Timestamp};
 use crate::template::{self, Context, TemplateError};
@@ -742,9 +743,13 @@ fn prepared_params(plan: &Plan, state: &RunState, idx: ActionIdx, params: Value)
 /// The context of action `idx`'s templates: the run's vars and the outputs of the actions they
 /// read, which validation proved are ancestors. Nothing else is offered, so a template can see
 /// only what finished before it, whatever it does at run time.
+///
+/// A skipped action it reads has no outputs: it is offered as empty, so `default()` and `is
+/// defined` work on it, and messages say it was skipped. `lookup`s see SCK's flat state as the
+/// actions they may read wrote it.
 pub(crate) fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Context {
     let action = plan.action(idx);
-    let finished = |i: &ActionIdx| state.action(*i).status == ActionStatus::Complete;
+    let status = |i: ActionIdx| state.action(i).status;
     let readable = match &action.reads_outputs {
         Some(reads) => reads.clone(),
         // Validated plans always say; a plan that did not is given the ancestors alone.
@@ -752,10 +757,55 @@ pub(crate) fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Cont
     };
     let outputs: Vec<(&str, &Map<String, Value>)> = readable
         .iter()
-        .filter(|i| finished(i))
+        .filter(|&&i| status(i) == ActionStatus::Complete)
         .map(|&i| (plan.label(i), &*state.action(i).outputs))
         .collect();
-    Context::new(&state.run_id, &state.vars, outputs.into_iter())
+    let writers = action.reads_state.as_deref().unwrap_or_default();
+    let mut skipped: Vec<String> = readable
+        .iter()
+        .chain(writers)
+        .filter(|&&i| status(i) == ActionStatus::Skipped)
+        .map(|&i| plan.label(i).to_string())
+        .collect();
+    skipped.sort_unstable();
+    skipped.dedup();
+    let mut context = Context::new(&state.run_id, &state.vars, outputs.into_iter())
+        .with_skipped(skipped)
+        .sck(plan.dialect().is_sck());
+    if !writers.is_empty() {
+        context = context.with_state(state_table(plan, state, writers));
+    }
+    context
+}
+
+/// SCK's flat state as `writers` left it: each completed action's outputs under
+/// `<namespace>:var/<path>/<name>` and, when it saves them, `<namespace>:output/<name>`, where
+/// the action that finished last wins (as in SCK, whose state is one table).
+pub(crate) fn state_table(
+    plan: &Plan,
+    state: &RunState,
+    writers: &[ActionIdx],
+) -> Map<String, Value> {
+    let mut finished: Vec<ActionIdx> = writers
+        .iter()
+        .copied()
+        .filter(|&i| state.action(i).status == ActionStatus::Complete)
+        .collect();
+    finished.sort_by_key(|&i| (state.action(i).finished_at, i));
+    let mut table = Map::new();
+    for i in finished {
+        let Some(name) = StateName::of_label(plan.label(i)) else {
+            continue;
+        };
+        let save = plan.action(i).save_outputs;
+        for (key, value) in state.action(i).outputs.iter() {
+            table.insert(name.var_key(key), value.clone());
+            if save {
+                table.insert(name.output_key(key), value.clone());
+            }
+        }
+    }
+    table
 }
 
 /// An action's params as its attempt sees them: templates rendered against the run's vars and
@@ -847,10 +897,11 @@ pub fn preview_reexecute(plan: &Plan, state: &RunState, mode: Reexecute) -> Prev
     let mut reused = vec![false; plan.len()];
     for &idx in &preview.will_run {
         let action = plan.action(idx);
-        let read: Vec<ActionIdx> = match &action.reads_outputs {
+        let mut read: Vec<ActionIdx> = match &action.reads_outputs {
             Some(reads) => reads.clone(),
             None => plan.ancestors(idx),
         };
+        read.extend(action.reads_state.iter().flatten());
         for dep in plan.deps[idx as usize].iter().copied().chain(read) {
             if !reset[dep as usize] && state.action(dep).status == ActionStatus::Complete {
                 reused[dep as usize] = true;

@@ -527,6 +527,8 @@ pub struct RunState {
     /// The Step Functions state machine driving the run (remote runs), so `watch`, `abort
     /// --hard` and `retry` find its executions.
     pub(crate) state_machine: Option<String>,
+    /// Where status hooks are published (`--hooks`); `None`: they are only logged.
+    pub(crate) hook_sink: Option<crate::hooks::HookSink>,
     /// Who is driving the run right now, on stores that cannot lock (S3): a tick claims the
     /// lease with a compare-and-swap save before doing anything and clears it when it ends.
     pub(crate) driver: Option<Lease>,
@@ -641,6 +643,16 @@ impl RunState {
         report
     }
 
+    /// Where the run's status hooks are published, if anywhere.
+    pub fn hook_sink(&self) -> Option<&crate::hooks::HookSink> {
+        self.hook_sink.as_ref()
+    }
+
+    /// Records where the run's status hooks are published.
+    pub fn set_hook_sink(&mut self, sink: Option<crate::hooks::HookSink>) {
+        self.hook_sink = sink;
+    }
+
     /// Records the Step Functions state machine that drives the run.
     pub fn set_state_machine(&mut self, arn: Option<String>) {
         self.state_machine = arn;
@@ -665,6 +677,7 @@ impl RunState {
             abort_requested: false,
             vars,
             state_machine: None,
+            hook_sink: None,
             driver: None,
             created_at: now,
             updated_at: now,
@@ -953,6 +966,7 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
         let mut abort_requested = false;
         let mut vars = Map::new();
         let mut state_machine = None;
+        let mut hook_sink: Option<String> = None;
         let mut driver = None;
         let mut log = VecDeque::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
@@ -965,6 +979,7 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
                 "abort_requested" => abort_requested = map.next_value()?,
                 "vars" => vars = map.next_value()?,
                 "state_machine" => state_machine = map.next_value()?,
+                "hooks" => hook_sink = map.next_value()?,
                 "driver" => driver = map.next_value()?,
                 "created_at" => created_at = Some(map.next_value()?),
                 "updated_at" => updated_at = Some(map.next_value()?),
@@ -982,6 +997,9 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
             abort_requested,
             vars,
             state_machine,
+            hook_sink: hook_sink
+                .map(|text| crate::hooks::HookSink::parse(&text).map_err(A::Error::custom))
+                .transpose()?,
             driver,
             created_at: created_at
                 .ok_or_else(|| A::Error::missing_field("created_at"))?
@@ -1004,6 +1022,7 @@ const FIELDS: &[&str] = &[
     "abort_requested",
     "vars",
     "state_machine",
+    "hooks",
     "driver",
     "created_at",
     "updated_at",
@@ -1080,6 +1099,9 @@ impl Serialize for Document<'_> {
         map.serialize_entry("vars", &s.vars)?;
         if let Some(arn) = &s.state_machine {
             map.serialize_entry("state_machine", arn)?;
+        }
+        if let Some(sink) = &s.hook_sink {
+            map.serialize_entry("hooks", &sink.to_string())?;
         }
         if let Some(lease) = &s.driver {
             map.serialize_entry("driver", lease)?;

@@ -20,6 +20,8 @@ struct Inspected<'a> {
     outputs: Value,
     deps: Vec<&'a str>,
     dependents: Vec<&'a str>,
+    /// The file's dialect, when it is not baton's own.
+    format: Option<&'static str>,
 }
 
 impl<'a> Inspected<'a> {
@@ -39,6 +41,7 @@ impl<'a> Inspected<'a> {
             action,
             deps: labels(plan.deps(idx)),
             dependents: labels(plan.dependents(idx)),
+            format: plan.dialect().is_sck().then(|| plan.dialect().describe()),
         }
     }
 }
@@ -61,14 +64,21 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
 
 fn print_json(inspected: &Inspected<'_>) {
     let (def, a) = (inspected.def, &inspected.action);
-    let doc = json!({
+    let mut doc = json!({
         "label": def.label, "type": def.action_type.name(), "description": def.description,
         "status": a.status, "attempts": a.attempt,
         "started_at": a.started_at.as_ref().map(ts::format), "finished_at": a.finished_at.as_ref().map(ts::format),
         "depends_on": inspected.deps, "dependents": inspected.dependents, "condition": def.condition,
         "params": inspected.params, "outputs": inspected.outputs, "error": a.error, "blocked_by": a.blocked_by,
-        "log": a.log,
+        "log": a.log, "format": inspected.format,
     });
+    if let Some(scope) = &def.scope {
+        doc["scope"] = json!(scope);
+    }
+    if inspected.format.is_some() {
+        doc["save_outputs"] = json!(def.save_outputs);
+        doc["lifecycle_hooks"] = json!(def.hooks.iter().map(|h| h.to_value()).collect::<Vec<_>>());
+    }
     crate::out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
 }
 
@@ -82,6 +92,10 @@ fn print_text(inspected: &Inspected<'_>) {
     );
     if let Some(description) = &def.description {
         crate::out!("  {description}");
+    }
+    if let Some(format) = inspected.format {
+        crate::out!("format      {format}");
+        print_sck(def);
     }
     print_progress(a);
     crate::out!("depends on  {}", listed(&inspected.deps));
@@ -109,6 +123,26 @@ fn print_text(inspected: &Inspected<'_>) {
                 entry.msg
             );
         }
+    }
+}
+
+/// What an SCK action adds: its scope, whether it saves outputs, its status hooks.
+fn print_sck(def: &Action) {
+    if let Some(scope) = &def.scope {
+        crate::out!("scope       {scope}");
+    }
+    if !def.save_outputs {
+        crate::out!("outputs     not saved to its namespace (SaveOutputs: false)");
+    }
+    for hook in &def.hooks {
+        let states: Vec<String> = baton_core::HookState::ALL
+            .into_iter()
+            .filter_map(|state| {
+                hook.message(state)
+                    .map(|m| format!("{} → {}", state.as_str(), m.status))
+            })
+            .collect();
+        crate::out!("status hook {} for {}", states.join(", "), hook.identity);
     }
 }
 

@@ -72,7 +72,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
 pub fn unknown_label(plan: &baton_core::Plan, label: &str) -> Failure {
     let hint = baton_core::hints::suggest(label, plan.actions().iter().map(|a| a.label.as_str()))
         .map(|s| format!(" (did you mean \"{s}\"?)"))
-        .unwrap_or_default();
+        .unwrap_or_else(|| "; `baton status RUN` lists its actions".to_string());
     Failure::Invalid(format!("no action labelled \"{label}\" in this run{hint}"))
 }
 

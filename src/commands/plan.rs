@@ -22,6 +22,10 @@ pub fn run(file: &Path, format: PlanFormat) -> CommandResult {
     Ok(())
 }
 
+/// How a failure plays out in an SCK file, which SCK's own runner handles differently.
+pub const SCK_FAILURE: &str = "baton blocks only what depends on the failed action; independent \
+     branches run on (SCK's runner stops the whole run at the first failure)";
+
 /// Layers: everything in a layer can run in parallel once the layers above are done.
 pub fn text(plan: &Plan) -> String {
     let layers = plan.layers();
@@ -31,6 +35,10 @@ pub fn text(plan: &Plan) -> String {
         plural(plan.len(), "action"),
         plural(layers.len(), "layer")
     );
+    if plan.dialect().is_sck() {
+        let _ = writeln!(out, "format: {}", plan.dialect().describe());
+        let _ = writeln!(out, "on failure: {SCK_FAILURE}");
+    }
     for (depth, layer) in layers.iter().enumerate() {
         let _ = writeln!(out, "\nlayer {depth} ({})", plural(layer.len(), "action"));
         for &idx in layer {
@@ -62,19 +70,31 @@ fn json_plan(plan: &Plan) -> String {
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            json!({
+            let mut action = json!({
                 "label": a.label,
                 "type": a.action_type.name(),
                 "depends_on": plan.deps(i as ActionIdx).iter().map(|&d| plan.label(d)).collect::<Vec<_>>(),
                 "layer": depth[i],
-            })
+            });
+            if let Some(scope) = &a.scope {
+                action["scope"] = json!(scope);
+            }
+            action
         })
         .collect();
     let layers: Vec<Vec<&str>> = layers
         .iter()
         .map(|l| l.iter().map(|&i| plan.label(i)).collect())
         .collect();
-    let doc = json!({ "source": plan.source(), "actions": actions, "layers": layers });
+    let mut doc = json!({
+        "source": plan.source(),
+        "format": plan.dialect().describe(),
+        "actions": actions,
+        "layers": layers,
+    });
+    if plan.dialect().is_sck() {
+        doc["on_failure"] = json!(SCK_FAILURE);
+    }
     format!(
         "{}\n",
         serde_json::to_string_pretty(&doc).unwrap_or_default()

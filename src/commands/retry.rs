@@ -25,9 +25,17 @@ pub async fn run(args: RetryArgs) -> CommandResult {
     let preview = planned.preview();
     if preview.will_run.is_empty() {
         let why = if preview.stays_blocked.is_empty() {
-            "nothing matches"
+            format!(
+                "no action is failed, blocked or cancelled (the run is {}; its actions: {})",
+                state.status(),
+                state.count_summary()
+            )
         } else {
-            "everything selected is still blocked"
+            format!(
+                "what you selected stays blocked by a failure outside the selection: {} \
+                 (re-execute with --failed, or --from the failed action)",
+                blocked_by(&run.plan, &state, &preview.stays_blocked)
+            )
         };
         eprintln!("nothing to re-execute: {why}");
         if remote.is_some() && !state.status().is_finished() {
@@ -71,6 +79,29 @@ fn selected(plan: &Plan, selection: &Selection) -> Result<Reexecute, Failure> {
             "choose --failed, --from LABEL or --only LABEL".into(),
         ))
     }
+}
+
+/// `deploy (needs build: failed)`: each action that stays blocked and the unfinished work it
+/// waits for.
+fn blocked_by(plan: &Plan, state: &RunState, blocked: &[u32]) -> String {
+    blocked
+        .iter()
+        .take(12)
+        .map(|&idx| {
+            let needs: Vec<String> = plan
+                .deps(idx)
+                .iter()
+                .filter(|&&d| !state.action(d).status.satisfies_dependents())
+                .map(|&d| format!("{}: {}", plan.label(d), state.action(d).status))
+                .collect();
+            if needs.is_empty() {
+                plan.label(idx).to_string()
+            } else {
+                format!("{} (needs {})", plan.label(idx), needs.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn print_preview(plan: &Plan, preview: &Preview) {

@@ -22,21 +22,44 @@ use crate::{CommandResult, Failure};
 pub async fn run(args: RunArgs) -> CommandResult {
     // Everything the user typed is checked before the run exists.
     tick_options(&args.drive)?;
-    let reach = args.templates.reach();
-    let (run, state, version) =
-        create(&args.file, &args.vars, args.run_id, reach, &args.store).await?;
+    let new_run = NewRun {
+        file: &args.file,
+        vars: &args.vars,
+        run_id: args.run_id.clone(),
+        hooks: args.hooks.as_deref(),
+        reach: args.templates.reach(),
+    };
+    let (run, state, version) = create(new_run, &args.store).await?;
     drive_from(run, Some((state, version)), &args.drive).await
+}
+
+/// What `run` and `submit` create a run from, as typed.
+pub struct NewRun<'a> {
+    pub file: &'a std::path::Path,
+    pub vars: &'a [String],
+    pub run_id: Option<String>,
+    /// `--hooks`: where status hooks are published.
+    pub hooks: Option<&'a str>,
+    pub reach: TemplateReach,
 }
 
 /// Validates the file and the variables, then creates the run (uploading or inlining
 /// `template_file`s). Nothing is written if anything is wrong.
 pub async fn create(
-    file: &std::path::Path,
-    var_args: &[String],
-    run_id: Option<String>,
-    reach: TemplateReach,
+    new_run: NewRun<'_>,
     store: &StoreArgs,
 ) -> Result<(Run<AnyStore>, RunState, String), Failure> {
+    let NewRun {
+        file,
+        vars: var_args,
+        run_id,
+        hooks,
+        reach,
+    } = new_run;
+    let hook_sink = hooks
+        .map(baton_core::hooks::HookSink::parse)
+        .transpose()
+        .map_err(|why| Failure::Invalid(format!("--hooks {why}")))?;
     let loaded = super::load_plan(file)?;
     let vars = parse_vars(var_args)?;
     let now = Utc::now();
@@ -64,7 +87,7 @@ pub async fn create(
     let mut plan = loaded.plan;
     let base_dir = file.parent().unwrap_or(std::path::Path::new("."));
     crate::templates::resolve(&mut plan, base_dir, &store, reach).await?;
-    Ok(Run::create(store, plan, &run_id, vars, now).await?)
+    Ok(Run::create_with_hooks(store, plan, &run_id, vars, now, hook_sink).await?)
 }
 
 /// A run id already taken in S3 is refused before its template files are uploaded (they would
@@ -85,14 +108,7 @@ async fn refuse_existing(store: &AnyStore) -> Result<(), Failure> {
 
 /// `baton submit`: check the state machine, create the run in S3 and start a Step Functions
 /// execution to drive it. Nothing is written when the state machine cannot be found.
-pub async fn submit(
-    file: &std::path::Path,
-    var_args: &[String],
-    run_id: Option<String>,
-    reach: TemplateReach,
-    store: &StoreArgs,
-    state_machine: &str,
-) -> CommandResult {
+pub async fn submit(new_run: NewRun<'_>, store: &StoreArgs, state_machine: &str) -> CommandResult {
     if !store.store.starts_with("s3://") {
         return Err(Failure::Invalid(format!(
             "--store {}: a submitted run lives in S3 where the runner can reach it; give --store s3://bucket/prefix",
@@ -101,7 +117,7 @@ pub async fn submit(
     }
     let sfn = remote::client().await;
     let state_machine = remote::check_state_machine(&sfn, state_machine).await?;
-    let (run, _, _) = create(file, var_args, run_id, reach, store).await?;
+    let (run, _, _) = create(new_run, store).await?;
     let locator = run.store.locator();
     let arn = state_machine.clone();
     let ((), state, _) = run
@@ -166,15 +182,20 @@ async fn drive_from(
     }
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
+    // Refuse a run another process drives before announcing it (the tick would refuse it
+    // too, after the header had promised a run).
+    if !run.store.needs_lease() {
+        drop(run.store.lock_driver()?);
+    }
     if !args.json {
         crate::out!(
-            "run {} ({} actions) in {}",
+            "run {} ({}) in {}",
             run_id_of(&run),
-            run.plan.len(),
+            crate::output::plural(run.plan.len(), "action"),
             run.store.locator()
         );
     }
-    let signals = crate::signals::watch(options.stop.clone(), announce_stop);
+    let signals = crate::signals::watch(options.stop.clone(), run.store.locator(), announce_stop);
     let report = ops::drive(&run, &options, observer).await;
     drop(signals);
     let state = report?.state;

@@ -63,7 +63,7 @@ impl Driver {
                 Err(e) => Driver::Unknown(e.to_string()),
             };
         }
-        if run.store.lock_driver().is_err() {
+        if run.store.is_locked() {
             return Driver::Locked;
         }
         Driver::Idle
@@ -132,7 +132,17 @@ async fn print_json(
 
 /// The run's status (and who drives it, or how to continue it), its store and its counts.
 fn print_summary(run: &Run<AnyStore>, state: &RunState, version: &str, driver: &Driver) {
-    let age = elapsed(Some(state.created_at()), Some(state.updated_at()))
+    // A run still being driven has been going until now, not until its last save.
+    let driven = matches!(
+        driver,
+        Driver::Lease(_) | Driver::Execution(_) | Driver::Locked
+    );
+    let until = if driven && !state.status().is_finished() {
+        Utc::now()
+    } else {
+        state.updated_at()
+    };
+    let age = elapsed(Some(state.created_at()), Some(until))
         .map(format_elapsed)
         .unwrap_or_default();
     let abort = if state.abort_requested() {

@@ -120,7 +120,7 @@ pub async fn console(
     };
     let app_options = AppOptions {
         read_only: options.read_only,
-        color: color_enabled(),
+        color: session::color_wanted(),
         driving: options.drive.is_some(),
     };
     let locator = run.store.locator();
@@ -156,7 +156,7 @@ async fn run_console(
     // A console that only watches has nothing to stop, but a signal must still give the
     // terminal back.
     let stop = drive.as_ref().map(|o| o.stop.clone()).unwrap_or_default();
-    let signals = crate::signals::watch(stop.clone(), {
+    let signals = crate::signals::watch(stop.clone(), run.store.locator(), {
         let tx = tx.clone();
         move |cause| {
             let _ = tx.send(Msg::Stop(cause));

@@ -287,7 +287,7 @@ pub async fn show(
     term.input.attach(tx.clone());
     let lister = spawn_lister(store.clone(), list_tx);
     let clock = spawn_clock(tx);
-    let mut view = RunsView::new(&store.store, super::color_enabled(), notice);
+    let mut view = RunsView::new(&store.store, super::session::color_wanted(), notice);
     let size = term.terminal.size().unwrap_or_default();
     view.update(Msg::Resize(size.width, size.height));
     let mut last_draw = Instant::now() - super::FRAME;

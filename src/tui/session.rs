@@ -23,6 +23,8 @@ use crate::{locator, Failure};
 pub struct Settings {
     /// Clicks and the wheel (`--no-mouse` turns them off).
     pub mouse: bool,
+    /// Colour (`NO_COLOR` or the config file turn it off).
+    pub color: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -34,6 +36,13 @@ pub fn configure(settings: Settings) {
 
 fn mouse_wanted() -> bool {
     SETTINGS.get().is_none_or(|s| s.mouse)
+}
+
+/// Whether the console draws in colour.
+pub(super) fn color_wanted() -> bool {
+    SETTINGS
+        .get()
+        .map_or_else(super::color_enabled, |s| s.color)
 }
 
 /// Why this terminal cannot show the console (`TERM=dumb`, or smaller than the console's
@@ -163,7 +172,10 @@ pub fn store_of(locator: &str) -> StoreArgs {
         Some((root, _)) => root.to_string(),
         None => ".baton".to_string(),
     };
-    StoreArgs { store: root }
+    StoreArgs {
+        store: root,
+        aws: crate::args::AwsArgs::default(),
+    }
 }
 
 /// The session after its first screen: the runs list and the runs opened from it, until the
@@ -206,7 +218,7 @@ async fn watch_run(
     let (state, version) = run.load().await?;
     let options = AppOptions {
         read_only,
-        color: super::color_enabled(),
+        color: color_wanted(),
         driving: false,
     };
     let locator = run.store.locator();

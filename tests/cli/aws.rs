@@ -1253,7 +1253,7 @@ fn delete_stack_reports_the_resources_that_failed() {
         let outcome = aws
             .check(check_request(ActionType::DeleteStack, handle("delete")))
             .await;
-        assert_eq!(outcome, Outcome::complete());
+        assert_eq!(outcome, stack_status("DELETE_COMPLETE"));
         // An absent stack is already deleted.
         let absent = mock!(cfn::Client::describe_stacks).then_error(|| {
             cfn::operation::describe_stacks::DescribeStacksError::generic(
@@ -1270,7 +1270,45 @@ fn delete_stack_reports_the_resources_that_failed() {
                 json!({"stack_name": "app"}),
             ))
             .await;
-        assert_eq!(outcome, Outcome::complete());
+        assert_eq!(outcome, stack_status("DELETE_COMPLETE"));
+    });
+}
+
+/// A deleted stack's last status is its `StackStatus` output, which SCK teardown conditions
+/// read.
+fn stack_status(status: &str) -> Outcome {
+    let mut outputs = serde_json::Map::new();
+    outputs.insert("StackStatus".into(), json!(status));
+    Outcome::Complete { outputs }
+}
+
+/// `success_statuses`: a stack still in one of them after the delete request (CloudFormation
+/// would not delete it) counts as deleted, once the status has had time to change; any other
+/// status keeps the action waiting.
+#[test]
+fn delete_stack_success_statuses_count_as_deleted() {
+    rt().block_on(async {
+        let check = |params: Value, handle: Value| CheckRequest {
+            params,
+            ..check_request(ActionType::DeleteStack, handle)
+        };
+        let listed = json!({"stack_name": "app", "success_statuses": ["CREATE_COMPLETE", "UPDATE_COMPLETE"]});
+        let aws = mocked(&[&describe_returns(StackStatus::UpdateComplete)]);
+        let outcome = aws.check(check(listed.clone(), handle("delete"))).await;
+        assert_eq!(outcome, stack_status("UPDATE_COMPLETE"));
+        // Not listed: still waiting for the delete.
+        let outcome = aws
+            .check(check(json!({"stack_name": "app"}), handle("delete")))
+            .await;
+        assert!(matches!(outcome, Outcome::Running { .. }), "{outcome:?}");
+        // Right after the request, the old status may not have changed yet.
+        let now = json!({"stack_id": "arn:stack/app/1", "operation": "delete",
+                         "since": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+        let outcome = aws.check(check(listed, now)).await;
+        let Outcome::Running { check_after, .. } = outcome else {
+            panic!("must wait: {outcome:?}")
+        };
+        assert!(check_after <= std::time::Duration::from_secs(5), "{check_after:?}");
     });
 }
 
@@ -1309,4 +1347,94 @@ fn cross_account_actions_assume_a_role_through_sts() {
                 .expect("uploaded through the assumed role");
         }
     });
+}
+
+/// `baton runs` lists an S3 prefix as it lists a folder: newest first, with status, counts
+/// and "idle" for a run left unfinished with nothing driving it; a run elsewhere in the bucket
+/// is not listed.
+#[test]
+fn runs_lists_an_s3_prefix() {
+    let Some(endpoint) = endpoint() else { return };
+    let (name, store, scratch) = s3_scratch(&endpoint, "runs");
+    scratch.write(
+        "ok.json",
+        &json!([{"label": "a", "type": "system.no_op"}]).to_string(),
+    );
+    scratch.write(
+        "bad.json",
+        &json!([
+            {"label": "a", "type": "system.no_op"},
+            {"label": "boom", "type": "system.fail", "params": {"message": "no"}},
+            {"label": "after", "type": "system.no_op", "depends_on": ["boom"]}
+        ])
+        .to_string(),
+    );
+    let run = |file: &str, id: &str, store: &str| {
+        baton_aws(
+            &scratch,
+            &endpoint,
+            &["run", file, "--run-id", id, "--plain", "--store", store],
+        )
+    };
+    assert_eq!(code(&run("ok.json", "first", &store)), 0);
+    assert_eq!(code(&run("bad.json", "second", &store)), 1);
+    let elsewhere = format!("s3://{name}/other");
+    assert_eq!(code(&run("ok.json", "elsewhere", &elsewhere)), 0);
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &["retry", "second", "--failed", "--no-run", "--store", &store],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let out = baton_aws(&scratch, &endpoint, &["runs", "--json", "--store", &store]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows = json(&out);
+    let rows = rows.as_array().expect("a list");
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().expect("ok")).collect();
+    assert_eq!(ids, ["second", "first"], "newest first, this prefix only");
+    assert_eq!(rows[0]["status"], "running");
+    assert_eq!(
+        rows[0]["driver"], "idle",
+        "reset and left: nothing drives it"
+    );
+    assert_eq!(rows[0]["counts"]["complete"], 1);
+    assert_eq!(rows[0]["counts"]["pending"], 2);
+    assert_eq!(rows[1]["status"], "succeeded");
+    assert_eq!(rows[1]["run"], format!("{store}/runs/first"));
+
+    let out = baton_aws(&scratch, &endpoint, &["runs", "--store", &store]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("second") && text.contains("idle"), "{text}");
+    assert!(!text.contains("elsewhere"), "{text}");
+}
+
+/// A missing state bucket is blamed on the store, not on the action whose template_file was
+/// being uploaded to it.
+#[test]
+fn a_missing_state_bucket_is_the_stores_fault_not_the_actions() {
+    let Some(endpoint) = endpoint() else { return };
+    let scratch = Scratch::new();
+    scratch.write("t.yaml", "Resources: {}\n");
+    scratch.write(
+        "plan.json",
+        &json!([{"label": "net", "type": "aws.create_stack",
+                 "params": {"stack_name": "n1", "template_file": "t.yaml"}}])
+        .to_string(),
+    );
+    let store = format!("s3://{}/p", unique("absent"));
+    let out = baton_aws(
+        &scratch,
+        &endpoint,
+        &["run", "plan.json", "--plain", "--store", &store],
+    );
+    assert_eq!(code(&out), 3, "{}", describe(&out));
+    let err = stderr(&out);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&store) && first.contains("NoSuchBucket"),
+        "{err}"
+    );
+    assert!(err.contains("check --store"), "{err}");
 }

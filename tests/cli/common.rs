@@ -43,6 +43,9 @@ impl Scratch {
         let mut cmd = Command::new(baton_bin());
         cmd.current_dir(self.path())
             .env_remove("BATON_STORE")
+            .env_remove("BATON_CONFIG")
+            // The user's own config file must not change what a test sees.
+            .env("XDG_CONFIG_HOME", self.path().join(".config"))
             .env("NO_COLOR", "1");
         cmd
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{code, describe, json, plan, stderr, stdout, PlanBuilder, Scratch};
+use crate::common::{code, describe, json, plan, repo, stderr, stdout, PlanBuilder, Scratch};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -1298,4 +1298,168 @@ fn retry_only_reruns_that_action_alone_and_failed_then_the_rest() {
     );
     let summary = scratch.summary(&["retry", "only", "--failed"], 0);
     assert_eq!(status_of(&summary, "after"), "complete");
+}
+
+/// Defaults from the config file apply where neither a flag nor the environment gave one:
+/// flag > environment > file > built-in default.
+#[test]
+fn the_config_file_fills_defaults_below_flags_and_the_environment() {
+    let scratch = plan().no_op("a").scratch();
+    let config = scratch.path().join(".config/baton");
+    std::fs::create_dir_all(&config).expect("ok");
+    std::fs::write(config.join("config.toml"), "store = \"from-file\"\n").expect("ok");
+    let run = |id: &str, extra: &[&str], env: Option<&str>| {
+        let mut cmd = scratch.cmd();
+        cmd.args(["run", "plan.json", "--plain", "--run-id", id])
+            .args(extra);
+        if let Some(store) = env {
+            cmd.env("BATON_STORE", store);
+        }
+        let out = cmd.output().expect("ok");
+        assert_eq!(code(&out), 0, "{}", describe(&out));
+    };
+    run("f", &[], None);
+    run("e", &[], Some("from-env"));
+    run("c", &["--store", "from-flag"], Some("from-env"));
+    assert!(scratch.path().join("from-file/runs/f").is_dir());
+    assert!(scratch.path().join("from-env/runs/e").is_dir());
+    assert!(scratch.path().join("from-flag/runs/c").is_dir());
+    assert!(
+        !scratch.path().join(".baton").exists(),
+        "the built-in default lost to the file"
+    );
+    // Reading commands see the same default.
+    let out = scratch.exits(&["status", "f"], 0);
+    assert!(stdout(&out).contains("succeeded"), "{}", describe(&out));
+
+    // A named file must exist; a bad one is invalid input naming the file, line and key.
+    let missing = scratch.path().join("nope.toml");
+    let out = scratch
+        .cmd()
+        .args(["status", "f"])
+        .env("BATON_CONFIG", &missing)
+        .output()
+        .expect("ok");
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(stderr(&out).contains("nope.toml"), "{}", describe(&out));
+    std::fs::write(
+        config.join("config.toml"),
+        "store = \"x\"\nmouse = \"no\"\n",
+    )
+    .expect("ok");
+    let out = scratch.exits(&["status", "f"], 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.toml") && err.contains("line 2: mouse = \"no\""),
+        "{err}"
+    );
+}
+
+/// Shell completions and the manual page come from the same definitions as `--help`.
+#[test]
+fn completions_and_the_manual_page_are_generated() {
+    let scratch = Scratch::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = scratch.exits(&["completions", shell], 0);
+        let text = stdout(&out);
+        assert!(
+            text.contains("retry") && text.contains("store"),
+            "{shell}: {text}"
+        );
+    }
+    let out = scratch.exits(&["completions", "tcsh"], 2);
+    assert!(stderr(&out).contains("tcsh"), "{}", describe(&out));
+    let out = scratch.exits(&["man"], 0);
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH baton 1"),
+        "{page}"
+    );
+    assert!(page.contains("submit") && page.contains("watch"), "{page}");
+}
+
+/// `resume` of a run another process drives refuses before printing anything on stdout (no
+/// "run … (N actions)" header for a run it will not drive).
+#[test]
+fn resume_of_a_busy_run_refuses_before_its_header() {
+    let scratch = plan().command("slow", &["sleep", "5"]).scratch();
+    let mut driver = scratch
+        .cmd()
+        .args(["run", "plan.json", "--plain", "--run-id", "busy"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !scratch.path().join(".baton/runs/busy").is_dir() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = scratch.exits(&["resume", "busy", "--plain"], 3);
+    assert_eq!(stdout(&out), "", "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("being driven by another baton process"),
+        "{}",
+        describe(&out)
+    );
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
+/// Every row of the exit-code table in docs/cli.md, exercised: the table and the binary agree,
+/// and a row added without a case here fails this test.
+#[test]
+fn every_exit_code_in_the_table_is_what_baton_exits_with() {
+    let table = std::fs::read_to_string(repo().join("docs/cli.md")).expect("docs/cli.md");
+    let rows: Vec<String> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("## Exit codes"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|code| code.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        rows,
+        ["0", "1", "2", "3", "128+N"],
+        "the table changed: cover the new row"
+    );
+
+    let scratch = plan()
+        .no_op("ok")
+        .fail("boom", "no")
+        .after(&["ok"])
+        .scratch();
+    // 0: success.
+    scratch.exits(&["validate", "plan.json"], 0);
+    // 1: the run failed; nothing to re-execute.
+    scratch.exits(&["run", "plan.json", "--plain", "--run-id", "r"], 1);
+    scratch.exits(&["retry", "r", "--only", "ok", "--no-run"], 0);
+    scratch.write("good.json", &plan().no_op("a").to_json().to_string());
+    scratch.exits(&["run", "good.json", "--plain", "--run-id", "g"], 0);
+    scratch.exits(&["retry", "g", "--failed"], 1);
+    // 2: an invalid file, an unknown label, bad arguments, a bad config file.
+    scratch.write("bad.json", "[{\"label\": \"a\"}]");
+    scratch.exits(&["validate", "bad.json"], 2);
+    scratch.exits(&["inspect", "r", "nope"], 2);
+    scratch.exits(&["status"], 2);
+    scratch.exits(&["run", "plan.json", "--budget", "nan"], 2);
+    let out = scratch
+        .cmd()
+        .args(["status", "r"])
+        .env("BATON_CONFIG", scratch.path().join("missing.toml"))
+        .output()
+        .expect("baton");
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    // 3: no such run; store I/O.
+    scratch.exits(&["status", "nope"], 3);
+    std::fs::write(scratch.path().join("afile"), "").expect("write");
+    scratch.exits(&["run", "good.json", "--plain", "--store", "afile/x"], 3);
+    // 3: a run another process drives: resume_of_a_busy_run_refuses_before_its_header.
+    // 128+N: a second signal during a stop: stopping::a_second_signal_kills_the_commands_at_once.
 }

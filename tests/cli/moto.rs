@@ -197,6 +197,8 @@ moto_client!(rds_client, aws_sdk_rds);
 moto_client!(cloudfront_client, aws_sdk_cloudfront);
 moto_client!(elbv2_client, aws_sdk_elasticloadbalancingv2);
 moto_client!(iam_client, aws_sdk_iam);
+moto_client!(sns_client, aws_sdk_sns);
+moto_client!(sqs_client, aws_sdk_sqs);
 
 /// AWS access for an executor in this process: every service's client goes to moto.
 pub fn moto_aws(endpoint: &str) -> std::sync::Arc<baton_core::aws::Aws> {

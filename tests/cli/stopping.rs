@@ -465,7 +465,8 @@ fn a_second_signal_kills_the_commands_at_once() {
         "the command outlived the second signal"
     );
     assert!(
-        stderr(&out).contains("quitting at once"),
+        stderr(&out).contains("quitting at once")
+            && stderr(&out).contains("continue with: baton resume .baton/runs/twice"),
         "{}",
         stderr(&out)
     );

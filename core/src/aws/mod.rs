@@ -11,6 +11,7 @@ use aws_sdk_cloudformation as cfn;
 use aws_sdk_s3 as s3;
 use tokio::sync::Mutex;
 
+mod publish;
 mod services;
 pub use services::Services;
 
@@ -311,10 +312,7 @@ impl RoleRefused {
             .find_map(|e| e.downcast_ref::<AssumeRoleFailure>());
         let (words, retryable) = match sts {
             Some(sts) => (sts_words(sts), retryable(sts)),
-            None => (
-                aws_smithy_types::error::display::DisplayErrorContext(err).to_string(),
-                true,
-            ),
+            None => (crate::util::error_chain(err), true),
         };
         RoleRefused {
             role_arn: role_arn.to_string(),
@@ -379,12 +377,7 @@ where
             match (e.code(), e.message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.to_string(),
-                _ => {
-                    format!(
-                        "{}",
-                        aws_smithy_types::error::display::DisplayErrorContext(e)
-                    )
-                }
+                _ => crate::util::error_chain(e),
             }
         }
         SdkError::TimeoutError(_) => "the request timed out".into(),
@@ -392,16 +385,10 @@ where
             Some(e) if role_refused(e).is_some() => {
                 role_refused(e).map(ToString::to_string).unwrap_or_default()
             }
-            Some(e) => format!(
-                "cannot reach AWS: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(e)
-            ),
+            Some(e) => format!("cannot reach AWS: {}", crate::util::error_chain(e)),
             None => format!("cannot reach AWS: {failure:?}"),
         },
-        other => format!(
-            "{}",
-            aws_smithy_types::error::display::DisplayErrorContext(other)
-        ),
+        other => crate::util::error_chain(other),
     }
 }
 

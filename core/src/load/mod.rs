@@ -13,10 +13,11 @@ use crate::actions::ActionType;
 use crate::duration::{parse_duration, seconds_to_duration, DurationError};
 use crate::graph::{topological_order, transitive_dependencies};
 use crate::hints::did_you_mean;
-use crate::model::{Action, ActionIdx, Plan, RetryPolicy};
+use crate::model::{Action, ActionIdx, Dialect, LifecycleHook, Plan, RetryPolicy};
 use crate::template::{self, OutputRefs};
 
 mod read;
+pub(crate) mod sck;
 
 pub use read::{MAX_ACTIONS, MAX_TEXT_BYTES, MAX_VALUES};
 
@@ -157,7 +158,8 @@ pub enum Format {
     Detect,
 }
 
-/// Reads and validates an action file; `.yaml`/`.yml` files are read as YAML.
+/// Reads and validates an action file; `.yaml`, `.yml` and `.actions` files are read as YAML,
+/// `.json` files as JSON, and any other as JSON or, if it is not JSON, as YAML.
 ///
 /// A regular file over the size limit is refused before anything is read; anything else (a
 /// pipe, `/dev/zero`) is read only up to the limit.
@@ -165,7 +167,8 @@ pub fn load_path(path: &Path) -> Result<Loaded, Problems> {
     let file = path.display().to_string();
     let fail = |message: String| one_problem(Problem::file_level(&file, message));
     let format = match path.extension().and_then(|e| e.to_str()) {
-        Some("yaml" | "yml") => Format::Yaml,
+        // `.actions` is the Simple Cloud Kit's extension, whose files are YAML.
+        Some("yaml" | "yml" | "actions") => Format::Yaml,
         Some("json") => Format::Json,
         _ => Format::Detect,
     };
@@ -270,17 +273,64 @@ pub fn load_bytes(file: &str, bytes: &[u8], format: Format) -> Result<Loaded, Pr
 pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Problems> {
     // Editors on Windows like to start files with a byte-order mark; it carries no meaning.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut validator = Validator::new(file);
-    let mut drafts: Vec<Draft> = Vec::new();
-    let findings = read::read_actions(file, text, format, &mut |index, item| {
-        drafts.push(validator.read_action(index, item));
-    })
-    .map_err(one_problem)?;
-    for (index, field, message) in findings {
+    let read = read::read_actions(file, text, format)
+        .map_err(|problem| one_problem(compile_stage_note(problem, text)))?;
+    let stored = match read.format.as_deref() {
+        None => None,
+        Some(tag) => Some(Dialect::from_tag(tag).ok_or_else(|| {
+            one_problem(Problem::file_level(
+                file,
+                format!(
+                    "unknown format \"{}\" (this baton reads baton, sck-v1, sck-v2 and \
+                     sck-v3): the plan was stored by a newer baton; open the run with that version",
+                    printable(tag)
+                ),
+            ))
+        })?),
+    };
+    let mut validator = Validator::new(file, sck::detect(file, &read.actions, stored));
+    let drafts: Vec<Draft> = read
+        .actions
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| validator.read_action(index, item))
+        .collect();
+    for (index, field, message) in read.findings {
         let label = drafts.get(index).and_then(|d| d.label.clone());
         validator.error(index, label.as_deref(), &field, message);
     }
     validator.finish_drafts(drafts)
+}
+
+/// A file that does not parse and holds Jinja tags at the start of a line is an SCK action
+/// template that SCK's compile stage renders before its runner reads it; the parser's words
+/// alone ("did not find expected node content") would not say so.
+fn compile_stage_note(mut problem: Problem, text: &str) -> Problem {
+    let syntax =
+        problem.message.starts_with("invalid YAML") || problem.message.starts_with("invalid JSON");
+    if !syntax {
+        return problem;
+    }
+    let tag = text.lines().enumerate().find(|(_, line)| {
+        let line = line.trim_start().trim_start_matches("- ");
+        line.starts_with("{%") || line.starts_with("{{")
+    });
+    if let Some((n, line)) = tag {
+        let line = line.trim();
+        let mut shown: String = line.chars().take(60).collect();
+        if shown.len() < line.len() {
+            shown.push('…');
+        }
+        problem.message = format!(
+            "{}; line {} holds an unrendered template tag (`{}`): this is an SCK action \
+             template, which SCK's compile stage renders before the runner reads it; give baton \
+             the compiled action file",
+            problem.message,
+            n + 1,
+            printable(&shown)
+        );
+    }
+    problem
 }
 
 /// How deeply lists and objects may nest in an action file: serde_json's limit, which YAML
@@ -346,10 +396,20 @@ struct Draft {
     /// What each template reads, by field.
     refs: Vec<(String, OutputRefs)>,
     templated: bool,
+    /// SCK's `Before`: labels and patterns of the actions that wait for this one.
+    before: Vec<String>,
+    scope: Option<String>,
+    /// `None`: not said (on).
+    save_outputs: Option<bool>,
+    hooks: Vec<LifecycleHook>,
 }
 
 struct Validator<'f> {
     file: &'f str,
+    /// The file's spelling and rules.
+    dialect: Dialect,
+    /// How each SCK action spelled its fields, by index, so problems name them as written.
+    spellings: Vec<Option<sck::Spelling>>,
     problems: Problems,
     /// Problems past [`MAX_PROBLEMS`], counted but not kept.
     unlisted_errors: usize,
@@ -361,9 +421,11 @@ struct Validator<'f> {
 }
 
 impl<'f> Validator<'f> {
-    fn new(file: &'f str) -> Self {
+    fn new(file: &'f str, dialect: Dialect) -> Self {
         Validator {
             file,
+            dialect,
+            spellings: Vec::new(),
             problems: Problems::default(),
             unlisted_errors: 0,
             unlisted_warnings: 0,
@@ -400,12 +462,13 @@ impl<'f> Validator<'f> {
             self.unlisted_errors += 1;
             return;
         }
+        let field = self.written_field(index, field);
         self.problems.errors.push(Problem {
             file: self.file.to_string(),
             position: None,
             index: Some(index),
             label: label.map(str::to_string),
-            field: (!field.is_empty()).then(|| field.to_string()),
+            field: (!field.is_empty()).then_some(field),
             message: message.into(),
         });
     }
@@ -415,14 +478,23 @@ impl<'f> Validator<'f> {
             self.unlisted_warnings += 1;
             return;
         }
+        let field = self.written_field(index, field);
         self.problems.warnings.push(Problem {
             file: self.file.to_string(),
             position: None,
             index: Some(index),
             label: Some(label.to_string()),
-            field: Some(field.to_string()),
+            field: Some(field),
             message: message.into(),
         });
+    }
+
+    /// A field path in baton's names as action `index` spells it.
+    fn written_field(&self, index: usize, field: &str) -> String {
+        match self.spellings.get(index) {
+            Some(Some(spelling)) => spelling.translate(field),
+            _ => field.to_string(),
+        }
     }
 
     /// Everything after reading each action: labels, dependencies, cycles, template reads.
@@ -483,11 +555,21 @@ impl<'f> Validator<'f> {
                     .iter()
                     .flat_map(|(field, refs)| refs.vars.iter().map(|v| (field.clone(), v.clone())))
                     .collect(),
+                reads_state: None,
+                before: draft.before,
+                scope: draft.scope,
+                save_outputs: draft.save_outputs.unwrap_or(true),
+                hooks: draft.hooks,
             });
             read_labels.push(draft.refs);
         }
-        let mut plan = Plan::new(self.file.to_string(), actions, deps, order);
+        let mut plan = Plan::new(self.file.to_string(), self.dialect, actions, deps, order);
+        let lookups: Vec<sck::Lookups> = read_labels
+            .iter()
+            .map(|refs| sck::Lookups::of(refs))
+            .collect();
         self.check_output_refs(&mut plan, read_labels);
+        self.check_state_reads(&mut plan, lookups);
         if self.problems.errors.is_empty() {
             Ok(Loaded {
                 plan,
@@ -571,12 +653,17 @@ impl<'f> Validator<'f> {
             );
             return draft;
         };
-        let mut fields = self.canonical_fields(i, object);
+        let mut fields = if self.dialect.is_sck() {
+            self.sck_fields(i, object)
+        } else {
+            self.canonical_fields(i, object)
+        };
         draft.label = self.read_label(i, fields.remove("label"));
         let label = draft.label.clone();
         let label = label.as_deref();
         draft.action_type = self.read_type(i, label, fields.remove("type"));
-        draft.depends_on = self.read_depends_on(i, label, fields.remove("depends_on"));
+        draft.depends_on =
+            self.read_depends_on(i, label, "depends_on", fields.remove("depends_on"));
         // Oversized params are neither kept nor checked further: that error is the one worth reading.
         if let Some(params) = self.read_params(i, label, fields.remove("params")) {
             draft.params = params;
@@ -587,6 +674,9 @@ impl<'f> Validator<'f> {
         draft.timeout = self.read_timeout(i, label, fields.remove("timeout"));
         draft.retry = self.read_retry(i, label, fields.remove("retry"));
         draft.description = self.read_description(i, label, fields.remove("description"));
+        if self.dialect.is_sck() {
+            self.read_sck_fields(i, label, fields, &mut draft);
+        }
         draft
     }
 
@@ -657,6 +747,10 @@ impl<'f> Validator<'f> {
         match value {
             Some(Value::String(name)) => match ActionType::from_name(&name) {
                 Some(t) => return Some(t),
+                None if template::is_template(&name) => {
+                    let message = unrendered_template(&name).unwrap_or_default();
+                    self.error(i, label, "type", format!("\"{name}\" {message}"));
+                }
                 None => {
                     let canonical = crate::actions::canonical_type_name(&name);
                     let hint = did_you_mean(&canonical, ActionType::ALL.iter().map(|t| t.name()))
@@ -680,10 +774,12 @@ impl<'f> Validator<'f> {
         None
     }
 
+    /// A list of labels and patterns: `depends_on`, or (SCK) `before`.
     fn read_depends_on(
         &mut self,
         i: usize,
         label: Option<&str>,
+        field: &str,
         value: Option<Value>,
     ) -> Vec<String> {
         let mut depends_on = Vec::new();
@@ -696,13 +792,13 @@ impl<'f> Validator<'f> {
                         Value::String(_) => self.error(
                             i,
                             label,
-                            &format!("depends_on[{j}]"),
+                            &format!("{field}[{j}]"),
                             "empty label: name an action, or a pattern such as \"build-*\"",
                         ),
                         other => self.error(
                             i,
                             label,
-                            &format!("depends_on[{j}]"),
+                            &format!("{field}[{j}]"),
                             format!("must be a label or pattern, not {}", describe_kind(&other)),
                         ),
                     }
@@ -711,7 +807,7 @@ impl<'f> Validator<'f> {
             Some(other) => self.error(
                 i,
                 label,
-                "depends_on",
+                field,
                 format!("must be a list of labels, not {}", describe_kind(&other)),
             ),
         }
@@ -761,13 +857,18 @@ impl<'f> Validator<'f> {
     /// The draft's params against its action type and as templates.
     fn check_params(&mut self, i: usize, label: Option<&str>, draft: &mut Draft) {
         if let Some(action_type) = draft.action_type {
-            if let Err(problem) = action_type.check_params(&draft.params) {
+            for problem in schema_problems(action_type, &draft.params) {
                 let field = if problem.path.is_empty() {
                     "params".to_string()
                 } else {
                     format!("params.{}", problem.path)
                 };
-                self.error(i, label, &field, problem.message);
+                let message = if self.dialect.is_sck() {
+                    sck::in_sck_words(action_type.name(), &problem.message)
+                } else {
+                    problem.message
+                };
+                self.error(i, label, &field, message);
             }
         }
         for (path, message) in template::check_params(&draft.params, &mut draft.refs) {
@@ -862,101 +963,140 @@ impl<'f> Validator<'f> {
         None
     }
 
+    /// Each action's dependencies as indices: its `depends_on` entries, and the actions whose
+    /// `before` names it (A before X: X waits for A). Patterns are expanded by the file's rule.
     fn resolve_dependencies(
         &mut self,
         drafts: &[Draft],
         index: &HashMap<&str, usize>,
     ) -> Vec<Vec<ActionIdx>> {
-        let labels = LabelIndex::new(drafts);
-        let mut patterns: HashMap<String, Vec<ActionIdx>> = HashMap::new();
-        let mut comparisons = 0usize;
-        let mut edges = 0usize;
-        let mut stopped = false;
-        let mut all = Vec::with_capacity(drafts.len());
+        let mut resolver = Resolver::new(drafts, index);
+        let mut all: Vec<Vec<ActionIdx>> = Vec::with_capacity(drafts.len());
         for (i, draft) in drafts.iter().enumerate() {
-            let label = draft.label.as_deref();
             let mut deps: Vec<ActionIdx> = Vec::with_capacity(draft.depends_on.len());
             for (j, dep) in draft.depends_on.iter().enumerate() {
-                if stopped {
+                if resolver.stopped {
                     break;
                 }
                 let field = format!("depends_on[{j}]");
-                if dep.contains('*') {
-                    let pattern = collapse_stars(dep);
-                    if !patterns.contains_key(&pattern) {
-                        let candidates = labels.with_prefix(&pattern);
-                        comparisons += candidates.len();
-                        if comparisons > MAX_PATTERN_COMPARISONS {
-                            self.error(
-                                i,
-                                label,
-                                &field,
-                                format!(
-                                    "expanding the plan's depends_on patterns takes more than \
-                                     {MAX_PATTERN_COMPARISONS} label comparisons; use fewer \
-                                     distinct patterns, patterns that start with a fixed prefix \
-                                     (\"deploy-*\" rather than \"*-deploy\"), or exact labels"
-                                ),
-                            );
-                            stopped = true;
-                            break;
-                        }
-                        let mut matches: Vec<ActionIdx> = candidates
-                            .iter()
-                            .filter(|&&(l, _)| glob_match(&pattern, l))
-                            .map(|&(_, k)| k as ActionIdx)
-                            .collect();
-                        matches.sort_unstable();
-                        patterns.insert(pattern.clone(), matches);
-                    }
-                    let matches = patterns.get(&pattern).map_or(&[][..], Vec::as_slice);
-                    let before = deps.len();
-                    if edges + matches.len() > MAX_DEPENDENCIES {
-                        self.error(i, label, &field, too_many_dependencies());
-                        stopped = true;
-                        break;
-                    }
-                    deps.extend(matches.iter().filter(|&&k| k as usize != i));
-                    edges += deps.len() - before;
-                    if deps.len() == before {
-                        self.warning(
-                            i,
-                            label.unwrap_or("?"),
-                            &field,
-                            format!("pattern \"{dep}\" matches no action"),
-                        );
-                    }
-                    continue;
-                }
-                match index.get(dep.as_str()) {
-                    Some(&k) if k == i => {
-                        self.error(i, label, &field, "an action cannot depend on itself")
-                    }
-                    Some(&k) => {
-                        if edges >= MAX_DEPENDENCIES {
-                            self.error(i, label, &field, too_many_dependencies());
-                            stopped = true;
-                            break;
-                        }
-                        edges += 1;
-                        deps.push(k as ActionIdx);
-                    }
-                    None => {
-                        // Candidates in file order, so ties go to the earlier action.
-                        let hint = self.hint(
-                            dep,
-                            labels.len(),
-                            drafts.iter().filter_map(|d| d.label.as_deref()),
-                        );
-                        self.error(i, label, &field, format!("unknown action \"{dep}\"{hint}"));
-                    }
-                }
+                self.resolve_entry(&mut resolver, drafts, i, &field, dep, &mut deps);
             }
-            deps.sort_unstable();
-            deps.dedup();
             all.push(deps);
         }
+        for (i, draft) in drafts.iter().enumerate() {
+            for (j, entry) in draft.before.iter().enumerate() {
+                if resolver.stopped {
+                    break;
+                }
+                let mut targets = Vec::new();
+                let field = format!("before[{j}]");
+                self.resolve_entry(&mut resolver, drafts, i, &field, entry, &mut targets);
+                for target in targets {
+                    all[target as usize].push(i as ActionIdx);
+                }
+            }
+        }
+        for deps in &mut all {
+            deps.sort_unstable();
+            deps.dedup();
+        }
         all
+    }
+
+    /// Resolves one entry (a label or a pattern) of action `i`'s `field` into `out`.
+    fn resolve_entry(
+        &mut self,
+        resolver: &mut Resolver<'_>,
+        drafts: &[Draft],
+        i: usize,
+        field: &str,
+        entry: &str,
+        out: &mut Vec<ActionIdx>,
+    ) {
+        let label = drafts[i].label.as_deref();
+        if entry.contains('*') {
+            let edges = resolver.edges;
+            let Some(matches) = resolver.expand(entry, self.dialect) else {
+                self.error(
+                    i,
+                    label,
+                    field,
+                    format!(
+                        "expanding the plan's depends_on patterns takes more than \
+                         {MAX_PATTERN_COMPARISONS} label comparisons; use fewer distinct \
+                         patterns, patterns that start with a fixed prefix (\"deploy-*\" rather \
+                         than \"*-deploy\"), or exact labels"
+                    ),
+                );
+                resolver.stopped = true;
+                return;
+            };
+            let before = out.len();
+            let too_many = edges + matches.len() > MAX_DEPENDENCIES;
+            if !too_many {
+                out.extend(matches.iter().filter(|&&k| k as usize != i));
+            }
+            if too_many {
+                self.error(i, label, field, too_many_dependencies());
+                resolver.stopped = true;
+                return;
+            }
+            resolver.edges += out.len() - before;
+            if out.len() == before {
+                self.warning(
+                    i,
+                    label.unwrap_or("?"),
+                    field,
+                    format!("pattern \"{entry}\" matches no action"),
+                );
+            }
+            return;
+        }
+        match resolver.index.get(entry) {
+            Some(&k) if k == i => {
+                let message = if field.starts_with("before") {
+                    "an action cannot come before itself"
+                } else {
+                    "an action cannot depend on itself"
+                };
+                self.error(i, label, field, message);
+            }
+            Some(&k) => {
+                if resolver.edges >= MAX_DEPENDENCIES {
+                    self.error(i, label, field, too_many_dependencies());
+                    resolver.stopped = true;
+                    return;
+                }
+                resolver.edges += 1;
+                out.push(k as ActionIdx);
+            }
+            None => {
+                // Candidates in file order, so ties go to the earlier action; never the
+                // action itself, which it could not depend on anyway.
+                let hint = self.hint(
+                    entry,
+                    resolver.labels.len(),
+                    drafts
+                        .iter()
+                        .filter_map(|d| d.label.as_deref())
+                        .filter(|&l| Some(l) != label),
+                );
+                if self.dialect.is_sck() {
+                    self.warning(
+                        i,
+                        label.unwrap_or("?"),
+                        field,
+                        format!(
+                            "no action is named \"{entry}\"{hint}; SCK ignores a dependency on an \
+                             action that is not in the file (optional parts rely on it), and so \
+                             does baton for SCK files"
+                        ),
+                    );
+                } else {
+                    self.error(i, label, field, format!("unknown action \"{entry}\"{hint}"));
+                }
+            }
+        }
     }
 
     /// A template may read only outputs of actions that are guaranteed to have finished first.
@@ -1022,7 +1162,10 @@ impl<'f> Validator<'f> {
                         let hint = self.hint(
                             &name,
                             plan.len(),
-                            plan.actions.iter().map(|a| a.label.as_str()),
+                            plan.actions
+                                .iter()
+                                .map(|a| a.label.as_str())
+                                .filter(|&l| l != label),
                         );
                         self.error(
                             idx,
@@ -1105,6 +1248,59 @@ fn collapse_stars(pattern: &str) -> String {
         }
     }
     out
+}
+
+/// What resolving one file's dependencies has spent, and the patterns it expanded.
+struct Resolver<'d> {
+    labels: LabelIndex<'d>,
+    index: &'d HashMap<&'d str, usize>,
+    /// Each distinct pattern's matches, in file order.
+    patterns: HashMap<String, Vec<ActionIdx>>,
+    comparisons: usize,
+    edges: usize,
+    /// A budget ran out: nothing more is resolved.
+    stopped: bool,
+}
+
+impl<'d> Resolver<'d> {
+    fn new(drafts: &'d [Draft], index: &'d HashMap<&'d str, usize>) -> Self {
+        Resolver {
+            labels: LabelIndex::new(drafts),
+            index,
+            patterns: HashMap::new(),
+            comparisons: 0,
+            edges: 0,
+            stopped: false,
+        }
+    }
+
+    /// The actions `pattern` matches (by SCK's rule in SCK files), or `None` once expanding
+    /// patterns has cost more than [`MAX_PATTERN_COMPARISONS`].
+    fn expand(&mut self, pattern: &str, dialect: Dialect) -> Option<&[ActionIdx]> {
+        let pattern = collapse_stars(pattern);
+        if !self.patterns.contains_key(&pattern) {
+            let candidates = self.labels.with_prefix(&pattern);
+            self.comparisons += candidates.len();
+            if self.comparisons > MAX_PATTERN_COMPARISONS {
+                return None;
+            }
+            let matches_label = |label: &str| {
+                if dialect.is_sck() {
+                    sck::pattern_match(&pattern, label)
+                } else {
+                    glob_match(&pattern, label)
+                }
+            };
+            let mut matches: Vec<ActionIdx> = candidates
+                .iter()
+                .filter(|&&(l, _)| matches_label(l))
+                .map(|&(_, k)| k as ActionIdx)
+                .collect();
+            matches.sort_unstable();
+            self.patterns.insert(pattern.clone(), matches);
+        }
+        self.patterns.get(&pattern).map(Vec::as_slice)
+    }
 }
 
 /// Labels sorted, so a pattern with a fixed prefix looks only at the labels that share it.
@@ -1209,6 +1405,47 @@ fn weigh<'v>(value: &'v Value) -> (usize, Vec<String>, usize) {
     }
 }
 
+/// The most problems one action's params report; past them the first ones are worth fixing.
+const MAX_PARAMS_PROBLEMS: usize = 20;
+
+/// Every problem a type's schema finds in `params`, not only the first one the parser stops
+/// at: after each, the top-level param it is about is left out and the rest is checked again.
+fn schema_problems(action_type: ActionType, params: &Value) -> Vec<crate::actions::ParamsProblem> {
+    let first = match action_type.check_params(params) {
+        Ok(()) => return Vec::new(),
+        Err(problem) => problem,
+    };
+    let Value::Object(map) = params else {
+        return vec![first];
+    };
+    let mut rest = map.clone();
+    let mut problems = Vec::new();
+    // Params left out because their value was wrong (not because they are unknown): a check of
+    // the params as a whole, or a "missing" one of them, would then blame what is not so.
+    let mut left_out: Vec<String> = Vec::new();
+    let mut next = Some(first);
+    while let Some(problem) = next.take() {
+        let top =
+            problem.path[..problem.path.find(['.', '[']).unwrap_or(problem.path.len())].to_string();
+        let spurious = (problem.message == "missing required field" && left_out.contains(&top))
+            || (top.is_empty() && !left_out.is_empty());
+        if spurious {
+            break;
+        }
+        let unknown = problem.message.starts_with("unknown field");
+        problems.push(problem);
+        if top.is_empty() || !rest.contains_key(&top) || problems.len() >= MAX_PARAMS_PROBLEMS {
+            break;
+        }
+        rest.remove(&top);
+        if !unknown {
+            left_out.push(top);
+        }
+        next = action_type.check_params(&Value::Object(rest.clone())).err();
+    }
+    problems
+}
+
 fn params_have_templates(value: &Value) -> bool {
     match value {
         Value::String(s) => crate::template::is_template(s),
@@ -1228,10 +1465,24 @@ fn label_problem(label: &str) -> Option<String> {
             label.len()
         ));
     }
+    if let Some(tag) = unrendered_template(label) {
+        return Some(tag);
+    }
     label
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "_.:/-".contains(*c)))
         .map(|c| format!("contains {c:?}; labels may use only A-Z a-z 0-9 _ . : / -"))
+}
+
+/// Labels and types are never rendered: a template there is one a compile stage (SCK's, or
+/// a generator's) should have rendered before baton reads the file.
+fn unrendered_template(text: &str) -> Option<String> {
+    template::is_template(text).then(|| {
+        "is an unrendered template (`{{ … }}` or `{% … %}`): labels and types are not \
+         rendered; render the file first (an SCK action template is rendered by SCK's compile \
+         stage), or write the value out"
+            .to_string()
+    })
 }
 
 fn duration_value(value: &Value) -> Result<Duration, DurationError> {

@@ -2,17 +2,18 @@
 //!
 //! JSON and YAML go through the same reader: a serde visitor that builds each action's JSON
 //! value while it counts every value and every byte of text it creates, refuses a repeated key
-//! and a number JSON cannot hold, and hands each action to the validator as soon as it is read.
+//! and a number JSON cannot hold.
 //! So no file, however it is shaped (a million `1`s, a million `{}`s, YAML aliases that repeat
-//! a long string), costs more memory than the counts allow, and nothing is held as a whole
-//! document tree.
+//! a long string), costs more memory than the counts allow. The actions are kept as they are
+//! read (the validator needs the whole file to tell its dialect); nothing else of the document
+//! is held.
 
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::{describe_kind, too_large, Format, Problem, MAX_NESTING, MAX_YAML_BYTES};
+use super::{too_large, Format, Problem, MAX_NESTING, MAX_YAML_BYTES};
 
 /// The most actions one file may hold: twice the largest plan baton is built for (100,000), so
 /// no plan that fits the size limit with realistic actions comes near it.
@@ -46,7 +47,7 @@ enum Stop {
 }
 
 /// The running counts and position of one read.
-struct Reader<'e> {
+struct Reader {
     values_left: usize,
     text_left: usize,
     /// Levels of lists and objects open, the list of actions included.
@@ -59,13 +60,16 @@ struct Reader<'e> {
     stop: Option<Stop>,
     /// Problems that do not stop the reading: (action, field, message).
     found: Vec<(usize, String, String)>,
-    each: &'e mut (dyn FnMut(usize, Value) + Send),
+    /// The actions read so far.
+    actions: Vec<Value>,
+    /// The `format` of a stored plan's wrapper object, when the document is one.
+    format: Option<String>,
 }
 
 /// The text every reader error carries; the details are in [`Reader::stop`].
 const STOPPED: &str = "baton: stopped reading";
 
-impl Reader<'_> {
+impl Reader {
     fn stop<E: serde::de::Error>(&mut self, stop: Stop) -> E {
         self.stop = Some(stop);
         E::custom(STOPPED)
@@ -133,9 +137,9 @@ impl Reader<'_> {
 }
 
 /// One value, counted as it is built.
-struct Bounded<'r, 'e>(&'r mut Reader<'e>);
+struct Bounded<'r>(&'r mut Reader);
 
-impl<'de> DeserializeSeed<'de> for Bounded<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
@@ -143,7 +147,7 @@ impl<'de> DeserializeSeed<'de> for Bounded<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Bounded<'_, '_> {
+impl<'de> Visitor<'de> for Bounded<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -243,9 +247,9 @@ impl<'de> Visitor<'de> for Bounded<'_, '_> {
 
 /// A mapping key as text. YAML allows numbers and booleans as keys (`8080: web`); they are
 /// taken as the text they were written as, which is what JSON would need anyway.
-struct Key<'r, 'e>(&'r mut Reader<'e>);
+struct Key<'r>(&'r mut Reader);
 
-impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = String;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
@@ -253,7 +257,7 @@ impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Key<'_, '_> {
+impl<'de> Visitor<'de> for Key<'_> {
     type Value = String;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -309,9 +313,9 @@ enum Top {
 
 /// The whole document: a list is read one action at a time; anything else is read (within the
 /// same bounds) only to say what it is.
-struct Document<'r, 'e>(&'r mut Reader<'e>);
+struct Document<'r>(&'r mut Reader);
 
-impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Document<'_> {
     type Value = Top;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Top, D::Error> {
@@ -319,39 +323,57 @@ impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Document<'_, '_> {
+impl<'de> Visitor<'de> for Document<'_> {
     type Value = Top;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a list of actions")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
-        let reader = self.0;
-        reader.open()?;
-        let mut index = 0;
-        loop {
-            if index == MAX_ACTIONS {
-                // One more action would be too many; a closing bracket is fine.
-                reader.action = Some(index);
-                seq.next_element_seed(Skip(reader))?;
-                break;
-            }
-            reader.action = Some(index);
-            reader.label = None;
-            let Some(action) = seq.next_element_seed(Bounded(reader))? else {
-                break;
-            };
-            (reader.each)(index, action);
-            index += 1;
-        }
-        reader.action = None;
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top, A::Error> {
+        self.0.open()?;
+        read_action_list(self.0, seq)?;
         Ok(Top::Actions)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top, A::Error> {
-        let value = Bounded(self.0).visit_map(map)?;
-        Ok(Top::Other(describe_kind(&value)))
+    /// A stored plan in another dialect is `{"format": …, "actions": [...]}`; any other object
+    /// is read (within the same bounds) only to say what it is.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+        let reader = self.0;
+        reader.open()?;
+        let mut wrapper = true;
+        let mut has_actions = false;
+        while let Some(key) = map.next_key_seed(Key(reader))? {
+            reader.charge_text(key.len())?;
+            match key.as_str() {
+                "actions" if !has_actions => {
+                    has_actions = true;
+                    // The wrapper is not a level of the actions' nesting: a stored plan nests
+                    // exactly as deep as the file it was made from.
+                    reader.depth -= 1;
+                    map.next_value_seed(ActionList(reader))?;
+                    reader.depth += 1;
+                }
+                "format" if reader.format.is_none() => {
+                    let value = map.next_value_seed(Bounded(reader))?;
+                    match value {
+                        Value::String(format) => reader.format = Some(format),
+                        _ => wrapper = false,
+                    }
+                }
+                _ => {
+                    wrapper = false;
+                    map.next_value_seed(Bounded(reader))?;
+                }
+            }
+        }
+        if wrapper && has_actions && reader.format.is_some() {
+            Ok(Top::Actions)
+        } else {
+            reader.actions.clear();
+            reader.format = None;
+            Ok(Top::Other("an object"))
+        }
     }
 
     fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Top, E> {
@@ -384,9 +406,9 @@ impl<'de> Visitor<'de> for Document<'_, '_> {
 }
 
 /// Whether one more element follows, without building it.
-struct Skip<'r, 'e>(&'r mut Reader<'e>);
+struct Skip<'r>(&'r mut Reader);
 
-impl<'de> DeserializeSeed<'de> for Skip<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Skip<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
@@ -395,21 +417,73 @@ impl<'de> DeserializeSeed<'de> for Skip<'_, '_> {
     }
 }
 
+/// The list of actions inside a stored plan's wrapper object.
+struct ActionList<'r>(&'r mut Reader);
+
+impl<'de> DeserializeSeed<'de> for ActionList<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ActionList<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of actions")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        self.0.open()?;
+        read_action_list(self.0, seq)
+    }
+}
+
+/// Reads a list of actions one at a time, up to [`MAX_ACTIONS`]; its level is already open.
+fn read_action_list<'de, A: SeqAccess<'de>>(
+    reader: &mut Reader,
+    mut seq: A,
+) -> Result<(), A::Error> {
+    let mut index = 0;
+    loop {
+        if index == MAX_ACTIONS {
+            // One more action would be too many; a closing bracket is fine.
+            reader.action = Some(index);
+            seq.next_element_seed(Skip(reader))?;
+            break;
+        }
+        reader.action = Some(index);
+        reader.label = None;
+        let Some(action) = seq.next_element_seed(Bounded(reader))? else {
+            break;
+        };
+        reader.actions.push(action);
+        index += 1;
+    }
+    reader.action = None;
+    Ok(())
+}
+
 /// A problem inside an action that did not stop the reading: (action, field, message).
 pub(super) type Finding = (usize, String, String);
 
-/// Reads the document, handing each action (with its index) to `each` as soon as it is read.
-/// Refuses, with one problem that has the position where reading stopped: a syntax error, a
-/// repeated key, a number JSON cannot hold, a YAML tag baton does not know, and input past
-/// [`MAX_ACTIONS`], [`MAX_VALUES`], [`MAX_TEXT_BYTES`] or [`MAX_NESTING`].
+/// What a file holds: its actions as read, problems inside them that did not stop the reading,
+/// and the `format` of a stored plan's wrapper object.
+pub(super) struct Read {
+    pub(super) actions: Vec<Value>,
+    pub(super) findings: Vec<Finding>,
+    pub(super) format: Option<String>,
+}
+
+/// Reads the document's actions. Refuses, with one problem that has the position where reading
+/// stopped: a syntax error, a repeated key, a number JSON cannot hold, a YAML tag baton does
+/// not know, and input past [`MAX_ACTIONS`], [`MAX_VALUES`], [`MAX_TEXT_BYTES`] or
+/// [`MAX_NESTING`].
 // A cold path that runs once per file: the large error costs nothing worth boxing for.
 #[allow(clippy::result_large_err)]
-pub(super) fn read_actions(
-    file: &str,
-    text: &str,
-    format: Format,
-    each: &mut (dyn FnMut(usize, Value) + Send),
-) -> Result<Vec<Finding>, Problem> {
+pub(super) fn read_actions(file: &str, text: &str, format: Format) -> Result<Read, Problem> {
     // The parsers recurse once per level of nesting, with frames of several kilobytes in a
     // debug build: 127 levels need more than the 2 MiB a test or tokio thread has. The read
     // runs on a thread of its own with room to spare (the stack is reserved, not used).
@@ -417,9 +491,7 @@ pub(super) fn read_actions(
         let reading = std::thread::Builder::new()
             .name("baton-read".into())
             .stack_size(READER_STACK)
-            .spawn_scoped(scope, || {
-                read_on_this_thread(file, text, format, &mut *each)
-            });
+            .spawn_scoped(scope, || read_on_this_thread(file, text, format));
         let failed =
             |why: String| Problem::file_level(file, format!("cannot read the file: {why}"));
         match reading {
@@ -435,23 +507,33 @@ pub(super) fn read_actions(
 const READER_STACK: usize = 64 * 1024 * 1024;
 
 #[allow(clippy::result_large_err)]
-fn read_on_this_thread(
-    file: &str,
-    text: &str,
-    format: Format,
-    each: &mut (dyn FnMut(usize, Value) + Send),
-) -> Result<Vec<Finding>, Problem> {
+fn read_on_this_thread(file: &str, text: &str, format: Format) -> Result<Read, Problem> {
     if text.trim().is_empty() {
         return Err(Problem::file_level(
             file,
             "the file is empty; expected a list of actions",
         ));
     }
-    let use_json = match format {
-        Format::Json => true,
-        Format::Yaml => false,
-        Format::Detect => text.trim_start().starts_with(['[', '{']),
-    };
+    match format {
+        Format::Json => read_as(file, text, true),
+        Format::Yaml => read_as(file, text, false),
+        // A file whose name does not say: JSON, and if it is not JSON, YAML (of which JSON is
+        // nearly a subset). The problem shown is the one of the form the text looks like.
+        Format::Detect => match read_as(file, text, true) {
+            Err(json) if json.message.starts_with("invalid JSON") => {
+                match read_as(file, text, false) {
+                    Ok(read) => Ok(read),
+                    Err(_) if text.trim_start().starts_with(['[', '{']) => Err(json),
+                    Err(yaml) => Err(yaml),
+                }
+            }
+            other => other,
+        },
+    }
+}
+
+#[allow(clippy::result_large_err)]
+fn read_as(file: &str, text: &str, use_json: bool) -> Result<Read, Problem> {
     if !use_json && text.len() as u64 > MAX_YAML_BYTES {
         return Err(Problem::file_level(
             file,
@@ -467,7 +549,8 @@ fn read_on_this_thread(
         label: None,
         stop: None,
         found: Vec::new(),
-        each,
+        actions: Vec::new(),
+        format: None,
     };
     let (top, failure) = if use_json {
         read_json(text, &mut reader)
@@ -482,13 +565,17 @@ fn read_on_this_thread(
             file,
             format!("expected a list of actions (an array), found {kind}"),
         )),
-        _ => Ok(reader.found),
+        _ => Ok(Read {
+            actions: reader.actions,
+            findings: reader.found,
+            format: reader.format,
+        }),
     }
 }
 
 type Failure = (Option<(usize, usize)>, String);
 
-fn read_json(text: &str, reader: &mut Reader<'_>) -> (Option<Top>, Option<Failure>) {
+fn read_json(text: &str, reader: &mut Reader) -> (Option<Top>, Option<Failure>) {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let result = Document(reader)
         .deserialize(&mut deserializer)
@@ -508,7 +595,7 @@ fn read_json(text: &str, reader: &mut Reader<'_>) -> (Option<Top>, Option<Failur
 /// refuses first, at the bracket that is one level too deep.
 const PARSER_NESTING: usize = 4096;
 
-fn read_yaml(text: &str, reader: &mut Reader<'_>) -> (Option<Top>, Option<Failure>) {
+fn read_yaml(text: &str, reader: &mut Reader) -> (Option<Top>, Option<Failure>) {
     use serde_saphyr::options::{DuplicateKeyPolicy, MergeKeyPolicy, NonFiniteFloatPolicy};
     // The reader counts values, text and depth itself; the parser's own budgets are set so
     // they never refuse first what the reader would accept, except alias replay, which they
@@ -584,7 +671,7 @@ fn without_position(message: &str) -> String {
     message.to_string()
 }
 
-impl Reader<'_> {
+impl Reader {
     /// The problem for a read that stopped at `position` with the parser's `message`.
     fn problem(
         &self,

@@ -389,6 +389,18 @@ impl RunStore for LocalStore {
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io(path, e)),
         }
     }
+
+    fn is_locked(&self) -> bool {
+        held_elsewhere(&self.dir.join(LOCK_FILE))
+    }
+}
+
+/// Whether another open file holds the lock: one quick try that writes nothing.
+fn held_elsewhere(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).open(path) else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
 }
 
 /// The advisory lock lives as long as the open file; the OS drops it if the process dies.
@@ -443,6 +455,20 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    /// Asking whether a run is driven takes no exclusive lock and sees a held one.
+    #[test]
+    fn asking_whether_a_run_is_driven_sees_the_driver() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::in_root(tmp.path(), "probe");
+        block_on(store.create(b"[]", b"s1")).expect("create");
+        assert!(!store.is_locked());
+        let guard = store.lock_driver().expect("lock");
+        assert!(store.is_locked());
+        drop(guard);
+        assert!(!store.is_locked());
+        store.lock_driver().expect("asking left no lock behind");
     }
 
     #[test]

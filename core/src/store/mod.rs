@@ -164,6 +164,12 @@ pub trait RunStore: Send + Sync {
     /// Claims the right to drive the run, or fails with [`StoreError::Busy`].
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError>;
 
+    /// Whether a process holds the run's driver lock right now. Asking never keeps a driver
+    /// that starts at the same moment from taking the run.
+    fn is_locked(&self) -> bool {
+        self.lock_driver().is_err()
+    }
+
     /// Whether `lock_driver` cannot exclude other machines, so a tick must claim a lease in
     /// the state document itself (S3: any number of processes anywhere can reach the run).
     fn needs_lease(&self) -> bool {

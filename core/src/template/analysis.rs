@@ -23,6 +23,14 @@ pub(crate) struct Analysis {
     pub plain: bool,
     /// A constant expression that builds more than a template may, in words.
     pub too_big: Option<String>,
+    /// Keys read with `lookup` (SCK's state), and whether a default was given.
+    pub lookups: Vec<(String, bool)>,
+    /// Each `lookup` whose key is not written out, as written.
+    pub dynamic_lookups: Vec<String>,
+    /// Every filter used, by name.
+    pub filters: Vec<String>,
+    /// Every test used (`is defined`), by name.
+    pub tests: Vec<String>,
 }
 
 /// Parses a template and analyses it.
@@ -221,6 +229,7 @@ impl<'s> Analyzer<'s> {
             }
             Expr::Filter(f) => self.filter(f, expr.span()),
             Expr::Test(t) => {
+                self.analysis.tests.push(t.name.to_string());
                 let value = self.in_call(&t.expr, t.span());
                 let args = self.args(&t.args, t.span());
                 value && args && t.args.is_empty() && PLAIN_TESTS.contains(&t.name)
@@ -281,10 +290,22 @@ impl<'s> Analyzer<'s> {
         })
     }
 
+    /// Whether a filter is plain: `default`, `lookup` (one look in a table) or `rstrip` (a
+    /// shorter copy of its text).
     fn filter(&mut self, f: &ast::Filter<'_>, span: Span) -> bool {
+        self.analysis.filters.push(f.name.to_string());
+        if f.name == "lookup" {
+            match &f.expr {
+                Some(Expr::Const(key)) if key.value.as_str().is_some() => {
+                    let key = key.value.as_str().unwrap_or_default().to_string();
+                    self.analysis.lookups.push((key, !f.args.is_empty()));
+                }
+                _ => self.analysis.dynamic_lookups.push(self.excerpt(span)),
+            }
+        }
         let value = f.expr.as_ref().is_none_or(|e| self.in_call(e, span));
         let args = self.args(&f.args, span);
-        value && args && matches!(f.name, "default" | "d")
+        value && args && matches!(f.name, "default" | "d" | "lookup" | "rstrip")
     }
 
     fn call(&mut self, call: &ast::Call<'_>) {

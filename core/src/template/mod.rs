@@ -15,6 +15,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 
 pub(crate) mod analysis;
+mod state;
 pub mod worker;
 
 pub use analysis::MAX_BUILT_ITEMS;
@@ -37,12 +38,44 @@ pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
 /// deeper expressions are refused before they reach it. Real templates use a handful.
 pub const MAX_TAG_OPERATORS: usize = 200;
 
-static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(environment);
+
+/// The environment SCK files render in: the same, except that values print as SCK's Python
+/// runner prints them (`True`, `False`, `None`), so the text it compares is the text baton
+/// compares (`'False' == 'False'`).
+static SCK_ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = environment();
+    env.set_formatter(|out, state, value| {
+        use minijinja::value::ValueKind;
+        match value.kind() {
+            ValueKind::Bool => {
+                let text = if value.is_true() { "True" } else { "False" };
+                out.write_str(text).map_err(minijinja::Error::from)
+            }
+            ValueKind::None => out.write_str("None").map_err(minijinja::Error::from),
+            _ => minijinja::escape_formatter(out, state, value),
+        }
+    });
+    env
+});
+
+fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    env.add_filter("lookup", state::lookup);
+    env.add_filter("rstrip", state::rstrip);
     env
-});
+}
+
+/// The environment a context renders in.
+fn env_for(context: &Context) -> &'static Environment<'static> {
+    if context.values.sck {
+        &SCK_ENV
+    } else {
+        &ENV
+    }
+}
 
 /// Why a template could not be checked, rendered or evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -74,11 +107,17 @@ pub enum TemplateError {
     #[error("{0}")]
     Jinja(String),
     /// A whole-string expression that evaluates to nothing.
-    #[error("undefined value: `{expression}` names nothing in the context")]
+    #[error("undefined value: `{expression}` names nothing in the context{note}")]
     Undefined {
         /// The expression, without braces.
         expression: String,
+        /// Why, when it is known (an action it reads was skipped).
+        #[serde(default)]
+        note: String,
     },
+    /// A filter or test the template engine does not have.
+    #[error("{0}")]
+    Unknown(String),
     /// The rendered value cannot be JSON.
     #[error("{0}")]
     NotJson(String),
@@ -101,6 +140,10 @@ pub(crate) struct OutputRefs {
     pub dynamic: Vec<String>,
     /// Run variables read by name: `vars.x`, `vars["x"]`.
     pub vars: Vec<String>,
+    /// Keys read with `lookup`, and whether each has a default.
+    pub lookups: Vec<(String, bool)>,
+    /// `lookup`s whose key is computed, as written.
+    pub dynamic_lookups: Vec<String>,
 }
 
 /// Checks a template's syntax and lists what it reads.
@@ -122,10 +165,29 @@ fn refs(source: &str, analysis: analysis::Analysis) -> Result<OutputRefs, Templa
     if let Some(what) = analysis.too_big {
         return Err(TemplateError::BuildsTooMuch(what));
     }
+    // An unknown filter or test fails only when the template renders; validation says so.
+    for name in &analysis.filters {
+        if !state::known(state::Kind::Filter, name) {
+            return Err(TemplateError::Unknown(state::unknown_message(
+                state::Kind::Filter,
+                name,
+            )));
+        }
+    }
+    for name in &analysis.tests {
+        if !state::known(state::Kind::Test, name) {
+            return Err(TemplateError::Unknown(state::unknown_message(
+                state::Kind::Test,
+                name,
+            )));
+        }
+    }
     Ok(OutputRefs {
         labels: analysis.labels,
         dynamic: analysis.dynamic,
         vars: scan_vars(source),
+        lookups: analysis.lookups,
+        dynamic_lookups: analysis.dynamic_lookups,
     })
 }
 
@@ -274,11 +336,28 @@ fn walk_strings(value: &Value, path: &mut String, visit: &mut dyn FnMut(&str, &s
 
 /// The values a template can see.
 pub struct Context {
+    values: Values,
+    /// The same, as the engine holds it; built on first use (a worker needs only the JSON).
+    jinja: OnceLock<minijinja::Value>,
+}
+
+/// What a context holds, as it travels to a worker.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Values {
     run_id: String,
     vars: Map<String, Value>,
     outputs: Map<String, Value>,
-    /// The same, as the engine holds it; built on first use (a worker needs only the JSON).
-    jinja: OnceLock<minijinja::Value>,
+    /// SCK's flat state, for `lookup`: `<namespace>:var/<path>/<name>` and
+    /// `<namespace>:output/<name>` keys.
+    #[serde(default)]
+    state: Map<String, Value>,
+    /// Actions it reads that were skipped (their condition was false), for messages.
+    #[serde(default)]
+    skipped: Vec<String>,
+    /// Render as SCK's runner does: everything as text, Python's spelling of values, and a
+    /// condition true only when it renders as `true` (any case).
+    #[serde(default)]
+    sck: bool,
 }
 
 impl Context {
@@ -290,23 +369,70 @@ impl Context {
         outputs: impl Iterator<Item = (&'a str, &'a Map<String, Value>)>,
     ) -> Self {
         Context {
-            run_id: run_id.to_string(),
-            vars: vars.clone(),
-            outputs: outputs
-                .map(|(label, out)| (label.to_string(), Value::Object(out.clone())))
-                .collect(),
+            values: Values {
+                run_id: run_id.to_string(),
+                vars: vars.clone(),
+                outputs: outputs
+                    .map(|(label, out)| (label.to_string(), Value::Object(out.clone())))
+                    .collect(),
+                ..Values::default()
+            },
             jinja: OnceLock::new(),
         }
     }
 
+    /// With SCK's flat state for `lookup`.
+    pub fn with_state(mut self, state: Map<String, Value>) -> Self {
+        self.values.state = state;
+        self
+    }
+
+    /// With the labels of actions it reads that were skipped: their outputs are absent (an
+    /// empty `outputs.LABEL`, so `default()` and `is defined` work), and messages say why.
+    pub fn with_skipped(mut self, skipped: Vec<String>) -> Self {
+        for label in &skipped {
+            self.values
+                .outputs
+                .entry(label.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
+        self.values.skipped = skipped;
+        self
+    }
+
+    /// Rendering as SCK's runner does (see docs/action-files.md, "SCK files").
+    pub fn sck(mut self, sck: bool) -> Self {
+        self.values.sck = sck;
+        self
+    }
+
     fn jinja(&self) -> &minijinja::Value {
         self.jinja.get_or_init(|| {
+            let v = &self.values;
             minijinja::context! {
-                outputs => minijinja::Value::from_serialize(&self.outputs),
-                vars => minijinja::Value::from_serialize(&self.vars),
-                run => minijinja::context! { id => self.run_id.as_str() },
+                outputs => minijinja::Value::from_serialize(&v.outputs),
+                vars => minijinja::Value::from_serialize(&v.vars),
+                run => minijinja::context! { id => v.run_id.as_str() },
+                __baton_state__ => minijinja::Value::from_serialize(&v.state),
+                __baton_skipped__ => minijinja::Value::from_serialize(&v.skipped),
             }
         })
+    }
+
+    /// `: "x" was skipped …` when `text` reads an action that was skipped.
+    fn skipped_note(&self, text: &str) -> String {
+        match self
+            .values
+            .skipped
+            .iter()
+            .find(|label| text.contains(label.as_str()))
+        {
+            Some(label) => format!(
+                " (\"{label}\" was skipped: its condition was false, so it has no outputs; \
+                 give a default with `| default(…)`, or test `is defined`)"
+            ),
+            None => String::new(),
+        }
     }
 }
 
@@ -406,12 +532,16 @@ fn render_value(
 fn render_string(text: &str, context: &Context, left: &mut usize) -> Result<Value, TemplateError> {
     // Validation refused these already; a plan that skipped it must not crash the engine.
     check_complexity(text, false)?;
-    if let Some(expression) = single_expression(text) {
-        let compiled = ENV.compile_expression(expression).map_err(describe)?;
-        let value = compiled.eval(context.jinja()).map_err(describe)?;
+    let explain = |e: minijinja::Error| explained(e, text, context);
+    // SCK's runner renders every template to text; baton keeps a lone expression's type.
+    let typed = single_expression(text).filter(|_| !context.values.sck);
+    if let Some(expression) = typed {
+        let compiled = ENV.compile_expression(expression).map_err(explain)?;
+        let value = compiled.eval(context.jinja()).map_err(explain)?;
         if value.is_undefined() {
             return Err(TemplateError::Undefined {
                 expression: expression.to_string(),
+                note: context.skipped_note(expression),
             });
         }
         // Measured before it is copied: a value read from the context may be large.
@@ -421,13 +551,13 @@ fn render_string(text: &str, context: &Context, left: &mut usize) -> Result<Valu
         }
         return serde_json::to_value(&value).map_err(|e| TemplateError::NotJson(e.to_string()));
     }
-    let template = ENV.template_from_str(text).map_err(describe)?;
+    let template = env_for(context).template_from_str(text).map_err(explain)?;
     let mut out = Capped::collecting(left);
     let rendered = template.render_captured_to(context.jinja(), &mut out);
     if out.over {
         return Err(TemplateError::TooLarge);
     }
-    rendered.map_err(describe)?;
+    rendered.map_err(explain)?;
     Ok(Value::String(
         String::from_utf8_lossy(&out.bytes).into_owned(),
     ))
@@ -493,11 +623,38 @@ pub(crate) fn eval_condition(expression: &str, context: &Context) -> Result<bool
 fn eval_condition_here(expression: &str, context: &Context) -> Result<bool, TemplateError> {
     let bare = unwrap_braces(expression);
     check_complexity(bare, true)?;
-    let compiled = ENV.compile_expression(bare).map_err(describe)?;
+    let explain = |e: minijinja::Error| explained(e, bare, context);
+    if context.values.sck {
+        // SCK's runner renders `{{ condition }}` to text and runs the action only when that
+        // text is `true`, in any case.
+        let source = format!("{{{{ {bare} }}}}");
+        let template = SCK_ENV.template_from_str(&source).map_err(explain)?;
+        let mut left = MAX_RENDERED_BYTES;
+        let mut out = Capped::collecting(&mut left);
+        let rendered = template.render_captured_to(context.jinja(), &mut out);
+        if out.over {
+            return Err(TemplateError::TooLarge);
+        }
+        rendered.map_err(explain)?;
+        return Ok(String::from_utf8_lossy(&out.bytes).eq_ignore_ascii_case("true"));
+    }
+    let compiled = ENV.compile_expression(bare).map_err(explain)?;
     compiled
         .eval(context.jinja())
         .map(|v| v.is_true())
-        .map_err(describe)
+        .map_err(explain)
+}
+
+/// minijinja's error in baton's words, with why a value is missing when an action it reads
+/// was skipped.
+fn explained(err: minijinja::Error, text: &str, context: &Context) -> TemplateError {
+    let undefined = err.kind() == minijinja::ErrorKind::UndefinedError;
+    match describe(err) {
+        TemplateError::Jinja(message) if undefined => {
+            TemplateError::Jinja(format!("{message}{}", context.skipped_note(text)))
+        }
+        other => other,
+    }
 }
 
 fn unwrap_braces(expression: &str) -> &str {
@@ -774,6 +931,123 @@ mod tests {
             "+1".repeat(300)
         );
         assert!(check_template(&dict).is_err());
+    }
+
+    fn sck_ctx(state: Value) -> Context {
+        Context::new("run-1", &Map::new(), std::iter::empty())
+            .with_state(state.as_object().cloned().unwrap_or_default())
+            .sck(true)
+    }
+
+    #[test]
+    fn lookup_reads_the_state_with_or_without_a_default() {
+        let context = sck_ctx(json!({"ns:var/a/Persist": "False", "ns:output/N": 0}));
+        let rendered = render_params(
+            &json!({
+                "found": "{{ 'ns:var/a/Persist' | lookup }}",
+                "default": "{{ 'ns:var/a/Missing' | lookup('dflt') }}",
+                "number": "{{ 'ns:output/N' | lookup == 0 }}",
+            }),
+            &context,
+        )
+        .expect("renders");
+        assert_eq!(
+            rendered,
+            json!({"found": "False", "default": "dflt", "number": "True"})
+        );
+        let err = render_params(&json!({"x": "{{ 'ns:var/a/Missing' | lookup }}"}), &context)
+            .expect_err("no default")
+            .to_string();
+        assert!(err.starts_with("params.x: "), "{err}");
+        assert!(err.contains("\"ns:var/a/Missing\""), "{err}");
+        assert!(err.contains("give a default"), "{err}");
+    }
+
+    #[test]
+    fn sck_values_compare_as_the_text_sck_renders() {
+        // A set_variables value rendered from a comparison is the text "False", and a later
+        // condition compares it with 'False', as in SCK's runner.
+        let context = sck_ctx(json!({}));
+        let persist =
+            render_params(&json!({"Persist": "{{ '' != '' }}"}), &context).expect("renders");
+        assert_eq!(persist, json!({"Persist": "False"}));
+        let context = sck_ctx(json!({"ns:var/g/Persist": "False"}));
+        for (condition, runs) in [
+            ("('ns:var/g/Persist' | lookup) == 'False'", true),
+            ("('ns:var/g/Persist' | lookup) == 'True'", false),
+            ("True", true),
+            ("False", false),
+            ("False and ('ns:var/g/Persist' | lookup) == 'False'", false),
+            ("'TRUE'", true),
+            ("'yes'", false),
+        ] {
+            assert_eq!(
+                eval_condition(condition, &context).expect(condition),
+                runs,
+                "{condition}"
+            );
+        }
+        // baton's own files keep types: the same comparison is a boolean.
+        let native = Context::new("run-1", &Map::new(), std::iter::empty());
+        assert_eq!(
+            render_params(&json!({"p": "{{ '' != '' }}"}), &native).expect("renders"),
+            json!({"p": false})
+        );
+    }
+
+    #[test]
+    fn a_skipped_action_reads_as_absent_outputs() {
+        let context = Context::new("run-1", &Map::new(), std::iter::empty())
+            .with_skipped(vec!["gather".into()]);
+        let rendered = render_params(
+            &json!({
+                "d": "{{ outputs.gather.Name | default('none') }}",
+                "t": "{{ outputs.gather.Name is defined }}",
+            }),
+            &context,
+        )
+        .expect("renders");
+        assert_eq!(rendered, json!({"d": "none", "t": false}));
+        let err = render_params(&json!({"x": "{{ outputs.gather.Name }}"}), &context)
+            .expect_err("absent")
+            .to_string();
+        assert!(err.contains("\"gather\" was skipped"), "{err}");
+        let context = sck_ctx(json!({})).with_skipped(vec!["ns:action/g".into()]);
+        let err = render_params(&json!({"x": "{{ 'ns:var/g/V' | lookup }}"}), &context)
+            .expect_err("absent")
+            .to_string();
+        assert!(err.contains("\"ns:action/g\" was skipped"), "{err}");
+    }
+
+    #[test]
+    fn unknown_filters_and_tests_are_refused_when_checked() {
+        let err = check_template("{{ 'k' | lookpu('x') }}")
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            err.contains("unknown filter \"lookpu\" (did you mean \"lookup\"?)"),
+            "{err}"
+        );
+        let err = check_expression("vars.x is definde")
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("unknown test \"definde\""), "{err}");
+        let refs = check_template("{{ 'a:var/b/C' | lookup('') }}{{ 'a:output/D' | lookup }}")
+            .expect("known");
+        assert_eq!(
+            refs.lookups,
+            vec![
+                ("a:var/b/C".to_string(), true),
+                ("a:output/D".to_string(), false)
+            ]
+        );
+        for known in [
+            "{{ 'x' | rstrip('.') }}",
+            "{{ [1] | join(',') }}",
+            "{{ 1 is odd }}",
+        ] {
+            check_template(known).expect(known);
+        }
     }
 
     #[test]

@@ -16,9 +16,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{Context, TemplateError, MAX_RENDERED_BYTES};
+use super::{Context, TemplateError, Values, MAX_RENDERED_BYTES};
 
 /// The argument that makes the program a template worker.
 pub const WORKER_ARG: &str = "__baton-template-worker";
@@ -75,17 +75,13 @@ pub(crate) enum Job {
 #[derive(Serialize)]
 struct Request<'a> {
     job: &'a Job,
-    run_id: &'a str,
-    vars: &'a Map<String, Value>,
-    outputs: &'a Map<String, Value>,
+    values: &'a Values,
 }
 
 #[derive(Deserialize)]
 struct Received {
     job: Job,
-    run_id: String,
-    vars: Map<String, Value>,
-    outputs: Map<String, Value>,
+    values: Values,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -134,9 +130,7 @@ fn serve(mut input: impl Read, mut output: impl Write) -> i32 {
 
 fn answer(request: Received) -> Answer {
     let context = Context {
-        run_id: request.run_id,
-        vars: request.vars,
-        outputs: request.outputs,
+        values: request.values,
         jinja: OnceLock::new(),
     };
     let result = match &request.job {
@@ -171,9 +165,7 @@ fn limit_this_process() -> std::io::Result<()> {
 pub(crate) fn render(program: &Path, job: Job, context: &Context) -> Result<Value, TemplateError> {
     let request = serde_json::to_vec(&Request {
         job: &job,
-        run_id: &context.run_id,
-        vars: &context.vars,
-        outputs: &context.outputs,
+        values: &context.values,
     })
     .map_err(|e| TemplateError::Limit(format!("cannot send the template to its worker: {e}")))?;
     let mut child = Command::new(program)
@@ -323,9 +315,7 @@ mod tests {
     fn requests_and_answers_round_trip() {
         let request = json!({
             "job": {"Params": {"x": "{{ vars.a ~ outputs.b.c }}", "n": "{{ vars.n + 1 }}"}},
-            "run_id": "r",
-            "vars": {"a": "A", "n": 2},
-            "outputs": {"b": {"c": "C"}},
+            "values": {"run_id": "r", "vars": {"a": "A", "n": 2}, "outputs": {"b": {"c": "C"}}},
         });
         match served(&request) {
             Answer::Rendered(value) => assert_eq!(value, json!({"x": "AC", "n": 3})),
@@ -333,7 +323,7 @@ mod tests {
         }
         let request = json!({
             "job": {"Condition": "vars.n > 1"},
-            "run_id": "r", "vars": {"n": 2}, "outputs": {},
+            "values": {"run_id": "r", "vars": {"n": 2}, "outputs": {}},
         });
         assert!(matches!(
             served(&request),
@@ -341,11 +331,20 @@ mod tests {
         ));
         let request = json!({
             "job": {"Params": {"x": "{{ vars.nope }}"}},
-            "run_id": "r", "vars": {}, "outputs": {},
+            "values": {"run_id": "r", "vars": {}, "outputs": {}},
         });
         match served(&request) {
             Answer::Failed(e) => assert!(e.to_string().starts_with("params.x: "), "{e}"),
             Answer::Rendered(v) => panic!("{v}"),
+        }
+        // SCK's state and rules travel too: its text rendering, and `lookup`.
+        let request = json!({
+            "job": {"Params": {"x": "{{ ('ns:var/a/V' | lookup) ~ '!' }}", "y": "{{ 1 == 1 }}"}},
+            "values": {"run_id": "r", "vars": {}, "outputs": {}, "state": {"ns:var/a/V": "v"}, "sck": true},
+        });
+        match served(&request) {
+            Answer::Rendered(value) => assert_eq!(value, json!({"x": "v!", "y": "True"})),
+            Answer::Failed(e) => panic!("{e}"),
         }
     }
 }

@@ -345,7 +345,7 @@ mod calls {
     /// saying what to do, and where this process reads no local files it is refused.
     fn template(env: &Env, p: &Params) -> Result<(Option<String>, Option<String>), String> {
         if let Some(url) = &p.template_url {
-            return Ok((Some(url.clone()), None));
+            return Ok((Some(https_template_url(url)), None));
         }
         if let Some(body) = &p.template_body {
             return Ok((None, Some(body.clone())));
@@ -354,6 +354,20 @@ mod calls {
             return read_at_start(env, file).map(|body| (None, Some(body)));
         }
         Err("params: give one of template_url, template_body or template_file".into())
+    }
+
+    /// CloudFormation takes a template only by its HTTPS address; SCK files name it
+    /// `s3://bucket/key`.
+    fn https_template_url(url: &str) -> String {
+        match url
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            Some((bucket, key)) if !bucket.is_empty() => {
+                format!("https://{bucket}.s3.amazonaws.com/{key}")
+            }
+            _ => url.to_string(),
+        }
     }
 
     fn read_at_start(env: &Env, file: &str) -> Result<String, String> {

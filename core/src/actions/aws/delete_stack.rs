@@ -1,4 +1,6 @@
-//! `aws.delete_stack`: deletes a CloudFormation stack; an absent stack is already complete.
+//! `aws.delete_stack`: deletes a CloudFormation stack; an absent stack is already complete. A
+//! stack still in one of `success_statuses` after the delete request (CloudFormation refused
+//! to delete it, e.g. because another stack still uses its exports) counts as success too.
 
 use std::time::Duration;
 
@@ -21,7 +23,22 @@ impl Schema for DeleteStack {
     type Params = Params;
 
     fn validate(params: &Params) -> Result<(), ParamsProblem> {
-        super::check_service_role(params.service_role_arn.as_deref())
+        super::check_service_role(params.service_role_arn.as_deref())?;
+        for (i, status) in params.success_statuses.iter().enumerate() {
+            let word = |c: char| c.is_ascii_uppercase() || c == '_';
+            if !(status.chars().all(word) || crate::template::is_template(status))
+                || status.is_empty()
+            {
+                return Err(ParamsProblem::new(
+                    format!("success_statuses[{i}]"),
+                    format!(
+                        "\"{status}\" is not a CloudFormation stack status (such as \
+                         UPDATE_COMPLETE)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -35,6 +52,10 @@ pub struct Params {
     pub account: Option<AccountId>,
     pub role_arn: Option<String>,
     pub service_role_arn: Option<String>,
+    /// Stack statuses that count as success when the stack is still in one of them after the
+    /// delete request.
+    #[serde(default)]
+    pub success_statuses: Vec<String>,
 }
 
 super::aws_target!(Params);
@@ -74,7 +95,7 @@ mod calls {
                     Level::Info,
                     format!("stack {} does not exist; nothing to delete", p.stack_name),
                 );
-                return Outcome::complete();
+                return status_outcome("DELETE_COMPLETE");
             }
             Err(outcome) => return outcome,
         };
@@ -97,6 +118,19 @@ mod calls {
                     check_after: std::time::Duration::ZERO,
                 }
             }
+            Err(e) if p.success_statuses.contains(&stack.status) => {
+                request.log.send(
+                    Level::Info,
+                    format!(
+                        "stack {} was not deleted ({}); it is {}, which success_statuses counts \
+                         as success",
+                        p.stack_name,
+                        describe(&e),
+                        stack.status
+                    ),
+                );
+                status_outcome(&stack.status)
+            }
             Err(e) => Outcome::Failed {
                 error: format!("DeleteStack {}: {}", p.stack_name, describe(&e)),
                 retryable: crate::aws::retryable(&e),
@@ -104,16 +138,30 @@ mod calls {
         }
     }
 
+    /// How long a stack must stay in one of `success_statuses` after the delete request before
+    /// that counts: CloudFormation may report the old status for a moment after accepting it.
+    const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Complete, with the stack's last status as the output SCK files read (`StackStatus`).
+    fn status_outcome(status: &str) -> Outcome {
+        let mut outputs = serde_json::Map::new();
+        outputs.insert(
+            "StackStatus".into(),
+            serde_json::Value::String(status.to_string()),
+        );
+        Outcome::Complete { outputs }
+    }
+
     async fn check(aws: &Aws, p: &Params, request: &CheckRequest) -> Outcome {
         let client = aws.cfn(&p.target(aws)).await;
         let stack_id = stacks::handle_stack_id(&request.handle, &p.stack_name);
         match stacks::find(&client, &stack_id).await {
-            Ok(None) => Outcome::complete(),
+            Ok(None) => status_outcome("DELETE_COMPLETE"),
             Ok(Some(stack)) if stack.status == "DELETE_COMPLETE" => {
                 request
                     .log
                     .send(Level::Info, format!("stack {} deleted", p.stack_name));
-                Outcome::complete()
+                status_outcome("DELETE_COMPLETE")
             }
             Ok(Some(stack)) if stack.status == "DELETE_FAILED" => {
                 let failed = stacks::failures(
@@ -129,6 +177,27 @@ mod calls {
                     format!("resources that could not be deleted: {}", failed.join("; "))
                 };
                 Outcome::failed(format!("stack {} DELETE_FAILED: {detail}", p.stack_name))
+            }
+            Ok(Some(stack)) if p.success_statuses.contains(&stack.status) => {
+                let waited = stacks::since(&request.handle)
+                    .and_then(|since| (chrono::Utc::now() - since).to_std().ok());
+                match waited {
+                    Some(waited) if waited < SETTLE => Outcome::Running {
+                        handle: request.handle.clone(),
+                        check_after: SETTLE - waited,
+                    },
+                    _ => {
+                        request.log.send(
+                            Level::Info,
+                            format!(
+                                "stack {} is still {} after the delete request, which \
+                                 success_statuses counts as success",
+                                p.stack_name, stack.status
+                            ),
+                        );
+                        status_outcome(&stack.status)
+                    }
+                }
             }
             Ok(Some(_)) => Outcome::Running {
                 handle: request.handle.clone(),

@@ -30,6 +30,11 @@ pub struct Params {
     pub region: Option<String>,
     pub account: Option<AccountId>,
     pub role_arn: Option<String>,
+    /// A missing stack completes the action with no outputs instead of failing it (SCK's
+    /// behaviour, set for its files: a first deploy reads the outputs of a release that does
+    /// not exist yet).
+    #[serde(default)]
+    pub missing_ok: bool,
 }
 
 super::aws_target!(Params);
@@ -39,7 +44,7 @@ impl crate::actions::Behaviour for GetStackOutputs {
     async fn start(
         env: &crate::actions::Env,
         p: Params,
-        _request: &crate::actions::StartRequest,
+        request: &crate::actions::StartRequest,
     ) -> crate::actions::Outcome {
         use crate::actions::Outcome;
         let aws = match env.aws() {
@@ -51,6 +56,13 @@ impl crate::actions::Behaviour for GetStackOutputs {
             Ok(Some(stack)) => Outcome::Complete {
                 outputs: stack.outputs,
             },
+            Ok(None) if p.missing_ok => {
+                let words = format!("stack {} does not exist: no outputs", p.stack_name);
+                request.log.send(crate::log::Level::Info, words);
+                Outcome::Complete {
+                    outputs: Default::default(),
+                }
+            }
             Ok(None) => Outcome::failed(format!("stack {} does not exist", p.stack_name)),
             Err(outcome) => outcome,
         }

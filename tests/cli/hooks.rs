@@ -1,0 +1,295 @@
+//! Status hooks (`LifecycleHooks` of SCK action files) against moto (started by
+//! scripts/test): `baton run --hooks sns:<topic>` publishes what fired to a topic, read back
+//! through a queue subscribed to it; a publish that fails is logged and the run goes on.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::moto::*;
+
+/// An SCK-format file: variables, an action whose hook reads them through `lookup`, and an
+/// action that fails (its own branch: the others go on).
+const HOOKED: &str = r#"
+- Label: "prn:shop:web:main:9:action/deploy/main/settings"
+  Type: System::SetVariables
+  Params:
+    Variables:
+      Colour: teal
+  LifecycleHooks:
+    - Type: status
+      States: [Running, Complete, Failed]
+      Parameters:
+        OnRunning: {Status: DEPLOY_IN_PROGRESS, Message: "Choosing settings"}
+        OnComplete: {Status: DEPLOY_IN_PROGRESS, Message: "Settings chosen"}
+        OnFailed: {Status: DEPLOY_FAILED, Message: "No settings"}
+        Identity: "prn:shop:web:main:9"
+        Details: {Scope: build, Environment: "{{ vars.env }}"}
+- Label: "prn:shop:web:main:9:action/deploy/main/paint"
+  Type: System::NoOp
+  DependsOn: ["prn:shop:web:main:9:action/deploy/main/settings"]
+  LifecycleHooks:
+    - Type: status
+      States: [Complete]
+      Parameters:
+        OnComplete:
+          Status: DEPLOY_COMPLETE
+          Message: "Painted {{ 'prn:shop:web:main:9:var/deploy/main/settings/Colour' | lookup }}"
+        Identity: "prn:shop:web:main:9"
+"#;
+
+const FAILING: &str = r#"
+- Label: "prn:shop:web:main:9:action/deploy/main/broken"
+  Type: System::Fail
+  Params: {Message: "the disk is full"}
+  LifecycleHooks:
+    - Type: status
+      States: [Running, Complete, Failed]
+      Parameters:
+        OnRunning: {Status: DEPLOY_IN_PROGRESS, Message: "Breaking"}
+        OnFailed: {Status: DEPLOY_FAILED, Message: "Broke"}
+        Identity: "prn:shop:web:main:9:broken"
+"#;
+
+/// A topic and a queue subscribed to it (raw delivery: the body is the hook's JSON).
+pub(crate) async fn topic_with_queue(endpoint: &str) -> (String, String) {
+    let name = unique("hooks");
+    let topic = sns_client(endpoint)
+        .create_topic()
+        .name(&name)
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn()
+        .expect("topic arn")
+        .to_string();
+    let sqs = sqs_client(endpoint);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let queue_arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    sns_client(endpoint)
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe");
+    (topic, queue_url)
+}
+
+/// Every message on the queue, as JSON.
+pub(crate) async fn drain(endpoint: &str, queue_url: &str) -> Vec<Value> {
+    let sqs = sqs_client(endpoint);
+    let mut messages = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        if got.messages().is_empty() {
+            return messages;
+        }
+        for message in got.messages() {
+            let body = message.body().unwrap_or_default();
+            messages.push(serde_json::from_str(body).expect("a hook's JSON"));
+            if let Some(handle) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+fn said(messages: &[Value]) -> Vec<(String, String, String, String)> {
+    let text = |m: &Value, k: &str| m[k].as_str().unwrap_or_default().to_string();
+    let mut said: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let label = text(m, "label");
+            let short = label.rsplit('/').next().unwrap_or_default().to_string();
+            (
+                short,
+                text(m, "state"),
+                text(m, "status"),
+                text(m, "message"),
+            )
+        })
+        .collect();
+    said.sort();
+    said
+}
+
+#[test]
+fn status_hooks_are_published_to_an_sns_topic() {
+    let Some(endpoint) = endpoint() else { return };
+    let (topic, queue) = rt().block_on(topic_with_queue(&endpoint));
+    let scratch = Scratch::new();
+    scratch.write("hooked.actions", HOOKED);
+    scratch.write("failing.actions", FAILING);
+    let sink = format!("sns:{topic}");
+    let run_id = unique("hooked");
+    let args = [
+        "run",
+        "hooked.actions",
+        "--json",
+        "--run-id",
+        &run_id,
+        "--hooks",
+        &sink,
+        "--var",
+        "env=staging",
+    ];
+    let out = baton_aws(&scratch, &endpoint, &args);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let messages = rt().block_on(drain(&endpoint, &queue));
+    let s = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), d.into());
+    assert_eq!(
+        said(&messages),
+        vec![
+            s("paint", "Complete", "DEPLOY_COMPLETE", "Painted teal"),
+            s(
+                "settings",
+                "Complete",
+                "DEPLOY_IN_PROGRESS",
+                "Settings chosen"
+            ),
+            s(
+                "settings",
+                "Running",
+                "DEPLOY_IN_PROGRESS",
+                "Choosing settings"
+            ),
+        ],
+        "{messages:#?}"
+    );
+    let first = messages
+        .iter()
+        .find(|m| m["label"].as_str().is_some_and(|l| l.ends_with("settings")))
+        .expect("settings' hook");
+    assert_eq!(first["identity"], "prn:shop:web:main:9");
+    assert_eq!(
+        first["details"],
+        json!({"Scope": "build", "Environment": "staging"})
+    );
+    assert_eq!(first["run_id"], run_id.as_str());
+    assert_eq!(first["attempt"], 1);
+    assert_eq!(first["dedupe_id"].as_str().map(str::len), Some(32));
+    let ids: std::collections::HashSet<_> =
+        messages.iter().map(|m| m["dedupe_id"].clone()).collect();
+    assert_eq!(
+        ids.len(),
+        messages.len(),
+        "every hook has its own dedupe id"
+    );
+    // Recorded in the action's log thread and the run's.
+    let paint = "prn:shop:web:main:9:action/deploy/main/paint";
+    let log = stdout(&scratch.exits(&["logs", &run_id, paint], 0));
+    assert!(
+        log.contains("hook status DEPLOY_COMPLETE for prn:shop:web:main:9: Painted teal"),
+        "{log}"
+    );
+    let run_log = stdout(&scratch.exits(&["logs", &run_id], 0));
+    assert!(
+        run_log.contains("status hooks publish to sns:"),
+        "{run_log}"
+    );
+    assert!(
+        run_log.contains("paint: hook status DEPLOY_COMPLETE"),
+        "{run_log}"
+    );
+
+    // A failure: its hook says so, with the action's own error.
+    let run_id = unique("failing");
+    let args = [
+        "run",
+        "failing.actions",
+        "--json",
+        "--run-id",
+        &run_id,
+        "--hooks",
+        &sink,
+    ];
+    let out = baton_aws(&scratch, &endpoint, &args);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let messages = rt().block_on(drain(&endpoint, &queue));
+    assert_eq!(
+        said(&messages),
+        vec![
+            s(
+                "broken",
+                "Failed",
+                "DEPLOY_FAILED",
+                "Broke: the disk is full"
+            ),
+            s("broken", "Running", "DEPLOY_IN_PROGRESS", "Breaking"),
+        ],
+        "{messages:#?}"
+    );
+}
+
+#[test]
+fn a_failed_publish_is_logged_and_the_run_goes_on() {
+    let Some(endpoint) = endpoint() else { return };
+    let (topic, _queue) = rt().block_on(topic_with_queue(&endpoint));
+    rt().block_on(async {
+        sns_client(&endpoint)
+            .delete_topic()
+            .topic_arn(&topic)
+            .send()
+            .await
+            .expect("delete topic")
+    });
+    let scratch = Scratch::new();
+    scratch.write("hooked.actions", HOOKED);
+    let sink = format!("sns:{topic}");
+    let run_id = unique("unpublished");
+    let args = [
+        "run",
+        "hooked.actions",
+        "--json",
+        "--run-id",
+        &run_id,
+        "--hooks",
+        &sink,
+        "--var",
+        "env=prod",
+    ];
+    let out = baton_aws(&scratch, &endpoint, &args);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(json(&out)["status"], "succeeded");
+    let paint = "prn:shop:web:main:9:action/deploy/main/paint";
+    let log = stdout(&scratch.exits(&["logs", &run_id, paint], 0));
+    assert!(
+        log.contains("hook status DEPLOY_COMPLETE was not published: sns:Publish to"),
+        "{log}"
+    );
+    assert!(log.contains("NotFound"), "{log}");
+}
+
+#[test]
+fn a_bad_sink_is_refused_before_the_run_exists() {
+    let scratch = Scratch::new();
+    scratch.write("hooked.actions", HOOKED);
+    let out = scratch.exits(&["run", "hooked.actions", "--hooks", "sqs:queue"], 2);
+    assert!(
+        stderr(&out).contains("sns:<topic ARN> or events:<bus name or ARN>"),
+        "{}",
+        describe(&out)
+    );
+    assert!(scratch.runs().is_empty());
+}
