@@ -70,7 +70,9 @@ pub(crate) fn changes_nothing(reason: &str) -> bool {
 
 #[cfg(feature = "aws")]
 mod calls {
-    use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, Parameter};
+    use aws_sdk_cloudformation::types::{
+        Capability, ChangeSetStatus, ChangeSetType, Parameter, Tag,
+    };
     use aws_sdk_cloudformation::Client;
     use serde_json::{json, Map, Value};
 
@@ -137,33 +139,7 @@ mod calls {
             Ok(Some(stack)) if stack.status != "REVIEW_IN_PROGRESS" => ChangeSetType::Update,
             Ok(_) => ChangeSetType::Create,
         };
-        let capabilities = match &p.capabilities {
-            Some(list) => list.iter().map(|c| Capability::from(c.as_str())).collect(),
-            None => DEFAULT_CAPABILITIES.map(Capability::from).to_vec(),
-        };
-        let parameters = p
-            .stack_parameters
-            .iter()
-            .map(|(key, value)| {
-                let value = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                Parameter::builder()
-                    .parameter_key(key)
-                    .parameter_value(value)
-                    .build()
-            })
-            .collect();
-        let tags = tag_pairs(p.tags.as_ref())
-            .into_iter()
-            .map(|(k, v)| {
-                aws_sdk_cloudformation::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-            })
-            .collect();
+        let (capabilities, parameters, tags) = request_parts(p);
         // With the token CloudFormation answers a repeated request with the change set it
         // made, where another change set of the same name is refused (AlreadyExistsException).
         let created = client
@@ -204,6 +180,33 @@ mod calls {
                 &e,
             ),
         }
+    }
+
+    /// The request's capabilities, parameters and tags.
+    fn request_parts(p: &Params) -> (Vec<Capability>, Vec<Parameter>, Vec<Tag>) {
+        let capabilities = match &p.capabilities {
+            Some(list) => list.iter().map(|c| Capability::from(c.as_str())).collect(),
+            None => DEFAULT_CAPABILITIES.map(Capability::from).to_vec(),
+        };
+        let parameters = p
+            .stack_parameters
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Parameter::builder()
+                    .parameter_key(key)
+                    .parameter_value(value)
+                    .build()
+            })
+            .collect();
+        let tags = tag_pairs(p.tags.as_ref())
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        (capabilities, parameters, tags)
     }
 
     async fn check(client: &Client, p: &Params, request: &CheckRequest) -> Outcome {
