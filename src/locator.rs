@@ -47,6 +47,10 @@ impl RunStore for AnyStore {
         each!(self, s => s.load_version(version).await)
     }
 
+    async fn load_versions(&self, versions: &[String]) -> Result<Vec<Vec<u8>>, StoreError> {
+        each!(self, s => s.load_versions(versions).await)
+    }
+
     async fn save(&self, state: Vec<u8>, expected: &str) -> Result<String, StoreError> {
         each!(self, s => s.save(state, expected).await)
     }

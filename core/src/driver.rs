@@ -1047,6 +1047,7 @@ async fn save_merging<S: RunStore>(
                         tracing::info!(version = %latest, "merged a concurrent operator change");
                         merged.actions |= took.actions;
                         merged.abort |= took.abort;
+                        state.changes.rebase_onto(&theirs.changes);
                         expected = latest;
                     }
                     Err(why) => {

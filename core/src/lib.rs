@@ -14,6 +14,7 @@ pub(crate) mod fault;
 pub mod graph;
 pub mod hints;
 pub mod hooks;
+pub(crate) mod journal;
 pub mod load;
 pub mod log;
 pub mod log_stream;

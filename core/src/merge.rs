@@ -64,7 +64,7 @@ pub(crate) fn merge_operator_change(
         abort: theirs.abort_requested && !base.abort_requested,
     };
     for idx in changed {
-        ours.actions[idx] = theirs.actions[idx].clone();
+        *ours.action_mut(idx as crate::model::ActionIdx) = theirs.actions[idx].clone();
     }
     if theirs.abort_requested != base.abort_requested {
         ours.abort_requested = theirs.abort_requested;
@@ -73,7 +73,7 @@ pub(crate) fn merge_operator_change(
         ours.state_machine.clone_from(&theirs.state_machine);
     }
     if theirs.vars != base.vars {
-        ours.vars.clone_from(&theirs.vars);
+        ours.replace_vars(theirs.vars.clone());
     }
     // Run-level entries they added, interleaved with ours by time.
     let added: Vec<_> = theirs
@@ -86,7 +86,7 @@ pub(crate) fn merge_operator_change(
         let mut log: Vec<_> = ours.log.drain(..).chain(added).collect();
         log.sort_by_key(|entry| entry.t);
         let skip = log.len().saturating_sub(LOG_RING);
-        ours.log = log.into_iter().skip(skip).collect();
+        ours.replace_log(log.into_iter().skip(skip).collect());
     }
     if merged.actions {
         ours.status = RunStatus::Running;

@@ -2,6 +2,9 @@
 
 use serde_json::{Map, Value};
 
+use std::fmt;
+
+use crate::journal::{self, Chain, Delta, DeltaRef};
 use crate::load::{self, Format};
 use crate::model::Plan;
 use crate::state::{RunState, Timestamp};
@@ -70,6 +73,7 @@ pub struct Run<S> {
     pub plan: std::sync::Arc<Plan>,
     /// Hex sha256 of the stored plan's bytes; every state version must name the same.
     pub plan_sha256: String,
+    verifier: Verifier,
 }
 
 /// `demo-20261128-090458-3fa2`: readable, sortable by time, unique enough per store.
@@ -134,12 +138,19 @@ impl<S: RunStore> Run<S> {
             );
         }
         state.set_hook_sink(hook_sink);
-        let version = store.create(&plan_json, &state.to_json(&plan)).await?;
+        let first = state.to_json(&plan);
+        let version = store.create(&plan_json, &first).await?;
+        if let Ok(seq) = version.parse::<u64>() {
+            state
+                .changes
+                .settle(seq, Chain::checkpoint(seq, first.len()));
+        }
         Ok((
             Run {
                 store,
                 plan: std::sync::Arc::new(plan),
                 plan_sha256,
+                verifier: Verifier::default(),
             },
             state,
             version,
@@ -162,6 +173,7 @@ impl<S: RunStore> Run<S> {
                 store,
                 plan,
                 plan_sha256,
+                verifier: Verifier::default(),
             });
         }
         // Another run's plan: let it go before this one is parsed, not after.
@@ -182,14 +194,28 @@ impl<S: RunStore> Run<S> {
             store,
             plan,
             plan_sha256,
+            verifier: Verifier::default(),
         })
     }
 
-    fn parse(&self, bytes: &[u8], version: &str) -> Result<RunState, RunError> {
-        let state = RunState::from_json(bytes, &self.plan).map_err(|error| RunError::Damaged {
+    fn damaged(&self, version: &str, what: impl fmt::Display) -> RunError {
+        RunError::Damaged {
             locator: self.store.locator(),
-            message: format!("state version {version}: {error}; refusing to continue (older versions are intact: `baton status --versions`)"),
-        })?;
+            message: format!(
+                "state version {version}: {what}; refusing to continue (older versions are \
+                 intact: `baton status --versions`)"
+            ),
+        }
+    }
+
+    fn parse(&self, bytes: &[u8], version: &str) -> Result<RunState, RunError> {
+        let state =
+            RunState::from_json(bytes, &self.plan).map_err(|error| self.damaged(version, error))?;
+        self.check_plan(&state, version)?;
+        Ok(state)
+    }
+
+    fn check_plan(&self, state: &RunState, version: &str) -> Result<(), RunError> {
         if state.plan_sha256 != self.plan_sha256 {
             return Err(RunError::Damaged {
                 locator: self.store.locator(),
@@ -199,30 +225,142 @@ impl<S: RunStore> Run<S> {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Version `version`, whose document is `bytes`: a whole state, or a journal delta folded
+    /// onto the checkpoint and deltas before it.
+    async fn assemble(&self, bytes: Vec<u8>, version: &str) -> Result<RunState, RunError> {
+        let Some(at) = journal::delta_ref(&bytes) else {
+            let mut state = self.parse(&bytes, version)?;
+            if let Ok(seq) = version.parse::<u64>() {
+                state
+                    .changes
+                    .settle(seq, Chain::checkpoint(seq, bytes.len()));
+            }
+            self.remember(&state, version);
+            return Ok(state);
+        };
+        let at = at.map_err(|e| self.damaged(version, e))?;
+        let seq: u64 = version
+            .parse()
+            .map_err(|_| self.damaged(version, "a journal delta needs a numbered version"))?;
+        if at.base.checked_add(1) != Some(seq)
+            || at.checkpoint >= seq
+            || seq - at.checkpoint > u64::from(journal::MAX_DELTAS)
+        {
+            return Err(self.damaged(
+                version,
+                format!(
+                    "its journal reference (checkpoint {}, base {}) does not fit the version",
+                    at.checkpoint, at.base
+                ),
+            ));
+        }
+        let earlier: Vec<String> = (at.checkpoint..seq).map(|v| v.to_string()).collect();
+        let mut documents = self.store.load_versions(&earlier).await?.into_iter();
+        let checkpoint = documents.next().unwrap_or_default();
+        if journal::is_delta(&checkpoint) {
+            return Err(self.damaged(
+                &earlier[0],
+                "a journal delta where its chain needs a checkpoint",
+            ));
+        }
+        let mut state = self.parse(&checkpoint, &earlier[0])?;
+        let mut chain = Chain::checkpoint(at.checkpoint, checkpoint.len());
+        drop(checkpoint);
+        let deltas = (at.checkpoint + 1..seq)
+            .zip(documents)
+            .chain([(seq, bytes)]);
+        for (number, document) in deltas {
+            let name = number.to_string();
+            let delta =
+                Delta::from_json(&document, &self.plan).map_err(|e| self.damaged(&name, e))?;
+            if delta.at
+                != (DeltaRef {
+                    checkpoint: at.checkpoint,
+                    base: number - 1,
+                })
+            {
+                return Err(
+                    self.damaged(&name, "its journal reference does not continue the chain")
+                );
+            }
+            delta
+                .apply(&mut state)
+                .map_err(|e| self.damaged(&name, e))?;
+            chain = chain.then(document.len());
+        }
+        if state.format != crate::state::FORMAT {
+            return Err(self.damaged(
+                version,
+                crate::state::StateError::Format {
+                    found: state.format,
+                },
+            ));
+        }
+        self.check_plan(&state, version)?;
+        state
+            .check(&self.plan)
+            .map_err(|e| self.damaged(version, e))?;
+        state.changes.settle(seq, chain);
+        self.remember(&state, version);
         Ok(state)
     }
 
     /// The newest state and its version (the `expected` of the next [`Run::save`]).
     pub async fn load(&self) -> Result<(RunState, String), RunError> {
         let (bytes, version) = self.store.load_latest().await?;
-        let state = self.parse(&bytes, &version)?;
+        let state = self.assemble(bytes, &version).await?;
         Ok((state, version))
     }
 
     /// An older state, by a version from [`RunStore::list_versions`].
     pub async fn load_version(&self, version: &str) -> Result<RunState, RunError> {
         let bytes = self.store.load_version(version).await?;
-        self.parse(&bytes, version)
+        self.assemble(bytes, version).await
     }
 
     /// Saves `state` as a new version if `expected` is still the newest; returns the new
     /// version. Fails with a conflict (see [`RunError::is_conflict`]) and writes nothing if
-    /// another process saved in between.
-    pub async fn save(&self, state: &RunState, expected: &str) -> Result<String, RunError> {
+    /// another process saved in between. Writes a journal delta when `state` was read or saved
+    /// as `expected` and the chain has room, else a whole checkpoint.
+    pub async fn save(&self, state: &mut RunState, expected: &str) -> Result<String, RunError> {
         crate::fault::point("before_save");
-        let version = self.store.save(state.to_json(&self.plan), expected).await?;
+        let (document, chain) = self.document(state, expected);
+        crate::fault::point(if chain.is_some() {
+            "before_delta"
+        } else {
+            "before_checkpoint"
+        });
+        let size = document.len();
+        let version = self.store.save(document, expected).await?;
         crate::fault::point("after_save");
+        match version.parse::<u64>() {
+            Ok(seq) => {
+                let chain = chain.unwrap_or_else(|| Chain::checkpoint(seq, size));
+                state.changes.settle(seq, chain);
+            }
+            Err(_) => state.changes = Default::default(),
+        }
+        self.remember(state, &version);
         Ok(version)
+    }
+
+    /// What a save of `state` after `expected` writes: a delta and the chain it extends, or a
+    /// checkpoint (`None`).
+    fn document(&self, state: &RunState, expected: &str) -> (Vec<u8>, Option<Chain>) {
+        if let Some((basis, chain)) = state.changes.basis() {
+            if expected.parse::<u64>() == Ok(basis) {
+                let delta = journal::delta_json(state, &self.plan, basis, &chain);
+                if !chain.is_full_with(delta.len()) {
+                    self.verify_delta(state, basis, &delta);
+                    let chain = chain.then(delta.len());
+                    return (delta, Some(chain));
+                }
+            }
+        }
+        (state.to_json(&self.plan), None)
     }
 
     /// Applies an operator change with compare-and-swap, reloading and re-applying on conflict.
@@ -234,7 +372,7 @@ impl<S: RunStore> Run<S> {
         loop {
             let (mut state, version) = self.load().await?;
             let result = change(&self.plan, &mut state);
-            match self.save(&state, &version).await {
+            match self.save(&mut state, &version).await {
                 Ok(version) => return Ok((result, state, version)),
                 Err(e) if e.is_conflict() && attempts < 20 => {
                     attempts += 1;
@@ -244,4 +382,51 @@ impl<S: RunStore> Run<S> {
             }
         }
     }
+}
+
+/// Debug builds check every journal delta against the whole state it stands for: the version
+/// it builds on (as this process last read or wrote it) with the delta folded in must serialize
+/// exactly as the state saved. A change that bypassed the tracking fails the test that made it.
+#[derive(Default)]
+struct Verifier {
+    #[cfg(debug_assertions)]
+    last: std::sync::Mutex<Option<(String, Vec<u8>)>>,
+}
+
+impl<S: RunStore> Run<S> {
+    #[cfg(debug_assertions)]
+    fn remember(&self, state: &RunState, version: &str) {
+        if let Ok(mut last) = self.verifier.last.lock() {
+            *last = Some((version.to_string(), state.to_json(&self.plan)));
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn remember(&self, _state: &RunState, _version: &str) {}
+
+    #[cfg(debug_assertions)]
+    fn verify_delta(&self, state: &RunState, basis: u64, delta: &[u8]) {
+        let Ok(last) = self.verifier.last.lock() else {
+            return;
+        };
+        let Some((version, whole)) = last.as_ref().filter(|(v, _)| *v == basis.to_string()) else {
+            return;
+        };
+        let mut folded = RunState::from_json(whole, &self.plan)
+            .unwrap_or_else(|e| panic!("version {version} as remembered does not read back: {e}"));
+        Delta::from_json(delta, &self.plan)
+            .and_then(|d| d.apply(&mut folded))
+            .unwrap_or_else(|e| panic!("the delta after version {version} does not apply: {e}"));
+        let (got, want) = (folded.to_json(&self.plan), state.to_json(&self.plan));
+        assert!(
+            got == want,
+            "the journal delta after version {version} misses a change:\n  delta: {}\n  folded: {}\n  state:  {}",
+            String::from_utf8_lossy(delta),
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+        );
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn verify_delta(&self, _state: &RunState, _basis: u64, _delta: &[u8]) {}
 }

@@ -454,7 +454,7 @@ impl ActionState {
     }
 }
 
-fn push_ring(ring: &mut VecDeque<LogEntry>, entry: LogEntry) {
+pub(crate) fn push_ring(ring: &mut VecDeque<LogEntry>, entry: LogEntry) {
     if ring.len() >= LOG_RING {
         ring.pop_front();
     }
@@ -500,6 +500,9 @@ pub struct RunState {
     /// Indexed like the plan's actions.
     pub(crate) actions: Vec<ActionState>,
     pub(crate) log: VecDeque<LogEntry>,
+    /// What changed since the version this state was read as or last saved as: what the next
+    /// save writes when it can write a delta (see [`crate::journal`]). Never compared.
+    pub(crate) changes: crate::journal::Changes,
 }
 
 impl RunState {
@@ -576,15 +579,18 @@ impl RunState {
 
     /// A view following the engine through observer messages takes an action's new state.
     pub fn mirror_action(&mut self, idx: ActionIdx, action: ActionState) {
-        self.actions[idx as usize] = action;
+        *self.action_mut(idx) = action;
     }
 
     /// A view following the engine through observer messages takes a log line: the action's
     /// (`Some`) or the run's.
     pub fn mirror_log(&mut self, idx: Option<ActionIdx>, entry: LogEntry) {
         match idx {
-            Some(idx) => self.actions[idx as usize].push_log(entry),
-            None => push_ring(&mut self.log, entry),
+            Some(idx) => self.action_mut(idx).push_log(entry),
+            None => {
+                self.changes.log_pushed();
+                push_ring(&mut self.log, entry);
+            }
         }
     }
 
@@ -646,6 +652,7 @@ impl RunState {
             updated_at: now,
             actions: vec![ActionState::default(); plan.len()],
             log: VecDeque::new(),
+            changes: crate::journal::Changes::default(),
         };
         state.log_run(
             now,
@@ -660,11 +667,26 @@ impl RunState {
         &self.actions[idx as usize]
     }
 
+    /// Action `idx`'s state, to change: the one way actions change, so saves know what did.
     pub(crate) fn action_mut(&mut self, idx: ActionIdx) -> &mut ActionState {
+        self.changes.action(idx);
         &mut self.actions[idx as usize]
     }
 
+    /// Replaces the run's log thread (a merge interleaving another process's entries).
+    pub(crate) fn replace_log(&mut self, log: VecDeque<LogEntry>) {
+        self.changes.log_replaced();
+        self.log = log;
+    }
+
+    /// Replaces the run's variables (a merge taking an operator's change).
+    pub(crate) fn replace_vars(&mut self, vars: Map<String, Value>) {
+        self.changes.vars_replaced();
+        self.vars = vars;
+    }
+
     pub(crate) fn log_run(&mut self, t: Timestamp, level: Level, msg: impl Into<String>) {
+        self.changes.log_pushed();
         push_ring(
             &mut self.log,
             LogEntry {
@@ -779,7 +801,7 @@ impl RunState {
     /// Refuses states no run can reach, which a tampered or hand-edited document can hold and
     /// which would otherwise be acted on: a finished run with unfinished actions (`resume`
     /// would exit 0 and run nothing), an action that started before a dependency ever ran.
-    fn check(&self, plan: &Plan) -> Result<(), StateError> {
+    pub(crate) fn check(&self, plan: &Plan) -> Result<(), StateError> {
         let impossible = |what: String| Err(StateError::Inconsistent(what));
         if self.status.is_finished() {
             if let Some((idx, action)) = self
@@ -920,60 +942,155 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RunState, A::Error> {
         use serde::de::Error;
-        #[derive(Deserialize)]
-        struct Ts(#[serde(with = "ts")] Timestamp);
+        let mut header = Header::default();
         let mut actions: Option<Vec<ActionState>> = None;
-        let (mut format, mut run_id, mut plan_sha256, mut status, mut invocations) =
-            (None, None, None, None, None);
-        let (mut created_at, mut updated_at): (Option<Ts>, Option<Ts>) = (None, None);
-        let mut abort_requested = false;
-        let mut vars = Map::new();
-        let mut state_machine = None;
-        let mut hook_sink: Option<String> = None;
-        let mut driver = None;
         let mut log = VecDeque::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "format" => format = Some(map.next_value::<u32>()?),
-                "run_id" => run_id = Some(map.next_value::<String>()?),
-                "plan_sha256" => plan_sha256 = Some(map.next_value::<String>()?),
-                "status" => status = Some(map.next_value::<RunStatus>()?),
-                "invocations" => invocations = Some(map.next_value::<u64>()?),
-                "abort_requested" => abort_requested = map.next_value()?,
-                "vars" => vars = map.next_value()?,
-                "state_machine" => state_machine = map.next_value()?,
-                "hooks" => hook_sink = map.next_value()?,
-                "driver" => driver = map.next_value()?,
-                "created_at" => created_at = Some(map.next_value()?),
-                "updated_at" => updated_at = Some(map.next_value()?),
-                "log" => log = map.next_value()?,
                 "actions" => actions = Some(map.next_value_seed(ActionsSeed { plan: self.plan })?),
-                other => return Err(A::Error::unknown_field(other, FIELDS)),
+                "log" => log = map.next_value()?,
+                other => {
+                    if !header.read(other, &mut map)? {
+                        return Err(A::Error::unknown_field(other, FIELDS));
+                    }
+                }
             }
         }
-        Ok(RunState {
-            format: format.ok_or_else(|| A::Error::missing_field("format"))?,
-            run_id: run_id.ok_or_else(|| A::Error::missing_field("run_id"))?,
-            plan_sha256: plan_sha256.ok_or_else(|| A::Error::missing_field("plan_sha256"))?,
-            status: status.ok_or_else(|| A::Error::missing_field("status"))?,
-            invocations: invocations.ok_or_else(|| A::Error::missing_field("invocations"))?,
-            abort_requested,
-            vars,
-            state_machine,
-            hook_sink: hook_sink
-                .map(|text| crate::hooks::sink::HookSink::parse(&text).map_err(A::Error::custom))
-                .transpose()?,
-            driver,
-            created_at: created_at
-                .ok_or_else(|| A::Error::missing_field("created_at"))?
-                .0,
-            updated_at: updated_at
-                .ok_or_else(|| A::Error::missing_field("updated_at"))?
-                .0,
-            actions: actions.ok_or_else(|| A::Error::missing_field("actions"))?,
-            log,
-        })
+        let actions = actions.ok_or_else(|| A::Error::missing_field("actions"))?;
+        header.into_state(actions, log)
     }
+}
+
+/// The run-level fields of a state document, as read: a whole document's, or a journal
+/// delta's (which carries them all, the variables only when they changed).
+#[derive(Default)]
+pub(crate) struct Header {
+    format: Option<u32>,
+    run_id: Option<String>,
+    plan_sha256: Option<String>,
+    status: Option<RunStatus>,
+    invocations: Option<u64>,
+    abort_requested: bool,
+    pub(crate) vars: Option<Map<String, Value>>,
+    state_machine: Option<String>,
+    hook_sink: Option<String>,
+    driver: Option<Lease>,
+    created_at: Option<Timestamp>,
+    updated_at: Option<Timestamp>,
+}
+
+impl Header {
+    /// Reads `key`'s value if it is a run-level field; `false` if it is not one.
+    pub(crate) fn read<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        #[derive(Deserialize)]
+        struct Ts(#[serde(with = "ts")] Timestamp);
+        match key {
+            "format" => self.format = Some(map.next_value()?),
+            "run_id" => self.run_id = Some(map.next_value()?),
+            "plan_sha256" => self.plan_sha256 = Some(map.next_value()?),
+            "status" => self.status = Some(map.next_value()?),
+            "invocations" => self.invocations = Some(map.next_value()?),
+            "abort_requested" => self.abort_requested = map.next_value()?,
+            "vars" => self.vars = Some(map.next_value()?),
+            "state_machine" => self.state_machine = map.next_value()?,
+            "hooks" => self.hook_sink = map.next_value()?,
+            "driver" => self.driver = map.next_value()?,
+            "created_at" => self.created_at = Some(map.next_value::<Ts>()?.0),
+            "updated_at" => self.updated_at = Some(map.next_value::<Ts>()?.0),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A whole state from these fields (no variables if the document had none).
+    pub(crate) fn into_state<E: serde::de::Error>(
+        self,
+        actions: Vec<ActionState>,
+        log: VecDeque<LogEntry>,
+    ) -> Result<RunState, E> {
+        let mut state = RunState {
+            format: 0,
+            run_id: String::new(),
+            plan_sha256: String::new(),
+            status: RunStatus::Running,
+            invocations: 0,
+            abort_requested: false,
+            vars: Map::new(),
+            state_machine: None,
+            hook_sink: None,
+            driver: None,
+            created_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+            actions,
+            log,
+            changes: crate::journal::Changes::default(),
+        };
+        self.apply_to(&mut state)?;
+        Ok(state)
+    }
+
+    /// Sets `state`'s run-level fields to these (the variables only if present).
+    pub(crate) fn apply_to<E: serde::de::Error>(self, state: &mut RunState) -> Result<(), E> {
+        state.format = self.format.ok_or_else(|| E::missing_field("format"))?;
+        state.run_id = self.run_id.ok_or_else(|| E::missing_field("run_id"))?;
+        state.plan_sha256 = self
+            .plan_sha256
+            .ok_or_else(|| E::missing_field("plan_sha256"))?;
+        state.status = self.status.ok_or_else(|| E::missing_field("status"))?;
+        state.invocations = self
+            .invocations
+            .ok_or_else(|| E::missing_field("invocations"))?;
+        state.abort_requested = self.abort_requested;
+        if let Some(vars) = self.vars {
+            state.vars = vars;
+        }
+        state.state_machine = self.state_machine;
+        state.hook_sink = self
+            .hook_sink
+            .map(|text| crate::hooks::sink::HookSink::parse(&text).map_err(E::custom))
+            .transpose()?;
+        state.driver = self.driver;
+        state.created_at = self
+            .created_at
+            .ok_or_else(|| E::missing_field("created_at"))?;
+        state.updated_at = self
+            .updated_at
+            .ok_or_else(|| E::missing_field("updated_at"))?;
+        Ok(())
+    }
+}
+
+/// Writes the run-level fields of `s` into a document being serialized (`vars`: whether to
+/// include the variables, which a journal delta leaves out unless they changed).
+pub(crate) fn serialize_header<M: SerializeMap>(
+    map: &mut M,
+    s: &RunState,
+    vars: bool,
+) -> Result<(), M::Error> {
+    map.serialize_entry("format", &s.format)?;
+    map.serialize_entry("run_id", &s.run_id)?;
+    map.serialize_entry("plan_sha256", &s.plan_sha256)?;
+    map.serialize_entry("status", &s.status)?;
+    map.serialize_entry("invocations", &s.invocations)?;
+    map.serialize_entry("abort_requested", &s.abort_requested)?;
+    if vars {
+        map.serialize_entry("vars", &s.vars)?;
+    }
+    if let Some(arn) = &s.state_machine {
+        map.serialize_entry("state_machine", arn)?;
+    }
+    if let Some(sink) = &s.hook_sink {
+        map.serialize_entry("hooks", &sink.to_string())?;
+    }
+    if let Some(lease) = &s.driver {
+        map.serialize_entry("driver", lease)?;
+    }
+    map.serialize_entry("created_at", &ts::Text(s.created_at))?;
+    map.serialize_entry("updated_at", &ts::Text(s.updated_at))
 }
 
 const FIELDS: &[&str] = &[
@@ -1051,28 +1168,10 @@ impl Serialize for Actions<'_> {
 
 impl Serialize for Document<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let s = self.state;
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("format", &s.format)?;
-        map.serialize_entry("run_id", &s.run_id)?;
-        map.serialize_entry("plan_sha256", &s.plan_sha256)?;
-        map.serialize_entry("status", &s.status)?;
-        map.serialize_entry("invocations", &s.invocations)?;
-        map.serialize_entry("abort_requested", &s.abort_requested)?;
-        map.serialize_entry("vars", &s.vars)?;
-        if let Some(arn) = &s.state_machine {
-            map.serialize_entry("state_machine", arn)?;
-        }
-        if let Some(sink) = &s.hook_sink {
-            map.serialize_entry("hooks", &sink.to_string())?;
-        }
-        if let Some(lease) = &s.driver {
-            map.serialize_entry("driver", lease)?;
-        }
-        map.serialize_entry("created_at", &ts::Text(s.created_at))?;
-        map.serialize_entry("updated_at", &ts::Text(s.updated_at))?;
+        serialize_header(&mut map, self.state, true)?;
         map.serialize_entry("actions", &Actions(self))?;
-        map.serialize_entry("log", &s.log)?;
+        map.serialize_entry("log", &self.state.log)?;
         map.end()
     }
 }

@@ -131,13 +131,13 @@ impl<'s> StateEdit<'s> {
 
     /// Replaces action `idx`'s state.
     pub fn action(self, idx: ActionIdx, action: ActionState) -> Self {
-        self.0.actions[idx as usize] = action;
+        *self.0.action_mut(idx) = action;
         self
     }
 
     /// Action `idx`'s state, to change in place.
     pub fn action_mut(self, idx: ActionIdx) -> &'s mut ActionState {
-        &mut self.0.actions[idx as usize]
+        self.0.action_mut(idx)
     }
 
     /// Sets the Step Functions state machine.

@@ -2,6 +2,7 @@
 //! the async driver with an in-memory store and a scripted executor.
 
 mod bad_input;
+mod journal;
 mod store_contract;
 use baton_core::testutil::edit;
 use std::collections::HashSet;
@@ -522,9 +523,12 @@ fn conditions_skip_and_dependents_still_run() {
 fn concurrent_saves_conflict_and_lose_nothing() {
     rt().block_on(async {
         let run = new_run(&chain(3)).await;
-        let (state, version) = run.load().await.expect("load");
-        run.save(&state, &version).await.expect("first writer");
-        let err = run.save(&state, &version).await.expect_err("second writer");
+        let (mut state, version) = run.load().await.expect("load");
+        run.save(&mut state, &version).await.expect("first writer");
+        let err = run
+            .save(&mut state, &version)
+            .await
+            .expect_err("second writer");
         assert!(err.is_conflict());
         assert_eq!(
             run.store
@@ -752,7 +756,7 @@ fn leases_let_exactly_one_driver_work() {
             holder: "baton pid 1 on elsewhere (dead)".into(),
             until: Utc::now() + chrono::Duration::minutes(10),
         }));
-        crashed.save(&state, &version).await.expect("save");
+        crashed.save(&mut state, &version).await.expect("save");
         let crashed = Arc::new(crashed);
         let err = tick(&crashed, &exec, &TickOptions::default(), &Silent)
             .await
@@ -779,7 +783,7 @@ fn leases_let_exactly_one_driver_work() {
             holder: "baton pid 1 on elsewhere (dead)".into(),
             until: Utc::now() - chrono::Duration::seconds(1),
         }));
-        lapsed.save(&state, &version).await.expect("save");
+        lapsed.save(&mut state, &version).await.expect("save");
         let report = tick(&Arc::new(lapsed), &exec, &TickOptions::default(), &Silent)
             .await
             .expect("lapsed lease");
@@ -1177,7 +1181,7 @@ fn impossible_states_are_refused_and_counters_never_wrap() {
         let run = new_run(r#"[{"label": "a", "type": "system.no_op"}]"#).await;
         let (mut state, version) = run.load().await.expect("load");
         edit(&mut state).invocations(u64::MAX);
-        run.save(&state, &version).await.expect("save");
+        run.save(&mut state, &version).await.expect("save");
         let exec = Arc::new(ScriptedExecutor::new());
         let err = tick(&run, &exec, &TickOptions::default(), &Silent)
             .await
@@ -1192,7 +1196,7 @@ fn impossible_states_are_refused_and_counters_never_wrap() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = baton_core::LocalStore::new(dir.path().join("run"));
         let plan = plan_of(&["a"]);
-        let (run, state, _) = Run::create(store, plan, "run", Map::new(), Utc::now())
+        let (run, mut state, _) = Run::create(store, plan, "run", Map::new(), Utc::now())
             .await
             .expect("create");
         let state_dir = dir.path().join("run/state");
@@ -1202,7 +1206,7 @@ fn impossible_states_are_refused_and_counters_never_wrap() {
         )
         .expect("rename");
         let err = run
-            .save(&state, &u64::MAX.to_string())
+            .save(&mut state, &u64::MAX.to_string())
             .await
             .expect_err("no wrap");
         assert!(err.to_string().contains("last version number"), "{err}");

@@ -278,7 +278,7 @@ async fn another_drivers_live_lease_makes_the_execution_wait_not_fail() {
         holder: "baton pid 7 on elsewhere".into(),
         until: chrono::Utc::now() + chrono::Duration::seconds(5),
     }));
-    run.save(&state, &version).await.expect("save");
+    run.save(&mut state, &version).await.expect("save");
     let executor = Arc::new(ScriptedExecutor::new());
     let out = handle_run(&run, &executor, input(3), deadline(), &Config::default())
         .await
@@ -297,7 +297,7 @@ async fn another_drivers_live_lease_makes_the_execution_wait_not_fail() {
     // A lease that is released by then: the next tick does the work.
     let (mut state, version) = run.load().await.expect("load");
     edit(&mut state).driver(None);
-    run.save(&state, &version).await.expect("save");
+    run.save(&mut state, &version).await.expect("save");
     let out = handle_run(&run, &executor, input(4), deadline(), &Config::default())
         .await
         .expect("tick");
@@ -312,7 +312,7 @@ async fn a_lease_held_for_minutes_keeps_the_execution_waiting_in_bounded_pauses(
         holder: "baton pid 7 on elsewhere".into(),
         until: chrono::Utc::now() + chrono::Duration::minutes(10),
     }));
-    run.save(&state, &version).await.expect("save");
+    run.save(&mut state, &version).await.expect("save");
     let out = handle_run(
         &run,
         &Arc::new(ScriptedExecutor::new()),

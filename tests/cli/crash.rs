@@ -205,6 +205,8 @@ fn fault_points_are_survived() {
         "before_start",
         "after_executor",
         "before_save",
+        "before_delta",
+        "before_checkpoint",
         "before_link",
         "after_save",
     ];
@@ -244,6 +246,8 @@ fn fault_points_are_survived_on_s3_with_a_stack() {
         "before_start",
         "after_executor",
         "before_save",
+        "before_delta",
+        "before_checkpoint_pointer",
         "after_save",
     ] {
         for nth in [1, 2, 3, 5] {

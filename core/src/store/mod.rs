@@ -146,6 +146,21 @@ pub trait RunStore: Send + Sync {
         version: &str,
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
+    /// Several versions' documents, in the order asked (a journal chain: a checkpoint and the
+    /// deltas after it). Stores with slow requests fetch them concurrently.
+    fn load_versions(
+        &self,
+        versions: &[String],
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send {
+        async move {
+            let mut documents = Vec::with_capacity(versions.len());
+            for version in versions {
+                documents.push(self.load_version(version).await?);
+            }
+            Ok(documents)
+        }
+    }
+
     /// Saves a new version if `expected` is still the newest (compare-and-swap).
     /// Takes the document by value: at 100k actions it is 12 MB, and a copy for the request
     /// body would be 12 MB more at the peak of a tick.

@@ -1,7 +1,10 @@
 //! The S3 store: `s3://<bucket>/<prefix>/runs/<run-id>/actions.json` (written once) and
-//! `state.json`, one S3 version per state version. The run is created with `If-None-Match: *`
-//! and every save is a `PutObject` with `If-Match: <etag of the version loaded>`, so a writer
-//! that lost a race gets a conflict and overwrites nothing. The bucket must be versioned.
+//! `state/<version>.json`, one object per state version (a checkpoint or a journal delta, see
+//! [`crate::journal`]), numbered from 1 with ten digits. Every object is written once, with
+//! `If-None-Match: *`: two writers that both read version N race for N+1 and exactly one
+//! wins, so a writer that lost gets a conflict and overwrites nothing. `checkpoint.json` names
+//! the newest checkpoint, where finding the newest version starts listing. The bucket must be
+//! versioned (deleting a run's state then keeps what it deleted).
 //!
 //! Live log streams are small objects `logs/<stream>/<chunk>.jsonl`, one per batch the driver
 //! appends (at most one a second per stream), numbered so that listing order is append order;
@@ -9,6 +12,7 @@
 //! two writers never overwrite each other's.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -19,7 +23,12 @@ use super::{DriverGuard, LogStream, RunStore, StoreError, VersionInfo};
 use crate::aws::{code, describe};
 
 const PLAN_KEY: &str = "actions.json";
-const STATE_KEY: &str = "state.json";
+/// Where an earlier baton kept the state (one versioned object).
+const LEGACY_STATE_KEY: &str = "state.json";
+/// State versions: `state/<ten digits>.json`, each a checkpoint or a journal delta.
+const STATE_DIR: &str = "state/";
+/// The newest checkpoint's version, where finding the newest version starts.
+const CHECKPOINT_KEY: &str = "checkpoint.json";
 
 /// `s3://bucket/prefix` split into its parts.
 pub fn parse_url(url: &str) -> Option<(String, String)> {
@@ -38,8 +47,9 @@ pub struct S3Store {
     bucket: String,
     /// `<prefix>/runs/<run-id>` (no leading or trailing slash).
     run_prefix: String,
-    /// ETags of versions this process has seen, for `If-Match` on the next save.
-    etags: Mutex<HashMap<String, String>>,
+    /// The newest state version this process has seen: versions are never removed, so the
+    /// newest is at or after it.
+    known_head: AtomicU64,
     /// The next chunk number of each log stream this process appends to.
     next_chunks: Mutex<HashMap<LogStream, u64>>,
 }
@@ -51,7 +61,7 @@ impl S3Store {
             client,
             bucket: bucket.to_string(),
             run_prefix: run_prefix.trim_matches('/').to_string(),
-            etags: Mutex::new(HashMap::new()),
+            known_head: AtomicU64::new(0),
             next_chunks: Mutex::new(HashMap::new()),
         }
     }
@@ -114,16 +124,6 @@ impl S3Store {
             locator: self.locator(),
             message: format!("{what}: {}", describe(err)),
         }
-    }
-
-    fn remember(&self, version: &str, etag: Option<&str>) {
-        if let (Some(etag), Ok(mut etags)) = (etag, self.etags.lock()) {
-            etags.insert(version.to_string(), etag.to_string());
-        }
-    }
-
-    fn etag_of(&self, version: &str) -> Option<String> {
-        self.etags.lock().ok()?.get(version).cloned()
     }
 
     /// Refuses buckets without versioning: baton keeps every state version.
@@ -278,7 +278,6 @@ impl S3Store {
             Err(e) => return Err(self.remote("GetObject", &e)),
         };
         let version_id = out.version_id().unwrap_or("null").to_string();
-        self.remember(&version_id, out.e_tag());
         let bytes = out
             .body
             .collect()
@@ -327,25 +326,133 @@ const META_PARENT: &str = "baton-parent";
 const NO_PARENT: &str = "none";
 
 impl S3Store {
-    /// The newest version of `name`, if it is exactly this write.
-    async fn landed(&self, name: &str, sha: &str, parent: &str) -> Option<String> {
-        let head = self
+    /// Whether the newest version of `name` is exactly this write.
+    async fn landed(&self, name: &str, sha: &str, parent: &str) -> bool {
+        let Ok(head) = self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(self.key(name))
             .send()
             .await
-            .ok()?;
-        let meta = head.metadata()?;
-        if meta.get(META_SHA)? != sha || meta.get(META_PARENT)? != parent {
-            return None;
+        else {
+            return false;
+        };
+        let ours = head.metadata().is_some_and(|meta| {
+            meta.get(META_SHA).is_some_and(|s| s == sha)
+                && meta.get(META_PARENT).is_some_and(|p| p == parent)
+        });
+        if ours {
+            tracing::info!(object = name, "a write whose answer was lost had landed");
         }
-        let version = head.version_id().unwrap_or("null").to_string();
-        self.remember(&version, head.e_tag());
-        tracing::info!(object = name, version = %version, "a write whose answer was lost had landed");
-        Some(version)
+        ours
     }
+
+    /// Writes `name` unless it exists (`If-None-Match: *`); `false` if someone else's is there.
+    async fn put_new(&self, name: &str, bytes: Vec<u8>, parent: &str) -> Result<bool, StoreError> {
+        let sha = crate::util::sha256_hex(&bytes);
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(name))
+            .content_type("application/json")
+            .if_none_match("*")
+            .metadata(META_SHA, &sha)
+            .metadata(META_PARENT, parent)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if precondition_failed(code(&e).as_deref()) => {
+                Ok(self.landed(name, &sha, parent).await)
+            }
+            Err(e) if denied(&e) => Err(self.denied(&format!("PutObject {name}"), &e)),
+            Err(e) => Err(self.remote("PutObject", &e)),
+        }
+    }
+
+    fn version_number(&self, version: &str) -> Result<u64, StoreError> {
+        version.parse().map_err(|_| StoreError::NoSuchVersion {
+            locator: self.locator(),
+            version: version.to_string(),
+        })
+    }
+
+    fn known_head(&self) -> u64 {
+        self.known_head.load(Ordering::Relaxed)
+    }
+
+    fn saw(&self, version: u64) {
+        self.known_head.fetch_max(version, Ordering::Relaxed);
+    }
+
+    /// Records the newest checkpoint, where finding the newest version starts listing. Only a
+    /// hint: a lost write, or a slower writer's older one, makes the listing longer, not wrong.
+    async fn point_to_checkpoint(&self, version: u64) {
+        let body = format!("{{\"version\":{version}}}");
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(CHECKPOINT_KEY))
+            .content_type("application/json")
+            .body(ByteStream::from(body.into_bytes()))
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::warn!("could not record checkpoint {version}: {}", describe(&e));
+        }
+    }
+
+    /// The newest state version: listed after the newest this process saw or, in a new
+    /// process, after the newest checkpoint.
+    async fn head_seq(&self) -> Result<u64, StoreError> {
+        let mut start = self.known_head();
+        if start == 0 {
+            #[derive(serde::Deserialize)]
+            struct Pointer {
+                version: u64,
+            }
+            if let Ok((bytes, _)) = self.get(CHECKPOINT_KEY, None).await {
+                start = serde_json::from_slice::<Pointer>(&bytes).map_or(0, |p| p.version);
+            }
+        }
+        let after = self
+            .list_numbered(&self.key(STATE_DIR), ".json", start)
+            .await?;
+        let head = after.last().map_or(start, |&(seq, _)| seq);
+        let head = if head == 0 {
+            self.adopt_legacy_state().await?
+        } else {
+            head
+        };
+        self.saw(head);
+        Ok(head)
+    }
+
+    /// A run stored by an earlier baton keeps its state in one versioned `state.json`: its
+    /// newest version becomes the journal's first checkpoint (older ones stay as S3 versions
+    /// of `state.json`). Without either, there is no run (or no right to read it).
+    async fn adopt_legacy_state(&self) -> Result<u64, StoreError> {
+        let (bytes, _) = self.get(LEGACY_STATE_KEY, None).await?;
+        if crate::journal::is_delta(&bytes) {
+            return Err(StoreError::Corrupt {
+                locator: self.locator(),
+                message: format!("{LEGACY_STATE_KEY} holds a journal delta, not a state"),
+            });
+        }
+        self.put_new(&state_name(1), bytes, NO_PARENT).await?;
+        tracing::info!(run = %self.locator(), "state.json of an earlier baton became state version 1");
+        self.point_to_checkpoint(1).await;
+        Ok(1)
+    }
+}
+
+/// State version `seq`'s object: ten digits, so that keys sort by number.
+fn state_name(seq: u64) -> String {
+    format!("{STATE_DIR}{seq:010}.json")
 }
 
 /// A stream's chunk `seq` under `prefix` (`…/logs/<stream>/`): ten digits, so that keys sort
@@ -368,8 +475,23 @@ impl S3Store {
     /// needs anyway, and not `s3:ListBucket` (the runner's role has only the former). Chunks
     /// are written once, so each has one version.
     async fn log_chunks(&self, prefix: &str, after: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        self.list_numbered(prefix, ".jsonl", after).await
+    }
+
+    /// The numbers and sizes of the objects `<prefix><ten digits><suffix>` numbered after
+    /// `after` (0: all), in order (log chunks, state versions).
+    ///
+    /// Listed as versions: that needs `s3:ListBucketVersions` and not `s3:ListBucket` (the
+    /// runner's role has only the former). These objects are written once, so each has one
+    /// version.
+    async fn list_numbered(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        after: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
         let mut chunks = Vec::new();
-        let mut key_marker = (after > 0).then(|| chunk_key(prefix, after));
+        let mut key_marker = (after > 0).then(|| format!("{prefix}{after:010}{suffix}"));
         let mut version_marker = None;
         loop {
             let page = self
@@ -386,7 +508,7 @@ impl S3Store {
                 let seq = object
                     .key()
                     .and_then(|k| k.strip_prefix(prefix))
-                    .and_then(|name| name.strip_suffix(".jsonl"))
+                    .and_then(|name| name.strip_suffix(suffix))
                     .and_then(|n| n.parse::<u64>().ok());
                 if let Some(seq) = seq.filter(|&seq| seq > after) {
                     chunks.push((seq, object.size().unwrap_or(0).max(0) as u64));
@@ -468,45 +590,22 @@ impl RunStore for S3Store {
 
     async fn create(&self, plan: &[u8], state: &[u8]) -> Result<String, StoreError> {
         self.check_versioning().await?;
-        for (name, bytes) in [(PLAN_KEY, plan), (STATE_KEY, state)] {
-            let sha = crate::util::sha256_hex(bytes);
-            let result = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(self.key(name))
-                .content_type("application/json")
-                .if_none_match("*")
-                .metadata(META_SHA, &sha)
-                .metadata(META_PARENT, NO_PARENT)
-                .body(ByteStream::from(bytes.to_vec()))
-                .send()
-                .await;
-            match result {
-                Ok(out) if name == STATE_KEY => {
-                    let version = out.version_id().unwrap_or("null").to_string();
-                    self.remember(&version, out.e_tag());
-                    return Ok(version);
-                }
-                Ok(_) => {}
-                Err(e) if precondition_failed(code(&e).as_deref()) => {
-                    match self.landed(name, &sha, NO_PARENT).await {
-                        Some(version) if name == STATE_KEY => return Ok(version),
-                        Some(_) => {}
-                        None => {
-                            return Err(StoreError::AlreadyExists {
-                                locator: self.locator(),
-                            })
-                        }
-                    }
-                }
-                Err(e) => return Err(self.remote("PutObject", &e)),
-            }
+        if !self.put_new(PLAN_KEY, plan.to_vec(), NO_PARENT).await? {
+            return Err(StoreError::AlreadyExists {
+                locator: self.locator(),
+            });
         }
-        Err(StoreError::Remote {
-            locator: self.locator(),
-            message: "state was not written".into(),
-        })
+        if !self
+            .put_new(&state_name(1), state.to_vec(), NO_PARENT)
+            .await?
+        {
+            return Err(StoreError::AlreadyExists {
+                locator: self.locator(),
+            });
+        }
+        self.saw(1);
+        self.point_to_checkpoint(1).await;
+        Ok("1".into())
     }
 
     async fn load_plan(&self) -> Result<Vec<u8>, StoreError> {
@@ -514,122 +613,102 @@ impl RunStore for S3Store {
     }
 
     async fn load_latest(&self) -> Result<(Vec<u8>, String), StoreError> {
-        self.get(STATE_KEY, None).await
+        let head = self.head_seq().await?;
+        let bytes = self.load_version(&head.to_string()).await?;
+        Ok((bytes, head.to_string()))
     }
 
     async fn load_version(&self, version: &str) -> Result<Vec<u8>, StoreError> {
-        Ok(self.get(STATE_KEY, Some(version)).await?.0)
+        let seq = self.version_number(version)?;
+        match self.get(&state_name(seq), None).await {
+            Err(StoreError::NotFound { .. }) => Err(StoreError::NoSuchVersion {
+                locator: self.locator(),
+                version: version.into(),
+            }),
+            other => Ok(other?.0),
+        }
+    }
+
+    async fn load_versions(&self, versions: &[String]) -> Result<Vec<Vec<u8>>, StoreError> {
+        // One request each, all at once: a chain is a checkpoint and up to 63 small deltas,
+        // and one after the other they would cost a round trip each.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (slot, version) in versions.iter().enumerate() {
+            let seq = self.version_number(version)?;
+            let (client, bucket, key) = (
+                self.client.clone(),
+                self.bucket.clone(),
+                self.key(&state_name(seq)),
+            );
+            tasks.spawn(async move {
+                let result = client.get_object().bucket(bucket).key(&key).send().await;
+                let body = match result {
+                    Ok(out) => out
+                        .body
+                        .collect()
+                        .await
+                        .map(|b| b.into_bytes())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(describe(&e)),
+                };
+                (slot, key, body)
+            });
+        }
+        let mut documents = vec![Vec::new(); versions.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (slot, key, body) = joined.map_err(|e| StoreError::Remote {
+                locator: self.locator(),
+                message: format!("reading state versions: {e}"),
+            })?;
+            documents[slot] = Vec::from(body.map_err(|message| StoreError::Remote {
+                locator: self.locator(),
+                message: format!("GetObject {key}: {message}"),
+            })?);
+        }
+        Ok(documents)
     }
 
     async fn save(&self, state: Vec<u8>, expected: &str) -> Result<String, StoreError> {
-        let etag = match self.etag_of(expected) {
-            Some(etag) => etag,
-            None => {
-                let head = self
-                    .client
-                    .head_object()
-                    .bucket(&self.bucket)
-                    .key(self.key(STATE_KEY))
-                    .version_id(expected)
-                    .send()
-                    .await
-                    .map_err(|e| self.remote("HeadObject", &e))?;
-                head.e_tag().unwrap_or_default().to_string()
-            }
-        };
-        let sha = crate::util::sha256_hex(&state);
-        let result = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.key(STATE_KEY))
-            .content_type("application/json")
-            .if_match(&etag)
-            .metadata(META_SHA, &sha)
-            .metadata(META_PARENT, expected)
-            .body(ByteStream::from(state))
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let version = out.version_id().unwrap_or("null").to_string();
-                self.remember(&version, out.e_tag());
-                Ok(version)
-            }
-            Err(e) if precondition_failed(code(&e).as_deref()) => {
-                if let Some(version) = self.landed(STATE_KEY, &sha, expected).await {
-                    return Ok(version);
-                }
-                Err(StoreError::Conflict {
-                    locator: self.locator(),
-                    expected: expected.to_string(),
-                    actual: self.head().await.unwrap_or_else(|_| "unknown".into()),
-                })
-            }
-            Err(e) => Err(self.remote("PutObject", &e)),
+        let seq = self.version_number(expected)?;
+        if self.known_head() < seq {
+            // Not a version this process has seen: it must exist, or the new one would leave
+            // a gap in the journal.
+            self.load_version(expected).await?;
         }
+        let next = seq.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+            locator: self.locator(),
+            message: format!("state version {seq} is the last version number there can be"),
+        })?;
+        let checkpoint = !crate::journal::is_delta(&state);
+        if !self.put_new(&state_name(next), state, expected).await? {
+            return Err(StoreError::Conflict {
+                locator: self.locator(),
+                expected: expected.to_string(),
+                actual: self.head().await.unwrap_or_else(|_| "unknown".into()),
+            });
+        }
+        self.saw(next);
+        if checkpoint {
+            crate::fault::point("before_checkpoint_pointer");
+            self.point_to_checkpoint(next).await;
+        }
+        Ok(next.to_string())
     }
 
     async fn list_versions(&self) -> Result<Vec<VersionInfo>, StoreError> {
-        let key = self.key(STATE_KEY);
-        let mut versions = Vec::new();
-        let (mut key_marker, mut version_marker) = (None, None);
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(&key)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| self.remote("ListObjectVersions", &e))?;
-            for v in page.versions() {
-                if v.key() == Some(key.as_str()) {
-                    versions.push(VersionInfo {
-                        version: v.version_id().unwrap_or("null").to_string(),
-                        size: v.size().unwrap_or(0) as u64,
-                    });
-                }
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
-        }
-        // S3 lists a key's versions newest first (timestamps tie within a second); baton lists
-        // oldest first.
-        versions.reverse();
-        Ok(versions)
+        self.head_seq().await?;
+        let versions = self.list_numbered(&self.key(STATE_DIR), ".json", 0).await?;
+        Ok(versions
+            .into_iter()
+            .map(|(seq, size)| VersionInfo {
+                version: seq.to_string(),
+                size,
+            })
+            .collect())
     }
 
     async fn head(&self) -> Result<String, StoreError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.key(STATE_KEY))
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let version = out.version_id().unwrap_or("null").to_string();
-                self.remember(&version, out.e_tag());
-                Ok(version)
-            }
-            Err(e)
-                if matches!(code(&e).as_deref(), Some("NotFound" | "NoSuchKey"))
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                Err(StoreError::NotFound {
-                    locator: self.locator(),
-                })
-            }
-            Err(e) if denied(&e) => Err(self.denied("HeadObject state.json", &e)),
-            Err(e) => Err(self.remote("HeadObject", &e)),
-        }
+        Ok(self.head_seq().await?.to_string())
     }
 
     fn needs_lease(&self) -> bool {

@@ -353,9 +353,9 @@ impl Backend for Local {
 }
 
 /// A fresh versioned bucket on moto.
-struct S3 {
-    client: aws_sdk_s3::Client,
-    bucket: String,
+pub(crate) struct S3 {
+    pub(crate) client: aws_sdk_s3::Client,
+    pub(crate) bucket: String,
 }
 
 /// The moto endpoint, or `None` to skip. In CI a missing endpoint is a failure.
@@ -373,7 +373,7 @@ fn endpoint() -> Option<String> {
     }
 }
 
-async fn s3() -> Option<S3> {
+pub(crate) async fn s3() -> Option<S3> {
     let endpoint = endpoint()?;
     let client = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::Config::builder()
