@@ -527,7 +527,15 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
                 }
                 Event::Log(line) => self.record_log(line),
                 Event::FlushLogs => self.flush_logs().await?,
-                Event::Joined(joined) => self.on_outcome(joined),
+                Event::Joined(joined) => {
+                    self.on_outcome(joined);
+                    // Everything else that finished meanwhile (typically while the last save
+                    // was being made durable) goes into the same next save: completions share
+                    // one write and one fsync instead of queueing for one each.
+                    while let Some(joined) = self.tasks.try_join_next_with_id() {
+                        self.on_outcome(joined);
+                    }
+                }
             }
         }
         while let Ok(line) = self.log_rx.try_recv() {

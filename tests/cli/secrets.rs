@@ -86,6 +86,11 @@ fn check_stored(version: &Value, which: &str) {
         &format!("{which}: the run log"),
         &version["log"].to_string(),
     );
+    // A journal delta carries the run log lines added since the version before.
+    assert_masked(
+        &format!("{which}: the run log lines added"),
+        &version["log_added"].to_string(),
+    );
 }
 
 #[test]
@@ -177,11 +182,11 @@ fn secrets_are_masked_in_every_view_and_every_stored_version_on_s3() {
     check_displays(&scratch, "leak", &with_store);
 
     rt().block_on(async {
-        let key = "p/runs/leak/state.json";
+        // Every object version under the run's state: checkpoints and journal deltas.
         let listed = client
             .list_object_versions()
             .bucket(&name)
-            .prefix(key)
+            .prefix("p/runs/leak/state/")
             .send()
             .await
             .expect("versions");
@@ -190,7 +195,7 @@ fn secrets_are_masked_in_every_view_and_every_stored_version_on_s3() {
             let body = client
                 .get_object()
                 .bucket(&name)
-                .key(key)
+                .key(v.key().unwrap_or_default())
                 .set_version_id(v.version_id().map(str::to_string))
                 .send()
                 .await

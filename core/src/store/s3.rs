@@ -503,7 +503,13 @@ impl S3Store {
                 .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(|e| self.remote("ListObjectVersions", &e))?;
+                .map_err(|e| match code(&e).as_deref() {
+                    Some("NoSuchBucket") => StoreError::NotFound {
+                        locator: self.locator(),
+                    },
+                    _ if denied(&e) => self.denied("ListObjectVersions", &e),
+                    _ => self.remote("ListObjectVersions", &e),
+                })?;
             for object in page.versions() {
                 let seq = object
                     .key()
