@@ -326,7 +326,7 @@ mod tests {
             {"label": "creds", "type": "system.set_variables",
              "params": {"variables": {"db_password": "hunter2-secret"}}},
             {"label": "fails", "type": "system.no_op", "depends_on": ["creds"]},
-            {"label": "after \"quoted\"", "type": "system.no_op", "depends_on": ["fails"]},
+            {"label": "prn:after/fails", "type": "system.no_op", "depends_on": ["fails"]},
             {"label": "waits", "type": "system.no_op"}
         ]"#,
         );
