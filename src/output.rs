@@ -8,7 +8,7 @@ use baton_core::driver::Observer;
 use baton_core::redact::Secrets;
 use baton_core::state::{ActionState, LogEntry, Timestamp};
 use baton_core::{ActionIdx, ActionStatus, Plan, RunState};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A symbol per status, readable without colour.
 pub fn symbol(status: ActionStatus) -> &'static str {
@@ -124,8 +124,80 @@ impl Observer for PlainPrinter {
     }
 }
 
+/// Writes `value` as JSON and a newline to stdout, streamed through a buffer: no output is
+/// built whole in memory (at 100k actions a `serde_json::Value` tree of `status --json` took
+/// 290 MB). A closed pipe (`baton status --json | head -c 10`) ends the process quietly.
+pub fn write_json<T: serde::Serialize + ?Sized>(
+    value: &T,
+    style: JsonStyle,
+) -> Result<(), crate::Failure> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match style {
+        JsonStyle::Pretty => serde_json::to_writer_pretty(&mut out, value),
+        JsonStyle::Compact => serde_json::to_writer(&mut out, value),
+    }
+    .map_err(std::io::Error::from)
+    .and_then(|()| writeln!(out))
+    .and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(crate::Failure::Infra(format!(
+            "could not write the JSON output to stdout: {e}"
+        ))),
+    }
+}
+
+/// How [`write_json`] lays JSON out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonStyle {
+    /// Indented, for people as much as programs (`status`, `plan`, `inspect`, `runs`).
+    Pretty,
+    /// One line (the `run`/`resume`/`retry` summary, the `tick` payload).
+    Compact,
+}
+
+/// Serializes as a JSON object whose entries the closure yields, one at a time.
+pub struct MapWith<F>(pub F);
+
+impl<F, I, K, V> serde::Serialize for MapWith<F>
+where
+    F: Fn() -> I,
+    I: IntoIterator<Item = (K, V)>,
+    K: serde::Serialize,
+    V: serde::Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map((self.0)())
+    }
+}
+
+/// Serializes as a JSON array whose items the closure yields, one at a time.
+pub struct SeqWith<F>(pub F);
+
+impl<F, I> serde::Serialize for SeqWith<F>
+where
+    F: Fn() -> I,
+    I: IntoIterator,
+    I::Item: serde::Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
+}
+
+/// `{"pending": 0, "running": 1, …}`: a count per status, in status order.
+pub fn status_counts(counts: [usize; 7]) -> impl serde::Serialize {
+    MapWith(move || {
+        ActionStatus::ALL
+            .iter()
+            .map(move |s| (s.as_str(), counts[*s as usize]))
+    })
+}
+
 /// The `--json` summary printed by `run`, `resume` and `retry`. Serialized straight from the
-/// state (no intermediate JSON tree: at 100k actions that tree alone was 160 MB).
+/// state the drive ended with (no intermediate JSON tree: at 100k actions that tree alone
+/// was 160 MB).
 pub struct Summary<'a> {
     pub plan: &'a Plan,
     pub state: &'a RunState,
@@ -133,28 +205,57 @@ pub struct Summary<'a> {
     pub duration_ms: u128,
 }
 
+/// One action in the summary, its error and outputs masked.
+#[derive(serde::Serialize)]
+struct SummaryAction<'a> {
+    status: ActionStatus,
+    attempts: u32,
+    outputs: Shown<'a>,
+    error: Option<String>,
+}
+
+/// An action's outputs as operators may see them. Most actions have none, so the common case
+/// borrows; only outputs that exist are copied (one action's at a time) to be masked.
+enum Shown<'a> {
+    Borrowed(&'a serde_json::Map<String, Value>),
+    Masked(Value),
+}
+
+impl serde::Serialize for Shown<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Shown::Borrowed(map) => map.serialize(serializer),
+            Shown::Masked(value) => value.serialize(serializer),
+        }
+    }
+}
+
+impl<'a> Shown<'a> {
+    fn outputs(secrets: &Secrets, outputs: &'a serde_json::Map<String, Value>) -> Self {
+        if outputs.is_empty() {
+            Shown::Borrowed(outputs)
+        } else {
+            Shown::Masked(secrets.redact_value(&Value::Object(outputs.clone())))
+        }
+    }
+}
+
 struct SummaryActions<'a>(&'a Summary<'a>);
 
 impl serde::Serialize for SummaryActions<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
         let Summary { plan, state, .. } = self.0;
         let secrets = Secrets::for_run(plan, state);
-        let mut map = serializer.serialize_map(Some(plan.len()))?;
-        for (def, action) in plan.actions().iter().zip(state.actions()) {
-            let action = &secrets.shown_action(action);
-            let outputs = Value::Object((*action.outputs).clone());
-            map.serialize_entry(
-                &def.label,
-                &json!({
-                    "status": action.status,
-                    "attempts": action.attempt,
-                    "outputs": outputs,
-                    "error": action.error,
-                }),
-            )?;
-        }
-        map.end()
+        let entries = plan.actions().iter().zip(state.actions()).map(|(def, a)| {
+            let shown = SummaryAction {
+                status: a.status,
+                attempts: a.attempt,
+                outputs: Shown::outputs(&secrets, &a.outputs),
+                error: a.error.as_deref().map(|e| secrets.redact(e)),
+            };
+            (def.label.as_str(), shown)
+        });
+        serializer.collect_map(entries)
     }
 }
 
@@ -173,19 +274,9 @@ impl serde::Serialize for Summary<'_> {
 }
 
 impl Summary<'_> {
-    /// Writes the summary and a newline to stdout (quietly ends on a closed pipe).
-    pub fn print(&self) {
-        use std::io::Write as _;
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let written = serde_json::to_writer(&mut out, self)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-            .and_then(|()| out.flush());
-        if let Err(e) = written {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
+    /// Writes the summary and a newline to stdout.
+    pub fn print(&self) -> Result<(), crate::Failure> {
+        write_json(self, JsonStyle::Compact)
     }
 }
 
@@ -234,5 +325,87 @@ pub fn print_console_outcome(plan: &Plan, state: &RunState, locator: &str, opene
     );
     if state.status() != baton_core::RunStatus::Succeeded {
         print_next_steps(plan, state, locator);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_core::state::ActionState;
+    use baton_core::testutil::{edit, plan};
+    use serde_json::json;
+
+    /// The tree-building rendering of the summary's actions before it streamed.
+    fn tree_summary(summary: &Summary<'_>) -> String {
+        let Summary { plan, state, .. } = summary;
+        let secrets = Secrets::for_run(plan, state);
+        let mut actions = serde_json::Map::new();
+        for (def, action) in plan.actions().iter().zip(state.actions()) {
+            let action = &secrets.shown_action(action);
+            let outputs = Value::Object((*action.outputs).clone());
+            actions.insert(
+                def.label.clone(),
+                json!({
+                    "status": action.status,
+                    "attempts": action.attempt,
+                    "outputs": outputs,
+                    "error": action.error,
+                }),
+            );
+        }
+        let doc = json!({
+            "run_id": state.run_id(),
+            "run": summary.locator,
+            "status": state.status(),
+            "invocations": state.invocations(),
+            "duration_ms": summary.duration_ms as u64,
+            "actions": actions,
+        });
+        serde_json::to_string(&doc).expect("json")
+    }
+
+    #[test]
+    fn streamed_summary_keeps_the_tree_shape() {
+        let plan = plan(
+            r#"[
+            {"label": "creds", "type": "system.set_variables",
+             "params": {"variables": {"api_token": "tok-123456"}}},
+            {"label": "echo", "type": "system.no_op", "depends_on": ["creds"]},
+            {"label": "later", "type": "system.no_op"}
+        ]"#,
+        );
+        let now = chrono::Utc::now();
+        let mut state = RunState::new("r-9", &plan, "sha", serde_json::Map::new(), now);
+        let mut outputs = serde_json::Map::new();
+        outputs.insert("api_token".into(), json!("tok-123456"));
+        outputs.insert(
+            "echoed".into(),
+            json!({"said": "token tok-123456", "n": [1, 2.5]}),
+        );
+        let creds = ActionState {
+            status: ActionStatus::Complete,
+            attempt: 1,
+            outputs: Box::new(outputs),
+            ..ActionState::default()
+        };
+        let echo = ActionState {
+            status: ActionStatus::Failed,
+            attempt: 2,
+            error: Some("sent tok-123456, got 401".into()),
+            ..ActionState::default()
+        };
+        edit(&mut state)
+            .invocations(3)
+            .action(0, creds)
+            .action(1, echo);
+        let summary = Summary {
+            plan: &plan,
+            state: &state,
+            locator: "/tmp/runs/r-9",
+            duration_ms: 42,
+        };
+        let streamed = serde_json::to_string(&summary).expect("json");
+        assert_eq!(streamed, tree_summary(&summary));
+        assert!(!streamed.contains("tok-123456"), "{streamed}");
     }
 }

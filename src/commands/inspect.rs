@@ -3,10 +3,10 @@
 use baton_core::redact::Secrets;
 use baton_core::state::{ts, ActionState};
 use baton_core::{Action, ActionIdx, Plan, RunState};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::args::StoreArgs;
-use crate::output::{elapsed, format_elapsed, symbol};
+use crate::output::{elapsed, format_elapsed, symbol, write_json, JsonStyle, SeqWith};
 use crate::params::shown_params;
 use crate::{locator, CommandResult};
 
@@ -55,31 +55,51 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
     let (state, _) = run.load().await?;
     let inspected = Inspected::new(plan, &state, idx);
     if as_json {
-        print_json(&inspected);
-    } else {
-        print_text(&inspected);
+        return print_json(&inspected);
     }
+    print_text(&inspected);
     Ok(())
 }
 
-fn print_json(inspected: &Inspected<'_>) {
-    let (def, a) = (inspected.def, &inspected.action);
-    let mut doc = json!({
-        "label": def.label, "type": def.action_type.name(), "description": def.description,
-        "status": a.status, "attempts": a.attempt,
-        "started_at": a.started_at.as_ref().map(ts::format), "finished_at": a.finished_at.as_ref().map(ts::format),
-        "depends_on": inspected.deps, "dependents": inspected.dependents, "condition": def.condition,
-        "params": inspected.params, "outputs": inspected.outputs, "error": a.error, "blocked_by": a.blocked_by,
-        "log": a.log, "format": inspected.format,
-    });
-    if let Some(scope) = &def.scope {
-        doc["scope"] = json!(scope);
+fn print_json(inspected: &Inspected<'_>) -> CommandResult {
+    write_json(&JsonInspected(inspected), JsonStyle::Pretty)
+}
+
+/// `inspect --json`, written as it is serialized.
+struct JsonInspected<'i, 'a>(&'i Inspected<'a>);
+
+impl serde::Serialize for JsonInspected<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let inspected = self.0;
+        let (def, a) = (inspected.def, &inspected.action);
+        let mut doc = serializer.serialize_map(None)?;
+        doc.serialize_entry("label", &def.label)?;
+        doc.serialize_entry("type", def.action_type.name())?;
+        doc.serialize_entry("description", &def.description)?;
+        doc.serialize_entry("status", &a.status)?;
+        doc.serialize_entry("attempts", &a.attempt)?;
+        doc.serialize_entry("started_at", &a.started_at.as_ref().map(ts::format))?;
+        doc.serialize_entry("finished_at", &a.finished_at.as_ref().map(ts::format))?;
+        doc.serialize_entry("depends_on", &inspected.deps)?;
+        doc.serialize_entry("dependents", &inspected.dependents)?;
+        doc.serialize_entry("condition", &def.condition)?;
+        doc.serialize_entry("params", &inspected.params)?;
+        doc.serialize_entry("outputs", &inspected.outputs)?;
+        doc.serialize_entry("error", &a.error)?;
+        doc.serialize_entry("blocked_by", &a.blocked_by)?;
+        doc.serialize_entry("log", &a.log)?;
+        doc.serialize_entry("format", &inspected.format)?;
+        if let Some(scope) = &def.scope {
+            doc.serialize_entry("scope", scope)?;
+        }
+        if inspected.format.is_some() {
+            doc.serialize_entry("save_outputs", &def.save_outputs)?;
+            let hooks = SeqWith(|| def.hooks.iter().map(|h| h.to_value()));
+            doc.serialize_entry("lifecycle_hooks", &hooks)?;
+        }
+        doc.end()
     }
-    if inspected.format.is_some() {
-        doc["save_outputs"] = json!(def.save_outputs);
-        doc["lifecycle_hooks"] = json!(def.hooks.iter().map(|h| h.to_value()).collect::<Vec<_>>());
-    }
-    crate::out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
 }
 
 fn print_text(inspected: &Inspected<'_>) {
@@ -212,4 +232,84 @@ fn indent(text: &str) -> String {
         .map(|l| format!("  {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_core::state::LogEntry;
+    use baton_core::testutil::edit;
+    use serde_json::json;
+
+    /// The tree-building rendering `inspect --json` had before it streamed.
+    fn tree_inspected(inspected: &Inspected<'_>) -> String {
+        let (def, a) = (inspected.def, &inspected.action);
+        let mut doc = json!({
+            "label": def.label, "type": def.action_type.name(), "description": def.description,
+            "status": a.status, "attempts": a.attempt,
+            "started_at": a.started_at.as_ref().map(ts::format), "finished_at": a.finished_at.as_ref().map(ts::format),
+            "depends_on": inspected.deps, "dependents": inspected.dependents, "condition": def.condition,
+            "params": inspected.params, "outputs": inspected.outputs, "error": a.error, "blocked_by": a.blocked_by,
+            "log": a.log, "format": inspected.format,
+        });
+        if let Some(scope) = &def.scope {
+            doc["scope"] = json!(scope);
+        }
+        if inspected.format.is_some() {
+            doc["save_outputs"] = json!(def.save_outputs);
+            doc["lifecycle_hooks"] =
+                json!(def.hooks.iter().map(|h| h.to_value()).collect::<Vec<_>>());
+        }
+        serde_json::to_string_pretty(&doc).expect("json")
+    }
+
+    #[test]
+    fn streamed_json_inspect_keeps_the_tree_shape() {
+        let files = [
+            (
+                "pipeline.yaml",
+                include_str!("../../tests/corpus/good/pipeline.yaml"),
+            ),
+            (
+                "sck_v3.actions",
+                include_str!("../../tests/corpus/good/sck_v3.actions"),
+            ),
+            (
+                "sck_v2_persistence.actions",
+                include_str!("../../tests/corpus/good/sck_v2_persistence.actions"),
+            ),
+        ];
+        let (mut scoped, mut hooked) = (false, false);
+        for (name, text) in files {
+            let loaded = baton_core::load_str(name, text, baton_core::Format::Detect)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let plan = &loaded.plan;
+            let now = chrono::Utc::now();
+            let mut state = RunState::new("r", plan, "sha", serde_json::Map::new(), now);
+            let first = edit(&mut state).action_mut(0);
+            first.status = baton_core::ActionStatus::Failed;
+            first.attempt = 2;
+            first.started_at = Some(now);
+            first.finished_at = Some(now);
+            first.error = Some("it broke".into());
+            first.outputs.insert("rows".into(), json!(12));
+            first.log.push_back(LogEntry {
+                t: now,
+                level: baton_core::log::Level::Warn,
+                msg: "retrying".into(),
+            });
+            for idx in 0..plan.len() as ActionIdx {
+                let inspected = Inspected::new(plan, &state, idx);
+                let streamed =
+                    serde_json::to_string_pretty(&JsonInspected(&inspected)).expect("json");
+                assert_eq!(streamed, tree_inspected(&inspected), "{name} action {idx}");
+                scoped |= streamed.contains("\"scope\"");
+                hooked |= streamed.contains("\"Identity\"");
+            }
+        }
+        assert!(
+            scoped && hooked,
+            "the files no longer cover scope and hooks"
+        );
+    }
 }

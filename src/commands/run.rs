@@ -215,7 +215,7 @@ async fn drive_from(
             locator: &run.store.locator(),
             duration_ms: started.elapsed().as_millis(),
         }
-        .print();
+        .print()?;
     } else {
         crate::out!(
             "run {} {} in {} ({}; {})",
@@ -403,6 +403,5 @@ pub async fn tick(run: &str, store: &StoreArgs) -> CommandResult {
     let _guard = run.store.lock_driver()?;
     let report = ops::tick(&run).await?;
     let payload = baton_core::Payload::new(run.store.locator(), &report, &run.plan);
-    crate::out!("{}", serde_json::to_string(&payload).unwrap_or_default());
-    Ok(())
+    crate::output::write_json(&payload, crate::output::JsonStyle::Compact)
 }

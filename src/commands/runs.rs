@@ -8,11 +8,10 @@ use baton_core::state::{ts, Timestamp};
 use baton_core::store::s3::{parse_url, S3Store};
 use baton_core::{ActionStatus, LocalStore, Run, RunState, RunStatus, RunStore};
 use chrono::Utc;
-use serde_json::{json, Value};
 
 use crate::args::StoreArgs;
 use crate::locator::AnyStore;
-use crate::output::{format_elapsed, symbol};
+use crate::output::{format_elapsed, status_counts, symbol, write_json, JsonStyle, SeqWith};
 use crate::{ops, CommandResult, Failure};
 
 /// One run as the list shows it.
@@ -51,23 +50,35 @@ impl RunRow {
     pub fn driver_text(&self) -> &str {
         self.driver.as_deref().unwrap_or("-")
     }
+}
 
-    fn to_json(&self) -> Value {
-        let counts: serde_json::Map<String, Value> = ActionStatus::ALL
-            .iter()
-            .map(|s| (s.as_str().to_string(), json!(self.counts[*s as usize])))
-            .collect();
-        json!({
-            "id": self.id,
-            "run": self.run,
-            "status": self.status,
-            "started_at": ts::format(&self.started),
-            "updated_at": ts::format(&self.updated),
-            "duration_ms": self.duration.as_millis() as u64,
-            "actions": self.actions,
-            "counts": counts,
-            "driver": self.driver,
-        })
+/// One run in `runs --json`.
+#[derive(serde::Serialize)]
+struct JsonRow<'a, C: serde::Serialize> {
+    id: &'a str,
+    run: &'a str,
+    status: RunStatus,
+    started_at: String,
+    updated_at: String,
+    duration_ms: u64,
+    actions: usize,
+    counts: C,
+    driver: Option<&'a str>,
+}
+
+impl RunRow {
+    fn to_json(&self) -> impl serde::Serialize + '_ {
+        JsonRow {
+            id: &self.id,
+            run: &self.run,
+            status: self.status,
+            started_at: ts::format(&self.started),
+            updated_at: ts::format(&self.updated),
+            duration_ms: self.duration.as_millis() as u64,
+            actions: self.actions,
+            counts: status_counts(self.counts),
+            driver: self.driver.as_deref(),
+        }
     }
 }
 
@@ -275,12 +286,8 @@ pub async fn run(store: &StoreArgs, as_json: bool) -> CommandResult {
         eprintln!("warning: {problem}");
     }
     if as_json {
-        let list: Vec<Value> = rows.iter().map(RunRow::to_json).collect();
-        crate::out!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
-        return Ok(());
+        let list = SeqWith(|| rows.iter().map(RunRow::to_json));
+        return write_json(&list, JsonStyle::Pretty);
     }
     if rows.is_empty() {
         crate::out!(
@@ -314,4 +321,52 @@ pub fn table(rows: &[RunRow]) -> Vec<String> {
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// The tree-building rendering `runs --json` had before it streamed.
+    fn tree_row(row: &RunRow) -> Value {
+        let counts: serde_json::Map<String, Value> = ActionStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), json!(row.counts[*s as usize])))
+            .collect();
+        json!({
+            "id": row.id,
+            "run": row.run,
+            "status": row.status,
+            "started_at": ts::format(&row.started),
+            "updated_at": ts::format(&row.updated),
+            "duration_ms": row.duration.as_millis() as u64,
+            "actions": row.actions,
+            "counts": counts,
+            "driver": row.driver,
+        })
+    }
+
+    #[test]
+    fn streamed_json_rows_keep_the_tree_shape() {
+        let now = Utc::now();
+        let row = |id: &str, driver: Option<&str>| RunRow {
+            id: id.into(),
+            run: format!("/tmp/store/runs/{id}"),
+            status: RunStatus::Failed,
+            started: now,
+            updated: now,
+            duration: std::time::Duration::from_millis(1234),
+            counts: [1, 0, 4, 1, 0, 3, 0],
+            actions: 9,
+            driver: driver.map(str::to_string),
+        };
+        for rows in [vec![], vec![row("one", None), row("two", Some("idle"))]] {
+            let streamed =
+                serde_json::to_string_pretty(&SeqWith(|| rows.iter().map(RunRow::to_json)))
+                    .expect("json");
+            let tree: Vec<Value> = rows.iter().map(tree_row).collect();
+            assert_eq!(streamed, serde_json::to_string_pretty(&tree).expect("json"));
+        }
+    }
 }

@@ -199,6 +199,42 @@ fn plan_mermaid_is_a_top_down_graph() {
 }
 
 #[test]
+fn json_outputs_end_quietly_when_the_reader_stops_early() {
+    use std::io::Read;
+    // Each document is far bigger than a pipe's buffer, so the writer meets the closed pipe
+    // in the middle of it.
+    let mut big = plan();
+    for i in 0..3000 {
+        big = big.no_op(&format!("action-{i:04}"));
+    }
+    let scratch = big.scratch();
+    scratch.run_plan("big", 0);
+    let commands = [
+        vec!["status", "big", "--json"],
+        vec!["status", "big", "--json", "--versions"],
+        vec!["plan", "plan.json", "--format", "json"],
+        vec!["run", "plan.json", "--json", "--run-id", "piped"],
+    ];
+    for args in commands {
+        let mut child = scratch
+            .cmd()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn baton");
+        let mut head = [0u8; 10];
+        let mut reader = child.stdout.take().expect("stdout");
+        reader.read_exact(&mut head).expect("first bytes");
+        drop(reader);
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(head[0], b'{', "{args:?}");
+        assert_eq!(code(&out), 0, "{args:?}: {}", describe(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
 fn plan_of_a_bad_file_exits_2() {
     let scratch = plan().no_op("a").after(&["a"]).scratch();
     let out = scratch.exits(&["plan", "plan.json", "--format", "dot"], 2);
