@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate a baton action file (JSON) of no-op actions for benchmarks.
+"""Generate a baton action file (JSON) of generated actions for benchmarks.
 
     scripts/gen_plan.py SHAPE N > plan.json
 
@@ -9,8 +9,11 @@ Shapes:
   layered      N no-ops in layers of min(ceil(sqrt(N)), 100) actions; every action after the
                first layer depends on 2 actions of the previous layer, chosen pseudo-randomly
                (fixed seed, so the same SHAPE and N always give the same file)
+  commands     N independent `system.command` actions running `true` (argv, no shell): real
+               processes, so a run saves as they finish (what the store-growth row measures)
 
-Labels are `n000000`, `n000001`, ... (at least six digits); the type is `system.no_op`.
+Labels are `n000000`, `n000001`, ... (at least six digits); the type is `system.no_op` except in
+`commands`.
 """
 
 import json
@@ -18,7 +21,7 @@ import math
 import random
 import sys
 
-SHAPES = ("independent", "chain", "layered")
+SHAPES = ("independent", "chain", "layered", "commands")
 SEED = 20261128
 DEPS_PER_ACTION = 2
 MAX_LAYER_WIDTH = 100
@@ -34,6 +37,10 @@ def generate(shape, n):
     if shape == "independent":
         for i in range(n):
             actions.append({"label": label(i, digits), "type": "system.no_op"})
+    elif shape == "commands":
+        for i in range(n):
+            actions.append({"label": label(i, digits), "type": "system.command",
+                            "params": {"command": ["true"]}})
     elif shape == "chain":
         for i in range(n):
             action = {"label": label(i, digits), "type": "system.no_op"}
