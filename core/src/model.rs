@@ -35,7 +35,7 @@ impl RetryPolicy {
 }
 
 /// One action of a plan, as written in the file once validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Action {
     /// Unique within the plan; how dependencies, outputs and operators name the action.
     pub label: String,
@@ -230,7 +230,7 @@ impl LifecycleHook {
 
 /// A validated plan. Its parts stay consistent with each other (indices, dependents, order,
 /// what templates read), so they are read through methods and changed only by the loader.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The file the plan came from, for messages.
     pub(crate) source: String,
@@ -252,17 +252,28 @@ impl Plan {
         deps: Vec<Vec<ActionIdx>>,
         order: Vec<ActionIdx>,
     ) -> Self {
+        let index = actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.label.clone(), i as ActionIdx))
+            .collect();
+        Plan::new_indexed(source, dialect, actions, deps, order, index)
+    }
+
+    fn new_indexed(
+        source: String,
+        dialect: Dialect,
+        actions: Vec<Action>,
+        deps: Vec<Vec<ActionIdx>>,
+        order: Vec<ActionIdx>,
+        index: HashMap<String, ActionIdx>,
+    ) -> Self {
         let mut dependents = vec![Vec::new(); actions.len()];
         for (idx, list) in deps.iter().enumerate() {
             for &dep in list {
                 dependents[dep as usize].push(idx as ActionIdx);
             }
         }
-        let index = actions
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.label.clone(), i as ActionIdx))
-            .collect();
         Plan {
             source,
             dialect,
@@ -272,6 +283,30 @@ impl Plan {
             order,
             index,
         }
+    }
+
+    /// A plan read back from its stored form, whose parts were computed by validation when
+    /// the run was created: only the label index is built here, refusing a repeated label (it
+    /// would make every reference to it ambiguous). The caller has checked indices and order.
+    pub(crate) fn trusted(
+        source: String,
+        dialect: Dialect,
+        actions: Vec<Action>,
+        deps: Vec<Vec<ActionIdx>>,
+        order: Vec<ActionIdx>,
+    ) -> Result<Self, String> {
+        let mut index = HashMap::with_capacity(actions.len());
+        for (i, action) in actions.iter().enumerate() {
+            if let Some(first) = index.insert(action.label.clone(), i as ActionIdx) {
+                return Err(format!(
+                    "actions[{i}] repeats the label \"{}\" of actions[{first}]",
+                    action.label.escape_debug()
+                ));
+            }
+        }
+        Ok(Plan::new_indexed(
+            source, dialect, actions, deps, order, index,
+        ))
     }
 
     /// The file the plan came from, for messages.
@@ -393,27 +428,12 @@ impl Plan {
         layers
     }
 
-    /// The canonical JSON of the plan (what the store keeps as `actions.json`): the list of
-    /// actions, wrapped as `{"format": …, "actions": [...]}` when the file followed another
-    /// runner's rules, so that they still apply when the run is opened again.
+    /// The stored form of the plan (what the store keeps as `actions.json`): the canonical
+    /// action list with everything validation computed, so that opening the run again does
+    /// not validate it again (see `load::stored`).
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing a plan of plain data into a Vec cannot fail.
-        if self.dialect.is_sck() {
-            let wrapped = StoredPlan {
-                format: self.dialect.tag(),
-                actions: self,
-            };
-            return serde_json::to_vec(&wrapped).unwrap_or_default();
-        }
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::load::stored::write(self)
     }
-}
-
-/// A stored plan in another dialect: the format first, so a reader knows it before the actions.
-#[derive(Serialize)]
-struct StoredPlan<'p> {
-    format: &'static str,
-    actions: &'p Plan,
 }
 
 impl Serialize for Plan {

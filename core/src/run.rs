@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::load::{self, Format};
+use crate::load;
 use crate::model::Plan;
 use crate::state::{RunState, Timestamp};
 use crate::store::{RunStore, StoreError};
@@ -166,17 +166,12 @@ impl<S: RunStore> Run<S> {
         }
         // Another run's plan: let it go before this one is parsed, not after.
         cache.clear();
-        let text = String::from_utf8(bytes).map_err(|_| RunError::Damaged {
-            locator: store.locator(),
-            message: "actions.json is not UTF-8".into(),
-        })?;
         let source = format!("{}/actions.json", store.locator());
-        let loaded =
-            load::load_str(&source, &text, Format::Json).map_err(|problems| RunError::Damaged {
-                locator: store.locator(),
-                message: format!("the stored plan no longer validates:\n{problems}"),
-            })?;
-        let plan = std::sync::Arc::new(loaded.plan);
+        let plan = load::read_stored(&source, &bytes).map_err(|e| RunError::Damaged {
+            locator: store.locator(),
+            message: e.to_string(),
+        })?;
+        let plan = std::sync::Arc::new(plan);
         cache.put(&plan_sha256, &plan);
         Ok(Run {
             store,
