@@ -204,6 +204,35 @@ impl<S: RunStore> Run<S> {
         Ok((state, version))
     }
 
+    /// The newest state and its version without its log threads, except action `keep_log`'s
+    /// (see [`RunState::from_json_without_logs`]): for showing a summary or one action, never
+    /// for saving.
+    pub async fn load_without_logs(
+        &self,
+        keep_log: Option<crate::model::ActionIdx>,
+    ) -> Result<(RunState, String), RunError> {
+        let (bytes, version) = self.store.load_latest().await?;
+        let state = RunState::from_json_without_logs(&bytes, &self.plan, keep_log).map_err(|error| RunError::Damaged {
+            locator: self.store.locator(),
+            message: format!("state version {version}: {error}; refusing to continue (older versions are intact: `baton status --versions`)"),
+        })?;
+        self.check_plan_sha256(&state, &version)?;
+        Ok((state, version))
+    }
+
+    fn check_plan_sha256(&self, state: &RunState, version: &str) -> Result<(), RunError> {
+        if state.plan_sha256 == self.plan_sha256 {
+            return Ok(());
+        }
+        Err(RunError::Damaged {
+            locator: self.store.locator(),
+            message: format!(
+                "state version {version} belongs to a different plan (sha256 {} ≠ {}); actions.json was changed after the run was created",
+                state.plan_sha256, self.plan_sha256
+            ),
+        })
+    }
+
     /// An older state, by a version from [`RunStore::list_versions`].
     pub async fn load_version(&self, version: &str) -> Result<RunState, RunError> {
         let bytes = self.store.load_version(version).await?;
