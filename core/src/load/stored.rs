@@ -108,6 +108,9 @@ pub(crate) fn read(source: &str, bytes: &[u8]) -> Result<Stored, String> {
     .deserialize(&mut deserializer)
     .and_then(|parts| deserializer.end().map(|()| parts))
     .map_err(|e| {
+        if let Some(problem) = progress.problem.take() {
+            return problem;
+        }
         let at = progress.describe();
         if e.is_eof() {
             format!("it ends early{at} (a cut or torn copy)")
@@ -147,7 +150,7 @@ impl Serialize for Document<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let plan = self.0;
         let mut seq = serializer.serialize_seq(Some(plan.actions.len() + 1))?;
-        seq.serialize_element(&Header(plan))?;
+        seq.serialize_element(&HeaderOf(plan))?;
         for action in &plan.actions {
             seq.serialize_element(action)?;
         }
@@ -156,9 +159,9 @@ impl Serialize for Document<'_> {
 }
 
 /// The format first, so a reader knows it before anything else.
-struct Header<'p>(&'p Plan);
+struct HeaderOf<'p>(&'p Plan);
 
-impl Serialize for Header<'_> {
+impl Serialize for HeaderOf<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let plan = self.0;
         let mut map = serializer.serialize_map(Some(4))?;
@@ -234,9 +237,16 @@ fn nanos(d: Duration) -> u64 {
 struct Progress {
     list: Cell<Option<&'static str>>,
     index: Cell<usize>,
+    /// What is wrong with a part that parsed; the parser's error only stops the reading.
+    problem: std::cell::RefCell<Option<String>>,
 }
 
 impl Progress {
+    fn fail<E: serde::de::Error>(&self, what: String) -> E {
+        self.problem.replace(Some(what));
+        E::custom("stopped")
+    }
+
     fn describe(&self) -> String {
         match self.list.get() {
             Some(list) => format!(" (in {list}[{}])", self.index.get()),
@@ -245,11 +255,18 @@ impl Progress {
     }
 }
 
-/// The document's parts as read, before they are checked against each other.
+/// The header as read: what the actions are checked against as they are read.
+struct Header {
+    dialect: Dialect,
+    resolved: Vec<Resolved>,
+    order: Vec<ActionIdx>,
+}
+
+/// The plan's parts, built while the actions are read.
 struct Parts {
     dialect: Dialect,
-    actions: Vec<StoredAction>,
-    resolved: Vec<Resolved>,
+    actions: Vec<Action>,
+    deps: Vec<Vec<ActionIdx>>,
     order: Vec<ActionIdx>,
 }
 
@@ -272,32 +289,51 @@ impl<'de> serde::de::Visitor<'de> for DocumentSeed<'_> {
         f.write_str("a stored plan")
     }
 
+    /// Each action becomes the plan's as soon as it is read, with its resolved entry: at 100k
+    /// actions a list of the actions as read beside the plan's would double the memory.
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parts, A::Error> {
         let progress = self.progress;
-        let Some(mut parts) = seq.next_element_seed(HeaderSeed { progress })? else {
+        let Some(mut header) = seq.next_element_seed(HeaderSeed { progress })? else {
             return Err(A::Error::custom("the list is empty"));
         };
-        let mut actions = Vec::with_capacity(parts.resolved.len());
+        let n = header.resolved.len();
+        if header.order.len() != n {
+            return Err(progress.fail(format!(
+                "it resolves {n} actions but orders {}",
+                header.order.len()
+            )));
+        }
+        let mut actions = Vec::with_capacity(n);
+        let mut deps = Vec::with_capacity(n);
         progress.list.set(Some("actions"));
         loop {
-            progress.index.set(actions.len());
-            if actions.len() >= super::MAX_ACTIONS {
-                if seq.next_element::<IgnoredAny>()?.is_some() {
-                    return Err(A::Error::custom(format!(
-                        "more than {} actions",
-                        super::MAX_ACTIONS
-                    )));
-                }
+            let i = actions.len();
+            progress.index.set(i);
+            let Some(action) = seq.next_element::<StoredAction>()? else {
                 break;
-            }
-            match seq.next_element()? {
-                Some(action) => actions.push(action),
-                None => break,
-            }
+            };
+            let Some(resolved) = header.resolved.get_mut(i) else {
+                return Err(progress.fail(format!("it resolves {n} actions but lists more")));
+            };
+            let (action, action_deps) = action
+                .into_action(std::mem::take(resolved), i, n)
+                .map_err(|what| progress.fail(what))?;
+            actions.push(action);
+            deps.push(action_deps);
         }
         progress.list.set(None);
-        parts.actions = actions;
-        Ok(parts)
+        if actions.len() != n {
+            return Err(progress.fail(format!(
+                "it resolves {n} actions but lists {}",
+                actions.len()
+            )));
+        }
+        Ok(Parts {
+            dialect: header.dialect,
+            actions,
+            deps,
+            order: header.order,
+        })
     }
 }
 
@@ -307,21 +343,21 @@ struct HeaderSeed<'p> {
 }
 
 impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
-    type Value = Parts;
+    type Value = Header;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Parts, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Header, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for HeaderSeed<'_> {
-    type Value = Parts;
+    type Value = Header;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a stored plan's header")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parts, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
         let (mut format, mut dialect, mut resolved, mut order) = (None, None, None, None);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
@@ -355,11 +391,10 @@ impl<'de> serde::de::Visitor<'de> for HeaderSeed<'_> {
             }
         }
         format.ok_or_else(|| A::Error::missing_field("plan_format"))?;
-        Ok(Parts {
+        Ok(Header {
             dialect: dialect.ok_or_else(|| A::Error::missing_field("dialect"))?,
             resolved: resolved.ok_or_else(|| A::Error::missing_field("resolved"))?,
             order: order.ok_or_else(|| A::Error::missing_field("order"))?,
-            actions: Vec::new(),
         })
     }
 }
@@ -456,19 +491,26 @@ struct TypeName(ActionType);
 impl<'de> Deserialize<'de> for TypeName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = Cow::<'de, str>::deserialize(deserializer)?;
-        ActionType::ALL
-            .iter()
-            .copied()
-            .find(|t| t.name() == name)
-            .map(TypeName)
-            .ok_or_else(|| {
-                D::Error::custom(format!(
-                    "unknown action type \"{}\" (this baton does not have it: the run was \
-                     created by another version)",
-                    name.escape_debug()
-                ))
-            })
+        let types = types_by_name();
+        match types.binary_search_by(|(known, _)| (*known).cmp(name.as_ref())) {
+            Ok(at) => Ok(TypeName(types[at].1)),
+            Err(_) => Err(D::Error::custom(format!(
+                "unknown action type \"{}\" (this baton does not have it: the run was created \
+                 by another version)",
+                name.escape_debug()
+            ))),
+        }
     }
+}
+
+/// The catalogue by canonical name, sorted: a plan names a type per action.
+fn types_by_name() -> &'static [(&'static str, ActionType)] {
+    static TYPES: std::sync::OnceLock<Vec<(&'static str, ActionType)>> = std::sync::OnceLock::new();
+    TYPES.get_or_init(|| {
+        let mut types: Vec<_> = ActionType::ALL.iter().map(|&t| (t.name(), t)).collect();
+        types.sort_unstable_by_key(|&(name, _)| name);
+        types
+    })
 }
 
 #[derive(Deserialize)]
@@ -559,7 +601,7 @@ impl StoredHook {
 }
 
 /// What validation computed for one action (see [`ResolvedEntry`]).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Resolved {
     #[serde(default)]
@@ -583,79 +625,29 @@ fn reads_nothing() -> Option<Vec<ActionIdx>> {
 impl Parts {
     /// The plan, once the parts agree with each other: O(actions + dependencies).
     fn into_plan(self, source: &str) -> Result<Plan, String> {
-        let Parts {
-            dialect,
-            actions: stored,
-            resolved,
-            order,
-        } = self;
-        let n = stored.len();
-        if resolved.len() != n || order.len() != n {
-            return Err(format!(
-                "it lists {n} actions but resolves {} and orders {}",
-                resolved.len(),
-                order.len()
-            ));
-        }
-        let mut actions = Vec::with_capacity(n);
-        let mut deps = Vec::with_capacity(n);
-        for (i, (action, resolved)) in stored.into_iter().zip(resolved).enumerate() {
-            let label = action.label.clone();
-            let (action, action_deps) = action
-                .into_action(resolved, i, n)
-                .map_err(|what| format!("actions[{i}] \"{}\": {what}", label.escape_debug()))?;
-            actions.push(action);
-            deps.push(action_deps);
-        }
-        check_order(&actions, &deps, &order)?;
-        Plan::trusted(source.to_string(), dialect, actions, deps, order)
+        check_order(&self.actions, &self.deps, &self.order)?;
+        Plan::trusted(
+            source.to_string(),
+            self.dialect,
+            self.actions,
+            self.deps,
+            self.order,
+        )
     }
 }
 
 impl StoredAction {
-    /// The action and its dependencies, checked on their own: label, durations, retry, and
-    /// indices in range.
+    /// The action and its dependencies, once checked on their own (label, indices in range,
+    /// durations, retry numbers).
     fn into_action(
         self,
         resolved: Resolved,
         i: usize,
         n: usize,
     ) -> Result<(Action, Vec<ActionIdx>), String> {
-        if let Some(problem) = super::label_problem(&self.label) {
-            return Err(format!("label {problem}"));
-        }
-        check_indices("deps", &resolved.deps, n)?;
-        if resolved.deps.windows(2).any(|w| w[0] >= w[1]) {
-            return Err("deps are not sorted and distinct".into());
-        }
-        if resolved.deps.binary_search(&(i as ActionIdx)).is_ok() {
-            return Err("it depends on itself".into());
-        }
-        check_indices(
-            "reads_outputs",
-            resolved.reads_outputs.as_deref().unwrap_or_default(),
-            n,
-        )?;
-        check_indices(
-            "reads_state",
-            resolved.reads_state.as_deref().unwrap_or_default(),
-            n,
-        )?;
-        let timeout = exact("timeout", self.timeout_text.is_some(), resolved.timeout_ns)?;
-        let delay = exact("retry.delay", self.retry.is_some(), resolved.delay_ns)?;
-        let retry = match (self.retry, delay) {
-            (Some(retry), Some(delay)) => {
-                if !(1..=100).contains(&retry.attempts) || !(1.0..=10.0).contains(&retry.backoff) {
-                    return Err("retry: attempts must be 1 to 100 and backoff 1 to 10".into());
-                }
-                Some(RetryPolicy {
-                    attempts: retry.attempts,
-                    delay,
-                    backoff: retry.backoff,
-                })
-            }
-            _ => None,
-        };
+        let (timeout, retry) = self
+            .check(&resolved, i, n)
+            .map_err(|what| format!("actions[{i}] \"{}\": {what}", self.label.escape_debug()))?;
         let action = Action {
             label: self.label,
             action_type: self.action_type.0,
@@ -679,6 +671,45 @@ impl StoredAction {
                 .collect(),
         };
         Ok((action, resolved.deps))
+    }
+
+    /// Its timeout and retry policy, once what no validated plan holds is ruled out.
+    fn check(
+        &self,
+        resolved: &Resolved,
+        i: usize,
+        n: usize,
+    ) -> Result<(Option<Duration>, Option<RetryPolicy>), String> {
+        if let Some(problem) = super::label_problem(&self.label) {
+            return Err(format!("label {problem}"));
+        }
+        check_indices("deps", &resolved.deps, n)?;
+        if resolved.deps.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("deps are not sorted and distinct".into());
+        }
+        if resolved.deps.binary_search(&(i as ActionIdx)).is_ok() {
+            return Err("it depends on itself".into());
+        }
+        let reads_outputs = resolved.reads_outputs.as_deref().unwrap_or_default();
+        check_indices("reads_outputs", reads_outputs, n)?;
+        let reads_state = resolved.reads_state.as_deref().unwrap_or_default();
+        check_indices("reads_state", reads_state, n)?;
+        let timeout = exact("timeout", self.timeout_text.is_some(), resolved.timeout_ns)?;
+        let delay = exact("retry.delay", self.retry.is_some(), resolved.delay_ns)?;
+        let retry = match (&self.retry, delay) {
+            (Some(retry), Some(delay)) => {
+                if !(1..=100).contains(&retry.attempts) || !(1.0..=10.0).contains(&retry.backoff) {
+                    return Err("retry: attempts must be 1 to 100 and backoff 1 to 10".into());
+                }
+                Some(RetryPolicy {
+                    attempts: retry.attempts,
+                    delay,
+                    backoff: retry.backoff,
+                })
+            }
+            _ => None,
+        };
+        Ok((timeout, retry))
     }
 }
 
