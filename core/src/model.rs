@@ -1,7 +1,6 @@
 //! The validated, resolved plan the engine runs: actions in file order, dependencies resolved to
 //! indices, a topological order, and what each action's templates read.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -241,7 +240,44 @@ pub struct Plan {
     pub(crate) dependents: Vec<Vec<ActionIdx>>,
     /// A topological order (dependencies first), ties broken by file order.
     pub(crate) order: Vec<ActionIdx>,
-    index: HashMap<String, ActionIdx>,
+    /// Every action, by label: what [`Plan::find`] searches. Labels are unique, so strictly
+    /// ascending here.
+    pub(crate) by_label: Vec<ActionIdx>,
+    find_hint: FindHint,
+}
+
+/// Where [`Plan::find`] looks first: just after the action it found last. Readers look actions
+/// up in file order (a state document lists them so), and then each lookup is one comparison.
+#[derive(Default)]
+struct FindHint(std::sync::atomic::AtomicU32);
+
+impl FindHint {
+    fn get(&self) -> ActionIdx {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self, next: ActionIdx) {
+        self.0.store(next, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Only a guess: copies start afresh, and it plays no part in what a plan is.
+impl Clone for FindHint {
+    fn clone(&self) -> Self {
+        FindHint::default()
+    }
+}
+
+impl PartialEq for FindHint {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for FindHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FindHint")
+    }
 }
 
 impl Plan {
@@ -252,12 +288,10 @@ impl Plan {
         deps: Vec<Vec<ActionIdx>>,
         order: Vec<ActionIdx>,
     ) -> Self {
-        let index = actions
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.label.clone(), i as ActionIdx))
-            .collect();
-        Plan::new_indexed(source, dialect, actions, deps, order, index)
+        let mut by_label: Vec<ActionIdx> = (0..actions.len() as ActionIdx).collect();
+        by_label
+            .sort_unstable_by(|&a, &b| actions[a as usize].label.cmp(&actions[b as usize].label));
+        Plan::new_indexed(source, dialect, actions, deps, order, by_label)
     }
 
     fn new_indexed(
@@ -266,7 +300,7 @@ impl Plan {
         actions: Vec<Action>,
         deps: Vec<Vec<ActionIdx>>,
         order: Vec<ActionIdx>,
-        index: HashMap<String, ActionIdx>,
+        by_label: Vec<ActionIdx>,
     ) -> Self {
         let mut dependents = vec![Vec::new(); actions.len()];
         for (idx, list) in deps.iter().enumerate() {
@@ -281,31 +315,57 @@ impl Plan {
             deps,
             dependents,
             order,
-            index,
+            by_label,
+            find_hint: FindHint::default(),
         }
     }
 
     /// A plan read back from its stored form, whose parts were computed by validation when
-    /// the run was created: only the label index is built here, refusing a repeated label (it
-    /// would make every reference to it ambiguous). The caller has checked indices and order.
+    /// the run was created. The caller has checked indices and order; here `by_label` is
+    /// checked to list the actions by strictly ascending label (which proves the labels unique
+    /// and, with its length, that it lists each action once).
     pub(crate) fn trusted(
         source: String,
         dialect: Dialect,
         actions: Vec<Action>,
         deps: Vec<Vec<ActionIdx>>,
         order: Vec<ActionIdx>,
+        by_label: Vec<ActionIdx>,
     ) -> Result<Self, String> {
-        let mut index = HashMap::with_capacity(actions.len());
-        for (i, action) in actions.iter().enumerate() {
-            if let Some(first) = index.insert(action.label.clone(), i as ActionIdx) {
-                return Err(format!(
-                    "actions[{i}] repeats the label \"{}\" of actions[{first}]",
-                    action.label.escape_debug()
-                ));
-            }
+        let n = actions.len();
+        if by_label.len() != n {
+            return Err(format!(
+                "it lists {n} actions but {} by label",
+                by_label.len()
+            ));
+        }
+        if let Some(&k) = by_label.iter().find(|&&k| k as usize >= n) {
+            return Err(format!(
+                "by_label names action {k}, but the plan has {n} actions"
+            ));
+        }
+        let label = |i: ActionIdx| actions[i as usize].label.as_str();
+        if by_label
+            .windows(2)
+            .any(|pair| label(pair[0]) >= label(pair[1]))
+        {
+            // Damaged: say whether a label is repeated (what would make lookups ambiguous).
+            let mut sorted: Vec<ActionIdx> = (0..n as ActionIdx).collect();
+            sorted.sort_unstable_by(|&a, &b| label(a).cmp(label(b)).then(a.cmp(&b)));
+            return Err(
+                match sorted.windows(2).find(|p| label(p[0]) == label(p[1])) {
+                    Some(pair) => format!(
+                        "actions[{}] repeats the label \"{}\" of actions[{}]",
+                        pair[1],
+                        label(pair[0]).escape_debug(),
+                        pair[0]
+                    ),
+                    None => "by_label does not list the actions in label order".to_string(),
+                },
+            );
         }
         Ok(Plan::new_indexed(
-            source, dialect, actions, deps, order, index,
+            source, dialect, actions, deps, order, by_label,
         ))
     }
 
@@ -363,7 +423,19 @@ impl Plan {
 
     /// The action labelled `label`, if any.
     pub fn find(&self, label: &str) -> Option<ActionIdx> {
-        self.index.get(label).copied()
+        let hint = self.find_hint.get();
+        let found = match self.actions.get(hint as usize) {
+            Some(action) if action.label == label => Some(hint),
+            _ => self
+                .by_label
+                .binary_search_by(|&i| self.actions[i as usize].label.as_str().cmp(label))
+                .ok()
+                .map(|at| self.by_label[at]),
+        };
+        if let Some(idx) = found {
+            self.find_hint.set(idx + 1);
+        }
+        found
     }
 
     /// Action `idx`. Panics if `idx` is not an index of this plan.

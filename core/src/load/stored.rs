@@ -8,7 +8,7 @@
 //! ```json
 //! [{"plan_format": 2, "dialect": "baton",
 //!   "resolved": [{}, {"deps": [0], "templated": true, "reads_outputs": [0]}, …],
-//!   "order": [0, 1, …]},
+//!   "order": [0, 1, …], "by_label": [0, 1, …]},
 //!  {"label": "a", "type": "system.no_op"},
 //!  {"label": "b", "type": "system.command", "depends_on": ["a"], "params": {…}},
 //!  …]
@@ -18,7 +18,8 @@
 //! action file that validates to the same plan. The header's `resolved` holds, per action, what
 //! validation computed (dependencies as indices, sorted; whether its params hold templates;
 //! which outputs, variables and state its templates read; its durations to the nanosecond);
-//! `order` is the topological order. Fields at their default are left out.
+//! `order` is the topological order and `by_label` the actions sorted by label (what finding
+//! an action by label searches). Fields at their default are left out.
 //!
 //! The state records the SHA-256 of these bytes, and a run refuses a state that names other
 //! bytes; the reader still checks what a damaged or hand-edited file could break (indices in
@@ -164,11 +165,12 @@ struct HeaderOf<'p>(&'p Plan);
 impl Serialize for HeaderOf<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let plan = self.0;
-        let mut map = serializer.serialize_map(Some(4))?;
+        let mut map = serializer.serialize_map(Some(5))?;
         map.serialize_entry("plan_format", &PLAN_FORMAT)?;
         map.serialize_entry("dialect", plan.dialect.tag())?;
         map.serialize_entry("resolved", &ResolvedList(plan))?;
         map.serialize_entry("order", &plan.order)?;
+        map.serialize_entry("by_label", &plan.by_label)?;
         map.end()
     }
 }
@@ -260,6 +262,7 @@ struct Header {
     dialect: Dialect,
     resolved: Vec<Resolved>,
     order: Vec<ActionIdx>,
+    by_label: Vec<ActionIdx>,
 }
 
 /// The plan's parts, built while the actions are read.
@@ -268,6 +271,7 @@ struct Parts {
     actions: Vec<Action>,
     deps: Vec<Vec<ActionIdx>>,
     order: Vec<ActionIdx>,
+    by_label: Vec<ActionIdx>,
 }
 
 struct DocumentSeed<'p> {
@@ -333,11 +337,13 @@ impl<'de> serde::de::Visitor<'de> for DocumentSeed<'_> {
             actions,
             deps,
             order: header.order,
+            by_label: header.by_label,
         })
     }
 }
 
-/// The header: `plan_format` (checked as soon as it is read), `dialect`, `resolved`, `order`.
+/// The header: `plan_format` (checked as soon as it is read), `dialect`, `resolved`, `order`,
+/// `by_label`.
 struct HeaderSeed<'p> {
     progress: &'p Progress,
 }
@@ -358,7 +364,8 @@ impl<'de> serde::de::Visitor<'de> for HeaderSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
-        let (mut format, mut dialect, mut resolved, mut order) = (None, None, None, None);
+        let (mut format, mut dialect, mut resolved) = (None, None, None);
+        let (mut order, mut by_label) = (None, None);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "plan_format" => {
@@ -382,6 +389,7 @@ impl<'de> serde::de::Visitor<'de> for HeaderSeed<'_> {
                     resolved = Some(map.next_value_seed(ListSeed::new("resolved", self.progress))?)
                 }
                 "order" => order = Some(map.next_value()?),
+                "by_label" => by_label = Some(map.next_value()?),
                 other => {
                     return Err(A::Error::custom(format!(
                         "unknown field \"{}\" in the header",
@@ -395,6 +403,7 @@ impl<'de> serde::de::Visitor<'de> for HeaderSeed<'_> {
             dialect: dialect.ok_or_else(|| A::Error::missing_field("dialect"))?,
             resolved: resolved.ok_or_else(|| A::Error::missing_field("resolved"))?,
             order: order.ok_or_else(|| A::Error::missing_field("order"))?,
+            by_label: by_label.ok_or_else(|| A::Error::missing_field("by_label"))?,
         })
     }
 }
@@ -632,6 +641,7 @@ impl Parts {
             self.actions,
             self.deps,
             self.order,
+            self.by_label,
         )
     }
 }
@@ -940,7 +950,19 @@ mod tests {
         let plan = validated("plan.json", NATIVE, Format::Json);
         let good = stored_value(&plan);
         type Edit = fn(&mut Value);
-        let cases: [(Edit, &str); 12] = [
+        let cases: [(Edit, &str); 15] = [
+            (
+                |d| d[0]["by_label"] = json!([0, 1, 2]),
+                "it lists 4 actions but 3 by label",
+            ),
+            (
+                |d| d[0]["by_label"] = json!([0, 1, 2, 9]),
+                "by_label names action 9",
+            ),
+            (
+                |d| d[0]["by_label"] = json!([3, 2, 1, 0]),
+                "not list the actions in label order",
+            ),
             (
                 |d| d[0]["resolved"][1]["deps"] = json!([7]),
                 "deps names action 7, but the plan has 4",
@@ -1076,8 +1098,15 @@ mod tests {
             // A condition or template a type refuses is fine: only valid plans are stored.
             if let Ok(loaded) = loaded {
                 let plan = loaded.plan;
-                prop_assert_eq!(&reopened(&plan), &plan);
-                prop_assert_eq!(reopened(&plan).to_json(), plan.to_json());
+                let again = reopened(&plan);
+                prop_assert_eq!(&again, &plan);
+                prop_assert_eq!(again.to_json(), plan.to_json());
+                // Found in file order, backwards, and not at all.
+                for i in (0..plan.len()).chain((0..plan.len()).rev()) {
+                    prop_assert_eq!(again.find(plan.label(i as ActionIdx)), Some(i as ActionIdx));
+                }
+                prop_assert_eq!(again.find("a"), None);
+                prop_assert_eq!(again.find("zz"), None);
             }
         }
 
