@@ -349,12 +349,13 @@ fn check_plan(loaded: &Loaded) -> Result<(), String> {
             return Err(format!("{} reads a non-ancestor {read}", action.label));
         }
     }
-    let stored = String::from_utf8(plan.to_json()).map_err(|e| e.to_string())?;
-    match load_str("actions.json", &stored, Format::Json) {
-        Ok(again) if again.plan.to_json() == plan.to_json() => Ok(()),
+    let stored = plan.to_json();
+    match baton_core::load::read_stored("actions.json", &stored) {
+        Ok(again) if again.to_json() == stored => Ok(()),
         Ok(_) => Err("the stored plan reads back differently".into()),
-        Err(problems) => Err(format!(
-            "the stored plan does not read back:\n{problems}\n{stored}"
+        Err(problem) => Err(format!(
+            "the stored plan does not read back:\n{problem}\n{}",
+            String::from_utf8_lossy(&stored)
         )),
     }
 }

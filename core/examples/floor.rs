@@ -155,7 +155,6 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     };
     match floor(input, output) {
-
         Ok((read, wrote)) => {
             println!("read {read} wrote {wrote}");
             std::process::ExitCode::SUCCESS

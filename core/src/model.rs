@@ -1,7 +1,6 @@
 //! The validated, resolved plan the engine runs: actions in file order, dependencies resolved to
 //! indices, a topological order, and what each action's templates read.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -35,7 +34,7 @@ impl RetryPolicy {
 }
 
 /// One action of a plan, as written in the file once validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Action {
     /// Unique within the plan; how dependencies, outputs and operators name the action.
     pub label: String,
@@ -230,7 +229,7 @@ impl LifecycleHook {
 
 /// A validated plan. Its parts stay consistent with each other (indices, dependents, order,
 /// what templates read), so they are read through methods and changed only by the loader.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The file the plan came from, for messages.
     pub(crate) source: String,
@@ -241,7 +240,44 @@ pub struct Plan {
     pub(crate) dependents: Vec<Vec<ActionIdx>>,
     /// A topological order (dependencies first), ties broken by file order.
     pub(crate) order: Vec<ActionIdx>,
-    index: HashMap<String, ActionIdx>,
+    /// Every action, by label: what [`Plan::find`] searches. Labels are unique, so strictly
+    /// ascending here.
+    pub(crate) by_label: Vec<ActionIdx>,
+    find_hint: FindHint,
+}
+
+/// Where [`Plan::find`] looks first: just after the action it found last. Readers look actions
+/// up in file order (a state document lists them so), and then each lookup is one comparison.
+#[derive(Default)]
+struct FindHint(std::sync::atomic::AtomicU32);
+
+impl FindHint {
+    fn get(&self) -> ActionIdx {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self, next: ActionIdx) {
+        self.0.store(next, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Only a guess: copies start afresh, and it plays no part in what a plan is.
+impl Clone for FindHint {
+    fn clone(&self) -> Self {
+        FindHint::default()
+    }
+}
+
+impl PartialEq for FindHint {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for FindHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FindHint")
+    }
 }
 
 impl Plan {
@@ -252,17 +288,26 @@ impl Plan {
         deps: Vec<Vec<ActionIdx>>,
         order: Vec<ActionIdx>,
     ) -> Self {
+        let mut by_label: Vec<ActionIdx> = (0..actions.len() as ActionIdx).collect();
+        by_label
+            .sort_unstable_by(|&a, &b| actions[a as usize].label.cmp(&actions[b as usize].label));
+        Plan::new_indexed(source, dialect, actions, deps, order, by_label)
+    }
+
+    fn new_indexed(
+        source: String,
+        dialect: Dialect,
+        actions: Vec<Action>,
+        deps: Vec<Vec<ActionIdx>>,
+        order: Vec<ActionIdx>,
+        by_label: Vec<ActionIdx>,
+    ) -> Self {
         let mut dependents = vec![Vec::new(); actions.len()];
         for (idx, list) in deps.iter().enumerate() {
             for &dep in list {
                 dependents[dep as usize].push(idx as ActionIdx);
             }
         }
-        let index = actions
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.label.clone(), i as ActionIdx))
-            .collect();
         Plan {
             source,
             dialect,
@@ -270,8 +315,58 @@ impl Plan {
             deps,
             dependents,
             order,
-            index,
+            by_label,
+            find_hint: FindHint::default(),
         }
+    }
+
+    /// A plan read back from its stored form, whose parts were computed by validation when
+    /// the run was created. The caller has checked indices and order; here `by_label` is
+    /// checked to list the actions by strictly ascending label (which proves the labels unique
+    /// and, with its length, that it lists each action once).
+    pub(crate) fn trusted(
+        source: String,
+        dialect: Dialect,
+        actions: Vec<Action>,
+        deps: Vec<Vec<ActionIdx>>,
+        order: Vec<ActionIdx>,
+        by_label: Vec<ActionIdx>,
+    ) -> Result<Self, String> {
+        let n = actions.len();
+        if by_label.len() != n {
+            return Err(format!(
+                "it lists {n} actions but {} by label",
+                by_label.len()
+            ));
+        }
+        if let Some(&k) = by_label.iter().find(|&&k| k as usize >= n) {
+            return Err(format!(
+                "by_label names action {k}, but the plan has {n} actions"
+            ));
+        }
+        let label = |i: ActionIdx| actions[i as usize].label.as_str();
+        if by_label
+            .windows(2)
+            .any(|pair| label(pair[0]) >= label(pair[1]))
+        {
+            // Damaged: say whether a label is repeated (what would make lookups ambiguous).
+            let mut sorted: Vec<ActionIdx> = (0..n as ActionIdx).collect();
+            sorted.sort_unstable_by(|&a, &b| label(a).cmp(label(b)).then(a.cmp(&b)));
+            return Err(
+                match sorted.windows(2).find(|p| label(p[0]) == label(p[1])) {
+                    Some(pair) => format!(
+                        "actions[{}] repeats the label \"{}\" of actions[{}]",
+                        pair[1],
+                        label(pair[0]).escape_debug(),
+                        pair[0]
+                    ),
+                    None => "by_label does not list the actions in label order".to_string(),
+                },
+            );
+        }
+        Ok(Plan::new_indexed(
+            source, dialect, actions, deps, order, by_label,
+        ))
     }
 
     /// The file the plan came from, for messages.
@@ -328,7 +423,19 @@ impl Plan {
 
     /// The action labelled `label`, if any.
     pub fn find(&self, label: &str) -> Option<ActionIdx> {
-        self.index.get(label).copied()
+        let hint = self.find_hint.get();
+        let found = match self.actions.get(hint as usize) {
+            Some(action) if action.label == label => Some(hint),
+            _ => self
+                .by_label
+                .binary_search_by(|&i| self.actions[i as usize].label.as_str().cmp(label))
+                .ok()
+                .map(|at| self.by_label[at]),
+        };
+        if let Some(idx) = found {
+            self.find_hint.set(idx + 1);
+        }
+        found
     }
 
     /// Action `idx`. Panics if `idx` is not an index of this plan.
@@ -393,27 +500,12 @@ impl Plan {
         layers
     }
 
-    /// The canonical JSON of the plan (what the store keeps as `actions.json`): the list of
-    /// actions, wrapped as `{"format": …, "actions": [...]}` when the file followed another
-    /// runner's rules, so that they still apply when the run is opened again.
+    /// The stored form of the plan (what the store keeps as `actions.json`): the canonical
+    /// action list with everything validation computed, so that opening the run again does
+    /// not validate it again (see `load::stored`).
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing a plan of plain data into a Vec cannot fail.
-        if self.dialect.is_sck() {
-            let wrapped = StoredPlan {
-                format: self.dialect.tag(),
-                actions: self,
-            };
-            return serde_json::to_vec(&wrapped).unwrap_or_default();
-        }
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::load::stored::write(self)
     }
-}
-
-/// A stored plan in another dialect: the format first, so a reader knows it before the actions.
-#[derive(Serialize)]
-struct StoredPlan<'p> {
-    format: &'static str,
-    actions: &'p Plan,
 }
 
 impl Serialize for Plan {

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 use crate::journal::{self, Chain, Delta, DeltaRef};
-use crate::load::{self, Format};
+use crate::load;
 use crate::model::Plan;
 use crate::state::{RunState, Timestamp};
 use crate::store::{RunStore, StoreError};
@@ -178,17 +178,12 @@ impl<S: RunStore> Run<S> {
         }
         // Another run's plan: let it go before this one is parsed, not after.
         cache.clear();
-        let text = String::from_utf8(bytes).map_err(|_| RunError::Damaged {
-            locator: store.locator(),
-            message: "actions.json is not UTF-8".into(),
-        })?;
         let source = format!("{}/actions.json", store.locator());
-        let loaded =
-            load::load_str(&source, &text, Format::Json).map_err(|problems| RunError::Damaged {
-                locator: store.locator(),
-                message: format!("the stored plan no longer validates:\n{problems}"),
-            })?;
-        let plan = std::sync::Arc::new(loaded.plan);
+        let plan = load::read_stored(&source, &bytes).map_err(|e| RunError::Damaged {
+            locator: store.locator(),
+            message: e.to_string(),
+        })?;
+        let plan = std::sync::Arc::new(plan);
         cache.put(&plan_sha256, &plan);
         Ok(Run {
             store,
@@ -208,13 +203,6 @@ impl<S: RunStore> Run<S> {
         }
     }
 
-    fn parse(&self, bytes: &[u8], version: &str) -> Result<RunState, RunError> {
-        let state =
-            RunState::from_json(bytes, &self.plan).map_err(|error| self.damaged(version, error))?;
-        self.check_plan(&state, version)?;
-        Ok(state)
-    }
-
     fn check_plan(&self, state: &RunState, version: &str) -> Result<(), RunError> {
         if state.plan_sha256 != self.plan_sha256 {
             return Err(RunError::Damaged {
@@ -231,14 +219,34 @@ impl<S: RunStore> Run<S> {
     /// Version `version`, whose document is `bytes`: a whole state, or a journal delta folded
     /// onto the checkpoint and deltas before it.
     async fn assemble(&self, bytes: Vec<u8>, version: &str) -> Result<RunState, RunError> {
+        let state = self
+            .assemble_with(bytes, version, |bytes| {
+                RunState::from_json(bytes, &self.plan)
+            })
+            .await?;
+        self.remember(&state, version);
+        Ok(state)
+    }
+
+    /// [`Run::assemble`] reading whole documents with `read`.
+    async fn assemble_with(
+        &self,
+        bytes: Vec<u8>,
+        version: &str,
+        read: impl Fn(&[u8]) -> Result<RunState, crate::state::StateError>,
+    ) -> Result<RunState, RunError> {
+        let parse = |bytes: &[u8], version: &str| -> Result<RunState, RunError> {
+            let state = read(bytes).map_err(|error| self.damaged(version, error))?;
+            self.check_plan(&state, version)?;
+            Ok(state)
+        };
         let Some(at) = journal::delta_ref(&bytes) else {
-            let mut state = self.parse(&bytes, version)?;
+            let mut state = parse(&bytes, version)?;
             if let Ok(seq) = version.parse::<u64>() {
                 state
                     .changes
                     .settle(seq, Chain::checkpoint(seq, bytes.len()));
             }
-            self.remember(&state, version);
             return Ok(state);
         };
         let at = at.map_err(|e| self.damaged(version, e))?;
@@ -266,7 +274,7 @@ impl<S: RunStore> Run<S> {
                 "a journal delta where its chain needs a checkpoint",
             ));
         }
-        let mut state = self.parse(&checkpoint, &earlier[0])?;
+        let mut state = parse(&checkpoint, &earlier[0])?;
         let mut chain = Chain::checkpoint(at.checkpoint, checkpoint.len());
         drop(checkpoint);
         let deltas = (at.checkpoint + 1..seq)
@@ -304,7 +312,6 @@ impl<S: RunStore> Run<S> {
             .check(&self.plan)
             .map_err(|e| self.damaged(version, e))?;
         state.changes.settle(seq, chain);
-        self.remember(&state, version);
         Ok(state)
     }
 
@@ -312,6 +319,24 @@ impl<S: RunStore> Run<S> {
     pub async fn load(&self) -> Result<(RunState, String), RunError> {
         let (bytes, version) = self.store.load_latest().await?;
         let state = self.assemble(bytes, &version).await?;
+        Ok((state, version))
+    }
+
+    /// The newest state and its version without its log threads, except action `keep_log`'s
+    /// (see [`RunState::from_json_without_logs`]; lines journal deltas carry are kept): for
+    /// showing a summary or one action, never for saving.
+    pub async fn load_without_logs(
+        &self,
+        keep_log: Option<crate::model::ActionIdx>,
+    ) -> Result<(RunState, String), RunError> {
+        let (bytes, version) = self.store.load_latest().await?;
+        let mut state = self
+            .assemble_with(bytes, &version, |bytes| {
+                RunState::from_json_without_logs(bytes, &self.plan, keep_log)
+            })
+            .await?;
+        // Not a basis for a delta: the log threads left out would be lost.
+        state.changes = Default::default();
         Ok((state, version))
     }
 

@@ -19,6 +19,8 @@ pub(crate) const LOG_RING: usize = 200;
 
 pub use crate::log::{ts, Level, LogEntry, Timestamp};
 
+mod without_logs;
+
 /// Where one action is in the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -779,6 +781,44 @@ impl RunState {
                     StateError::Truncated(e.to_string())
                 } else if e.is_syntax() && nesting(bytes) > MAX_STATE_NESTING {
                     // serde_json's guard against hostile nesting (no stack overflow).
+                    StateError::TooDeep {
+                        line: e.line(),
+                        column: e.column(),
+                    }
+                } else {
+                    StateError::Invalid(e.to_string())
+                }
+            })?;
+        if state.format != FORMAT {
+            return Err(StateError::Format {
+                found: state.format,
+            });
+        }
+        state.check(plan)?;
+        Ok(state)
+    }
+}
+
+impl RunState {
+    /// Like [`RunState::from_json`], but every log thread is left out (read past, not built)
+    /// except action `keep_log`'s: for what shows a summary or one action (`status`, `logs RUN
+    /// LABEL`, `inspect`). Everything else is read and checked as `from_json` reads and checks
+    /// it. Not for saving: the log threads it leaves out would be lost.
+    pub fn from_json_without_logs(
+        bytes: &[u8],
+        plan: &Plan,
+        keep_log: Option<ActionIdx>,
+    ) -> Result<Self, StateError> {
+        use serde::de::DeserializeSeed;
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let keep = without_logs::Keep::action(plan, keep_log);
+        let state = StateSeed { plan }
+            .deserialize(without_logs::WithoutLogs::document(&mut deserializer, keep))
+            .and_then(|state| deserializer.end().map(|()| state))
+            .map_err(|e| {
+                if e.is_eof() {
+                    StateError::Truncated(e.to_string())
+                } else if e.is_syntax() && nesting(bytes) > MAX_STATE_NESTING {
                     StateError::TooDeep {
                         line: e.line(),
                         column: e.column(),

@@ -18,8 +18,10 @@ use crate::template::{self, OutputRefs};
 
 mod read;
 pub(crate) mod sck;
+pub(crate) mod stored;
 
 pub use read::{MAX_ACTIONS, MAX_TEXT_BYTES, MAX_VALUES};
+pub use stored::{read_stored, StoredPlanError, PLAN_FORMAT};
 
 // Limits (docs/action-files.md, "Limits"). Each keeps memory and time bounded on hostile
 // input, and each refusal names the file, the action and the field, and says what to do.

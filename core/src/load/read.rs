@@ -336,8 +336,8 @@ impl<'de> Visitor<'de> for Document<'_> {
         Ok(Top::Actions)
     }
 
-    /// A stored plan in another dialect is `{"format": …, "actions": [...]}`; any other object
-    /// is read (within the same bounds) only to say what it is.
+    /// A plan stored by earlier versions in another dialect is `{"format": …, "actions":
+    /// [...]}`; any other object is read (within the same bounds) only to say what it is.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
         let reader = self.0;
         reader.open()?;
@@ -459,11 +459,30 @@ fn read_action_list<'de, A: SeqAccess<'de>>(
         let Some(action) = seq.next_element_seed(Bounded(reader))? else {
             break;
         };
+        if index == 0 && reader.actions.is_empty() && reader.format.is_none() {
+            if let Some(format) = stored_plan_header(&action) {
+                // What validation computed is computed again; only the dialect is kept.
+                reader.format = Some(format);
+                continue;
+            }
+        }
         reader.actions.push(action);
         index += 1;
     }
     reader.action = None;
     Ok(())
+}
+
+/// The dialect a stored plan's header (`{"plan_format": 2, "dialect": …, …}`, first in the
+/// list) names, or `None` when the first element is not a header. A header of another format
+/// names no dialect this version knows, so the file is refused as stored by a newer baton.
+fn stored_plan_header(first: &Value) -> Option<String> {
+    let header = first.as_object()?;
+    let format = header.get("plan_format")?;
+    if format.as_u64() != Some(u64::from(super::stored::PLAN_FORMAT)) {
+        return Some(format!("plan_format {format}"));
+    }
+    Some(header.get("dialect")?.as_str()?.to_string())
 }
 
 /// A problem inside an action that did not stop the reading: (action, field, message).
