@@ -190,11 +190,13 @@ impl<'p> Scheduler<'p> {
                 }
             }
             scheduler.unmet[idx as usize] = unmet;
-            let entry = state.action_mut(idx);
+            // Read, and changed only when blocked: a change marks the action for the next
+            // save's journal delta.
+            let entry = state.action(idx);
             match (entry.status, blocker) {
                 // Under an abort, what has not started is cancelled rather than blocked.
                 (ActionStatus::Pending, Some(blocker)) if !aborting => {
-                    entry.block(blocker);
+                    state.action_mut(idx).block(blocker);
                     scheduler.changed.push(idx);
                 }
                 (ActionStatus::Pending, None) if unmet == 0 => {
