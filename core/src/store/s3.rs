@@ -1,6 +1,6 @@
 //! The S3 store: `s3://<bucket>/<prefix>/runs/<run-id>/actions.json` (written once) and
 //! `state/<version>.json`, one object per state version (a checkpoint or a journal delta, see
-//! [`crate::journal`]), numbered from 1 with ten digits. Every object is written once, with
+//! `core/src/journal.rs`), numbered from 1 with ten digits. Every object is written once, with
 //! `If-None-Match: *`: two writers that both read version N race for N+1 and exactly one
 //! wins, so a writer that lost gets a conflict and overwrites nothing. `checkpoint.json` names
 //! the newest checkpoint, where finding the newest version starts listing. The bucket must be
