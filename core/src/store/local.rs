@@ -359,6 +359,38 @@ impl RunStore for LocalStore {
     }
 
     fn lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
+        // A driver killed while it spawned a command leaves the lock with the child until
+        // that child execs (the descriptor is close-on-exec, not close-on-fork); under load
+        // that can take a moment. The driver's pid in the file tells: while it is gone, wait.
+        let mut waited = 0;
+        loop {
+            match self.try_lock_driver() {
+                Err(StoreError::Busy { holder, .. }) if waited < 40 && dead_holder(&holder) => {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn is_locked(&self) -> bool {
+        held_elsewhere(&self.dir.join(LOCK_FILE))
+    }
+}
+
+/// Whether the pid a Busy error names (` (pid N)`) is no longer a process on this machine.
+fn dead_holder(holder: &str) -> bool {
+    holder
+        .trim()
+        .strip_prefix("(pid ")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+impl LocalStore {
+    fn try_lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
         let path = self.dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -388,10 +420,6 @@ impl RunStore for LocalStore {
             }
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io(path, e)),
         }
-    }
-
-    fn is_locked(&self) -> bool {
-        held_elsewhere(&self.dir.join(LOCK_FILE))
     }
 }
 
