@@ -302,7 +302,13 @@ impl Plan {
         order: Vec<ActionIdx>,
         by_label: Vec<ActionIdx>,
     ) -> Self {
-        let mut dependents = vec![Vec::new(); actions.len()];
+        // Counted first, so each list is allocated once, at its size.
+        let mut counts = vec![0usize; actions.len()];
+        for &dep in deps.iter().flatten() {
+            counts[dep as usize] += 1;
+        }
+        let mut dependents: Vec<Vec<ActionIdx>> =
+            counts.into_iter().map(Vec::with_capacity).collect();
         for (idx, list) in deps.iter().enumerate() {
             for &dep in list {
                 dependents[dep as usize].push(idx as ActionIdx);

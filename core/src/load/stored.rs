@@ -609,10 +609,20 @@ impl StoredHook {
     }
 }
 
-/// What validation computed for one action (see [`ResolvedEntry`]).
+/// What validation computed for one action (see [`ResolvedEntry`]), kept small while the
+/// whole list waits for the actions: what few actions have is boxed.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ResolvedFields")]
 struct Resolved {
+    deps: Vec<ActionIdx>,
+    templated: bool,
+    more: Option<Box<ResolvedMore>>,
+}
+
+/// A resolved entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolvedFields {
     #[serde(default)]
     deps: Vec<ActionIdx>,
     #[serde(default)]
@@ -625,6 +635,45 @@ struct Resolved {
     reads_state: Option<Vec<ActionIdx>>,
     timeout_ns: Option<u64>,
     delay_ns: Option<u64>,
+}
+
+/// The parts of a resolved entry most actions leave at their defaults.
+#[derive(PartialEq)]
+struct ResolvedMore {
+    reads_outputs: Option<Vec<ActionIdx>>,
+    reads_vars: Vec<(String, String)>,
+    reads_state: Option<Vec<ActionIdx>>,
+    timeout_ns: Option<u64>,
+    delay_ns: Option<u64>,
+}
+
+impl Default for ResolvedMore {
+    fn default() -> Self {
+        ResolvedMore {
+            reads_outputs: reads_nothing(),
+            reads_vars: Vec::new(),
+            reads_state: None,
+            timeout_ns: None,
+            delay_ns: None,
+        }
+    }
+}
+
+impl From<ResolvedFields> for Resolved {
+    fn from(fields: ResolvedFields) -> Self {
+        let more = ResolvedMore {
+            reads_outputs: fields.reads_outputs,
+            reads_vars: fields.reads_vars,
+            reads_state: fields.reads_state,
+            timeout_ns: fields.timeout_ns,
+            delay_ns: fields.delay_ns,
+        };
+        Resolved {
+            deps: fields.deps,
+            templated: fields.templated,
+            more: (more != ResolvedMore::default()).then(|| Box::new(more)),
+        }
+    }
 }
 
 fn reads_nothing() -> Option<Vec<ActionIdx>> {
@@ -655,8 +704,9 @@ impl StoredAction {
         i: usize,
         n: usize,
     ) -> Result<(Action, Vec<ActionIdx>), String> {
+        let more = resolved.more.map(|more| *more).unwrap_or_default();
         let (timeout, retry) = self
-            .check(&resolved, i, n)
+            .check(&resolved.deps, &more, i, n)
             .map_err(|what| format!("actions[{i}] \"{}\": {what}", self.label.escape_debug()))?;
         let action = Action {
             label: self.label,
@@ -668,9 +718,9 @@ impl StoredAction {
             retry,
             description: self.description,
             templated: resolved.templated,
-            reads_outputs: resolved.reads_outputs,
-            reads_vars: resolved.reads_vars,
-            reads_state: resolved.reads_state,
+            reads_outputs: more.reads_outputs,
+            reads_vars: more.reads_vars,
+            reads_state: more.reads_state,
             before: self.before,
             scope: self.scope,
             save_outputs: self.save_outputs,
@@ -686,26 +736,27 @@ impl StoredAction {
     /// Its timeout and retry policy, once what no validated plan holds is ruled out.
     fn check(
         &self,
-        resolved: &Resolved,
+        deps: &[ActionIdx],
+        more: &ResolvedMore,
         i: usize,
         n: usize,
     ) -> Result<(Option<Duration>, Option<RetryPolicy>), String> {
         if let Some(problem) = super::label_problem(&self.label) {
             return Err(format!("label {problem}"));
         }
-        check_indices("deps", &resolved.deps, n)?;
-        if resolved.deps.windows(2).any(|w| w[0] >= w[1]) {
+        check_indices("deps", deps, n)?;
+        if deps.windows(2).any(|w| w[0] >= w[1]) {
             return Err("deps are not sorted and distinct".into());
         }
-        if resolved.deps.binary_search(&(i as ActionIdx)).is_ok() {
+        if deps.binary_search(&(i as ActionIdx)).is_ok() {
             return Err("it depends on itself".into());
         }
-        let reads_outputs = resolved.reads_outputs.as_deref().unwrap_or_default();
+        let reads_outputs = more.reads_outputs.as_deref().unwrap_or_default();
         check_indices("reads_outputs", reads_outputs, n)?;
-        let reads_state = resolved.reads_state.as_deref().unwrap_or_default();
+        let reads_state = more.reads_state.as_deref().unwrap_or_default();
         check_indices("reads_state", reads_state, n)?;
-        let timeout = exact("timeout", self.timeout_text.is_some(), resolved.timeout_ns)?;
-        let delay = exact("retry.delay", self.retry.is_some(), resolved.delay_ns)?;
+        let timeout = exact("timeout", self.timeout_text.is_some(), more.timeout_ns)?;
+        let delay = exact("retry.delay", self.retry.is_some(), more.delay_ns)?;
         let retry = match (&self.retry, delay) {
             (Some(retry), Some(delay)) => {
                 if !(1..=100).contains(&retry.attempts) || !(1.0..=10.0).contains(&retry.backoff) {
