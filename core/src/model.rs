@@ -40,7 +40,9 @@ pub struct Action {
     pub label: String,
     /// What the action does, and how it runs (inline, synchronous or asynchronous).
     pub action_type: ActionType,
-    /// As written: labels and glob patterns.
+    /// As written: labels and glob patterns. Empty in a plan read back from a run's store:
+    /// what runs is the resolved [`Plan::deps`], and reading 100k actions' texts back cost a
+    /// sixth of opening the run.
     pub depends_on: Vec<String>,
     /// As written (templates unrendered); `Null` when absent.
     pub params: Value,
@@ -66,7 +68,7 @@ pub struct Action {
     /// its templates use no `lookup`.
     pub reads_state: Option<Vec<ActionIdx>>,
     /// Actions that run after this one (`Before` in SCK files): each of them depends on it.
-    /// As written: labels and patterns.
+    /// As written: labels and patterns (empty in a plan read back, like `depends_on`).
     pub before: Vec<String>,
     /// Where SCK keeps the action's state (`build`, `branch`, `app`, `portfolio`); recorded and
     /// shown, it changes nothing in a run.
@@ -243,6 +245,9 @@ pub struct Plan {
     /// Every action, by label: what [`Plan::find`] searches. Labels are unique, so strictly
     /// ascending here.
     pub(crate) by_label: Vec<ActionIdx>,
+    /// Whether the actions keep `depends_on` and `before` as written (a plan loaded from an
+    /// action file), or left them out (read back from a run's store).
+    pub(crate) edges_as_written: bool,
     find_hint: FindHint,
 }
 
@@ -302,7 +307,13 @@ impl Plan {
         order: Vec<ActionIdx>,
         by_label: Vec<ActionIdx>,
     ) -> Self {
-        let mut dependents = vec![Vec::new(); actions.len()];
+        // Counted first, so each list is allocated once, at its size.
+        let mut counts = vec![0usize; actions.len()];
+        for &dep in deps.iter().flatten() {
+            counts[dep as usize] += 1;
+        }
+        let mut dependents: Vec<Vec<ActionIdx>> =
+            counts.into_iter().map(Vec::with_capacity).collect();
         for (idx, list) in deps.iter().enumerate() {
             for &dep in list {
                 dependents[dep as usize].push(idx as ActionIdx);
@@ -316,6 +327,7 @@ impl Plan {
             dependents,
             order,
             by_label,
+            edges_as_written: true,
             find_hint: FindHint::default(),
         }
     }
@@ -364,9 +376,9 @@ impl Plan {
                 },
             );
         }
-        Ok(Plan::new_indexed(
-            source, dialect, actions, deps, order, by_label,
-        ))
+        let mut plan = Plan::new_indexed(source, dialect, actions, deps, order, by_label);
+        plan.edges_as_written = false;
+        Ok(plan)
     }
 
     /// The file the plan came from, for messages.
@@ -508,24 +520,62 @@ impl Plan {
     }
 }
 
+/// The canonical action list. A plan read back from a store no longer has its dependencies
+/// as written: they are spelled out as the labels they resolved to, so the list is still an
+/// action file that validates to the same plan.
 impl Serialize for Plan {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.actions.len()))?;
-        for action in &self.actions {
-            seq.serialize_element(action)?;
+        for idx in 0..self.actions.len() {
+            seq.serialize_element(&self.canonical(idx as ActionIdx))?;
         }
         seq.end()
     }
 }
 
-impl Serialize for Action {
+impl Plan {
+    /// Action `idx` as the canonical list writes it.
+    pub(crate) fn canonical(&self, idx: ActionIdx) -> CanonicalAction<'_> {
+        let resolved = (!self.edges_as_written).then(|| {
+            self.deps[idx as usize]
+                .iter()
+                .map(|&dep| self.label(dep))
+                .collect()
+        });
+        CanonicalAction {
+            action: &self.actions[idx as usize],
+            resolved,
+        }
+    }
+}
+
+/// An action as the canonical list writes it; `resolved`: its dependencies' labels, written
+/// instead of its (left out) `depends_on`.
+pub(crate) struct CanonicalAction<'p> {
+    action: &'p Action,
+    resolved: Option<Vec<&'p str>>,
+}
+
+impl Serialize for CanonicalAction<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("label", &self.label)?;
-        map.serialize_entry("type", self.action_type.name())?;
-        if !self.depends_on.is_empty() {
-            map.serialize_entry("depends_on", &self.depends_on)?;
+        let a = self.action;
+        map.serialize_entry("label", &a.label)?;
+        map.serialize_entry("type", a.action_type.name())?;
+        match &self.resolved {
+            Some(labels) if !labels.is_empty() => map.serialize_entry("depends_on", labels)?,
+            Some(_) => {}
+            None if !a.depends_on.is_empty() => map.serialize_entry("depends_on", &a.depends_on)?,
+            None => {}
         }
+        a.serialize_rest(&mut map)?;
+        map.end()
+    }
+}
+
+impl Action {
+    /// The fields after `label`, `type` and `depends_on`, in the canonical order.
+    fn serialize_rest<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
         if !self.params.is_null() {
             map.serialize_entry("params", &self.params)?;
         }
@@ -561,6 +611,6 @@ impl Serialize for Action {
             let hooks: Vec<Value> = self.hooks.iter().map(LifecycleHook::to_value).collect();
             map.serialize_entry("lifecycle_hooks", &hooks)?;
         }
-        map.end()
+        Ok(())
     }
 }

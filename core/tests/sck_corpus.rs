@@ -10,7 +10,8 @@
 //!   catalogue has them, and every such file must then validate too;
 //! - the genuinely invalid files in [`GENUINELY_INVALID`], each with its reason.
 //!
-//! For every file that loads (with not-yet-known kinds shimmed as no-ops), baton's expanded
+//! For every file that loads (with not-yet-known kinds shimmed as no-ops), the plan a run stores
+//! must read back (without validating again) as the same plan, and baton's expanded
 //! dependencies must equal SCK's, computed here from the raw YAML with SCK's rules and none of
 //! baton's code: `DependsOn` (a label, a list or `"null"`) and `After` are waited for; `Before:
 //! [X]` on A makes X wait for A; in a pattern, `*` stays within one `:`-segment before the
@@ -178,6 +179,32 @@ fn baton_graph(loaded: &Loaded) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
+/// What is wrong with the plan as a run stores it and reads it back (`tick`, `resume`, the
+/// Lambda): it must run as the validated plan does, without validating again.
+fn stored_problem(name: &str, plan: &baton_core::Plan) -> Option<String> {
+    let stored = plan.to_json();
+    let again = match baton_core::load::read_stored("actions.json", &stored) {
+        Ok(again) => again,
+        Err(e) => return Some(format!("{name}: the stored plan does not read back: {e}")),
+    };
+    let running = |p: &baton_core::Plan| -> Vec<baton_core::Action> {
+        p.actions()
+            .iter()
+            .cloned()
+            .map(|mut a| {
+                a.depends_on.clear();
+                a.before.clear();
+                a
+            })
+            .collect()
+    };
+    let same = running(&again) == running(plan)
+        && again.order() == plan.order()
+        && again.dialect() == plan.dialect()
+        && (0..plan.len() as u32).all(|i| again.deps(i) == plan.deps(i));
+    (!same).then(|| format!("{name}: the stored plan reads back as a different plan"))
+}
+
 // ---- The verdicts -----------------------------------------------------------------------------
 
 #[derive(Debug, PartialEq)]
@@ -263,6 +290,7 @@ fn check(root: &Path, file: &Path) -> Checked {
     };
     let mut graph_problems = Vec::new();
     if let Some(loaded) = loaded {
+        graph_problems.extend(stored_problem(&name, &loaded.plan));
         let ours = baton_graph(&loaded);
         for (label, sck) in sck_graph(&raw) {
             let baton = ours.get(&label).cloned().unwrap_or_default();

@@ -52,13 +52,18 @@ pub async fn run(run: &str, store: &StoreArgs, label: &str, as_json: bool) -> Co
     let idx = plan
         .find(label)
         .ok_or_else(|| super::logs::unknown_label(plan, label))?;
-    let (state, _) = run.load().await?;
+    // Only this action's log thread is shown: the others are passed over, not built.
+    let (state, _) = run.load_without_logs(Some(idx)).await?;
     let inspected = Inspected::new(plan, &state, idx);
-    if as_json {
-        return print_json(&inspected);
-    }
-    print_text(&inspected);
-    Ok(())
+    let printed = if as_json {
+        print_json(&inspected)
+    } else {
+        print_text(&inspected);
+        Ok(())
+    };
+    drop(inspected);
+    super::drop_in_background((run, state));
+    printed
 }
 
 fn print_json(inspected: &Inspected<'_>) -> CommandResult {

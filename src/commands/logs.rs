@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 
+use baton_core::redact::Secrets;
 use baton_core::state::{ts, LogEntry};
-use baton_core::{ActionIdx, Plan, RunState, RunStore};
+use baton_core::{ActionIdx, Plan, Run, RunState, RunStore};
 
 use crate::args::StoreArgs;
 use crate::live::{self, Tails};
+use crate::locator::AnyStore;
 use crate::{locator, CommandResult, Failure};
 
 /// What is read of a stream at once: with `--follow`, enough for a chatty command's half second.
@@ -22,8 +24,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
         ),
         None => None,
     };
-    let (state, mut version) = run.load().await?;
-    let mut state = baton_core::redact::shown(&run.plan, &state);
+    let (mut state, mut version) = load_shown(&run, only).await?;
     let mut printed = Printed::default();
     let mut tails = Tails::default();
     let mut new_state = true;
@@ -32,6 +33,7 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
             printed.print_state(&run.plan, &state, only);
         }
         if state.status().is_finished() {
+            super::drop_in_background((run, state));
             return Ok(());
         }
         // Running actions' newest lines are in their live streams; the state brings the rest
@@ -63,10 +65,25 @@ pub async fn run(run: &str, store: &StoreArgs, label: Option<&str>, follow: bool
         tokio::time::sleep(live::POLL).await;
         new_state = run.store.head().await? != version;
         if new_state {
-            let (stored, saved) = run.load().await?;
-            (state, version) = (baton_core::redact::shown(&run.plan, &stored), saved);
+            (state, version) = load_shown(&run, only).await?;
         }
     }
+}
+
+/// The newest state as operators may see it: for one action, only its log thread is read and
+/// masked (at 100k actions, reading and masking every thread is most of the command's time).
+async fn load_shown(
+    run: &Run<AnyStore>,
+    only: Option<ActionIdx>,
+) -> Result<(RunState, String), Failure> {
+    let Some(idx) = only else {
+        let (state, version) = run.load().await?;
+        return Ok((baton_core::redact::shown(&run.plan, &state), version));
+    };
+    let (mut state, version) = run.load_without_logs(Some(idx)).await?;
+    let shown = Secrets::for_run(&run.plan, &state).shown_action(state.action(idx));
+    state.mirror_action(idx, shown);
+    Ok((state, version))
 }
 
 pub fn unknown_label(plan: &baton_core::Plan, label: &str) -> Failure {

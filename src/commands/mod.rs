@@ -33,3 +33,9 @@ pub fn load_plan(file: &Path) -> Result<Loaded, Failure> {
         }
     }
 }
+
+/// Frees a large value (a 100k-action plan or state: a few hundred thousand allocations, tens
+/// of milliseconds) on another thread, so a command that has printed its answer exits at once.
+pub fn drop_in_background<T: Send + 'static>(value: T) {
+    std::thread::spawn(move || drop(value));
+}

@@ -15,13 +15,13 @@ use crate::{ops, CommandResult};
 
 pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) -> CommandResult {
     let run = locator::open(run, store).await?;
-    let (state, version) = run.load().await?;
+    // No log thread is shown: they are passed over, not built.
+    let (state, version) = run.load_without_logs(None).await?;
     let driver = Driver::of(&run, &state).await;
     if as_json {
         // Masks as it writes: a masked copy of the whole state would double what it holds.
         return print_json(&run, &state, &version, &driver, versions).await;
     }
-    let state = baton_core::redact::shown(&run.plan, &state);
     print_summary(&run, &state, &version, &driver);
     print_actions(&run.plan, &state);
     if versions {
@@ -30,6 +30,7 @@ pub async fn run(run: &str, store: &StoreArgs, as_json: bool, versions: bool) ->
             crate::out!("  {:>6}  {} bytes", v.version, v.size);
         }
     }
+    super::drop_in_background((run, state));
     Ok(())
 }
 
@@ -237,8 +238,12 @@ fn print_summary(run: &Run<AnyStore>, state: &RunState, version: &str, driver: &
     crate::out!("actions {}: {}", run.plan.len(), state.count_summary());
 }
 
-/// One line per action, in plan order.
+/// One line per action, in plan order; errors with the run's secrets masked. Written in
+/// blocks: a write per line is 100,000 system calls at 100k actions.
 fn print_actions(plan: &Plan, state: &RunState) {
+    use std::fmt::Write as _;
+    const BLOCK: usize = 64 * 1024;
+    let secrets = Secrets::for_run(plan, state);
     let width = plan
         .actions()
         .iter()
@@ -246,27 +251,39 @@ fn print_actions(plan: &Plan, state: &RunState) {
         .max()
         .unwrap_or(0)
         .min(40);
+    let mut block = String::with_capacity(BLOCK + 1024);
     for &idx in plan.order() {
         let def = plan.action(idx);
         let a = state.action(idx);
-        let mut line = format!(
+        let start = block.len();
+        let _ = write!(
+            block,
             "  {} {:<width$}  {:<9}",
             symbol(a.status),
             def.label,
             a.status.as_str()
         );
         if let Some(d) = elapsed(a.started_at, a.finished_at) {
-            line.push_str(&format!("  {:>7}", format_elapsed(d)));
+            let _ = write!(block, "  {:>7}", format_elapsed(d));
         }
         if a.attempt > 1 {
-            line.push_str(&format!("  attempt {}", a.attempt));
+            let _ = write!(block, "  attempt {}", a.attempt);
         }
         if let Some(by) = &a.blocked_by {
-            line.push_str(&format!("  blocked by {by}"));
+            let _ = write!(block, "  blocked by {by}");
         } else if let Some(error) = &a.error {
-            line.push_str(&format!("  {error}"));
+            let _ = write!(block, "  {}", secrets.redact(error));
         }
-        crate::out!("{}", line.trim_end());
+        let end = block[start..].trim_end().len() + start;
+        block.truncate(end);
+        block.push('\n');
+        if block.len() >= BLOCK {
+            crate::out!("{}", block.trim_end_matches('\n'));
+            block.clear();
+        }
+    }
+    if !block.is_empty() {
+        crate::out!("{}", block.trim_end_matches('\n'));
     }
 }
 

@@ -20,3 +20,4 @@ mod sck;
 mod sck_apps;
 mod secrets;
 mod stopping;
+mod stored_plan;

@@ -60,7 +60,7 @@ fn an_sck_file_runs_by_sck_rules() {
     let stored = std::fs::read_to_string(scratch.path().join(".baton/runs/sck/actions.json"))
         .expect("stored plan");
     assert!(
-        stored.starts_with("[{\"plan_format\":") && stored.contains("\"dialect\":\"sck-v2\""),
+        stored.starts_with("[{\"plan_format\":2,\"dialect\":\"sck-v2\","),
         "{stored}"
     );
     let status = scratch.status("sck");

@@ -152,8 +152,8 @@ impl Serialize for Document<'_> {
         let plan = self.0;
         let mut seq = serializer.serialize_seq(Some(plan.actions.len() + 1))?;
         seq.serialize_element(&HeaderOf(plan))?;
-        for action in &plan.actions {
-            seq.serialize_element(action)?;
+        for idx in 0..plan.actions.len() {
+            seq.serialize_element(&plan.canonical(idx as ActionIdx))?;
         }
         seq.end()
     }
@@ -471,8 +471,9 @@ struct StoredAction {
     label: String,
     #[serde(rename = "type")]
     action_type: TypeName,
-    #[serde(default)]
-    depends_on: Vec<String>,
+    /// As written; what runs is the resolved `deps` (see `Action::depends_on`).
+    #[serde(default, rename = "depends_on")]
+    _depends_on: IgnoredAny,
     #[serde(default)]
     params: Value,
     condition: Option<String>,
@@ -481,8 +482,8 @@ struct StoredAction {
     timeout_text: Option<IgnoredAny>,
     retry: Option<StoredRetry>,
     description: Option<String>,
-    #[serde(default)]
-    before: Vec<String>,
+    #[serde(default, rename = "before")]
+    _before: IgnoredAny,
     scope: Option<String>,
     #[serde(default = "yes")]
     save_outputs: bool,
@@ -609,10 +610,20 @@ impl StoredHook {
     }
 }
 
-/// What validation computed for one action (see [`ResolvedEntry`]).
+/// What validation computed for one action (see [`ResolvedEntry`]), kept small while the
+/// whole list waits for the actions: what few actions have is boxed.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ResolvedFields")]
 struct Resolved {
+    deps: Vec<ActionIdx>,
+    templated: bool,
+    more: Option<Box<ResolvedMore>>,
+}
+
+/// A resolved entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolvedFields {
     #[serde(default)]
     deps: Vec<ActionIdx>,
     #[serde(default)]
@@ -625,6 +636,45 @@ struct Resolved {
     reads_state: Option<Vec<ActionIdx>>,
     timeout_ns: Option<u64>,
     delay_ns: Option<u64>,
+}
+
+/// The parts of a resolved entry most actions leave at their defaults.
+#[derive(PartialEq)]
+struct ResolvedMore {
+    reads_outputs: Option<Vec<ActionIdx>>,
+    reads_vars: Vec<(String, String)>,
+    reads_state: Option<Vec<ActionIdx>>,
+    timeout_ns: Option<u64>,
+    delay_ns: Option<u64>,
+}
+
+impl Default for ResolvedMore {
+    fn default() -> Self {
+        ResolvedMore {
+            reads_outputs: reads_nothing(),
+            reads_vars: Vec::new(),
+            reads_state: None,
+            timeout_ns: None,
+            delay_ns: None,
+        }
+    }
+}
+
+impl From<ResolvedFields> for Resolved {
+    fn from(fields: ResolvedFields) -> Self {
+        let more = ResolvedMore {
+            reads_outputs: fields.reads_outputs,
+            reads_vars: fields.reads_vars,
+            reads_state: fields.reads_state,
+            timeout_ns: fields.timeout_ns,
+            delay_ns: fields.delay_ns,
+        };
+        Resolved {
+            deps: fields.deps,
+            templated: fields.templated,
+            more: (more != ResolvedMore::default()).then(|| Box::new(more)),
+        }
+    }
 }
 
 fn reads_nothing() -> Option<Vec<ActionIdx>> {
@@ -655,23 +705,24 @@ impl StoredAction {
         i: usize,
         n: usize,
     ) -> Result<(Action, Vec<ActionIdx>), String> {
+        let more = resolved.more.map(|more| *more).unwrap_or_default();
         let (timeout, retry) = self
-            .check(&resolved, i, n)
+            .check(&resolved.deps, &more, i, n)
             .map_err(|what| format!("actions[{i}] \"{}\": {what}", self.label.escape_debug()))?;
         let action = Action {
             label: self.label,
             action_type: self.action_type.0,
-            depends_on: self.depends_on,
+            depends_on: Vec::new(),
             params: self.params,
             condition: self.condition,
             timeout,
             retry,
             description: self.description,
             templated: resolved.templated,
-            reads_outputs: resolved.reads_outputs,
-            reads_vars: resolved.reads_vars,
-            reads_state: resolved.reads_state,
-            before: self.before,
+            reads_outputs: more.reads_outputs,
+            reads_vars: more.reads_vars,
+            reads_state: more.reads_state,
+            before: Vec::new(),
             scope: self.scope,
             save_outputs: self.save_outputs,
             hooks: self
@@ -686,26 +737,27 @@ impl StoredAction {
     /// Its timeout and retry policy, once what no validated plan holds is ruled out.
     fn check(
         &self,
-        resolved: &Resolved,
+        deps: &[ActionIdx],
+        more: &ResolvedMore,
         i: usize,
         n: usize,
     ) -> Result<(Option<Duration>, Option<RetryPolicy>), String> {
         if let Some(problem) = super::label_problem(&self.label) {
             return Err(format!("label {problem}"));
         }
-        check_indices("deps", &resolved.deps, n)?;
-        if resolved.deps.windows(2).any(|w| w[0] >= w[1]) {
+        check_indices("deps", deps, n)?;
+        if deps.windows(2).any(|w| w[0] >= w[1]) {
             return Err("deps are not sorted and distinct".into());
         }
-        if resolved.deps.binary_search(&(i as ActionIdx)).is_ok() {
+        if deps.binary_search(&(i as ActionIdx)).is_ok() {
             return Err("it depends on itself".into());
         }
-        let reads_outputs = resolved.reads_outputs.as_deref().unwrap_or_default();
+        let reads_outputs = more.reads_outputs.as_deref().unwrap_or_default();
         check_indices("reads_outputs", reads_outputs, n)?;
-        let reads_state = resolved.reads_state.as_deref().unwrap_or_default();
+        let reads_state = more.reads_state.as_deref().unwrap_or_default();
         check_indices("reads_state", reads_state, n)?;
-        let timeout = exact("timeout", self.timeout_text.is_some(), resolved.timeout_ns)?;
-        let delay = exact("retry.delay", self.retry.is_some(), resolved.delay_ns)?;
+        let timeout = exact("timeout", self.timeout_text.is_some(), more.timeout_ns)?;
+        let delay = exact("retry.delay", self.retry.is_some(), more.delay_ns)?;
         let retry = match (&self.retry, delay) {
             (Some(retry), Some(delay)) => {
                 if !(1..=100).contains(&retry.attempts) || !(1.0..=10.0).contains(&retry.backoff) {
@@ -793,6 +845,18 @@ mod tests {
         }
     }
 
+    /// `plan` as it runs: without the dependencies as written (a plan read back has only the
+    /// resolved ones), and with its dependencies spelled out as labels when serialized.
+    fn running(plan: &Plan) -> Plan {
+        let mut plan = plan.clone();
+        for action in &mut plan.actions {
+            action.depends_on.clear();
+            action.before.clear();
+        }
+        plan.edges_as_written = false;
+        plan
+    }
+
     fn reopened(plan: &Plan) -> Plan {
         match read(plan.source(), &plan.to_json()) {
             Ok(Stored::Trusted(plan)) => plan,
@@ -837,7 +901,7 @@ mod tests {
     #[test]
     fn a_stored_plan_reads_back_as_validated() {
         let plan = validated("plan.json", NATIVE, Format::Json);
-        assert_eq!(reopened(&plan), plan);
+        assert_eq!(reopened(&plan), running(&plan));
         // Durations are kept to the nanosecond, not as their text rounds them.
         assert_eq!(
             reopened(&plan).action(0).timeout,
@@ -846,7 +910,9 @@ mod tests {
         let sck = validated("f.actions", SCK, Format::Yaml);
         assert_eq!(sck.dialect(), Dialect::SckV2);
         let again = reopened(&sck);
-        assert_eq!(again, sck);
+        assert_eq!(again, running(&sck));
+        // Serialized again, its dependencies are spelled out, and read back the same.
+        assert_eq!(reopened(&again), again);
         assert_eq!(again.action(1).reads_state, Some(vec![0]));
     }
 
@@ -1099,8 +1165,13 @@ mod tests {
             if let Ok(loaded) = loaded {
                 let plan = loaded.plan;
                 let again = reopened(&plan);
-                prop_assert_eq!(&again, &plan);
-                prop_assert_eq!(again.to_json(), plan.to_json());
+                prop_assert_eq!(&again, &running(&plan));
+                prop_assert_eq!(&reopened(&again), &again);
+                // What it writes is an action file that validates to the same plan.
+                let text = String::from_utf8(again.to_json()).expect("utf-8");
+                let validated = load_str("gen.json", &text, Format::Json).expect("validates").plan;
+                prop_assert_eq!(validated.deps, again.deps.clone());
+                prop_assert_eq!(validated.order, again.order.clone());
                 // Found in file order, backwards, and not at all.
                 for i in (0..plan.len()).chain((0..plan.len()).rev()) {
                     prop_assert_eq!(again.find(plan.label(i as ActionIdx)), Some(i as ActionIdx));

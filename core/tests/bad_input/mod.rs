@@ -26,6 +26,27 @@ use serde_json::{json, Map, Value};
 // ---------------------------------------------------------------------------------------------
 // Shared checks
 
+/// Whether a plan read back from its stored form runs as `plan` does: the same actions (but
+/// for their dependencies as written, which a plan read back leaves out), the same resolved
+/// dependencies and order.
+fn runs_the_same(again: &baton_core::Plan, plan: &baton_core::Plan) -> bool {
+    let running = |p: &baton_core::Plan| -> Vec<baton_core::Action> {
+        p.actions()
+            .iter()
+            .cloned()
+            .map(|mut a| {
+                a.depends_on.clear();
+                a.before.clear();
+                a
+            })
+            .collect()
+    };
+    running(again) == running(plan)
+        && again.order() == plan.order()
+        && again.dialect() == plan.dialect()
+        && (0..plan.len() as u32).all(|i| again.deps(i) == plan.deps(i))
+}
+
 /// The contract of every load: Ok with a sound plan, or Err with at least one problem, each
 /// naming `file` and saying something. An accepted plan also survives being stored as
 /// `actions.json` and read back (what `baton resume` and the Lambda do).
@@ -38,7 +59,11 @@ fn check_load(file: &str, result: &Result<Loaded, Problems>) -> Result<(), TestC
             check_plan(&loaded.plan)?;
             let stored = loaded.plan.to_json();
             match baton_core::load::read_stored("actions.json", &stored) {
-                Ok(again) => prop_assert_eq!(again.to_json(), stored),
+                Ok(again) => prop_assert!(
+                    runs_the_same(&again, &loaded.plan),
+                    "the stored plan reads back differently:\n{}",
+                    String::from_utf8_lossy(&stored)
+                ),
                 Err(problem) => prop_assert!(
                     false,
                     "the stored plan does not load:\n{problem}\n{}",
