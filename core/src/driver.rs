@@ -385,8 +385,14 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             .collect();
         let orphans = live_orphans(plan, &state);
         let adopted: Vec<ActionIdx> = orphans.iter().map(|(idx, _)| *idx).collect();
-        let scheduler =
-            Scheduler::adopting(plan, &mut state, Utc::now(), options.max_parallel, &adopted);
+        let scheduler = Scheduler::adopting(
+            plan,
+            &mut state,
+            Utc::now(),
+            options.max_parallel,
+            &adopted,
+            executor.sends_commands_elsewhere(),
+        );
         let secrets = Secrets::for_run(plan, &state);
         let (log_tx, log_rx) = mpsc::unbounded_channel();
         let (started_tx, started_rx) = mpsc::unbounded_channel();

@@ -16,6 +16,12 @@ pub trait Executor: Send + Sync + 'static {
     /// Stops running work.
     fn cancel(&self, request: CheckRequest)
         -> impl Future<Output = Result<(), CancelError>> + Send;
+    /// Whether `system.command` runs elsewhere, as a task started once per attempt however
+    /// often its start is asked for (so an interrupted command may be started again).
+    fn sends_commands_elsewhere(&self) -> bool {
+        false
+    }
+
     /// Publishes a status hook that fired to the run's sink; `Err` says why it was not
     /// (logged by the driver, never failing the action).
     fn publish(
@@ -58,6 +64,14 @@ impl StandardExecutor {
         self
     }
 
+    /// `system.command` actions run as ECS tasks of `tasks` instead of local processes (the
+    /// Lambda runner, where a command must outlive the invocation that starts it).
+    #[cfg(feature = "aws-ecs")]
+    pub fn sending_commands_to(mut self, tasks: crate::actions::command::CommandTasks) -> Self {
+        self.env.command_tasks = Some(std::sync::Arc::new(tasks));
+        self
+    }
+
     /// Actions that would read a file of this machine when they start (an
     /// `aws.create_stack` `template_file`) fail with `reason` instead.
     pub fn refusing_local_files(mut self, reason: impl Into<String>) -> Self {
@@ -67,10 +81,16 @@ impl StandardExecutor {
 }
 
 impl Executor for StandardExecutor {
+    fn sends_commands_elsewhere(&self) -> bool {
+        self.env.sends_commands_elsewhere()
+    }
+
     async fn start(&self, request: StartRequest) -> Outcome {
-        if let (ActionType::Command, Some(reason)) =
-            (request.action_type, &self.env.commands_refused)
-        {
+        if let (ActionType::Command, Some(reason), false) = (
+            request.action_type,
+            &self.env.commands_refused,
+            self.env.sends_commands_elsewhere(),
+        ) {
             return Outcome::failed(reason.clone());
         }
         request.action_type.start(&self.env, &request).await

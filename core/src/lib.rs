@@ -32,6 +32,8 @@ pub mod template;
 pub mod testutil;
 pub(crate) mod util;
 
+#[cfg(feature = "aws-ecs")]
+pub use actions::command::CommandTasks;
 pub use actions::{ActionType, Outcome};
 pub use driver::{drive, tick, Observer, Silent, TickOptions, TickReport};
 pub use executor::{Executor, StandardExecutor};

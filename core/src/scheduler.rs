@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::actions::{CancelError, Mode, Outcome, RunView};
+use crate::actions::{ActionType, CancelError, Mode, Outcome, RunView};
 use crate::duration::format_duration;
 use crate::load::sck::StateName;
 use crate::model::{ActionIdx, Plan};
@@ -108,6 +108,8 @@ pub struct Scheduler<'p> {
     max_parallel: usize,
     /// Actions whose status changed since the last `take_changes`, for observers.
     changed: Vec<ActionIdx>,
+    /// Commands run as remote tasks, started once per attempt (see [`Scheduler::adopting`]).
+    remote_commands: bool,
     /// The compact-JSON size of every action's outputs together (see [`MAX_RUN_OUTPUTS`]).
     outputs_bytes: usize,
 }
@@ -133,19 +135,23 @@ impl<'p> Scheduler<'p> {
         now: Timestamp,
         max_parallel: Option<usize>,
     ) -> Self {
-        Self::adopting(plan, state, now, max_parallel, &[])
+        Self::adopting(plan, state, now, max_parallel, &[], false)
     }
 
     /// [`Scheduler::new`], except that the interrupted commands in `adopted` are still running
     /// on this host (an earlier baton process died while they ran): they stay `running`, in
     /// flight, while the driver watches them, and are settled by [`Scheduler::orphan_ended`]
-    /// or [`Scheduler::apply`].
+    /// or [`Scheduler::apply`]. `remote_commands`: this driver's executor sends
+    /// `system.command` to a service that starts each attempt once however often it is asked
+    /// (ECS, by the attempt's token), so an interrupted command is started again, which finds
+    /// its task, rather than failed as of unknown outcome.
     pub(crate) fn adopting(
         plan: &'p Plan,
         state: &mut RunState,
         now: Timestamp,
         max_parallel: Option<usize>,
         adopted: &[ActionIdx],
+        remote_commands: bool,
     ) -> Self {
         let mut scheduler = Scheduler {
             plan,
@@ -157,6 +163,7 @@ impl<'p> Scheduler<'p> {
             in_flight_count: 0,
             max_parallel: max_parallel.unwrap_or(usize::MAX).max(1),
             changed: Vec::new(),
+            remote_commands,
             outputs_bytes: state
                 .actions
                 .iter()
@@ -219,9 +226,9 @@ impl<'p> Scheduler<'p> {
 
     fn settle_interrupted(&mut self, state: &mut RunState, idx: ActionIdx, now: Timestamp) {
         self.changed.push(idx);
-        let action = self.plan.action(idx);
+        let replay = self.may_replay(idx);
         let entry = state.action_mut(idx);
-        if action.action_type.may_replay(&action.params) {
+        if replay {
             entry.replay_interrupted(now);
             return;
         }
@@ -374,7 +381,7 @@ impl<'p> Scheduler<'p> {
             let handle = entry.handle.as_deref().cloned().unwrap_or(Value::Null);
             if timed_out {
                 let timeout = action.timeout.unwrap_or_default();
-                if action.action_type.spec().can_cancel {
+                if cancellable(action.action_type, &handle) {
                     self.in_flight[idx as usize] = true;
                     self.in_flight_count += 1;
                     steps.push(Step::Cancel {
@@ -460,6 +467,13 @@ impl<'p> Scheduler<'p> {
         }
     }
 
+    /// Whether starting the action again after an interrupted attempt is safe.
+    fn may_replay(&self, idx: ActionIdx) -> bool {
+        let action = self.plan.action(idx);
+        action.action_type.may_replay(&action.params)
+            || (self.remote_commands && action.action_type == ActionType::Command)
+    }
+
     fn release(&mut self, idx: ActionIdx) {
         if std::mem::replace(&mut self.in_flight[idx as usize], false) {
             self.in_flight_count -= 1;
@@ -527,10 +541,9 @@ impl<'p> Scheduler<'p> {
             fate: StopFate::Stopped,
             detail,
         };
-        let action = self.plan.action(idx);
         if cause == StopCause::Abort {
             state.action_mut(idx).cancel(record, now);
-        } else if action.action_type.may_replay(&action.params) {
+        } else if self.may_replay(idx) {
             state.action_mut(idx).replay_stopped(record, now);
             self.ready.push(Reverse(idx));
         } else {
@@ -611,7 +624,7 @@ impl<'p> Scheduler<'p> {
             let action = self.plan.action(idx);
             let handle = state.action(idx).handle.as_deref().cloned();
             match handle {
-                Some(handle) if action.action_type.spec().can_cancel => {
+                Some(handle) if cancellable(action.action_type, &handle) => {
                     self.in_flight[idx as usize] = true;
                     self.in_flight_count += 1;
                     steps.push(Step::Cancel {
@@ -983,4 +996,11 @@ mod tests {
         let seen = template::render_params(&all, &context_for(&plan, &state, 2));
         assert_eq!(seen, Ok(json!({"whole": {"up": {"v": "from up"}}})));
     }
+}
+
+/// Whether running work can be stopped: its type can cancel, or it is a command running as a
+/// remote task (which its handle says), which is stopped like one.
+fn cancellable(action_type: ActionType, handle: &Value) -> bool {
+    action_type.spec().can_cancel
+        || (action_type == ActionType::Command && crate::actions::command::runs_remotely(handle))
 }

@@ -68,6 +68,13 @@ pub struct Config {
     /// Whether `system.command` runs here. Off unless the deployment turns it on: a command
     /// runs with the function's role, which reaches further than whoever submits runs should.
     pub allow_commands: bool,
+    /// Where `system.command` runs instead of inside the tick: ECS tasks, started by one tick
+    /// and checked by later ones (a command may then outlive any invocation). Wins over
+    /// `allow_commands`.
+    pub command_tasks: Option<baton_core::CommandTasks>,
+    /// Why the command settings are unusable (one of cluster and task definition given
+    /// without the other): commands fail saying so.
+    pub command_tasks_problem: Option<String>,
     /// Role assumed in an account an action names without a `role_arn`; the runner's IAM
     /// policy allows assuming exactly this name.
     pub role_name: String,
@@ -79,6 +86,8 @@ impl Default for Config {
             safety_margin: Duration::from_secs(10),
             continue_after: 2_000,
             allow_commands: false,
+            command_tasks: None,
+            command_tasks_problem: None,
             role_name: "baton-deployer".into(),
         }
     }
@@ -92,7 +101,10 @@ impl Config {
 
     /// `BATON_SAFETY_MARGIN_SECONDS`, `BATON_CONTINUE_AFTER_TICKS`, `BATON_ALLOW_COMMANDS`
     /// (`true` turns commands on; anything else leaves them off) and `BATON_ROLE_NAME` override
-    /// the defaults; `var` looks a variable up.
+    /// the defaults; `BATON_COMMAND_CLUSTER` with `BATON_COMMAND_TASK_DEFINITION` send commands
+    /// to ECS (with `BATON_COMMAND_CONTAINER`, `BATON_COMMAND_LAUNCH_TYPE`,
+    /// `BATON_COMMAND_SUBNETS` and `BATON_COMMAND_SECURITY_GROUPS` (comma-separated) and
+    /// `BATON_COMMAND_ASSIGN_PUBLIC_IP`); `var` looks a variable up.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let mut config = Config::default();
         if let Some(s) = var("BATON_SAFETY_MARGIN_SECONDS").and_then(|v| v.parse().ok()) {
@@ -106,8 +118,68 @@ impl Config {
         if let Some(name) = var("BATON_ROLE_NAME").filter(|name| !name.trim().is_empty()) {
             config.role_name = name.trim().to_string();
         }
+        match command_tasks(&var) {
+            Ok(tasks) => config.command_tasks = tasks,
+            Err(problem) => config.command_tasks_problem = Some(problem),
+        }
         config
     }
+}
+
+/// The ECS settings for commands, when the deployment gives them (empty values are unset:
+/// CloudFormation passes an empty parameter as an empty string).
+fn command_tasks(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<baton_core::CommandTasks>, String> {
+    let get = |name: &str| {
+        var(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let list = |name: &str| {
+        get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|item| item.trim().to_string())
+                    .filter(|item| !item.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (cluster, task_definition) = match (
+        get("BATON_COMMAND_CLUSTER"),
+        get("BATON_COMMAND_TASK_DEFINITION"),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(cluster), Some(definition)) => (cluster, definition),
+        (Some(_), None) => {
+            return Err(
+                "BATON_COMMAND_CLUSTER is set but BATON_COMMAND_TASK_DEFINITION is not: \
+                 commands need both (deploy cloudformation/runner.yaml with CommandCluster and \
+                 CommandTaskDefinition)"
+                    .into(),
+            )
+        }
+        (None, Some(_)) => {
+            return Err(
+                "BATON_COMMAND_TASK_DEFINITION is set but BATON_COMMAND_CLUSTER is not: \
+                 commands need both (deploy cloudformation/runner.yaml with CommandCluster and \
+                 CommandTaskDefinition)"
+                    .into(),
+            )
+        }
+    };
+    Ok(Some(baton_core::CommandTasks {
+        cluster,
+        task_definition,
+        container: get("BATON_COMMAND_CONTAINER"),
+        launch_type: get("BATON_COMMAND_LAUNCH_TYPE"),
+        subnets: list("BATON_COMMAND_SUBNETS"),
+        security_groups: list("BATON_COMMAND_SECURITY_GROUPS"),
+        assign_public_ip: get("BATON_COMMAND_ASSIGN_PUBLIC_IP")
+            .map(|v| v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("enabled")),
+        region: None,
+    }))
 }
 
 /// Handler errors, each telling the state machine whether trying again can help.

@@ -46,17 +46,22 @@ async fn handle_input(
     let plans = PLANS.get_or_init(PlanCache::default);
     let run = Run::open_cached(S3Store::new(client, &bucket, &run_prefix), plans).await?;
     let mut executor = StandardExecutor::with_aws(aws).refusing_local_files(NO_LOCAL_FILES);
-    if !config.allow_commands {
+    if let Some(tasks) = &config.command_tasks {
+        executor = executor.sending_commands_to(tasks.clone());
+    } else if let Some(problem) = &config.command_tasks_problem {
+        executor = executor.refusing_commands(problem.clone());
+    } else if !config.allow_commands {
         executor = executor.refusing_commands(COMMANDS_OFF);
     }
     handle_run(&run, &Arc::new(executor), input, deadline, config).await
 }
 
 /// Why a `system.command` fails in a runner that was not deployed to run commands.
-const COMMANDS_OFF: &str = "system.command is turned off in this runner: a command runs with \
-    the runner's role, so commands must be enabled on purpose. Deploy cloudformation/runner.yaml \
-    with AllowCommands=true (it sets BATON_ALLOW_COMMANDS=true on the tick function), or run \
-    this action file with `baton run` on a machine";
+const COMMANDS_OFF: &str = "system.command is turned off in this runner: commands must be \
+    enabled on purpose. Deploy cloudformation/runner.yaml with CommandCluster and \
+    CommandTaskDefinition (each command runs as an ECS task, for as long as it needs), or with \
+    AllowCommands=true (commands run inside the tick with the runner's role, bounded by the \
+    function's timeout), or run this action file with `baton run` on a machine";
 
 /// Why a `template_file` still in the plan fails here: the function's own files are nobody's
 /// templates, and `baton submit` uploads template files beside the run.

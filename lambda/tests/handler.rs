@@ -776,6 +776,19 @@ fn the_functions_settings_follow_the_template_and_default_to_safe() {
         reference(&variables["BATON_ROLE_NAME"]).as_deref(),
         Some("DeployerRoleName")
     );
+    for (variable, parameter) in [
+        ("BATON_COMMAND_CLUSTER", "CommandCluster"),
+        ("BATON_COMMAND_TASK_DEFINITION", "CommandTaskDefinition"),
+        ("BATON_COMMAND_CONTAINER", "CommandContainer"),
+        ("BATON_COMMAND_LAUNCH_TYPE", "CommandLaunchType"),
+        ("BATON_COMMAND_ASSIGN_PUBLIC_IP", "CommandAssignPublicIp"),
+    ] {
+        assert_eq!(
+            reference(&variables[variable]).as_deref(),
+            Some(parameter),
+            "{variable}"
+        );
+    }
     let parameters = &template["Parameters"];
     assert_eq!(
         parameters["AllowCommands"]["Default"].as_str(),
@@ -887,6 +900,7 @@ async fn commands_run_in_the_function_only_when_the_deployment_enables_them() {
     let error = cmd.error.as_deref().unwrap_or_default();
     assert!(
         error.contains("system.command is turned off in this runner")
+            && error.contains("CommandCluster")
             && error.contains("AllowCommands=true"),
         "{error}"
     );
@@ -913,4 +927,276 @@ async fn the_function_reads_no_files_of_its_own_machine() {
         error.contains("params.template_file: /etc/hostname: the runner reads no files"),
         "{error}"
     );
+}
+
+/// moto's ECS with tasks that run until the test ends them (scripts/moto_ecs_patch.py), and a
+/// task definition whose container logs where the test writes its output.
+struct CommandCluster {
+    ecs: aws_sdk_ecs::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    tasks: baton_core::CommandTasks,
+    group: String,
+}
+
+macro_rules! moto_client {
+    ($sdk:ident, $endpoint:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .endpoint_url($endpoint)
+                .region($sdk::config::Region::new("us-east-1"))
+                .credentials_provider(creds())
+                .build(),
+        )
+    };
+}
+
+async fn command_cluster(endpoint: &str) -> CommandCluster {
+    use aws_sdk_cloudwatchlogs as logs_sdk;
+    use aws_sdk_ecs as ecs_sdk;
+    let ecs: ecs_sdk::Client = moto_client!(ecs_sdk, endpoint);
+    let logs: logs_sdk::Client = moto_client!(logs_sdk, endpoint);
+    let cluster = unique("commands");
+    let family = unique("command");
+    let group = format!("/baton/{}", unique("commands"));
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .expect("cluster");
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .expect("log group");
+    let log = ecs_sdk::types::LogConfiguration::builder()
+        .log_driver(ecs_sdk::types::LogDriver::Awslogs)
+        .options("awslogs-group", &group)
+        .options("awslogs-stream-prefix", "baton")
+        .build()
+        .expect("log configuration");
+    ecs.register_task_definition()
+        .family(&family)
+        .container_definitions(
+            ecs_sdk::types::ContainerDefinition::builder()
+                .name("runner")
+                .image("example.com/tools:latest")
+                .memory(512)
+                .log_configuration(log)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("task definition");
+    CommandCluster {
+        ecs,
+        logs,
+        tasks: baton_core::CommandTasks {
+            cluster,
+            task_definition: family,
+            launch_type: Some("FARGATE".into()),
+            ..Default::default()
+        },
+        group,
+    }
+}
+
+impl CommandCluster {
+    fn aws(&self, endpoint: &str) -> Arc<Aws> {
+        Aws::fixed_with(
+            cfn_client(endpoint),
+            s3_client(endpoint),
+            baton_core::aws::Services {
+                ecs: Some(self.ecs.clone()),
+                logs: Some(self.logs.clone()),
+                ..Default::default()
+            },
+        )
+    }
+
+    async fn task_arns(&self) -> Vec<String> {
+        self.ecs
+            .list_tasks()
+            .cluster(&self.tasks.cluster)
+            .send()
+            .await
+            .expect("list tasks")
+            .task_arns()
+            .to_vec()
+    }
+
+    /// The container prints `lines` and exits with `code`.
+    async fn finish(&self, task_arn: &str, lines: &[&str], code: i32) {
+        let stream = format!(
+            "baton/runner/{}",
+            task_arn.rsplit('/').next().unwrap_or_default()
+        );
+        self.logs
+            .create_log_stream()
+            .log_group_name(&self.group)
+            .log_stream_name(&stream)
+            .send()
+            .await
+            .expect("log stream");
+        let now = chrono::Utc::now().timestamp_millis();
+        for (i, line) in lines.iter().enumerate() {
+            let event = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now + i as i64)
+                .message(*line)
+                .build()
+                .expect("event");
+            self.logs
+                .put_log_events()
+                .log_group_name(&self.group)
+                .log_stream_name(&stream)
+                .log_events(event)
+                .send()
+                .await
+                .expect("put log events");
+        }
+        let tag = aws_sdk_ecs::types::Tag::builder()
+            .key("moto-exit-code")
+            .value(code.to_string())
+            .build();
+        self.ecs
+            .tag_resource()
+            .resource_arn(task_arn)
+            .tags(tag)
+            .send()
+            .await
+            .expect("end the task");
+    }
+}
+
+/// A long command under the runner: one tick starts it as an ECS task and returns (the
+/// execution waits), later ticks check it and stream its output, and it completes with the
+/// outputs of its last line. A tick that died after starting the task but before saving its
+/// handle is replayed, and the replay finds the same task.
+#[tokio::test]
+async fn long_commands_run_as_ecs_tasks_checked_by_later_ticks() {
+    let Some(endpoint) = endpoint() else { return };
+    let cluster = command_cluster(&endpoint).await;
+    let aws = cluster.aws(&endpoint);
+    let config = Config {
+        command_tasks: Some(cluster.tasks.clone()),
+        ..Config::default()
+    };
+    let plan_json = json!([
+        {"label": "migrate", "type": "system.command", "timeout": "2h",
+         "params": {"command": "./migrate --all && echo '{\"applied\": 12}'", "shell": true,
+                    "env": {"STAGE": "prod"}}}
+    ])
+    .to_string();
+    let run = new_s3_run(&s3_client(&endpoint), &plan_json).await;
+    let input = || Input {
+        run: run.store.locator(),
+        ..Input::default()
+    };
+    let out = handle(aws.clone(), input(), deadline(), &config)
+        .await
+        .expect("first tick");
+    assert_eq!(out.flow_control(), "wait", "{out:?}");
+    let (state, version) = run.load().await.expect("load");
+    let action = state.action(0);
+    assert_eq!(action.status, baton_core::ActionStatus::Running);
+    let handle_json = action.handle.as_deref().cloned().expect("a handle");
+    let task_arn = handle_json["ecs"]["task_arn"]
+        .as_str()
+        .expect("task")
+        .to_string();
+    assert_eq!(cluster.task_arns().await, std::slice::from_ref(&task_arn));
+
+    // The tick that started the task dies before saving its handle: the state still says
+    // "running" with no handle (the intent saved before the start).
+    let mut crashed = state.clone();
+    let entry = edit(&mut crashed).action_mut(0);
+    entry.handle = None;
+    entry.next_check_at = None;
+    run.save(&mut crashed, &version).await.expect("save");
+    let out = handle(aws.clone(), input(), deadline(), &config)
+        .await
+        .expect("replayed tick");
+    assert_eq!(out.flow_control(), "wait", "{out:?}");
+    let (state, _) = run.load().await.expect("load");
+    let replayed = state
+        .action(0)
+        .handle
+        .as_deref()
+        .cloned()
+        .expect("a handle again");
+    assert_eq!(replayed["ecs"]["task_arn"], task_arn.as_str());
+    assert_eq!(
+        cluster.task_arns().await.len(),
+        1,
+        "the replay started a second task"
+    );
+
+    cluster
+        .finish(
+            &task_arn,
+            &["applying 12 migrations", r#"{"applied": 12}"#],
+            0,
+        )
+        .await;
+    // The first check is due 5 s after the start.
+    let started = Instant::now();
+    let out = loop {
+        let out = handle(aws.clone(), input(), deadline(), &config)
+            .await
+            .expect("tick");
+        if out.flow_control() != "wait" || started.elapsed() > Duration::from_secs(30) {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(out.flow_control(), "success", "{out:?}");
+    let (state, _) = run.load().await.expect("load");
+    let action = state.action(0);
+    assert_eq!(action.outputs["applied"], 12);
+    let log: Vec<&str> = action.log.iter().map(|e| e.msg.as_str()).collect();
+    assert!(log.contains(&"applying 12 migrations"), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("started ECS task")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn command_task_settings_come_from_the_environment() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let config = Config::from_vars(vars(&[
+        ("BATON_COMMAND_CLUSTER", "builds"),
+        ("BATON_COMMAND_TASK_DEFINITION", "baton-commands"),
+        ("BATON_COMMAND_LAUNCH_TYPE", "FARGATE"),
+        ("BATON_COMMAND_SUBNETS", "subnet-1, subnet-2"),
+        ("BATON_COMMAND_SECURITY_GROUPS", ""),
+        ("BATON_COMMAND_CONTAINER", ""),
+        ("BATON_COMMAND_ASSIGN_PUBLIC_IP", "false"),
+    ]));
+    let tasks = config.command_tasks.expect("commands go to ECS");
+    assert_eq!(tasks.cluster, "builds");
+    assert_eq!(tasks.task_definition, "baton-commands");
+    assert_eq!(tasks.subnets, ["subnet-1", "subnet-2"]);
+    assert!(tasks.security_groups.is_empty());
+    assert_eq!(tasks.container, None);
+    assert_eq!(tasks.assign_public_ip, Some(false));
+    // What CloudFormation passes when the parameters are left empty: no ECS.
+    let unset = Config::from_vars(vars(&[
+        ("BATON_COMMAND_CLUSTER", ""),
+        ("BATON_COMMAND_TASK_DEFINITION", ""),
+    ]));
+    assert!(unset.command_tasks.is_none() && unset.command_tasks_problem.is_none());
+    let half = Config::from_vars(vars(&[("BATON_COMMAND_CLUSTER", "builds")]));
+    assert!(half.command_tasks.is_none());
+    assert!(half
+        .command_tasks_problem
+        .as_deref()
+        .is_some_and(|p| p.contains("BATON_COMMAND_TASK_DEFINITION is not")));
 }

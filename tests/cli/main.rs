@@ -9,6 +9,7 @@ mod corpus;
 mod crash;
 mod docs;
 mod e2e;
+mod ecs;
 mod faults;
 mod hooks;
 mod hostile;

@@ -199,6 +199,8 @@ moto_client!(elbv2_client, aws_sdk_elasticloadbalancingv2);
 moto_client!(iam_client, aws_sdk_iam);
 moto_client!(sns_client, aws_sdk_sns);
 moto_client!(sqs_client, aws_sdk_sqs);
+moto_client!(ecs_client, aws_sdk_ecs);
+moto_client!(logs_client, aws_sdk_cloudwatchlogs);
 
 /// AWS access for an executor in this process: every service's client goes to moto.
 pub fn moto_aws(endpoint: &str) -> std::sync::Arc<baton_core::aws::Aws> {
@@ -212,6 +214,8 @@ pub fn moto_aws(endpoint: &str) -> std::sync::Arc<baton_core::aws::Aws> {
             cloudfront: Some(cloudfront_client(endpoint)),
             elbv2: Some(elbv2_client(endpoint)),
             iam: Some(iam_client(endpoint)),
+            ecs: Some(ecs_client(endpoint)),
+            logs: Some(logs_client(endpoint)),
         },
     )
 }

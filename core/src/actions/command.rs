@@ -54,8 +54,148 @@ impl Schema for Command {
 }
 
 impl Behaviour for Command {
-    async fn start(_env: &Env, params: Params, request: &StartRequest) -> Outcome {
+    async fn start(env: &Env, params: Params, request: &StartRequest) -> Outcome {
+        #[cfg(feature = "aws-ecs")]
+        if let Some(tasks) = &env.command_tasks {
+            return on_ecs::start(env, tasks, &params, request).await;
+        }
+        let _ = env;
         run(&params, request).await
+    }
+
+    // A command is checked and stopped only when it runs as a remote task; a local one
+    // finishes within its start.
+    async fn check(env: &Env, _params: Params, request: &super::CheckRequest) -> Outcome {
+        if !runs_remotely(&request.handle) {
+            return Outcome::failed("system.command actions are not checked");
+        }
+        #[cfg(feature = "aws-ecs")]
+        return on_ecs::check(env, request).await;
+        #[cfg(not(feature = "aws-ecs"))]
+        {
+            let _ = env;
+            Outcome::failed(
+                "system.command runs as an ECS task, which this baton build cannot check (it \
+                 has no `aws-ecs` feature); drive the run with a build that has",
+            )
+        }
+    }
+
+    async fn cancel(
+        env: &Env,
+        _params: Params,
+        request: &super::CheckRequest,
+    ) -> Result<(), super::CancelError> {
+        if !runs_remotely(&request.handle) {
+            return Err(super::CancelError::Unsupported {
+                type_name: Command::SPEC.name,
+            });
+        }
+        #[cfg(feature = "aws-ecs")]
+        return on_ecs::stop(env, request).await;
+        #[cfg(not(feature = "aws-ecs"))]
+        {
+            let _ = env;
+            Err(super::CancelError::Refused(
+                "this baton build has no `aws-ecs` feature to stop the command's ECS task".into(),
+            ))
+        }
+    }
+}
+
+/// Whether a running command's handle is a remote task's (a local command never has one).
+pub(crate) fn runs_remotely(handle: &Value) -> bool {
+    handle.get("ecs").is_some_and(Value::is_object)
+}
+
+/// Where a runner sends `system.command`: each attempt becomes a task of `task_definition` on
+/// `cluster`, its argv the container's command and its `env` added to the container's
+/// environment. What the container has (image, tools, credentials) is the deployment's choice.
+#[cfg(feature = "aws-ecs")]
+#[derive(Debug, Clone, Default)]
+pub struct CommandTasks {
+    /// The cluster's name or ARN.
+    pub cluster: String,
+    /// The task definition (`family`, `family:revision` or ARN).
+    pub task_definition: String,
+    /// The container that runs the command (default: the task definition's first).
+    pub container: Option<String>,
+    /// `FARGATE`, `EC2` or `EXTERNAL` (default: the cluster's capacity provider strategy).
+    pub launch_type: Option<String>,
+    /// Subnets of the task's network interface (`awsvpc` tasks, e.g. Fargate).
+    pub subnets: Vec<String>,
+    /// Security groups of the task's network interface.
+    pub security_groups: Vec<String>,
+    /// Whether the interface gets a public IP.
+    pub assign_public_ip: Option<bool>,
+    /// The cluster's region (default: the runner's).
+    pub region: Option<String>,
+}
+
+#[cfg(feature = "aws-ecs")]
+mod on_ecs {
+    use super::{CommandTasks, Params};
+    use crate::actions::aws::ecs::{self, Finished, TaskSpec};
+    use crate::actions::{CancelError, CheckRequest, Env, Outcome, StartRequest};
+    use crate::aws::Target;
+
+    pub(super) async fn start(
+        env: &Env,
+        tasks: &CommandTasks,
+        params: &Params,
+        request: &StartRequest,
+    ) -> Outcome {
+        let aws = match env.aws() {
+            Ok(aws) => aws,
+            Err(outcome) => return outcome,
+        };
+        if params.cwd.is_some() {
+            return Outcome::failed(
+                "params.cwd: this runner runs commands as ECS tasks, whose working directory is \
+                 the container's; drop cwd, or `cd` in a shell command",
+            );
+        }
+        let command = match params.argv() {
+            Ok(argv) => argv,
+            Err(problem) => return problem.into_outcome(),
+        };
+        let spec = TaskSpec {
+            cluster: tasks.cluster.clone(),
+            task_definition: tasks.task_definition.clone(),
+            container: tasks.container.clone(),
+            command: Some(command),
+            environment: params
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            launch_type: tasks.launch_type.clone(),
+            subnets: tasks.subnets.clone(),
+            security_groups: tasks.security_groups.clone(),
+            assign_public_ip: tasks.assign_public_ip,
+            ..TaskSpec::default()
+        };
+        let target = Target::new(tasks.region.as_deref(), None, None, aws.role_name());
+        ecs::start(aws, &target, &spec, request).await
+    }
+
+    pub(super) async fn check(env: &Env, request: &CheckRequest) -> Outcome {
+        let aws = match env.aws() {
+            Ok(aws) => aws,
+            Err(outcome) => return outcome,
+        };
+        match ecs::check(aws, request).await {
+            // The same outputs as when it runs locally: its last line's object.
+            Ok(Finished::Succeeded(outputs)) => Outcome::Complete { outputs },
+            Ok(Finished::Other(outcome)) | Err(outcome) => outcome,
+        }
+    }
+
+    pub(super) async fn stop(env: &Env, request: &CheckRequest) -> Result<(), CancelError> {
+        let aws = env
+            .aws()
+            .map_err(|_| CancelError::Refused("no AWS configuration".into()))?;
+        ecs::stop(aws, request).await
     }
 }
 
@@ -96,38 +236,8 @@ pub struct Params {
 impl Params {
     /// The program and its arguments.
     pub fn argv(&self) -> Result<Vec<String>, ParamsProblem> {
-        match (&self.command, self.shell) {
-            (Value::String(script), true) if script.contains('\0') => Err(ParamsProblem::new(
-                "command",
-                "contains a NUL byte, which no program can receive",
-            )),
-            (Value::String(script), true) if !script.trim().is_empty() => {
-                Ok(vec!["sh".into(), "-c".into(), script.clone()])
-            }
-            (Value::String(_), false) => Err(ParamsProblem::new(
-                "command",
-                "a string needs \"shell\": true; otherwise give argv as a list, e.g. [\"ls\", \"-l\"]",
-            )),
-            (Value::Array(items), false) if !items.is_empty() => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| match item.as_str() {
-                    Some(arg) if arg.contains('\0') => Err(ParamsProblem::new(
-                        format!("command[{i}]"),
-                        "contains a NUL byte, which no program can receive",
-                    )),
-                    Some(arg) => Ok(arg.to_string()),
-                    None => Err(ParamsProblem::new(format!("command[{i}]"), "must be a string")),
-                })
-                .collect(),
-            (Value::Array(_), true) => Err(ParamsProblem::new(
-                "command",
-                "with \"shell\": true, give the script as one string",
-            )),
-            _ => Err(ParamsProblem::new("command", "must be a non-empty list of strings")),
-        }
+        argv(&self.command, self.shell)
     }
-
     /// Environment names must be names: no `=` (it would split into another variable), no NUL
     /// (no program can receive it), not empty; values no NUL.
     fn check_env(&self) -> Result<(), ParamsProblem> {
@@ -171,6 +281,47 @@ impl Params {
             Ok(None) => process::grace_from_env(),
             Err(problem) => Err(format!("params.grace: {}", problem.message)),
         }
+    }
+}
+
+/// The program and arguments of a `command` param: argv as a list, or one string run with
+/// `sh -c` when `shell` is true.
+pub(crate) fn argv(command: &Value, shell: bool) -> Result<Vec<String>, ParamsProblem> {
+    match (command, shell) {
+        (Value::String(script), true) if script.contains('\0') => Err(ParamsProblem::new(
+            "command",
+            "contains a NUL byte, which no program can receive",
+        )),
+        (Value::String(script), true) if !script.trim().is_empty() => {
+            Ok(vec!["sh".into(), "-c".into(), script.clone()])
+        }
+        (Value::String(_), false) => Err(ParamsProblem::new(
+            "command",
+            "a string needs \"shell\": true; otherwise give argv as a list, e.g. [\"ls\", \"-l\"]",
+        )),
+        (Value::Array(items), false) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item.as_str() {
+                Some(arg) if arg.contains('\0') => Err(ParamsProblem::new(
+                    format!("command[{i}]"),
+                    "contains a NUL byte, which no program can receive",
+                )),
+                Some(arg) => Ok(arg.to_string()),
+                None => Err(ParamsProblem::new(
+                    format!("command[{i}]"),
+                    "must be a string",
+                )),
+            })
+            .collect(),
+        (Value::Array(_), true) => Err(ParamsProblem::new(
+            "command",
+            "with \"shell\": true, give the script as one string",
+        )),
+        _ => Err(ParamsProblem::new(
+            "command",
+            "must be a non-empty list of strings",
+        )),
     }
 }
 

@@ -152,6 +152,9 @@ pub(crate) struct Env {
     pub(crate) commands_refused: Option<String>,
     /// Why reading local files at start (a `template_file`) is refused here, if it is.
     pub(crate) files_refused: Option<String>,
+    /// Where `system.command` runs when not here: ECS tasks.
+    #[cfg(feature = "aws-ecs")]
+    pub(crate) command_tasks: Option<std::sync::Arc<command::CommandTasks>>,
 }
 
 impl Env {
@@ -162,6 +165,14 @@ impl Env {
             aws: Some(aws),
             ..Env::default()
         }
+    }
+
+    /// Whether `system.command` runs as remote tasks here.
+    pub(crate) fn sends_commands_elsewhere(&self) -> bool {
+        #[cfg(feature = "aws-ecs")]
+        return self.command_tasks.is_some();
+        #[cfg(not(feature = "aws-ecs"))]
+        false
     }
 
     #[cfg(feature = "aws")]
@@ -387,6 +398,7 @@ catalogue! {
         UnprotectElb => aws::unprotect_elb::UnprotectElb,
         CreateUser => aws::create_user::CreateUser,
         DeleteUser => aws::delete_user::DeleteUser,
+        RunTask => aws::run_task::RunTask,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Clients of the services only some action types call (EC2, KMS, RDS, CloudFront, ELBv2,
-//! IAM), each behind its own feature so a build pays only for the services it includes. They
+//! IAM, ECS and CloudWatch Logs), each behind its own feature so a build pays only for the services it includes. They
 //! share the target's configuration (region, assumed role, endpoint override) with the
 //! CloudFormation and S3 clients.
 
@@ -9,7 +9,8 @@
     feature = "aws-rds",
     feature = "aws-cloudfront",
     feature = "aws-elbv2",
-    feature = "aws-iam"
+    feature = "aws-iam",
+    feature = "aws-ecs"
 ))]
 use super::{Aws, Target};
 
@@ -35,6 +36,12 @@ pub struct Services {
     /// IAM (users).
     #[cfg(feature = "aws-iam")]
     pub iam: Option<aws_sdk_iam::Client>,
+    /// ECS (tasks).
+    #[cfg(feature = "aws-ecs")]
+    pub ecs: Option<aws_sdk_ecs::Client>,
+    /// CloudWatch Logs (a task's output).
+    #[cfg(feature = "aws-ecs")]
+    pub logs: Option<aws_sdk_cloudwatchlogs::Client>,
 }
 
 /// `Aws::$name(target)`: the pinned client, else one made from the target's configuration.
@@ -59,3 +66,5 @@ service_client!("aws-rds", rds, aws_sdk_rds);
 service_client!("aws-cloudfront", cloudfront, aws_sdk_cloudfront);
 service_client!("aws-elbv2", elbv2, aws_sdk_elasticloadbalancingv2);
 service_client!("aws-iam", iam, aws_sdk_iam);
+service_client!("aws-ecs", ecs, aws_sdk_ecs);
+service_client!("aws-ecs", logs, aws_sdk_cloudwatchlogs);

@@ -18,6 +18,8 @@ pub mod delete_image;
 pub mod delete_security_group_enis;
 pub mod delete_stack;
 pub mod delete_user;
+#[cfg(feature = "aws-ecs")]
+pub(crate) mod ecs;
 pub mod empty_bucket;
 pub mod get_stack_outputs;
 pub mod get_stack_references;
@@ -25,6 +27,7 @@ pub mod get_stack_references;
 pub(crate) mod images;
 pub mod kms_create_grants;
 pub mod rds_modify_db_instance;
+pub mod run_task;
 pub mod share_image;
 #[cfg(feature = "aws")]
 pub(crate) mod stacks;
