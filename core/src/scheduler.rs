@@ -960,6 +960,13 @@ pub fn apply_reexecute(
     preview
 }
 
+/// Whether running work can be stopped: its type can cancel, or it is a command running as a
+/// remote task (which its handle says), which is stopped like one.
+fn cancellable(action_type: ActionType, handle: &Value) -> bool {
+    action_type.spec().can_cancel
+        || (action_type == ActionType::Command && crate::actions::command::runs_remotely(handle))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -996,11 +1003,43 @@ mod tests {
         let seen = template::render_params(&all, &context_for(&plan, &state, 2));
         assert_eq!(seen, Ok(json!({"whole": {"up": {"v": "from up"}}})));
     }
-}
 
-/// Whether running work can be stopped: its type can cancel, or it is a command running as a
-/// remote task (which its handle says), which is stopped like one.
-fn cancellable(action_type: ActionType, handle: &Value) -> bool {
-    action_type.spec().can_cancel
-        || (action_type == ActionType::Command && crate::actions::command::runs_remotely(handle))
+    /// A command whose start was saved but not its outcome: of unknown outcome locally (it
+    /// fails), but started again under an executor that sends commands to a service that
+    /// starts each attempt once (it finds its task). One running as a task can be stopped.
+    #[test]
+    fn an_interrupted_command_replays_only_when_commands_run_remotely() {
+        let plan = plan(
+            r#"[{"label": "cmd", "type": "system.command", "params": {"command": ["make"]}}]"#,
+        );
+        let now = chrono::Utc::now();
+        let interrupted = || {
+            let mut state = RunState::new("r", &plan, "sha", Map::new(), now);
+            let mut running = ActionState::default();
+            running.begin_attempt(now);
+            edit(&mut state).action(0, running);
+            state
+        };
+        let mut local = interrupted();
+        Scheduler::adopting(&plan, &mut local, now, None, &[], false);
+        assert_eq!(local.action(0).status, ActionStatus::Failed);
+        assert!(local
+            .action(0)
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("interrupted")));
+
+        let mut remote = interrupted();
+        Scheduler::adopting(&plan, &mut remote, now, None, &[], true);
+        assert_eq!(remote.action(0).status, ActionStatus::Pending);
+        // The replay is the same attempt: the same task token.
+        assert_eq!(remote.action(0).attempt, 0);
+
+        assert!(cancellable(
+            ActionType::Command,
+            &json!({"ecs": {"task_arn": "t"}})
+        ));
+        assert!(!cancellable(ActionType::Command, &json!({"pid": 7})));
+        assert!(cancellable(ActionType::CreateStack, &Value::Null));
+    }
 }
