@@ -86,6 +86,67 @@ pub async fn check_state_machine(client: &Client, state_machine: &str) -> Result
     }
 }
 
+/// What the runner behind `state_machine` does with `system.command`, as its stack tags the
+/// state machine (`baton:commands`: `ecs`, `in-function` or `off`); `None` when it does not say
+/// (a runner deployed before the tag, or no right to read tags).
+pub async fn runner_commands(client: &Client, state_machine: &str) -> Option<String> {
+    let tags = client
+        .list_tags_for_resource()
+        .resource_arn(state_machine)
+        .send()
+        .await
+        .ok()?;
+    tags.tags()
+        .iter()
+        .find(|tag| tag.key() == Some("baton:commands"))
+        .and_then(|tag| tag.value())
+        .map(str::to_string)
+}
+
+/// Longest a command may run in a runner that runs commands inside its tick function: the
+/// function's 300-second timeout, less the tick's safety margin and a stop's grace.
+pub const IN_FUNCTION_COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(280);
+
+/// Refuses, before anything is written, a plan whose commands the runner would fail or kill:
+/// any command when it runs none, and one that may outlast a tick when it runs them inside its
+/// function. Says how to deploy the runner so it can.
+pub fn refuse_commands_it_cannot_run(
+    plan: &baton_core::Plan,
+    commands: &str,
+    state_machine: &str,
+) -> Result<(), Failure> {
+    use baton_core::duration::format_duration;
+    let enable = "deploy cloudformation/runner.yaml with CommandCluster and CommandTaskDefinition \
+        (each command then runs as an ECS task, for as long as it needs), or run the file on a \
+        machine with `baton run`";
+    for action in plan.actions() {
+        if action.action_type != baton_core::ActionType::Command {
+            continue;
+        }
+        let why = match (commands, action.timeout) {
+            ("off", _) => "this runner runs no commands".to_string(),
+            ("in-function", None) => format!(
+                "this runner runs commands inside its tick function, which stops them after \
+                 {}, and the action has no timeout",
+                format_duration(IN_FUNCTION_COMMAND_LIMIT)
+            ),
+            ("in-function", Some(timeout)) if timeout > IN_FUNCTION_COMMAND_LIMIT => format!(
+                "this runner runs commands inside its tick function, which stops them after \
+                 {}, and the action's timeout is {}",
+                format_duration(IN_FUNCTION_COMMAND_LIMIT),
+                format_duration(timeout)
+            ),
+            _ => continue,
+        };
+        return Err(Failure::Invalid(format!(
+            "action {:?} (system.command): {why} (the runner behind --state-machine \
+             {state_machine} says `baton:commands: {commands}`); {enable}. Nothing was written",
+            action.label
+        )));
+    }
+    Ok(())
+}
+
 fn timestamp(t: &aws_sdk_sfn::primitives::DateTime) -> Option<Timestamp> {
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }

@@ -117,6 +117,12 @@ pub async fn submit(new_run: NewRun<'_>, store: &StoreArgs, state_machine: &str)
     }
     let sfn = remote::client().await;
     let state_machine = remote::check_state_machine(&sfn, state_machine).await?;
+    if let Some(commands) = remote::runner_commands(&sfn, &state_machine).await {
+        // A file that does not load is reported by `create`, once.
+        if let Ok(loaded) = baton_core::load_path(new_run.file) {
+            remote::refuse_commands_it_cannot_run(&loaded.plan, &commands, &state_machine)?;
+        }
+    }
     let (run, _, _) = create(new_run, store).await?;
     let locator = run.store.locator();
     let arn = state_machine.clone();

@@ -532,6 +532,83 @@ fn submit_to_a_missing_state_machine_writes_nothing() {
     );
 }
 
+/// A runner that says (by its state machine's `baton:commands` tag) that it would fail or kill
+/// a file's commands is refused at submit, naming the action and how to deploy the runner so
+/// it can; nothing is written.
+#[test]
+fn submit_refuses_commands_the_runner_cannot_run() {
+    let Some(setup) = setup() else { return };
+    let tag = |value: &str| {
+        let client = sfn_client(&setup.endpoint);
+        let arn = setup.state_machine.clone();
+        let value = value.to_string();
+        rt().block_on(async move {
+            client
+                .tag_resource()
+                .resource_arn(arn)
+                .tags(
+                    aws_sdk_sfn::types::Tag::builder()
+                        .key("baton:commands")
+                        .value(value)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("tag the state machine")
+        });
+    };
+    let submit = |scratch: &Scratch, run_id: &str| {
+        setup.baton(
+            scratch,
+            &[
+                "submit",
+                "plan.json",
+                "--store",
+                &setup.store,
+                "--state-machine",
+                &setup.state_machine,
+                "--run-id",
+                run_id,
+            ],
+        )
+    };
+    let scratch = Scratch::new();
+    plan(
+        &scratch,
+        json!([
+            {"label": "ok", "type": "system.no_op"},
+            {"label": "migrate", "type": "system.command", "timeout": "10m",
+             "params": {"command": ["./migrate"]}}
+        ]),
+    );
+    for (mode, says) in [
+        ("off", "this runner runs no commands"),
+        (
+            "in-function",
+            "stops them after 4m40s, and the action's timeout is 10m",
+        ),
+    ] {
+        tag(mode);
+        let run_id = unique("refused");
+        let out = submit(&scratch, &run_id);
+        assert_eq!(code(&out), 2, "{}", describe(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("action \"migrate\" (system.command): "),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+        assert!(
+            err.contains("CommandCluster") && err.contains("Nothing was written"),
+            "{err}"
+        );
+        assert!(
+            setup.objects(&run_id).is_empty(),
+            "the refused submit wrote objects"
+        );
+    }
+}
+
 #[test]
 fn abort_hard_of_a_run_leaves_the_run_named_like_its_re_execution_alone() {
     let Some(setup) = setup() else { return };
