@@ -5,7 +5,12 @@ moto's Step Functions invoke Lambda at http://localhost:$MOTO_PORT. This router 
 port: Lambda Invoke calls are queued for a real function process (baton-lambda, talking to the
 Lambda Runtime API served here too), and every other request is proxied to moto.
 
-usage: lambda_router.py ROUTER_PORT MOTO_PORT
+usage: lambda_router.py ROUTER_PORT MOTO_PORT [NAME=PORT ...]
+
+Each NAME=PORT serves one more function: Invoke calls naming the function NAME (by name or
+ARN) are queued for the process whose Lambda Runtime API is 127.0.0.1:PORT (so two functions
+with different settings can run side by side); every other Invoke goes to the function whose
+Runtime API is ROUTER_PORT.
 """
 import http.client
 import json
@@ -13,18 +18,28 @@ import queue
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
-pending = queue.Queue()          # (request_id, payload bytes)
+QUEUES = {None: queue.Queue()}   # function name (None: the default) -> (request_id, payload)
 results = {}                     # request_id -> (is_error, body bytes)
 results_ready = threading.Condition()
 
 
+def function_of(path):
+    """The function an Invoke path names, when it is one with a queue of its own."""
+    name = urllib.parse.unquote(path[len(INVOKE_PREFIX):].split("/")[0])
+    name = name.split(":function:")[-1].split(":")[0]
+    return name if name in QUEUES else None
+
+
 class Router(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The function whose Runtime API this server is.
+    function = None
 
     def log_message(self, fmt, *args):
         sys.stderr.write("router: " + fmt % args + "\n")
@@ -43,6 +58,7 @@ class Router(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path.startswith(RUNTIME_PREFIX + "invocation/next"):
+            pending = QUEUES[self.function]
             request_id, payload = pending.get()
             deadline_ms = int((time.time() + 300) * 1000)
             try:
@@ -62,7 +78,7 @@ class Router(BaseHTTPRequestHandler):
     def do_POST(self):
         if self.path.startswith(INVOKE_PREFIX) and self.path.endswith("/invocations"):
             request_id = str(uuid.uuid4())
-            pending.put((request_id, self.body() or b"{}"))
+            QUEUES[function_of(self.path)].put((request_id, self.body() or b"{}"))
             with results_ready:
                 results_ready.wait_for(lambda: request_id in results, timeout=330)
                 is_error, body = results.pop(request_id, (True, b'{"errorType":"Router.Timeout","errorMessage":"no response"}'))
@@ -115,6 +131,13 @@ class Router(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     ROUTER_PORT, MOTO_PORT = int(sys.argv[1]), int(sys.argv[2])
+    for extra in sys.argv[3:]:
+        name, port = extra.split("=")
+        QUEUES[name] = queue.Queue()
+        handler = type("Router_" + name.replace("-", "_"), (Router,), {"function": name})
+        extra_server = ThreadingHTTPServer(("127.0.0.1", int(port)), handler)
+        extra_server.daemon_threads = True
+        threading.Thread(target=extra_server.serve_forever, daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", ROUTER_PORT), Router)
     server.daemon_threads = True
     server.serve_forever()

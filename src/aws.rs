@@ -23,12 +23,9 @@ pub async fn aws() -> Arc<Aws> {
 }
 
 /// The executor for a plan: with AWS access only if the plan has `aws.*` actions or the run
-/// publishes status hooks (to SNS or EventBridge).
-pub async fn executor(
-    plan: &baton_core::Plan,
-    publishes_hooks: bool,
-) -> baton_core::StandardExecutor {
-    if publishes_hooks
+/// needs it otherwise (it publishes status hooks, or a runner started its commands as tasks).
+pub async fn executor(plan: &baton_core::Plan, needs_aws: bool) -> baton_core::StandardExecutor {
+    if needs_aws
         || plan
             .actions()
             .iter()

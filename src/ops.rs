@@ -22,23 +22,38 @@ pub async fn drive(
     options: &TickOptions,
     observer: &dyn Observer,
 ) -> Result<TickReport, RunError> {
-    let executor = Arc::new(crate::aws::executor(&run.plan, publishes_hooks(run).await).await);
+    let executor = Arc::new(crate::aws::executor(&run.plan, needs_aws(run).await).await);
     driver::drive(run, &executor, options, observer).await
 }
 
-/// Whether the run has a sink for its status hooks (set when it was created).
-async fn publishes_hooks(run: &Run<AnyStore>) -> bool {
+/// Whether driving the run needs AWS beyond what its action types say: a sink for its status
+/// hooks (set when it was created), or commands a runner started as ECS tasks (a submitted
+/// run), which only AWS can check or stop.
+async fn needs_aws(run: &Run<AnyStore>) -> bool {
     let hooked = run.plan.actions().iter().any(|a| !a.hooks.is_empty());
-    hooked
+    let commands = run.store.is_remote()
         && run
-            .load()
-            .await
-            .is_ok_and(|(state, _)| state.hook_sink().is_some())
+            .plan
+            .actions()
+            .iter()
+            .any(|a| a.action_type == baton_core::ActionType::Command);
+    if !hooked && !commands {
+        return false;
+    }
+    run.load().await.is_ok_and(|(state, _)| {
+        (hooked && state.hook_sink().is_some())
+            || (commands
+                && state.actions().iter().any(|a| {
+                    a.handle
+                        .as_deref()
+                        .is_some_and(baton_core::actions::command::runs_remotely)
+                }))
+    })
 }
 
 /// One engine tick with default options, for a caller holding the run's driver lock.
 pub async fn tick(run: &Run<AnyStore>) -> Result<TickReport, RunError> {
-    let executor = Arc::new(crate::aws::executor(&run.plan, publishes_hooks(run).await).await);
+    let executor = Arc::new(crate::aws::executor(&run.plan, needs_aws(run).await).await);
     driver::tick(run, &executor, &TickOptions::default(), &Silent).await
 }
 

@@ -32,13 +32,20 @@ fn ready() -> Option<String> {
 
 /// The definition from cloudformation/runner.yaml, with the Lambda substituted in.
 fn definition() -> serde_json::Value {
+    definition_for("baton-tick")
+}
+
+/// The runner's definition, its Tick state calling the function `name` (scripts/test runs
+/// `baton-tick`, which runs commands inside the tick, and `baton-tick-ecs`, which sends them to
+/// the ECS cluster `baton-e2e-commands`).
+fn definition_for(name: &str) -> serde_json::Value {
     let text =
         std::fs::read_to_string(repo().join("cloudformation/runner.yaml")).expect("template");
     let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
     let definition = &template["Resources"]["StateMachine"]["Properties"]["Definition"];
     let text = serde_json::to_string(definition).expect("json").replace(
         "${TickFunctionArn}",
-        "arn:aws:lambda:us-east-1:123456789012:function:baton-tick",
+        &format!("arn:aws:lambda:us-east-1:123456789012:function:{name}"),
     );
     serde_json::from_str(&text).expect("json")
 }
@@ -954,4 +961,166 @@ fn the_function_logs_each_actions_output_and_errors_with_run_tick_and_attempt() 
         "{error}"
     );
     assert_eq!(error["attempt"], 1);
+}
+
+/// The runner's command cluster as scripts/test deploys `baton-tick-ecs`: the cluster, the task
+/// definition (its container logs to `/baton-e2e/commands`, streams `cmd/runner/<task id>`) and
+/// the log group. Made once; later calls find them.
+async fn command_cluster(endpoint: &str) -> (aws_sdk_ecs::Client, aws_sdk_cloudwatchlogs::Client) {
+    let ecs = crate::moto::ecs_client(endpoint);
+    let logs = crate::moto::logs_client(endpoint);
+    ecs.create_cluster()
+        .cluster_name("baton-e2e-commands")
+        .send()
+        .await
+        .expect("cluster");
+    let _ = logs
+        .create_log_group()
+        .log_group_name("/baton-e2e/commands")
+        .send()
+        .await;
+    let log = aws_sdk_ecs::types::LogConfiguration::builder()
+        .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
+        .options("awslogs-group", "/baton-e2e/commands")
+        .options("awslogs-stream-prefix", "cmd")
+        .build()
+        .expect("log configuration");
+    ecs.register_task_definition()
+        .family("baton-e2e-command")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("runner")
+                .image("example.com/tools:latest")
+                .memory(512)
+                .log_configuration(log)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("task definition");
+    (ecs, logs)
+}
+
+/// The same action file that runs a long command as a process with `baton run` runs it, under
+/// `baton submit` to a runner with a command cluster, as an ECS task: its output shows in the
+/// run's log thread as the task writes it, and an abort stops the task.
+#[test]
+fn a_submitted_long_command_runs_as_an_ecs_task_its_output_shows_and_abort_stops_it() {
+    let Some(setup) = setup_with(definition_for("baton-tick-ecs")) else {
+        return;
+    };
+    let (ecs, logs) = rt().block_on(command_cluster(&setup.endpoint));
+    let scratch = Scratch::new();
+    let marker = unique("release");
+    plan(
+        &scratch,
+        json!([
+            {"label": "build", "type": "system.command", "timeout": "20m",
+             "params": {"command": ["sh", "-c", format!("echo {marker}; sleep 600")]}},
+            {"label": "after", "type": "system.no_op", "depends_on": ["build"]}
+        ]),
+    );
+    let run_id = unique("ecs-cmd");
+    setup.submit(&scratch, &run_id);
+    // The first tick started the task and returned.
+    let state = setup.wait_until(&scratch, &run_id, "the command's task to start", |s| {
+        s["actions"]["build"]["status"] == "running" && s["driver"].is_null()
+    });
+    assert_eq!(state["status"], "waiting", "{state}");
+    let task = rt().block_on(async {
+        let arns = ecs
+            .list_tasks()
+            .cluster("baton-e2e-commands")
+            .send()
+            .await
+            .expect("list tasks")
+            .task_arns()
+            .to_vec();
+        let tasks = ecs
+            .describe_tasks()
+            .cluster("baton-e2e-commands")
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .expect("describe tasks");
+        tasks
+            .tasks()
+            .iter()
+            .find(|t| {
+                t.overrides()
+                    .and_then(|o| o.container_overrides().first())
+                    .is_some_and(|c| c.command().iter().any(|arg| arg.contains(&marker)))
+            })
+            .cloned()
+            .expect("the command's task")
+    });
+    let arn = task.task_arn().unwrap_or_default().to_string();
+    // The container writes a line; a later tick reads it into the log thread.
+    rt().block_on(async {
+        let stream = format!("cmd/runner/{}", arn.rsplit('/').next().unwrap_or_default());
+        logs.create_log_stream()
+            .log_group_name("/baton-e2e/commands")
+            .log_stream_name(&stream)
+            .send()
+            .await
+            .expect("stream");
+        let event = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+            .timestamp(chrono::Utc::now().timestamp_millis())
+            .message(format!("{marker}: step 1 of 3"))
+            .build()
+            .expect("event");
+        logs.put_log_events()
+            .log_group_name("/baton-e2e/commands")
+            .log_stream_name(&stream)
+            .log_events(event)
+            .send()
+            .await
+            .expect("put");
+    });
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let out = setup.baton(&scratch, &["logs", &setup.locator(&run_id), "build"]);
+        if stdout(&out).contains(&format!("{marker}: step 1 of 3")) {
+            assert!(
+                stdout(&out).contains(&format!("started ECS task {arn}")),
+                "{}",
+                stdout(&out)
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the output never showed: {}",
+            describe(&out)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let out = setup.baton(&scratch, &["abort", &setup.locator(&run_id)]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let state = setup.wait_until(&scratch, &run_id, "the abort", |s| s["status"] == "aborted");
+    assert_eq!(state["actions"]["build"]["status"], "cancelled", "{state}");
+    assert_eq!(state["actions"]["after"]["status"], "cancelled", "{state}");
+    let stopped = rt()
+        .block_on(
+            ecs.describe_tasks()
+                .cluster("baton-e2e-commands")
+                .tasks(&arn)
+                .send(),
+        )
+        .expect("describe task");
+    let stopped = &stopped.tasks()[0];
+    let log = setup.baton(&scratch, &["logs", &setup.locator(&run_id), "build"]);
+    assert_eq!(
+        stopped.last_status(),
+        Some("STOPPED"),
+        "{state}\n{}",
+        stdout(&log)
+    );
+    assert!(
+        stopped
+            .stopped_reason()
+            .is_some_and(|r| r.contains("stopped by baton")),
+        "{stopped:?}"
+    );
 }

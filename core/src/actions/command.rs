@@ -104,7 +104,7 @@ impl Behaviour for Command {
 }
 
 /// Whether a running command's handle is a remote task's (a local command never has one).
-pub(crate) fn runs_remotely(handle: &Value) -> bool {
+pub fn runs_remotely(handle: &Value) -> bool {
     handle.get("ecs").is_some_and(Value::is_object)
 }
 
