@@ -1,4 +1,4 @@
-//! Engine benchmarks (DESIGN.md §11): plan parsing and validation, the sans-IO scheduler,
+//! Engine benchmarks: plan parsing and validation, the sans-IO scheduler,
 //! state serialization, and whole ticks on a local store.
 //!
 //! Run with `cargo bench -p baton-core`; `scripts/bench` measures whole `baton run` processes.

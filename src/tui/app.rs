@@ -165,6 +165,9 @@ pub struct App {
     pub now: Timestamp,
     /// Engine progress shown since the newest stored version, which does not hold it yet.
     pub unsaved_progress: bool,
+    /// The state was read without its log threads (for a fast first frame); a snapshot of
+    /// the whole state is on its way.
+    pub logs_pending: bool,
     pub layers: Vec<Vec<ActionIdx>>,
     pub collapsed: Vec<bool>,
     /// Visible rows of the DAG pane (derived from plan, filter, folds).
@@ -266,6 +269,7 @@ impl App {
             color: options.color,
             now,
             unsaved_progress: false,
+            logs_pending: false,
             layer_shown: vec![0; layers.len()],
             layers,
             collapsed,
@@ -677,6 +681,7 @@ fn on_snapshot(app: &mut App, mut state: RunState, version: String) {
     app.state = state;
     app.version = version;
     app.unsaved_progress = kept;
+    app.logs_pending = false;
     app.state_generation += 1;
     app.progress_generation += 1;
     app.rebuild_rows();

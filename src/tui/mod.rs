@@ -95,9 +95,14 @@ pub async fn console(
     run: Arc<Run<AnyStore>>,
     options: ConsoleOptions,
 ) -> Result<RunState, Failure> {
-    let (state, version) = match options.known {
-        Some(known) => known,
-        None => run.load().await?,
+    // The first frame shows no log thread's contents beyond the selected action's, which
+    // start empty: the threads are read after it (a third of reading a large run's state).
+    let (state, version, logs_later) = match options.known {
+        Some((state, version)) => (state, version, false),
+        None => {
+            let (state, version) = run.load_without_logs(None).await?;
+            (state, version, true)
+        }
     };
     let app_options = AppOptions {
         read_only: options.read_only,
@@ -107,7 +112,8 @@ pub async fn console(
     let locator = run.store.locator();
     let store = session::store_of(&locator);
     let plan = Arc::clone(&run.plan);
-    let app = App::new(plan, state, version, locator, Utc::now(), app_options);
+    let mut app = App::new(plan, state, version, locator, Utc::now(), app_options);
+    app.logs_pending = logs_later;
     let mut term = session::Term::open()?;
     let result = run_console(&mut term, run, app, options.drive).await;
     let result = match result {
@@ -143,7 +149,14 @@ async fn run_console(
             let _ = tx.send(Msg::Stop(cause));
         }
     });
-    let extra = probe::start(&run, &tx);
+    let mut extra = probe::start(&run, &tx);
+    if app.logs_pending {
+        extra.push(spawn_log_threads(
+            Arc::clone(&run),
+            app.version.clone(),
+            tx.clone(),
+        ));
+    }
     let mut tasks = Tasks::start(run, drive, stop, &app, tx);
     let result = event_loop(&mut term.terminal, &mut app, &mut rx, &mut tasks).await;
     for task in extra {
@@ -161,10 +174,32 @@ async fn run_console(
     Ok((next, final_state(&run, app).await?))
 }
 
+/// Reads the version the console opened on again, whole, and hands it over: the first frame
+/// was drawn without the log threads.
+fn spawn_log_threads(
+    run: Arc<Run<AnyStore>>,
+    version: String,
+    tx: UnboundedSender<Msg>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        match run.load_version(&version).await {
+            Ok(state) => {
+                let _ = tx.send(Msg::Snapshot(Box::new(state), version));
+            }
+            Err(error) => {
+                let _ = tx.send(Msg::Flash(format!(
+                    "reading the log threads failed: {error}"
+                )));
+            }
+        }
+    })
+}
+
 /// The run's state as the console closes: the console's own unless the store holds a newer
-/// version, or the console shows engine progress no stored version holds.
+/// version, the console shows engine progress no stored version holds, or its log threads
+/// were never read.
 async fn final_state(run: &Run<AnyStore>, app: App) -> Result<RunState, Failure> {
-    if !app.unsaved_progress && run.store.head().await? == app.version {
+    if !app.unsaved_progress && !app.logs_pending && run.store.head().await? == app.version {
         return Ok(app.state);
     }
     Ok(run.load().await?.0)

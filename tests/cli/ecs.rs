@@ -490,3 +490,30 @@ fn a_crash_after_the_task_started_resumes_following_the_same_task() {
     ));
     assert_eq!(inspected["outputs"]["built"], true, "{inspected}");
 }
+
+/// ECS failing to answer a check (after the SDK's own retries) leaves the task followed, not
+/// failed: failing it would orphan a running task, and a retry would start a second one.
+#[test]
+fn a_check_that_ecs_does_not_answer_keeps_following_the_task() {
+    let Some(endpoint) = endpoint() else { return };
+    let proxy = crate::faults::Proxy::start(&endpoint);
+    rt().block_on(async {
+        let c = cluster(&endpoint).await;
+        let exec = exec(&proxy.endpoint());
+        let (sink, lines) = collecting();
+        let request = start_request(c.params(&["make"]), sink);
+        let (handle, arn, _) = running(&exec.start(request.clone()).await);
+        proxy.faults(Some(
+            json!({"rate": 1.0, "modes": ["500"], "services": ["ecs"]}),
+        ));
+        let checked = exec.check(check_request(&request, &handle)).await;
+        let (handle, same, _) = running(&checked);
+        assert_eq!(same, arn);
+        let said = lines.lock().expect("lines").join("\n");
+        assert!(said.contains("checking again later"), "{said}");
+        proxy.faults(Some(json!({"rate": 0.0})));
+        c.exit(&arn, 0).await;
+        let done = exec.check(check_request(&request, &handle)).await;
+        assert!(matches!(done, Outcome::Complete { .. }), "{done:?}");
+    });
+}

@@ -12,13 +12,13 @@ use crate::common::*;
 use crate::moto::*;
 
 /// The fault proxy, stopped on drop.
-struct Proxy {
+pub(crate) struct Proxy {
     child: Child,
     port: u16,
 }
 
 impl Proxy {
-    fn start(upstream: &str) -> Proxy {
+    pub(crate) fn start(upstream: &str) -> Proxy {
         let upstream_port = upstream.rsplit(':').next().expect("endpoint port");
         let mut child = Command::new("python3")
             .arg(repo().join("scripts/fault_proxy.py"))
@@ -39,12 +39,12 @@ impl Proxy {
         Proxy { child, port }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://localhost:{}", self.port)
     }
 
     /// POSTs (or GETs, without a body) the fault configuration; returns the proxy's answer.
-    fn faults(&self, config: Option<Value>) -> Value {
+    pub(crate) fn faults(&self, config: Option<Value>) -> Value {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         let request = match &config {
             Some(config) => {

@@ -426,7 +426,35 @@ pub(crate) async fn check(aws: &Aws, request: &CheckRequest) -> Result<Finished,
     };
     let target = handle.target(aws);
     let client = aws.ecs(&target).await;
-    let task = describe_task(&client, &handle.cluster, &handle.task_arn).await?;
+    let described = client
+        .describe_tasks()
+        .cluster(&handle.cluster)
+        .tasks(&handle.task_arn)
+        .send()
+        .await;
+    let task = match described {
+        Ok(out) => out.tasks().first().cloned(),
+        // The task runs on whether or not ECS answers: a failed check is tried again later
+        // (failing the action would leave the task running, and a retry would start another).
+        Err(e) if crate::aws::retryable(&e) => {
+            request.log.send(
+                Level::Warn,
+                format!(
+                    "DescribeTasks {}: {}; checking again later",
+                    handle.task_arn,
+                    describe(&e)
+                ),
+            );
+            handle.checks += 1;
+            return Ok(Finished::Other(handle.to_outcome()));
+        }
+        Err(e) => {
+            return Err(call_failed(
+                &format!("DescribeTasks {}", handle.task_arn),
+                &e,
+            ))
+        }
+    };
     // Logs are read after the status: a task seen stopped has written all its lines.
     if let Some(log) = handle.log.clone() {
         let region = log.region.clone().or(target.region.clone());
