@@ -27,28 +27,23 @@ pub async fn drive(
 }
 
 /// Whether driving the run needs AWS beyond what its action types say: a sink for its status
-/// hooks (set when it was created), or commands a runner started as ECS tasks (a submitted
-/// run), which only AWS can check or stop.
+/// hooks (set when it was created), or commands of a submitted run, which a runner may have
+/// started as ECS tasks that only AWS can check or stop (its S3 store has AWS loaded anyway).
 async fn needs_aws(run: &Run<AnyStore>) -> bool {
-    let hooked = run.plan.actions().iter().any(|a| !a.hooks.is_empty());
-    let commands = run.store.is_remote()
-        && run
-            .plan
-            .actions()
-            .iter()
-            .any(|a| a.action_type == baton_core::ActionType::Command);
-    if !hooked && !commands {
-        return false;
+    let commands = run
+        .plan
+        .actions()
+        .iter()
+        .any(|a| a.action_type == baton_core::ActionType::Command);
+    if run.store.is_remote() && commands {
+        return true;
     }
-    run.load().await.is_ok_and(|(state, _)| {
-        (hooked && state.hook_sink().is_some())
-            || (commands
-                && state.actions().iter().any(|a| {
-                    a.handle
-                        .as_deref()
-                        .is_some_and(baton_core::actions::command::runs_remotely)
-                }))
-    })
+    let hooked = run.plan.actions().iter().any(|a| !a.hooks.is_empty());
+    hooked
+        && run
+            .load()
+            .await
+            .is_ok_and(|(state, _)| state.hook_sink().is_some())
 }
 
 /// One engine tick with default options, for a caller holding the run's driver lock.

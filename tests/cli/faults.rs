@@ -153,9 +153,10 @@ fn drive_to_the_end(
             other => panic!("exit {other} (crash?):\n{}", stderr(last)),
         }
     }
+    let codes: Vec<i32> = outputs.iter().map(code).collect();
     panic!(
-        "the run did not finish after {max_resumes} resumes:\n{}",
-        stderr(outputs.last().expect("an attempt"))
+        "the run did not finish after {max_resumes} resumes (exit codes {codes:?}):\n{}",
+        describe(outputs.last().expect("an attempt"))
     );
 }
 
