@@ -14,7 +14,7 @@ use baton_core::duration::MAX_DURATION;
 use baton_core::load::{load_str, Format, Loaded, Problems};
 use baton_core::state::{ActionState, ActionStatus, RunState};
 use baton_core::template::{render_params, Context, MAX_RENDERED_BYTES};
-use baton_core::testutil::{edit, plan};
+use baton_core::testutil::{edit, plan, runs_the_same};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -324,27 +324,6 @@ fn check_problems(file: &str, problems: &Problems) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Whether a plan read back from its stored form runs as `plan` does: the same actions (but
-/// for their dependencies as written, which a plan read back leaves out), the same resolved
-/// dependencies and order.
-fn runs_the_same(again: &baton_core::Plan, plan: &baton_core::Plan) -> bool {
-    let running = |p: &baton_core::Plan| -> Vec<baton_core::Action> {
-        p.actions()
-            .iter()
-            .cloned()
-            .map(|mut a| {
-                a.depends_on.clear();
-                a.before.clear();
-                a
-            })
-            .collect()
-    };
-    running(again) == running(plan)
-        && again.order() == plan.order()
-        && again.dialect() == plan.dialect()
-        && (0..plan.len() as u32).all(|i| again.deps(i) == plan.deps(i))
 }
 
 /// An accepted plan: durations within the limit, template reads are ancestors, and the stored

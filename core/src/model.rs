@@ -511,13 +511,6 @@ impl Plan {
         }
         layers
     }
-
-    /// The stored form of the plan (what the store keeps as `actions.json`): the canonical
-    /// action list with everything validation computed, so that opening the run again does
-    /// not validate it again (see `load::stored`).
-    pub fn to_json(&self) -> Vec<u8> {
-        crate::load::stored::write(self)
-    }
 }
 
 /// The canonical action list. A plan read back from a store no longer has its dependencies

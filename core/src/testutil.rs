@@ -13,6 +13,27 @@ pub fn plan(json: &str) -> Plan {
     }
 }
 
+/// Whether a plan read back from its stored form runs as `plan` does: the same actions (but
+/// for their dependencies as written, which a plan read back leaves out), the same resolved
+/// dependencies, order and dialect.
+pub fn runs_the_same(again: &Plan, plan: &Plan) -> bool {
+    let running = |p: &Plan| -> Vec<crate::model::Action> {
+        p.actions()
+            .iter()
+            .cloned()
+            .map(|mut a| {
+                a.depends_on.clear();
+                a.before.clear();
+                a
+            })
+            .collect()
+    };
+    running(again) == running(plan)
+        && again.order() == plan.order()
+        && again.dialect() == plan.dialect()
+        && (0..plan.len() as u32).all(|i| again.deps(i) == plan.deps(i))
+}
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 

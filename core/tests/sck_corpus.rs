@@ -187,21 +187,7 @@ fn stored_problem(name: &str, plan: &baton_core::Plan) -> Option<String> {
         Ok(again) => again,
         Err(e) => return Some(format!("{name}: the stored plan does not read back: {e}")),
     };
-    let running = |p: &baton_core::Plan| -> Vec<baton_core::Action> {
-        p.actions()
-            .iter()
-            .cloned()
-            .map(|mut a| {
-                a.depends_on.clear();
-                a.before.clear();
-                a
-            })
-            .collect()
-    };
-    let same = running(&again) == running(plan)
-        && again.order() == plan.order()
-        && again.dialect() == plan.dialect()
-        && (0..plan.len() as u32).all(|i| again.deps(i) == plan.deps(i));
+    let same = baton_core::testutil::runs_the_same(&again, plan);
     (!same).then(|| format!("{name}: the stored plan reads back as a different plan"))
 }
 

@@ -152,21 +152,16 @@ fn command_tasks(
     ) {
         (None, None) => return Ok(None),
         (Some(cluster), Some(definition)) => (cluster, definition),
-        (Some(_), None) => {
-            return Err(
-                "BATON_COMMAND_CLUSTER is set but BATON_COMMAND_TASK_DEFINITION is not: \
-                 commands need both (deploy cloudformation/runner.yaml with CommandCluster and \
-                 CommandTaskDefinition)"
-                    .into(),
-            )
-        }
-        (None, Some(_)) => {
-            return Err(
-                "BATON_COMMAND_TASK_DEFINITION is set but BATON_COMMAND_CLUSTER is not: \
-                 commands need both (deploy cloudformation/runner.yaml with CommandCluster and \
-                 CommandTaskDefinition)"
-                    .into(),
-            )
+        (given, _) => {
+            let (set, unset) = if given.is_some() {
+                ("BATON_COMMAND_CLUSTER", "BATON_COMMAND_TASK_DEFINITION")
+            } else {
+                ("BATON_COMMAND_TASK_DEFINITION", "BATON_COMMAND_CLUSTER")
+            };
+            return Err(format!(
+                "{set} is set but {unset} is not: commands need both (deploy \
+                 cloudformation/runner.yaml with CommandCluster and CommandTaskDefinition)"
+            ));
         }
     };
     Ok(Some(baton_core::CommandTasks {

@@ -752,6 +752,16 @@ fn the_state_machine_definition_matches_the_handler() {
 
 /// What the function's settings are in a deployment: the template maps its parameters onto the
 /// environment `Config::from_vars` reads, and its defaults are the safe ones.
+/// A function environment of these variables, as `Config::from_vars` looks them up.
+fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
 #[test]
 fn the_functions_settings_follow_the_template_and_default_to_safe() {
     let text = std::fs::read_to_string(concat!(
@@ -848,14 +858,6 @@ fn the_functions_settings_follow_the_template_and_default_to_safe() {
         Some("CloudFormationServiceRoleArns")
     );
 
-    let vars = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    };
     let off = Config::from_vars(vars(&[
         ("BATON_ALLOW_COMMANDS", "false"),
         ("BATON_ROLE_NAME", "ops-deployer"),
@@ -1163,14 +1165,6 @@ async fn long_commands_run_as_ecs_tasks_checked_by_later_ticks() {
 
 #[test]
 fn command_task_settings_come_from_the_environment() {
-    let vars = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    };
     let config = Config::from_vars(vars(&[
         ("BATON_COMMAND_CLUSTER", "builds"),
         ("BATON_COMMAND_TASK_DEFINITION", "baton-commands"),

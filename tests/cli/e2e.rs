@@ -103,8 +103,9 @@ impl Setup {
         crate::moto::baton_aws(scratch, &self.endpoint, args)
     }
 
-    fn submit(&self, scratch: &Scratch, run_id: &str) {
-        let out = self.baton(
+    /// `baton submit plan.json` to this runner, as run `run_id`, whatever it answers.
+    fn try_submit(&self, scratch: &Scratch, run_id: &str) -> std::process::Output {
+        self.baton(
             scratch,
             &[
                 "submit",
@@ -116,7 +117,11 @@ impl Setup {
                 "--run-id",
                 run_id,
             ],
-        );
+        )
+    }
+
+    fn submit(&self, scratch: &Scratch, run_id: &str) {
+        let out = self.try_submit(scratch, run_id);
         assert_eq!(
             code(&out),
             0,
@@ -564,21 +569,6 @@ fn submit_refuses_commands_the_runner_cannot_run() {
                 .expect("tag the state machine")
         });
     };
-    let submit = |scratch: &Scratch, run_id: &str| {
-        setup.baton(
-            scratch,
-            &[
-                "submit",
-                "plan.json",
-                "--store",
-                &setup.store,
-                "--state-machine",
-                &setup.state_machine,
-                "--run-id",
-                run_id,
-            ],
-        )
-    };
     let scratch = Scratch::new();
     plan(
         &scratch,
@@ -597,7 +587,7 @@ fn submit_refuses_commands_the_runner_cannot_run() {
     ] {
         tag(mode);
         let run_id = unique("refused");
-        let out = submit(&scratch, &run_id);
+        let out = setup.try_submit(&scratch, &run_id);
         assert_eq!(code(&out), 2, "{}", describe(&out));
         let err = stderr(&out);
         assert!(
@@ -710,19 +700,7 @@ fn resubmitting_an_existing_run_id_uploads_nothing_and_templates_are_pinned() {
 
     // Someone submits a changed template under the same run id: refused before any upload.
     scratch.write("queue.json", &template.replace("Queue", "Other"));
-    let out = setup.baton(
-        &scratch,
-        &[
-            "submit",
-            "plan.json",
-            "--store",
-            &setup.store,
-            "--state-machine",
-            &setup.state_machine,
-            "--run-id",
-            &run_id,
-        ],
-    );
+    let out = setup.try_submit(&scratch, &run_id);
     assert_eq!(code(&out), 3, "{}", describe(&out));
     assert!(
         stderr(&out).contains("already exists"),

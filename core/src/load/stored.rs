@@ -59,10 +59,14 @@ pub(crate) enum Stored {
     Legacy,
 }
 
-/// The stored form of `plan` (see the module documentation).
-pub(crate) fn write(plan: &Plan) -> Vec<u8> {
-    // Serializing plain data into a Vec cannot fail.
-    serde_json::to_vec(&Document(plan)).unwrap_or_default()
+impl Plan {
+    /// The stored form of the plan (what the store keeps as `actions.json`): the canonical
+    /// action list with everything validation computed, so that opening the run again does
+    /// not validate it again (see the module documentation).
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail.
+        serde_json::to_vec(&Document(self)).unwrap_or_default()
+    }
 }
 
 /// Why a stored plan could not be read.

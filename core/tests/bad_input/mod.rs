@@ -17,7 +17,7 @@ use baton_core::state::{
     ActionState, ActionStatus, Level, LogEntry, RunState, RunStatus, StateError,
 };
 use baton_core::template::{render_params, Context, MAX_TAG_OPERATORS};
-use baton_core::testutil::plan;
+use baton_core::testutil::{plan, runs_the_same};
 use baton_core::Plan;
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
@@ -25,27 +25,6 @@ use serde_json::{json, Map, Value};
 
 // ---------------------------------------------------------------------------------------------
 // Shared checks
-
-/// Whether a plan read back from its stored form runs as `plan` does: the same actions (but
-/// for their dependencies as written, which a plan read back leaves out), the same resolved
-/// dependencies and order.
-fn runs_the_same(again: &baton_core::Plan, plan: &baton_core::Plan) -> bool {
-    let running = |p: &baton_core::Plan| -> Vec<baton_core::Action> {
-        p.actions()
-            .iter()
-            .cloned()
-            .map(|mut a| {
-                a.depends_on.clear();
-                a.before.clear();
-                a
-            })
-            .collect()
-    };
-    running(again) == running(plan)
-        && again.order() == plan.order()
-        && again.dialect() == plan.dialect()
-        && (0..plan.len() as u32).all(|i| again.deps(i) == plan.deps(i))
-}
 
 /// The contract of every load: Ok with a sound plan, or Err with at least one problem, each
 /// naming `file` and saying something. An accepted plan also survives being stored as

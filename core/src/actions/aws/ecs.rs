@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs as logs;
 use aws_sdk_ecs as ecs;
+use ecs::operation::describe_tasks::DescribeTasksError;
 use ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DesiredStatus, KeyValuePair,
     LaunchType, NetworkConfiguration, TaskOverride,
@@ -250,7 +251,9 @@ async fn find_started(
             Err(e) => return Err(call_failed(&format!("ListTasks on {cluster}"), &e)),
         };
         if let Some(arn) = arns.first() {
-            return describe_task(client, cluster, arn).await;
+            return describe_task(client, cluster, arn)
+                .await
+                .map_err(|e| call_failed(&format!("DescribeTasks {arn}"), &e));
         }
     }
     Ok(None)
@@ -394,18 +397,18 @@ async fn log_stream(
     })
 }
 
+/// The task, if ECS still knows it.
 async fn describe_task(
     client: &ecs::Client,
     cluster: &str,
     arn: &str,
-) -> Result<Option<ecs::types::Task>, Outcome> {
+) -> Result<Option<ecs::types::Task>, ecs::error::SdkError<DescribeTasksError>> {
     let out = client
         .describe_tasks()
         .cluster(cluster)
         .tasks(arn)
         .send()
-        .await
-        .map_err(|e| call_failed(&format!("DescribeTasks {arn}"), &e))?;
+        .await?;
     Ok(out.tasks().first().cloned())
 }
 
@@ -426,14 +429,8 @@ pub(crate) async fn check(aws: &Aws, request: &CheckRequest) -> Result<Finished,
     };
     let target = handle.target(aws);
     let client = aws.ecs(&target).await;
-    let described = client
-        .describe_tasks()
-        .cluster(&handle.cluster)
-        .tasks(&handle.task_arn)
-        .send()
-        .await;
-    let task = match described {
-        Ok(out) => out.tasks().first().cloned(),
+    let task = match describe_task(&client, &handle.cluster, &handle.task_arn).await {
+        Ok(task) => task,
         // The task runs on whether or not ECS answers: a failed check is tried again later
         // (failing the action would leave the task running, and a retry would start another).
         Err(e) if crate::aws::retryable(&e) => {

@@ -30,7 +30,7 @@ impl Schema for RunTask {
 
     fn validate(params: &Params) -> Result<(), ParamsProblem> {
         if let Some(command) = &params.command {
-            command_argv(command, params.shell)?;
+            crate::actions::command::argv(command, params.shell)?;
         }
         if let Some(flag) = &params.assign_public_ip {
             flag.validate("assign_public_ip")?;
@@ -100,11 +100,6 @@ pub struct Params {
 
 super::aws_target!(Params);
 
-/// The program and arguments of a `command` param, by `system.command`'s rules.
-fn command_argv(command: &Value, shell: bool) -> Result<Vec<String>, ParamsProblem> {
-    crate::actions::command::argv(command, shell)
-}
-
 #[cfg(not(feature = "aws-ecs"))]
 #[cfg(feature = "aws")]
 super::needs_feature!(RunTask);
@@ -113,7 +108,7 @@ super::needs_feature!(RunTask);
 mod calls {
     use serde_json::json;
 
-    use super::{command_argv, Params, RunTask};
+    use super::{Params, RunTask};
     use crate::actions::aws::ecs::{self, Finished, TaskSpec};
     use crate::actions::aws::tag_pairs;
     use crate::actions::{Behaviour, CancelError, CheckRequest, Env, Outcome, StartRequest};
@@ -164,7 +159,7 @@ mod calls {
         let command = p
             .command
             .as_ref()
-            .map(|c| command_argv(c, p.shell))
+            .map(|c| crate::actions::command::argv(c, p.shell))
             .transpose()?;
         let assign_public_ip = p
             .assign_public_ip
