@@ -38,7 +38,11 @@ async fn needs_aws(run: &Run<AnyStore>) -> bool {
     if run.store.is_remote() && commands {
         return true;
     }
-    let hooked = run.plan.actions().iter().any(|a| !a.hooks.is_empty());
+    let hooked = run
+        .plan
+        .actions()
+        .iter()
+        .any(|a| !a.details().hooks.is_empty());
     hooked
         && run
             .load()

@@ -123,7 +123,7 @@ pub fn refuse_commands_it_cannot_run(
         if action.action_type != baton_core::ActionType::Command {
             continue;
         }
-        let why = match (commands, action.timeout) {
+        let why = match (commands, action.details().timeout) {
             ("off", _) => "this runner runs no commands".to_string(),
             ("in-function", None) => format!(
                 "this runner runs commands inside its tick function, which stops them after \

@@ -331,10 +331,11 @@ fn check_problems(file: &str, problems: &Problems) -> Result<(), String> {
 fn check_plan(loaded: &Loaded) -> Result<(), String> {
     let plan = &loaded.plan;
     for (idx, action) in plan.actions().iter().enumerate() {
-        if action.timeout.is_some_and(|t| t > MAX_DURATION) {
+        if action.details().timeout.is_some_and(|t| t > MAX_DURATION) {
             return Err(format!("{}: timeout over the limit", action.label));
         }
         if action
+            .details()
             .retry
             .as_ref()
             .is_some_and(|r| r.delay > MAX_DURATION)

@@ -436,7 +436,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             .started_at
             .and_then(|t| (Utc::now() - t).to_std().ok())
             .unwrap_or_default();
-        let timeout = action.timeout;
+        let timeout = action.details().timeout;
         let limit = timeout.map(|t| t.saturating_sub(elapsed));
         let log = self.log_sink(idx);
         log.send(
@@ -732,7 +732,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
     /// Failed: each is recorded in the action's and the run's log threads, and queued for the
     /// run's sink.
     fn fire_hooks(&mut self, idx: ActionIdx) {
-        if self.plan.action(idx).hooks.is_empty() {
+        if self.plan.action(idx).details().hooks.is_empty() {
             return;
         }
         let entry = self.state.action(idx);
@@ -935,7 +935,7 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
     ) -> StartRequest {
         let action = self.plan.action(idx);
         let budget_left = self.deadline.saturating_duration_since(Instant::now());
-        let limit = match (action.timeout, self.options.hard_deadline) {
+        let limit = match (action.details().timeout, self.options.hard_deadline) {
             (Some(t), true) => Some(t.min(budget_left)),
             (Some(t), false) => Some(t),
             (None, true) => Some(budget_left),

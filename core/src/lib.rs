@@ -38,9 +38,11 @@ pub use actions::{ActionType, Outcome};
 pub use driver::{drive, tick, Observer, Silent, TickOptions, TickReport};
 pub use executor::{Executor, StandardExecutor};
 pub use load::{load_path, load_str, Format, Loaded, Problem, Problems};
-pub use model::{Action, ActionIdx, Dialect, HookMessage, HookState, LifecycleHook, Plan};
+pub use model::{
+    Action, ActionDetails, ActionIdx, Dialect, HookMessage, HookState, LifecycleHook, Plan,
+};
 pub use payload::Payload;
 pub use run::{Run, RunError};
 pub use scheduler::{rendered_params, Next, Reexecute, Scheduler};
-pub use state::{ActionStatus, RunState, RunStatus};
+pub use state::{ActionStatus, Outputs, RunState, RunStatus};
 pub use store::{LocalStore, RunStore, StoreError};

@@ -33,19 +33,36 @@ impl RetryPolicy {
     }
 }
 
-/// One action of a plan, as written in the file once validated.
+/// One action of a plan, as written in the file once validated. What most actions leave out
+/// is in [`ActionDetails`], allocated only for the actions that have some: inline it made an
+/// action 368 B (37 MB of a 100k-action plan, the largest part of a Lambda tick's memory).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
     /// Unique within the plan; how dependencies, outputs and operators name the action.
     pub label: String,
     /// What the action does, and how it runs (inline, synchronous or asynchronous).
     pub action_type: ActionType,
+    /// Whether any param string is a template (only those are rendered).
+    pub templated: bool,
+    /// Whether its outputs are also written to its namespace's `output` keys for `lookup`
+    /// (SCK's `SaveOutputs`, on unless turned off).
+    pub save_outputs: bool,
+    /// As written (templates unrendered); `Null` when absent.
+    pub params: Value,
+    /// Actions whose outputs the templates read by name; `None` when they index `outputs`
+    /// dynamically, in which case every finished action's outputs are offered.
+    pub reads_outputs: Option<Vec<ActionIdx>>,
+    /// `None` when every detail is at its default.
+    pub(crate) details: Option<Box<ActionDetails>>,
+}
+
+/// The parts of an [`Action`] most actions leave out.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ActionDetails {
     /// As written: labels and glob patterns. Empty in a plan read back from a run's store:
     /// what runs is the resolved [`Plan::deps`], and reading 100k actions' texts back cost a
     /// sixth of opening the run.
     pub depends_on: Vec<String>,
-    /// As written (templates unrendered); `Null` when absent.
-    pub params: Value,
     /// Template expression evaluated when the action is ready; false skips it (and lets its
     /// dependents run). `None`: always runs.
     pub condition: Option<String>,
@@ -56,11 +73,6 @@ pub struct Action {
     pub retry: Option<RetryPolicy>,
     /// Free text for operators (`inspect`, the console).
     pub description: Option<String>,
-    /// Whether any param string is a template (only those are rendered).
-    pub templated: bool,
-    /// Actions whose outputs the templates read by name; `None` when they index `outputs`
-    /// dynamically, in which case every finished action's outputs are offered.
-    pub reads_outputs: Option<Vec<ActionIdx>>,
     /// Run variables its templates read, with the field that reads each (`params.command[1]`,
     /// `condition`), so a missing `--var` is caught before the run starts.
     pub reads_vars: Vec<(String, String)>,
@@ -73,11 +85,41 @@ pub struct Action {
     /// Where SCK keeps the action's state (`build`, `branch`, `app`, `portfolio`); recorded and
     /// shown, it changes nothing in a run.
     pub scope: Option<String>,
-    /// Whether its outputs are also written to its namespace's `output` keys for `lookup`
-    /// (SCK's `SaveOutputs`, on unless turned off).
-    pub save_outputs: bool,
     /// Status hooks to fire as the action runs, completes or fails (SCK's `LifecycleHooks`).
     pub hooks: Vec<LifecycleHook>,
+}
+
+/// What an action without details reads.
+static NO_DETAILS: ActionDetails = ActionDetails {
+    depends_on: Vec::new(),
+    condition: None,
+    timeout: None,
+    retry: None,
+    description: None,
+    reads_vars: Vec::new(),
+    reads_state: None,
+    before: Vec::new(),
+    scope: None,
+    hooks: Vec::new(),
+};
+
+impl ActionDetails {
+    /// Boxed when any detail is set; `None` (no allocation) otherwise.
+    pub(crate) fn boxed(self) -> Option<Box<ActionDetails>> {
+        (self != NO_DETAILS).then(|| Box::new(self))
+    }
+}
+
+impl Action {
+    /// The action's details (defaults when it has none).
+    pub fn details(&self) -> &ActionDetails {
+        self.details.as_deref().unwrap_or(&NO_DETAILS)
+    }
+
+    /// Its details, to change them (allocated on first use).
+    pub(crate) fn details_mut(&mut self) -> &mut ActionDetails {
+        self.details.get_or_insert_with(Box::default)
+    }
 }
 
 /// The spelling an action file is written in, which also decides a few rules (see
@@ -558,7 +600,9 @@ impl Serialize for CanonicalAction<'_> {
         match &self.resolved {
             Some(labels) if !labels.is_empty() => map.serialize_entry("depends_on", labels)?,
             Some(_) => {}
-            None if !a.depends_on.is_empty() => map.serialize_entry("depends_on", &a.depends_on)?,
+            None if !a.details().depends_on.is_empty() => {
+                map.serialize_entry("depends_on", &a.details().depends_on)?
+            }
             None => {}
         }
         a.serialize_rest(&mut map)?;
@@ -572,13 +616,13 @@ impl Action {
         if !self.params.is_null() {
             map.serialize_entry("params", &self.params)?;
         }
-        if let Some(condition) = &self.condition {
+        if let Some(condition) = &self.details().condition {
             map.serialize_entry("condition", condition)?;
         }
-        if let Some(timeout) = self.timeout {
+        if let Some(timeout) = self.details().timeout {
             map.serialize_entry("timeout", &format_duration(timeout))?;
         }
-        if let Some(retry) = &self.retry {
+        if let Some(retry) = &self.details().retry {
             map.serialize_entry(
                 "retry",
                 &serde_json::json!({
@@ -588,22 +632,59 @@ impl Action {
                 }),
             )?;
         }
-        if let Some(description) = &self.description {
+        if let Some(description) = &self.details().description {
             map.serialize_entry("description", description)?;
         }
-        if !self.before.is_empty() {
-            map.serialize_entry("before", &self.before)?;
+        if !self.details().before.is_empty() {
+            map.serialize_entry("before", &self.details().before)?;
         }
-        if let Some(scope) = &self.scope {
+        if let Some(scope) = &self.details().scope {
             map.serialize_entry("scope", scope)?;
         }
         if !self.save_outputs {
             map.serialize_entry("save_outputs", &false)?;
         }
-        if !self.hooks.is_empty() {
-            let hooks: Vec<Value> = self.hooks.iter().map(LifecycleHook::to_value).collect();
+        if !self.details().hooks.is_empty() {
+            let hooks: Vec<Value> = self
+                .details()
+                .hooks
+                .iter()
+                .map(LifecycleHook::to_value)
+                .collect();
             map.serialize_entry("lifecycle_hooks", &hooks)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan holds one `Action` per action and a run one `ActionState`: at 100k actions every
+    /// 8 bytes here are 0.8 MB of a Lambda tick's memory. Grow them knowingly.
+    #[test]
+    fn per_action_structs_stay_small() {
+        assert!(
+            std::mem::size_of::<Action>() <= 144,
+            "Action is {} B",
+            std::mem::size_of::<Action>()
+        );
+        assert!(
+            std::mem::size_of::<crate::state::ActionState>() <= 160,
+            "ActionState is {} B",
+            std::mem::size_of::<crate::state::ActionState>()
+        );
+        assert_eq!(std::mem::size_of::<crate::state::Outputs>(), 8);
+    }
+
+    #[test]
+    fn an_action_without_details_allocates_none() {
+        assert!(ActionDetails::default().boxed().is_none());
+        let some = ActionDetails {
+            scope: Some("build".into()),
+            ..ActionDetails::default()
+        };
+        assert_eq!(some.boxed().map(|d| d.scope), Some(Some("build".into())));
     }
 }

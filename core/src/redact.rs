@@ -223,7 +223,7 @@ impl Secrets {
         match &action.reads_outputs {
             Some(reads) => reads
                 .iter()
-                .chain(action.reads_state.iter().flatten())
+                .chain(action.details().reads_state.iter().flatten())
                 .for_each(|&i| secrets.learn_map(&state.action(i).outputs)),
             None => state
                 .actions

@@ -318,7 +318,7 @@ impl<'p> Scheduler<'p> {
     /// start: skipped (its condition is false) or failed (a template error).
     fn decide(&mut self, state: &mut RunState, idx: ActionIdx, now: Timestamp) -> Option<Value> {
         let action = self.plan.action(idx);
-        if action.condition.is_none() && !action.templated {
+        if action.details().condition.is_none() && !action.templated {
             return Some(prepared_params(
                 self.plan,
                 state,
@@ -327,7 +327,7 @@ impl<'p> Scheduler<'p> {
             ));
         }
         let context = self.context(state, idx);
-        if let Some(condition) = &action.condition {
+        if let Some(condition) = &action.details().condition {
             match template::eval_condition(condition, &context) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -366,7 +366,7 @@ impl<'p> Scheduler<'p> {
             let idx = self.running[i];
             let entry = state.action(idx);
             let action = self.plan.action(idx);
-            let timed_out = match (action.timeout, entry.started_at) {
+            let timed_out = match (action.details().timeout, entry.started_at) {
                 (Some(timeout), Some(started)) => (now - started)
                     .to_std()
                     .is_ok_and(|elapsed| elapsed >= timeout),
@@ -380,7 +380,7 @@ impl<'p> Scheduler<'p> {
             self.running.swap_remove(i);
             let handle = entry.handle.as_deref().cloned().unwrap_or(Value::Null);
             if timed_out {
-                let timeout = action.timeout.unwrap_or_default();
+                let timeout = action.details().timeout.unwrap_or_default();
                 if cancellable(action.action_type, &handle) {
                     self.in_flight[idx as usize] = true;
                     self.in_flight_count += 1;
@@ -444,7 +444,7 @@ impl<'p> Scheduler<'p> {
                     Ok(()) => "cancelled".to_string(),
                     Err(e) => format!("could not cancel: {e}"),
                 };
-                let timeout = self.plan.action(idx).timeout.unwrap_or_default();
+                let timeout = self.plan.action(idx).details().timeout.unwrap_or_default();
                 self.fail(
                     state,
                     idx,
@@ -501,7 +501,7 @@ impl<'p> Scheduler<'p> {
                 self.running.push(idx);
             }
             Outcome::Failed { error, retryable } => {
-                let policy = self.plan.action(idx).retry.as_ref();
+                let policy = self.plan.action(idx).details().retry.as_ref();
                 let attempt = state.action(idx).attempt;
                 match policy {
                     Some(policy) if retryable && attempt < policy.attempts => {
@@ -664,7 +664,7 @@ impl<'p> Scheduler<'p> {
             .chain(&self.delayed)
             .filter_map(|&idx| {
                 let entry = state.action(idx);
-                let timeout_at = match (self.plan.action(idx).timeout, entry.started_at) {
+                let timeout_at = match (self.plan.action(idx).details().timeout, entry.started_at) {
                     (Some(t), Some(s)) if entry.status == ActionStatus::Running => {
                         chrono::Duration::from_std(t)
                             .ok()
@@ -775,7 +775,7 @@ pub(crate) fn context_for(plan: &Plan, state: &RunState, idx: ActionIdx) -> Cont
         .filter(|&&i| status(i) == ActionStatus::Complete)
         .map(|&i| (plan.label(i), &*state.action(i).outputs))
         .collect();
-    let writers = action.reads_state.as_deref().unwrap_or_default();
+    let writers = action.details().reads_state.as_deref().unwrap_or_default();
     let mut skipped: Vec<String> = readable
         .iter()
         .chain(writers)
@@ -916,7 +916,7 @@ pub fn preview_reexecute(plan: &Plan, state: &RunState, mode: Reexecute) -> Prev
             Some(reads) => reads.clone(),
             None => plan.ancestors(idx),
         };
-        read.extend(action.reads_state.iter().flatten());
+        read.extend(action.details().reads_state.iter().flatten());
         for dep in plan.deps[idx as usize].iter().copied().chain(read) {
             if !reset[dep as usize] && state.action(dep).status == ActionStatus::Complete {
                 reused[dep as usize] = true;

@@ -22,8 +22,11 @@ pub fn runs_the_same(again: &Plan, plan: &Plan) -> bool {
             .iter()
             .cloned()
             .map(|mut a| {
-                a.depends_on.clear();
-                a.before.clear();
+                if let Some(mut details) = a.details.take() {
+                    details.depends_on.clear();
+                    details.before.clear();
+                    a.details = details.boxed();
+                }
                 a
             })
             .collect()

@@ -81,26 +81,26 @@ impl serde::Serialize for JsonInspected<'_, '_> {
         let mut doc = serializer.serialize_map(None)?;
         doc.serialize_entry("label", &def.label)?;
         doc.serialize_entry("type", def.action_type.name())?;
-        doc.serialize_entry("description", &def.description)?;
+        doc.serialize_entry("description", &def.details().description)?;
         doc.serialize_entry("status", &a.status)?;
         doc.serialize_entry("attempts", &a.attempt)?;
         doc.serialize_entry("started_at", &a.started_at.as_ref().map(ts::format))?;
         doc.serialize_entry("finished_at", &a.finished_at.as_ref().map(ts::format))?;
         doc.serialize_entry("depends_on", &inspected.deps)?;
         doc.serialize_entry("dependents", &inspected.dependents)?;
-        doc.serialize_entry("condition", &def.condition)?;
+        doc.serialize_entry("condition", &def.details().condition)?;
         doc.serialize_entry("params", &inspected.params)?;
         doc.serialize_entry("outputs", &inspected.outputs)?;
         doc.serialize_entry("error", &a.error)?;
         doc.serialize_entry("blocked_by", &a.blocked_by)?;
         doc.serialize_entry("log", &a.log)?;
         doc.serialize_entry("format", &inspected.format)?;
-        if let Some(scope) = &def.scope {
+        if let Some(scope) = &def.details().scope {
             doc.serialize_entry("scope", scope)?;
         }
         if inspected.format.is_some() {
             doc.serialize_entry("save_outputs", &def.save_outputs)?;
-            let hooks = SeqWith(|| def.hooks.iter().map(|h| h.to_value()));
+            let hooks = SeqWith(|| def.details().hooks.iter().map(|h| h.to_value()));
             doc.serialize_entry("lifecycle_hooks", &hooks)?;
         }
         doc.end()
@@ -115,7 +115,7 @@ fn print_text(inspected: &Inspected<'_>) {
         def.label,
         def.action_type.name()
     );
-    if let Some(description) = &def.description {
+    if let Some(description) = &def.details().description {
         crate::out!("  {description}");
     }
     if let Some(format) = inspected.format {
@@ -125,10 +125,10 @@ fn print_text(inspected: &Inspected<'_>) {
     print_progress(a);
     crate::out!("depends on  {}", listed(&inspected.deps));
     crate::out!("needed by   {}", listed(&inspected.dependents));
-    if let Some(condition) = &def.condition {
+    if let Some(condition) = &def.details().condition {
         crate::out!("condition   {condition}");
     }
-    if let Some(timeout) = def.timeout {
+    if let Some(timeout) = def.details().timeout {
         crate::out!(
             "timeout     {}",
             baton_core::duration::format_duration(timeout)
@@ -153,13 +153,13 @@ fn print_text(inspected: &Inspected<'_>) {
 
 /// What an SCK action adds: its scope, whether it saves outputs, its status hooks.
 fn print_sck(def: &Action) {
-    if let Some(scope) = &def.scope {
+    if let Some(scope) = &def.details().scope {
         crate::out!("scope       {scope}");
     }
     if !def.save_outputs {
         crate::out!("outputs     not saved to its namespace (SaveOutputs: false)");
     }
-    for hook in &def.hooks {
+    for hook in &def.details().hooks {
         let states: Vec<String> = baton_core::HookState::ALL
             .into_iter()
             .filter_map(|state| {
@@ -250,20 +250,24 @@ mod tests {
     fn tree_inspected(inspected: &Inspected<'_>) -> String {
         let (def, a) = (inspected.def, &inspected.action);
         let mut doc = json!({
-            "label": def.label, "type": def.action_type.name(), "description": def.description,
+            "label": def.label, "type": def.action_type.name(), "description": def.details().description,
             "status": a.status, "attempts": a.attempt,
             "started_at": a.started_at.as_ref().map(ts::format), "finished_at": a.finished_at.as_ref().map(ts::format),
-            "depends_on": inspected.deps, "dependents": inspected.dependents, "condition": def.condition,
+            "depends_on": inspected.deps, "dependents": inspected.dependents, "condition": def.details().condition,
             "params": inspected.params, "outputs": inspected.outputs, "error": a.error, "blocked_by": a.blocked_by,
             "log": a.log, "format": inspected.format,
         });
-        if let Some(scope) = &def.scope {
+        if let Some(scope) = &def.details().scope {
             doc["scope"] = json!(scope);
         }
         if inspected.format.is_some() {
             doc["save_outputs"] = json!(def.save_outputs);
-            doc["lifecycle_hooks"] =
-                json!(def.hooks.iter().map(|h| h.to_value()).collect::<Vec<_>>());
+            doc["lifecycle_hooks"] = json!(def
+                .details()
+                .hooks
+                .iter()
+                .map(|h| h.to_value())
+                .collect::<Vec<_>>());
         }
         serde_json::to_string_pretty(&doc).expect("json")
     }

@@ -47,7 +47,7 @@ pub fn text(plan: &Plan) -> String {
             if !deps.is_empty() {
                 let _ = write!(line, "  ← {}", deps.join(", "));
             }
-            if let Some(condition) = &action.condition {
+            if let Some(condition) = &action.details().condition {
                 let _ = write!(line, "  if {condition}");
             }
             let _ = writeln!(out, "{}", line.trim_end());
@@ -108,7 +108,7 @@ impl serde::Serialize for JsonPlan<'_> {
                 action_type: a.action_type.name(),
                 depends_on: self.labels(plan.deps(i as ActionIdx)),
                 layer: self.depth[i],
-                scope: a.scope.as_deref(),
+                scope: a.details().scope.as_deref(),
             })
         });
         let sck = plan.dialect().is_sck();
@@ -203,7 +203,7 @@ mod tests {
                     "depends_on": plan.deps(i as ActionIdx).iter().map(|&d| plan.label(d)).collect::<Vec<_>>(),
                     "layer": depth[i],
                 });
-                if let Some(scope) = &a.scope {
+                if let Some(scope) = &a.details().scope {
                     action["scope"] = json!(scope);
                 }
                 action

@@ -342,7 +342,7 @@ pub fn tick_options(args: &DriveArgs) -> Result<TickOptions, Failure> {
 fn check_vars(plan: &baton_core::Plan, vars: &Map<String, Value>) -> Result<(), Failure> {
     let mut problems = Vec::new();
     for (i, action) in plan.actions().iter().enumerate() {
-        for (field, name) in &action.reads_vars {
+        for (field, name) in &action.details().reads_vars {
             if !vars.contains_key(name) {
                 problems.push(format!(
                     "{}: actions[{i}] \"{}\": {field}: template reads vars.{name}, but no --var {name}=VALUE was given",

@@ -354,7 +354,7 @@ fn fact_lines(app: &App, idx: ActionIdx) -> Vec<Line<'static>> {
         ]));
     }
     push_links(app, idx, &mut lines);
-    if let Some(description) = &def.description {
+    if let Some(description) = &def.details().description {
         lines.push(Line::raw(""));
         lines.push(Line::from(description.clone()));
     }

@@ -215,7 +215,8 @@ async fn watch_run(
     from_runs: bool,
 ) -> Result<(Next, String, RunState), Failure> {
     let run = Arc::new(run);
-    let (state, version) = run.load().await?;
+    // As in `tui::console`: the first frame is drawn before the log threads are read.
+    let (state, version) = run.load_without_logs(None).await?;
     let options = AppOptions {
         read_only,
         color: color_wanted(),
@@ -231,6 +232,7 @@ async fn watch_run(
         options,
     );
     app.from_runs = from_runs;
+    app.logs_pending = true;
     let (next, state) = super::run_console(term, run, app, None).await?;
     Ok((next, locator, state))
 }

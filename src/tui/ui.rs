@@ -416,7 +416,7 @@ fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     push_progress(app, idx, a, &mut lines);
     push_neighbours(app, idx, &mut lines);
     push_definition(app, def, &mut lines);
-    if let Some(description) = &def.description {
+    if let Some(description) = &def.details().description {
         lines.push(Line::from(description.clone()));
     }
     if let Some(params) = app.selected_params() {
@@ -522,13 +522,13 @@ fn push_neighbours(app: &App, idx: ActionIdx, lines: &mut Vec<Line<'static>>) {
 
 /// The action's condition and timeout, as written.
 pub fn push_definition(app: &App, def: &Action, lines: &mut Vec<Line<'static>>) {
-    if let Some(condition) = &def.condition {
+    if let Some(condition) = &def.details().condition {
         lines.push(Line::from(vec![
             detail_key(app, "condition"),
             Span::raw(condition.clone()),
         ]));
     }
-    if let Some(timeout) = def.timeout {
+    if let Some(timeout) = def.details().timeout {
         lines.push(Line::from(vec![
             detail_key(app, "timeout"),
             Span::raw(baton_core::duration::format_duration(timeout)),

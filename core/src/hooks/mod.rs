@@ -78,6 +78,7 @@ pub(crate) fn fire(
 ) -> Vec<Result<HookEvent, String>> {
     let action = plan.action(idx);
     let firing: Vec<&LifecycleHook> = action
+        .details()
         .hooks
         .iter()
         .filter(|hook| hook.message(hook_state).is_some())

@@ -13,7 +13,7 @@ use crate::actions::ActionType;
 use crate::duration::{parse_duration, seconds_to_duration, DurationError};
 use crate::graph::{topological_order, transitive_dependencies};
 use crate::hints::did_you_mean;
-use crate::model::{Action, ActionIdx, Dialect, LifecycleHook, Plan, RetryPolicy};
+use crate::model::{Action, ActionDetails, ActionIdx, Dialect, LifecycleHook, Plan, RetryPolicy};
 use crate::template::{self, OutputRefs};
 
 mod read;
@@ -544,24 +544,29 @@ impl<'f> Validator<'f> {
             actions.push(Action {
                 label,
                 action_type,
-                depends_on: draft.depends_on,
-                params: draft.params,
-                condition: draft.condition,
-                timeout: draft.timeout,
-                retry: draft.retry,
-                description: draft.description,
                 templated: draft.templated,
-                reads_outputs: None,
-                reads_vars: draft
-                    .refs
-                    .iter()
-                    .flat_map(|(field, refs)| refs.vars.iter().map(|v| (field.clone(), v.clone())))
-                    .collect(),
-                reads_state: None,
-                before: draft.before,
-                scope: draft.scope,
                 save_outputs: draft.save_outputs.unwrap_or(true),
-                hooks: draft.hooks,
+                params: draft.params,
+                reads_outputs: None,
+                details: ActionDetails {
+                    depends_on: draft.depends_on,
+                    condition: draft.condition,
+                    timeout: draft.timeout,
+                    retry: draft.retry,
+                    description: draft.description,
+                    reads_vars: draft
+                        .refs
+                        .iter()
+                        .flat_map(|(field, refs)| {
+                            refs.vars.iter().map(|v| (field.clone(), v.clone()))
+                        })
+                        .collect(),
+                    reads_state: None,
+                    before: draft.before,
+                    scope: draft.scope,
+                    hooks: draft.hooks,
+                }
+                .boxed(),
             });
             read_labels.push(draft.refs);
         }

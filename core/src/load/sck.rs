@@ -648,7 +648,7 @@ mod tests {
         let upload = plan.action(3);
         assert_eq!(upload.label, "ns:action/upload");
         assert_eq!(upload.params["key"], "files/ctx/context.json");
-        assert_eq!(plan.action(0).hooks.len(), 1);
+        assert_eq!(plan.action(0).details().hooks.len(), 1);
         assert!(!plan.action(0).save_outputs);
         let stored = plan.to_json();
         let text = String::from_utf8(stored.clone()).expect("utf-8");
@@ -656,8 +656,11 @@ mod tests {
             .expect("stored plan reads back");
         assert_eq!(again.plan.dialect(), Dialect::SckV3);
         assert_eq!(again.plan.to_json(), stored);
-        assert_eq!(again.plan.action(0).hooks, plan.action(0).hooks);
-        assert_eq!(again.plan.action(1).reads_state, Some(vec![0]));
+        assert_eq!(
+            again.plan.action(0).details().hooks,
+            plan.action(0).details().hooks
+        );
+        assert_eq!(again.plan.action(1).details().reads_state, Some(vec![0]));
     }
 
     /// Which action writes a key is known from its name, so a computed key is refused, as a
@@ -717,7 +720,7 @@ mod tests {
             "{}",
             warnings[2]
         );
-        assert_eq!(loaded.plan.action(2).reads_state, Some(vec![0]));
+        assert_eq!(loaded.plan.action(2).details().reads_state, Some(vec![0]));
     }
 
     #[test]
@@ -1267,7 +1270,7 @@ impl super::Validator<'_> {
             }
             readable.sort_unstable();
             readable.dedup();
-            plan.actions[idx as usize].reads_state = Some(readable);
+            plan.actions[idx as usize].details_mut().reads_state = Some(readable);
         }
     }
 

@@ -41,7 +41,8 @@ use serde_json::Value;
 use crate::actions::ActionType;
 use crate::duration::MAX_DURATION;
 use crate::model::{
-    Action, ActionIdx, Dialect, HookMessage, HookState, LifecycleHook, Plan, RetryPolicy,
+    Action, ActionDetails, ActionIdx, Dialect, HookMessage, HookState, LifecycleHook, Plan,
+    RetryPolicy,
 };
 
 use super::Problems;
@@ -213,17 +214,17 @@ impl Serialize for ResolvedEntry<'_> {
             Some(reads) if reads.is_empty() => {}
             reads => map.serialize_entry("reads_outputs", reads)?,
         }
-        if !a.reads_vars.is_empty() {
-            map.serialize_entry("reads_vars", &a.reads_vars)?;
+        if !a.details().reads_vars.is_empty() {
+            map.serialize_entry("reads_vars", &a.details().reads_vars)?;
         }
-        if let Some(reads) = &a.reads_state {
+        if let Some(reads) = &a.details().reads_state {
             map.serialize_entry("reads_state", reads)?;
         }
         // The action's text form rounds (to tenths of a second); the run keeps what was written.
-        if let Some(timeout) = a.timeout {
+        if let Some(timeout) = a.details().timeout {
             map.serialize_entry("timeout_ns", &nanos(timeout))?;
         }
-        if let Some(retry) = &a.retry {
+        if let Some(retry) = &a.details().retry {
             map.serialize_entry("delay_ns", &nanos(retry.delay))?;
         }
         map.end()
@@ -716,24 +717,27 @@ impl StoredAction {
         let action = Action {
             label: self.label,
             action_type: self.action_type.0,
-            depends_on: Vec::new(),
-            params: self.params,
-            condition: self.condition,
-            timeout,
-            retry,
-            description: self.description,
             templated: resolved.templated,
-            reads_outputs: more.reads_outputs,
-            reads_vars: more.reads_vars,
-            reads_state: more.reads_state,
-            before: Vec::new(),
-            scope: self.scope,
             save_outputs: self.save_outputs,
-            hooks: self
-                .lifecycle_hooks
-                .into_iter()
-                .map(StoredHook::into_hook)
-                .collect(),
+            params: self.params,
+            reads_outputs: more.reads_outputs,
+            details: ActionDetails {
+                depends_on: Vec::new(),
+                condition: self.condition,
+                timeout,
+                retry,
+                description: self.description,
+                reads_vars: more.reads_vars,
+                reads_state: more.reads_state,
+                before: Vec::new(),
+                scope: self.scope,
+                hooks: self
+                    .lifecycle_hooks
+                    .into_iter()
+                    .map(StoredHook::into_hook)
+                    .collect(),
+            }
+            .boxed(),
         };
         Ok((action, resolved.deps))
     }
@@ -854,8 +858,11 @@ mod tests {
     fn running(plan: &Plan) -> Plan {
         let mut plan = plan.clone();
         for action in &mut plan.actions {
-            action.depends_on.clear();
-            action.before.clear();
+            if let Some(mut details) = action.details.take() {
+                details.depends_on.clear();
+                details.before.clear();
+                action.details = details.boxed();
+            }
         }
         plan.edges_as_written = false;
         plan
@@ -908,7 +915,7 @@ mod tests {
         assert_eq!(reopened(&plan), running(&plan));
         // Durations are kept to the nanosecond, not as their text rounds them.
         assert_eq!(
-            reopened(&plan).action(0).timeout,
+            reopened(&plan).action(0).details().timeout,
             Some(Duration::from_millis(1250))
         );
         let sck = validated("f.actions", SCK, Format::Yaml);
@@ -917,7 +924,7 @@ mod tests {
         assert_eq!(again, running(&sck));
         // Serialized again, its dependencies are spelled out, and read back the same.
         assert_eq!(reopened(&again), again);
-        assert_eq!(again.action(1).reads_state, Some(vec![0]));
+        assert_eq!(again.action(1).details().reads_state, Some(vec![0]));
     }
 
     /// The document is still an action file: validating it in full gives the same plan (but
@@ -936,8 +943,8 @@ mod tests {
             assert_eq!(again.order, plan.order);
             for (a, b) in again.actions().iter().zip(plan.actions()) {
                 assert_eq!(
-                    (&a.label, &a.params, &a.reads_state),
-                    (&b.label, &b.params, &b.reads_state)
+                    (&a.label, &a.params, &a.details().reads_state),
+                    (&b.label, &b.params, &b.details().reads_state)
                 );
             }
         }

@@ -1408,7 +1408,7 @@ fn rich_state(plan: &Plan) -> RunState {
         attempt: 1,
         started_at: Some(t0),
         finished_at: Some(t1),
-        outputs: Box::new(
+        outputs: baton_core::Outputs::from(
             json!({"env": "prod", "deep": {"a": [{"b": "c"}]}})
                 .as_object()
                 .cloned()
