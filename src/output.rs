@@ -385,7 +385,7 @@ mod tests {
         let creds = ActionState {
             status: ActionStatus::Complete,
             attempt: 1,
-            outputs: Box::new(outputs),
+            outputs: outputs.into(),
             ..ActionState::default()
         };
         let echo = ActionState {

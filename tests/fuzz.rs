@@ -456,7 +456,7 @@ fn a_state(plan: &baton_core::Plan) -> Vec<u8> {
         attempt: 1,
         started_at: Some(now),
         finished_at: Some(now),
-        outputs: Box::new(
+        outputs: baton_core::Outputs::from(
             json!({"env": "prod", "n": [1, 2.5]})
                 .as_object()
                 .cloned()

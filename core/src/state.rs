@@ -317,7 +317,29 @@ impl Default for ActionState {
     }
 }
 
+/// About what a log thread takes in a state document.
+pub(crate) fn estimated_log_len(log: &VecDeque<LogEntry>) -> usize {
+    log.iter().map(|e| e.msg.len() + 64).sum()
+}
+
 impl ActionState {
+    /// About what the action takes in a state document, under `label`: a little more rather
+    /// than less, so that a buffer sized by it does not grow by doubling.
+    pub(crate) fn estimated_json_len(&self, label: &str) -> usize {
+        label.len()
+            + 128
+            + estimated_log_len(&self.log)
+            + self.error.as_ref().map_or(0, |e| e.len() + 16)
+            + self.blocked_by.as_ref().map_or(0, |b| b.len() + 16)
+            + self.process.as_ref().map_or(0, |p| p.host.len() + 160)
+            + self.stop.as_ref().map_or(0, |s| s.detail.len() + 64)
+            + if self.outputs.is_empty() && self.handle.is_none() {
+                0
+            } else {
+                256
+            }
+    }
+
     fn is_default(&self) -> bool {
         self == &ActionState::default()
     }
@@ -806,28 +828,14 @@ impl RunState {
 
     /// A slight overestimate of the serialized size.
     fn estimated_json_len(&self, plan: &Plan) -> usize {
-        let log = |log: &VecDeque<LogEntry>| log.iter().map(|e| e.msg.len() + 64).sum::<usize>();
         let actions: usize = self
             .actions
             .iter()
             .zip(&plan.actions)
             .filter(|(action, _)| !action.is_default())
-            .map(|(action, def)| {
-                def.label.len()
-                    + 128
-                    + log(&action.log)
-                    + action.error.as_ref().map_or(0, |e| e.len() + 16)
-                    + action.blocked_by.as_ref().map_or(0, |b| b.len() + 16)
-                    + action.process.as_ref().map_or(0, |p| p.host.len() + 160)
-                    + action.stop.as_ref().map_or(0, |s| s.detail.len() + 64)
-                    + if action.outputs.is_empty() && action.handle.is_none() {
-                        0
-                    } else {
-                        256
-                    }
-            })
+            .map(|(action, def)| action.estimated_json_len(&def.label))
             .sum();
-        512 + actions + log(&self.log)
+        512 + actions + estimated_log_len(&self.log)
     }
 
     /// Serializes with labels from `plan`, indented for people to read.
