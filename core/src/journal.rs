@@ -185,20 +185,7 @@ pub(crate) fn delta_json(state: &RunState, plan: &Plan, base: u64, chain: &Chain
     };
     // Sized up front like a whole state (`RunState::to_json`): a delta of every action is as
     // large as a checkpoint, and growing to it by doubling held both buffers.
-    let estimate = 512
-        + state
-            .changes
-            .dirty()
-            .filter_map(|idx| {
-                Some(
-                    state
-                        .actions
-                        .get(idx as usize)?
-                        .estimated_json_len(plan.label(idx)),
-                )
-            })
-            .sum::<usize>()
-        + crate::state::estimated_log_len(&state.log);
+    let estimate = state.estimated_json_len_of(plan, state.changes.dirty());
     let mut out = Vec::with_capacity(estimate);
     // Plain data into a Vec: cannot fail.
     let _ = serde_json::to_writer(&mut out, &doc);

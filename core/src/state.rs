@@ -318,14 +318,14 @@ impl Default for ActionState {
 }
 
 /// About what a log thread takes in a state document.
-pub(crate) fn estimated_log_len(log: &VecDeque<LogEntry>) -> usize {
+fn estimated_log_len(log: &VecDeque<LogEntry>) -> usize {
     log.iter().map(|e| e.msg.len() + 64).sum()
 }
 
 impl ActionState {
     /// About what the action takes in a state document, under `label`: a little more rather
     /// than less, so that a buffer sized by it does not grow by doubling.
-    pub(crate) fn estimated_json_len(&self, label: &str) -> usize {
+    fn estimated_json_len(&self, label: &str) -> usize {
         label.len()
             + 128
             + estimated_log_len(&self.log)
@@ -828,12 +828,27 @@ impl RunState {
 
     /// A slight overestimate of the serialized size.
     fn estimated_json_len(&self, plan: &Plan) -> usize {
-        let actions: usize = self
-            .actions
-            .iter()
-            .zip(&plan.actions)
-            .filter(|(action, _)| !action.is_default())
-            .map(|(action, def)| action.estimated_json_len(&def.label))
+        let written =
+            (0..self.actions.len() as ActionIdx).filter(|&i| !self.action(i).is_default());
+        self.estimated_json_len_of(plan, written)
+    }
+
+    /// About the size of a document holding the run's fields and `actions` (labels from
+    /// `plan`): a little more rather than less, so that a buffer sized by it does not grow by
+    /// doubling (which overshoots by up to 2x and, while it copies, holds both buffers).
+    pub(crate) fn estimated_json_len_of(
+        &self,
+        plan: &Plan,
+        actions: impl Iterator<Item = ActionIdx>,
+    ) -> usize {
+        let actions: usize = actions
+            .filter_map(|i| {
+                Some(
+                    self.actions
+                        .get(i as usize)?
+                        .estimated_json_len(plan.label(i)),
+                )
+            })
             .sum();
         512 + actions + estimated_log_len(&self.log)
     }

@@ -945,38 +945,14 @@ fn the_function_logs_each_actions_output_and_errors_with_run_tick_and_attempt() 
 /// definition (its container logs to `/baton-e2e/commands`, streams `cmd/runner/<task id>`) and
 /// the log group. Made once; later calls find them.
 async fn command_cluster(endpoint: &str) -> (aws_sdk_ecs::Client, aws_sdk_cloudwatchlogs::Client) {
-    let ecs = crate::moto::ecs_client(endpoint);
-    let logs = crate::moto::logs_client(endpoint);
-    ecs.create_cluster()
-        .cluster_name("baton-e2e-commands")
-        .send()
-        .await
-        .expect("cluster");
-    let _ = logs
-        .create_log_group()
-        .log_group_name("/baton-e2e/commands")
-        .send()
-        .await;
-    let log = aws_sdk_ecs::types::LogConfiguration::builder()
-        .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
-        .options("awslogs-group", "/baton-e2e/commands")
-        .options("awslogs-stream-prefix", "cmd")
-        .build()
-        .expect("log configuration");
-    ecs.register_task_definition()
-        .family("baton-e2e-command")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("runner")
-                .image("example.com/tools:latest")
-                .memory(512)
-                .log_configuration(log)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("task definition");
-    (ecs, logs)
+    crate::moto::command_task_setup(
+        endpoint,
+        "baton-e2e-commands",
+        "baton-e2e-command",
+        "/baton-e2e/commands",
+        "runner",
+    )
+    .await
 }
 
 /// The same action file that runs a long command as a process with `baton run` runs it, under

@@ -29,41 +29,10 @@ struct Cluster {
 }
 
 async fn cluster(endpoint: &str) -> Cluster {
-    let ecs = ecs_client(endpoint);
-    let logs = logs_client(endpoint);
     let cluster = unique("cmds");
     let family = unique("cmd");
     let group = format!("/baton-test/{}", unique("out"));
-    ecs.create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .expect("create cluster");
-    logs.create_log_group()
-        .log_group_name(&group)
-        .send()
-        .await
-        .expect("create log group");
-    let log_config = ecs::types::LogConfiguration::builder()
-        .log_driver(ecs::types::LogDriver::Awslogs)
-        .options("awslogs-group", &group)
-        .options("awslogs-stream-prefix", "cmd")
-        .options("awslogs-region", "us-east-1")
-        .build()
-        .expect("log configuration");
-    let container = ecs::types::ContainerDefinition::builder()
-        .name("main")
-        .image("public.ecr.aws/docker/library/busybox:latest")
-        .memory(128)
-        .essential(true)
-        .log_configuration(log_config)
-        .build();
-    ecs.register_task_definition()
-        .family(&family)
-        .container_definitions(container)
-        .send()
-        .await
-        .expect("register task definition");
+    let (ecs, logs) = command_task_setup(endpoint, &cluster, &family, &group, "main").await;
     Cluster {
         cluster,
         family,

@@ -202,6 +202,53 @@ moto_client!(sqs_client, aws_sdk_sqs);
 moto_client!(ecs_client, aws_sdk_ecs);
 moto_client!(logs_client, aws_sdk_cloudwatchlogs);
 
+/// What commands run as ECS tasks need: cluster `cluster`, log group `group` and task
+/// definition `family`, whose one container `container` logs to the group (awslogs, streams
+/// `cmd/<container>/<task id>`). A cluster or log group that exists already is used as it is.
+pub async fn command_task_setup(
+    endpoint: &str,
+    cluster: &str,
+    family: &str,
+    group: &str,
+    container: &str,
+) -> (aws_sdk_ecs::Client, aws_sdk_cloudwatchlogs::Client) {
+    use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver};
+    let ecs = ecs_client(endpoint);
+    let logs = logs_client(endpoint);
+    ecs.create_cluster()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .expect("create cluster");
+    if let Err(e) = logs.create_log_group().log_group_name(group).send().await {
+        let exists = e
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_already_exists_exception());
+        assert!(exists, "create log group {group}: {e:?}");
+    }
+    let log_config = LogConfiguration::builder()
+        .log_driver(LogDriver::Awslogs)
+        .options("awslogs-group", group)
+        .options("awslogs-stream-prefix", "cmd")
+        .options("awslogs-region", "us-east-1")
+        .build()
+        .expect("log configuration");
+    let container = ContainerDefinition::builder()
+        .name(container)
+        .image("public.ecr.aws/docker/library/busybox:latest")
+        .memory(128)
+        .essential(true)
+        .log_configuration(log_config)
+        .build();
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(container)
+        .send()
+        .await
+        .expect("register task definition");
+    (ecs, logs)
+}
+
 /// AWS access for an executor in this process: every service's client goes to moto.
 pub fn moto_aws(endpoint: &str) -> std::sync::Arc<baton_core::aws::Aws> {
     baton_core::aws::Aws::fixed_with(

@@ -853,21 +853,6 @@ mod tests {
         }
     }
 
-    /// `plan` as it runs: without the dependencies as written (a plan read back has only the
-    /// resolved ones), and with its dependencies spelled out as labels when serialized.
-    fn running(plan: &Plan) -> Plan {
-        let mut plan = plan.clone();
-        for action in &mut plan.actions {
-            if let Some(mut details) = action.details.take() {
-                details.depends_on.clear();
-                details.before.clear();
-                action.details = details.boxed();
-            }
-        }
-        plan.edges_as_written = false;
-        plan
-    }
-
     fn reopened(plan: &Plan) -> Plan {
         match read(plan.source(), &plan.to_json()) {
             Ok(Stored::Trusted(plan)) => plan,
@@ -912,7 +897,7 @@ mod tests {
     #[test]
     fn a_stored_plan_reads_back_as_validated() {
         let plan = validated("plan.json", NATIVE, Format::Json);
-        assert_eq!(reopened(&plan), running(&plan));
+        assert_eq!(reopened(&plan), crate::testutil::as_read_back(&plan));
         // Durations are kept to the nanosecond, not as their text rounds them.
         assert_eq!(
             reopened(&plan).action(0).details().timeout,
@@ -921,7 +906,7 @@ mod tests {
         let sck = validated("f.actions", SCK, Format::Yaml);
         assert_eq!(sck.dialect(), Dialect::SckV2);
         let again = reopened(&sck);
-        assert_eq!(again, running(&sck));
+        assert_eq!(again, crate::testutil::as_read_back(&sck));
         // Serialized again, its dependencies are spelled out, and read back the same.
         assert_eq!(reopened(&again), again);
         assert_eq!(again.action(1).details().reads_state, Some(vec![0]));
@@ -1176,7 +1161,7 @@ mod tests {
             if let Ok(loaded) = loaded {
                 let plan = loaded.plan;
                 let again = reopened(&plan);
-                prop_assert_eq!(&again, &running(&plan));
+                prop_assert_eq!(&again, &crate::testutil::as_read_back(&plan));
                 prop_assert_eq!(&reopened(&again), &again);
                 // What it writes is an action file that validates to the same plan.
                 let text = String::from_utf8(again.to_json()).expect("utf-8");
