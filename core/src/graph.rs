@@ -7,6 +7,102 @@ use std::collections::BinaryHeap;
 
 use crate::model::ActionIdx;
 
+/// One list of actions per action (what each depends on, or what depends on each), all kept in
+/// two flat arrays: at 100k actions a `Vec` per action would cost about 6 MB more (its header
+/// and an allocation of its own each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjacency {
+    /// List `i` is `items[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    items: Vec<ActionIdx>,
+}
+
+impl Default for Adjacency {
+    fn default() -> Self {
+        Adjacency::with_capacity(0, 0)
+    }
+}
+
+impl Adjacency {
+    /// No lists yet, with room for `lists` of them holding `items` in all.
+    pub fn with_capacity(lists: usize, items: usize) -> Self {
+        let mut starts = Vec::with_capacity(lists + 1);
+        starts.push(0);
+        Adjacency {
+            starts,
+            items: Vec::with_capacity(items),
+        }
+    }
+
+    /// Adds the next list.
+    pub fn push(&mut self, list: impl IntoIterator<Item = ActionIdx>) {
+        self.items.extend(list);
+        // Fewer than 2^32 entries: a plan holds at most a few million values.
+        self.starts.push(self.items.len() as u32);
+    }
+
+    /// How many lists.
+    pub fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Whether there are no lists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many entries, over all the lists.
+    pub fn total(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The lists in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[ActionIdx]> + '_ {
+        self.starts
+            .windows(2)
+            .map(|w| &self.items[w[0] as usize..w[1] as usize])
+    }
+
+    /// The same edges the other way round: list `j` of the result holds every `i` whose list
+    /// holds `j` (in ascending `i`); `n` lists, each entry below `n`.
+    pub fn reversed(&self, n: usize) -> Adjacency {
+        let mut starts = vec![0u32; n + 1];
+        for &j in &self.items {
+            starts[j as usize + 1] += 1;
+        }
+        for k in 0..n {
+            starts[k + 1] += starts[k];
+        }
+        let mut next: Vec<u32> = starts[..n].to_vec();
+        let mut items = vec![0; self.items.len()];
+        for (i, list) in self.iter().enumerate() {
+            for &j in list {
+                items[next[j as usize] as usize] = i as ActionIdx;
+                next[j as usize] += 1;
+            }
+        }
+        Adjacency { starts, items }
+    }
+}
+
+impl std::ops::Index<usize> for Adjacency {
+    type Output = [ActionIdx];
+
+    fn index(&self, i: usize) -> &[ActionIdx] {
+        &self.items[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
+}
+
+impl<L: AsRef<[ActionIdx]>> FromIterator<L> for Adjacency {
+    fn from_iter<I: IntoIterator<Item = L>>(lists: I) -> Self {
+        let mut adjacency = Adjacency::default();
+        for list in lists {
+            adjacency.push(list.as_ref().iter().copied());
+        }
+        adjacency
+    }
+}
+
 /// The cycles that stop a plan from being ordered: the first [`MAX_CYCLES`] as paths, and how
 /// many more there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,15 +115,10 @@ pub struct Cycles {
 
 /// Kahn's algorithm with file order as the tie-break (a min-heap), so the order is stable.
 /// On failure returns the cycles found among the actions that could not be ordered.
-pub fn topological_order(deps: &[Vec<ActionIdx>]) -> Result<Vec<ActionIdx>, Cycles> {
+pub fn topological_order(deps: &Adjacency) -> Result<Vec<ActionIdx>, Cycles> {
     let n = deps.len();
     let mut remaining: Vec<u32> = deps.iter().map(|d| d.len() as u32).collect();
-    let mut dependents = vec![Vec::new(); n];
-    for (idx, list) in deps.iter().enumerate() {
-        for &dep in list {
-            dependents[dep as usize].push(idx as ActionIdx);
-        }
-    }
+    let dependents = deps.reversed(n);
     let mut ready: BinaryHeap<Reverse<ActionIdx>> = (0..n as ActionIdx)
         .filter(|&i| remaining[i as usize] == 0)
         .map(Reverse)
@@ -55,7 +146,7 @@ pub const MAX_CYCLES: usize = 10;
 /// Finds distinct cycles among the unordered actions (`remaining > 0`) with an iterative DFS:
 /// one per dependency that leads back onto the path. The first [`MAX_CYCLES`] are returned as
 /// paths; the rest are only counted (in the same linear walk: no path is built for them).
-fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Cycles {
+fn find_cycles(deps: &Adjacency, remaining: &[u32]) -> Cycles {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -116,7 +207,7 @@ fn find_cycles(deps: &[Vec<ActionIdx>], remaining: &[u32]) -> Cycles {
 /// one ancestor walk per query (quadratic on a long chain where every action reads another's
 /// outputs).
 pub(crate) fn transitive_dependencies(
-    deps: &[Vec<ActionIdx>],
+    deps: &Adjacency,
     order: &[ActionIdx],
     queries: &[(ActionIdx, ActionIdx)],
 ) -> Vec<bool> {
@@ -194,17 +285,21 @@ pub(crate) fn transitive_dependencies(
 mod tests {
     use super::*;
 
+    fn adj(lists: &[Vec<ActionIdx>]) -> Adjacency {
+        lists.iter().collect()
+    }
+
     #[test]
     fn orders_by_dependencies_then_file_order() {
         let deps = vec![vec![2], vec![], vec![1], vec![]];
-        assert_eq!(topological_order(&deps), Ok(vec![1, 2, 0, 3]));
+        assert_eq!(topological_order(&adj(&deps)), Ok(vec![1, 2, 0, 3]));
     }
 
     #[test]
     fn reports_a_cycle_path() {
         // 0 depends on 2, 1 on 0, 2 on 1: 0 → 1 → 2 → 0 in "needed by" terms.
         let deps = vec![vec![2], vec![0], vec![1], vec![]];
-        let cycles = topological_order(&deps).expect_err("cyclic");
+        let cycles = topological_order(&adj(&deps)).expect_err("cyclic");
         assert_eq!(cycles.found.len(), 1);
         assert_eq!(cycles.more, 0);
         let cycle = &cycles.found[0];
@@ -224,7 +319,7 @@ mod tests {
         let n = 200;
         let mut deps: Vec<Vec<ActionIdx>> = (0..n - 1).map(|k| vec![k + 1]).collect();
         deps.push((0..n - 1).collect());
-        let cycles = topological_order(&deps).expect_err("cyclic");
+        let cycles = topological_order(&adj(&deps)).expect_err("cyclic");
         assert_eq!(cycles.found.len(), MAX_CYCLES);
         assert_eq!(cycles.more, n as usize - 1 - MAX_CYCLES);
     }
@@ -233,7 +328,7 @@ mod tests {
     fn transitive_dependency_queries() {
         // 0 <- 1 <- 2, 3 alone, 4 depends on 2 and 3.
         let deps = vec![vec![], vec![0], vec![1], vec![], vec![2, 3]];
-        let order = topological_order(&deps).expect("acyclic");
+        let order = topological_order(&adj(&deps)).expect("acyclic");
         let queries = [
             (2, 0),
             (0, 2),
@@ -245,7 +340,7 @@ mod tests {
             (9, 0),
         ];
         assert_eq!(
-            transitive_dependencies(&deps, &order, &queries),
+            transitive_dependencies(&adj(&deps), &order, &queries),
             [true, false, true, true, false, false, true, false]
         );
     }
@@ -260,13 +355,13 @@ mod tests {
         let order: Vec<ActionIdx> = (0..n).collect();
         let mut queries: Vec<(ActionIdx, ActionIdx)> = (1..n).map(|k| (k, 0)).collect();
         queries.extend((2..n).map(|k| (k, k - 2)));
-        let answers = transitive_dependencies(&deps, &order, &queries);
+        let answers = transitive_dependencies(&adj(&deps), &order, &queries);
         assert!(answers.iter().all(|&a| a));
     }
 
     #[test]
     fn self_loop_is_a_cycle() {
-        let cycles = topological_order(&[vec![0]]).expect_err("cyclic");
+        let cycles = topological_order(&adj(&[vec![0]])).expect_err("cyclic");
         assert_eq!(cycles.found, vec![vec![0]]);
     }
 }

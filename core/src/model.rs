@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::actions::ActionType;
 use crate::duration::format_duration;
+use crate::graph::Adjacency;
 
 /// Index of an action in [`Plan::actions`]. `u32` keeps the per-action graph data small.
 pub type ActionIdx = u32;
@@ -59,10 +60,6 @@ pub struct Action {
 /// The parts of an [`Action`] most actions leave out.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ActionDetails {
-    /// As written: labels and glob patterns. Empty in a plan read back from a run's store:
-    /// what runs is the resolved [`Plan::deps`], and reading 100k actions' texts back cost a
-    /// sixth of opening the run.
-    pub depends_on: Vec<String>,
     /// Template expression evaluated when the action is ready; false skips it (and lets its
     /// dependents run). `None`: always runs.
     pub condition: Option<String>,
@@ -90,8 +87,7 @@ pub struct ActionDetails {
 }
 
 /// What an action without details reads.
-static NO_DETAILS: ActionDetails = ActionDetails {
-    depends_on: Vec::new(),
+pub(crate) static NO_DETAILS: ActionDetails = ActionDetails {
     condition: None,
     timeout: None,
     retry: None,
@@ -271,6 +267,52 @@ impl LifecycleHook {
     }
 }
 
+/// Lists of texts, one list per action, in one buffer: the `depends_on` of 100k actions as
+/// a `Vec<String>` each took about 30 MB (a box of details per action to hold it, and an
+/// allocation per label), and about 3 MB here.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct TextLists {
+    text: String,
+    /// Entry `k` ends at `ends[k]` in `text` (and starts where entry `k - 1` ends).
+    ends: Vec<u32>,
+    /// List `i` is entries `firsts[i]..firsts[i + 1]`; empty before the first list.
+    firsts: Vec<u32>,
+}
+
+impl TextLists {
+    /// Adds the next list.
+    pub(crate) fn push<'a>(&mut self, list: impl IntoIterator<Item = &'a str>) {
+        if self.firsts.is_empty() {
+            self.firsts.push(0);
+        }
+        for entry in list {
+            self.text.push_str(entry);
+            // Within u32: an action file's text is bounded far below 4 GiB.
+            self.ends.push(self.text.len() as u32);
+        }
+        self.firsts.push(self.ends.len() as u32);
+    }
+
+    /// List `i` (empty past the last).
+    pub(crate) fn list(&self, i: usize) -> impl ExactSizeIterator<Item = &str> + '_ {
+        let (first, end) = match (self.firsts.get(i), self.firsts.get(i + 1)) {
+            (Some(&first), Some(&end)) => (first as usize, end as usize),
+            _ => (0, 0),
+        };
+        (first..end).map(move |k| {
+            let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+            &self.text[start..self.ends[k] as usize]
+        })
+    }
+
+    /// Gives back memory reserved beyond what the lists hold.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.firsts.shrink_to_fit();
+    }
+}
+
 /// A validated plan. Its parts stay consistent with each other (indices, dependents, order,
 /// what templates read), so they are read through methods and changed only by the loader.
 #[derive(Debug, Clone, PartialEq)]
@@ -280,16 +322,18 @@ pub struct Plan {
     /// The spelling and rules of the file it came from.
     pub(crate) dialect: Dialect,
     pub(crate) actions: Vec<Action>,
-    pub(crate) deps: Vec<Vec<ActionIdx>>,
-    pub(crate) dependents: Vec<Vec<ActionIdx>>,
+    pub(crate) deps: Adjacency,
+    pub(crate) dependents: Adjacency,
     /// A topological order (dependencies first), ties broken by file order.
     pub(crate) order: Vec<ActionIdx>,
     /// Every action, by label: what [`Plan::find`] searches. Labels are unique, so strictly
     /// ascending here.
     pub(crate) by_label: Vec<ActionIdx>,
-    /// Whether the actions keep `depends_on` and `before` as written (a plan loaded from an
-    /// action file), or left them out (read back from a run's store).
-    pub(crate) edges_as_written: bool,
+    /// Each action's `depends_on` as written (labels and glob patterns) in a plan loaded from
+    /// an action file; `None` in a plan read back from a run's store (which also leaves out
+    /// `before`): what runs is the resolved [`Plan::deps`], and reading 100k actions' texts
+    /// back cost a sixth of opening the run.
+    pub(crate) depends_on: Option<Box<TextLists>>,
     find_hint: FindHint,
 }
 
@@ -332,35 +376,28 @@ impl Plan {
         source: String,
         dialect: Dialect,
         actions: Vec<Action>,
-        deps: Vec<Vec<ActionIdx>>,
+        deps: Adjacency,
         order: Vec<ActionIdx>,
+        mut depends_on: TextLists,
     ) -> Self {
         let mut by_label: Vec<ActionIdx> = (0..actions.len() as ActionIdx).collect();
         by_label
             .sort_unstable_by(|&a, &b| actions[a as usize].label.cmp(&actions[b as usize].label));
-        Plan::new_indexed(source, dialect, actions, deps, order, by_label)
+        depends_on.shrink_to_fit();
+        let mut plan = Plan::new_indexed(source, dialect, actions, deps, order, by_label);
+        plan.depends_on = Some(Box::new(depends_on));
+        plan
     }
 
     fn new_indexed(
         source: String,
         dialect: Dialect,
         actions: Vec<Action>,
-        deps: Vec<Vec<ActionIdx>>,
+        deps: Adjacency,
         order: Vec<ActionIdx>,
         by_label: Vec<ActionIdx>,
     ) -> Self {
-        // Counted first, so each list is allocated once, at its size.
-        let mut counts = vec![0usize; actions.len()];
-        for &dep in deps.iter().flatten() {
-            counts[dep as usize] += 1;
-        }
-        let mut dependents: Vec<Vec<ActionIdx>> =
-            counts.into_iter().map(Vec::with_capacity).collect();
-        for (idx, list) in deps.iter().enumerate() {
-            for &dep in list {
-                dependents[dep as usize].push(idx as ActionIdx);
-            }
-        }
+        let dependents = deps.reversed(actions.len());
         Plan {
             source,
             dialect,
@@ -369,7 +406,7 @@ impl Plan {
             dependents,
             order,
             by_label,
-            edges_as_written: true,
+            depends_on: None,
             find_hint: FindHint::default(),
         }
     }
@@ -382,7 +419,7 @@ impl Plan {
         source: String,
         dialect: Dialect,
         actions: Vec<Action>,
-        deps: Vec<Vec<ActionIdx>>,
+        deps: Adjacency,
         order: Vec<ActionIdx>,
         by_label: Vec<ActionIdx>,
     ) -> Result<Self, String> {
@@ -418,9 +455,9 @@ impl Plan {
                 },
             );
         }
-        let mut plan = Plan::new_indexed(source, dialect, actions, deps, order, by_label);
-        plan.edges_as_written = false;
-        Ok(plan)
+        Ok(Plan::new_indexed(
+            source, dialect, actions, deps, order, by_label,
+        ))
     }
 
     /// The file the plan came from, for messages.
@@ -514,7 +551,7 @@ impl Plan {
         all
     }
 
-    fn closure(&self, start: ActionIdx, edges: &[Vec<ActionIdx>]) -> Vec<ActionIdx> {
+    fn closure(&self, start: ActionIdx, edges: &Adjacency) -> Vec<ActionIdx> {
         let mut seen = vec![false; self.len()];
         let mut stack = vec![start];
         seen[start as usize] = true;
@@ -571,24 +608,25 @@ impl Serialize for Plan {
 impl Plan {
     /// Action `idx` as the canonical list writes it.
     pub(crate) fn canonical(&self, idx: ActionIdx) -> CanonicalAction<'_> {
-        let resolved = (!self.edges_as_written).then(|| {
-            self.deps[idx as usize]
+        let depends_on: Vec<&str> = match &self.depends_on {
+            Some(written) => written.list(idx as usize).collect(),
+            None => self.deps[idx as usize]
                 .iter()
                 .map(|&dep| self.label(dep))
-                .collect()
-        });
+                .collect(),
+        };
         CanonicalAction {
             action: &self.actions[idx as usize],
-            resolved,
+            depends_on,
         }
     }
 }
 
-/// An action as the canonical list writes it; `resolved`: its dependencies' labels, written
-/// instead of its (left out) `depends_on`.
+/// An action as the canonical list writes it; `depends_on`: as written, or (in a plan read
+/// back, which left that out) its dependencies' labels.
 pub(crate) struct CanonicalAction<'p> {
     action: &'p Action,
-    resolved: Option<Vec<&'p str>>,
+    depends_on: Vec<&'p str>,
 }
 
 impl Serialize for CanonicalAction<'_> {
@@ -597,13 +635,8 @@ impl Serialize for CanonicalAction<'_> {
         let a = self.action;
         map.serialize_entry("label", &a.label)?;
         map.serialize_entry("type", a.action_type.name())?;
-        match &self.resolved {
-            Some(labels) if !labels.is_empty() => map.serialize_entry("depends_on", labels)?,
-            Some(_) => {}
-            None if !a.details().depends_on.is_empty() => {
-                map.serialize_entry("depends_on", &a.details().depends_on)?
-            }
-            None => {}
+        if !self.depends_on.is_empty() {
+            map.serialize_entry("depends_on", &self.depends_on)?;
         }
         a.serialize_rest(&mut map)?;
         map.end()
@@ -686,5 +719,24 @@ mod tests {
             ..ActionDetails::default()
         };
         assert_eq!(some.boxed().map(|d| d.scope), Some(Some("build".into())));
+        // Dependencies as written are kept by the plan, not in a box of details per action.
+        let plan = crate::testutil::plan(
+            r#"[{"label": "a", "type": "system.no_op"},
+                {"label": "b", "type": "system.no_op", "depends_on": ["a", "a*"]}]"#,
+        );
+        assert!(plan.actions().iter().all(|a| a.details.is_none()));
+        let b = serde_json::to_value(plan.canonical(1)).expect("json");
+        assert_eq!(b["depends_on"], serde_json::json!(["a", "a*"]));
+    }
+
+    #[test]
+    fn text_lists_hand_back_each_list() {
+        let mut lists = TextLists::default();
+        lists.push(["a", "bc"]);
+        lists.push([]);
+        lists.push(["", "d"]);
+        let all: Vec<Vec<&str>> = (0..4).map(|i| lists.list(i).collect()).collect();
+        assert_eq!(all, [vec!["a", "bc"], vec![], vec!["", "d"], vec![]]);
+        assert_eq!(TextLists::default().list(0).len(), 0);
     }
 }

@@ -589,7 +589,7 @@ impl<'p> Scheduler<'p> {
 
     fn block_descendants(&mut self, state: &mut RunState, root: ActionIdx) {
         let root_label = self.plan.label(root).to_string();
-        let mut stack: Vec<ActionIdx> = self.plan.dependents[root as usize].clone();
+        let mut stack: Vec<ActionIdx> = self.plan.dependents[root as usize].to_vec();
         while let Some(idx) = stack.pop() {
             let entry = state.action_mut(idx);
             if entry.status != ActionStatus::Pending {

@@ -19,12 +19,11 @@ pub fn as_read_back(plan: &Plan) -> Plan {
     let mut plan = plan.clone();
     for action in &mut plan.actions {
         if let Some(mut details) = action.details.take() {
-            details.depends_on.clear();
             details.before.clear();
             action.details = details.boxed();
         }
     }
-    plan.edges_as_written = false;
+    plan.depends_on = None;
     plan
 }
 

@@ -197,7 +197,7 @@ proptest! {
             }
         }
         let cyclic = (0..n).any(|i| reach[i][i]);
-        match topological_order(&deps) {
+        match topological_order(&deps.iter().collect()) {
             Ok(order) => {
                 prop_assert!(!cyclic);
                 let pos: Vec<usize> = {

@@ -186,6 +186,9 @@ async fn drive_from(
     if crate::tui::wanted(args.plain, args.json) {
         return drive_in_console(run, known, options, args.read_only, started).await;
     }
+    // The driver's first tick reads the state itself; a second copy held meanwhile is 16 MB
+    // at 100k actions.
+    drop(known);
     let printer = PlainPrinter::new(&run.plan);
     let observer: &dyn Observer = if args.json { &Silent } else { &printer };
     // Refuse a run another process drives before announcing it (the tick would refuse it

@@ -11,9 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::actions::ActionType;
 use crate::duration::{parse_duration, seconds_to_duration, DurationError};
-use crate::graph::{topological_order, transitive_dependencies};
+use crate::graph::{topological_order, transitive_dependencies, Adjacency};
 use crate::hints::did_you_mean;
-use crate::model::{Action, ActionDetails, ActionIdx, Dialect, LifecycleHook, Plan, RetryPolicy};
+use crate::model::{Action, ActionDetails, ActionIdx, Dialect, Plan, RetryPolicy, TextLists};
 use crate::template::{self, OutputRefs};
 
 mod read;
@@ -275,7 +275,8 @@ pub fn load_bytes(file: &str, bytes: &[u8], format: Format) -> Result<Loaded, Pr
 pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Problems> {
     // Editors on Windows like to start files with a byte-order mark; it carries no meaning.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let read = read::read_actions(file, text, format)
+    let mut validating = Validating::new(file, None);
+    let mut read = read::read_actions(file, text, format, &mut validating)
         .map_err(|problem| one_problem(compile_stage_note(problem, text)))?;
     let stored = match read.format.as_deref() {
         None => None,
@@ -290,18 +291,67 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
             ))
         })?),
     };
-    let mut validator = Validator::new(file, sck::detect(file, &read.actions, stored));
-    let drafts: Vec<Draft> = read
-        .actions
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| validator.read_action(index, item))
-        .collect();
+    let dialect = validating.detector.dialect(stored);
+    if validating.validator.as_ref().map(|v| v.dialect) != Some(dialect) {
+        if validating.validator.is_some() {
+            // The file's first actions looked like another dialect than the whole file is:
+            // read it again under the right rules (rare, and the same reading again).
+            validating = Validating::new(file, Some(dialect));
+            read = read::read_actions(file, text, format, &mut validating)
+                .map_err(|problem| one_problem(compile_stage_note(problem, text)))?;
+        } else {
+            validating.validator = Some(Validator::new(file, dialect));
+        }
+    }
+    let Validating {
+        validator, drafts, ..
+    } = validating;
+    let mut validator = validator.unwrap_or_else(|| Validator::new(file, dialect));
     for (index, field, message) in read.findings {
         let label = drafts.get(index).and_then(|d| d.label.clone());
         validator.error(index, label.as_deref(), &field, message);
     }
     validator.finish_drafts(drafts)
+}
+
+/// Validates each action as the reader hands it over, under the dialect the actions read so
+/// far say (or the one given, on a second reading), so an action's parsed tree is dropped as
+/// soon as it is validated.
+struct Validating<'f> {
+    file: &'f str,
+    dialect: Option<Dialect>,
+    detector: sck::Detector,
+    /// Made at the first action, under the dialect known then.
+    validator: Option<Validator<'f>>,
+    drafts: Vec<Draft>,
+}
+
+impl<'f> Validating<'f> {
+    fn new(file: &'f str, dialect: Option<Dialect>) -> Self {
+        Validating {
+            file,
+            dialect,
+            detector: sck::Detector::new(file),
+            validator: None,
+            drafts: Vec::new(),
+        }
+    }
+}
+
+impl read::ActionSink for Validating<'_> {
+    fn restart(&mut self) {
+        *self = Validating::new(self.file, self.dialect);
+    }
+
+    fn action(&mut self, index: usize, action: Value, format: Option<&str>) {
+        self.detector.observe(&action);
+        let validator = self.validator.get_or_insert_with(|| {
+            let stored = format.and_then(Dialect::from_tag);
+            let dialect = self.dialect.unwrap_or(self.detector.dialect(stored));
+            Validator::new(self.file, dialect)
+        });
+        self.drafts.push(validator.read_action(index, action));
+    }
 }
 
 /// A file that does not parse and holds Jinja tags at the start of a line is an SCK action
@@ -389,21 +439,21 @@ fn canonical_field(key: &str) -> Option<&'static str> {
 struct Draft {
     label: Option<String>,
     action_type: Option<ActionType>,
-    depends_on: Vec<String>,
     params: Value,
-    condition: Option<String>,
-    timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
-    description: Option<String>,
     /// What each template reads, by field.
     refs: Vec<(String, OutputRefs)>,
     templated: bool,
-    /// SCK's `Before`: labels and patterns of the actions that wait for this one.
-    before: Vec<String>,
-    scope: Option<String>,
     /// `None`: not said (on).
     save_outputs: Option<bool>,
-    hooks: Vec<LifecycleHook>,
+    /// `depends_on` and SCK's `before` as written, and what few actions have, boxed as the
+    /// plan's action keeps them: every action's draft is held until the whole file is read.
+    details: Option<Box<ActionDetails>>,
+}
+
+impl Draft {
+    fn details(&self) -> &ActionDetails {
+        self.details.as_deref().unwrap_or(&crate::model::NO_DETAILS)
+    }
 }
 
 struct Validator<'f> {
@@ -412,6 +462,8 @@ struct Validator<'f> {
     dialect: Dialect,
     /// How each SCK action spelled its fields, by index, so problems name them as written.
     spellings: Vec<Option<sck::Spelling>>,
+    /// Each action's `depends_on` as written, by index.
+    depends_on: TextLists,
     problems: Problems,
     /// Problems past [`MAX_PROBLEMS`], counted but not kept.
     unlisted_errors: usize,
@@ -428,6 +480,7 @@ impl<'f> Validator<'f> {
             file,
             dialect,
             spellings: Vec::new(),
+            depends_on: TextLists::default(),
             problems: Problems::default(),
             unlisted_errors: 0,
             unlisted_warnings: 0,
@@ -508,7 +561,7 @@ impl<'f> Validator<'f> {
         }
 
         let index = self.index_labels(&drafts);
-        let deps = self.resolve_dependencies(&drafts, &index);
+        let deps: Adjacency = self.resolve_dependencies(&drafts, &index).iter().collect();
         if !self.problems.errors.is_empty() {
             return Err(self.finish());
         }
@@ -541,36 +594,35 @@ impl<'f> Validator<'f> {
             let (Some(label), Some(action_type)) = (draft.label, draft.action_type) else {
                 continue;
             };
-            actions.push(Action {
+            let reads_vars: Vec<(String, String)> = draft
+                .refs
+                .iter()
+                .flat_map(|(field, refs)| refs.vars.iter().map(|v| (field.clone(), v.clone())))
+                .collect();
+            let mut action = Action {
                 label,
                 action_type,
                 templated: draft.templated,
                 save_outputs: draft.save_outputs.unwrap_or(true),
                 params: draft.params,
                 reads_outputs: None,
-                details: ActionDetails {
-                    depends_on: draft.depends_on,
-                    condition: draft.condition,
-                    timeout: draft.timeout,
-                    retry: draft.retry,
-                    description: draft.description,
-                    reads_vars: draft
-                        .refs
-                        .iter()
-                        .flat_map(|(field, refs)| {
-                            refs.vars.iter().map(|v| (field.clone(), v.clone()))
-                        })
-                        .collect(),
-                    reads_state: None,
-                    before: draft.before,
-                    scope: draft.scope,
-                    hooks: draft.hooks,
-                }
-                .boxed(),
-            });
+                details: draft.details,
+            };
+            if !reads_vars.is_empty() {
+                action.details_mut().reads_vars = reads_vars;
+            }
+            actions.push(action);
             read_labels.push(draft.refs);
         }
-        let mut plan = Plan::new(self.file.to_string(), self.dialect, actions, deps, order);
+        let depends_on = std::mem::take(&mut self.depends_on);
+        let mut plan = Plan::new(
+            self.file.to_string(),
+            self.dialect,
+            actions,
+            deps,
+            order,
+            depends_on,
+        );
         let lookups: Vec<sck::Lookups> = read_labels
             .iter()
             .map(|refs| sck::Lookups::of(refs))
@@ -646,7 +698,15 @@ impl<'f> Validator<'f> {
         self.problems
     }
 
+    /// Reads action `i` (the actions are read in order).
     fn read_action(&mut self, i: usize, item: Value) -> Draft {
+        let (draft, depends_on) = self.read_action_fields(i, item);
+        self.depends_on.push(depends_on.iter().map(String::as_str));
+        draft
+    }
+
+    /// The action's draft, and its `depends_on` as written.
+    fn read_action_fields(&mut self, i: usize, item: Value) -> (Draft, Vec<String>) {
         let mut draft = Draft::default();
         let Value::Object(object) = item else {
             self.error(
@@ -658,7 +718,7 @@ impl<'f> Validator<'f> {
                     describe_kind(&item)
                 ),
             );
-            return draft;
+            return (draft, Vec::new());
         };
         let mut fields = if self.dialect.is_sck() {
             self.sck_fields(i, object)
@@ -669,22 +729,23 @@ impl<'f> Validator<'f> {
         let label = draft.label.clone();
         let label = label.as_deref();
         draft.action_type = self.read_type(i, label, fields.remove("type"));
-        draft.depends_on =
-            self.read_depends_on(i, label, "depends_on", fields.remove("depends_on"));
+        let depends_on = self.read_depends_on(i, label, "depends_on", fields.remove("depends_on"));
+        let mut details = ActionDetails::default();
         // Oversized params are neither kept nor checked further: that error is the one worth reading.
         if let Some(params) = self.read_params(i, label, fields.remove("params")) {
             draft.params = params;
             self.check_params(i, label, &mut draft);
         }
-        draft.condition =
+        details.condition =
             self.read_condition(i, label, fields.remove("condition"), &mut draft.refs);
-        draft.timeout = self.read_timeout(i, label, fields.remove("timeout"));
-        draft.retry = self.read_retry(i, label, fields.remove("retry"));
-        draft.description = self.read_description(i, label, fields.remove("description"));
+        details.timeout = self.read_timeout(i, label, fields.remove("timeout"));
+        details.retry = self.read_retry(i, label, fields.remove("retry"));
+        details.description = self.read_description(i, label, fields.remove("description"));
         if self.dialect.is_sck() {
-            self.read_sck_fields(i, label, fields, &mut draft);
+            self.read_sck_fields(i, label, fields, &mut draft, &mut details);
         }
-        draft
+        draft.details = details.boxed();
+        (draft, depends_on)
     }
 
     /// The action's fields under their canonical names; duplicate spellings and unknown fields
@@ -979,9 +1040,12 @@ impl<'f> Validator<'f> {
     ) -> Vec<Vec<ActionIdx>> {
         let mut resolver = Resolver::new(drafts, index);
         let mut all: Vec<Vec<ActionIdx>> = Vec::with_capacity(drafts.len());
-        for (i, draft) in drafts.iter().enumerate() {
-            let mut deps: Vec<ActionIdx> = Vec::with_capacity(draft.depends_on.len());
-            for (j, dep) in draft.depends_on.iter().enumerate() {
+        // Taken out while entries are resolved (which reports problems through `self`).
+        let written = std::mem::take(&mut self.depends_on);
+        for i in 0..drafts.len() {
+            let depends_on = written.list(i);
+            let mut deps: Vec<ActionIdx> = Vec::with_capacity(depends_on.len());
+            for (j, dep) in depends_on.enumerate() {
                 if resolver.stopped {
                     break;
                 }
@@ -991,7 +1055,7 @@ impl<'f> Validator<'f> {
             all.push(deps);
         }
         for (i, draft) in drafts.iter().enumerate() {
-            for (j, entry) in draft.before.iter().enumerate() {
+            for (j, entry) in draft.details().before.iter().enumerate() {
                 if resolver.stopped {
                     break;
                 }
@@ -1003,6 +1067,7 @@ impl<'f> Validator<'f> {
                 }
             }
         }
+        self.depends_on = written;
         for deps in &mut all {
             deps.sort_unstable();
             deps.dedup();
@@ -1604,6 +1669,29 @@ mod tests {
 
     fn load(text: &str) -> Result<Loaded, Problems> {
         load_str("t.json", text, Format::Json)
+    }
+
+    /// Actions are validated as they are read, under the dialect the first ones show; a file
+    /// whose later actions show another is read again under that one's rules.
+    #[test]
+    fn a_dialect_shown_late_is_read_again_under_its_rules() {
+        let first_looks_native = r#"[
+            {"Label": "a", "Type": "System::NoOp"},
+            {"Label": "b", "Type": "System::NoOp", "DependsOn": "a"}
+        ]"#;
+        let loaded = load(first_looks_native).expect("loads as SCK V1");
+        assert_eq!(loaded.plan.dialect(), Dialect::SckV1);
+        assert_eq!(loaded.plan.deps(1), &[0]);
+        // A stored plan's wrapper may name its format after its actions.
+        let wrapped = format!(
+            r#"{{"actions": [{{"Label": "a", "Type": "System::NoOp"}}], "format": "{}"}}"#,
+            Dialect::SckV1.tag()
+        );
+        let loaded = load(&wrapped).expect("loads as SCK V1");
+        assert_eq!(loaded.plan.dialect(), Dialect::SckV1);
+        // Alone, the same first action is one of baton's own older files.
+        let alone = load(r#"[{"Label": "a", "Type": "System::NoOp"}]"#).expect("loads");
+        assert_eq!(alone.plan.dialect(), Dialect::Native);
     }
 
     fn errors(text: &str) -> Vec<String> {

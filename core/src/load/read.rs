@@ -4,9 +4,8 @@
 //! value while it counts every value and every byte of text it creates, refuses a repeated key
 //! and a number JSON cannot hold.
 //! So no file, however it is shaped (a million `1`s, a million `{}`s, YAML aliases that repeat
-//! a long string), costs more memory than the counts allow. The actions are kept as they are
-//! read (the validator needs the whole file to tell its dialect); nothing else of the document
-//! is held.
+//! a long string), costs more memory than the counts allow. Each action is handed on as soon
+//! as it is read ([`ActionSink`]); nothing else of the document is held.
 
 use std::fmt;
 
@@ -47,7 +46,7 @@ enum Stop {
 }
 
 /// The running counts and position of one read.
-struct Reader {
+struct Reader<'s> {
     values_left: usize,
     text_left: usize,
     /// Levels of lists and objects open, the list of actions included.
@@ -60,8 +59,10 @@ struct Reader {
     stop: Option<Stop>,
     /// Problems that do not stop the reading: (action, field, message).
     found: Vec<(usize, String, String)>,
-    /// The actions read so far.
-    actions: Vec<Value>,
+    /// Where each action goes as soon as it is read.
+    sink: &'s mut dyn ActionSink,
+    /// How many actions were handed to the sink.
+    handed: usize,
     /// The `format` of a stored plan's wrapper object, when the document is one.
     format: Option<String>,
 }
@@ -69,7 +70,7 @@ struct Reader {
 /// The text every reader error carries; the details are in [`Reader::stop`].
 const STOPPED: &str = "baton: stopped reading";
 
-impl Reader {
+impl Reader<'_> {
     fn stop<E: serde::de::Error>(&mut self, stop: Stop) -> E {
         self.stop = Some(stop);
         E::custom(STOPPED)
@@ -137,9 +138,9 @@ impl Reader {
 }
 
 /// One value, counted as it is built.
-struct Bounded<'r>(&'r mut Reader);
+struct Bounded<'r, 's>(&'r mut Reader<'s>);
 
-impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+impl<'de> DeserializeSeed<'de> for Bounded<'_, '_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
@@ -147,7 +148,7 @@ impl<'de> DeserializeSeed<'de> for Bounded<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Bounded<'_> {
+impl<'de> Visitor<'de> for Bounded<'_, '_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -247,9 +248,9 @@ impl<'de> Visitor<'de> for Bounded<'_> {
 
 /// A mapping key as text. YAML allows numbers and booleans as keys (`8080: web`); they are
 /// taken as the text they were written as, which is what JSON would need anyway.
-struct Key<'r>(&'r mut Reader);
+struct Key<'r, 's>(&'r mut Reader<'s>);
 
-impl<'de> DeserializeSeed<'de> for Key<'_> {
+impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
     type Value = String;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
@@ -257,7 +258,7 @@ impl<'de> DeserializeSeed<'de> for Key<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Key<'_> {
+impl<'de> Visitor<'de> for Key<'_, '_> {
     type Value = String;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -313,9 +314,9 @@ enum Top {
 
 /// The whole document: a list is read one action at a time; anything else is read (within the
 /// same bounds) only to say what it is.
-struct Document<'r>(&'r mut Reader);
+struct Document<'r, 's>(&'r mut Reader<'s>);
 
-impl<'de> DeserializeSeed<'de> for Document<'_> {
+impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
     type Value = Top;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Top, D::Error> {
@@ -323,7 +324,7 @@ impl<'de> DeserializeSeed<'de> for Document<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Document<'_> {
+impl<'de> Visitor<'de> for Document<'_, '_> {
     type Value = Top;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -370,7 +371,6 @@ impl<'de> Visitor<'de> for Document<'_> {
         if wrapper && has_actions && reader.format.is_some() {
             Ok(Top::Actions)
         } else {
-            reader.actions.clear();
             reader.format = None;
             Ok(Top::Other("an object"))
         }
@@ -406,9 +406,9 @@ impl<'de> Visitor<'de> for Document<'_> {
 }
 
 /// Whether one more element follows, without building it.
-struct Skip<'r>(&'r mut Reader);
+struct Skip<'r, 's>(&'r mut Reader<'s>);
 
-impl<'de> DeserializeSeed<'de> for Skip<'_> {
+impl<'de> DeserializeSeed<'de> for Skip<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
@@ -418,9 +418,9 @@ impl<'de> DeserializeSeed<'de> for Skip<'_> {
 }
 
 /// The list of actions inside a stored plan's wrapper object.
-struct ActionList<'r>(&'r mut Reader);
+struct ActionList<'r, 's>(&'r mut Reader<'s>);
 
-impl<'de> DeserializeSeed<'de> for ActionList<'_> {
+impl<'de> DeserializeSeed<'de> for ActionList<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -428,7 +428,7 @@ impl<'de> DeserializeSeed<'de> for ActionList<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for ActionList<'_> {
+impl<'de> Visitor<'de> for ActionList<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -443,7 +443,7 @@ impl<'de> Visitor<'de> for ActionList<'_> {
 
 /// Reads a list of actions one at a time, up to [`MAX_ACTIONS`]; its level is already open.
 fn read_action_list<'de, A: SeqAccess<'de>>(
-    reader: &mut Reader,
+    reader: &mut Reader<'_>,
     mut seq: A,
 ) -> Result<(), A::Error> {
     let mut index = 0;
@@ -459,14 +459,15 @@ fn read_action_list<'de, A: SeqAccess<'de>>(
         let Some(action) = seq.next_element_seed(Bounded(reader))? else {
             break;
         };
-        if index == 0 && reader.actions.is_empty() && reader.format.is_none() {
+        if index == 0 && reader.handed == 0 && reader.format.is_none() {
             if let Some(format) = stored_plan_header(&action) {
                 // What validation computed is computed again; only the dialect is kept.
                 reader.format = Some(format);
                 continue;
             }
         }
-        reader.actions.push(action);
+        reader.sink.action(index, action, reader.format.as_deref());
+        reader.handed += 1;
         index += 1;
     }
     reader.action = None;
@@ -488,10 +489,20 @@ fn stored_plan_header(first: &Value) -> Option<String> {
 /// A problem inside an action that did not stop the reading: (action, field, message).
 pub(super) type Finding = (usize, String, String);
 
-/// What a file holds: its actions as read, problems inside them that did not stop the reading,
-/// and the `format` of a stored plan's wrapper object.
+/// Takes each action as soon as it is read, so no more than one action's tree is alive at a
+/// time (at 100k actions the whole list of trees would be about 80 MB).
+pub(super) trait ActionSink: Send {
+    /// A read starts again from the beginning (a file that is not JSON is read again as
+    /// YAML): forget every action handed over so far.
+    fn restart(&mut self);
+    /// Action `index` as read; `format`: the stored plan's format, when the document has said
+    /// it so far (a header or a wrapper's `format` before its `actions`).
+    fn action(&mut self, index: usize, action: Value, format: Option<&str>);
+}
+
+/// What a file holds besides its actions (handed to the sink): problems inside them that did
+/// not stop the reading, and the `format` of a stored plan's wrapper object.
 pub(super) struct Read {
-    pub(super) actions: Vec<Value>,
     pub(super) findings: Vec<Finding>,
     pub(super) format: Option<String>,
 }
@@ -502,7 +513,12 @@ pub(super) struct Read {
 /// [`MAX_NESTING`].
 // A cold path that runs once per file: the large error costs nothing worth boxing for.
 #[allow(clippy::result_large_err)]
-pub(super) fn read_actions(file: &str, text: &str, format: Format) -> Result<Read, Problem> {
+pub(super) fn read_actions(
+    file: &str,
+    text: &str,
+    format: Format,
+    sink: &mut dyn ActionSink,
+) -> Result<Read, Problem> {
     // The parsers recurse once per level of nesting, with frames of several kilobytes in a
     // debug build: 127 levels need more than the 2 MiB a test or tokio thread has. The read
     // runs on a thread of its own with room to spare (the stack is reserved, not used).
@@ -510,7 +526,7 @@ pub(super) fn read_actions(file: &str, text: &str, format: Format) -> Result<Rea
         let reading = std::thread::Builder::new()
             .name("baton-read".into())
             .stack_size(READER_STACK)
-            .spawn_scoped(scope, || read_on_this_thread(file, text, format));
+            .spawn_scoped(scope, || read_on_this_thread(file, text, format, sink));
         let failed =
             |why: String| Problem::file_level(file, format!("cannot read the file: {why}"));
         match reading {
@@ -526,7 +542,12 @@ pub(super) fn read_actions(file: &str, text: &str, format: Format) -> Result<Rea
 const READER_STACK: usize = 64 * 1024 * 1024;
 
 #[allow(clippy::result_large_err)]
-fn read_on_this_thread(file: &str, text: &str, format: Format) -> Result<Read, Problem> {
+fn read_on_this_thread(
+    file: &str,
+    text: &str,
+    format: Format,
+    sink: &mut dyn ActionSink,
+) -> Result<Read, Problem> {
     if text.trim().is_empty() {
         return Err(Problem::file_level(
             file,
@@ -534,13 +555,13 @@ fn read_on_this_thread(file: &str, text: &str, format: Format) -> Result<Read, P
         ));
     }
     match format {
-        Format::Json => read_as(file, text, true),
-        Format::Yaml => read_as(file, text, false),
+        Format::Json => read_as(file, text, true, sink),
+        Format::Yaml => read_as(file, text, false, sink),
         // A file whose name does not say: JSON, and if it is not JSON, YAML (of which JSON is
         // nearly a subset). The problem shown is the one of the form the text looks like.
-        Format::Detect => match read_as(file, text, true) {
+        Format::Detect => match read_as(file, text, true, sink) {
             Err(json) if json.message.starts_with("invalid JSON") => {
-                match read_as(file, text, false) {
+                match read_as(file, text, false, sink) {
                     Ok(read) => Ok(read),
                     Err(_) if text.trim_start().starts_with(['[', '{']) => Err(json),
                     Err(yaml) => Err(yaml),
@@ -552,7 +573,12 @@ fn read_on_this_thread(file: &str, text: &str, format: Format) -> Result<Read, P
 }
 
 #[allow(clippy::result_large_err)]
-fn read_as(file: &str, text: &str, use_json: bool) -> Result<Read, Problem> {
+fn read_as(
+    file: &str,
+    text: &str,
+    use_json: bool,
+    sink: &mut dyn ActionSink,
+) -> Result<Read, Problem> {
     if !use_json && text.len() as u64 > MAX_YAML_BYTES {
         return Err(Problem::file_level(
             file,
@@ -568,9 +594,11 @@ fn read_as(file: &str, text: &str, use_json: bool) -> Result<Read, Problem> {
         label: None,
         stop: None,
         found: Vec::new(),
-        actions: Vec::new(),
+        sink,
+        handed: 0,
         format: None,
     };
+    reader.sink.restart();
     let (top, failure) = if use_json {
         read_json(text, &mut reader)
     } else {
@@ -585,7 +613,6 @@ fn read_as(file: &str, text: &str, use_json: bool) -> Result<Read, Problem> {
             format!("expected a list of actions (an array), found {kind}"),
         )),
         _ => Ok(Read {
-            actions: reader.actions,
             findings: reader.found,
             format: reader.format,
         }),
@@ -594,7 +621,7 @@ fn read_as(file: &str, text: &str, use_json: bool) -> Result<Read, Problem> {
 
 type Failure = (Option<(usize, usize)>, String);
 
-fn read_json(text: &str, reader: &mut Reader) -> (Option<Top>, Option<Failure>) {
+fn read_json(text: &str, reader: &mut Reader<'_>) -> (Option<Top>, Option<Failure>) {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let result = Document(reader)
         .deserialize(&mut deserializer)
@@ -614,7 +641,7 @@ fn read_json(text: &str, reader: &mut Reader) -> (Option<Top>, Option<Failure>) 
 /// refuses first, at the bracket that is one level too deep.
 const PARSER_NESTING: usize = 4096;
 
-fn read_yaml(text: &str, reader: &mut Reader) -> (Option<Top>, Option<Failure>) {
+fn read_yaml(text: &str, reader: &mut Reader<'_>) -> (Option<Top>, Option<Failure>) {
     use serde_saphyr::options::{DuplicateKeyPolicy, MergeKeyPolicy, NonFiniteFloatPolicy};
     // The reader counts values, text and depth itself; the parser's own budgets are set so
     // they never refuse first what the reader would accept, except alias replay, which they
@@ -690,7 +717,7 @@ fn without_position(message: &str) -> String {
     message.to_string()
 }
 
-impl Reader {
+impl Reader<'_> {
     /// The problem for a read that stopped at `position` with the parser's `message`.
     fn problem(
         &self,

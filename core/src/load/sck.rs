@@ -27,22 +27,54 @@ const SCK_ONLY: &[&str] = &[
 /// Action fields only the third version has (baton's own are `label`, `type`, `params`).
 const V3_ONLY: &[&str] = &["kind", "metadata", "spec", "apiVersion"];
 
+/// The dialect of a whole list of actions.
+#[cfg(test)]
+pub(crate) fn detect(file: &str, actions: &[Value], stored: Option<Dialect>) -> Dialect {
+    let mut detector = Detector::new(file);
+    actions.iter().for_each(|action| detector.observe(action));
+    detector.dialect(stored)
+}
+
 /// Which dialect a file's actions are written in. A file is SCK's when any action uses what
 /// only SCK has: V3's lowercase `kind`/`metadata`/`spec`, or an action spelled wholly in
 /// PascalCase that also has an SCK-only field, PascalCase params, a `DependsOn` that is not a
 /// list, or sits in a `.actions` file (SCK's own extension). An action spelled in PascalCase
 /// with nothing else of SCK's (`Label`, `Type`, snake_case `Params`) is one of baton's older
 /// files, and stays under baton's rules.
-pub(crate) fn detect(file: &str, actions: &[Value], stored: Option<Dialect>) -> Dialect {
-    if let Some(dialect) = stored {
-        return dialect;
+///
+/// Actions are observed one at a time; what the ones seen so far say can still change with a
+/// later one (only ever towards SCK, and from V1 to V2 or V3).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Detector {
+    sck_file: bool,
+    /// An action uses V3's own fields.
+    v3: bool,
+    /// An action speaks SCK: PascalCase with something only SCK has.
+    speaks_sck: bool,
+    /// An action has a field only the second version names so (`Name`, `Kind`, `Spec`).
+    second: bool,
+}
+
+impl Detector {
+    pub(crate) fn new(file: &str) -> Self {
+        Detector {
+            sck_file: file.ends_with(".actions"),
+            v3: false,
+            speaks_sck: false,
+            second: false,
+        }
     }
-    let objects = || actions.iter().filter_map(Value::as_object);
-    if objects().any(|o| V3_ONLY.iter().any(|k| o.contains_key(*k))) {
-        return Dialect::SckV3;
+
+    pub(crate) fn observe(&mut self, action: &Value) {
+        let Some(o) = action.as_object() else {
+            return;
+        };
+        self.v3 = self.v3 || V3_ONLY.iter().any(|k| o.contains_key(*k));
+        self.speaks_sck = self.speaks_sck || self.speaks_sck(o);
+        self.second = self.second || ["Name", "Kind", "Spec"].iter().any(|k| o.contains_key(*k));
     }
-    let sck_file = file.ends_with(".actions");
-    let speaks_sck = |o: &Map<String, Value>| {
+
+    fn speaks_sck(&self, o: &Map<String, Value>) -> bool {
         let pascal = o
             .keys()
             .all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()));
@@ -55,16 +87,21 @@ pub(crate) fn detect(file: &str, actions: &[Value], stored: Option<Dialect>) -> 
                 .any(|k| k.starts_with(|c: char| c.is_ascii_uppercase()))
         });
         let loose_depends_on = o.get("DependsOn").is_some_and(|d| !d.is_array());
-        sck_file || pascal_params || loose_depends_on || SCK_ONLY.iter().any(|k| o.contains_key(*k))
-    };
-    if !objects().any(speaks_sck) {
-        return Dialect::Native;
+        self.sck_file
+            || pascal_params
+            || loose_depends_on
+            || SCK_ONLY.iter().any(|k| o.contains_key(*k))
     }
-    let second = objects().any(|o| ["Name", "Kind", "Spec"].iter().any(|k| o.contains_key(*k)));
-    if second {
-        Dialect::SckV2
-    } else {
-        Dialect::SckV1
+
+    /// The dialect of the actions seen so far; a stored plan's own dialect wins.
+    pub(crate) fn dialect(&self, stored: Option<Dialect>) -> Dialect {
+        match stored {
+            Some(dialect) => dialect,
+            None if self.v3 => Dialect::SckV3,
+            None if !self.speaks_sck => Dialect::Native,
+            None if self.second => Dialect::SckV2,
+            None => Dialect::SckV1,
+        }
     }
 }
 
@@ -792,12 +829,13 @@ impl super::Validator<'_> {
         label: Option<&str>,
         mut fields: Map<String, Value>,
         draft: &mut super::Draft,
+        details: &mut crate::model::ActionDetails,
     ) {
-        draft.before = self.read_depends_on(i, label, "before", fields.remove("before"));
+        details.before = self.read_depends_on(i, label, "before", fields.remove("before"));
         match fields.remove("scope") {
             None | Some(Value::Null) => {}
             Some(Value::String(scope)) if SCOPES.contains(&scope.as_str()) => {
-                draft.scope = Some(scope)
+                details.scope = Some(scope)
             }
             Some(other) => self.error(
                 i,
@@ -833,7 +871,7 @@ impl super::Validator<'_> {
             ),
         }
         if let Some(hooks) = fields.remove("lifecycle_hooks") {
-            draft.hooks = self.read_hooks(i, label, hooks, &mut draft.refs);
+            details.hooks = self.read_hooks(i, label, hooks, &mut draft.refs);
         }
     }
 

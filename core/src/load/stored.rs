@@ -40,6 +40,7 @@ use serde_json::Value;
 
 use crate::actions::ActionType;
 use crate::duration::MAX_DURATION;
+use crate::graph::Adjacency;
 use crate::model::{
     Action, ActionDetails, ActionIdx, Dialect, HookMessage, HookState, LifecycleHook, Plan,
     RetryPolicy,
@@ -55,7 +56,7 @@ pub const PLAN_FORMAT: u32 = 2;
 #[derive(Debug)]
 pub(crate) enum Stored {
     /// A plan in the current format, read without validating it again.
-    Trusted(Plan),
+    Trusted(Box<Plan>),
     /// A plan stored by an earlier version: validate it in full.
     Legacy,
 }
@@ -89,7 +90,7 @@ pub enum StoredPlanError {
 /// earlier version is validated in full.
 pub fn read_stored(source: &str, bytes: &[u8]) -> Result<Plan, StoredPlanError> {
     match read(source, bytes).map_err(StoredPlanError::Damaged)? {
-        Stored::Trusted(plan) => Ok(plan),
+        Stored::Trusted(plan) => Ok(*plan),
         Stored::Legacy => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| StoredPlanError::Damaged("it is not UTF-8 text".into()))?;
@@ -124,7 +125,9 @@ pub(crate) fn read(source: &str, bytes: &[u8]) -> Result<Stored, String> {
             format!("{e}{at}")
         }
     })?;
-    parts.into_plan(source).map(Stored::Trusted)
+    parts
+        .into_plan(source)
+        .map(|plan| Stored::Trusted(Box::new(plan)))
 }
 
 /// Whether the document starts as the current format does: `[{"plan_format"`. The writer puts
@@ -186,7 +189,7 @@ impl Serialize for ResolvedList<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let plan = self.0;
         let mut seq = serializer.serialize_seq(Some(plan.actions.len()))?;
-        for (action, deps) in plan.actions.iter().zip(&plan.deps) {
+        for (action, deps) in plan.actions.iter().zip(plan.deps.iter()) {
             seq.serialize_element(&ResolvedEntry { action, deps })?;
         }
         seq.end()
@@ -274,7 +277,7 @@ struct Header {
 struct Parts {
     dialect: Dialect,
     actions: Vec<Action>,
-    deps: Vec<Vec<ActionIdx>>,
+    deps: Adjacency,
     order: Vec<ActionIdx>,
     by_label: Vec<ActionIdx>,
 }
@@ -313,7 +316,8 @@ impl<'de> serde::de::Visitor<'de> for DocumentSeed<'_> {
             )));
         }
         let mut actions = Vec::with_capacity(n);
-        let mut deps = Vec::with_capacity(n);
+        let edges = header.resolved.iter().map(|r| r.deps.len()).sum();
+        let mut deps = Adjacency::with_capacity(n, edges);
         progress.list.set(Some("actions"));
         loop {
             let i = actions.len();
@@ -722,7 +726,6 @@ impl StoredAction {
             params: self.params,
             reads_outputs: more.reads_outputs,
             details: ActionDetails {
-                depends_on: Vec::new(),
                 condition: self.condition,
                 timeout,
                 retry,
@@ -810,11 +813,7 @@ fn exact(field: &str, written: bool, nanos: Option<u64>) -> Result<Option<Durati
 }
 
 /// `order` holds every action once, each after all of its dependencies.
-fn check_order(
-    actions: &[Action],
-    deps: &[Vec<ActionIdx>],
-    order: &[ActionIdx],
-) -> Result<(), String> {
+fn check_order(actions: &[Action], deps: &Adjacency, order: &[ActionIdx]) -> Result<(), String> {
     const UNPLACED: usize = usize::MAX;
     let n = actions.len();
     let mut position = vec![UNPLACED; n];
@@ -855,7 +854,7 @@ mod tests {
 
     fn reopened(plan: &Plan) -> Plan {
         match read(plan.source(), &plan.to_json()) {
-            Ok(Stored::Trusted(plan)) => plan,
+            Ok(Stored::Trusted(plan)) => *plan,
             other => panic!("not read back as trusted: {other:?}"),
         }
     }
