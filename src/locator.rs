@@ -193,6 +193,16 @@ pub async fn open(run: &str, store: &StoreArgs) -> Result<Run<AnyStore>, Failure
     Ok(Run::open(resolve(run, store).await?).await?)
 }
 
+/// [`open`], and the run's newest state and version without log threads but `keep_log`'s
+/// (see [`Run::open_without_logs`]: the plan and the state are read at once).
+pub async fn open_without_logs(
+    run: &str,
+    store: &StoreArgs,
+    keep_log: Option<&str>,
+) -> Result<(Run<AnyStore>, baton_core::RunState, String), Failure> {
+    Ok(Run::open_without_logs(resolve(run, store).await?, keep_log).await?)
+}
+
 /// ` --store DIR` when the store is not the default one.
 fn store_flag(root: &Path) -> String {
     if root == Path::new(".baton") {

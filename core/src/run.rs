@@ -136,7 +136,9 @@ impl<S: RunStore> Run<S> {
     ) -> Result<(Self, RunState, String), RunError> {
         let plan_json = plan.to_json();
         let plan_sha256 = sha256_hex(&plan_json);
-        let mut state = RunState::new(run_id, &plan, &plan_sha256, vars, now);
+        // The actions' states are allocated once the first document is stored: beside the
+        // plan's JSON they were the peak of creating a 100k-action run (16 MB more).
+        let mut state = RunState::without_actions(run_id, &plan, &plan_sha256, vars, now);
         if let Some(sink) = &hook_sink {
             state.log_run(
                 now,
@@ -147,6 +149,8 @@ impl<S: RunStore> Run<S> {
         state.set_hook_sink(hook_sink);
         let first = state.to_json(&plan);
         let version = store.create(&plan_json, &first).await?;
+        drop(plan_json);
+        state.actions = vec![crate::state::ActionState::default(); plan.len()];
         if let Ok(seq) = version.parse::<u64>() {
             state
                 .changes
@@ -358,14 +362,67 @@ impl<S: RunStore> Run<S> {
         keep_log: Option<crate::model::ActionIdx>,
     ) -> Result<(RunState, String), RunError> {
         let (bytes, version) = self.store.load_latest().await?;
+        let state = self.without_logs(bytes, &version, keep_log).await?;
+        Ok((state, version))
+    }
+
+    async fn without_logs(
+        &self,
+        bytes: Vec<u8>,
+        version: &str,
+        keep_log: Option<crate::model::ActionIdx>,
+    ) -> Result<RunState, RunError> {
         let mut state = self
-            .assemble_with(bytes, &version, |bytes| {
+            .assemble_with(bytes, version, |bytes| {
                 RunState::from_json_without_logs(bytes, &self.plan, keep_log)
             })
             .await?;
         // Not a basis for a delta: the log threads left out would be lost.
         state.changes = Default::default();
-        Ok((state, version))
+        Ok(state)
+    }
+
+    /// [`Run::open`] and then [`Run::load_without_logs`] (keeping the log thread of the action
+    /// labelled `keep_log`), for what shows a run as soon as it can: the console's first frame.
+    /// The stored plan and the newest state are decoded on two threads at once (at 100k actions
+    /// each takes tens of milliseconds), which holds both documents at once: commands that
+    /// print and exit read one after the other, in less memory. The state's reader needs the plan only to
+    /// place each action's entry, and every state document baton writes lists the actions in
+    /// plan order: so it takes them in order and their labels are compared with the plan's
+    /// once both are read. A journal delta, or a document that lists them otherwise, is read
+    /// the usual way once the plan is read.
+    pub async fn open_without_logs(
+        store: S,
+        keep_log: Option<&str>,
+    ) -> Result<(Self, RunState, String), RunError> {
+        let plan_bytes = store.load_plan().await?;
+        let (bytes, version) = store.load_latest().await?;
+        let source = format!("{}/actions.json", store.locator());
+        let whole = journal::delta_ref(&bytes).is_none();
+        let (plan, plan_sha256, early) = std::thread::scope(|scope| {
+            let early = whole.then(|| {
+                scope.spawn(|| RunState::from_json_in_order_without_logs(&bytes, keep_log))
+            });
+            let hash = scope.spawn(|| sha256_hex(&plan_bytes));
+            let plan = load::read_stored(&source, &plan_bytes);
+            let plan_sha256 = hash.join().unwrap_or_else(|_| sha256_hex(&plan_bytes));
+            let early = early.and_then(|reading| reading.join().ok());
+            (plan, plan_sha256, early)
+        });
+        let run = Self::opened(store, plan, plan_sha256, &PlanCache::default())?;
+        if let Some(Ok((mut state, labels))) = early {
+            if let Some(checked) = state.in_plan_order(&labels, &run.plan) {
+                checked.map_err(|error| run.damaged(&version, error))?;
+                run.check_plan(&state, &version)?;
+                // As `load_without_logs` leaves it: not a basis for a delta.
+                state.changes = Default::default();
+                return Ok((run, state, version));
+            }
+        }
+        // Read again with the plan at hand, for its placement and its own words on damage.
+        let keep = keep_log.and_then(|label| run.plan.find(label));
+        let state = run.without_logs(bytes, &version, keep).await?;
+        Ok((run, state, version))
     }
 
     /// An older state, by a version from [`RunStore::list_versions`].

@@ -727,6 +727,20 @@ impl RunState {
         vars: Map<String, Value>,
         now: Timestamp,
     ) -> Self {
+        let mut state = RunState::without_actions(run_id, plan, plan_sha256, vars, now);
+        state.actions = vec![ActionState::default(); plan.len()];
+        state
+    }
+
+    /// [`RunState::new`] before its actions' states are allocated: enough to write the first
+    /// document, which leaves out every action at its default (that is, all of them).
+    pub(crate) fn without_actions(
+        run_id: &str,
+        plan: &Plan,
+        plan_sha256: &str,
+        vars: Map<String, Value>,
+        now: Timestamp,
+    ) -> Self {
         let mut state = RunState {
             format: FORMAT,
             run_id: run_id.to_string(),
@@ -740,7 +754,7 @@ impl RunState {
             driver: None,
             created_at: now,
             updated_at: now,
-            actions: vec![ActionState::default(); plan.len()],
+            actions: Vec::new(),
             log: VecDeque::new(),
             changes: crate::journal::Changes::default(),
         };
@@ -862,22 +876,24 @@ impl RunState {
     pub fn from_json(bytes: &[u8], plan: &Plan) -> Result<Self, StateError> {
         use serde::de::DeserializeSeed;
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let state = StateSeed { plan }
-            .deserialize(&mut deserializer)
-            .and_then(|state| deserializer.end().map(|()| state))
-            .map_err(|e| {
-                if e.is_eof() {
-                    StateError::Truncated(e.to_string())
-                } else if e.is_syntax() && nesting(bytes) > MAX_STATE_NESTING {
-                    // serde_json's guard against hostile nesting (no stack overflow).
-                    StateError::TooDeep {
-                        line: e.line(),
-                        column: e.column(),
-                    }
-                } else {
-                    StateError::Invalid(e.to_string())
+        let state = StateSeed {
+            place: Place::ByPlan(plan),
+        }
+        .deserialize(&mut deserializer)
+        .and_then(|state| deserializer.end().map(|()| state))
+        .map_err(|e| {
+            if e.is_eof() {
+                StateError::Truncated(e.to_string())
+            } else if e.is_syntax() && nesting(bytes) > MAX_STATE_NESTING {
+                // serde_json's guard against hostile nesting (no stack overflow).
+                StateError::TooDeep {
+                    line: e.line(),
+                    column: e.column(),
                 }
-            })?;
+            } else {
+                StateError::Invalid(e.to_string())
+            }
+        })?;
         if state.format != FORMAT {
             return Err(StateError::Format {
                 found: state.format,
@@ -898,10 +914,48 @@ impl RunState {
         plan: &Plan,
         keep_log: Option<ActionIdx>,
     ) -> Result<Self, StateError> {
+        let keep = without_logs::Keep::action(plan, keep_log);
+        let state = Self::read_without_logs(bytes, Place::ByPlan(plan), keep)?;
+        state.check(plan)?;
+        Ok(state)
+    }
+
+    /// [`RunState::from_json_without_logs`] before the plan is at hand (it is being read on
+    /// another thread): the actions' entries are taken in the order the document lists them,
+    /// which is plan order in every document baton writes, and their labels are kept for
+    /// [`RunState::in_plan_order`] to compare with the plan's. `keep_log`: the label of the
+    /// action whose log thread to keep.
+    pub(crate) fn from_json_in_order_without_logs(
+        bytes: &[u8],
+        keep_log: Option<&str>,
+    ) -> Result<(Self, LabelsInOrder), StateError> {
+        let mut labels = LabelsInOrder::default();
+        let keep = without_logs::Keep { label: keep_log };
+        let state = Self::read_without_logs(bytes, Place::InOrder(&mut labels), keep)?;
+        Ok((state, labels))
+    }
+
+    /// Whether a state read by [`RunState::from_json_in_order_without_logs`] listed exactly
+    /// `plan`'s actions in plan order; then it is checked against the plan as
+    /// [`RunState::from_json_without_logs`] checks it.
+    pub(crate) fn in_plan_order(
+        &self,
+        labels: &LabelsInOrder,
+        plan: &Plan,
+    ) -> Option<Result<(), StateError>> {
+        let same = labels.ends.len() == plan.len()
+            && (0..plan.len()).all(|i| labels.get(i) == plan.label(i as ActionIdx));
+        same.then(|| self.check(plan))
+    }
+
+    fn read_without_logs(
+        bytes: &[u8],
+        place: Place<'_>,
+        keep: without_logs::Keep<'_>,
+    ) -> Result<Self, StateError> {
         use serde::de::DeserializeSeed;
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let keep = without_logs::Keep::action(plan, keep_log);
-        let state = StateSeed { plan }
+        let state = StateSeed { place }
             .deserialize(without_logs::WithoutLogs::document(&mut deserializer, keep))
             .and_then(|state| deserializer.end().map(|()| state))
             .map_err(|e| {
@@ -921,9 +975,34 @@ impl RunState {
                 found: state.format,
             });
         }
-        state.check(plan)?;
         Ok(state)
     }
+}
+
+/// The labels of a state document's actions in the order it lists them, in one buffer.
+#[derive(Default)]
+pub(crate) struct LabelsInOrder {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl LabelsInOrder {
+    fn push(&mut self, label: &str) {
+        self.text.push_str(label);
+        self.ends.push(self.text.len());
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+}
+
+/// Where a state document's action entries go: into the slot of the plan's action of that
+/// label, or in the order they come (their labels kept, to compare with the plan's later).
+enum Place<'p> {
+    ByPlan(&'p Plan),
+    InOrder(&'p mut LabelsInOrder),
 }
 
 impl RunState {
@@ -1048,7 +1127,7 @@ fn nesting(bytes: &[u8]) -> usize {
 /// Reads a state document straight into plan order: each action's entry lands in its slot as
 /// it is read (a label-keyed map in between cost ~50 MB at 100k actions).
 struct StateSeed<'p> {
-    plan: &'p Plan,
+    place: Place<'p>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for StateSeed<'_> {
@@ -1071,12 +1150,15 @@ impl<'de> serde::de::Visitor<'de> for StateSeed<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RunState, A::Error> {
         use serde::de::Error;
+        let mut place = self.place;
         let mut header = Header::default();
         let mut actions: Option<Vec<ActionState>> = None;
         let mut log = VecDeque::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "actions" => actions = Some(map.next_value_seed(ActionsSeed { plan: self.plan })?),
+                "actions" => {
+                    actions = Some(map.next_value_seed(ActionsSeed { place: &mut place })?)
+                }
                 "log" => log = map.next_value()?,
                 other => {
                     if !header.read(other, &mut map)? {
@@ -1239,11 +1321,11 @@ const FIELDS: &[&str] = &[
     "log",
 ];
 
-struct ActionsSeed<'p> {
-    plan: &'p Plan,
+struct ActionsSeed<'s, 'p> {
+    place: &'s mut Place<'p>,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for ActionsSeed<'_> {
+impl<'de> serde::de::DeserializeSeed<'de> for ActionsSeed<'_, '_> {
     type Value = Vec<ActionState>;
 
     fn deserialize<D: serde::Deserializer<'de>>(
@@ -1254,7 +1336,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ActionsSeed<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for ActionsSeed<'_> {
+impl<'de> serde::de::Visitor<'de> for ActionsSeed<'_, '_> {
     type Value = Vec<ActionState>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1262,9 +1344,20 @@ impl<'de> serde::de::Visitor<'de> for ActionsSeed<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut actions = vec![ActionState::default(); self.plan.len()];
+        let plan = match self.place {
+            Place::ByPlan(plan) => plan,
+            Place::InOrder(labels) => {
+                let mut actions = Vec::new();
+                while let Some(label) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    labels.push(&label);
+                    actions.push(map.next_value()?);
+                }
+                return Ok(actions);
+            }
+        };
+        let mut actions = vec![ActionState::default(); plan.len()];
         while let Some(label) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let idx = self.plan.find(&label).ok_or_else(|| {
+            let idx = plan.find(&label).ok_or_else(|| {
                 <A::Error as serde::de::Error>::custom(format!(
                     "the state mentions action \"{label}\", which is not in the run's plan"
                 ))

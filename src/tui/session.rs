@@ -192,9 +192,9 @@ pub async fn navigate(
         next = match next {
             Next::Exit => return Ok(last),
             Next::Runs => super::runs::show(term, store, notice.take()).await?,
-            Next::Run(id) => match locator::open(&id, store).await {
-                Ok(run) => {
-                    let (next, locator, state) = watch_run(term, run, read_only, true).await?;
+            Next::Run(id) => match locator::open_without_logs(&id, store, None).await {
+                Ok(opened) => {
+                    let (next, locator, state) = watch_run(term, opened, read_only, true).await?;
                     last = Some((locator, state));
                     next
                 }
@@ -210,13 +210,13 @@ pub async fn navigate(
 /// The console on a run it does not drive.
 async fn watch_run(
     term: &mut Term,
-    run: baton_core::Run<locator::AnyStore>,
+    (run, state, version): (baton_core::Run<locator::AnyStore>, RunState, String),
     read_only: bool,
     from_runs: bool,
 ) -> Result<(Next, String, RunState), Failure> {
     let run = Arc::new(run);
-    // As in `tui::console`: the first frame is drawn before the log threads are read.
-    let (state, version) = run.load_without_logs(None).await?;
+    // As in `tui::console`, the first frame is drawn from the state without its log threads
+    // (read with the plan, on two threads): they follow in the background.
     let options = AppOptions {
         read_only,
         color: color_wanted(),
@@ -245,7 +245,7 @@ pub async fn watch(
 ) -> Result<Option<(String, RunState)>, Failure> {
     // Open the run before the terminal, so a wrong locator is a plain error.
     let first = match run {
-        Some(run) => Some(locator::open(run, store).await?),
+        Some(run) => Some(locator::open_without_logs(run, store, None).await?),
         None => None,
     };
     let mut term = Term::open()?;

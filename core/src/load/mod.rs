@@ -193,7 +193,10 @@ pub fn load_path(path: &Path) -> Result<Loaded, Problems> {
     if bytes.len() as u64 > limit {
         return Err(fail(too_large(None, limit)));
     }
-    load_bytes(&file, &bytes, format)
+    let read = read_bytes(&file, &bytes, format)?;
+    // The text is not needed to put the plan together (at 100k actions, 8 MB less at the peak).
+    drop(bytes);
+    read.finish()
 }
 
 /// The message for a file over `limit` (`size` when known).
@@ -243,6 +246,10 @@ fn one_problem(problem: Problem) -> Problems {
 /// Parses and validates the bytes of an action file (refusing more than [`MAX_FILE_BYTES`] and
 /// anything that is not UTF-8); `file` names it in messages.
 pub fn load_bytes(file: &str, bytes: &[u8], format: Format) -> Result<Loaded, Problems> {
+    read_bytes(file, bytes, format)?.finish()
+}
+
+fn read_bytes<'f>(file: &'f str, bytes: &[u8], format: Format) -> Result<ReadFile<'f>, Problems> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(one_problem(Problem::file_level(
             file,
@@ -250,7 +257,7 @@ pub fn load_bytes(file: &str, bytes: &[u8], format: Format) -> Result<Loaded, Pr
         )));
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) => load_str(file, text, format),
+        Ok(text) => read_str(file, text, format),
         Err(err) => {
             let valid = &bytes[..err.valid_up_to()];
             let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
@@ -273,6 +280,23 @@ pub fn load_bytes(file: &str, bytes: &[u8], format: Format) -> Result<Loaded, Pr
 
 /// Parses and validates action-file text; `file` names it in messages.
 pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Problems> {
+    read_str(file, text, format)?.finish()
+}
+
+/// An action file read, each action validated on its own: what is left is putting the plan
+/// together, which needs the file's text no more.
+struct ReadFile<'f> {
+    validator: Validator<'f>,
+    drafts: Vec<Draft>,
+}
+
+impl ReadFile<'_> {
+    fn finish(self) -> Result<Loaded, Problems> {
+        self.validator.finish_drafts(self.drafts)
+    }
+}
+
+fn read_str<'f>(file: &'f str, text: &str, format: Format) -> Result<ReadFile<'f>, Problems> {
     // Editors on Windows like to start files with a byte-order mark; it carries no meaning.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut validating = Validating::new(file, None);
@@ -311,7 +335,7 @@ pub fn load_str(file: &str, text: &str, format: Format) -> Result<Loaded, Proble
         let label = drafts.get(index).and_then(|d| d.label.clone());
         validator.error(index, label.as_deref(), &field, message);
     }
-    validator.finish_drafts(drafts)
+    Ok(ReadFile { validator, drafts })
 }
 
 /// Validates each action as the reader hands it over, under the dialect the actions read so
@@ -553,7 +577,7 @@ impl<'f> Validator<'f> {
     }
 
     /// Everything after reading each action: labels, dependencies, cycles, template reads.
-    fn finish_drafts(mut self, drafts: Vec<Draft>) -> Result<Loaded, Problems> {
+    fn finish_drafts(mut self, mut drafts: Vec<Draft>) -> Result<Loaded, Problems> {
         if drafts.is_empty() {
             self.problems
                 .warnings
@@ -587,33 +611,39 @@ impl<'f> Validator<'f> {
             }
         };
 
-        let mut actions = Vec::with_capacity(drafts.len());
+        // Every draft has a label and type here: a missing one was an error above.
+        let complete = |d: &Draft| d.label.is_some() && d.action_type.is_some();
         let mut read_labels = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            // Every draft has a label and type here: a missing one was an error above.
-            let (Some(label), Some(action_type)) = (draft.label, draft.action_type) else {
-                continue;
-            };
-            let reads_vars: Vec<(String, String)> = draft
-                .refs
+        for draft in drafts.iter_mut().filter(|d| complete(d)) {
+            let refs = std::mem::take(&mut draft.refs);
+            let reads_vars: Vec<(String, String)> = refs
                 .iter()
                 .flat_map(|(field, refs)| refs.vars.iter().map(|v| (field.clone(), v.clone())))
                 .collect();
-            let mut action = Action {
-                label,
-                action_type,
-                templated: draft.templated,
-                save_outputs: draft.save_outputs.unwrap_or(true),
-                params: draft.params,
-                reads_outputs: None,
-                details: draft.details,
-            };
             if !reads_vars.is_empty() {
-                action.details_mut().reads_vars = reads_vars;
+                draft.details.get_or_insert_with(Box::default).reads_vars = reads_vars;
             }
-            actions.push(action);
-            read_labels.push(draft.refs);
+            read_labels.push(refs);
         }
+        // A draft is the size of an action, so the actions take the drafts' place (collected
+        // in place: at 100k actions both lists at once were 14 MB more at the peak).
+        let actions: Vec<Action> = drafts
+            .into_iter()
+            .filter_map(|draft| {
+                let (Some(label), Some(action_type)) = (draft.label, draft.action_type) else {
+                    return None;
+                };
+                Some(Action {
+                    label,
+                    action_type,
+                    templated: draft.templated,
+                    save_outputs: draft.save_outputs.unwrap_or(true),
+                    params: draft.params,
+                    reads_outputs: None,
+                    details: draft.details,
+                })
+            })
+            .collect();
         let depends_on = std::mem::take(&mut self.depends_on);
         let mut plan = Plan::new(
             self.file.to_string(),
@@ -1669,6 +1699,17 @@ mod tests {
 
     fn load(text: &str) -> Result<Loaded, Problems> {
         load_str("t.json", text, Format::Json)
+    }
+
+    /// Putting the plan together turns the drafts into actions in place, which needs them to
+    /// be the same size (see `finish_drafts`).
+    #[test]
+    fn a_draft_is_the_size_of_an_action() {
+        assert_eq!(std::mem::size_of::<Draft>(), std::mem::size_of::<Action>());
+        assert_eq!(
+            std::mem::align_of::<Draft>(),
+            std::mem::align_of::<Action>()
+        );
     }
 
     /// Actions are validated as they are read, under the dialect the first ones show; a file

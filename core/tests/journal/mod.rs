@@ -323,3 +323,82 @@ fn a_damaged_journal_is_refused_naming_the_version() {
         assert!(err.contains("version 4 does not exist"), "{err}");
     });
 }
+
+/// Opening a run with its state at once (plan and state read on two threads) reads what
+/// opening and then loading reads, and refuses what that refuses, in the same words: for a
+/// checkpoint listing the actions in plan order (read in order), one listing them otherwise,
+/// and a journal delta (both read again with the plan).
+#[test]
+fn opening_with_the_state_at_once_reads_what_opening_then_loading_reads() {
+    rt().block_on(async {
+        type Edit = fn(String) -> String;
+        let reversed: Edit = |text| {
+            let mut doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+            let actions = doc["actions"].as_object().expect("actions").clone();
+            let mut backwards = Map::new();
+            for (label, entry) in actions.into_iter().rev() {
+                backwards.insert(label, entry);
+            }
+            doc["actions"] = serde_json::Value::Object(backwards);
+            serde_json::to_string(&doc).expect("json")
+        };
+        let cases: [(&str, bool, Option<Edit>); 5] = [
+            ("a journal delta", true, None),
+            ("a checkpoint in plan order", false, None),
+            ("a checkpoint in another order", false, Some(reversed)),
+            (
+                "an unknown action",
+                false,
+                Some(|t| t.replacen("\"actions\":{\"", "\"actions\":{\"zz", 1)),
+            ),
+            (
+                "an impossible state",
+                false,
+                Some(|t| t.replacen("\"status\":\"running\"", "\"status\":\"succeeded\"", 1)),
+            ),
+        ];
+        for (case, keep_deltas, edit_file) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let run_dir = dir.path().join("run");
+            damaged_run(dir.path()).await;
+            let latest = if keep_deltas {
+                6
+            } else {
+                for n in 3..=6 {
+                    std::fs::remove_file(run_dir.join(format!("state/{n:08}.json"))).expect("rm");
+                }
+                2
+            };
+            let path = run_dir.join(format!("state/{latest:08}.json"));
+            let before = std::fs::read_to_string(&path).expect("read");
+            if let Some(edit_file) = edit_file {
+                tamper(&run_dir, latest, edit_file);
+                let after = std::fs::read_to_string(&path).expect("read");
+                assert_ne!(after, before, "{case}: the edit applies");
+            }
+            let run = Run::open(LocalStore::new(&run_dir)).await.expect("open");
+            let keep = run.plan.find("a3");
+            let expected = run.load_without_logs(keep).await;
+            let at_once = Run::open_without_logs(LocalStore::new(&run_dir), Some("a3")).await;
+            match (expected, at_once) {
+                (Ok((state, version)), Ok((opened, again, at))) => {
+                    assert_eq!(at, version, "{case}");
+                    assert!(
+                        again.to_json(&opened.plan) == state.to_json(&run.plan),
+                        "{case}: read differently"
+                    );
+                    assert!(!again.action(3).log.is_empty(), "{case}: a3's log kept");
+                    assert!(again.action(4).log.is_empty(), "{case}: a4's log left out");
+                }
+                (Err(expected), Err(at_once)) => {
+                    assert_eq!(at_once.to_string(), expected.to_string(), "{case}")
+                }
+                (expected, at_once) => panic!(
+                    "{case}: loading gave {:?}, opening at once {:?}",
+                    expected.map(|_| ()),
+                    at_once.map(|_| ())
+                ),
+            }
+        }
+    });
+}
