@@ -460,6 +460,19 @@ impl Plan {
         ))
     }
 
+    /// Lets go of `depends_on` and `before` as written, which a plan read back from its store
+    /// does not have either: what runs is the resolved dependencies. A run's creator does this
+    /// once the plan is stored, so it holds the plan every other process reads back.
+    pub(crate) fn forget_edges_as_written(&mut self) {
+        self.depends_on = None;
+        for action in &mut self.actions {
+            if let Some(mut details) = action.details.take() {
+                details.before.clear();
+                action.details = details.boxed();
+            }
+        }
+    }
+
     /// The file the plan came from, for messages.
     pub fn source(&self) -> &str {
         &self.source

@@ -150,6 +150,8 @@ impl<S: RunStore> Run<S> {
         let first = state.to_json(&plan);
         let version = store.create(&plan_json, &first).await?;
         drop(plan_json);
+        let mut plan = plan;
+        plan.forget_edges_as_written();
         state.actions = vec![crate::state::ActionState::default(); plan.len()];
         if let Ok(seq) = version.parse::<u64>() {
             state

@@ -881,24 +881,8 @@ impl RunState {
         }
         .deserialize(&mut deserializer)
         .and_then(|state| deserializer.end().map(|()| state))
-        .map_err(|e| {
-            if e.is_eof() {
-                StateError::Truncated(e.to_string())
-            } else if e.is_syntax() && nesting(bytes) > MAX_STATE_NESTING {
-                // serde_json's guard against hostile nesting (no stack overflow).
-                StateError::TooDeep {
-                    line: e.line(),
-                    column: e.column(),
-                }
-            } else {
-                StateError::Invalid(e.to_string())
-            }
-        })?;
-        if state.format != FORMAT {
-            return Err(StateError::Format {
-                found: state.format,
-            });
-        }
+        .map_err(|e| parse_error(e, bytes))?
+        .of_this_format()?;
         state.check(plan)?;
         Ok(state)
     }
@@ -958,24 +942,31 @@ impl RunState {
         let state = StateSeed { place }
             .deserialize(without_logs::WithoutLogs::document(&mut deserializer, keep))
             .and_then(|state| deserializer.end().map(|()| state))
-            .map_err(|e| {
-                if e.is_eof() {
-                    StateError::Truncated(e.to_string())
-                } else if e.is_syntax() && nesting(bytes) > MAX_STATE_NESTING {
-                    StateError::TooDeep {
-                        line: e.line(),
-                        column: e.column(),
-                    }
-                } else {
-                    StateError::Invalid(e.to_string())
-                }
-            })?;
-        if state.format != FORMAT {
-            return Err(StateError::Format {
-                found: state.format,
-            });
+            .map_err(|e| parse_error(e, bytes))?;
+        state.of_this_format()
+    }
+
+    /// Refuses a document of another format version.
+    fn of_this_format(self) -> Result<Self, StateError> {
+        if self.format != FORMAT {
+            return Err(StateError::Format { found: self.format });
         }
-        Ok(state)
+        Ok(self)
+    }
+}
+
+/// Why a state document did not parse, in the words of [`StateError`].
+fn parse_error(e: serde_json::Error, bytes: &[u8]) -> StateError {
+    if e.is_eof() {
+        StateError::Truncated(e.to_string())
+    } else if e.is_syntax() && nesting(bytes) > MAX_STATE_NESTING {
+        // serde_json's guard against hostile nesting (no stack overflow).
+        StateError::TooDeep {
+            line: e.line(),
+            column: e.column(),
+        }
+    } else {
+        StateError::Invalid(e.to_string())
     }
 }
 

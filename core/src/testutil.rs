@@ -17,13 +17,7 @@ pub fn plan(json: &str) -> Plan {
 /// (only the resolved ones are stored), and so spelling them out as labels when serialized.
 pub fn as_read_back(plan: &Plan) -> Plan {
     let mut plan = plan.clone();
-    for action in &mut plan.actions {
-        if let Some(mut details) = action.details.take() {
-            details.before.clear();
-            action.details = details.boxed();
-        }
-    }
-    plan.depends_on = None;
+    plan.forget_edges_as_written();
     plan
 }
 
