@@ -469,8 +469,9 @@ struct Draft {
     templated: bool,
     /// `None`: not said (on).
     save_outputs: Option<bool>,
-    /// `depends_on` and SCK's `before` as written, and what few actions have, boxed as the
-    /// plan's action keeps them: every action's draft is held until the whole file is read.
+    /// SCK's `before` as written and what few actions have, boxed as the plan's action keeps
+    /// them: every action's draft is held until the whole file is read (`depends_on` as
+    /// written is kept by the validator, every action's in one buffer).
     details: Option<Box<ActionDetails>>,
 }
 
