@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use crate::actions::ActionType;
 use crate::duration::format_duration;
-use crate::graph::Adjacency;
 
 /// Index of an action in [`Plan::actions`]. `u32` keeps the per-action graph data small.
 pub type ActionIdx = u32;
@@ -267,16 +266,142 @@ impl LifecycleHook {
     }
 }
 
+/// One list of actions per action (what each depends on, or what depends on each), all kept in
+/// two flat arrays: at 100k actions a `Vec` per action would cost about 6 MB more (its header
+/// and an allocation of its own each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjacency {
+    /// List `i` is `items[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    items: Vec<ActionIdx>,
+}
+
+impl Default for Adjacency {
+    fn default() -> Self {
+        Adjacency::with_capacity(0, 0)
+    }
+}
+
+impl Adjacency {
+    /// No lists yet, with room for `lists` of them holding `items` in all.
+    pub fn with_capacity(lists: usize, items: usize) -> Self {
+        let mut starts = Vec::with_capacity(lists + 1);
+        starts.push(0);
+        Adjacency {
+            starts,
+            items: Vec::with_capacity(items),
+        }
+    }
+
+    /// Adds the next list.
+    pub fn push(&mut self, list: impl IntoIterator<Item = ActionIdx>) {
+        self.items.extend(list);
+        // Fewer than 2^32 entries: a plan holds at most a few million values.
+        self.starts.push(self.items.len() as u32);
+    }
+
+    /// How many lists.
+    pub fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Whether there are no lists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many entries, over all the lists.
+    pub fn total(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The lists in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[ActionIdx]> + '_ {
+        self.starts
+            .windows(2)
+            .map(|w| &self.items[w[0] as usize..w[1] as usize])
+    }
+
+    /// The same edges the other way round: list `j` of the result holds every `i` whose list
+    /// holds `j` (in ascending `i`); `n` lists, each entry below `n`.
+    pub fn reversed(&self, n: usize) -> Adjacency {
+        let mut starts = vec![0u32; n + 1];
+        for &j in &self.items {
+            starts[j as usize + 1] += 1;
+        }
+        for k in 0..n {
+            starts[k + 1] += starts[k];
+        }
+        let mut next: Vec<u32> = starts[..n].to_vec();
+        let mut items = vec![0; self.items.len()];
+        for (i, list) in self.iter().enumerate() {
+            for &j in list {
+                items[next[j as usize] as usize] = i as ActionIdx;
+                next[j as usize] += 1;
+            }
+        }
+        Adjacency { starts, items }
+    }
+}
+
+impl std::ops::Index<usize> for Adjacency {
+    type Output = [ActionIdx];
+
+    fn index(&self, i: usize) -> &[ActionIdx] {
+        &self.items[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
+}
+
+impl<L: AsRef<[ActionIdx]>> FromIterator<L> for Adjacency {
+    fn from_iter<I: IntoIterator<Item = L>>(lists: I) -> Self {
+        let mut adjacency = Adjacency::default();
+        for list in lists {
+            adjacency.push(list.as_ref().iter().copied());
+        }
+        adjacency
+    }
+}
+
+/// Texts kept end to end in one buffer: one allocation for many short texts (labels) instead
+/// of one each.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Texts {
+    text: String,
+    /// Text `k` ends at `ends[k]` in `text` (and starts where text `k - 1` ends).
+    ends: Vec<usize>,
+}
+
+impl Texts {
+    pub(crate) fn push(&mut self, entry: &str) {
+        self.text.push_str(entry);
+        self.ends.push(self.text.len());
+    }
+
+    /// How many texts.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Text `k`. Panics past the last.
+    pub(crate) fn get(&self, k: usize) -> &str {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        &self.text[start..self.ends[k]]
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+}
+
 /// Lists of texts, one list per action, in one buffer: the `depends_on` of 100k actions as
 /// a `Vec<String>` each took about 30 MB (a box of details per action to hold it, and an
-/// allocation per label), and about 3 MB here.
+/// allocation per label), and about 4 MB here.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct TextLists {
-    text: String,
-    /// Entry `k` ends at `ends[k]` in `text` (and starts where entry `k - 1` ends).
-    ends: Vec<u32>,
-    /// List `i` is entries `firsts[i]..firsts[i + 1]`; empty before the first list.
-    firsts: Vec<u32>,
+    texts: Texts,
+    /// List `i` is texts `firsts[i]..firsts[i + 1]`; empty before the first list.
+    firsts: Vec<usize>,
 }
 
 impl TextLists {
@@ -286,29 +411,23 @@ impl TextLists {
             self.firsts.push(0);
         }
         for entry in list {
-            self.text.push_str(entry);
-            // Within u32: an action file's text is bounded far below 4 GiB.
-            self.ends.push(self.text.len() as u32);
+            self.texts.push(entry);
         }
-        self.firsts.push(self.ends.len() as u32);
+        self.firsts.push(self.texts.len());
     }
 
     /// List `i` (empty past the last).
     pub(crate) fn list(&self, i: usize) -> impl ExactSizeIterator<Item = &str> + '_ {
         let (first, end) = match (self.firsts.get(i), self.firsts.get(i + 1)) {
-            (Some(&first), Some(&end)) => (first as usize, end as usize),
+            (Some(&first), Some(&end)) => (first, end),
             _ => (0, 0),
         };
-        (first..end).map(move |k| {
-            let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
-            &self.text[start..self.ends[k] as usize]
-        })
+        (first..end).map(move |k| self.texts.get(k))
     }
 
     /// Gives back memory reserved beyond what the lists hold.
     pub(crate) fn shrink_to_fit(&mut self) {
-        self.text.shrink_to_fit();
-        self.ends.shrink_to_fit();
+        self.texts.shrink_to_fit();
         self.firsts.shrink_to_fit();
     }
 }

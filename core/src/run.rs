@@ -83,6 +83,17 @@ pub struct Run<S> {
     verifier: Verifier,
 }
 
+/// A stored plan and its SHA-256: the hashing (a tenth of reading a 100k-action plan) runs
+/// beside the reading.
+fn read_and_hash(source: &str, bytes: &[u8]) -> (Result<Plan, load::StoredPlanError>, String) {
+    std::thread::scope(|scope| {
+        let hash = scope.spawn(|| sha256_hex(bytes));
+        let plan = load::read_stored(source, bytes);
+        let plan_sha256 = hash.join().unwrap_or_else(|_| sha256_hex(bytes));
+        (plan, plan_sha256)
+    })
+}
+
 /// `demo-20261128-090458-3fa2`: readable, sortable by time, unique enough per store.
 pub fn new_run_id(stem: &str, now: Timestamp) -> String {
     let stem: String = stem
@@ -182,14 +193,8 @@ impl<S: RunStore> Run<S> {
         let bytes = store.load_plan().await?;
         let source = format!("{}/actions.json", store.locator());
         if cache.is_empty() {
-            // Nothing to compare the hash with first: hashing (a tenth of reading a 100k-action
-            // plan) runs beside the reading.
-            let (plan, plan_sha256) = std::thread::scope(|scope| {
-                let hash = scope.spawn(|| sha256_hex(&bytes));
-                let plan = load::read_stored(&source, &bytes);
-                let plan_sha256 = hash.join().unwrap_or_else(|_| sha256_hex(&bytes));
-                (plan, plan_sha256)
-            });
+            // Nothing to compare the hash with first.
+            let (plan, plan_sha256) = read_and_hash(&source, &bytes);
             return Self::opened(store, plan, plan_sha256, cache);
         }
         let plan_sha256 = sha256_hex(&bytes);
@@ -401,15 +406,12 @@ impl<S: RunStore> Run<S> {
         let (bytes, version) = store.load_latest().await?;
         let source = format!("{}/actions.json", store.locator());
         let whole = journal::delta_ref(&bytes).is_none();
-        let (plan, plan_sha256, early) = std::thread::scope(|scope| {
+        let ((plan, plan_sha256), early) = std::thread::scope(|scope| {
             let early = whole.then(|| {
                 scope.spawn(|| RunState::from_json_in_order_without_logs(&bytes, keep_log))
             });
-            let hash = scope.spawn(|| sha256_hex(&plan_bytes));
-            let plan = load::read_stored(&source, &plan_bytes);
-            let plan_sha256 = hash.join().unwrap_or_else(|_| sha256_hex(&plan_bytes));
-            let early = early.and_then(|reading| reading.join().ok());
-            (plan, plan_sha256, early)
+            let plan = read_and_hash(&source, &plan_bytes);
+            (plan, early.and_then(|reading| reading.join().ok()))
         });
         let run = Self::opened(store, plan, plan_sha256, &PlanCache::default())?;
         if let Some(Ok((mut state, labels))) = early {

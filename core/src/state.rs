@@ -8,7 +8,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::model::{ActionIdx, Plan};
+use crate::model::{ActionIdx, Plan, Texts};
 use crate::process::ProcessRecord;
 
 /// The state document format this baton reads and writes; documents in another format are
@@ -912,8 +912,8 @@ impl RunState {
     pub(crate) fn from_json_in_order_without_logs(
         bytes: &[u8],
         keep_log: Option<&str>,
-    ) -> Result<(Self, LabelsInOrder), StateError> {
-        let mut labels = LabelsInOrder::default();
+    ) -> Result<(Self, Texts), StateError> {
+        let mut labels = Texts::default();
         let keep = without_logs::Keep { label: keep_log };
         let state = Self::read_without_logs(bytes, Place::InOrder(&mut labels), keep)?;
         Ok((state, labels))
@@ -924,10 +924,10 @@ impl RunState {
     /// [`RunState::from_json_without_logs`] checks it.
     pub(crate) fn in_plan_order(
         &self,
-        labels: &LabelsInOrder,
+        labels: &Texts,
         plan: &Plan,
     ) -> Option<Result<(), StateError>> {
-        let same = labels.ends.len() == plan.len()
+        let same = labels.len() == plan.len()
             && (0..plan.len()).all(|i| labels.get(i) == plan.label(i as ActionIdx));
         same.then(|| self.check(plan))
     }
@@ -970,30 +970,11 @@ fn parse_error(e: serde_json::Error, bytes: &[u8]) -> StateError {
     }
 }
 
-/// The labels of a state document's actions in the order it lists them, in one buffer.
-#[derive(Default)]
-pub(crate) struct LabelsInOrder {
-    text: String,
-    ends: Vec<usize>,
-}
-
-impl LabelsInOrder {
-    fn push(&mut self, label: &str) {
-        self.text.push_str(label);
-        self.ends.push(self.text.len());
-    }
-
-    fn get(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
-    }
-}
-
 /// Where a state document's action entries go: into the slot of the plan's action of that
 /// label, or in the order they come (their labels kept, to compare with the plan's later).
 enum Place<'p> {
     ByPlan(&'p Plan),
-    InOrder(&'p mut LabelsInOrder),
+    InOrder(&'p mut Texts),
 }
 
 impl RunState {

@@ -11,9 +11,11 @@ use serde_json::{Map, Value};
 
 use crate::actions::ActionType;
 use crate::duration::{parse_duration, seconds_to_duration, DurationError};
-use crate::graph::{topological_order, transitive_dependencies, Adjacency};
+use crate::graph::{topological_order, transitive_dependencies};
 use crate::hints::did_you_mean;
-use crate::model::{Action, ActionDetails, ActionIdx, Dialect, Plan, RetryPolicy, TextLists};
+use crate::model::{
+    Action, ActionDetails, ActionIdx, Adjacency, Dialect, Plan, RetryPolicy, TextLists,
+};
 use crate::template::{self, OutputRefs};
 
 mod read;

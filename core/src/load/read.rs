@@ -61,8 +61,6 @@ struct Reader<'s> {
     found: Vec<(usize, String, String)>,
     /// Where each action goes as soon as it is read.
     sink: &'s mut dyn ActionSink,
-    /// How many actions were handed to the sink.
-    handed: usize,
     /// The `format` of a stored plan's wrapper object, when the document is one.
     format: Option<String>,
 }
@@ -459,7 +457,7 @@ fn read_action_list<'de, A: SeqAccess<'de>>(
         let Some(action) = seq.next_element_seed(Bounded(reader))? else {
             break;
         };
-        if index == 0 && reader.handed == 0 && reader.format.is_none() {
+        if index == 0 && reader.format.is_none() {
             if let Some(format) = stored_plan_header(&action) {
                 // What validation computed is computed again; only the dialect is kept.
                 reader.format = Some(format);
@@ -467,7 +465,6 @@ fn read_action_list<'de, A: SeqAccess<'de>>(
             }
         }
         reader.sink.action(index, action, reader.format.as_deref());
-        reader.handed += 1;
         index += 1;
     }
     reader.action = None;
@@ -595,7 +592,6 @@ fn read_as(
         stop: None,
         found: Vec::new(),
         sink,
-        handed: 0,
         format: None,
     };
     reader.sink.restart();

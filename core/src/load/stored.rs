@@ -40,10 +40,9 @@ use serde_json::Value;
 
 use crate::actions::ActionType;
 use crate::duration::MAX_DURATION;
-use crate::graph::Adjacency;
 use crate::model::{
-    Action, ActionDetails, ActionIdx, Dialect, HookMessage, HookState, LifecycleHook, Plan,
-    RetryPolicy,
+    Action, ActionDetails, ActionIdx, Adjacency, Dialect, HookMessage, HookState, LifecycleHook,
+    Plan, RetryPolicy,
 };
 
 use super::Problems;
