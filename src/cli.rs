@@ -252,7 +252,7 @@ fn parse() -> Result<Cli, Failure> {
             config.apply_to_store(store, sub);
         }
     }
-    crate::tui::session::configure(crate::tui::session::Settings {
+    crate::tui::term::configure(crate::tui::term::Settings {
         mouse: config.mouse(cli.no_mouse),
         color: config.color(),
     });

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use baton_core::store::s3::{parse_url, S3Store};
-use baton_core::store::{DriverGuard, LogStream, VersionInfo};
+use baton_core::store::{DriverGuard, LogStream, VersionInfo, WriteDocument};
 use baton_core::{LocalStore, Run, RunStore, StoreError};
 
 use crate::args::StoreArgs;
@@ -53,6 +53,15 @@ impl RunStore for AnyStore {
 
     async fn save(&self, state: Vec<u8>, expected: &str) -> Result<String, StoreError> {
         each!(self, s => s.save(state, expected).await)
+    }
+
+    async fn save_written(
+        &self,
+        write: WriteDocument<'_>,
+        size_hint: usize,
+        expected: &str,
+    ) -> Result<String, StoreError> {
+        each!(self, s => s.save_written(write, size_hint, expected).await)
     }
 
     async fn list_versions(&self) -> Result<Vec<VersionInfo>, StoreError> {

@@ -7,15 +7,18 @@
 //! version *n* reads its checkpoint and the deltas after it, and folds them in order.
 //!
 //! A save writes a checkpoint instead when it cannot know what changed (the state was not read
-//! or saved as the version it replaces), when the chain already holds [`MAX_DELTAS`] deltas
-//! (a bound on what one read fetches), or when the chain's deltas would outweigh the
-//! checkpoint (a bound on storage: checkpoints cost at most as much again as the journal, so a
-//! run stores about twice its journal plus its last state, instead of every whole version).
+//! or saved as the version it replaces), when the chain already holds
+//! [`MAX_DELTAS`](crate::changes::MAX_DELTAS) deltas (a bound on what one read fetches), or
+//! when the chain's deltas would outweigh the checkpoint (a bound on storage: checkpoints cost
+//! at most as much again as the journal, so a run stores about twice its journal plus its last
+//! state, instead of every whole version). A checkpoint is streamed into stores that write
+//! files, and a delta stops being written as soon as it outgrows its room, so neither is held
+//! whole beside the state unless it is sent whole (S3).
 //!
-//! What changed is tracked as it happens ([`Changes`]): every change to an action goes through
-//! `RunState::action_mut`, run log lines through `log_run`, and the two wholesale replacements
-//! a merge makes are marked. Debug builds check each delta against the whole state it stands
-//! for (`Run::save`).
+//! What changed is tracked as it happens ([`Changes`](crate::changes::Changes)): every change
+//! to an action goes through `RunState::action_mut`, run log lines through `log_run`, and the
+//! two wholesale replacements a merge makes are marked. Debug builds check each delta against
+//! the whole state it stands for (`Run::save`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -24,129 +27,12 @@ use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::changes::Chain;
 use crate::model::{ActionIdx, Plan};
 use crate::state::{push_ring, serialize_header, ActionState, Header, LogEntry, RunState};
 
-/// The most deltas a chain holds before the next save writes a checkpoint. Reading a version
-/// reads its whole chain, so this bounds a load to one checkpoint and this many small objects.
-pub(crate) const MAX_DELTAS: u32 = 64;
-
 /// The prefix every delta document starts with (whole documents start with `{"format"`).
 const DELTA_PREFIX: &[u8] = b"{\"delta\":";
-
-/// A version's place in its journal: the checkpoint its chain starts from and what the chain
-/// holds after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Chain {
-    /// The checkpoint's version.
-    pub(crate) checkpoint: u64,
-    /// The checkpoint's size.
-    pub(crate) checkpoint_bytes: u64,
-    /// Deltas after the checkpoint, up to and including this version.
-    pub(crate) deltas: u32,
-    /// Their total size.
-    pub(crate) delta_bytes: u64,
-}
-
-impl Chain {
-    /// The chain of a checkpoint just written or read.
-    pub(crate) fn checkpoint(version: u64, bytes: usize) -> Self {
-        Chain {
-            checkpoint: version,
-            checkpoint_bytes: bytes as u64,
-            deltas: 0,
-            delta_bytes: 0,
-        }
-    }
-
-    /// This chain with one more delta of `bytes`.
-    pub(crate) fn then(self, bytes: usize) -> Self {
-        Chain {
-            deltas: self.deltas + 1,
-            delta_bytes: self.delta_bytes + bytes as u64,
-            ..self
-        }
-    }
-
-    /// Whether a delta of `bytes` should rather be a checkpoint.
-    pub(crate) fn is_full_with(&self, bytes: usize) -> bool {
-        self.deltas + 1 >= MAX_DELTAS || self.delta_bytes + bytes as u64 > self.checkpoint_bytes
-    }
-}
-
-/// What changed in a state since the version it was read as or last saved as. Clones carry
-/// it along; equality ignores it (two states are equal by their contents).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Changes {
-    /// The version the changes are relative to and its chain; `None` when unknown (a new
-    /// state, one assembled from several versions), so the next save is a checkpoint.
-    basis: Option<(u64, Chain)>,
-    /// One bit per action changed.
-    dirty: Vec<u64>,
-    /// Run log entries pushed.
-    log_pushed: usize,
-    log_replaced: bool,
-    vars_replaced: bool,
-}
-
-impl PartialEq for Changes {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Changes {
-    pub(crate) fn action(&mut self, idx: ActionIdx) {
-        let (word, bit) = (idx as usize / 64, idx % 64);
-        if self.dirty.len() <= word {
-            self.dirty.resize(word + 1, 0);
-        }
-        self.dirty[word] |= 1 << bit;
-    }
-
-    pub(crate) fn log_pushed(&mut self) {
-        self.log_pushed = self.log_pushed.saturating_add(1);
-    }
-
-    pub(crate) fn log_replaced(&mut self) {
-        self.log_replaced = true;
-    }
-
-    pub(crate) fn vars_replaced(&mut self) {
-        self.vars_replaced = true;
-    }
-
-    /// The state now is `version`, whose chain is `chain`: nothing has changed since.
-    pub(crate) fn settle(&mut self, version: u64, chain: Chain) {
-        *self = Changes {
-            basis: Some((version, chain)),
-            ..Changes::default()
-        };
-    }
-
-    /// The version the changes are relative to, and its chain.
-    pub(crate) fn basis(&self) -> Option<(u64, Chain)> {
-        self.basis
-    }
-
-    /// The state now holds another version's contents besides its own changes (a merge took
-    /// them from `theirs`, read as the newest version): its changes stay (they cover what
-    /// differs from `theirs`: the merge refuses actions both sides changed, and took the rest
-    /// from `theirs`), the run log counts as rewritten, and the next save builds on `theirs`.
-    pub(crate) fn rebase_onto(&mut self, theirs: &Changes) {
-        self.basis = theirs.basis;
-        self.log_replaced = true;
-        self.vars_replaced = true;
-    }
-
-    fn dirty(&self) -> impl Iterator<Item = ActionIdx> + '_ {
-        self.dirty.iter().enumerate().flat_map(|(word, &bits)| {
-            (0..64)
-                .filter(move |bit| bits & (1 << bit) != 0)
-                .map(move |bit| (word * 64 + bit) as ActionIdx)
-        })
-    }
-}
 
 /// A delta's place: the version it builds on and its chain's checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,8 +59,17 @@ pub(crate) fn is_delta(bytes: &[u8]) -> bool {
     bytes.starts_with(DELTA_PREFIX)
 }
 
-/// The delta from `state`'s basis to `state`, building on version `base` of chain `chain`.
-pub(crate) fn delta_json(state: &RunState, plan: &Plan, base: u64, chain: &Chain) -> Vec<u8> {
+/// The delta from `state`'s basis to `state`, building on version `base` of chain `chain`, or
+/// `None` if it would be larger than `room` bytes. Writing stops as soon as it outgrows `room`:
+/// the first tick of a large run changes every action, and its delta, as large as the
+/// checkpoint written instead, is never built whole.
+pub(crate) fn delta_json(
+    state: &RunState,
+    plan: &Plan,
+    base: u64,
+    chain: &Chain,
+    room: usize,
+) -> Option<Vec<u8>> {
     let doc = DeltaDoc {
         state,
         plan,
@@ -183,13 +78,35 @@ pub(crate) fn delta_json(state: &RunState, plan: &Plan, base: u64, chain: &Chain
             base,
         },
     };
-    // Sized up front like a whole state (`RunState::to_json`): a delta of every action is as
-    // large as a checkpoint, and growing to it by doubling held both buffers.
+    // Sized up front like a whole state (`RunState::to_json`): growing by doubling overshoots
+    // and, while it copies, holds both buffers.
     let estimate = state.estimated_json_len_of(plan, state.changes.dirty());
-    let mut out = Vec::with_capacity(estimate);
-    // Plain data into a Vec: cannot fail.
-    let _ = serde_json::to_writer(&mut out, &doc);
-    out
+    let mut out = Bounded {
+        bytes: Vec::with_capacity(estimate.min(room)),
+        room,
+    };
+    serde_json::to_writer(&mut out, &doc).ok()?;
+    Some(out.bytes)
+}
+
+/// A buffer that refuses to grow past `room` bytes.
+struct Bounded {
+    bytes: Vec<u8>,
+    room: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.room {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct DeltaDoc<'a> {
@@ -219,15 +136,16 @@ impl Serialize for DeltaDoc<'_> {
         let changes = &state.changes;
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("delta", &self.delta)?;
-        serialize_header(&mut map, state, changes.vars_replaced)?;
+        serialize_header(&mut map, state, changes.vars_rewritten())?;
         map.serialize_entry("actions", &ChangedActions(self))?;
-        if changes.log_replaced {
-            map.serialize_entry("log", &state.log)?;
-        } else {
-            let added = changes.log_pushed.min(state.log.len());
-            let skip = state.log.len() - added;
-            let added: Vec<&LogEntry> = state.log.iter().skip(skip).collect();
-            map.serialize_entry("log_added", &added)?;
+        match changes.log_entries_added() {
+            None => map.serialize_entry("log", &state.log)?,
+            Some(added) => {
+                let added = added.min(state.log.len());
+                let skip = state.log.len() - added;
+                let added: Vec<&LogEntry> = state.log.iter().skip(skip).collect();
+                map.serialize_entry("log_added", &added)?;
+            }
         }
         map.end()
     }

@@ -7,6 +7,7 @@
 pub mod actions;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub(crate) mod changes;
 pub mod driver;
 pub mod duration;
 pub mod executor;

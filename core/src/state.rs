@@ -592,7 +592,7 @@ pub struct RunState {
     pub(crate) log: VecDeque<LogEntry>,
     /// What changed since the version this state was read as or last saved as: what the next
     /// save writes when it can write a delta (see [`crate::journal`]). Never compared.
-    pub(crate) changes: crate::journal::Changes,
+    pub(crate) changes: crate::changes::Changes,
 }
 
 impl RunState {
@@ -756,7 +756,7 @@ impl RunState {
             updated_at: now,
             actions: Vec::new(),
             log: VecDeque::new(),
-            changes: crate::journal::Changes::default(),
+            changes: crate::changes::Changes::default(),
         };
         state.log_run(
             now,
@@ -840,8 +840,14 @@ impl RunState {
         out
     }
 
+    /// Writes what [`to_json`](Self::to_json) returns into `out` (buffer it: the serializer
+    /// writes a token at a time).
+    pub(crate) fn write_json(&self, plan: &Plan, out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(out, &Document { state: self, plan }).map_err(std::io::Error::from)
+    }
+
     /// A slight overestimate of the serialized size.
-    fn estimated_json_len(&self, plan: &Plan) -> usize {
+    pub(crate) fn estimated_json_len(&self, plan: &Plan) -> usize {
         let written =
             (0..self.actions.len() as ActionIdx).filter(|&i| !self.action(i).is_default());
         self.estimated_json_len_of(plan, written)
@@ -1210,7 +1216,7 @@ impl Header {
             updated_at: Timestamp::default(),
             actions,
             log,
-            changes: crate::journal::Changes::default(),
+            changes: crate::changes::Changes::default(),
         };
         self.apply_to(&mut state)?;
         Ok(state)

@@ -3,11 +3,11 @@
 //! prints plain lines instead: the list, or the run's status and its log until it ends.
 
 use crate::args::StoreArgs;
-use crate::tui::session;
+use crate::tui::{session, term};
 use crate::{locator, CommandResult};
 
 pub async fn run(run: Option<&str>, store: &StoreArgs, read_only: bool) -> CommandResult {
-    match session::console_possible() {
+    match term::console_possible() {
         Ok(()) => {
             if let Some((locator, state)) = session::watch(run, store, read_only).await? {
                 crate::out!("run {locator} {}", state.status());

@@ -14,6 +14,7 @@ pub mod overlay;
 pub mod probe;
 pub mod runs;
 pub mod session;
+pub mod term;
 pub mod terminal;
 pub mod timeline;
 pub mod ui;
@@ -37,8 +38,8 @@ use crate::live::{self, Tails};
 use crate::locator::AnyStore;
 use crate::ops::{self, Aborted, Stopped};
 use crate::Failure;
+pub use term::color_enabled;
 pub use terminal::restore_terminal;
-use terminal::terminal_taken;
 
 /// At most ~30 frames a second, and only when something changed.
 const FRAME: Duration = Duration::from_millis(33);
@@ -48,12 +49,7 @@ const FRAME: Duration = Duration::from_millis(33);
 pub fn wanted(plain: bool, json: bool) -> bool {
     let terminal =
         !plain && !json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-    terminal && session::unusable_terminal().is_none()
-}
-
-/// Colour unless `NO_COLOR` is set (<https://no-color.org>).
-pub fn color_enabled() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    terminal && term::unusable_terminal().is_none()
 }
 
 /// Forwards engine progress into the console's channel, and tells the store poller which
@@ -106,7 +102,7 @@ pub async fn console(
     };
     let app_options = AppOptions {
         read_only: options.read_only,
-        color: session::color_wanted(),
+        color: term::color_wanted(),
         driving: options.drive.is_some(),
     };
     let locator = run.store.locator();
@@ -114,7 +110,7 @@ pub async fn console(
     let plan = Arc::clone(&run.plan);
     let mut app = App::new(plan, state, version, locator, Utc::now(), app_options);
     app.logs_pending = logs_later;
-    let mut term = session::Term::open()?;
+    let mut term = term::Term::open()?;
     let result = run_console(&mut term, run, app, options.drive).await;
     let result = match result {
         Ok((next, state)) => session::navigate(&mut term, next, &store, options.read_only)
@@ -131,7 +127,7 @@ pub async fn console(
 /// engine this process runs); an engine still running as it closes is stopped the documented
 /// way, with the terminal already given back so what stopping says is plain text.
 async fn run_console(
-    term: &mut session::Term,
+    term: &mut term::Term,
     run: Arc<Run<AnyStore>>,
     mut app: App,
     drive: Option<TickOptions>,

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use super::app::{Msg, Next};
 use super::cmdline::{self, CommandLine, Outcome, Words};
 use super::keymap::{self, Command, Context};
-use super::session::Term;
+use super::term::Term;
 use crate::args::StoreArgs;
 use crate::commands::runs::RunRow;
 use crate::output::{format_elapsed, plural, symbol};
@@ -287,7 +287,7 @@ pub async fn show(
     term.input.attach(tx.clone());
     let lister = spawn_lister(store.clone(), list_tx);
     let clock = spawn_clock(tx);
-    let mut view = RunsView::new(&store.store, super::session::color_wanted(), notice);
+    let mut view = RunsView::new(&store.store, super::term::color_wanted(), notice);
     let size = term.terminal.size().unwrap_or_default();
     view.update(Msg::Resize(size.width, size.height));
     let mut last_draw = Instant::now() - super::FRAME;

@@ -14,7 +14,7 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{DriverGuard, LogStream, RunStore, StoreError, VersionInfo};
+use super::{DriverGuard, LogStream, RunStore, StoreError, VersionInfo, WriteDocument};
 use crate::log_stream::{complete_lines, window_start};
 
 pub(crate) const PLAN_FILE: &str = "actions.json";
@@ -126,6 +126,36 @@ impl LocalStore {
             .join(format!("{}.jsonl", stream.key()))
     }
 
+    /// Writes version `expected + 1` with `fill`, unless `expected` is no longer the newest.
+    fn save_filling(
+        &self,
+        expected: &str,
+        fill: impl FnOnce(&File) -> std::io::Result<()>,
+    ) -> Result<String, StoreError> {
+        let seq = self.parse_version(expected)?;
+        let conflict = |store: &Self| StoreError::Conflict {
+            locator: store.locator(),
+            expected: expected.to_string(),
+            actual: store
+                .head_seq()
+                .map_or_else(|_| "unknown".into(), |s| s.to_string()),
+        };
+        if self.head_seq()? != seq {
+            return Err(conflict(self));
+        }
+        // A version file named 18446744073709551615 (nothing baton writes) must not wrap to 0.
+        let next = seq.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+            locator: self.locator(),
+            message: format!("state version {seq} is the last version number there can be; the run's state folder was tampered with"),
+        })?;
+        let target = self.state_path(next);
+        match write_new(&target, fill) {
+            Ok(()) => Ok(next.to_string()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(conflict(self)),
+            Err(e) => Err(StoreError::io(target, e)),
+        }
+    }
+
     fn parse_version(&self, version: &str) -> Result<u64, StoreError> {
         version.parse().map_err(|_| StoreError::NoSuchVersion {
             locator: self.locator(),
@@ -157,8 +187,12 @@ fn remove_stale_staging(runs: &Path) {
     }
 }
 
-/// Writes `bytes` to `target` atomically; fails with `AlreadyExists` if `target` exists.
-fn write_new(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes what `fill` writes to `target` atomically; fails with `AlreadyExists` if `target`
+/// exists.
+fn write_new(
+    target: &Path,
+    fill: impl FnOnce(&File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = target.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -172,8 +206,8 @@ fn write_new(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
         // State holds outputs (which may be secrets that templates read): owner-only.
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
+        let file = options.open(&tmp)?;
+        fill(&file)?;
         file.sync_all()?;
         drop(file);
         crate::fault::point("before_link");
@@ -218,10 +252,10 @@ impl RunStore for LocalStore {
                 use std::os::unix::fs::PermissionsExt;
                 fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))?;
             }
-            write_new(&staging.join(PLAN_FILE), plan)?;
+            write_new(&staging.join(PLAN_FILE), |mut file| file.write_all(plan))?;
             write_new(
                 &staging.join(STATE_DIR).join(format!("{:08}.json", 1)),
-                state,
+                |mut file| file.write_all(state),
             )?;
             fs::rename(&staging, &self.dir)
         })();
@@ -276,28 +310,16 @@ impl RunStore for LocalStore {
     }
 
     async fn save(&self, state: Vec<u8>, expected: &str) -> Result<String, StoreError> {
-        let seq = self.parse_version(expected)?;
-        let conflict = |store: &Self| StoreError::Conflict {
-            locator: store.locator(),
-            expected: expected.to_string(),
-            actual: store
-                .head_seq()
-                .map_or_else(|_| "unknown".into(), |s| s.to_string()),
-        };
-        if self.head_seq()? != seq {
-            return Err(conflict(self));
-        }
-        // A version file named 18446744073709551615 (nothing baton writes) must not wrap to 0.
-        let next = seq.checked_add(1).ok_or_else(|| StoreError::Corrupt {
-            locator: self.locator(),
-            message: format!("state version {seq} is the last version number there can be; the run's state folder was tampered with"),
-        })?;
-        let target = self.state_path(next);
-        match write_new(&target, &state) {
-            Ok(()) => Ok(next.to_string()),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(conflict(self)),
-            Err(e) => Err(StoreError::io(target, e)),
-        }
+        self.save_filling(expected, |mut file| file.write_all(&state))
+    }
+
+    async fn save_written(
+        &self,
+        write: WriteDocument<'_>,
+        _size_hint: usize,
+        expected: &str,
+    ) -> Result<String, StoreError> {
+        self.save_filling(expected, |mut file| write(&mut file))
     }
 
     async fn list_versions(&self) -> Result<Vec<VersionInfo>, StoreError> {
@@ -475,6 +497,13 @@ mod tests {
                 store.load_version("9").await,
                 Err(StoreError::NoSuchVersion { .. })
             ));
+            // A streamed document whose writer fails leaves no file behind either.
+            let failing = |out: &mut dyn Write| -> std::io::Result<()> {
+                out.write_all(b"partial")?;
+                Err(std::io::Error::other("full"))
+            };
+            assert!(store.save_written(&failing, 0, "2").await.is_err());
+            assert_eq!(store.head().await.expect("head"), "2");
         });
         // No temporary files are left behind.
         let leftovers: Vec<_> = fs::read_dir(store.state_dir())

@@ -3,6 +3,7 @@
 //! them, the live log streams of running actions (append-only, see [`crate::log_stream`]).
 
 use std::future::Future;
+use std::io::Write;
 use std::path::PathBuf;
 
 pub use crate::log_stream::LogStream;
@@ -119,6 +120,10 @@ pub struct VersionInfo {
     pub size: u64,
 }
 
+/// Writes a whole state document into the writer it is given (buffered by the caller). A
+/// store may call it more than once (each call writes the whole document again).
+pub type WriteDocument<'a> = &'a (dyn Fn(&mut dyn Write) -> std::io::Result<()> + Sync);
+
 /// Held while a process drives a run; dropping it releases the run.
 pub trait DriverGuard: Send {}
 
@@ -169,6 +174,23 @@ pub trait RunStore: Send + Sync {
         state: Vec<u8>,
         expected: &str,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Like [`save`](Self::save), with the document written by `write` (about `size_hint`
+    /// bytes). A store that writes files streams it there, so a whole checkpoint (13 MB at
+    /// 100k actions) is never held in memory beside the state it is written from; others
+    /// build it in a buffer and save that.
+    fn save_written(
+        &self,
+        write: WriteDocument<'_>,
+        size_hint: usize,
+        expected: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send {
+        async move {
+            let mut document = Vec::with_capacity(size_hint);
+            write(&mut document).map_err(|e| StoreError::io(self.locator(), e))?;
+            self.save(document, expected).await
+        }
+    }
 
     /// Oldest first.
     fn list_versions(&self) -> impl Future<Output = Result<Vec<VersionInfo>, StoreError>> + Send;

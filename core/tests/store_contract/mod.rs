@@ -123,6 +123,52 @@ async fn saves_only_over_the_newest_version<B: Backend>(backend: B) {
     assert_eq!(store.head().await.expect("head"), v3);
 }
 
+async fn a_written_document_is_saved_as_if_given_whole<B: Backend>(backend: B) {
+    let store = backend.run("written");
+    let v1 = store.create(PLAN, b"state-1").await.expect("create");
+    // Written in pieces, and the size is only a hint.
+    let pieces = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
+        for piece in [&b"state"[..], b"-", b"two"] {
+            out.write_all(piece)?;
+        }
+        Ok(())
+    };
+    let v2 = store.save_written(&pieces, 2, &v1).await.expect("saved");
+    assert_eq!(
+        backend.reopen(&store).load_latest().await.expect("latest"),
+        (b"state-two".to_vec(), v2.clone())
+    );
+    // Over a stale version: a conflict, and nothing written.
+    let err = store
+        .save_written(&pieces, 9, &v1)
+        .await
+        .expect_err("stale");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    // A writer that fails halfway (a full disk, a serializer error) leaves no version behind,
+    // whole or partial, and the next save goes ahead over the same version.
+    let failing = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
+        out.write_all(b"half a sta")?;
+        Err(std::io::Error::other("the disk is full"))
+    };
+    store
+        .save_written(&failing, 20, &v2)
+        .await
+        .expect_err("the writer failed");
+    let sizes: Vec<u64> = store
+        .list_versions()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|v| v.size)
+        .collect();
+    assert_eq!(sizes, vec![7, 9]);
+    let v3 = store
+        .save(b"state-3".to_vec(), &v2)
+        .await
+        .expect("saves after the failed write");
+    assert_eq!(store.head().await.expect("head"), v3);
+}
+
 async fn lists_versions_oldest_first_with_their_sizes<B: Backend>(backend: B) {
     let store = backend.run("versions");
     let documents: [&[u8]; 3] = [b"s1", b"state-two", b"the third state"];
@@ -452,6 +498,7 @@ macro_rules! contract {
                 creates_a_run_once,
                 a_missing_run_is_not_found,
                 saves_only_over_the_newest_version,
+                a_written_document_is_saved_as_if_given_whole,
                 lists_versions_oldest_first_with_their_sizes,
                 an_unknown_version_is_refused,
                 drivers_exclude_each_other,
