@@ -801,8 +801,13 @@ impl<'r, S: RunStore, E: Executor> Tick<'r, S, E> {
             return;
         };
         for (idx, event) in std::mem::take(&mut self.hooks_pending) {
+            // Every rendered field can hold a secret a template put there (the log line,
+            // made of the same fields, is redacted where it is recorded).
             let redacted = HookEvent {
+                status: self.secrets.redact(&event.status),
                 message: self.secrets.redact(&event.message),
+                identity: self.secrets.redact(&event.identity),
+                details: self.secrets.redact_value(&event.details),
                 ..event
             };
             let publish = self.executor.publish(&sink, &redacted);

@@ -12,8 +12,8 @@
 //! when the chain's deltas would outweigh the checkpoint (a bound on storage: checkpoints cost
 //! at most as much again as the journal, so a run stores about twice its journal plus its last
 //! state, instead of every whole version). A checkpoint is streamed into stores that write
-//! files, and a delta stops being written as soon as it outgrows its room, so neither is held
-//! whole beside the state unless it is sent whole (S3).
+//! files, and a delta is measured before it is built, so a delta that will not be written is
+//! never held and a checkpoint is held whole only by a store that sends it whole (S3).
 //!
 //! What changed is tracked as it happens ([`Changes`](crate::changes::Changes)): every change
 //! to an action goes through `RunState::action_mut`, run log lines through `log_run`, and the
@@ -60,9 +60,13 @@ pub(crate) fn is_delta(bytes: &[u8]) -> bool {
 }
 
 /// The delta from `state`'s basis to `state`, building on version `base` of chain `chain`, or
-/// `None` if it would be larger than `room` bytes. Writing stops as soon as it outgrows `room`:
-/// the first tick of a large run changes every action, and its delta, as large as the
-/// checkpoint written instead, is never built whole.
+/// `None` if it would be larger than `room` bytes.
+///
+/// It is measured before it is built, and measuring stops as soon as it outgrows `room`: the
+/// first tick of a large run, or one after `retry --from` its first action, changes almost
+/// every action, and that delta, as large as the checkpoint written instead, is never held.
+/// (Building it in a buffer bounded by `room` would not do: the allocator keeps a buffer that
+/// size in its heap after it is freed, and the checkpoint is allocated beside it.)
 pub(crate) fn delta_json(
     state: &RunState,
     plan: &Plan,
@@ -78,29 +82,26 @@ pub(crate) fn delta_json(
             base,
         },
     };
-    // Sized up front like a whole state (`RunState::to_json`): growing by doubling overshoots
-    // and, while it copies, holds both buffers.
-    let estimate = state.estimated_json_len_of(plan, state.changes.dirty());
-    let mut out = Bounded {
-        bytes: Vec::with_capacity(estimate.min(room)),
-        room,
-    };
-    serde_json::to_writer(&mut out, &doc).ok()?;
-    Some(out.bytes)
+    let mut measured = Measured { bytes: 0, room };
+    serde_json::to_writer(&mut measured, &doc).ok()?;
+    let mut out = Vec::with_capacity(measured.bytes);
+    // Plain data into a Vec: cannot fail.
+    let _ = serde_json::to_writer(&mut out, &doc);
+    Some(out)
 }
 
-/// A buffer that refuses to grow past `room` bytes.
-struct Bounded {
-    bytes: Vec<u8>,
+/// Counts what would be written, refusing more than `room` bytes.
+struct Measured {
+    bytes: usize,
     room: usize,
 }
 
-impl std::io::Write for Bounded {
+impl std::io::Write for Measured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.bytes.len() + buf.len() > self.room {
+        self.bytes += buf.len();
+        if self.bytes > self.room {
             return Err(std::io::ErrorKind::FileTooLarge.into());
         }
-        self.bytes.extend_from_slice(buf);
         Ok(buf.len())
     }
 

@@ -856,7 +856,7 @@ impl RunState {
     /// About the size of a document holding the run's fields and `actions` (labels from
     /// `plan`): a little more rather than less, so that a buffer sized by it does not grow by
     /// doubling (which overshoots by up to 2x and, while it copies, holds both buffers).
-    pub(crate) fn estimated_json_len_of(
+    fn estimated_json_len_of(
         &self,
         plan: &Plan,
         actions: impl Iterator<Item = ActionIdx>,

@@ -50,6 +50,21 @@ const FAILING: &str = r#"
         Identity: "prn:shop:web:main:9:broken"
 "#;
 
+/// Hooks that render a secret into every field they publish.
+const SECRETIVE: &str = r#"
+- Label: "prn:shop:web:main:9:action/deploy/main/login"
+  Type: System::NoOp
+  LifecycleHooks:
+    - Type: status
+      States: [Complete]
+      Parameters:
+        OnComplete:
+          Status: "LOGGED_IN_{{ vars.db_password }}"
+          Message: "Logged in with {{ vars.db_password }}"
+        Identity: "prn:shop:web:main:9:{{ vars.db_password }}"
+        Details: {DbPassword: "{{ vars.db_password }}", Note: "used {{ vars.db_password }}"}
+"#;
+
 /// A topic and a queue subscribed to it (raw delivery: the body is the hook's JSON).
 pub(crate) async fn topic_with_queue(endpoint: &str) -> (String, String) {
     let name = unique("hooks");
@@ -83,6 +98,41 @@ pub(crate) async fn topic_with_queue(endpoint: &str) -> (String, String) {
         .await
         .expect("subscribe");
     (topic, queue_url)
+}
+
+/// A queue that receives every event with source `baton` on the default EventBridge bus.
+async fn bus_with_queue(endpoint: &str) -> String {
+    let name = unique("bus-hooks");
+    let queue_url = sqs_client(endpoint)
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let events = events_client(endpoint);
+    events
+        .put_rule()
+        .name(&name)
+        .event_pattern(r#"{"source": ["baton"]}"#)
+        .send()
+        .await
+        .expect("rule");
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("queue")
+        .arn(format!("arn:aws:sqs:us-east-1:123456789012:{name}"))
+        .build()
+        .expect("target");
+    events
+        .put_targets()
+        .rule(&name)
+        .targets(target)
+        .send()
+        .await
+        .expect("targets");
+    queue_url
 }
 
 /// Every message on the queue, as JSON.
@@ -240,6 +290,120 @@ fn status_hooks_are_published_to_an_sns_topic() {
         ],
         "{messages:#?}"
     );
+}
+
+#[test]
+fn status_hooks_are_published_to_an_eventbridge_bus() {
+    let Some(endpoint) = endpoint() else { return };
+    let queue = rt().block_on(bus_with_queue(&endpoint));
+    let scratch = Scratch::new();
+    scratch.write("hooked.actions", HOOKED);
+    let run_id = unique("bus");
+    let args = [
+        "run",
+        "hooked.actions",
+        "--json",
+        "--run-id",
+        &run_id,
+        "--hooks",
+        "events:default",
+        "--var",
+        "env=staging",
+    ];
+    let out = baton_aws(&scratch, &endpoint, &args);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    // Each message is an EventBridge event; the hook is its detail.
+    let events = rt().block_on(drain(&endpoint, &queue));
+    for event in &events {
+        assert_eq!(event["source"], "baton", "{event:#}");
+        assert_eq!(event["detail-type"], "baton status hook", "{event:#}");
+    }
+    let hooks: Vec<Value> = events.iter().map(|e| e["detail"].clone()).collect();
+    let s = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), d.into());
+    assert_eq!(
+        said(&hooks),
+        vec![
+            s("paint", "Complete", "DEPLOY_COMPLETE", "Painted teal"),
+            s(
+                "settings",
+                "Complete",
+                "DEPLOY_IN_PROGRESS",
+                "Settings chosen"
+            ),
+            s(
+                "settings",
+                "Running",
+                "DEPLOY_IN_PROGRESS",
+                "Choosing settings"
+            ),
+        ],
+        "{events:#?}"
+    );
+    assert!(hooks.iter().all(|h| h["run_id"] == run_id.as_str()));
+    // A bus that does not exist: logged, and the run goes on.
+    let run_id = unique("no-bus");
+    let args = [
+        "run",
+        "hooked.actions",
+        "--json",
+        "--run-id",
+        &run_id,
+        "--hooks",
+        "events:no-such-bus",
+        "--var",
+        "env=staging",
+    ];
+    let out = baton_aws(&scratch, &endpoint, &args);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let paint = "prn:shop:web:main:9:action/deploy/main/paint";
+    let log = stdout(&scratch.exits(&["logs", &run_id, paint], 0));
+    assert!(
+        log.contains(
+            "hook status DEPLOY_COMPLETE was not published: events:PutEvents to no-such-bus"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_published_hook_never_carries_a_secret() {
+    let Some(endpoint) = endpoint() else { return };
+    let (topic, queue) = rt().block_on(topic_with_queue(&endpoint));
+    let scratch = Scratch::new();
+    scratch.write("secretive.actions", SECRETIVE);
+    let sink = format!("sns:{topic}");
+    let run_id = unique("secretive");
+    let secret = "hunter2-never-published";
+    let var = format!("db_password={secret}");
+    let args = [
+        "run",
+        "secretive.actions",
+        "--json",
+        "--run-id",
+        &run_id,
+        "--hooks",
+        &sink,
+        "--var",
+        &var,
+    ];
+    let out = baton_aws(&scratch, &endpoint, &args);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let messages = rt().block_on(drain(&endpoint, &queue));
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let body = messages[0].to_string();
+    assert!(!body.contains(secret), "{body}");
+    let hook = &messages[0];
+    assert_eq!(hook["status"], "LOGGED_IN_********");
+    assert_eq!(hook["message"], "Logged in with ********");
+    assert_eq!(hook["identity"], "prn:shop:web:main:9:********");
+    assert_eq!(
+        hook["details"],
+        json!({"DbPassword": "********", "Note": "used ********"})
+    );
+    // Nor its line in the log threads.
+    let log = stdout(&scratch.exits(&["logs", &run_id], 0));
+    assert!(log.contains("hook status LOGGED_IN_********"), "{log}");
+    assert!(!log.contains(secret), "{log}");
 }
 
 #[test]

@@ -199,6 +199,7 @@ moto_client!(elbv2_client, aws_sdk_elasticloadbalancingv2);
 moto_client!(iam_client, aws_sdk_iam);
 moto_client!(sns_client, aws_sdk_sns);
 moto_client!(sqs_client, aws_sdk_sqs);
+moto_client!(events_client, aws_sdk_eventbridge);
 moto_client!(ecs_client, aws_sdk_ecs);
 moto_client!(logs_client, aws_sdk_cloudwatchlogs);
 
