@@ -452,7 +452,7 @@ impl<S: RunStore> Run<S> {
             None => {
                 crate::fault::point("before_checkpoint");
                 // Streamed into the store rather than built first: at 100k actions the
-                // checkpoint is 13 MB, on top of the plan and state it is written from.
+                // checkpoint is 12.5 MB, on top of the plan and state it is written from.
                 let written = AtomicUsize::new(0);
                 let write = |out: &mut dyn Write| -> std::io::Result<()> {
                     let mut counted = Counted { out, bytes: 0 };

@@ -176,8 +176,8 @@ pub trait RunStore: Send + Sync {
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Like [`save`](Self::save), with the document written by `write` (about `size_hint`
-    /// bytes). A store that writes files streams it there, so a whole checkpoint (13 MB at
-    /// 100k actions) is never held in memory beside the state it is written from; others
+    /// bytes). A store that writes files streams it there, so a whole checkpoint (12.5 MB
+    /// at 100k actions) is never held in memory beside the state it is written from; others
     /// build it in a buffer and save that.
     fn save_written(
         &self,
