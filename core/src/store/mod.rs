@@ -77,7 +77,7 @@ pub enum StoreError {
         version: String,
     },
     /// A file of a local run could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{hint}", hint = io_hint(.source))]
     Io {
         /// The file or folder.
         path: PathBuf,
@@ -100,6 +100,20 @@ pub enum StoreError {
         /// What failed and why (in the service's own words where it gave them).
         message: String,
     },
+}
+
+/// What to do about an operating system error, for the ones an operator can fix.
+fn io_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            "; free some space and try again (what was saved before is intact: a run this stopped \
+             carries on with `baton resume`)"
+        }
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            "; check that this user may write there (or choose another --store)"
+        }
+        _ => "",
+    }
 }
 
 impl StoreError {
@@ -235,5 +249,23 @@ pub trait RunStore: Send + Sync {
         _limit: usize,
     ) -> impl Future<Output = Result<(Vec<u8>, u64), StoreError>> + Send {
         async move { Ok((Vec::new(), from)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_says_what_to_do() {
+        let full = StoreError::io(
+            "/runs/r/state/00000002.json",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        let said = full.to_string();
+        assert!(said.starts_with("/runs/r/state/00000002.json: "), "{said}");
+        assert!(said.contains("free some space and try again"), "{said}");
+        let other = StoreError::io("/x", std::io::Error::other("odd"));
+        assert_eq!(other.to_string(), "/x: odd");
     }
 }
