@@ -65,6 +65,20 @@ const SECRETIVE: &str = r#"
         Details: {DbPassword: "{{ vars.db_password }}", Note: "used {{ vars.db_password }}"}
 "#;
 
+/// A new SQS queue: its URL and ARN.
+async fn queue(endpoint: &str, name: &str) -> (String, String) {
+    let url = sqs_client(endpoint)
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    (url, format!("arn:aws:sqs:us-east-1:123456789012:{name}"))
+}
+
 /// A topic and a queue subscribed to it (raw delivery: the body is the hook's JSON).
 pub(crate) async fn topic_with_queue(endpoint: &str) -> (String, String) {
     let name = unique("hooks");
@@ -77,17 +91,7 @@ pub(crate) async fn topic_with_queue(endpoint: &str) -> (String, String) {
         .topic_arn()
         .expect("topic arn")
         .to_string();
-    let sqs = sqs_client(endpoint);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("queue url")
-        .to_string();
-    let queue_arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    let (queue_url, queue_arn) = queue(endpoint, &name).await;
     sns_client(endpoint)
         .subscribe()
         .topic_arn(&topic)
@@ -103,15 +107,7 @@ pub(crate) async fn topic_with_queue(endpoint: &str) -> (String, String) {
 /// A queue that receives every event with source `baton` on the default EventBridge bus.
 async fn bus_with_queue(endpoint: &str) -> String {
     let name = unique("bus-hooks");
-    let queue_url = sqs_client(endpoint)
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("queue url")
-        .to_string();
+    let (queue_url, queue_arn) = queue(endpoint, &name).await;
     let events = events_client(endpoint);
     events
         .put_rule()
@@ -122,7 +118,7 @@ async fn bus_with_queue(endpoint: &str) -> String {
         .expect("rule");
     let target = aws_sdk_eventbridge::types::Target::builder()
         .id("queue")
-        .arn(format!("arn:aws:sqs:us-east-1:123456789012:{name}"))
+        .arn(queue_arn)
         .build()
         .expect("target");
     events
@@ -165,6 +161,43 @@ pub(crate) async fn drain(endpoint: &str, queue_url: &str) -> Vec<Value> {
     }
 }
 
+/// `baton run FILE --json --run-id RUN_ID --hooks SINK [--var VAR]` against moto.
+fn run_hooked(
+    scratch: &Scratch,
+    endpoint: &str,
+    file: &str,
+    run_id: &str,
+    sink: &str,
+    var: Option<&str>,
+) -> std::process::Output {
+    let mut args = vec!["run", file, "--json", "--run-id", run_id, "--hooks", sink];
+    args.extend(var.iter().flat_map(|var| ["--var", var]));
+    baton_aws(scratch, endpoint, &args)
+}
+
+/// What the hooks of `HOOKED` say, as `said` lists it.
+const HOOKED_SAYS: [(&str, &str, &str, &str); 3] = [
+    ("paint", "Complete", "DEPLOY_COMPLETE", "Painted teal"),
+    (
+        "settings",
+        "Complete",
+        "DEPLOY_IN_PROGRESS",
+        "Settings chosen",
+    ),
+    (
+        "settings",
+        "Running",
+        "DEPLOY_IN_PROGRESS",
+        "Choosing settings",
+    ),
+];
+
+fn owned(said: &[(&str, &str, &str, &str)]) -> Vec<(String, String, String, String)> {
+    said.iter()
+        .map(|&(a, b, c, d)| (a.into(), b.into(), c.into(), d.into()))
+        .collect()
+}
+
 fn said(messages: &[Value]) -> Vec<(String, String, String, String)> {
     let text = |m: &Value, k: &str| m[k].as_str().unwrap_or_default().to_string();
     let mut said: Vec<_> = messages
@@ -193,40 +226,17 @@ fn status_hooks_are_published_to_an_sns_topic() {
     scratch.write("failing.actions", FAILING);
     let sink = format!("sns:{topic}");
     let run_id = unique("hooked");
-    let args = [
-        "run",
+    let out = run_hooked(
+        &scratch,
+        &endpoint,
         "hooked.actions",
-        "--json",
-        "--run-id",
         &run_id,
-        "--hooks",
         &sink,
-        "--var",
-        "env=staging",
-    ];
-    let out = baton_aws(&scratch, &endpoint, &args);
+        Some("env=staging"),
+    );
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let messages = rt().block_on(drain(&endpoint, &queue));
-    let s = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), d.into());
-    assert_eq!(
-        said(&messages),
-        vec![
-            s("paint", "Complete", "DEPLOY_COMPLETE", "Painted teal"),
-            s(
-                "settings",
-                "Complete",
-                "DEPLOY_IN_PROGRESS",
-                "Settings chosen"
-            ),
-            s(
-                "settings",
-                "Running",
-                "DEPLOY_IN_PROGRESS",
-                "Choosing settings"
-            ),
-        ],
-        "{messages:#?}"
-    );
+    assert_eq!(said(&messages), owned(&HOOKED_SAYS), "{messages:#?}");
     let first = messages
         .iter()
         .find(|m| m["label"].as_str().is_some_and(|l| l.ends_with("settings")))
@@ -265,29 +275,20 @@ fn status_hooks_are_published_to_an_sns_topic() {
 
     // A failure: its hook says so, with the action's own error.
     let run_id = unique("failing");
-    let args = [
-        "run",
-        "failing.actions",
-        "--json",
-        "--run-id",
-        &run_id,
-        "--hooks",
-        &sink,
-    ];
-    let out = baton_aws(&scratch, &endpoint, &args);
+    let out = run_hooked(&scratch, &endpoint, "failing.actions", &run_id, &sink, None);
     assert_eq!(code(&out), 1, "{}", describe(&out));
     let messages = rt().block_on(drain(&endpoint, &queue));
     assert_eq!(
         said(&messages),
-        vec![
-            s(
+        owned(&[
+            (
                 "broken",
                 "Failed",
                 "DEPLOY_FAILED",
                 "Broke: the disk is full"
             ),
-            s("broken", "Running", "DEPLOY_IN_PROGRESS", "Breaking"),
-        ],
+            ("broken", "Running", "DEPLOY_IN_PROGRESS", "Breaking"),
+        ]),
         "{messages:#?}"
     );
 }
@@ -299,18 +300,14 @@ fn status_hooks_are_published_to_an_eventbridge_bus() {
     let scratch = Scratch::new();
     scratch.write("hooked.actions", HOOKED);
     let run_id = unique("bus");
-    let args = [
-        "run",
+    let out = run_hooked(
+        &scratch,
+        &endpoint,
         "hooked.actions",
-        "--json",
-        "--run-id",
         &run_id,
-        "--hooks",
         "events:default",
-        "--var",
-        "env=staging",
-    ];
-    let out = baton_aws(&scratch, &endpoint, &args);
+        Some("env=staging"),
+    );
     assert_eq!(code(&out), 0, "{}", describe(&out));
     // Each message is an EventBridge event; the hook is its detail.
     let events = rt().block_on(drain(&endpoint, &queue));
@@ -319,41 +316,18 @@ fn status_hooks_are_published_to_an_eventbridge_bus() {
         assert_eq!(event["detail-type"], "baton status hook", "{event:#}");
     }
     let hooks: Vec<Value> = events.iter().map(|e| e["detail"].clone()).collect();
-    let s = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), d.into());
-    assert_eq!(
-        said(&hooks),
-        vec![
-            s("paint", "Complete", "DEPLOY_COMPLETE", "Painted teal"),
-            s(
-                "settings",
-                "Complete",
-                "DEPLOY_IN_PROGRESS",
-                "Settings chosen"
-            ),
-            s(
-                "settings",
-                "Running",
-                "DEPLOY_IN_PROGRESS",
-                "Choosing settings"
-            ),
-        ],
-        "{events:#?}"
-    );
+    assert_eq!(said(&hooks), owned(&HOOKED_SAYS), "{events:#?}");
     assert!(hooks.iter().all(|h| h["run_id"] == run_id.as_str()));
     // A bus that does not exist: logged, and the run goes on.
     let run_id = unique("no-bus");
-    let args = [
-        "run",
+    let out = run_hooked(
+        &scratch,
+        &endpoint,
         "hooked.actions",
-        "--json",
-        "--run-id",
         &run_id,
-        "--hooks",
         "events:no-such-bus",
-        "--var",
-        "env=staging",
-    ];
-    let out = baton_aws(&scratch, &endpoint, &args);
+        Some("env=staging"),
+    );
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let paint = "prn:shop:web:main:9:action/deploy/main/paint";
     let log = stdout(&scratch.exits(&["logs", &run_id, paint], 0));
@@ -375,18 +349,14 @@ fn a_published_hook_never_carries_a_secret() {
     let run_id = unique("secretive");
     let secret = "hunter2-never-published";
     let var = format!("db_password={secret}");
-    let args = [
-        "run",
+    let out = run_hooked(
+        &scratch,
+        &endpoint,
         "secretive.actions",
-        "--json",
-        "--run-id",
         &run_id,
-        "--hooks",
         &sink,
-        "--var",
-        &var,
-    ];
-    let out = baton_aws(&scratch, &endpoint, &args);
+        Some(&var),
+    );
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let messages = rt().block_on(drain(&endpoint, &queue));
     assert_eq!(messages.len(), 1, "{messages:#?}");
@@ -422,18 +392,14 @@ fn a_failed_publish_is_logged_and_the_run_goes_on() {
     scratch.write("hooked.actions", HOOKED);
     let sink = format!("sns:{topic}");
     let run_id = unique("unpublished");
-    let args = [
-        "run",
+    let out = run_hooked(
+        &scratch,
+        &endpoint,
         "hooked.actions",
-        "--json",
-        "--run-id",
         &run_id,
-        "--hooks",
         &sink,
-        "--var",
-        "env=prod",
-    ];
-    let out = baton_aws(&scratch, &endpoint, &args);
+        Some("env=prod"),
+    );
     assert_eq!(code(&out), 0, "{}", describe(&out));
     assert_eq!(json(&out)["status"], "succeeded");
     let paint = "prn:shop:web:main:9:action/deploy/main/paint";
