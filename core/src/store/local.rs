@@ -412,6 +412,30 @@ fn dead_holder(holder: &str) -> bool {
 }
 
 impl LocalStore {
+    /// Removes what saves that died halfway left in the state folder: the temporary files of
+    /// processes that are gone (a checkpoint streamed there is megabytes at 100k actions).
+    /// Only where `/proc` tells which processes live; a live writer's file is its own.
+    fn remove_dead_writers_files(&self) {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(self.state_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".tmp-"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                tracing::info!(file = %entry.path().display(), "removing what a dead save left");
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn try_lock_driver(&self) -> Result<Box<dyn DriverGuard>, StoreError> {
         let path = self.dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
@@ -425,6 +449,7 @@ impl LocalStore {
             Ok(()) => {
                 let _ = file.set_len(0);
                 let _ = write!(file, "{}", std::process::id());
+                self.remove_dead_writers_files();
                 Ok(Box::new(LocalGuard { _file: file }))
             }
             Err(fs::TryLockError::WouldBlock) => {
@@ -512,6 +537,29 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    /// A save killed halfway leaves its temporary file; the next driver removes it, and
+    /// leaves a live writer's alone.
+    #[test]
+    fn the_next_driver_removes_what_a_dead_save_left() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::in_root(tmp.path(), "dead");
+        block_on(store.create(b"[]", b"s1")).expect("create");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let left = store.state_dir().join(format!(".tmp-{dead}-0"));
+        let live = store
+            .state_dir()
+            .join(format!(".tmp-{}-99", std::process::id()));
+        fs::write(&left, b"{\"format\": half a checkp").expect("write");
+        fs::write(&live, b"being written").expect("write");
+        let guard = store.lock_driver().expect("lock");
+        assert!(!left.exists(), "a dead save's file stays");
+        assert!(live.exists(), "a live writer's file was removed");
+        drop(guard);
+        assert_eq!(block_on(store.head()).expect("head"), "1");
     }
 
     /// Asking whether a run is driven takes no exclusive lock and sees a held one.
