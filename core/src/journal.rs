@@ -82,32 +82,11 @@ pub(crate) fn delta_json(
             base,
         },
     };
-    let mut measured = Measured { bytes: 0, room };
-    serde_json::to_writer(&mut measured, &doc).ok()?;
-    let mut out = Vec::with_capacity(measured.bytes);
+    let size = crate::util::json_size_within(&doc, room)?;
+    let mut out = Vec::with_capacity(size);
     // Plain data into a Vec: cannot fail.
     let _ = serde_json::to_writer(&mut out, &doc);
     Some(out)
-}
-
-/// Counts what would be written, refusing more than `room` bytes.
-struct Measured {
-    bytes: usize,
-    room: usize,
-}
-
-impl std::io::Write for Measured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.bytes += buf.len();
-        if self.bytes > self.room {
-            return Err(std::io::ErrorKind::FileTooLarge.into());
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 struct DeltaDoc<'a> {

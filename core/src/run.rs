@@ -13,6 +13,7 @@ use crate::model::Plan;
 use crate::state::{RunState, Timestamp};
 use crate::store::{RunStore, StoreError};
 use crate::util::sha256_hex;
+use crate::util::Counted;
 
 /// Why a run could not be opened, read or saved.
 #[derive(Debug, thiserror::Error)]
@@ -444,6 +445,8 @@ impl<S: RunStore> Run<S> {
     /// as `expected` and the chain has room, else a whole checkpoint.
     pub async fn save(&self, state: &mut RunState, expected: &str) -> Result<String, RunError> {
         crate::fault::point("before_save");
+        // The checkpoint's size, counted as it is written.
+        let written = AtomicUsize::new(0);
         let (version, chain) = match self.delta(state, expected) {
             Some((delta, chain)) => {
                 crate::fault::point("before_delta");
@@ -453,9 +456,8 @@ impl<S: RunStore> Run<S> {
                 crate::fault::point("before_checkpoint");
                 // Streamed into the store rather than built first: at 100k actions the
                 // checkpoint is 12.5 MB, on top of the plan and state it is written from.
-                let written = AtomicUsize::new(0);
                 let write = |out: &mut dyn Write| -> std::io::Result<()> {
-                    let mut counted = Counted { out, bytes: 0 };
+                    let mut counted = Counted::new(out);
                     let mut buffered = BufWriter::with_capacity(1 << 16, &mut counted);
                     state.write_json(&self.plan, &mut buffered)?;
                     buffered.flush()?;
@@ -465,15 +467,17 @@ impl<S: RunStore> Run<S> {
                 };
                 let size_hint = state.estimated_json_len(&self.plan);
                 let version = self.store.save_written(&write, size_hint, expected).await?;
-                let chain = version_seq(&version)
-                    .map(|seq| Chain::checkpoint(seq, written.load(Ordering::Relaxed)));
-                (version, chain)
+                (version, None)
             }
         };
         crate::fault::point("after_save");
-        match (version_seq(&version), chain) {
-            (Some(seq), Some(chain)) => state.changes.settle(seq, chain),
-            _ => state.changes = Default::default(),
+        match version_seq(&version) {
+            Some(seq) => {
+                let chain = chain
+                    .unwrap_or_else(|| Chain::checkpoint(seq, written.load(Ordering::Relaxed)));
+                state.changes.settle(seq, chain);
+            }
+            None => state.changes = Default::default(),
         }
         self.remember(state, &version);
         Ok(version)
@@ -517,24 +521,6 @@ impl<S: RunStore> Run<S> {
 /// numbers, which then always gets checkpoints).
 fn version_seq(version: &str) -> Option<u64> {
     version.parse().ok()
-}
-
-/// Counts what passes through to `out`.
-struct Counted<'a> {
-    out: &'a mut dyn Write,
-    bytes: usize,
-}
-
-impl Write for Counted<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.bytes += n;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
 }
 
 /// Debug builds check every journal delta against the whole state it stands for: the version

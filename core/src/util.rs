@@ -13,20 +13,55 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The compact-JSON size of `value`, counted without building the text.
 pub(crate) fn json_size(value: &impl serde::Serialize) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
+    let mut count = Counted::new(std::io::sink());
     // Writing into a counter cannot fail.
     let _ = serde_json::to_writer(&mut count, value);
-    count.0
+    count.bytes
+}
+
+/// The compact-JSON size of `value` if it is at most `limit` bytes, counted without building
+/// the text; counting stops as soon as it passes `limit`.
+pub(crate) fn json_size_within(value: &impl serde::Serialize, limit: usize) -> Option<usize> {
+    let mut count = Counted::at_most(std::io::sink(), limit);
+    serde_json::to_writer(&mut count, value).ok()?;
+    Some(count.bytes)
+}
+
+/// Counts the bytes written through to `inner`, refusing any write that would pass `limit`.
+pub(crate) struct Counted<W> {
+    inner: W,
+    /// Written so far.
+    pub(crate) bytes: usize,
+    limit: usize,
+}
+
+impl<W> Counted<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Self::at_most(inner, usize::MAX)
+    }
+
+    pub(crate) fn at_most(inner: W, limit: usize) -> Self {
+        Counted {
+            inner,
+            bytes: 0,
+            limit,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.limit - self.bytes {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        let n = self.inner.write(buf)?;
+        self.bytes += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// An error and its causes in words: each cause's message after a `: `, leaving out one that

@@ -179,8 +179,7 @@ fn remove_stale_staging(runs: &Path) {
             continue;
         };
         let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
+        if pid.is_none_or(process_gone) {
             tracing::info!(folder = %entry.path().display(), "removing a half-created run");
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -402,13 +401,18 @@ impl RunStore for LocalStore {
 }
 
 /// Whether the pid a Busy error names (` (pid N)`) is no longer a process on this machine.
+/// Whether process `pid` has ended (where `/proc` lists the live ones).
+fn process_gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn dead_holder(holder: &str) -> bool {
     holder
         .trim()
         .strip_prefix("(pid ")
         .and_then(|rest| rest.strip_suffix(')'))
         .and_then(|pid| pid.parse::<u32>().ok())
-        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .is_some_and(process_gone)
 }
 
 impl LocalStore {
@@ -429,7 +433,7 @@ impl LocalStore {
                 .and_then(|n| n.strip_prefix(".tmp-"))
                 .and_then(|rest| rest.split('-').next())
                 .and_then(|pid| pid.parse::<u32>().ok());
-            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            if pid.is_some_and(process_gone) {
                 tracing::info!(file = %entry.path().display(), "removing what a dead save left");
                 let _ = fs::remove_file(entry.path());
             }
